@@ -1,0 +1,126 @@
+//! Wiring: open the stores, build the services, reconcile, serve, and shut down in order.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::blob::{BlobStore, LocalBlobStore};
+use crate::config::Config;
+use crate::meta::{MetaStore, SqliteMeta};
+use crate::services::{Auth, Files, Janitor, Uploads};
+use crate::{http, telemetry};
+
+/// Everything a request handler can reach.
+pub struct App {
+    pub config: Config,
+    /// Base of every URL handed out (upload URLs, `uri`), without a trailing slash.
+    pub public_url: String,
+    pub meta: Arc<dyn MetaStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub auth: Auth,
+    pub files: Files,
+    pub uploads: Uploads,
+    pub metrics: PrometheusHandle,
+}
+
+pub type AppState = Arc<App>;
+
+/// Opens the metadata store of `config` (for the serve command and the admin commands alike).
+pub async fn open_meta(config: &Config) -> anyhow::Result<Arc<dyn MetaStore>> {
+    if let Some(dir) = config.database_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let meta = SqliteMeta::open(&config.database_path)
+        .await
+        .with_context(|| format!("opening the database {}", config.database_path.display()))?;
+    Ok(Arc::new(meta))
+}
+
+/// Runs `filegate serve` until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let meta = open_meta(&config).await?;
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::open(config.blob_root.clone()).await?);
+    tracing::info!(database = %config.database_path.display(), "metadata store: SQLite");
+    tracing::info!("blob store: {}", blobs.describe());
+
+    let (auth, created_key) = Auth::bootstrap(meta.clone(), &config.static_keys).await?;
+    if let Some(key) = created_key {
+        println!(
+            "No API key was configured, so one was created for project \"{}\". It is shown only now \
+             (the database keeps its hash):\n\n    {}\n",
+            crate::services::auth::DEFAULT_PROJECT,
+            key.expose()
+        );
+    }
+
+    let janitor = Janitor::new(meta.clone(), blobs.clone(), config.sweep_interval);
+    let orphans = janitor.reconcile().await.context("reconciling storage with the database")?;
+    tracing::info!(orphans_removed = orphans, "storage reconciled");
+
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let app = Arc::new(App {
+        public_url,
+        files: Files::new(meta.clone(), blobs.clone()),
+        uploads: Uploads::new(meta.clone(), blobs.clone(), config.limits.clone(), config.body_idle_timeout),
+        auth,
+        meta: meta.clone(),
+        blobs,
+        metrics: telemetry::init_metrics()?,
+        config,
+    });
+
+    let shutdown = CancellationToken::new();
+    let janitor_task = tokio::spawn(janitor.run(shutdown.child_token()));
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+    tracing::info!(public_url = %app.public_url, "listening on http://{addr}");
+    // A stable line on stdout for scripts and tests that start filegate on port 0.
+    println!("listening on http://{addr}");
+
+    let grace = app.config.shutdown_grace;
+    let server = axum::serve(listener, http::router(app.clone())).with_graceful_shutdown({
+        let shutdown = shutdown.clone();
+        async move { shutdown.cancelled().await }
+    });
+    tokio::select! {
+        result = server => result.context("serving HTTP")?,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_seconds = grace.as_secs(), "requests still running after the grace period; exiting");
+        }
+    }
+    let _ = janitor_task.await;
+    drop(app);
+    meta_close(meta).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn meta_close(meta: Arc<dyn MetaStore>) {
+    meta.close().await;
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested: draining requests");
+    shutdown.cancel();
+}

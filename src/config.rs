@@ -1,0 +1,233 @@
+//! Settings of `filegate serve`: every one has a flag and a `FILEGATE_*` environment variable (the
+//! operational contract in `docs/configuration.md`). Values are parsed and checked here, once, before
+//! anything binds or opens; the rest of the server receives typed values only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ipnet::IpNet;
+
+use crate::domain::{ApiKey, ProjectId};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to bind (port 0 picks a free port; the chosen one is logged as `listening on http://…`).
+    #[arg(long, env = "FILEGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Base of the URLs filegate hands out (upload URLs, `uri`); default `http://<listen address>`.
+    #[arg(long, env = "FILEGATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Directory of the SQLite database and of the local blob store.
+    #[arg(long, env = "FILEGATE_DATA_DIR", default_value = "./filegate-data")]
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` (default: `filegate.db` in the data dir).
+    #[arg(long, env = "FILEGATE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// `file:///PATH` (default: `blobs/` in the data dir).
+    #[arg(long, env = "FILEGATE_BLOB_STORE")]
+    pub blob_store: Option<String>,
+    /// Comma-separated `project:key` pairs accepted in addition to the keys in the database.
+    #[arg(long, env = "FILEGATE_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// Largest file accepted, in bytes.
+    #[arg(long, env = "FILEGATE_MAX_FILE_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+    /// Storage limit of each project, in bytes (counting files being uploaded).
+    #[arg(long, env = "FILEGATE_PROJECT_QUOTA_BYTES", default_value_t = 20 * 1024 * 1024 * 1024)]
+    pub project_quota_bytes: u64,
+    /// Lifetime of uploaded files, counted from the start of their upload.
+    #[arg(long, env = "FILEGATE_DEFAULT_TTL_SECONDS", default_value_t = 172_800)]
+    pub default_ttl_seconds: u64,
+    /// How often the janitor removes expired files and abandoned uploads.
+    #[arg(long, env = "FILEGATE_SWEEP_INTERVAL_SECONDS", default_value_t = 60)]
+    pub sweep_interval_seconds: u64,
+    /// Comma-separated CIDRs exempt from the import SSRF deny list (e.g. `127.0.0.1/32` for tests).
+    #[arg(long, env = "FILEGATE_IMPORT_ALLOW_CIDRS")]
+    pub import_allow_cidrs: Option<String>,
+    /// Concurrent import fetches on this node.
+    #[arg(long, env = "FILEGATE_IMPORT_WORKERS", default_value_t = 4)]
+    pub import_workers: usize,
+    /// How long a worker's claim on an import task lasts without renewal.
+    #[arg(long, env = "FILEGATE_IMPORT_LEASE_SECONDS", default_value_t = 30)]
+    pub import_lease_seconds: u64,
+    /// A request body that sends no byte for this long is abandoned (the chunk is not committed).
+    #[arg(long, env = "FILEGATE_BODY_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub body_idle_timeout_seconds: u64,
+    /// On SIGTERM, how long in-flight requests may take to finish before the server exits.
+    #[arg(long, env = "FILEGATE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+    /// `pretty` or `json` log lines on stderr (filter with `RUST_LOG`).
+    #[arg(long, env = "FILEGATE_LOG_FORMAT", default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Limits that apply to every file and project.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_file_bytes: u64,
+    pub project_quota_bytes: u64,
+    pub default_ttl: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub public_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub database_path: PathBuf,
+    pub blob_root: PathBuf,
+    pub static_keys: Vec<(ProjectId, ApiKey)>,
+    pub limits: Limits,
+    pub sweep_interval: Duration,
+    pub import_allow_cidrs: Vec<IpNet>,
+    pub import_workers: usize,
+    pub import_lease: Duration,
+    pub body_idle_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
+        let public_url = args.public_url.as_deref().map(parse_public_url).transpose()?;
+        let database_path = match args.database_url.as_deref() {
+            None => args.data_dir.join("filegate.db"),
+            Some(url) => parse_sqlite_url(url)?,
+        };
+        let blob_root = match args.blob_store.as_deref() {
+            None => args.data_dir.join("blobs"),
+            Some(url) => parse_blob_url(url)?,
+        };
+        let static_keys = args.api_keys.as_deref().map(parse_api_keys).transpose()?.unwrap_or_default();
+        let import_allow_cidrs = args.import_allow_cidrs.as_deref().map(parse_cidrs).transpose()?.unwrap_or_default();
+        if args.max_file_bytes == 0 {
+            bail!("FILEGATE_MAX_FILE_BYTES must be at least 1");
+        }
+        if args.default_ttl_seconds == 0 || args.sweep_interval_seconds == 0 {
+            bail!("FILEGATE_DEFAULT_TTL_SECONDS and FILEGATE_SWEEP_INTERVAL_SECONDS must be at least 1");
+        }
+        if args.import_workers == 0 || args.import_lease_seconds < 3 {
+            bail!("FILEGATE_IMPORT_WORKERS must be at least 1 and FILEGATE_IMPORT_LEASE_SECONDS at least 3");
+        }
+        if args.body_idle_timeout_seconds == 0 {
+            bail!("FILEGATE_BODY_IDLE_TIMEOUT_SECONDS must be at least 1");
+        }
+        Ok(Self {
+            listen: args.listen,
+            public_url,
+            data_dir: args.data_dir,
+            database_path,
+            blob_root,
+            static_keys,
+            limits: Limits {
+                max_file_bytes: args.max_file_bytes,
+                project_quota_bytes: args.project_quota_bytes,
+                default_ttl: Duration::from_secs(args.default_ttl_seconds),
+            },
+            sweep_interval: Duration::from_secs(args.sweep_interval_seconds),
+            import_allow_cidrs,
+            import_workers: args.import_workers,
+            import_lease: Duration::from_secs(args.import_lease_seconds),
+            body_idle_timeout: Duration::from_secs(args.body_idle_timeout_seconds),
+            shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+            log_format: args.log_format,
+        })
+    }
+}
+
+/// A public URL is an absolute http(s) URL; a trailing slash is dropped so paths join cleanly.
+fn parse_public_url(url: &str) -> anyhow::Result<String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let uri: hyper::Uri = trimmed.parse().with_context(|| format!("FILEGATE_PUBLIC_URL \"{url}\" is not a URL"))?;
+    match (uri.scheme_str(), uri.host(), uri.query()) {
+        (Some("http" | "https"), Some(_), None) => Ok(trimmed.to_owned()),
+        _ => bail!("FILEGATE_PUBLIC_URL \"{url}\" must be an absolute http:// or https:// URL without a query"),
+    }
+}
+
+fn parse_sqlite_url(url: &str) -> anyhow::Result<PathBuf> {
+    let path =
+        url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).map(|p| p.split('?').next().unwrap_or(p));
+    match path {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ if url.starts_with("postgres") => {
+            bail!("FILEGATE_DATABASE_URL: PostgreSQL is not supported by this build yet; use sqlite://PATH")
+        }
+        _ => bail!("FILEGATE_DATABASE_URL \"{url}\" must be sqlite://PATH"),
+    }
+}
+
+fn parse_blob_url(url: &str) -> anyhow::Result<PathBuf> {
+    match url.strip_prefix("file://") {
+        Some(p) if p.starts_with('/') => Ok(PathBuf::from(p)),
+        _ if ["s3://", "gs://", "az://"].iter().any(|s| url.starts_with(s)) => {
+            bail!("FILEGATE_BLOB_STORE: object stores are not supported by this build yet; use file:///PATH")
+        }
+        _ => bail!("FILEGATE_BLOB_STORE \"{url}\" must be file:///ABSOLUTE/PATH"),
+    }
+}
+
+fn parse_api_keys(list: &str) -> anyhow::Result<Vec<(ProjectId, ApiKey)>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (project, key) =
+                pair.split_once(':').with_context(|| "FILEGATE_API_KEYS entries must be project:key".to_owned())?;
+            let project = ProjectId::parse(project.trim()).map_err(|e| anyhow::anyhow!("FILEGATE_API_KEYS: {e}"))?;
+            let key = key.trim();
+            if key.len() < 8 {
+                bail!("FILEGATE_API_KEYS: the key of project {project} is shorter than 8 characters");
+            }
+            Ok((project, ApiKey::new(key)))
+        })
+        .collect()
+}
+
+fn parse_cidrs(list: &str) -> anyhow::Result<Vec<IpNet>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| c.parse::<IpNet>().with_context(|| format!("FILEGATE_IMPORT_ALLOW_CIDRS: \"{c}\" is not a CIDR")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_urls_lose_their_trailing_slash_and_must_be_absolute() {
+        assert_eq!(parse_public_url("https://files.example.com/api/").unwrap(), "https://files.example.com/api");
+        assert!(parse_public_url("files.example.com").is_err());
+        assert!(parse_public_url("ftp://files.example.com").is_err());
+    }
+
+    #[test]
+    fn api_key_pairs_are_parsed_and_checked() {
+        let keys = parse_api_keys("alpha:secret-key-1, beta:secret-key-2").unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[1].0.as_str(), "beta");
+        assert_eq!(keys[1].1.expose(), "secret-key-2");
+        assert!(parse_api_keys("no-colon").is_err());
+        assert!(parse_api_keys("a:short").is_err());
+        assert!(parse_api_keys("../x:longenoughkey").is_err());
+    }
+
+    #[test]
+    fn storage_urls_name_what_is_supported() {
+        assert_eq!(parse_sqlite_url("sqlite:///tmp/x.db").unwrap(), PathBuf::from("/tmp/x.db"));
+        assert!(parse_sqlite_url("postgres://h/db").unwrap_err().to_string().contains("PostgreSQL"));
+        assert_eq!(parse_blob_url("file:///srv/blobs").unwrap(), PathBuf::from("/srv/blobs"));
+        assert!(parse_blob_url("s3://bucket/p").is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! Domain types: identifiers, names and the file record, with the rules that make them valid.
+//! Nothing here performs I/O; values are parsed once at the edge and trusted afterwards.
+
+mod file;
+mod ids;
+mod time;
+
+pub use file::{FileError, FileRecord, FileState, ImportInfo, Origin};
+pub use ids::{ApiKey, FileId, ProjectId, UploadToken, random_alphanumeric};
+pub use time::Timestamp;

@@ -1,0 +1,145 @@
+//! The one domain error. Services return it; each API surface maps it once to its own wire format
+//! (`http::gemini::error` for google.rpc.Status, `http::import::error` for the OpenAI-style body).
+
+use std::fmt;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A boxed error from below the domain (database, disk, network), kept whole for the server log.
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; the message says which field and why.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Missing, expired or another project's file: callers cannot tell these apart, on purpose.
+    #[error("file {0} not found")]
+    FileNotFound(String),
+    /// A user-chosen file name is already taken in the project.
+    #[error("files/{0} already exists")]
+    AlreadyExists(String),
+    #[error("the file is {size} bytes, over the limit of {limit} bytes per file")]
+    FileTooLarge { size: u64, limit: u64 },
+    #[error("project quota exceeded: {requested} bytes requested, {available} bytes available of {quota}")]
+    QuotaExceeded { requested: u64, available: u64, quota: u64 },
+    /// The project has too many operations of one kind in flight (e.g. import tasks).
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// The request is valid but the resource is in the wrong state for it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("the request carries no API key")]
+    MissingApiKey,
+    #[error("API key not valid. Please pass a valid API key.")]
+    InvalidApiKey,
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    #[error("the requested range is not satisfiable for a file of {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("{0}")]
+    NotImplemented(String),
+    /// No route matches the request path.
+    #[error("Method not found.")]
+    UnknownRoute,
+    #[error("The HTTP method is not allowed on this path.")]
+    MethodNotAllowed,
+    /// A dependency failed in a way worth retrying (database busy, disk full, client body stalled).
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(#[source] Source),
+}
+
+impl Error {
+    pub fn internal(err: impl Into<Source>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::InvalidArgument(message.into())
+    }
+}
+
+/// Errors of the resumable upload protocol. Each knows whether it ends the session for the client
+/// (`x-goog-upload-status: final` or `cancelled`), see [`UploadError::client_status`].
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("the upload session does not exist or has expired")]
+    SessionNotFound,
+    #[error("the upload was cancelled")]
+    Cancelled,
+    #[error("the upload is already finalized")]
+    AlreadyFinalized,
+    #[error(
+        "X-Goog-Upload-Offset is {got}, but the server has {expected} bytes; resume at offset {expected} (send a 'query' command to read it)"
+    )]
+    OffsetMismatch { expected: u64, got: u64 },
+    #[error("the chunk at offset {offset} ({len} bytes) was already received with different bytes")]
+    ResendMismatch { offset: u64, len: u64 },
+    #[error("the chunk at offset {offset} would exceed the declared size of {declared} bytes")]
+    TooManyBytes { declared: u64, offset: u64 },
+    #[error("finalize after {received} bytes, but the upload declared {declared} bytes")]
+    SizeMismatch { declared: u64, received: u64 },
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// The `x-goog-upload-status` a client should see with an error on an upload URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadStatus {
+    Active,
+    Final,
+    Cancelled,
+}
+
+impl UploadStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Final => "final",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for UploadStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Error {
+    /// The upload status to send with this error on an upload URL; `None` for transient failures, whose
+    /// reply must lack the header so that the Python SDK resends the same chunk.
+    pub fn upload_status(&self) -> Option<UploadStatus> {
+        match self {
+            Self::Upload(UploadError::Cancelled) => Some(UploadStatus::Cancelled),
+            Self::Unavailable(_) | Self::Internal(_) => None,
+            _ => Some(UploadStatus::Final),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Self::Unavailable("metadata database".into()),
+            sqlx::Error::Database(db) if db.message().contains("database is locked") => {
+                Self::Unavailable("metadata database busy".into())
+            }
+            _ => Self::internal(err),
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        match err.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                Self::Unavailable("blob storage is full".into())
+            }
+            _ => Self::internal(err),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Domain errors as google.rpc.Status JSON: the only place that decides a Gemini status code.
+
+use axum::Json;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::{Error, UploadError};
+use crate::wire::gemini::{ErrorEnvelope, RpcStatus};
+
+/// An error on a Gemini metadata route or an upload start.
+#[derive(Debug)]
+pub struct GeminiError(pub Error);
+
+/// An error on an upload URL: the same body, plus `x-goog-upload-status` so that the SDKs stop
+/// (`final`, `cancelled`) or, for transient failures where the header is left out, resend the chunk.
+#[derive(Debug)]
+pub struct UploadUrlError(pub Error);
+
+impl<E: Into<Error>> From<E> for GeminiError {
+    fn from(err: E) -> Self {
+        Self(err.into())
+    }
+}
+
+impl<E: Into<Error>> From<E> for UploadUrlError {
+    fn from(err: E) -> Self {
+        Self(err.into())
+    }
+}
+
+pub const UPLOAD_STATUS: HeaderName = HeaderName::from_static("x-goog-upload-status");
+
+/// HTTP status, canonical code name, message and details of an error, as Google's service words them
+/// where it is known (`docs/API-QUIRKS.md`).
+fn classify(err: &Error) -> (StatusCode, &'static str, String, Vec<serde_json::Value>) {
+    use StatusCode as S;
+    let msg = err.to_string();
+    match err {
+        Error::InvalidArgument(_) | Error::FileTooLarge { .. } => (S::BAD_REQUEST, "INVALID_ARGUMENT", msg, vec![]),
+        Error::FileNotFound(id) => (
+            S::FORBIDDEN,
+            "PERMISSION_DENIED",
+            format!("You do not have permission to access the File {id} or it may not exist."),
+            vec![],
+        ),
+        Error::AlreadyExists(id) => (S::CONFLICT, "ALREADY_EXISTS", format!("files/{id} already exists."), vec![]),
+        Error::QuotaExceeded { .. } | Error::TooManyRequests(_) => {
+            (S::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", msg, vec![])
+        }
+        Error::FailedPrecondition(_) => (S::BAD_REQUEST, "FAILED_PRECONDITION", msg, vec![]),
+        Error::MissingApiKey => (
+            S::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "Method doesn't allow unregistered callers (callers without established identity). \
+             Please use API Key or other form of API consumer identity to call this API."
+                .into(),
+            vec![],
+        ),
+        Error::InvalidApiKey => (
+            S::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            msg,
+            vec![json!({
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"}
+            })],
+        ),
+        Error::Upload(upload) => match upload {
+            UploadError::SessionNotFound => (S::NOT_FOUND, "NOT_FOUND", msg, vec![]),
+            UploadError::Cancelled | UploadError::AlreadyFinalized => {
+                (S::BAD_REQUEST, "FAILED_PRECONDITION", msg, vec![])
+            }
+            UploadError::ResendMismatch { .. } => (S::CONFLICT, "ABORTED", msg, vec![]),
+            UploadError::OffsetMismatch { .. }
+            | UploadError::TooManyBytes { .. }
+            | UploadError::SizeMismatch { .. }
+            | UploadError::BadRequest(_) => (S::BAD_REQUEST, "INVALID_ARGUMENT", msg, vec![]),
+        },
+        Error::RangeNotSatisfiable { .. } => (S::RANGE_NOT_SATISFIABLE, "OUT_OF_RANGE", msg, vec![]),
+        Error::NotImplemented(_) => (S::NOT_IMPLEMENTED, "UNIMPLEMENTED", msg, vec![]),
+        Error::UnknownRoute => (S::NOT_FOUND, "NOT_FOUND", msg, vec![]),
+        Error::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "UNIMPLEMENTED", msg, vec![]),
+        Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE", msg, vec![]),
+        Error::Internal(source) => {
+            tracing::error!(error = %source, "internal error");
+            (S::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal error encountered.".into(), vec![])
+        }
+    }
+}
+
+/// The google.rpc.Status response for `err`.
+pub fn status_response(err: &Error) -> Response {
+    let (status, code, message, details) = classify(err);
+    let body = ErrorEnvelope { error: RpcStatus { code: status.as_u16(), message, status: code.into(), details } };
+    let mut response = (status, Json(body)).into_response();
+    if let Error::RangeNotSatisfiable { size } = err {
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+    }
+    response
+}
+
+impl IntoResponse for GeminiError {
+    fn into_response(self) -> Response {
+        status_response(&self.0)
+    }
+}
+
+impl IntoResponse for UploadUrlError {
+    fn into_response(self) -> Response {
+        let mut response = status_response(&self.0);
+        if let Some(status) = self.0.upload_status() {
+            response.headers_mut().insert(UPLOAD_STATUS, HeaderValue::from_static(status.as_str()));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_file_answers_like_googles_permission_denied() {
+        let (status, code, message, _) = classify(&Error::FileNotFound("abc".into()));
+        assert_eq!((status, code), (StatusCode::FORBIDDEN, "PERMISSION_DENIED"));
+        assert_eq!(message, "You do not have permission to access the File abc or it may not exist.");
+    }
+
+    #[test]
+    fn upload_errors_carry_final_transient_ones_carry_nothing() {
+        let offset = UploadUrlError(UploadError::OffsetMismatch { expected: 8, got: 16 }.into()).into_response();
+        assert_eq!(offset.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(offset.headers()[UPLOAD_STATUS], "final");
+        let cancelled = UploadUrlError(UploadError::Cancelled.into()).into_response();
+        assert_eq!(cancelled.headers()[UPLOAD_STATUS], "cancelled");
+        let busy = UploadUrlError(Error::Unavailable("db".into())).into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(busy.headers().get(UPLOAD_STATUS).is_none());
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let (status, _, message, _) = classify(&Error::internal("disk /secret/path exploded"));
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!message.contains("secret"));
+    }
+}

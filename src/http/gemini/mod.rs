@@ -1,0 +1,82 @@
+//! The Gemini Files API surface (`docs/gemini-files-protocol.md`).
+
+pub mod error;
+mod files;
+mod multipart;
+mod session;
+pub mod upload;
+pub mod view;
+
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+
+pub use error::{GeminiError, UploadUrlError};
+
+use crate::app::AppState;
+use crate::error::Error;
+
+/// The API versions the SDKs use: 3.x defaults to `v1`, 2.x uploads to `v1beta`.
+pub const VERSIONS: [&str; 3] = ["v1", "v1beta", "v1alpha"];
+
+/// An unknown version answers like an unknown route.
+pub fn check_version(version: &str) -> Result<(), GeminiError> {
+    if VERSIONS.contains(&version) { Ok(()) } else { Err(not_found()) }
+}
+
+pub fn not_found() -> GeminiError {
+    GeminiError(Error::UnknownRoute)
+}
+
+/// `GET /{v}/files`
+pub async fn list(State(app): State<AppState>, Path(version): Path<String>, req: Request) -> Response {
+    respond(async {
+        check_version(&version)?;
+        files::list(&app, &req.into_parts().0).await
+    })
+    .await
+}
+
+/// `POST /{v}/files:register`
+pub async fn register(State(app): State<AppState>, Path(version): Path<String>, req: Request) -> Response {
+    respond(async {
+        check_version(&version)?;
+        files::register(&app, &req.into_parts().0).await
+    })
+    .await
+}
+
+/// `GET /{v}/files/{id}` and `GET /{v}/files/{id}:download`. The colon form is one path segment, so it
+/// is split here rather than routed.
+pub async fn get(
+    State(app): State<AppState>,
+    Path((version, segment)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    respond(async {
+        check_version(&version)?;
+        let parts = req.into_parts().0;
+        match segment.split_once(':') {
+            None => files::get(&app, &parts, &segment).await,
+            Some((id, "download")) => files::download(&app, &parts, id).await,
+            Some(_) => Err(not_found()),
+        }
+    })
+    .await
+}
+
+/// `DELETE /{v}/files/{id}`
+pub async fn delete(
+    State(app): State<AppState>,
+    Path((version, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    respond(async {
+        check_version(&version)?;
+        files::delete(&app, &req.into_parts().0, &id).await
+    })
+    .await
+}
+
+async fn respond(result: impl Future<Output = Result<Response, GeminiError>>) -> Response {
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}

@@ -1,0 +1,88 @@
+//! One-request uploads: `multipart` (a JSON metadata part, then the media part, in `multipart/related`)
+//! and `raw` (the body is the file). Both stream the media to storage; neither is used by the official
+//! SDKs, but discovery-based Google clients and curl scripts send them.
+
+use axum::Json;
+use axum::body::Body;
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+
+use super::error::GeminiError;
+use super::upload::{MAX_METADATA_BYTES, header_str, header_u64, parse_metadata};
+use crate::app::App;
+use crate::error::Error;
+use crate::services::uploads::{DeclaredSize, StartUpload};
+use crate::wire::gemini::FileEnvelope;
+
+fn content_length(parts: &Parts, protocol: &str) -> Result<u64, Error> {
+    header_u64(&parts.headers, header::CONTENT_LENGTH.as_str())?.ok_or_else(|| {
+        Error::invalid(format!("A {protocol} upload needs a Content-Length header (or use a resumable upload)."))
+    })
+}
+
+fn body_stream(body: Body) -> crate::blob::ByteStream {
+    body.into_data_stream().map_err(|e| Error::Unavailable(format!("reading the request body: {e}"))).boxed()
+}
+
+/// `multipart/related` (or `multipart/form-data`): metadata first, then the media.
+pub async fn multipart(app: &App, parts: &Parts, body: Body) -> Result<Response, GeminiError> {
+    let project = app.gemini_project(parts).await?;
+    let content_type = header_str(&parts.headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
+    let boundary = content_type
+        .parse::<mime_guess::mime::Mime>()
+        .ok()
+        .filter(|m| m.type_() == "multipart")
+        .and_then(|m| m.get_param("boundary").map(|b| b.as_str().to_owned()))
+        .ok_or_else(|| {
+            Error::invalid(
+                "A multipart upload needs Content-Type: multipart/related; boundary=… (got \"{content_type}\").",
+            )
+        })?;
+    let total = content_length(parts, "multipart")?;
+    let malformed = |e: multer::Error| Error::invalid(format!("Malformed multipart body: {e}"));
+
+    let mut multipart = multer::Multipart::new(body_stream(body), boundary);
+    let mut metadata_part =
+        multipart.next_field().await.map_err(malformed)?.ok_or_else(|| {
+            Error::invalid("The multipart body has no parts: send the JSON metadata, then the media.")
+        })?;
+    let mut metadata = BytesMut::new();
+    while let Some(chunk) = metadata_part.chunk().await.map_err(malformed)? {
+        if metadata.len() + chunk.len() > MAX_METADATA_BYTES {
+            return Err(Error::invalid(format!("The metadata part is larger than {MAX_METADATA_BYTES} bytes.")).into());
+        }
+        metadata.extend_from_slice(&chunk);
+    }
+    let metadata = parse_metadata(&metadata)?.file.unwrap_or_default();
+    let media = multipart.next_field().await.map_err(malformed)?.ok_or_else(|| {
+        Error::invalid("The multipart body has no media part: send the JSON metadata, then the file's bytes.")
+    })?;
+    let mime_type = metadata.mime_type.or_else(|| media.content_type().map(ToString::to_string));
+    let media = media.map_err(move |e| Error::invalid(format!("Malformed multipart body: {e}"))).boxed();
+    let request = StartUpload {
+        project,
+        name: metadata.name,
+        display_name: metadata.display_name,
+        mime_type,
+        size: DeclaredSize::AtMost(total),
+    };
+    let file = app.uploads.upload_whole(request, media).await?;
+    // `multipart` owns the body the media part reads from: it lives until the media is consumed.
+    drop(multipart);
+    Ok(Json(FileEnvelope { file: app.gemini_file(&file) }).into_response())
+}
+
+/// The body is the file; its type comes from `X-Goog-Upload-Header-Content-Type` or `Content-Type`.
+pub async fn raw(app: &App, parts: &Parts, body: Body) -> Result<Response, GeminiError> {
+    let project = app.gemini_project(parts).await?;
+    let size = content_length(parts, "raw")?;
+    let mime_type = header_str(&parts.headers, "x-goog-upload-header-content-type")
+        .or_else(|| header_str(&parts.headers, header::CONTENT_TYPE.as_str()))
+        .map(str::to_owned);
+    let request = StartUpload { project, name: None, display_name: None, mime_type, size: DeclaredSize::Exact(size) };
+    let file = app.uploads.upload_whole(request, body_stream(body)).await?;
+    Ok(Json(FileEnvelope { file: app.gemini_file(&file) }).into_response())
+}

@@ -1,0 +1,14 @@
+//! Business rules, free of HTTP: who a key belongs to, what a file is, how an upload advances, what
+//! expires. Services take and return domain types and report [`crate::error::Error`].
+
+pub mod auth;
+pub mod files;
+pub mod janitor;
+mod locks;
+mod meter;
+pub mod uploads;
+
+pub use auth::Auth;
+pub use files::Files;
+pub use janitor::Janitor;
+pub use uploads::Uploads;

@@ -1,0 +1,363 @@
+//! The resumable upload engine: start, write (upload / finalize), query and cancel.
+//!
+//! A session accepts new bytes only at its committed offset. A chunk is streamed to the staging area,
+//! counted and hashed on the way, made durable, and only then committed in the metadata store with the
+//! new offset and the hasher state — so the reply a client gets is a promise that survives a crash. A
+//! chunk that ends at or before the committed offset is a resend: it is accepted when its bytes are
+//! proven identical (hashed from the state before it and compared with the state recorded after it),
+//! and refused otherwise. Multipart and raw uploads are one-chunk sessions.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+
+use super::locks::KeyedLocks;
+use super::meter::{Meter, metered};
+use crate::blob::{BlobStore, ByteStream, new_object_key, staging_key};
+use crate::config::Limits;
+use crate::domain::{FileId, FileRecord, FileState, Origin, ProjectId, Timestamp, UploadToken};
+use crate::error::{Error, Result, UploadError};
+use crate::hash::ResumableSha256;
+use crate::meta::{ChunkRecord, MetaStore, NewSession, SessionStatus, UploadSession};
+use crate::telemetry::metric;
+
+/// The chunk size clients are told to use (`x-goog-upload-chunk-granularity`), as Google's service does.
+pub const CHUNK_GRANULARITY: u64 = 8 * 1024 * 1024;
+
+const MAX_DISPLAY_NAME_CHARS: usize = 512;
+const MAX_MIME_TYPE_LEN: usize = 255;
+const DEFAULT_MIME_TYPE: &str = "application/octet-stream";
+
+pub struct Uploads {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    limits: Limits,
+    body_idle_timeout: Duration,
+    locks: KeyedLocks,
+}
+
+/// How much a new upload will hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclaredSize {
+    /// Exactly this many bytes (resumable and raw uploads): finalize checks it.
+    Exact(u64),
+    /// At most this many (a multipart body, whose media is smaller than the whole body).
+    AtMost(u64),
+}
+
+/// What a client asks for when it starts an upload.
+#[derive(Debug, Clone)]
+pub struct StartUpload {
+    pub project: ProjectId,
+    /// A user-chosen name (`files/x` or `x`); generated when absent.
+    pub name: Option<String>,
+    pub display_name: Option<String>,
+    pub mime_type: Option<String>,
+    pub size: DeclaredSize,
+}
+
+#[derive(Debug)]
+pub struct Started {
+    pub token: UploadToken,
+    pub file: FileRecord,
+}
+
+/// Where a session stands after a request.
+#[derive(Debug)]
+pub enum Progress {
+    Active { received: u64 },
+    Final(Box<FileRecord>),
+}
+
+fn check_mime_type(mime: &str) -> Result<()> {
+    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
+    let essence = mime.split(';').next().unwrap_or_default().trim();
+    match essence.split_once('/') {
+        Some((kind, sub)) if token(kind) && token(sub) && mime.len() <= MAX_MIME_TYPE_LEN && mime.is_ascii() => Ok(()),
+        _ => Err(Error::invalid(format!("Invalid mime type \"{mime}\": expected type/subtype, e.g. video/mp4."))),
+    }
+}
+
+impl Uploads {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        limits: Limits,
+        body_idle_timeout: Duration,
+    ) -> Self {
+        Self { meta, blobs, limits, body_idle_timeout, locks: KeyedLocks::default() }
+    }
+
+    /// Opens a session: validates the metadata, reserves the declared size against the project's quota,
+    /// and creates the staging area.
+    pub async fn start(&self, request: StartUpload) -> Result<Started> {
+        let id = match request.name.as_deref().filter(|n| !n.is_empty()) {
+            Some(name) => FileId::parse_user_name(name)?,
+            None => FileId::generate(),
+        };
+        if let Some(name) = &request.display_name {
+            if name.chars().count() > MAX_DISPLAY_NAME_CHARS {
+                return Err(Error::invalid(format!("displayName is longer than {MAX_DISPLAY_NAME_CHARS} characters.")));
+            }
+        }
+        let mime_type = request.mime_type.filter(|m| !m.trim().is_empty()).unwrap_or_else(|| DEFAULT_MIME_TYPE.into());
+        check_mime_type(&mime_type)?;
+        let (declared_size, reserve) = match request.size {
+            DeclaredSize::Exact(size) if size > self.limits.max_file_bytes => {
+                return Err(Error::FileTooLarge { size, limit: self.limits.max_file_bytes });
+            }
+            DeclaredSize::Exact(size) => (Some(size), size),
+            DeclaredSize::AtMost(size) => (None, size.min(self.limits.max_file_bytes)),
+        };
+
+        let now = Timestamp::now();
+        let expires_at = now.plus_seconds(self.limits.default_ttl.as_secs());
+        let token = UploadToken::generate();
+        let token_hash = token.hash();
+        let file = FileRecord {
+            blob_key: new_object_key(&request.project, &id),
+            project: request.project,
+            id,
+            display_name: request.display_name,
+            mime_type,
+            size_bytes: declared_size,
+            sha256: None,
+            state: FileState::Uploading,
+            origin: Origin::Upload,
+            charged_bytes: reserve,
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            error: None,
+            import: None,
+        };
+        let session = NewSession {
+            staging_key: staging_key(&token_hash),
+            token_hash,
+            declared_size,
+            hasher_state: ResumableSha256::new().to_bytes(),
+            expires_at,
+        };
+        // Staging first: a crash before the insert leaves an orphan the start-up reconciliation removes.
+        self.blobs.stage_begin(&session.staging_key).await?;
+        if let Err(e) = self.meta.create_upload(&file, &session, self.limits.project_quota_bytes).await {
+            let _ = self.blobs.stage_abort(&session.staging_key).await;
+            return Err(e);
+        }
+        metrics::counter!(metric::UPLOADS_STARTED).increment(1);
+        Ok(Started { token, file })
+    }
+
+    async fn session(&self, token: &UploadToken) -> Result<UploadSession> {
+        match self.meta.get_upload(&token.hash()).await? {
+            Some(session) if session.expires_at > Timestamp::now() => Ok(session),
+            _ => Err(UploadError::SessionNotFound.into()),
+        }
+    }
+
+    /// `upload`, `upload, finalize` and a bare `finalize`. `offset` is `X-Goog-Upload-Offset`; a bare
+    /// finalize may omit it.
+    pub async fn write(
+        &self,
+        token: &UploadToken,
+        offset: Option<u64>,
+        finalize: bool,
+        body: ByteStream,
+    ) -> Result<Progress> {
+        let _guard = self.locks.lock(&token.hash()).await;
+        let session = self.session(token).await?;
+        match session.status {
+            SessionStatus::Cancelled => return Err(UploadError::Cancelled.into()),
+            SessionStatus::Final => return self.replay_after_final(&session, offset, body).await,
+            SessionStatus::Active => {}
+        }
+        let received = session.received_bytes;
+        let offset = offset.unwrap_or(received);
+        if offset < received {
+            // A resend of a committed chunk (its reply was lost). Possibly its finalize never happened.
+            let end = self.verify_resend(&session, offset, body).await?;
+            return if finalize && end == received {
+                self.finalize(&session, received, &session.hasher_state).await
+            } else {
+                Ok(Progress::Active { received })
+            };
+        }
+        if offset > received {
+            return Err(UploadError::OffsetMismatch { expected: received, got: offset }.into());
+        }
+
+        let hasher = ResumableSha256::from_bytes(&session.hasher_state)
+            .ok_or_else(|| Error::internal("the session's hasher state is unreadable"))?;
+        let meter = Arc::new(Mutex::new(Meter { bytes: 0, hasher }));
+        let (limit, overflow): (u64, Box<dyn Fn() -> Error + Send + Sync>) = match session.declared_size {
+            Some(declared) => {
+                (declared - received, Box::new(move || UploadError::TooManyBytes { declared, offset }.into()))
+            }
+            None => {
+                let max = self.limits.max_file_bytes;
+                (max - received, Box::new(move || Error::FileTooLarge { size: max + 1, limit: max }))
+            }
+        };
+        let body = metered(body, meter.clone(), limit, self.body_idle_timeout, overflow);
+        let written = self.blobs.stage_write(&session.staging_key, offset, body).await?;
+        let meter = std::mem::take(&mut *meter.lock().expect("meter poisoned"));
+        debug_assert_eq!(written, meter.bytes);
+        let received = received + written;
+        let hasher_state = meter.hasher.to_bytes();
+        if written > 0 {
+            let chunk = ChunkRecord { offset, length: written, hasher_state: hasher_state.clone() };
+            if !self.meta.commit_chunk(&session.token_hash, &chunk, Timestamp::now()).await? {
+                // Another node committed this offset first; our bytes may have been overwritten.
+                return Err(UploadError::ResendMismatch { offset, len: written }.into());
+            }
+            metrics::counter!(metric::UPLOAD_BYTES).increment(written);
+        }
+        if finalize {
+            self.finalize(&session, received, &hasher_state).await
+        } else {
+            Ok(Progress::Active { received })
+        }
+    }
+
+    async fn finalize(&self, session: &UploadSession, received: u64, hasher_state: &[u8]) -> Result<Progress> {
+        if let Some(declared) = session.declared_size {
+            if received != declared {
+                return Err(UploadError::SizeMismatch { declared, received }.into());
+            }
+        }
+        let digest = ResumableSha256::from_bytes(hasher_state)
+            .ok_or_else(|| Error::internal("the session's hasher state is unreadable"))?
+            .digest();
+        let blob_key = session.blob_key.as_deref().ok_or(UploadError::SessionNotFound)?;
+        self.blobs.stage_complete(&session.staging_key, received, blob_key).await?;
+        let file = self
+            .meta
+            .finalize_upload(&session.token_hash, received, digest, Timestamp::now())
+            .await?
+            .ok_or(UploadError::SessionNotFound)?;
+        // The staging name is queued as garbage by the finalize; remove it now rather than at the sweep.
+        super::janitor::collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
+        metrics::counter!(metric::UPLOADS_FINALIZED).increment(1);
+        Ok(Progress::Final(Box::new(file)))
+    }
+
+    /// A request on a finalized session succeeds only as a replay: the last chunk resent identically, or
+    /// a bare finalize. Both answer with the file, so a client that lost the finalize reply recovers.
+    async fn replay_after_final(
+        &self,
+        session: &UploadSession,
+        offset: Option<u64>,
+        body: ByteStream,
+    ) -> Result<Progress> {
+        let replay = match offset {
+            Some(offset) if offset < session.received_bytes => {
+                self.verify_resend(session, offset, body).await? == session.received_bytes
+            }
+            _ => drain_is_empty(body).await?,
+        };
+        if !replay {
+            return Err(UploadError::AlreadyFinalized.into());
+        }
+        let file = self.final_file(session).await?.ok_or(UploadError::SessionNotFound)?;
+        Ok(Progress::Final(Box::new(file)))
+    }
+
+    /// Proves that `body` repeats the committed chunk at `offset`; returns where that chunk ends.
+    async fn verify_resend(&self, session: &UploadSession, offset: u64, body: ByteStream) -> Result<u64> {
+        let mismatch = || UploadError::OffsetMismatch { expected: session.received_bytes, got: offset };
+        let (before, chunk) = self.meta.chunk_at(&session.token_hash, offset).await?.ok_or_else(mismatch)?;
+        let hasher = match before {
+            None => ResumableSha256::new(),
+            Some(state) => {
+                ResumableSha256::from_bytes(&state).ok_or_else(|| Error::internal("unreadable chunk hasher state"))?
+            }
+        };
+        let meter = Arc::new(Mutex::new(Meter { bytes: 0, hasher }));
+        let len = chunk.length;
+        let conflict = move || Error::from(UploadError::ResendMismatch { offset, len });
+        let mut body = metered(body, meter.clone(), chunk.length, self.body_idle_timeout, conflict);
+        while let Some(part) = body.next().await {
+            part?;
+        }
+        let meter = meter.lock().expect("meter poisoned");
+        if meter.bytes != chunk.length || meter.hasher.to_bytes() != chunk.hasher_state {
+            return Err(UploadError::ResendMismatch { offset, len: chunk.length }.into());
+        }
+        Ok(offset + chunk.length)
+    }
+
+    async fn final_file(&self, session: &UploadSession) -> Result<Option<FileRecord>> {
+        let file = self.meta.get_file(&session.project, &session.file_id).await?;
+        Ok(file.filter(|f| Some(&f.blob_key) == session.blob_key.as_ref() && !f.is_expired(Timestamp::now())))
+    }
+
+    /// `query`: the committed offset, and the file once the session is final.
+    pub async fn query(&self, token: &UploadToken) -> Result<Progress> {
+        let session = self.session(token).await?;
+        match session.status {
+            SessionStatus::Active => Ok(Progress::Active { received: session.received_bytes }),
+            SessionStatus::Final => {
+                let file = self.final_file(&session).await?.ok_or(UploadError::SessionNotFound)?;
+                Ok(Progress::Final(Box::new(file)))
+            }
+            SessionStatus::Cancelled => Err(UploadError::Cancelled.into()),
+        }
+    }
+
+    /// `cancel`: ends the session, releases its quota and deletes its staged bytes.
+    pub async fn cancel(&self, token: &UploadToken) -> Result<()> {
+        let _guard = self.locks.lock(&token.hash()).await;
+        let session = self.session(token).await?;
+        match session.status {
+            SessionStatus::Active => {}
+            SessionStatus::Final => return Err(UploadError::AlreadyFinalized.into()),
+            SessionStatus::Cancelled => return Err(UploadError::Cancelled.into()),
+        }
+        if !self.meta.cancel_upload(&session.token_hash, Timestamp::now()).await? {
+            return Err(UploadError::SessionNotFound.into());
+        }
+        super::janitor::collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
+        Ok(())
+    }
+
+    /// A whole upload in one request (multipart and raw): start, write everything, finalize. On failure
+    /// the session is cancelled, so nothing stays reserved.
+    pub async fn upload_whole(&self, request: StartUpload, body: ByteStream) -> Result<FileRecord> {
+        let started = self.start(request).await?;
+        match self.write(&started.token, Some(0), true, body).await {
+            Ok(Progress::Final(file)) => Ok(*file),
+            Ok(Progress::Active { .. }) => Err(Error::internal("a one-shot upload did not finalize")),
+            Err(e) => {
+                if let Err(cancel_error) = self.cancel(&started.token).await {
+                    tracing::warn!(error = %cancel_error, "cancelling a failed one-shot upload failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Reads a body that should be empty; `false` if it carried any byte.
+async fn drain_is_empty(mut body: ByteStream) -> Result<bool> {
+    let mut empty = true;
+    while let Some(part) = body.next().await {
+        empty &= part?.is_empty();
+    }
+    Ok(empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mime_types_must_look_like_type_slash_subtype() {
+        for ok in ["video/mp4", "text/plain; charset=utf-8", "application/vnd.ms-excel", "image/svg+xml"] {
+            assert!(check_mime_type(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "video", "video/", "/mp4", "vid eo/mp4", "vidéo/mp4"] {
+            assert!(check_mime_type(bad).is_err(), "{bad}");
+        }
+    }
+}

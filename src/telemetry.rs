@@ -1,0 +1,44 @@
+//! Logs and metrics. Log lines go to stderr (`RUST_LOG` filters, `FILEGATE_LOG_FORMAT=json` for
+//! machines); metrics are Prometheus text at `GET /metrics`. Metric names live here, in one place.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Metric names, each described once in [`init_metrics`].
+pub mod metric {
+    pub const HTTP_REQUESTS: &str = "filegate_http_requests_total";
+    pub const HTTP_DURATION: &str = "filegate_http_request_duration_seconds";
+    pub const UPLOAD_BYTES: &str = "filegate_upload_bytes_total";
+    pub const DOWNLOAD_BYTES: &str = "filegate_download_bytes_total";
+    pub const UPLOADS_STARTED: &str = "filegate_uploads_started_total";
+    pub const UPLOADS_FINALIZED: &str = "filegate_uploads_finalized_total";
+    pub const FILES_EXPIRED: &str = "filegate_files_expired_total";
+    pub const BLOBS_RECLAIMED: &str = "filegate_blobs_reclaimed_total";
+}
+
+pub fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Installs the global Prometheus recorder and describes every metric.
+pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&[0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0])?
+        .install_recorder()?;
+    metrics::describe_counter!(metric::HTTP_REQUESTS, "HTTP requests answered, by method, route and status");
+    metrics::describe_histogram!(metric::HTTP_DURATION, metrics::Unit::Seconds, "HTTP request duration");
+    metrics::describe_counter!(metric::UPLOAD_BYTES, metrics::Unit::Bytes, "bytes committed by uploads");
+    metrics::describe_counter!(metric::DOWNLOAD_BYTES, metrics::Unit::Bytes, "bytes sent by downloads");
+    metrics::describe_counter!(metric::UPLOADS_STARTED, "upload sessions started");
+    metrics::describe_counter!(metric::UPLOADS_FINALIZED, "uploads finalized");
+    metrics::describe_counter!(metric::FILES_EXPIRED, "files removed by expiry");
+    metrics::describe_counter!(metric::BLOBS_RECLAIMED, "blobs and staging areas deleted by garbage collection");
+    Ok(handle)
+}
