@@ -56,6 +56,7 @@ pub async fn multipart(app: &App, parts: &Parts, body: Body) -> Result<Response,
         }
         metadata.extend_from_slice(&chunk);
     }
+    drop(metadata_part); // multer hands out the next part only once this one is gone
     let metadata = parse_metadata(&metadata)?.file.unwrap_or_default();
     let media = multipart.next_field().await.map_err(malformed)?.ok_or_else(|| {
         Error::invalid("The multipart body has no media part: send the JSON metadata, then the file's bytes.")

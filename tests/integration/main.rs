@@ -1,0 +1,8 @@
+//! Integration tests: each one starts the real `filegate` binary on loopback and speaks HTTP to it.
+
+mod auth;
+mod files;
+mod lifecycle;
+mod ops;
+mod support;
+mod uploads;

@@ -1,0 +1,277 @@
+//! A real `filegate serve` process per test, on port 0 and a temporary data directory, and a small
+//! client for the Gemini wire protocol.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+pub const ALPHA_KEY: &str = "alpha-key-0001";
+pub const BETA_KEY: &str = "beta-key-0002";
+pub const MIB: usize = 1024 * 1024;
+pub const CHUNK: usize = 8 * MIB;
+
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    env: Vec<(String, String)>,
+    _tmp: tempfile::TempDir,
+}
+
+pub struct ServerBuilder {
+    env: Vec<(String, String)>,
+}
+
+impl ServerBuilder {
+    pub fn env(mut self, key: &str, value: impl ToString) -> Self {
+        self.env.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    pub fn start(self) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut server =
+            Server { child: None, url: String::new(), data_dir: tmp.path().join("data"), env: self.env, _tmp: tmp };
+        server.spawn();
+        server
+    }
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder { env: vec![("FILEGATE_API_KEYS".into(), format!("alpha:{ALPHA_KEY},beta:{BETA_KEY}"))] }
+    }
+
+    pub fn start() -> Server {
+        Self::builder().start()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.with_file_name("server.log")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_filegate"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("FILEGATE_LISTEN", "127.0.0.1:0")
+            .env("FILEGATE_DATA_DIR", &self.data_dir)
+            .stdout(Stdio::piped())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn filegate");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        self.url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("filegate did not start; log:\n{}", std::fs::read_to_string(self.log_path()).unwrap_or_default())
+            }
+        };
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown code runs, exactly like a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        for _ in 0..300 {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().unwrap();
+        panic!("filegate did not exit within 15 s of SIGTERM");
+    }
+
+    /// Starts again on the same data directory (a new port).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn gemini(&self, key: &str) -> Gemini {
+        Gemini { http: reqwest::Client::new(), base: self.url.clone(), key: key.to_owned() }
+    }
+
+    /// Every regular file under `dir` of the data directory (`blobs/files`, `blobs/staging`).
+    pub fn files_under(&self, dir: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() { walk(&path, out) } else { out.push(path) }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.data_dir.join(dir), &mut out);
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- filegate log ---\n{}", self.log());
+        }
+    }
+}
+
+/// Deterministic bytes that differ per seed.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+pub fn sha256_b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+}
+
+pub fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A Gemini client speaking the wire protocol directly, as the SDKs do.
+pub struct Gemini {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub key: String,
+}
+
+impl Gemini {
+    pub async fn start(&self, size: u64, metadata: Value) -> Response {
+        self.http
+            .post(format!("{}/upload/v1/files", self.base))
+            .header("x-goog-api-key", &self.key)
+            .header("X-Goog-Upload-Protocol", "resumable")
+            .header("X-Goog-Upload-Command", "start")
+            .header("X-Goog-Upload-Header-Content-Length", size.to_string())
+            .header("X-Goog-Upload-Header-Content-Type", "application/octet-stream")
+            .json(&metadata)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Starts an upload and returns its upload URL.
+    pub async fn start_ok(&self, size: u64, metadata: Value) -> String {
+        let resp = self.start(size, metadata).await;
+        assert_eq!(resp.status(), StatusCode::OK, "start failed: {}", resp.text().await.unwrap());
+        assert_eq!(header(&resp, "x-goog-upload-status"), Some("active"));
+        header(&resp, "x-goog-upload-url").expect("x-goog-upload-url").to_owned()
+    }
+
+    /// One request on an upload URL, without an API key (as the Python SDK sends chunks).
+    pub async fn command(&self, upload_url: &str, command: &str, offset: Option<u64>, body: Vec<u8>) -> Response {
+        let mut req = self
+            .http
+            .post(upload_url)
+            .header("X-Goog-Upload-Command", command)
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(offset) = offset {
+            req = req.header("X-Goog-Upload-Offset", offset.to_string());
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Sends `bytes` in 8 MiB chunks as the SDKs do and returns the finalized File.
+    pub async fn upload_chunks(&self, upload_url: &str, bytes: &[u8]) -> Value {
+        let mut offset = 0;
+        loop {
+            let end = (offset + CHUNK).min(bytes.len());
+            let last = end == bytes.len();
+            let command = if last { "upload, finalize" } else { "upload" };
+            let resp = self.command(upload_url, command, Some(offset as u64), bytes[offset..end].to_vec()).await;
+            let status = resp.status();
+            let upload_status = header(&resp, "x-goog-upload-status").map(str::to_owned);
+            let body = resp.text().await.unwrap();
+            assert_eq!(status, StatusCode::OK, "chunk at {offset} failed: {body}");
+            if last {
+                assert_eq!(upload_status.as_deref(), Some("final"));
+                return serde_json::from_str::<Value>(&body).unwrap()["file"].clone();
+            }
+            assert_eq!(upload_status.as_deref(), Some("active"));
+            offset = end;
+        }
+    }
+
+    pub async fn upload(&self, bytes: &[u8], metadata: Value) -> Value {
+        let url = self.start_ok(bytes.len() as u64, metadata).await;
+        self.upload_chunks(&url, bytes).await
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.http.get(format!("{}/{path}", self.base)).header("x-goog-api-key", &self.key).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.http.delete(format!("{}/{path}", self.base)).header("x-goog-api-key", &self.key).send().await.unwrap()
+    }
+}
+
+/// The JSON body of a response, asserting its status first.
+pub async fn json_of(resp: Response, status: StatusCode) -> Value {
+    let actual = resp.status();
+    let content_type = header(&resp, "content-type").unwrap_or_default().to_owned();
+    let text = resp.text().await.unwrap();
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    assert!(content_type.starts_with("application/json"), "content-type {content_type:?} for {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The google.rpc.Status of an error reply: `(http status, status name, message)`.
+pub async fn rpc_error(resp: Response) -> (u16, String, String) {
+    let status = resp.status().as_u16();
+    let body = json_of(resp, StatusCode::from_u16(status).unwrap()).await;
+    assert_eq!(body["error"]["code"], json!(status), "{body}");
+    (
+        status,
+        body["error"]["status"].as_str().unwrap().to_owned(),
+        body["error"]["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+pub fn file_id(file: &Value) -> String {
+    file["name"].as_str().unwrap().strip_prefix("files/").unwrap().to_owned()
+}
