@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every test filegate has: Rust unit and integration tests, then the official-SDK conformance suites
+# (google-genai for Python, @google/genai for Node) against a real server.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh rust       only cargo test
+#   scripts/test.sh sdk        only the SDK suites
+#
+# Installs what the suites need once (a Python venv and node_modules, cached under ~/.cache/filegate),
+# then runs the tests in a network namespace with only loopback when the machine allows it, so no test
+# can reach beyond 127.0.0.1 even by mistake.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+WHAT=${1:-all}
+VENV=""
+CACHE=${FILEGATE_CACHE:-$HOME/.cache/filegate}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/filegate-target}
+mkdir -p "$CACHE"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+# --- install (needs the package registries) -------------------------------------------------------
+step "building filegate and its tests"
+cargo build --locked --all-targets
+if [[ $WHAT != rust ]]; then
+  step "installing the Python SDK suite (google-genai, pinned)"
+  VENV=$CACHE/venv-$(sha256sum conformance/python/requirements.txt | cut -c1-12)
+  [[ -x $VENV/bin/pytest ]] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q -r conformance/python/requirements.txt; }
+  step "installing the Node SDK suite (@google/genai, pinned)"
+  (cd conformance/node && npm ci --no-audit --no-fund --loglevel=error --cache "$CACHE/npm")
+fi
+
+# --- run (loopback only) --------------------------------------------------------------------------
+run_tests() {
+  if [[ $WHAT != sdk ]]; then
+    step "cargo test"
+    cargo test --locked --offline
+  fi
+  if [[ $WHAT != rust ]]; then
+    export FILEGATE_BIN=$CARGO_TARGET_DIR/debug/filegate
+    step "Python SDK conformance (google-genai)"
+    (cd conformance/python && "$VENV/bin/pytest" -q -p no:cacheprovider)
+    step "Node SDK conformance (@google/genai)"
+    (cd conformance/node && npm test --silent)
+  fi
+}
+
+if [[ ${FILEGATE_TEST_NETNS:-auto} != off ]] && unshare -rn true 2>/dev/null; then
+  step "running tests in a network namespace with only loopback"
+  export -f run_tests step
+  export WHAT VENV ROOT
+  unshare -rn bash -c 'ip link set lo up 2>/dev/null || true; run_tests'
+else
+  run_tests
+fi
+step "all tests passed"
