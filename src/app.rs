@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use crate::blob::{BlobStore, LocalBlobStore};
 use crate::config::Config;
 use crate::meta::{MetaStore, SqliteMeta};
-use crate::services::{Auth, Files, Janitor, Uploads};
+use crate::services::imports::{AddressPolicy, ImportQueue, ImportSettings};
+use crate::services::{Auth, Files, Imports, Janitor, Uploads};
 use crate::{http, telemetry};
 
 /// Everything a request handler can reach.
@@ -23,6 +24,7 @@ pub struct App {
     pub auth: Auth,
     pub files: Files,
     pub uploads: Uploads,
+    pub imports: Imports,
     pub metrics: PrometheusHandle,
 }
 
@@ -63,9 +65,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let shutdown = CancellationToken::new();
+    let import_queue = Arc::new(ImportQueue::new(shutdown.child_token()));
+    let import_settings = ImportSettings {
+        policy: Arc::new(AddressPolicy::new(config.imports.allow_cidrs.clone())),
+        workers: config.imports.workers,
+        lease: config.imports.lease,
+        connect_timeout: config.imports.connect_timeout,
+        stall_timeout: config.imports.stall_timeout,
+        total_timeout: config.imports.total_timeout,
+        max_attempts: config.imports.max_attempts,
+        max_active_per_project: config.imports.max_active_per_project,
+        models: config.imports.models.clone(),
+        max_file_bytes: config.limits.max_file_bytes,
+        quota_bytes: config.limits.project_quota_bytes,
+        default_ttl: config.limits.default_ttl,
+    };
     let app = Arc::new(App {
         public_url,
-        files: Files::new(meta.clone(), blobs.clone()),
+        files: Files::new(meta.clone(), blobs.clone(), import_queue.clone()),
+        imports: Imports::new(meta.clone(), blobs.clone(), import_settings, import_queue.clone()),
         uploads: Uploads::new(meta.clone(), blobs.clone(), config.limits.clone(), config.body_idle_timeout),
         auth,
         meta: meta.clone(),
@@ -74,8 +93,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config,
     });
 
-    let shutdown = CancellationToken::new();
     let janitor_task = tokio::spawn(janitor.run(shutdown.child_token()));
+    let import_workers = tokio::spawn(app.imports.workers().run(shutdown.child_token()));
+    tracing::info!(workers = app.config.imports.workers, "import workers started");
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
     tracing::info!(public_url = %app.public_url, "listening on http://{addr}");
@@ -93,6 +113,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tracing::warn!(grace_seconds = grace.as_secs(), "requests still running after the grace period; exiting");
         }
     }
+    // Workers stop fetching and hand their tasks back to the queue; the janitor finishes its sweep.
+    let _ = import_workers.await;
     let _ = janitor_task.await;
     drop(app);
     meta_close(meta).await;

@@ -52,6 +52,24 @@ pub struct ServeArgs {
     /// How long a worker's claim on an import task lasts without renewal.
     #[arg(long, env = "FILEGATE_IMPORT_LEASE_SECONDS", default_value_t = 30)]
     pub import_lease_seconds: u64,
+    /// Time to connect to an import source.
+    #[arg(long, env = "FILEGATE_IMPORT_CONNECT_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub import_connect_timeout_seconds: u64,
+    /// A source that sends no byte for this long is a stall (the attempt is retried).
+    #[arg(long, env = "FILEGATE_IMPORT_STALL_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub import_stall_timeout_seconds: u64,
+    /// Total time an import may take, counted from its creation, retries included.
+    #[arg(long, env = "FILEGATE_IMPORT_TOTAL_TIMEOUT_SECONDS", default_value_t = 3600)]
+    pub import_total_timeout_seconds: u64,
+    /// Attempts before a transient failure (unreachable source, 5xx, stall) fails the import.
+    #[arg(long, env = "FILEGATE_IMPORT_MAX_ATTEMPTS", default_value_t = 5)]
+    pub import_max_attempts: u32,
+    /// Unfinished imports a project may have at once; more are refused with 429.
+    #[arg(long, env = "FILEGATE_IMPORT_MAX_ACTIVE_PER_PROJECT", default_value_t = 100)]
+    pub import_max_active_per_project: u64,
+    /// Comma-separated glob patterns (`*` wildcard) the `model` of an import must match.
+    #[arg(long, env = "FILEGATE_IMPORT_MODELS", default_value = "*")]
+    pub import_models: String,
     /// A request body that sends no byte for this long is abandoned (the chunk is not committed).
     #[arg(long, env = "FILEGATE_BODY_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
     pub body_idle_timeout_seconds: u64,
@@ -67,6 +85,20 @@ pub struct ServeArgs {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+/// How URL imports run.
+#[derive(Debug, Clone)]
+pub struct ImportConfig {
+    pub allow_cidrs: Vec<IpNet>,
+    pub workers: usize,
+    pub lease: Duration,
+    pub connect_timeout: Duration,
+    pub stall_timeout: Duration,
+    pub total_timeout: Duration,
+    pub max_attempts: u32,
+    pub max_active_per_project: u64,
+    pub models: Vec<String>,
 }
 
 /// Limits that apply to every file and project.
@@ -88,9 +120,7 @@ pub struct Config {
     pub static_keys: Vec<(ProjectId, ApiKey)>,
     pub limits: Limits,
     pub sweep_interval: Duration,
-    pub import_allow_cidrs: Vec<IpNet>,
-    pub import_workers: usize,
-    pub import_lease: Duration,
+    pub imports: ImportConfig,
     pub body_idle_timeout: Duration,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
@@ -118,6 +148,18 @@ impl Config {
         if args.import_workers == 0 || args.import_lease_seconds < 3 {
             bail!("FILEGATE_IMPORT_WORKERS must be at least 1 and FILEGATE_IMPORT_LEASE_SECONDS at least 3");
         }
+        if args.import_connect_timeout_seconds == 0
+            || args.import_stall_timeout_seconds == 0
+            || args.import_total_timeout_seconds == 0
+            || args.import_max_attempts == 0
+        {
+            bail!("the FILEGATE_IMPORT_*_TIMEOUT_SECONDS and FILEGATE_IMPORT_MAX_ATTEMPTS settings must be at least 1");
+        }
+        let models: Vec<String> =
+            args.import_models.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect();
+        if models.is_empty() {
+            bail!("FILEGATE_IMPORT_MODELS must name at least one pattern (\"*\" allows every model)");
+        }
         if args.body_idle_timeout_seconds == 0 {
             bail!("FILEGATE_BODY_IDLE_TIMEOUT_SECONDS must be at least 1");
         }
@@ -134,9 +176,17 @@ impl Config {
                 default_ttl: Duration::from_secs(args.default_ttl_seconds),
             },
             sweep_interval: Duration::from_secs(args.sweep_interval_seconds),
-            import_allow_cidrs,
-            import_workers: args.import_workers,
-            import_lease: Duration::from_secs(args.import_lease_seconds),
+            imports: ImportConfig {
+                allow_cidrs: import_allow_cidrs,
+                workers: args.import_workers,
+                lease: Duration::from_secs(args.import_lease_seconds),
+                connect_timeout: Duration::from_secs(args.import_connect_timeout_seconds),
+                stall_timeout: Duration::from_secs(args.import_stall_timeout_seconds),
+                total_timeout: Duration::from_secs(args.import_total_timeout_seconds),
+                max_attempts: args.import_max_attempts,
+                max_active_per_project: args.import_max_active_per_project,
+                models,
+            },
             body_idle_timeout: Duration::from_secs(args.body_idle_timeout_seconds),
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
             log_format: args.log_format,

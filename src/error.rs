@@ -16,6 +16,9 @@ pub enum Error {
     /// Missing, expired or another project's file: callers cannot tell these apart, on purpose.
     #[error("file {0} not found")]
     FileNotFound(String),
+    /// One field of a request is invalid; `code` names the problem for machines (`invalid_source_url`).
+    #[error("{message}")]
+    InvalidField { code: &'static str, message: String },
     /// A user-chosen file name is already taken in the project.
     #[error("files/{0} already exists")]
     AlreadyExists(String),
@@ -23,6 +26,9 @@ pub enum Error {
     FileTooLarge { size: u64, limit: u64 },
     #[error("project quota exceeded: {requested} bytes requested, {available} bytes available of {quota}")]
     QuotaExceeded { requested: u64, available: u64, quota: u64 },
+    /// An Idempotency-Key reused with a different request.
+    #[error("the Idempotency-Key \"{0}\" was already used with a different request")]
+    IdempotencyConflict(String),
     /// The project has too many operations of one kind in flight (e.g. import tasks).
     #[error("{0}")]
     TooManyRequests(String),

@@ -16,6 +16,9 @@ pub mod metric {
     pub const UPLOADS_FINALIZED: &str = "filegate_uploads_finalized_total";
     pub const FILES_EXPIRED: &str = "filegate_files_expired_total";
     pub const BLOBS_RECLAIMED: &str = "filegate_blobs_reclaimed_total";
+    pub const IMPORTS_CREATED: &str = "filegate_imports_created_total";
+    pub const IMPORTS_FINISHED: &str = "filegate_imports_finished_total";
+    pub const IMPORT_BYTES: &str = "filegate_import_bytes_total";
 }
 
 pub fn init_tracing(format: LogFormat) {
@@ -40,5 +43,8 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(metric::UPLOADS_FINALIZED, "uploads finalized");
     metrics::describe_counter!(metric::FILES_EXPIRED, "files removed by expiry");
     metrics::describe_counter!(metric::BLOBS_RECLAIMED, "blobs and staging areas deleted by garbage collection");
+    metrics::describe_counter!(metric::IMPORTS_CREATED, "URL import tasks created");
+    metrics::describe_counter!(metric::IMPORTS_FINISHED, "URL import tasks finished, by status (ready, failed)");
+    metrics::describe_counter!(metric::IMPORT_BYTES, metrics::Unit::Bytes, "bytes committed by URL imports");
     Ok(handle)
 }

@@ -6,5 +6,5 @@ mod ids;
 mod time;
 
 pub use file::{FileError, FileRecord, FileState, ImportInfo, Origin};
-pub use ids::{ApiKey, FileId, ProjectId, UploadToken, random_alphanumeric};
+pub use ids::{ApiKey, FileId, IMPORT_ID_PREFIX, ProjectId, UploadToken, random_alphanumeric};
 pub use time::Timestamp;

@@ -2,15 +2,16 @@
 
 mod auth;
 pub mod gemini;
+pub mod import;
 mod ops;
 
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
@@ -43,9 +44,9 @@ pub fn router(app: AppState) -> Router {
             "/{prefix}/upload/{version}/files",
             post(gemini::upload::upload_aliased).put(gemini::upload::upload_aliased),
         )
-        .route("/{version}/files", get(gemini::list))
+        .route("/{version}/files", get(gemini::list).post(create_file))
         .route("/{version}/files:register", post(gemini::register))
-        .route("/{version}/files/{segment}", get(gemini::get).delete(gemini::delete))
+        .route("/{version}/files/{segment}", get(get_file).delete(delete_file))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
@@ -68,6 +69,38 @@ pub fn router(app: AppState) -> Router {
         }))
         .layer(cors())
         .with_state(app)
+}
+
+/// `POST /v1/files` is the import surface's create; the Gemini surface creates files by uploading.
+async fn create_file(State(app): State<AppState>, Path(version): Path<String>, req: Request) -> Response {
+    if version != "v1" {
+        return gemini::create_without_bytes(&version).into_response();
+    }
+    let (parts, body) = req.into_parts();
+    import::create(&app, &parts, body).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /{v}/files/{segment}`: an import (`v1`, `qfile-…`) or a Gemini file (or its `:download`).
+async fn get_file(
+    State(app): State<AppState>,
+    Path((version, segment)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    if import::is_import(&version, &segment) {
+        return import::get(&app, &req.into_parts().0, &segment).await.unwrap_or_else(IntoResponse::into_response);
+    }
+    gemini::get(State(app), Path((version, segment)), req).await
+}
+
+async fn delete_file(
+    State(app): State<AppState>,
+    Path((version, segment)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    if import::is_import(&version, &segment) {
+        return import::delete(&app, &req.into_parts().0, &segment).await.unwrap_or_else(IntoResponse::into_response);
+    }
+    gemini::delete(State(app), Path((version, segment)), req).await
 }
 
 fn cors() -> CorsLayer {

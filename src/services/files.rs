@@ -9,6 +9,7 @@ use crate::blob::{BlobStore, ByteStream};
 use crate::domain::{FileId, FileRecord, FileState, ProjectId, Timestamp};
 use crate::error::{Error, Result};
 use crate::meta::{ListCursor, MetaStore};
+use crate::services::imports::ImportQueue;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 10;
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -16,6 +17,7 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 pub struct Files {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
+    imports: Arc<ImportQueue>,
 }
 
 /// A requested byte range, as HTTP `Range: bytes=…` states it, before the file size is known.
@@ -65,8 +67,8 @@ fn decode_cursor(token: &str) -> Result<ListCursor> {
 }
 
 impl Files {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>) -> Self {
-        Self { meta, blobs }
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, imports: Arc<ImportQueue>) -> Self {
+        Self { meta, blobs, imports }
     }
 
     /// A visible, unexpired file of `project`; anything else is `FileNotFound`, so a caller cannot learn
@@ -110,6 +112,7 @@ impl Files {
             .delete_file(project, id, Timestamp::now())
             .await?
             .ok_or_else(|| Error::FileNotFound(id.to_string()))?;
+        self.imports.stop(&file.blob_key);
         super::janitor::collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
         Ok(file)
     }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod files;
+pub mod imports;
 pub mod janitor;
 mod locks;
 mod meter;
@@ -10,5 +11,6 @@ pub mod uploads;
 
 pub use auth::Auth;
 pub use files::Files;
+pub use imports::Imports;
 pub use janitor::Janitor;
 pub use uploads::Uploads;

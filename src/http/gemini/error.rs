@@ -37,7 +37,9 @@ fn classify(err: &Error) -> (StatusCode, &'static str, String, Vec<serde_json::V
     use StatusCode as S;
     let msg = err.to_string();
     match err {
-        Error::InvalidArgument(_) | Error::FileTooLarge { .. } => (S::BAD_REQUEST, "INVALID_ARGUMENT", msg, vec![]),
+        Error::InvalidArgument(_) | Error::InvalidField { .. } | Error::FileTooLarge { .. } => {
+            (S::BAD_REQUEST, "INVALID_ARGUMENT", msg, vec![])
+        }
         Error::FileNotFound(id) => (
             S::FORBIDDEN,
             "PERMISSION_DENIED",
@@ -45,6 +47,7 @@ fn classify(err: &Error) -> (StatusCode, &'static str, String, Vec<serde_json::V
             vec![],
         ),
         Error::AlreadyExists(id) => (S::CONFLICT, "ALREADY_EXISTS", format!("files/{id} already exists."), vec![]),
+        Error::IdempotencyConflict(_) => (S::CONFLICT, "ABORTED", msg, vec![]),
         Error::QuotaExceeded { .. } | Error::TooManyRequests(_) => {
             (S::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", msg, vec![])
         }

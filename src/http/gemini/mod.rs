@@ -36,6 +36,17 @@ pub async fn list(State(app): State<AppState>, Path(version): Path<String>, req:
     .await
 }
 
+/// `POST /{v}/files` on the Gemini surface: Google's "metadata-only create", which the SDKs never use.
+pub fn create_without_bytes(version: &str) -> GeminiError {
+    if let Err(e) = check_version(version) {
+        return e;
+    }
+    GeminiError(Error::NotImplemented(format!(
+        "Creating a file without its bytes is not supported: upload it with POST /upload/{version}/files, \
+         or import a URL with POST /v1/files {{\"source_url\": …}}."
+    )))
+}
+
 /// `POST /{v}/files:register`
 pub async fn register(State(app): State<AppState>, Path(version): Path<String>, req: Request) -> Response {
     respond(async {

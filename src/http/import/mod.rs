@@ -1,0 +1,128 @@
+//! The URL import surface (`docs/api-import.md`): `POST /v1/files`, `GET` and `DELETE /v1/files/qfile-…`.
+
+pub mod error;
+mod view;
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+
+pub use error::ImportApiError;
+
+use crate::app::App;
+use crate::domain::IMPORT_ID_PREFIX;
+use crate::error::Error;
+use crate::services::imports::{CreateImport, MAX_WAIT};
+
+type Result<T> = std::result::Result<T, ImportApiError>;
+
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Whether `GET`/`DELETE /{version}/files/{segment}` addresses an import.
+pub fn is_import(version: &str, segment: &str) -> bool {
+    version == "v1" && segment.starts_with(IMPORT_ID_PREFIX)
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> Error {
+    Error::InvalidField { code, message: message.into() }
+}
+
+/// Reads the JSON body field by field, so that every wrong field gets its own message.
+fn parse_create(bytes: &[u8]) -> std::result::Result<CreateImport, Error> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| invalid("invalid_json", format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(fields) = value else {
+        return Err(invalid("invalid_json", "the body must be a JSON object"));
+    };
+    let string = |fields: &Map<String, Value>, name: &str| match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid("invalid_type", format!("{name} must be a string"))),
+    };
+    let expires_in = match fields.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.as_i64().ok_or_else(|| {
+            invalid("invalid_expires_in", format!("expires_in must be a whole number of seconds, got {n}"))
+        })?),
+        Some(_) => return Err(invalid("invalid_expires_in", "expires_in must be a number of seconds")),
+    };
+    Ok(CreateImport {
+        source_url: string(&fields, "source_url")?,
+        model: string(&fields, "model")?,
+        expires_in,
+        display_name: string(&fields, "display_name")?,
+        sha256: string(&fields, "sha256")?,
+        idempotency_key: None,
+    })
+}
+
+/// `POST /v1/files`
+pub async fn create(app: &App, parts: &Parts, body: Body) -> Result<Response> {
+    let project = app.import_project(parts).await?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| invalid("body_too_large", format!("the body is larger than {MAX_BODY_BYTES} bytes")))?;
+    let mut request = parse_create(&bytes)?;
+    request.idempotency_key = match parts.headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| invalid("invalid_idempotency_key", "Idempotency-Key must be printable ASCII"))?
+                .to_owned(),
+        ),
+    };
+    let file = app.imports.create(project, request).await?;
+    Ok(Json(app.import_file(&file)).into_response())
+}
+
+/// `GET /v1/files/qfile-…[?wait=N]`
+pub async fn get(app: &App, parts: &Parts, id: &str) -> Result<Response> {
+    let project = app.import_project(parts).await?;
+    let wait =
+        match parts.uri.query().and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "wait")) {
+            None => None,
+            Some((_, value)) => {
+                let seconds: u64 =
+                    value.parse().map_err(|_| invalid("invalid_wait", "wait must be a whole number of seconds"))?;
+                if Duration::from_secs(seconds) > MAX_WAIT {
+                    return Err(invalid(
+                        "invalid_wait",
+                        format!("wait must be at most {} seconds", MAX_WAIT.as_secs()),
+                    )
+                    .into());
+                }
+                Some(Duration::from_secs(seconds))
+            }
+        };
+    let file = app.imports.get(&project, id, wait).await?;
+    Ok(Json(app.import_file(&file)).into_response())
+}
+
+/// `DELETE /v1/files/qfile-…`
+pub async fn delete(app: &App, parts: &Parts, id: &str) -> Result<Response> {
+    let project = app.import_project(parts).await?;
+    let file = app.imports.delete(&project, id).await?;
+    Ok(Json(app.deleted_import(&file)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_wrong_field_is_named() {
+        let err = |body: &str| parse_create(body.as_bytes()).unwrap_err().to_string();
+        assert!(err("{").contains("not valid JSON"));
+        assert!(err("[]").contains("JSON object"));
+        assert_eq!(err(r#"{"source_url": 5}"#), "source_url must be a string");
+        assert_eq!(err(r#"{"model": []}"#), "model must be a string");
+        assert!(err(r#"{"expires_in": "60"}"#).contains("expires_in must be a number"));
+        assert!(err(r#"{"expires_in": 1.5}"#).contains("whole number"));
+        let ok = parse_create(br#"{"source_url": "https://x/y", "model": "m", "expires_in": 60, "extra": 1}"#).unwrap();
+        assert_eq!(ok.expires_in, Some(60));
+    }
+}

@@ -1,0 +1,256 @@
+//! Opening a source: one guarded GET, following redirects one checked hop at a time, asking for the
+//! missing tail with `Range` + `If-Range` when resuming.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap};
+use url::Url;
+
+use super::ssrf::{AddressPolicy, ForbiddenHost, GuardedResolver, UrlProblem, check_parsed};
+use crate::domain::FileError;
+
+/// Redirects followed before the task fails with `too_many_redirects`.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Why an attempt ended without a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Retrying cannot help: the task fails with this error.
+    Permanent(FileError),
+    /// Worth another attempt (after `retry_after` if the source asked for it); the error is what the
+    /// task fails with when the attempts run out.
+    Transient { error: FileError, retry_after: Option<Duration> },
+}
+
+impl Failure {
+    pub fn permanent(code: &str, message: impl Into<String>) -> Self {
+        Self::Permanent(FileError { code: code.into(), message: message.into() })
+    }
+
+    pub fn transient(code: &str, message: impl Into<String>) -> Self {
+        Self::Transient { error: FileError { code: code.into(), message: message.into() }, retry_after: None }
+    }
+}
+
+/// A source that answered with bytes.
+pub struct SourceResponse {
+    /// Where the bytes start: the requested offset for a `206`, 0 for a `200` (the whole file again).
+    pub offset: u64,
+    /// The file's full size, when the source said it.
+    pub total: Option<u64>,
+    /// A strong ETag or a Last-Modified date, when the source also takes ranges: what a later `If-Range`
+    /// sends to resume without splicing two versions of the file.
+    pub validator: Option<String>,
+    pub content_type: Option<String>,
+    /// The final URL, after redirects (its last path segment names the file).
+    pub url: Url,
+    pub body: futures_util::stream::BoxStream<'static, Result<Bytes, reqwest::Error>>,
+}
+
+/// The HTTP client of imports: SSRF-guarded resolution, no proxies, no automatic redirects or
+/// decompression (the bytes stored are the bytes served).
+pub struct Fetcher {
+    client: reqwest::Client,
+    policy: Arc<AddressPolicy>,
+    stall: Duration,
+}
+
+impl Fetcher {
+    pub fn new(policy: Arc<AddressPolicy>, connect_timeout: Duration, stall: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
+            .connect_timeout(connect_timeout)
+            .user_agent(concat!("filegate/", env!("CARGO_PKG_VERSION"), " (URL import)"))
+            .build()
+            .expect("the import HTTP client configuration is valid");
+        Self { client, policy, stall }
+    }
+
+    /// GETs `url` (from `offset` with `If-Range: validator` when resuming) and follows up to
+    /// [`MAX_REDIRECTS`] redirects, checking every hop's URL before connecting to it.
+    pub async fn open(&self, url: &str, resume: Option<(u64, &str)>) -> Result<SourceResponse, Failure> {
+        let mut url = Url::parse(url).map_err(|e| Failure::permanent("source_unreachable", e.to_string()))?;
+        for redirects in 0..=MAX_REDIRECTS {
+            url = check_parsed(url, &self.policy).map_err(|problem| match problem {
+                UrlProblem::Forbidden(ip) => {
+                    Failure::permanent("forbidden_address", format!("{ip} is an address imports may not reach"))
+                }
+                UrlProblem::Invalid(why) => {
+                    Failure::permanent("source_unreachable", format!("redirect refused: {why}"))
+                }
+            })?;
+            let mut request = self.client.get(url.clone());
+            if let Some((offset, validator)) = resume {
+                request = request.header(header::RANGE, format!("bytes={offset}-")).header(header::IF_RANGE, validator);
+            }
+            let response = match tokio::time::timeout(self.stall, request.send()).await {
+                Err(_) => {
+                    return Err(Failure::transient(
+                        "timeout",
+                        format!("the source sent no response headers within {} s", self.stall.as_secs()),
+                    ));
+                }
+                Ok(Err(e)) => return Err(connect_failure(&e)),
+                Ok(Ok(response)) => response,
+            };
+            let status = response.status();
+            if status.is_redirection() {
+                let Some(location) = response.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()) else {
+                    return Err(Failure::permanent(
+                        "source_http_status",
+                        format!("the source answered {status} without a Location"),
+                    ));
+                };
+                if redirects == MAX_REDIRECTS {
+                    return Err(Failure::permanent(
+                        "too_many_redirects",
+                        format!("the source redirected more than {MAX_REDIRECTS} times"),
+                    ));
+                }
+                url = url
+                    .join(location)
+                    .map_err(|e| Failure::permanent("source_unreachable", format!("bad redirect Location: {e}")))?;
+                continue;
+            }
+            return self.accept(response, url, resume.map(|(offset, _)| offset));
+        }
+        unreachable!("the loop returns on its last iteration")
+    }
+
+    fn accept(
+        &self,
+        response: reqwest::Response,
+        url: Url,
+        resume_from: Option<u64>,
+    ) -> Result<SourceResponse, Failure> {
+        let status = response.status();
+        let headers = response.headers();
+        let (offset, total) = match status {
+            StatusCode::OK => (0, response.content_length()),
+            StatusCode::PARTIAL_CONTENT => {
+                let (start, total) = content_range(headers).ok_or_else(|| {
+                    Failure::transient("source_http_status", "the source answered 206 without a usable Content-Range")
+                })?;
+                if Some(start) != resume_from {
+                    return Err(Failure::transient(
+                        "source_http_status",
+                        format!("the source resumed at byte {start}, not where the import stopped"),
+                    ));
+                }
+                (start, total)
+            }
+            s if s == StatusCode::REQUEST_TIMEOUT || s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
+                return Err(Failure::Transient { error: http_status_error(s), retry_after: retry_after(headers) });
+            }
+            s => return Err(Failure::Permanent(http_status_error(s))),
+        };
+        let takes_ranges = status == StatusCode::PARTIAL_CONTENT
+            || headers.get(header::ACCEPT_RANGES).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("bytes"));
+        let validator = takes_ranges.then(|| validator(headers)).flatten();
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok(SourceResponse {
+            offset,
+            total,
+            validator,
+            content_type,
+            url,
+            body: response.bytes_stream().into_stream().boxed(),
+        })
+    }
+}
+
+fn http_status_error(status: StatusCode) -> FileError {
+    FileError { code: "source_http_status".into(), message: format!("the source answered HTTP {status}") }
+}
+
+/// A connection-level failure: a refused resolution (SSRF guard) is final, anything else transient.
+pub fn connect_failure(error: &reqwest::Error) -> Failure {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(forbidden) = e.downcast_ref::<ForbiddenHost>() {
+            return Failure::permanent("forbidden_address", forbidden.to_string());
+        }
+        source = e.source();
+    }
+    let what = if error.is_connect() { "could not connect to the source" } else { "the request to the source failed" };
+    Failure::transient("source_unreachable", format!("{what}: {}", root_cause(error)))
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// `Content-Range: bytes START-END/TOTAL` → (START, TOTAL if known).
+fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
+    let value = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let start = range.split_once('-')?.0.trim().parse().ok()?;
+    Some((start, total.trim().parse().ok()))
+}
+
+/// A strong ETag, else Last-Modified: what `If-Range` may carry (weak ETags may not).
+fn validator(headers: &HeaderMap) -> Option<String> {
+    let get = |name| headers.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok()).map(str::to_owned);
+    get(header::ETAG).filter(|etag| !etag.starts_with("W/")).or_else(|| get(header::LAST_MODIFIED))
+}
+
+/// `Retry-After` in seconds or as an HTTP date, capped at five minutes.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default()
+        }
+    };
+    Some(wait.min(Duration::from_secs(300)))
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &'static str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (k.clone(), HeaderValue::from_static(v))).collect()
+    }
+
+    #[test]
+    fn content_range_gives_start_and_total() {
+        assert_eq!(content_range(&headers(&[(header::CONTENT_RANGE, "bytes 100-199/1000")])), Some((100, Some(1000))));
+        assert_eq!(content_range(&headers(&[(header::CONTENT_RANGE, "bytes 100-199/*")])), Some((100, None)));
+        assert_eq!(content_range(&headers(&[(header::CONTENT_RANGE, "items 1-2/3")])), None);
+    }
+
+    #[test]
+    fn weak_etags_are_not_validators() {
+        let strong = headers(&[(header::ETAG, "\"abc\""), (header::LAST_MODIFIED, "Mon, 23 Nov 2026 10:00:00 GMT")]);
+        assert_eq!(validator(&strong).as_deref(), Some("\"abc\""));
+        let weak = headers(&[(header::ETAG, "W/\"abc\""), (header::LAST_MODIFIED, "Mon, 23 Nov 2026 10:00:00 GMT")]);
+        assert_eq!(validator(&weak).as_deref(), Some("Mon, 23 Nov 2026 10:00:00 GMT"));
+        assert_eq!(validator(&headers(&[(header::ETAG, "W/\"abc\"")])), None);
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_dates_and_is_capped() {
+        assert_eq!(retry_after(&headers(&[(header::RETRY_AFTER, "7")])), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&headers(&[(header::RETRY_AFTER, "99999")])), Some(Duration::from_secs(300)));
+        assert_eq!(
+            retry_after(&headers(&[(header::RETRY_AFTER, "Mon, 01 Jan 2001 00:00:00 GMT")])),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&headers(&[(header::RETRY_AFTER, "soon")])), None);
+    }
+}

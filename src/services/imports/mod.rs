@@ -1,0 +1,295 @@
+//! URL imports: `POST /v1/files {source_url, …}` enqueues a task; workers fetch the source into the blob
+//! store; clients poll (or long-poll) the task. An import is an ordinary file with a second view, so it
+//! shares the file table, the blob store, quotas and expiry with uploads.
+
+mod fetch;
+mod mime;
+mod source;
+pub mod ssrf;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use fetch::MAX_REDIRECTS;
+pub use ssrf::AddressPolicy;
+pub use worker::Workers;
+
+use crate::blob::{BlobStore, new_object_key, staging_key};
+use crate::domain::{
+    FileId, FileRecord, FileState, IMPORT_ID_PREFIX, Origin, ProjectId, Timestamp, random_alphanumeric,
+};
+use crate::error::{Error, Result};
+use crate::hash::ResumableSha256;
+use crate::meta::{ImportCreated, MetaStore, NewImport};
+use crate::telemetry::metric;
+
+/// `expires_in` bounds, in seconds: one minute to thirty days.
+pub const MIN_EXPIRES_IN: i64 = 60;
+pub const MAX_EXPIRES_IN: i64 = 30 * 24 * 3600;
+/// Longest `?wait=` a client may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// What imports may do, from the configuration.
+#[derive(Debug, Clone)]
+pub struct ImportSettings {
+    pub policy: Arc<AddressPolicy>,
+    pub workers: usize,
+    pub lease: Duration,
+    pub connect_timeout: Duration,
+    pub stall_timeout: Duration,
+    pub total_timeout: Duration,
+    pub max_attempts: u32,
+    pub max_active_per_project: u64,
+    /// Glob patterns (`*` only) a `model` must match.
+    pub models: Vec<String>,
+    pub max_file_bytes: u64,
+    pub quota_bytes: u64,
+    pub default_ttl: Duration,
+}
+
+/// What the service, the workers and the file service of one node share.
+pub struct ImportQueue {
+    /// Poked when a task is enqueued, so an idle worker claims it at once.
+    wake: Notify,
+    /// Poked when a task changes state, so long-polls answer at once.
+    changed: Notify,
+    /// Tasks running on this node, to cancel them when their file is deleted.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Cancelled when the server shuts down: long-polls answer at once instead of holding the drain.
+    pub closing: CancellationToken,
+}
+
+/// A validated `POST /v1/files` request.
+#[derive(Debug, Clone, Default)]
+pub struct CreateImport {
+    pub source_url: Option<String>,
+    pub model: Option<String>,
+    pub expires_in: Option<i64>,
+    pub display_name: Option<String>,
+    pub sha256: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+impl ImportQueue {
+    /// `closing` is cancelled when the server shuts down.
+    pub fn new(closing: CancellationToken) -> Self {
+        Self { wake: Notify::new(), changed: Notify::new(), running: Mutex::default(), closing }
+    }
+
+    /// Stops this node's fetch of a file whose row is gone (other nodes notice at their next lease
+    /// renewal, within a third of the lease).
+    pub fn stop(&self, blob_key: &str) {
+        if let Some(cancel) = self.running.lock().expect("running map poisoned").get(blob_key) {
+            cancel.cancel();
+        }
+    }
+}
+
+pub struct Imports {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    settings: ImportSettings,
+    queue: Arc<ImportQueue>,
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> Error {
+    Error::InvalidField { code, message: message.into() }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((prefix, rest)) => {
+            let Some(tail) = text.strip_prefix(prefix) else { return false };
+            (0..=tail.len()).filter(|&i| tail.is_char_boundary(i)).any(|i| glob_matches(rest, &tail[i..]))
+        }
+    }
+}
+
+/// The file's name from the URL: its last path segment, percent-decoded.
+fn name_from_url(url: &url::Url) -> Option<String> {
+    let segment = url.path_segments()?.next_back().filter(|s| !s.is_empty())?;
+    let decoded = percent_decode(segment);
+    (!decoded.trim().is_empty()).then(|| decoded.chars().take(512).collect())
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map_or_else(|| s.to_owned(), |(_, v)| v.into_owned())
+}
+
+impl Imports {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        settings: ImportSettings,
+        queue: Arc<ImportQueue>,
+    ) -> Self {
+        Self { meta, blobs, settings, queue }
+    }
+
+    /// The workers that fetch this service's tasks.
+    pub fn workers(&self) -> Workers {
+        Workers::new(self.meta.clone(), self.blobs.clone(), self.settings.clone(), self.queue.clone())
+    }
+
+    /// Validates and enqueues an import; answers at once, before any byte is fetched.
+    pub async fn create(&self, project: ProjectId, request: CreateImport) -> Result<FileRecord> {
+        let raw_url = request.source_url.ok_or_else(|| invalid("missing_source_url", "source_url is required"))?;
+        let url = ssrf::check_url(&raw_url, &self.settings.policy).map_err(|problem| match problem {
+            ssrf::UrlProblem::Invalid(why) => invalid("invalid_source_url", why),
+            ssrf::UrlProblem::Forbidden(ip) => {
+                invalid("forbidden_address", format!("source_url points at {ip}, an address imports may not reach"))
+            }
+        })?;
+        let model = request.model.ok_or_else(|| invalid("missing_model", "model is required"))?;
+        if model.is_empty() || model.chars().count() > 128 {
+            return Err(invalid("invalid_model", "model must be 1 to 128 characters"));
+        }
+        if !self.settings.models.iter().any(|pattern| glob_matches(pattern, &model)) {
+            return Err(invalid(
+                "model_not_allowed",
+                format!("model \"{model}\" is not allowed here (allowed: {})", self.settings.models.join(", ")),
+            ));
+        }
+        let expires_in = request.expires_in.unwrap_or(self.settings.default_ttl.as_secs() as i64);
+        if !(MIN_EXPIRES_IN..=MAX_EXPIRES_IN).contains(&expires_in) {
+            return Err(invalid(
+                "invalid_expires_in",
+                format!("expires_in must be between {MIN_EXPIRES_IN} and {MAX_EXPIRES_IN} seconds, got {expires_in}"),
+            ));
+        }
+        if request.display_name.as_ref().is_some_and(|n| n.chars().count() > 512) {
+            return Err(invalid("invalid_display_name", "display_name is longer than 512 characters"));
+        }
+        let sha256 = match request.sha256 {
+            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(hex.to_ascii_lowercase())
+            }
+            Some(_) => return Err(invalid("invalid_sha256", "sha256 must be 64 hexadecimal characters")),
+            None => None,
+        };
+        if let Some(key) = &request.idempotency_key {
+            if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+                return Err(invalid(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1 to 255 printable ASCII characters",
+                ));
+            }
+        }
+
+        let fingerprint = {
+            let canonical = serde_json::json!([url.as_str(), model, expires_in, request.display_name, sha256]);
+            hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+        };
+        let now = Timestamp::now();
+        let id = FileId::generate();
+        let file = FileRecord {
+            blob_key: new_object_key(&project, &id),
+            display_name: request.display_name.or_else(|| name_from_url(&url)),
+            mime_type: mime_guess::from_path(url.path()).first_or_octet_stream().essence_str().to_owned(),
+            project,
+            id,
+            size_bytes: None,
+            sha256: None,
+            state: FileState::Pending,
+            origin: Origin::Import,
+            charged_bytes: 0,
+            created_at: now,
+            updated_at: now,
+            expires_at: now.plus_seconds(expires_in as u64),
+            error: None,
+            import: None,
+        };
+        let task = NewImport {
+            source_url: url.to_string(),
+            model,
+            expected_sha256: sha256,
+            staging_key: staging_key(&format!("import-{}", random_alphanumeric(24))),
+            hasher_state: ResumableSha256::new().to_bytes(),
+            idempotency: request.idempotency_key.map(|key| (key, fingerprint)),
+        };
+        let created = self
+            .meta
+            .create_import(&file, &task, self.settings.quota_bytes, self.settings.max_active_per_project)
+            .await?;
+        let id = match created {
+            ImportCreated::New => {
+                metrics::counter!(metric::IMPORTS_CREATED).increment(1);
+                self.queue.wake.notify_one();
+                file.id
+            }
+            ImportCreated::Existing(id) => id,
+        };
+        self.get(&file.project, &id.import_id(), None).await
+    }
+
+    /// The import `qfile-{id}` of `project`; with `wait`, answers once it is final or `wait` has passed.
+    pub async fn get(&self, project: &ProjectId, import_id: &str, wait: Option<Duration>) -> Result<FileRecord> {
+        let deadline = tokio::time::Instant::now() + wait.unwrap_or_default().min(MAX_WAIT);
+        loop {
+            let changed = self.queue.changed.notified();
+            let file = self.visible(project, import_id).await?;
+            let settled = matches!(file.state, FileState::Ready | FileState::Failed);
+            if settled || tokio::time::Instant::now() >= deadline {
+                return Ok(file);
+            }
+            // Woken by this node's workers; polling covers tasks that run on another node.
+            let poll = deadline.min(tokio::time::Instant::now() + Duration::from_millis(500));
+            tokio::select! {
+                () = self.queue.closing.cancelled() => return Ok(file),
+                _ = tokio::time::timeout_at(poll, changed) => {}
+            }
+        }
+    }
+
+    async fn visible(&self, project: &ProjectId, import_id: &str) -> Result<FileRecord> {
+        let not_found = || Error::FileNotFound(import_id.to_owned());
+        let id = import_id.strip_prefix(IMPORT_ID_PREFIX).ok_or_else(not_found)?;
+        match self.meta.get_file(project, &FileId::from_path(id)).await? {
+            Some(file) if file.import.is_some() && !file.is_expired(Timestamp::now()) => Ok(file),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// Deletes an import: a running fetch stops, the bytes go, the quota is released.
+    pub async fn delete(&self, project: &ProjectId, import_id: &str) -> Result<FileRecord> {
+        let file = self.visible(project, import_id).await?;
+        let deleted = self.meta.delete_file(project, &file.id, Timestamp::now()).await?;
+        let file = deleted.ok_or_else(|| Error::FileNotFound(import_id.to_owned()))?;
+        self.queue.stop(&file.blob_key);
+        super::janitor::collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_globs_match_with_stars_only() {
+        assert!(glob_matches("*", "anything"));
+        assert!(glob_matches("gemini-*", "gemini-3.0-pro-preview"));
+        assert!(!glob_matches("gemini-*", "gpt-4"));
+        assert!(glob_matches("gemini-*-pro*", "gemini-3.0-pro-preview"));
+        assert!(glob_matches("exact", "exact"));
+        assert!(!glob_matches("exact", "exactly"));
+    }
+
+    #[test]
+    fn the_display_name_defaults_to_the_decoded_last_path_segment() {
+        let name = |u: &str| name_from_url(&url::Url::parse(u).unwrap());
+        assert_eq!(name("https://example.com/videos/running%20man.mp4?x=1").as_deref(), Some("running man.mp4"));
+        assert_eq!(name("https://example.com/a+b.pdf").as_deref(), Some("a+b.pdf"));
+        assert_eq!(name("https://example.com/"), None);
+    }
+}

@@ -1,0 +1,329 @@
+//! Import workers: claim a task, keep its lease alive, fetch the source part by part into staging,
+//! and finish, fail or reschedule it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng as _;
+use tokio_util::sync::CancellationToken;
+
+use super::fetch::{Failure, Fetcher};
+use super::source::PartSource;
+use super::{ImportQueue, ImportSettings, mime};
+use crate::blob::BlobStore;
+use crate::domain::{FileError, FileRecord, Timestamp, random_alphanumeric};
+use crate::error::Error;
+use crate::hash::ResumableSha256;
+use crate::meta::{ImportProgress, ImportTask, MetaStore};
+use crate::services::meter::{Meter, metered};
+use crate::telemetry::metric;
+
+/// Bytes staged between two commits of an import's progress (one object-store part).
+pub const PART_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How a claimed task's run ended, when it did not end with a file or a failure.
+enum Interrupted {
+    /// Another worker holds the task now, or the file is gone (deleted, expired).
+    LeaseLost,
+    /// This node is shutting down: the task goes back to the queue as it is.
+    Shutdown,
+}
+
+pub struct Workers {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    fetcher: Fetcher,
+    settings: ImportSettings,
+    queue: Arc<ImportQueue>,
+    /// This process's name on leases.
+    owner: String,
+}
+
+/// Exponential backoff from 1 s, doubling, capped at 60 s, with ±20 % jitter so retries spread out.
+fn backoff(attempts: u32) -> Duration {
+    let base = 2f64.powi(attempts.saturating_sub(1).min(6) as i32).min(60.0);
+    Duration::from_secs_f64(base * rand::thread_rng().gen_range(0.8..1.2))
+}
+
+fn storage_failure(err: Error) -> Failure {
+    match err {
+        Error::FileTooLarge { limit, .. } => {
+            Failure::permanent("too_large", format!("the file is larger than the limit of {limit} bytes"))
+        }
+        Error::QuotaExceeded { requested, available, .. } => Failure::permanent(
+            "quota_exceeded",
+            format!("the file needs {requested} bytes but the project has {available} bytes of quota left"),
+        ),
+        other => {
+            tracing::warn!(error = %other, "import storage step failed");
+            Failure::transient("internal", "storing the file failed; it will be retried")
+        }
+    }
+}
+
+impl Workers {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        settings: ImportSettings,
+        queue: Arc<ImportQueue>,
+    ) -> Self {
+        let fetcher = Fetcher::new(settings.policy.clone(), settings.connect_timeout, settings.stall_timeout);
+        Self { meta, blobs, fetcher, settings, queue, owner: format!("node-{}", random_alphanumeric(12)) }
+    }
+
+    /// Runs `settings.workers` loops until `shutdown`; returns when all have released their tasks.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let loops: Vec<_> =
+            (0..this.settings.workers).map(|_| tokio::spawn(this.clone().work(shutdown.clone()))).collect();
+        for handle in loops {
+            let _ = handle.await;
+        }
+    }
+
+    async fn work(self: Arc<Self>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let now = Timestamp::now();
+            let claimed =
+                self.meta.claim_import(&self.owner, now, now.plus_seconds(self.settings.lease.as_secs())).await;
+            match claimed {
+                Ok(Some(task)) => self.run_task(task, &shutdown).await,
+                Ok(None) => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = self.queue.wake.notified() => {}
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming an import task failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(file.id = %task.file_id, attempt = task.attempts))]
+    async fn run_task(&self, task: ImportTask, shutdown: &CancellationToken) {
+        let started = std::time::Instant::now();
+        let cancel = shutdown.child_token();
+        self.queue.running.lock().expect("running map poisoned").insert(task.blob_key.clone(), cancel.clone());
+        let heartbeat = tokio::spawn(heartbeat(
+            self.meta.clone(),
+            task.blob_key.clone(),
+            self.owner.clone(),
+            self.settings.lease,
+            cancel.clone(),
+        ));
+        let outcome = tokio::select! {
+            outcome = self.attempt(&task) => outcome.map_err(Ok),
+            () = cancel.cancelled() => Err(Err(if shutdown.is_cancelled() { Interrupted::Shutdown } else { Interrupted::LeaseLost })),
+        };
+        heartbeat.abort();
+        self.queue.running.lock().expect("running map poisoned").remove(&task.blob_key);
+
+        let recorded = match outcome {
+            Ok(Some(file)) => {
+                tracing::info!(
+                    size_bytes = file.size_bytes,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "import ready"
+                );
+                metrics::counter!(metric::IMPORTS_FINISHED, "status" => "ready").increment(1);
+                Ok(())
+            }
+            Ok(None) | Err(Err(Interrupted::LeaseLost)) => {
+                tracing::info!("import lease lost (the file was deleted, expired or taken over)");
+                Ok(())
+            }
+            Err(Err(Interrupted::Shutdown)) => {
+                self.meta.retry_import(&task.blob_key, &self.owner, Timestamp::now(), "shutdown").await.map(drop)
+            }
+            Err(Ok(failure)) => self.record_failure(&task, failure).await,
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "recording an import's outcome failed; its lease will run out and it will be retried");
+        }
+        super::super::janitor::collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
+        self.queue.changed.notify_waiters();
+    }
+
+    async fn record_failure(&self, task: &ImportTask, failure: Failure) -> crate::error::Result<()> {
+        let now = Timestamp::now();
+        let out_of_time = task.created_at.plus_seconds(self.settings.total_timeout.as_secs()) <= now;
+        let give_up = |error: &FileError| {
+            if out_of_time {
+                FileError {
+                    code: "timeout".into(),
+                    message: format!(
+                        "the import did not finish within {} s (last error: {})",
+                        self.settings.total_timeout.as_secs(),
+                        error.message
+                    ),
+                }
+            } else {
+                error.clone()
+            }
+        };
+        match failure {
+            Failure::Transient { error, retry_after } if task.attempts < self.settings.max_attempts && !out_of_time => {
+                let wait = backoff(task.attempts).max(retry_after.unwrap_or_default());
+                tracing::info!(code = %error.code, reason = %error.message, retry_in_ms = wait.as_millis() as u64, "import attempt failed; retrying");
+                let at = Timestamp::from_micros(now.as_micros() + wait.as_micros() as i64);
+                self.meta.retry_import(&task.blob_key, &self.owner, at, &error.code).await?;
+            }
+            Failure::Transient { error, .. } | Failure::Permanent(error) => {
+                let error = give_up(&error);
+                tracing::info!(code = %error.code, reason = %error.message, "import failed");
+                metrics::counter!(metric::IMPORTS_FINISHED, "status" => "failed").increment(1);
+                self.meta.fail_import(&task.blob_key, &self.owner, &error, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One attempt: `Ok(Some(file))` when the import is ready, `Ok(None)` when the lease was lost.
+    async fn attempt(&self, task: &ImportTask) -> Result<Option<FileRecord>, Failure> {
+        let limit = self.settings.max_file_bytes;
+        let deadline = task.created_at.plus_seconds(self.settings.total_timeout.as_secs());
+        let mut received = task.received_bytes;
+        let hasher = ResumableSha256::from_bytes(&task.hasher_state);
+        let resume = match (&task.validator, &hasher) {
+            (Some(validator), Some(_)) if received > 0 => Some((received, validator.as_str())),
+            _ => None,
+        };
+        let source = self.fetcher.open(&task.source_url, resume).await?;
+        if source.offset != received || hasher.is_none() {
+            // No usable resume (no validator, or the source changed and sent the whole file): start over.
+            received = 0;
+        }
+        let mut hasher = hasher.filter(|_| received > 0).unwrap_or_default();
+        if let Some(total) = source.total.filter(|&t| t > limit) {
+            return Err(Failure::permanent(
+                "too_large",
+                format!("the source announces {total} bytes, over the limit of {limit} bytes"),
+            ));
+        }
+        self.blobs.stage_begin(&task.staging_key).await.map_err(storage_failure)?;
+        let mut progress = ImportProgress {
+            received_bytes: received,
+            hasher_state: hasher.to_bytes(),
+            validator: source.validator.clone(),
+            total_bytes: source.total,
+            mime_type: None,
+        };
+        // Recording the announced size first reserves it against the quota before any byte is stored.
+        if !self.commit(task, &progress).await? {
+            return Ok(None);
+        }
+
+        let mut mime_type = (received > 0).then(|| task.mime_type.clone());
+        let mut body = PartSource::new(source.body, self.settings.stall_timeout);
+        loop {
+            let head = (received == 0).then(|| Arc::new(Mutex::new(Vec::new())));
+            let (part, returned) = body.part(PART_BYTES, head.clone());
+            let meter = Arc::new(Mutex::new(Meter { bytes: 0, hasher: hasher.clone() }));
+            let part = metered(part, meter.clone(), limit - received, self.settings.stall_timeout * 2, move || {
+                Error::FileTooLarge { size: limit + 1, limit }
+            });
+            let write = self.blobs.stage_write(&task.staging_key, received, part);
+            let written = match tokio::time::timeout_at(deadline_instant(deadline), write).await {
+                Err(_) => return Err(Failure::permanent("timeout", "the import exceeded its total time limit")),
+                Ok(written) => written.map_err(storage_failure)?,
+            };
+            body =
+                returned.await.map_err(|_| Failure::transient("internal", "the source stream ended unexpectedly"))?;
+            let meter = std::mem::take(&mut *meter.lock().expect("meter poisoned"));
+            received += written;
+            hasher = meter.hasher;
+            if let Some(head) = head {
+                let head = head.lock().expect("sniff buffer poisoned");
+                mime_type = Some(mime::detect(source.content_type.as_deref(), &head, &source.url));
+            }
+            progress.received_bytes = received;
+            progress.hasher_state = hasher.to_bytes();
+            progress.mime_type = mime_type.clone();
+            if written > 0 {
+                if !self.commit(task, &progress).await? {
+                    return Ok(None);
+                }
+                metrics::counter!(metric::IMPORT_BYTES).increment(written);
+            }
+            if let Some(failure) = body.failure.take() {
+                return Err(failure);
+            }
+            if body.done {
+                break;
+            }
+        }
+        if let Some(total) = source.total.filter(|&t| t != received) {
+            return Err(Failure::transient(
+                "source_unreachable",
+                format!("the source closed the connection after {received} of {total} bytes"),
+            ));
+        }
+        let digest = hasher.digest();
+        if let Some(expected) = task.expected_sha256.as_deref().filter(|e| *e != hex::encode(digest)) {
+            return Err(Failure::permanent(
+                "checksum_mismatch",
+                format!("the file's SHA-256 is {}, not the expected {expected}", hex::encode(digest)),
+            ));
+        }
+        self.blobs.stage_complete(&task.staging_key, received, &task.blob_key).await.map_err(storage_failure)?;
+        let mime_type = mime_type.unwrap_or_else(|| task.mime_type.clone());
+        self.meta
+            .finish_import(&task.blob_key, &self.owner, received, digest, &mime_type, Timestamp::now())
+            .await
+            .map_err(storage_failure)
+    }
+
+    async fn commit(&self, task: &ImportTask, progress: &ImportProgress) -> Result<bool, Failure> {
+        self.meta
+            .commit_import_progress(&task.blob_key, &self.owner, progress, self.settings.quota_bytes, Timestamp::now())
+            .await
+            .map_err(storage_failure)
+    }
+}
+
+fn deadline_instant(deadline: Timestamp) -> tokio::time::Instant {
+    let left = deadline.as_micros().saturating_sub(Timestamp::now().as_micros()).max(0);
+    tokio::time::Instant::now() + Duration::from_micros(left as u64)
+}
+
+/// Renews the lease every third of its length; cancels the run when the lease is lost.
+async fn heartbeat(
+    meta: Arc<dyn MetaStore>,
+    blob_key: String,
+    owner: String,
+    lease: Duration,
+    cancel: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(lease / 3);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let until = Timestamp::now().plus_seconds(lease.as_secs());
+        match meta.renew_import_lease(&blob_key, &owner, until).await {
+            Ok(true) => {}
+            Ok(false) => {
+                cancel.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "renewing an import lease failed; retrying"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_up_to_a_minute() {
+        for (attempts, base) in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (7, 60.0), (50, 60.0)] {
+            let wait = backoff(attempts).as_secs_f64();
+            assert!((base * 0.8..=base * 1.2).contains(&wait), "attempt {attempts}: {wait}");
+        }
+    }
+}
