@@ -6,9 +6,10 @@
 #   scripts/test.sh rust       only cargo test
 #   scripts/test.sh sdk        only the SDK suites
 #
-# Installs what the suites need once (a Python venv and node_modules, cached under ~/.cache/filegate),
-# then runs the tests in a network namespace with only loopback when the machine allows it, so no test
-# can reach beyond 127.0.0.1 even by mistake.
+# Installs what the suites need once (nginx for the import tests, from ../shared/scripts; a Python venv
+# and node_modules, cached under ~/.cache/filegate), then runs the tests in a network namespace with only
+# loopback when the machine allows it (root and unshare), so no test can reach beyond 127.0.0.1 even by
+# mistake.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -21,6 +22,14 @@ mkdir -p "$CACHE"
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 # --- install (needs the package registries) -------------------------------------------------------
+export FILEGATE_SHARED_SCRIPTS=${FILEGATE_SHARED_SCRIPTS:-$(cd "$ROOT/.." && pwd)/shared/scripts}
+[[ -x $FILEGATE_SHARED_SCRIPTS/start-http-source.sh || -f $FILEGATE_SHARED_SCRIPTS/start-http-source.sh ]] \
+  || { echo "missing $FILEGATE_SHARED_SCRIPTS/start-http-source.sh (set FILEGATE_SHARED_SCRIPTS)" >&2; exit 1; }
+if [[ $WHAT != sdk ]] && ! command -v nginx >/dev/null; then
+  step "installing nginx (import test source)"
+  tmp=$(mktemp -d) && bash "$FILEGATE_SHARED_SCRIPTS/start-http-source.sh" "$tmp" >/dev/null && bash "$tmp/stop.sh"
+  rm -rf "$tmp"
+fi
 step "building filegate and its tests"
 cargo build --locked --all-targets
 if [[ $WHAT != rust ]]; then
@@ -46,12 +55,14 @@ run_tests() {
   fi
 }
 
-if [[ ${FILEGATE_TEST_NETNS:-auto} != off ]] && unshare -rn true 2>/dev/null; then
+# A plain network namespace (not a user namespace: nginx's workers switch to `nobody`, which must exist).
+if [[ ${FILEGATE_TEST_NETNS:-auto} != off ]] && command -v ip >/dev/null && unshare -n true 2>/dev/null; then
   step "running tests in a network namespace with only loopback"
   export -f run_tests step
   export WHAT VENV ROOT
-  unshare -rn bash -c 'ip link set lo up 2>/dev/null || true; run_tests'
+  unshare -n bash -c 'ip link set lo up; run_tests'
 else
+  step "running tests without a network namespace (unshare -n is not permitted here)"
   run_tests
 fi
 step "all tests passed"

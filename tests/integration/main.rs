@@ -2,7 +2,9 @@
 
 mod auth;
 mod files;
+mod imports;
 mod lifecycle;
 mod ops;
+mod sources;
 mod support;
 mod uploads;

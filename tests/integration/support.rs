@@ -275,3 +275,70 @@ pub async fn rpc_error(resp: Response) -> (u16, String, String) {
 pub fn file_id(file: &Value) -> String {
     file["name"].as_str().unwrap().strip_prefix("files/").unwrap().to_owned()
 }
+
+/// A client of the import surface (`Authorization: <key>`, bare, as its original clients send it).
+pub struct Importer {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub key: String,
+}
+
+impl Server {
+    pub fn importer(&self, key: &str) -> Importer {
+        Importer { http: reqwest::Client::new(), base: self.url.clone(), key: key.to_owned() }
+    }
+}
+
+impl Importer {
+    pub async fn create(&self, body: Value) -> Response {
+        self.http
+            .post(format!("{}/v1/files", self.base))
+            .header("Authorization", &self.key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates an import and returns its id, asserting the immediate `pending` answer.
+    pub async fn create_ok(&self, body: Value) -> String {
+        let task = json_of(self.create(body).await, StatusCode::OK).await;
+        assert_eq!(task["status"], "pending", "{task}");
+        assert_eq!(task["object"], "file");
+        task["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, id: &str, wait: Option<u64>) -> Response {
+        let query = wait.map(|w| format!("?wait={w}")).unwrap_or_default();
+        self.http
+            .get(format!("{}/v1/files/{id}{query}", self.base))
+            .header("Authorization", &self.key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, id: &str) -> Response {
+        self.http
+            .delete(format!("{}/v1/files/{id}", self.base))
+            .header("Authorization", &self.key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Long-polls until the import is `ready` or `failed` (at most two minutes).
+    pub async fn settle(&self, id: &str) -> Value {
+        for _ in 0..12 {
+            let task = json_of(self.get(id, Some(10)).await, StatusCode::OK).await;
+            if task["status"] == "ready" || task["status"] == "failed" {
+                return task;
+            }
+        }
+        panic!("import {id} did not settle");
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
