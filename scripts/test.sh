@@ -60,7 +60,7 @@ if [[ ${FILEGATE_TEST_NETNS:-auto} != off ]] && command -v ip >/dev/null && unsh
   step "running tests in a network namespace with only loopback"
   export -f run_tests step
   export WHAT VENV ROOT
-  unshare -n bash -c 'ip link set lo up; run_tests'
+  unshare -n bash -c 'set -euo pipefail; ip link set lo up; run_tests'
 else
   step "running tests without a network namespace (unshare -n is not permitted here)"
   run_tests

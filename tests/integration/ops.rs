@@ -31,6 +31,7 @@ async fn openapi_describes_every_route() {
         "/{version}/files/{name}",
         "/{version}/files/{name}:download",
         "/{version}/files:register",
+        "/v1/files/{import_id}",
         "/healthz",
         "/metrics",
     ] {

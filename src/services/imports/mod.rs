@@ -22,7 +22,7 @@ pub use worker::Workers;
 
 use crate::blob::{BlobStore, new_object_key, staging_key};
 use crate::domain::{
-    FileId, FileRecord, FileState, IMPORT_ID_PREFIX, Origin, ProjectId, Timestamp, random_alphanumeric,
+    FileId, FileRecord, FileState, IMPORT_ID_PREFIX, ImportInfo, Origin, ProjectId, Timestamp, random_alphanumeric,
 };
 use crate::error::{Error, Result};
 use crate::hash::ResumableSha256;
@@ -221,15 +221,17 @@ impl Imports {
             .meta
             .create_import(&file, &task, self.settings.quota_bytes, self.settings.max_active_per_project)
             .await?;
-        let id = match created {
+        match created {
+            // The answer is the task as created (`pending`), even if a worker has claimed it meanwhile.
             ImportCreated::New => {
                 metrics::counter!(metric::IMPORTS_CREATED).increment(1);
                 self.queue.wake.notify_one();
-                file.id
+                let import =
+                    ImportInfo { source_url: task.source_url, model: task.model, received_bytes: 0, total_bytes: None };
+                Ok(FileRecord { import: Some(import), ..file })
             }
-            ImportCreated::Existing(id) => id,
-        };
-        self.get(&file.project, &id.import_id(), None).await
+            ImportCreated::Existing(id) => self.get(&file.project, &id.import_id(), None).await,
+        }
     }
 
     /// The import `qfile-{id}` of `project`; with `wait`, answers once it is final or `wait` has passed.
