@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::blob::{BlobStore, LocalBlobStore};
 use crate::config::Config;
 use crate::meta::{MetaStore, SqliteMeta};
-use crate::services::imports::{AddressPolicy, ImportQueue, ImportSettings};
+use crate::services::imports::{ImportQueue, ImportSettings};
 use crate::services::{Auth, Files, Imports, Janitor, Uploads};
 use crate::{http, telemetry};
 
@@ -67,20 +67,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let shutdown = CancellationToken::new();
     let import_queue = Arc::new(ImportQueue::new(shutdown.child_token()));
-    let import_settings = ImportSettings {
-        policy: Arc::new(AddressPolicy::new(config.imports.allow_cidrs.clone())),
-        workers: config.imports.workers,
-        lease: config.imports.lease,
-        connect_timeout: config.imports.connect_timeout,
-        stall_timeout: config.imports.stall_timeout,
-        total_timeout: config.imports.total_timeout,
-        max_attempts: config.imports.max_attempts,
-        max_active_per_project: config.imports.max_active_per_project,
-        models: config.imports.models.clone(),
-        max_file_bytes: config.limits.max_file_bytes,
-        quota_bytes: config.limits.project_quota_bytes,
-        default_ttl: config.limits.default_ttl,
-    };
+    let import_settings = ImportSettings::new(config.imports.clone(), config.limits.clone());
     let app = Arc::new(App {
         public_url,
         files: Files::new(meta.clone(), blobs.clone(), import_queue.clone()),

@@ -98,6 +98,7 @@ pub struct ImportConfig {
     pub total_timeout: Duration,
     pub max_attempts: u32,
     pub max_active_per_project: u64,
+    /// Glob patterns (`*` only) an import's `model` must match.
     pub models: Vec<String>,
 }
 

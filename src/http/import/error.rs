@@ -35,9 +35,8 @@ fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, String) {
         ),
         Error::InvalidApiKey => (S::UNAUTHORIZED, "authentication_error", "invalid_api_key", "Invalid API key.".into()),
         Error::FileNotFound(id) => (S::NOT_FOUND, "not_found_error", "file_not_found", format!("No file {id}.")),
-        Error::AlreadyExists(_) | Error::IdempotencyConflict(_) => {
-            (S::CONFLICT, "invalid_request_error", "idempotency_conflict", msg)
-        }
+        Error::AlreadyExists(_) => (S::CONFLICT, "invalid_request_error", "already_exists", msg),
+        Error::IdempotencyConflict(_) => (S::CONFLICT, "invalid_request_error", "idempotency_conflict", msg),
         Error::FailedPrecondition(_) => (S::CONFLICT, "invalid_request_error", "failed_precondition", msg),
         Error::QuotaExceeded { .. } => (S::TOO_MANY_REQUESTS, "rate_limit_error", "quota_exceeded", msg),
         Error::TooManyRequests(_) => (S::TOO_MANY_REQUESTS, "rate_limit_error", "too_many_imports", msg),

@@ -7,12 +7,13 @@
 
 use async_trait::async_trait;
 use sqlx::Row as _;
+use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 
-use super::{FILE_COLUMNS, FILE_FROM, SqliteMeta, file_from_row, int, project_quota, uint};
+use super::{FILE_COLUMNS, FILE_FROM, SqliteMeta, file_from_row, int, project_quota, queue_garbage, uint};
 use crate::domain::{FileError, FileId, FileRecord, ProjectId, Timestamp};
 use crate::error::{Error, Result};
-use crate::meta::{ImportCreated, ImportProgress, ImportRepo, ImportTask, NewImport};
+use crate::meta::{GarbageKind, ImportCreated, ImportProgress, ImportRepo, ImportTask, NewImport};
 
 /// An Idempotency-Key names its task for this long.
 pub const IDEMPOTENCY_WINDOW_MICROS: i64 = 24 * 3600 * 1_000_000;
@@ -40,6 +41,38 @@ fn task_from_row(row: &SqliteRow) -> Result<ImportTask> {
 
 /// The lease check every worker write starts with.
 const HOLDS_LEASE: &str = "blob_key = ? AND lease_owner = ? AND finished_at IS NULL";
+
+/// Marks a task finished if `owner` holds it (with its final size, or why it failed) and queues its
+/// staging bytes for deletion; `false` when the lease is lost.
+async fn end_task(
+    conn: &mut SqliteConnection,
+    blob_key: &str,
+    owner: &str,
+    size: Option<u64>,
+    error_code: Option<&str>,
+    now: Timestamp,
+) -> Result<bool> {
+    let sql = format!(
+        "UPDATE import_tasks SET finished_at = ?, lease_owner = NULL, lease_until = NULL, \
+           received_bytes = COALESCE(?, received_bytes), total_bytes = COALESCE(?, total_bytes), \
+           last_error = COALESCE(?, last_error), updated_at = ? \
+         WHERE {HOLDS_LEASE} RETURNING staging_key"
+    );
+    let staging: Option<String> = sqlx::query_scalar(&sql)
+        .bind(now.as_micros())
+        .bind(size.map(int))
+        .bind(size.map(int))
+        .bind(error_code)
+        .bind(now.as_micros())
+        .bind(blob_key)
+        .bind(owner)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match staging {
+        Some(staging) => queue_garbage(conn, &staging, GarbageKind::Staging, now).await.map(|()| true),
+        None => Ok(false),
+    }
+}
 
 #[async_trait]
 impl ImportRepo for SqliteMeta {
@@ -250,20 +283,9 @@ impl ImportRepo for SqliteMeta {
         now: Timestamp,
     ) -> Result<Option<FileRecord>> {
         let mut tx = self.write_tx().await?;
-        let sql = format!(
-            "UPDATE import_tasks SET finished_at = ?, lease_owner = NULL, lease_until = NULL, received_bytes = ?, \
-               total_bytes = ?, updated_at = ? WHERE {HOLDS_LEASE} RETURNING staging_key"
-        );
-        let staging: Option<String> = sqlx::query_scalar(&sql)
-            .bind(now.as_micros())
-            .bind(int(size))
-            .bind(int(size))
-            .bind(now.as_micros())
-            .bind(blob_key)
-            .bind(owner)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(staging) = staging else { return Ok(None) };
+        if !end_task(&mut tx, blob_key, owner, Some(size), None, now).await? {
+            return Ok(None);
+        }
         sqlx::query(
             "UPDATE files SET state = 'ready', size_bytes = ?, sha256 = ?, charged_bytes = ?, mime_type = ?, \
                updated_at = ? WHERE blob_key = ?",
@@ -276,11 +298,6 @@ impl ImportRepo for SqliteMeta {
         .bind(blob_key)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT OR IGNORE INTO blob_garbage (blob_key, kind, queued_at) VALUES (?, 'staging', ?)")
-            .bind(&staging)
-            .bind(now.as_micros())
-            .execute(&mut *tx)
-            .await?;
         let sql = format!("SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE f.blob_key = ?");
         let file = file_from_row(&sqlx::query(&sql).bind(blob_key).fetch_one(&mut *tx).await?)?;
         tx.commit().await?;
@@ -289,19 +306,9 @@ impl ImportRepo for SqliteMeta {
 
     async fn fail_import(&self, blob_key: &str, owner: &str, error: &FileError, now: Timestamp) -> Result<bool> {
         let mut tx = self.write_tx().await?;
-        let sql = format!(
-            "UPDATE import_tasks SET finished_at = ?, lease_owner = NULL, lease_until = NULL, last_error = ?, \
-               updated_at = ? WHERE {HOLDS_LEASE} RETURNING staging_key"
-        );
-        let staging: Option<String> = sqlx::query_scalar(&sql)
-            .bind(now.as_micros())
-            .bind(&error.code)
-            .bind(now.as_micros())
-            .bind(blob_key)
-            .bind(owner)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(staging) = staging else { return Ok(false) };
+        if !end_task(&mut tx, blob_key, owner, None, Some(&error.code), now).await? {
+            return Ok(false);
+        }
         sqlx::query(
             "UPDATE files SET state = 'failed', error_code = ?, error_message = ?, charged_bytes = 0, updated_at = ? \
              WHERE blob_key = ?",
@@ -312,11 +319,6 @@ impl ImportRepo for SqliteMeta {
         .bind(blob_key)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT OR IGNORE INTO blob_garbage (blob_key, kind, queued_at) VALUES (?, 'staging', ?)")
-            .bind(&staging)
-            .bind(now.as_micros())
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(true)
     }

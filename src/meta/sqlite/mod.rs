@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row as _, SqliteConnection, SqlitePool};
 
-use super::{ProjectRepo, SessionStatus, UploadSession};
+use super::{GarbageKind, ProjectRepo, SessionStatus, UploadSession};
 use crate::domain::{FileError, FileId, FileRecord, FileState, ImportInfo, Origin, ProjectId, Timestamp};
 use crate::error::{Error, Result};
 
@@ -123,14 +123,25 @@ impl SqliteMeta {
     }
 }
 
-/// Removes a file row (its import task goes with it, by cascade) and queues its blob, and the staged bytes
-/// of its open upload session or unfinished import, for deletion.
-async fn remove_file(conn: &mut SqliteConnection, blob_key: &str, now: Timestamp) -> Result<()> {
-    sqlx::query("INSERT OR IGNORE INTO blob_garbage (blob_key, kind, queued_at) VALUES (?, 'object', ?)")
-        .bind(blob_key)
+/// Queues bytes for deletion (idempotent): the caller's transaction removes what owned them.
+async fn queue_garbage(conn: &mut SqliteConnection, key: &str, kind: GarbageKind, now: Timestamp) -> Result<()> {
+    let kind = match kind {
+        GarbageKind::Object => "object",
+        GarbageKind::Staging => "staging",
+    };
+    sqlx::query("INSERT OR IGNORE INTO blob_garbage (blob_key, kind, queued_at) VALUES (?, ?, ?)")
+        .bind(key)
+        .bind(kind)
         .bind(now.as_micros())
         .execute(&mut *conn)
         .await?;
+    Ok(())
+}
+
+/// Removes a file row (its import task goes with it, by cascade) and queues its blob, and the staged bytes
+/// of its open upload session or unfinished import, for deletion.
+async fn remove_file(conn: &mut SqliteConnection, blob_key: &str, now: Timestamp) -> Result<()> {
+    queue_garbage(conn, blob_key, GarbageKind::Object, now).await?;
     sqlx::query(
         "INSERT OR IGNORE INTO blob_garbage (blob_key, kind, queued_at) \
          SELECT staging_key, 'staging', ? FROM upload_sessions WHERE blob_key = ? AND status = 'active'",

@@ -6,10 +6,10 @@ use sqlx::Row as _;
 use super::{
     FILE_COLUMNS, FILE_FROM, SESSION_COLUMNS, corrupt, file_from_row, project_quota, remove_file, session_from_row,
 };
-use super::{SqliteMeta, int, uint};
+use super::{SqliteMeta, int, queue_garbage, uint};
 use crate::domain::{FileRecord, Timestamp};
 use crate::error::{Error, Result};
-use crate::meta::{ChunkRecord, NewSession, UploadRepo, UploadSession};
+use crate::meta::{ChunkRecord, GarbageKind, NewSession, UploadRepo, UploadSession};
 
 #[async_trait]
 impl UploadRepo for SqliteMeta {
@@ -183,11 +183,7 @@ impl UploadRepo for SqliteMeta {
             .bind(token_hash)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT OR IGNORE INTO blob_garbage (blob_key, kind, queued_at) VALUES (?, 'staging', ?)")
-            .bind(&staging_key)
-            .bind(now.as_micros())
-            .execute(&mut *tx)
-            .await?;
+        queue_garbage(&mut tx, &staging_key, GarbageKind::Staging, now).await?;
         let sql = format!("SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE f.blob_key = ?");
         let file = file_from_row(&sqlx::query(&sql).bind(&blob_key).fetch_one(&mut *tx).await?)?;
         tx.commit().await?;

@@ -21,6 +21,7 @@ pub use ssrf::AddressPolicy;
 pub use worker::Workers;
 
 use crate::blob::{BlobStore, new_object_key, staging_key};
+use crate::config::{ImportConfig, Limits};
 use crate::domain::{
     FileId, FileRecord, FileState, IMPORT_ID_PREFIX, ImportInfo, Origin, ProjectId, Timestamp, random_alphanumeric,
 };
@@ -35,22 +36,19 @@ pub const MAX_EXPIRES_IN: i64 = 30 * 24 * 3600;
 /// Longest `?wait=` a client may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// What imports may do, from the configuration.
+/// What imports may do: their configuration, the limits every file obeys, and the SSRF policy.
 #[derive(Debug, Clone)]
 pub struct ImportSettings {
+    pub config: ImportConfig,
+    pub limits: Limits,
     pub policy: Arc<AddressPolicy>,
-    pub workers: usize,
-    pub lease: Duration,
-    pub connect_timeout: Duration,
-    pub stall_timeout: Duration,
-    pub total_timeout: Duration,
-    pub max_attempts: u32,
-    pub max_active_per_project: u64,
-    /// Glob patterns (`*` only) a `model` must match.
-    pub models: Vec<String>,
-    pub max_file_bytes: u64,
-    pub quota_bytes: u64,
-    pub default_ttl: Duration,
+}
+
+impl ImportSettings {
+    pub fn new(config: ImportConfig, limits: Limits) -> Self {
+        let policy = Arc::new(AddressPolicy::new(config.allow_cidrs.clone()));
+        Self { config, limits, policy }
+    }
 }
 
 /// What the service, the workers and the file service of one node share.
@@ -154,13 +152,13 @@ impl Imports {
         if model.is_empty() || model.chars().count() > 128 {
             return Err(invalid("invalid_model", "model must be 1 to 128 characters"));
         }
-        if !self.settings.models.iter().any(|pattern| glob_matches(pattern, &model)) {
+        if !self.settings.config.models.iter().any(|pattern| glob_matches(pattern, &model)) {
             return Err(invalid(
                 "model_not_allowed",
-                format!("model \"{model}\" is not allowed here (allowed: {})", self.settings.models.join(", ")),
+                format!("model \"{model}\" is not allowed here (allowed: {})", self.settings.config.models.join(", ")),
             ));
         }
-        let expires_in = request.expires_in.unwrap_or(self.settings.default_ttl.as_secs() as i64);
+        let expires_in = request.expires_in.unwrap_or(self.settings.limits.default_ttl.as_secs() as i64);
         if !(MIN_EXPIRES_IN..=MAX_EXPIRES_IN).contains(&expires_in) {
             return Err(invalid(
                 "invalid_expires_in",
@@ -219,7 +217,12 @@ impl Imports {
         };
         let created = self
             .meta
-            .create_import(&file, &task, self.settings.quota_bytes, self.settings.max_active_per_project)
+            .create_import(
+                &file,
+                &task,
+                self.settings.limits.project_quota_bytes,
+                self.settings.config.max_active_per_project,
+            )
             .await?;
         match created {
             // The answer is the task as created (`pending`), even if a worker has claimed it meanwhile.

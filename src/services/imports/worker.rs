@@ -68,15 +68,16 @@ impl Workers {
         settings: ImportSettings,
         queue: Arc<ImportQueue>,
     ) -> Self {
-        let fetcher = Fetcher::new(settings.policy.clone(), settings.connect_timeout, settings.stall_timeout);
+        let fetcher =
+            Fetcher::new(settings.policy.clone(), settings.config.connect_timeout, settings.config.stall_timeout);
         Self { meta, blobs, fetcher, settings, queue, owner: format!("node-{}", random_alphanumeric(12)) }
     }
 
-    /// Runs `settings.workers` loops until `shutdown`; returns when all have released their tasks.
+    /// Runs `settings.config.workers` loops until `shutdown`; returns when all have released their tasks.
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let loops: Vec<_> =
-            (0..this.settings.workers).map(|_| tokio::spawn(this.clone().work(shutdown.clone()))).collect();
+            (0..this.settings.config.workers).map(|_| tokio::spawn(this.clone().work(shutdown.clone()))).collect();
         for handle in loops {
             let _ = handle.await;
         }
@@ -86,7 +87,7 @@ impl Workers {
         while !shutdown.is_cancelled() {
             let now = Timestamp::now();
             let claimed =
-                self.meta.claim_import(&self.owner, now, now.plus_seconds(self.settings.lease.as_secs())).await;
+                self.meta.claim_import(&self.owner, now, now.plus_seconds(self.settings.config.lease.as_secs())).await;
             match claimed {
                 Ok(Some(task)) => self.run_task(task, &shutdown).await,
                 Ok(None) => {
@@ -113,7 +114,7 @@ impl Workers {
             self.meta.clone(),
             task.blob_key.clone(),
             self.owner.clone(),
-            self.settings.lease,
+            self.settings.config.lease,
             cancel.clone(),
         ));
         let outcome = tokio::select! {
@@ -151,14 +152,14 @@ impl Workers {
 
     async fn record_failure(&self, task: &ImportTask, failure: Failure) -> crate::error::Result<()> {
         let now = Timestamp::now();
-        let out_of_time = task.created_at.plus_seconds(self.settings.total_timeout.as_secs()) <= now;
+        let out_of_time = task.created_at.plus_seconds(self.settings.config.total_timeout.as_secs()) <= now;
         let give_up = |error: &FileError| {
             if out_of_time {
                 FileError {
                     code: "timeout".into(),
                     message: format!(
                         "the import did not finish within {} s (last error: {})",
-                        self.settings.total_timeout.as_secs(),
+                        self.settings.config.total_timeout.as_secs(),
                         error.message
                     ),
                 }
@@ -167,7 +168,9 @@ impl Workers {
             }
         };
         match failure {
-            Failure::Transient { error, retry_after } if task.attempts < self.settings.max_attempts && !out_of_time => {
+            Failure::Transient { error, retry_after }
+                if task.attempts < self.settings.config.max_attempts && !out_of_time =>
+            {
                 let wait = backoff(task.attempts).max(retry_after.unwrap_or_default());
                 tracing::info!(code = %error.code, reason = %error.message, retry_in_ms = wait.as_millis() as u64, "import attempt failed; retrying");
                 let at = Timestamp::from_micros(now.as_micros() + wait.as_micros() as i64);
@@ -185,8 +188,8 @@ impl Workers {
 
     /// One attempt: `Ok(Some(file))` when the import is ready, `Ok(None)` when the lease was lost.
     async fn attempt(&self, task: &ImportTask) -> Result<Option<FileRecord>, Failure> {
-        let limit = self.settings.max_file_bytes;
-        let deadline = task.created_at.plus_seconds(self.settings.total_timeout.as_secs());
+        let limit = self.settings.limits.max_file_bytes;
+        let deadline = task.created_at.plus_seconds(self.settings.config.total_timeout.as_secs());
         let mut received = task.received_bytes;
         let hasher = ResumableSha256::from_bytes(&task.hasher_state);
         let resume = match (&task.validator, &hasher) {
@@ -219,14 +222,15 @@ impl Workers {
         }
 
         let mut mime_type = (received > 0).then(|| task.mime_type.clone());
-        let mut body = PartSource::new(source.body, self.settings.stall_timeout);
+        let mut body = PartSource::new(source.body, self.settings.config.stall_timeout);
         loop {
             let head = (received == 0).then(|| Arc::new(Mutex::new(Vec::new())));
             let (part, returned) = body.part(PART_BYTES, head.clone());
             let meter = Arc::new(Mutex::new(Meter { bytes: 0, hasher: hasher.clone() }));
-            let part = metered(part, meter.clone(), limit - received, self.settings.stall_timeout * 2, move || {
-                Error::FileTooLarge { size: limit + 1, limit }
-            });
+            let part =
+                metered(part, meter.clone(), limit - received, self.settings.config.stall_timeout * 2, move || {
+                    Error::FileTooLarge { size: limit + 1, limit }
+                });
             let write = self.blobs.stage_write(&task.staging_key, received, part);
             let written = match tokio::time::timeout_at(deadline_instant(deadline), write).await {
                 Err(_) => return Err(Failure::permanent("timeout", "the import exceeded its total time limit")),
@@ -280,7 +284,13 @@ impl Workers {
 
     async fn commit(&self, task: &ImportTask, progress: &ImportProgress) -> Result<bool, Failure> {
         self.meta
-            .commit_import_progress(&task.blob_key, &self.owner, progress, self.settings.quota_bytes, Timestamp::now())
+            .commit_import_progress(
+                &task.blob_key,
+                &self.owner,
+                progress,
+                self.settings.limits.project_quota_bytes,
+                Timestamp::now(),
+            )
             .await
             .map_err(storage_failure)
     }
