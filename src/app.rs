@@ -72,7 +72,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         public_url,
         files: Files::new(meta.clone(), blobs.clone(), import_queue.clone()),
         imports: Imports::new(meta.clone(), blobs.clone(), import_settings, import_queue.clone()),
-        uploads: Uploads::new(meta.clone(), blobs.clone(), config.limits.clone(), config.body_idle_timeout),
+        uploads: Uploads::new(meta.clone(), blobs.clone(), config.limits.clone(), config.request_idle_timeout),
         auth,
         meta: meta.clone(),
         blobs,
@@ -89,17 +89,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // A stable line on stdout for scripts and tests that start filegate on port 0.
     println!("listening on http://{addr}");
 
-    let grace = app.config.shutdown_grace;
-    let server = axum::serve(listener, http::router(app.clone())).with_graceful_shutdown({
-        let shutdown = shutdown.clone();
-        async move { shutdown.cancelled().await }
-    });
-    tokio::select! {
-        result = server => result.context("serving HTTP")?,
-        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(grace_seconds = grace.as_secs(), "requests still running after the grace period; exiting");
-        }
-    }
+    let (idle, grace) = (app.config.request_idle_timeout, app.config.shutdown_grace);
+    http::serve(listener, http::router(app.clone()), idle, shutdown.clone(), grace).await;
     // Workers stop fetching and hand their tasks back to the queue; the janitor finishes its sweep.
     let _ = import_workers.await;
     let _ = janitor_task.await;

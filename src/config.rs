@@ -70,9 +70,10 @@ pub struct ServeArgs {
     /// Comma-separated glob patterns (`*` wildcard) the `model` of an import must match.
     #[arg(long, env = "FILEGATE_IMPORT_MODELS", default_value = "*")]
     pub import_models: String,
-    /// A request body that sends no byte for this long is abandoned (the chunk is not committed).
-    #[arg(long, env = "FILEGATE_BODY_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
-    pub body_idle_timeout_seconds: u64,
+    /// A client that sends nothing for this long, while sending its headers or a body, is dropped (an
+    /// unfinished chunk is not committed).
+    #[arg(long, env = "FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub request_idle_timeout_seconds: u64,
     /// On SIGTERM, how long in-flight requests may take to finish before the server exits.
     #[arg(long, env = "FILEGATE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -122,7 +123,7 @@ pub struct Config {
     pub limits: Limits,
     pub sweep_interval: Duration,
     pub imports: ImportConfig,
-    pub body_idle_timeout: Duration,
+    pub request_idle_timeout: Duration,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
 }
@@ -161,8 +162,8 @@ impl Config {
         if models.is_empty() {
             bail!("FILEGATE_IMPORT_MODELS must name at least one pattern (\"*\" allows every model)");
         }
-        if args.body_idle_timeout_seconds == 0 {
-            bail!("FILEGATE_BODY_IDLE_TIMEOUT_SECONDS must be at least 1");
+        if args.request_idle_timeout_seconds == 0 {
+            bail!("FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS must be at least 1");
         }
         Ok(Self {
             listen: args.listen,
@@ -188,7 +189,7 @@ impl Config {
                 max_active_per_project: args.import_max_active_per_project,
                 models,
             },
-            body_idle_timeout: Duration::from_secs(args.body_idle_timeout_seconds),
+            request_idle_timeout: Duration::from_secs(args.request_idle_timeout_seconds),
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
             log_format: args.log_format,
         })

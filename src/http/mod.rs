@@ -4,6 +4,7 @@ mod auth;
 pub mod gemini;
 pub mod import;
 mod ops;
+mod serve;
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use crate::error::Error;
 use crate::telemetry::metric;
 
 pub use auth::presented_key;
+pub use serve::serve;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -33,7 +33,7 @@ pub struct Uploads {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
     limits: Limits,
-    body_idle_timeout: Duration,
+    request_idle_timeout: Duration,
     locks: KeyedLocks,
 }
 
@@ -84,9 +84,9 @@ impl Uploads {
         meta: Arc<dyn MetaStore>,
         blobs: Arc<dyn BlobStore>,
         limits: Limits,
-        body_idle_timeout: Duration,
+        request_idle_timeout: Duration,
     ) -> Self {
-        Self { meta, blobs, limits, body_idle_timeout, locks: KeyedLocks::default() }
+        Self { meta, blobs, limits, request_idle_timeout, locks: KeyedLocks::default() }
     }
 
     /// Opens a session: validates the metadata, reserves the declared size against the project's quota,
@@ -199,7 +199,7 @@ impl Uploads {
                 (max - received, Box::new(move || Error::FileTooLarge { size: max + 1, limit: max }))
             }
         };
-        let body = metered(body, meter.clone(), limit, self.body_idle_timeout, overflow);
+        let body = metered(body, meter.clone(), limit, self.request_idle_timeout, overflow);
         let written = self.blobs.stage_write(&session.staging_key, offset, body).await?;
         let meter = std::mem::take(&mut *meter.lock().expect("meter poisoned"));
         debug_assert_eq!(written, meter.bytes);
@@ -276,7 +276,7 @@ impl Uploads {
         let meter = Arc::new(Mutex::new(Meter { bytes: 0, hasher }));
         let len = chunk.length;
         let conflict = move || Error::from(UploadError::ResendMismatch { offset, len });
-        let mut body = metered(body, meter.clone(), chunk.length, self.body_idle_timeout, conflict);
+        let mut body = metered(body, meter.clone(), chunk.length, self.request_idle_timeout, conflict);
         while let Some(part) = body.next().await {
             part?;
         }

@@ -116,3 +116,35 @@ async fn sigterm_stops_the_server_cleanly() {
     assert!(status.success(), "exit status {status}");
     assert!(server.log().contains("stopped"), "{}", server.log());
 }
+
+#[tokio::test]
+async fn a_client_that_goes_silent_is_dropped_and_its_half_chunk_is_not_committed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = Server::builder().env("FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS", 1).start();
+    let addr = server.url.strip_prefix("http://").unwrap().to_owned();
+
+    // Headers that never end.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the connection is closed after the idle timeout");
+
+    // A chunk whose body stops halfway.
+    let gemini = server.gemini(ALPHA_KEY);
+    let url = gemini.start_ok(1000, json!({})).await;
+    let path = url.splitn(4, '/').nth(3).unwrap();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /{path} HTTP/1.1\r\nHost: x\r\nX-Goog-Upload-Command: upload, finalize\r\nX-Goog-Upload-Offset: 0\r\nContent-Length: 1000\r\n\r\n"
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&data(1000, 1)[..500]).await.unwrap();
+    let mut reply = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut reply)).await;
+    assert!(answered.is_ok(), "the server gives up on the silent body");
+    let query = gemini.command(&url, "query", None, vec![]).await;
+    assert_eq!(header(&query, "x-goog-upload-size-received"), Some("0"), "half a chunk is never acknowledged");
+    let done = gemini.command(&url, "upload, finalize", Some(0), data(1000, 1)).await;
+    assert_eq!(done.status(), StatusCode::OK);
+}
