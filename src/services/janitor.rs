@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::blob::BlobStore;
-use crate::domain::Timestamp;
+use crate::domain::{FileId, ProjectId, Timestamp};
 use crate::error::Result;
 use crate::meta::{GarbageKind, MetaStore};
 use crate::telemetry::metric;
@@ -55,6 +55,28 @@ pub async fn collect_garbage(meta: &dyn MetaStore, blobs: &dyn BlobStore) -> u64
             deleted += 1;
             metrics::counter!(metric::BLOBS_RECLAIMED).increment(1);
         }
+    }
+}
+
+/// Deletes an object that was just completed for a file whose row went away meanwhile (deleted or expired
+/// while its upload or import finished). The row's removal queued the key as garbage, but possibly before
+/// the object existed. Only when no row owns the key: a key is unique to one file generation, so a live
+/// row with it means the object is in use (another worker finished the same import).
+pub async fn drop_if_orphaned(
+    meta: &dyn MetaStore,
+    blobs: &dyn BlobStore,
+    project: &ProjectId,
+    id: &FileId,
+    blob_key: &str,
+) {
+    match meta.get_file(project, id).await {
+        Ok(Some(file)) if file.blob_key == blob_key => {}
+        Ok(_) => {
+            if let Err(e) = blobs.delete(blob_key).await {
+                tracing::warn!(blob.key = %blob_key, error = %e, "deleting an orphaned object failed; it goes at the next start");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "checking for an orphaned object failed"),
     }
 }
 

@@ -231,11 +231,12 @@ impl Uploads {
             .digest();
         let blob_key = session.blob_key.as_deref().ok_or(UploadError::SessionNotFound)?;
         self.blobs.stage_complete(&session.staging_key, received, blob_key).await?;
-        let file = self
-            .meta
-            .finalize_upload(&session.token_hash, received, digest, Timestamp::now())
-            .await?
-            .ok_or(UploadError::SessionNotFound)?;
+        let Some(file) = self.meta.finalize_upload(&session.token_hash, received, digest, Timestamp::now()).await?
+        else {
+            let (meta, blobs) = (self.meta.as_ref(), self.blobs.as_ref());
+            super::janitor::drop_if_orphaned(meta, blobs, &session.project, &session.file_id, blob_key).await;
+            return Err(UploadError::SessionNotFound.into());
+        };
         // The staging name is queued as garbage by the finalize; remove it now rather than at the sweep.
         super::janitor::collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
         metrics::counter!(metric::UPLOADS_FINALIZED).increment(1);

@@ -146,7 +146,7 @@ impl Workers {
         if let Err(e) = recorded {
             tracing::warn!(error = %e, "recording an import's outcome failed; its lease will run out and it will be retried");
         }
-        super::super::janitor::collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
+        crate::services::janitor::collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
         self.queue.changed.notify_waiters();
     }
 
@@ -276,10 +276,16 @@ impl Workers {
         }
         self.blobs.stage_complete(&task.staging_key, received, &task.blob_key).await.map_err(storage_failure)?;
         let mime_type = mime_type.unwrap_or_else(|| task.mime_type.clone());
-        self.meta
+        let finished = self
+            .meta
             .finish_import(&task.blob_key, &self.owner, received, digest, &mime_type, Timestamp::now())
             .await
-            .map_err(storage_failure)
+            .map_err(storage_failure)?;
+        if finished.is_none() {
+            let (meta, blobs) = (self.meta.as_ref(), self.blobs.as_ref());
+            crate::services::janitor::drop_if_orphaned(meta, blobs, &task.project, &task.file_id, &task.blob_key).await;
+        }
+        Ok(finished)
     }
 
     async fn commit(&self, task: &ImportTask, progress: &ImportProgress) -> Result<bool, Failure> {
