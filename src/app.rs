@@ -95,13 +95,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = import_workers.await;
     let _ = janitor_task.await;
     drop(app);
-    meta_close(meta).await;
+    meta.close().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn meta_close(meta: Arc<dyn MetaStore>) {
-    meta.close().await;
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {
