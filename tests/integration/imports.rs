@@ -483,8 +483,7 @@ async fn delete_cancels_a_running_import_and_frees_everything() {
     assert_eq!(deleted, json!({"id": id, "object": "file", "deleted": true}));
     assert_eq!(error_of(importer.get(&id, None).await, StatusCode::NOT_FOUND).await.0, "file_not_found");
     assert_eq!(rpc_error(server.gemini(ALPHA_KEY).get(&format!("v1/files/{}", &id[6..])).await).await.0, 403);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(server.files_under("blobs").is_empty(), "staged bytes removed");
+    eventually(|| server.files_under("blobs").is_empty(), "staged bytes removed").await;
     // The 40 MiB announced by Content-Length are no longer reserved.
     server.gemini(ALPHA_KEY).upload(&data(40 * MIB, 14), json!({})).await;
     assert_eq!(error_of(importer.delete(&id).await, StatusCode::NOT_FOUND).await.0, "file_not_found");

@@ -79,8 +79,8 @@ async fn expired_files_and_abandoned_uploads_vanish_with_their_bytes_and_quota()
     assert!(json_of(gemini.get("v1/files").await, StatusCode::OK).await.get("files").is_none());
     let resp = gemini.command(&abandoned, "query", None, vec![]).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-    assert!(server.files_under("blobs/files").is_empty(), "expired bytes are deleted");
-    assert!(server.files_under("blobs/staging").is_empty(), "abandoned staging bytes are deleted");
+    // The janitor sweeps every second; give it a few under load.
+    eventually(|| server.files_under("blobs").is_empty(), "expired and abandoned bytes are deleted").await;
     gemini.upload(&data(3000, 3), json!({"file": {"name": "short-lived"}})).await;
 }
 

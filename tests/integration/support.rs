@@ -342,3 +342,14 @@ impl Importer {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
+
+/// Waits up to ten seconds for `condition`, for effects of background work (janitor, workers).
+pub async fn eventually(condition: impl Fn() -> bool, what: &str) {
+    for _ in 0..100 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within 10 s: {what}");
+}
