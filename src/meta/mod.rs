@@ -136,6 +136,16 @@ pub struct Garbage {
     pub kind: GarbageKind,
 }
 
+impl Garbage {
+    pub fn object(key: &str) -> Self {
+        Self { key: key.to_owned(), kind: GarbageKind::Object }
+    }
+
+    pub fn staging(key: &str) -> Self {
+        Self { key: key.to_owned(), kind: GarbageKind::Staging }
+    }
+}
+
 /// What one expiry pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExpiryReport {
@@ -168,8 +178,13 @@ pub trait FileRepo: Send + Sync {
         limit: u32,
     ) -> Result<Vec<FileRecord>>;
     /// Removes a visible, unexpired file (and its import task or open session) and queues its bytes for
-    /// deletion, in one transaction. `None` when there was no such file.
-    async fn delete_file(&self, project: &ProjectId, id: &FileId, now: Timestamp) -> Result<Option<FileRecord>>;
+    /// deletion, in one transaction; returns the file and what was queued. `None` when there was no such file.
+    async fn delete_file(
+        &self,
+        project: &ProjectId,
+        id: &FileId,
+        now: Timestamp,
+    ) -> Result<Option<(FileRecord, Vec<Garbage>)>>;
 }
 
 #[async_trait]
@@ -193,8 +208,8 @@ pub trait UploadRepo: Send + Sync {
         now: Timestamp,
     ) -> Result<Option<FileRecord>>;
     /// Marks an active session cancelled, removes its file row (releasing the quota at once) and queues
-    /// the staged bytes for deletion. `false` when the session was not active.
-    async fn cancel_upload(&self, token_hash: &str, now: Timestamp) -> Result<bool>;
+    /// the staged bytes for deletion; returns what was queued. `None` when the session was not active.
+    async fn cancel_upload(&self, token_hash: &str, now: Timestamp) -> Result<Option<Vec<Garbage>>>;
 }
 
 #[async_trait]

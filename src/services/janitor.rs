@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::blob::BlobStore;
 use crate::domain::{FileId, ProjectId, Timestamp};
 use crate::error::Result;
-use crate::meta::{GarbageKind, MetaStore};
+use crate::meta::{Garbage, GarbageKind, MetaStore};
 use crate::telemetry::metric;
 
 pub struct Janitor {
@@ -31,6 +31,38 @@ pub struct SweepReport {
     pub blobs_deleted: u64,
 }
 
+/// Deletes one queued blob and takes it off the queue; on failure it stays queued for the next sweep.
+async fn reclaim(meta: &dyn MetaStore, blobs: &dyn BlobStore, item: &Garbage) -> bool {
+    let removed = match item.kind {
+        GarbageKind::Object => blobs.delete(&item.key).await,
+        GarbageKind::Staging => blobs.stage_abort(&item.key).await,
+    };
+    match removed {
+        Ok(()) => match meta.garbage_done(&item.key).await {
+            Ok(()) => {
+                metrics::counter!(metric::BLOBS_RECLAIMED).increment(1);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(blob.key = %item.key, error = %e, "unqueueing a deleted blob failed; the janitor retries");
+                false
+            }
+        },
+        Err(e) => {
+            tracing::warn!(blob.key = %item.key, error = %e, "deleting a blob failed; the janitor retries");
+            false
+        }
+    }
+}
+
+/// Deletes the blobs a request just queued, so their bytes go at once; whatever fails is left to the
+/// janitor. Requests never drain the whole queue: that is the janitor's work, not a client's latency.
+pub async fn reclaim_now(meta: &dyn MetaStore, blobs: &dyn BlobStore, garbage: &[Garbage]) {
+    for item in garbage {
+        reclaim(meta, blobs, item).await;
+    }
+}
+
 /// Deletes queued blobs until the queue is empty or the store fails (the next sweep retries).
 pub async fn collect_garbage(meta: &dyn MetaStore, blobs: &dyn BlobStore) -> u64 {
     let mut deleted = 0;
@@ -43,17 +75,11 @@ pub async fn collect_garbage(meta: &dyn MetaStore, blobs: &dyn BlobStore) -> u64
                 return deleted;
             }
         };
-        for item in batch {
-            let removed = match item.kind {
-                GarbageKind::Object => blobs.delete(&item.key).await,
-                GarbageKind::Staging => blobs.stage_abort(&item.key).await,
-            };
-            if let Err(e) = removed.and(meta.garbage_done(&item.key).await) {
-                tracing::warn!(blob.key = %item.key, error = %e, "deleting a blob failed; the janitor retries");
+        for item in &batch {
+            if !reclaim(meta, blobs, item).await {
                 return deleted;
             }
             deleted += 1;
-            metrics::counter!(metric::BLOBS_RECLAIMED).increment(1);
         }
     }
 }

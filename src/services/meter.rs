@@ -15,13 +15,13 @@ pub struct Meter {
 }
 
 /// Watches bytes on their way to storage: counts and hashes them (so no file is ever read back to be
-/// hashed), fails the stream once it carries more than `limit` bytes (with `overflow`'s error) and when
-/// no byte arrives for `idle` (so a stalled client cannot hold an upload session forever).
+/// hashed), fails the stream once it carries more than `limit` bytes (with `overflow`'s error) and, with
+/// `idle`, when no byte arrives for that long (so a stalled client cannot hold an upload session forever).
 pub fn metered(
     body: ByteStream,
     meter: Arc<Mutex<Meter>>,
     limit: u64,
-    idle: Duration,
+    idle: Option<Duration>,
     overflow: impl Fn() -> Error + Send + Sync + 'static,
 ) -> ByteStream {
     let overflow = Arc::new(overflow);
@@ -29,8 +29,12 @@ pub fn metered(
         let (meter, overflow) = (meter.clone(), overflow.clone());
         async move {
             let mut body = body?; // `None` once an error was yielded: the stream has ended
-            let item = match tokio::time::timeout(idle, body.next()).await {
-                Err(_) => Err(Error::Unavailable(format!("the request body sent nothing for {} s", idle.as_secs()))),
+            let next = match idle {
+                Some(idle) => tokio::time::timeout(idle, body.next()).await.map_err(|_| idle),
+                None => Ok(body.next().await),
+            };
+            let item = match next {
+                Err(idle) => Err(Error::Unavailable(format!("the request body sent nothing for {} s", idle.as_secs()))),
                 Ok(None) => return None,
                 Ok(Some(item)) => item,
             };
@@ -66,10 +70,12 @@ mod tests {
     async fn counts_and_hashes_what_passes() {
         let meter = Arc::new(Mutex::new(Meter::default()));
         let out: Vec<Bytes> =
-            metered(body(&[b"hello ", b"world"]), meter.clone(), 11, Duration::from_secs(5), || Error::invalid("over"))
-                .try_collect()
-                .await
-                .unwrap();
+            metered(body(&[b"hello ", b"world"]), meter.clone(), 11, Some(Duration::from_secs(5)), || {
+                Error::invalid("over")
+            })
+            .try_collect()
+            .await
+            .unwrap();
         assert_eq!(out.concat(), b"hello world");
         let meter = meter.lock().unwrap();
         assert_eq!(meter.bytes, 11);
@@ -82,9 +88,11 @@ mod tests {
     async fn stops_with_the_overflow_error_past_the_limit() {
         let meter = Arc::new(Mutex::new(Meter::default()));
         let result: Result<Vec<Bytes>, Error> =
-            metered(body(&[b"hello ", b"world"]), meter.clone(), 10, Duration::from_secs(5), || Error::invalid("over"))
-                .try_collect()
-                .await;
+            metered(body(&[b"hello ", b"world"]), meter.clone(), 10, Some(Duration::from_secs(5)), || {
+                Error::invalid("over")
+            })
+            .try_collect()
+            .await;
         assert!(matches!(result, Err(Error::InvalidArgument(m)) if m == "over"));
         assert_eq!(meter.lock().unwrap().bytes, 6, "the overflowing part is not counted");
     }
@@ -93,7 +101,7 @@ mod tests {
     async fn a_stalled_body_fails_after_the_idle_time() {
         let stalled = stream::pending::<crate::error::Result<Bytes>>().boxed();
         let meter = Arc::new(Mutex::new(Meter::default()));
-        let mut s = metered(stalled, meter, 10, Duration::from_secs(60), || Error::invalid("over"));
+        let mut s = metered(stalled, meter, 10, Some(Duration::from_secs(60)), || Error::invalid("over"));
         assert!(matches!(s.next().await, Some(Err(Error::Unavailable(_)))));
         assert!(s.next().await.is_none(), "a failed stream ends");
     }

@@ -19,7 +19,7 @@ use crate::config::Limits;
 use crate::domain::{FileId, FileRecord, FileState, Origin, ProjectId, Timestamp, UploadToken};
 use crate::error::{Error, Result, UploadError};
 use crate::hash::ResumableSha256;
-use crate::meta::{ChunkRecord, MetaStore, NewSession, SessionStatus, UploadSession};
+use crate::meta::{ChunkRecord, Garbage, MetaStore, NewSession, SessionStatus, UploadSession};
 use crate::telemetry::metric;
 
 /// The chunk size clients are told to use (`x-goog-upload-chunk-granularity`), as Google's service does.
@@ -199,7 +199,7 @@ impl Uploads {
                 (max - received, Box::new(move || Error::FileTooLarge { size: max + 1, limit: max }))
             }
         };
-        let body = metered(body, meter.clone(), limit, self.request_idle_timeout, overflow);
+        let body = metered(body, meter.clone(), limit, Some(self.request_idle_timeout), overflow);
         let written = self.blobs.stage_write(&session.staging_key, offset, body).await?;
         let meter = std::mem::take(&mut *meter.lock().expect("meter poisoned"));
         debug_assert_eq!(written, meter.bytes);
@@ -237,8 +237,9 @@ impl Uploads {
             super::janitor::drop_if_orphaned(meta, blobs, &session.project, &session.file_id, blob_key).await;
             return Err(UploadError::SessionNotFound.into());
         };
-        // The staging name is queued as garbage by the finalize; remove it now rather than at the sweep.
-        super::janitor::collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
+        // The finalize queued the staging name as garbage; remove it now rather than at the sweep.
+        let staging = [Garbage::staging(&session.staging_key)];
+        super::janitor::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &staging).await;
         metrics::counter!(metric::UPLOADS_FINALIZED).increment(1);
         Ok(Progress::Final(Box::new(file)))
     }
@@ -277,7 +278,7 @@ impl Uploads {
         let meter = Arc::new(Mutex::new(Meter { bytes: 0, hasher }));
         let len = chunk.length;
         let conflict = move || Error::from(UploadError::ResendMismatch { offset, len });
-        let mut body = metered(body, meter.clone(), chunk.length, self.request_idle_timeout, conflict);
+        let mut body = metered(body, meter.clone(), chunk.length, Some(self.request_idle_timeout), conflict);
         while let Some(part) = body.next().await {
             part?;
         }
@@ -315,10 +316,12 @@ impl Uploads {
             SessionStatus::Final => return Err(UploadError::AlreadyFinalized.into()),
             SessionStatus::Cancelled => return Err(UploadError::Cancelled.into()),
         }
-        if !self.meta.cancel_upload(&session.token_hash, Timestamp::now()).await? {
-            return Err(UploadError::SessionNotFound.into());
-        }
-        super::janitor::collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
+        let garbage = self
+            .meta
+            .cancel_upload(&session.token_hash, Timestamp::now())
+            .await?
+            .ok_or(UploadError::SessionNotFound)?;
+        super::janitor::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &garbage).await;
         Ok(())
     }
 

@@ -27,7 +27,7 @@ pub struct ListQuery {
 
 pub async fn list(app: &App, parts: &Parts) -> Result<Response> {
     let project = app.gemini_project(parts).await?;
-    let query: ListQuery = serde_urlencoded_query(parts)?;
+    let query: ListQuery = query_params(parts)?;
     let page_size = query
         .page_size
         .map(|s| s.parse::<i64>().map_err(|_| Error::invalid(format!("Invalid value for pageSize: \"{s}\""))))
@@ -89,7 +89,7 @@ pub async fn register(app: &App, parts: &Parts) -> Result<Response> {
     .into())
 }
 
-fn serde_urlencoded_query<T: serde::de::DeserializeOwned + Default>(parts: &Parts) -> Result<T> {
+fn query_params<T: serde::de::DeserializeOwned + Default>(parts: &Parts) -> Result<T> {
     match parts.uri.query() {
         None => Ok(T::default()),
         Some(_) => axum::extract::Query::<T>::try_from_uri(&parts.uri)

@@ -6,7 +6,7 @@ use super::SqliteMeta;
 use super::{FILE_COLUMNS, FILE_FROM, file_from_row, remove_file};
 use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
 use crate::error::Result;
-use crate::meta::{FileRepo, ListCursor};
+use crate::meta::{FileRepo, Garbage, ListCursor};
 
 #[async_trait]
 impl FileRepo for SqliteMeta {
@@ -43,7 +43,12 @@ impl FileRepo for SqliteMeta {
         rows.iter().map(file_from_row).collect()
     }
 
-    async fn delete_file(&self, project: &ProjectId, id: &FileId, now: Timestamp) -> Result<Option<FileRecord>> {
+    async fn delete_file(
+        &self,
+        project: &ProjectId,
+        id: &FileId,
+        now: Timestamp,
+    ) -> Result<Option<(FileRecord, Vec<Garbage>)>> {
         let mut tx = self.write_tx().await?;
         let sql = format!(
             "SELECT {FILE_COLUMNS} FROM {FILE_FROM} \
@@ -59,8 +64,8 @@ impl FileRepo for SqliteMeta {
             return Ok(None);
         };
         let file = file_from_row(&row)?;
-        remove_file(&mut tx, &file.blob_key, now).await?;
+        let removed = remove_file(&mut tx, &file.blob_key, now).await?;
         tx.commit().await?;
-        Ok(Some(file))
+        Ok(Some((file, removed.garbage)))
     }
 }

@@ -3,8 +3,7 @@
 use async_trait::async_trait;
 use sqlx::Row as _;
 
-use super::{SqliteMeta, uint};
-use super::{corrupt, remove_file};
+use super::{SqliteMeta, corrupt, remove_file};
 use crate::domain::Timestamp;
 use crate::error::Result;
 use crate::meta::{ExpiryReport, Garbage, GarbageKind, JanitorRepo};
@@ -25,20 +24,16 @@ impl JanitorRepo for SqliteMeta {
         .await?;
         let mut files = 0;
         for key in &keys {
-            files += sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM files WHERE blob_key = ?")
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await?;
-            remove_file(&mut tx, key, now).await?;
+            files += u64::from(remove_file(&mut tx, key, now).await?.row);
         }
         let sessions =
             sqlx::query("DELETE FROM upload_sessions WHERE expires_at <= ?").bind(now_us).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM import_idempotency WHERE created_at <= ?")
-            .bind(now.as_micros() - super::imports::IDEMPOTENCY_WINDOW_MICROS)
+            .bind(now_us - super::imports::IDEMPOTENCY_WINDOW_MICROS)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(ExpiryReport { files: uint(files), sessions: sessions.rows_affected() })
+        Ok(ExpiryReport { files, sessions: sessions.rows_affected() })
     }
 
     async fn garbage(&self, limit: u32) -> Result<Vec<Garbage>> {

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row as _, SqliteConnection, SqlitePool};
 
-use super::{GarbageKind, ProjectRepo, SessionStatus, UploadSession};
+use super::{Garbage, GarbageKind, ProjectRepo, SessionStatus, UploadSession};
 use crate::domain::{FileError, FileId, FileRecord, FileState, ImportInfo, Origin, ProjectId, Timestamp};
 use crate::error::{Error, Result};
 
@@ -138,26 +138,29 @@ async fn queue_garbage(conn: &mut SqliteConnection, key: &str, kind: GarbageKind
     Ok(())
 }
 
-/// Removes a file row (its import task goes with it, by cascade) and queues its blob, and the staged bytes
-/// of its open upload session or unfinished import, for deletion.
-async fn remove_file(conn: &mut SqliteConnection, blob_key: &str, now: Timestamp) -> Result<()> {
-    queue_garbage(conn, blob_key, GarbageKind::Object, now).await?;
-    sqlx::query(
-        "INSERT OR IGNORE INTO blob_garbage (blob_key, kind, queued_at) \
-         SELECT staging_key, 'staging', ? FROM upload_sessions WHERE blob_key = ? AND status = 'active'",
+/// What removing a file row did: whether the row existed, and the bytes queued for deletion (its object,
+/// and the staged bytes of its open upload session or unfinished import), which the caller may delete at
+/// once; the janitor deletes whatever it leaves.
+struct Removed {
+    row: bool,
+    garbage: Vec<Garbage>,
+}
+
+/// Removes a file row (its import task goes with it, by cascade) and queues its bytes for deletion.
+async fn remove_file(conn: &mut SqliteConnection, blob_key: &str, now: Timestamp) -> Result<Removed> {
+    let staging: Vec<String> = sqlx::query_scalar(
+        "SELECT staging_key FROM upload_sessions WHERE blob_key = ? AND status = 'active' \
+         UNION SELECT staging_key FROM import_tasks WHERE blob_key = ? AND finished_at IS NULL",
     )
-    .bind(now.as_micros())
     .bind(blob_key)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT OR IGNORE INTO blob_garbage (blob_key, kind, queued_at) \
-         SELECT staging_key, 'staging', ? FROM import_tasks WHERE blob_key = ? AND finished_at IS NULL",
-    )
-    .bind(now.as_micros())
     .bind(blob_key)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
+    let mut garbage = vec![Garbage::object(blob_key)];
+    garbage.extend(staging.iter().map(|key| Garbage::staging(key)));
+    for item in &garbage {
+        queue_garbage(conn, &item.key, item.kind, now).await?;
+    }
     sqlx::query(
         "UPDATE upload_sessions SET status = 'cancelled', updated_at = ? WHERE blob_key = ? AND status = 'active'",
     )
@@ -165,8 +168,8 @@ async fn remove_file(conn: &mut SqliteConnection, blob_key: &str, now: Timestamp
     .bind(blob_key)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM files WHERE blob_key = ?").bind(blob_key).execute(&mut *conn).await?;
-    Ok(())
+    let deleted = sqlx::query("DELETE FROM files WHERE blob_key = ?").bind(blob_key).execute(&mut *conn).await?;
+    Ok(Removed { row: deleted.rows_affected() == 1, garbage })
 }
 
 /// The project's quota usage (unexpired rows' charged bytes) and its quota.

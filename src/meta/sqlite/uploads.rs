@@ -9,7 +9,7 @@ use super::{
 use super::{SqliteMeta, int, queue_garbage, uint};
 use crate::domain::{FileRecord, Timestamp};
 use crate::error::{Error, Result};
-use crate::meta::{ChunkRecord, GarbageKind, NewSession, UploadRepo, UploadSession};
+use crate::meta::{ChunkRecord, Garbage, GarbageKind, NewSession, UploadRepo, UploadSession};
 
 #[async_trait]
 impl UploadRepo for SqliteMeta {
@@ -190,16 +190,16 @@ impl UploadRepo for SqliteMeta {
         Ok(Some(file))
     }
 
-    async fn cancel_upload(&self, token_hash: &str, now: Timestamp) -> Result<bool> {
+    async fn cancel_upload(&self, token_hash: &str, now: Timestamp) -> Result<Option<Vec<Garbage>>> {
         let mut tx = self.write_tx().await?;
         let blob_key: Option<String> =
             sqlx::query_scalar("SELECT blob_key FROM upload_sessions WHERE token_hash = ? AND status = 'active'")
                 .bind(token_hash)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some(blob_key) = blob_key else { return Ok(false) };
-        remove_file(&mut tx, &blob_key, now).await?;
+        let Some(blob_key) = blob_key else { return Ok(None) };
+        let removed = remove_file(&mut tx, &blob_key, now).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(removed.garbage))
     }
 }

@@ -16,7 +16,6 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use fetch::MAX_REDIRECTS;
 pub use ssrf::AddressPolicy;
 pub use worker::Workers;
 
@@ -114,14 +113,8 @@ fn glob_matches(pattern: &str, text: &str) -> bool {
 /// The file's name from the URL: its last path segment, percent-decoded.
 fn name_from_url(url: &url::Url) -> Option<String> {
     let segment = url.path_segments()?.next_back().filter(|s| !s.is_empty())?;
-    let decoded = percent_decode(segment);
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
     (!decoded.trim().is_empty()).then(|| decoded.chars().take(512).collect())
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map_or_else(|| s.to_owned(), |(_, v)| v.into_owned())
 }
 
 impl Imports {
@@ -268,11 +261,12 @@ impl Imports {
     /// Deletes an import: a running fetch stops, the bytes go, the quota is released.
     pub async fn delete(&self, project: &ProjectId, import_id: &str) -> Result<FileRecord> {
         let file = self.visible(project, import_id).await?;
-        let deleted = self.meta.delete_file(project, &file.id, Timestamp::now()).await?;
-        let file = deleted.ok_or_else(|| Error::FileNotFound(import_id.to_owned()))?;
-        self.queue.stop(&file.blob_key);
-        super::janitor::collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
-        Ok(file)
+        super::files::remove(self.meta.as_ref(), self.blobs.as_ref(), &self.queue, project, &file.id).await.map_err(
+            |e| match e {
+                Error::FileNotFound(_) => Error::FileNotFound(import_id.to_owned()),
+                other => other,
+            },
+        )
     }
 }
 

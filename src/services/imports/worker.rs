@@ -14,19 +14,31 @@ use crate::blob::BlobStore;
 use crate::domain::{FileError, FileRecord, Timestamp, random_alphanumeric};
 use crate::error::Error;
 use crate::hash::ResumableSha256;
-use crate::meta::{ImportProgress, ImportTask, MetaStore};
+use crate::meta::{Garbage, ImportProgress, ImportTask, MetaStore};
 use crate::services::meter::{Meter, metered};
 use crate::telemetry::metric;
 
 /// Bytes staged between two commits of an import's progress (one object-store part).
 pub const PART_BYTES: u64 = 8 * 1024 * 1024;
 
-/// How a claimed task's run ended, when it did not end with a file or a failure.
-enum Interrupted {
+/// How a claimed task's run ended.
+enum Outcome {
+    Ready(Box<FileRecord>),
+    Failed(Failure),
     /// Another worker holds the task now, or the file is gone (deleted, expired).
     LeaseLost,
     /// This node is shutting down: the task goes back to the queue as it is.
     Shutdown,
+}
+
+impl From<Result<Option<FileRecord>, Failure>> for Outcome {
+    fn from(attempt: Result<Option<FileRecord>, Failure>) -> Self {
+        match attempt {
+            Ok(Some(file)) => Self::Ready(Box::new(file)),
+            Ok(None) => Self::LeaseLost,
+            Err(failure) => Self::Failed(failure),
+        }
+    }
 }
 
 pub struct Workers {
@@ -117,57 +129,56 @@ impl Workers {
             self.settings.config.lease,
             cancel.clone(),
         ));
+        let out_of_time = tokio::time::sleep_until(instant_of(self.deadline(&task)));
         let outcome = tokio::select! {
-            outcome = self.attempt(&task) => outcome.map_err(Ok),
-            () = cancel.cancelled() => Err(Err(if shutdown.is_cancelled() { Interrupted::Shutdown } else { Interrupted::LeaseLost })),
+            attempt = self.attempt(&task) => Outcome::from(attempt),
+            () = out_of_time => Outcome::Failed(Failure::permanent("timeout", "the import exceeded its total time limit")),
+            () = cancel.cancelled() => if shutdown.is_cancelled() { Outcome::Shutdown } else { Outcome::LeaseLost },
         };
         heartbeat.abort();
         self.queue.running.lock().expect("running map poisoned").remove(&task.blob_key);
 
         let recorded = match outcome {
-            Ok(Some(file)) => {
+            Outcome::Ready(file) => {
                 tracing::info!(
                     size_bytes = file.size_bytes,
                     duration_ms = started.elapsed().as_millis() as u64,
                     "import ready"
                 );
                 metrics::counter!(metric::IMPORTS_FINISHED, "status" => "ready").increment(1);
+                self.reclaim_staging(&task).await;
                 Ok(())
             }
-            Ok(None) | Err(Err(Interrupted::LeaseLost)) => {
+            Outcome::LeaseLost => {
                 tracing::info!("import lease lost (the file was deleted, expired or taken over)");
                 Ok(())
             }
-            Err(Err(Interrupted::Shutdown)) => {
+            Outcome::Shutdown => {
                 self.meta.retry_import(&task.blob_key, &self.owner, Timestamp::now(), "shutdown").await.map(drop)
             }
-            Err(Ok(failure)) => self.record_failure(&task, failure).await,
+            Outcome::Failed(failure) => self.record_failure(&task, failure).await,
         };
         if let Err(e) = recorded {
             tracing::warn!(error = %e, "recording an import's outcome failed; its lease will run out and it will be retried");
         }
-        crate::services::janitor::collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
         self.queue.changed.notify_waiters();
+    }
+
+    /// When the task's total time runs out, counted from its creation.
+    fn deadline(&self, task: &ImportTask) -> Timestamp {
+        task.created_at.plus_seconds(self.settings.config.total_timeout.as_secs())
+    }
+
+    /// A finished task's staging area was queued as garbage; delete it now rather than at the sweep.
+    async fn reclaim_staging(&self, task: &ImportTask) {
+        let staging = [Garbage::staging(&task.staging_key)];
+        crate::services::janitor::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &staging).await;
     }
 
     async fn record_failure(&self, task: &ImportTask, failure: Failure) -> crate::error::Result<()> {
         let now = Timestamp::now();
-        let out_of_time = task.created_at.plus_seconds(self.settings.config.total_timeout.as_secs()) <= now;
-        let give_up = |error: &FileError| {
-            if out_of_time {
-                FileError {
-                    code: "timeout".into(),
-                    message: format!(
-                        "the import did not finish within {} s (last error: {})",
-                        self.settings.config.total_timeout.as_secs(),
-                        error.message
-                    ),
-                }
-            } else {
-                error.clone()
-            }
-        };
-        match failure {
+        let out_of_time = self.deadline(task) <= now;
+        let error = match failure {
             Failure::Transient { error, retry_after }
                 if task.attempts < self.settings.config.max_attempts && !out_of_time =>
             {
@@ -175,13 +186,23 @@ impl Workers {
                 tracing::info!(code = %error.code, reason = %error.message, retry_in_ms = wait.as_millis() as u64, "import attempt failed; retrying");
                 let at = Timestamp::from_micros(now.as_micros() + wait.as_micros() as i64);
                 self.meta.retry_import(&task.blob_key, &self.owner, at, &error.code).await?;
+                return Ok(());
             }
-            Failure::Transient { error, .. } | Failure::Permanent(error) => {
-                let error = give_up(&error);
-                tracing::info!(code = %error.code, reason = %error.message, "import failed");
-                metrics::counter!(metric::IMPORTS_FINISHED, "status" => "failed").increment(1);
-                self.meta.fail_import(&task.blob_key, &self.owner, &error, now).await?;
-            }
+            // A transient failure with no time left to retry is a timeout.
+            Failure::Transient { error, .. } if out_of_time => FileError {
+                code: "timeout".into(),
+                message: format!(
+                    "the import did not finish within {} s (last error: {})",
+                    self.settings.config.total_timeout.as_secs(),
+                    error.message
+                ),
+            },
+            Failure::Transient { error, .. } | Failure::Permanent(error) => error,
+        };
+        tracing::info!(code = %error.code, reason = %error.message, "import failed");
+        metrics::counter!(metric::IMPORTS_FINISHED, "status" => "failed").increment(1);
+        if self.meta.fail_import(&task.blob_key, &self.owner, &error, now).await? {
+            self.reclaim_staging(task).await;
         }
         Ok(())
     }
@@ -189,7 +210,6 @@ impl Workers {
     /// One attempt: `Ok(Some(file))` when the import is ready, `Ok(None)` when the lease was lost.
     async fn attempt(&self, task: &ImportTask) -> Result<Option<FileRecord>, Failure> {
         let limit = self.settings.limits.max_file_bytes;
-        let deadline = task.created_at.plus_seconds(self.settings.config.total_timeout.as_secs());
         let mut received = task.received_bytes;
         let hasher = ResumableSha256::from_bytes(&task.hasher_state);
         let resume = match (&task.validator, &hasher) {
@@ -221,21 +241,19 @@ impl Workers {
             return Ok(None);
         }
 
-        let mut mime_type = (received > 0).then(|| task.mime_type.clone());
+        // Detected from the first part; `None` keeps the type recorded by an earlier attempt.
+        let mut mime_type = None;
         let mut body = PartSource::new(source.body, self.settings.config.stall_timeout);
         loop {
             let head = (received == 0).then(|| Arc::new(Mutex::new(Vec::new())));
             let (part, returned) = body.part(PART_BYTES, head.clone());
             let meter = Arc::new(Mutex::new(Meter { bytes: 0, hasher: hasher.clone() }));
-            let part =
-                metered(part, meter.clone(), limit - received, self.settings.config.stall_timeout * 2, move || {
-                    Error::FileTooLarge { size: limit + 1, limit }
-                });
-            let write = self.blobs.stage_write(&task.staging_key, received, part);
-            let written = match tokio::time::timeout_at(deadline_instant(deadline), write).await {
-                Err(_) => return Err(Failure::permanent("timeout", "the import exceeded its total time limit")),
-                Ok(written) => written.map_err(storage_failure)?,
-            };
+            // Stalls are the part source's business (it ends the part early): no idle limit here.
+            let part = metered(part, meter.clone(), limit - received, None, move || Error::FileTooLarge {
+                size: limit + 1,
+                limit,
+            });
+            let written = self.blobs.stage_write(&task.staging_key, received, part).await.map_err(storage_failure)?;
             body =
                 returned.await.map_err(|_| Failure::transient("internal", "the source stream ended unexpectedly"))?;
             let meter = std::mem::take(&mut *meter.lock().expect("meter poisoned"));
@@ -302,7 +320,7 @@ impl Workers {
     }
 }
 
-fn deadline_instant(deadline: Timestamp) -> tokio::time::Instant {
+fn instant_of(deadline: Timestamp) -> tokio::time::Instant {
     let left = deadline.as_micros().saturating_sub(Timestamp::now().as_micros()).max(0);
     tokio::time::Instant::now() + Duration::from_micros(left as u64)
 }
