@@ -72,7 +72,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         public_url,
         files: Files::new(meta.clone(), blobs.clone(), import_queue.clone()),
         imports: Imports::new(meta.clone(), blobs.clone(), import_settings, import_queue.clone()),
-        uploads: Uploads::new(meta.clone(), blobs.clone(), config.limits.clone(), config.request_idle_timeout),
+        uploads: Uploads::new(meta.clone(), blobs.clone(), config.limits.clone()),
         auth,
         meta: meta.clone(),
         blobs,
@@ -89,8 +89,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // A stable line on stdout for scripts and tests that start filegate on port 0.
     println!("listening on http://{addr}");
 
-    let (idle, grace) = (app.config.request_idle_timeout, app.config.shutdown_grace);
-    http::serve(listener, http::router(app.clone()), idle, shutdown.clone(), grace).await;
+    let limits = http::ConnectionLimits {
+        idle: app.config.request_idle_timeout,
+        max_connections: app.config.max_connections,
+        grace: app.config.shutdown_grace,
+    };
+    tracing::info!(max_connections = limits.max_connections, "accepting connections");
+    http::serve(listener, http::router(app.clone()), limits, shutdown.clone()).await;
     // Workers stop fetching and hand their tasks back to the queue; the janitor finishes its sweep.
     let _ = import_workers.await;
     let _ = janitor_task.await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use ipnet::IpNet;
 
-use crate::domain::{ApiKey, ProjectId};
+use crate::domain::{ApiKey, MediaTypePolicy, ProjectId};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -74,6 +74,20 @@ pub struct ServeArgs {
     /// unfinished chunk is not committed).
     #[arg(long, env = "FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
     pub request_idle_timeout_seconds: u64,
+    /// Open client connections at most (default: what the process's file-descriptor limit allows, up to
+    /// 10 000). At the limit, new connections wait until one closes.
+    #[arg(long, env = "FILEGATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open upload sessions a project may have at once (more: 429 RESOURCE_EXHAUSTED).
+    #[arg(long, env = "FILEGATE_PROJECT_MAX_OPEN_UPLOADS", default_value_t = 1000)]
+    pub project_max_open_uploads: u64,
+    /// Files a project may hold at once, uploads in progress and imports included (more: 429).
+    #[arg(long, env = "FILEGATE_PROJECT_MAX_FILES", default_value_t = 100_000)]
+    pub project_max_files: u64,
+    /// Comma-separated media types a file may have, with `*` wildcards (`video/*,application/pdf`); by
+    /// default every syntactically valid type of a registered top-level type.
+    #[arg(long, env = "FILEGATE_ALLOWED_MIME_TYPES", default_value = "*")]
+    pub allowed_mime_types: String,
     /// On SIGTERM, how long in-flight requests may take to finish before the server exits.
     #[arg(long, env = "FILEGATE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -108,7 +122,11 @@ pub struct ImportConfig {
 pub struct Limits {
     pub max_file_bytes: u64,
     pub project_quota_bytes: u64,
+    pub project_max_open_uploads: u64,
+    pub project_max_files: u64,
     pub default_ttl: Duration,
+    /// The media types a file may have.
+    pub media_types: MediaTypePolicy,
 }
 
 /// The validated configuration.
@@ -124,6 +142,7 @@ pub struct Config {
     pub sweep_interval: Duration,
     pub imports: ImportConfig,
     pub request_idle_timeout: Duration,
+    pub max_connections: usize,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
 }
@@ -157,13 +176,19 @@ impl Config {
         {
             bail!("the FILEGATE_IMPORT_*_TIMEOUT_SECONDS and FILEGATE_IMPORT_MAX_ATTEMPTS settings must be at least 1");
         }
-        let models: Vec<String> =
-            args.import_models.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect();
+        let models = parse_globs(&args.import_models);
         if models.is_empty() {
             bail!("FILEGATE_IMPORT_MODELS must name at least one pattern (\"*\" allows every model)");
         }
         if args.request_idle_timeout_seconds == 0 {
             bail!("FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS must be at least 1");
+        }
+        if args.max_connections == Some(0) {
+            bail!("FILEGATE_MAX_CONNECTIONS must be at least 1");
+        }
+        let allowed_mime_types = parse_globs(&args.allowed_mime_types);
+        if allowed_mime_types.is_empty() {
+            bail!("FILEGATE_ALLOWED_MIME_TYPES must name at least one pattern (\"*\" allows every type)");
         }
         Ok(Self {
             listen: args.listen,
@@ -175,7 +200,10 @@ impl Config {
             limits: Limits {
                 max_file_bytes: args.max_file_bytes,
                 project_quota_bytes: args.project_quota_bytes,
+                project_max_open_uploads: args.project_max_open_uploads,
+                project_max_files: args.project_max_files,
                 default_ttl: Duration::from_secs(args.default_ttl_seconds),
+                media_types: MediaTypePolicy::new(allowed_mime_types),
             },
             sweep_interval: Duration::from_secs(args.sweep_interval_seconds),
             imports: ImportConfig {
@@ -190,10 +218,23 @@ impl Config {
                 models,
             },
             request_idle_timeout: Duration::from_secs(args.request_idle_timeout_seconds),
+            max_connections: args.max_connections.unwrap_or_else(default_max_connections),
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
             log_format: args.log_format,
         })
     }
+}
+
+fn parse_globs(list: &str) -> Vec<String> {
+    list.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect()
+}
+
+/// Raises the process's soft file-descriptor limit to its hard limit and allows half of it to client
+/// connections (each may also hold one file open while it streams), keeping 256 for the database,
+/// listeners and imports; at most 10 000.
+fn default_max_connections() -> usize {
+    let descriptors = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    usize::try_from(descriptors.saturating_sub(256) / 2).unwrap_or(usize::MAX).clamp(32, 10_000)
 }
 
 /// A public URL is an absolute http(s) URL; a trailing slash is dropped so paths join cleanly.

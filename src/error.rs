@@ -50,6 +50,9 @@ pub enum Error {
     UnknownRoute,
     #[error("The HTTP method is not allowed on this path.")]
     MethodNotAllowed,
+    /// The client stopped sending its request body for longer than the request idle timeout.
+    #[error("The request body sent nothing for {} s.", .0.as_secs())]
+    BodyStalled(std::time::Duration),
     /// A dependency failed in a way worth retrying (database busy, disk full, client body stalled).
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
@@ -121,7 +124,7 @@ impl Error {
     pub fn upload_status(&self) -> Option<UploadStatus> {
         match self {
             Self::Upload(UploadError::Cancelled) => Some(UploadStatus::Cancelled),
-            Self::Unavailable(_) | Self::Internal(_) => None,
+            Self::Unavailable(_) | Self::Internal(_) | Self::BodyStalled(_) => None,
             _ => Some(UploadStatus::Final),
         }
     }

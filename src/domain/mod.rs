@@ -2,9 +2,13 @@
 //! Nothing here performs I/O; values are parsed once at the edge and trusted afterwards.
 
 mod file;
+mod glob;
 mod ids;
+pub mod mime;
 mod time;
 
 pub use file::{FileError, FileRecord, FileState, ImportInfo, Origin};
+pub use glob::glob_matches;
 pub use ids::{ApiKey, FileId, IMPORT_ID_PREFIX, ProjectId, UploadToken, random_alphanumeric};
+pub use mime::MediaTypePolicy;
 pub use time::Timestamp;

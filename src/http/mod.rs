@@ -1,6 +1,7 @@
 //! The HTTP layer: one route list, thin handlers, and the layers every request passes through.
 
 mod auth;
+pub mod body;
 pub mod gemini;
 pub mod import;
 mod ops;
@@ -17,6 +18,7 @@ use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::app::AppState;
@@ -25,7 +27,7 @@ use crate::error::Error;
 use crate::telemetry::metric;
 
 pub use auth::presented_key;
-pub use serve::serve;
+pub use serve::{ConnectionLimits, serve};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -54,13 +56,17 @@ pub fn router(app: AppState) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .fallback(|| async { gemini::GeminiError(Error::UnknownRoute) })
         .method_not_allowed_fallback(|| async { gemini::GeminiError(Error::MethodNotAllowed) })
+        .layer(middleware::from_fn_with_state(app.config.request_idle_timeout, body::limit_idle_bodies))
         .layer(middleware::from_fn(track_metrics))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
                     // The path only: query strings carry API keys (`?key=`) and upload capabilities.
                     let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    // Both are chosen by the client: cut so that one request cannot write megabytes of log.
+                    let method = truncated(req.method().as_str(), 32);
+                    let path = truncated(req.uri().path(), 512);
+                    tracing::info_span!("request", method = %method, path = %path, request_id = %id)
                 })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
@@ -70,6 +76,11 @@ pub fn router(app: AppState) -> Router {
             gemini::error::status_response(&Error::internal("a request handler panicked"))
         }))
         .layer(cors())
+        // No response of filegate is ever to be sniffed into another type (an error body into HTML, say).
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
         .with_state(app)
 }
 
@@ -124,14 +135,51 @@ impl MakeRequestId for RandomRequestId {
     }
 }
 
+/// Every label comes from a closed set: a client chooses the method token and the path, so neither may
+/// become a label as sent (a thousand invented methods would otherwise be a thousand time series).
+/// Methods fold to the standard ones plus `other`, paths to their route template or `unmatched`, and the
+/// status is one of hyper's three-digit codes.
 async fn track_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
+    let labels = [("method", method.to_owned()), ("route", route), ("status", status)];
     metrics::counter!(metric::HTTP_REQUESTS, &labels).increment(1);
     metrics::histogram!(metric::HTTP_DURATION, &labels).record(started.elapsed().as_secs_f64());
     response
+}
+
+fn truncated(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_labels_for_methods_come_from_a_closed_set() {
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        let invented = Method::from_bytes(&[b'X'; 60_000]).unwrap();
+        assert_eq!(method_label(&invented), "other");
+        assert_eq!(method_label(&Method::CONNECT), "other");
+    }
 }

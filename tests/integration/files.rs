@@ -135,3 +135,20 @@ async fn register_and_unknown_routes_answer_google_style_json() {
     let put = gemini.http.put(format!("{}/v1/files/abc", server.url)).send().await.unwrap();
     assert_eq!(rpc_error(put).await.0, 405);
 }
+
+#[tokio::test]
+async fn a_download_is_never_rendered_as_a_page_of_filegates_origin() {
+    let server = Server::start();
+    let gemini = server.gemini(ALPHA_KEY);
+    let page = b"<html><script>alert(document.cookie)</script></html>";
+    let file =
+        gemini.upload(page, json!({"file": {"mimeType": "text/html", "displayName": "x\"; evil=\u{e9}.html"}})).await;
+    let resp = gemini.get(&format!("v1beta/files/{}:download?alt=media", file_id(&file))).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header(&resp, "content-type"), Some("text/html"));
+    assert_eq!(header(&resp, "x-content-type-options"), Some("nosniff"));
+    assert_eq!(header(&resp, "content-disposition"), Some("attachment; filename*=UTF-8''x%22%3B%20evil%3D%C3%A9.html"));
+    assert!(header(&resp, "content-security-policy").unwrap().contains("sandbox"));
+    let error = gemini.get("v1beta/files/missing").await;
+    assert_eq!(header(&error, "x-content-type-options"), Some("nosniff"), "on every response");
+}

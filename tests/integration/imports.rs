@@ -554,3 +554,19 @@ async fn a_crash_during_an_import_resumes_after_restart_with_the_right_digest() 
         bytes.len()
     );
 }
+
+#[tokio::test]
+async fn an_import_of_a_type_the_deployment_refuses_fails_before_the_rest_is_fetched() {
+    let nginx = Nginx::start();
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend(data(20 * MIB, 9));
+    let url = nginx.put("picture.png", &png);
+    let server = import_server().env("FILEGATE_ALLOWED_MIME_TYPES", "video/*").start();
+    let importer = server.importer(ALPHA_KEY);
+    let task =
+        importer.settle(&importer.create_ok(json!({"source_url": format!("{url}?rate=4m"), "model": "m"})).await).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["error"]["code"], "unsupported_mime_type");
+    assert_eq!(task["error"]["message"], "Unsupported MIME type: image/png");
+    assert!(task["progress"]["received_bytes"].as_u64().unwrap() < png.len() as u64 / 2, "{task}");
+}

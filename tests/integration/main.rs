@@ -2,6 +2,7 @@
 
 mod auth;
 mod files;
+mod hostile;
 mod imports;
 mod lifecycle;
 mod ops;

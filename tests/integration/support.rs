@@ -90,6 +90,23 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// The server's process id (to read its memory use from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Resident memory of the server, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/pid/status");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// `host:port` of the server, for raw TCP clients.
+    pub fn addr(&self) -> String {
+        self.url.strip_prefix("http://").unwrap().to_owned()
+    }
+
     /// SIGKILL: no shutdown code runs, exactly like a crash.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -68,7 +68,8 @@ async fn bad_start_requests_get_precise_400s_and_reserve_nothing() {
         (json!({"file": {"name": "-lead"}}), 10, "Invalid file name"),
         (json!({"file": {"name": "files/qfile-abc"}}), 10, "reserved"),
         (json!({"file": {"displayName": "x".repeat(513)}}), 10, "displayName"),
-        (json!({"file": {"mimeType": "not a type"}}), 10, "Invalid mime type"),
+        (json!({"file": {"mimeType": "not a type"}}), 10, "Unsupported MIME type: not a type"),
+        (json!({"file": {"mimeType": "bad/mime_type"}}), 10, "Unsupported MIME type: bad/mime_type"),
         (json!({"file": {"sizeBytes": "11"}}), 10, "disagree"),
         (json!({"file": {}}), 1001, "over the limit of 1000 bytes"),
     ];
@@ -374,4 +375,136 @@ async fn raw_uploads_take_the_body_as_the_file() {
     let file = json_of(resp, StatusCode::OK).await["file"].clone();
     assert_eq!(file["mimeType"], "audio/mpeg");
     assert_eq!(file["sha256Hash"], json!(sha256_b64(&media)));
+}
+
+/// A part of a multipart body: its content type and bytes.
+type Part<'a> = (&'a str, &'a [u8]);
+
+/// A multipart body as a discovery client sends it, with the given parts after the boundary.
+fn multipart_body(parts: &[Part<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (content_type, bytes) in parts {
+        body.extend_from_slice(format!("--XYZ\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--XYZ--\r\n");
+    body
+}
+
+#[tokio::test]
+async fn a_multipart_upload_takes_exactly_one_metadata_part_and_one_media_part() {
+    let server = Server::builder().env("FILEGATE_PROJECT_QUOTA_BYTES", 10 * MIB).start();
+    let gemini = server.gemini(ALPHA_KEY);
+    let metadata: &[u8] = br#"{"file": {"displayName": "multi"}}"#;
+    let media = data(MIB, 7);
+    let cases: [(&str, Vec<Part<'_>>); 3] = [
+        ("metadata twice", vec![("application/json", metadata), ("application/json", metadata), ("video/mp4", &media)]),
+        ("two media parts", vec![("application/json", metadata), ("video/mp4", &media), ("video/mp4", &media)]),
+        ("metadata only", vec![("application/json", metadata)]),
+    ];
+    for (what, parts) in cases {
+        let resp = gemini
+            .http
+            .post(format!("{}/upload/v1beta/files?uploadType=multipart", server.url))
+            .header("x-goog-api-key", ALPHA_KEY)
+            .header("Content-Type", "multipart/related; boundary=XYZ")
+            .body(multipart_body(&parts))
+            .send()
+            .await
+            .unwrap();
+        let (status, code, message) = rpc_error(resp).await;
+        assert_eq!((status, code.as_str()), (400, "INVALID_ARGUMENT"), "{what}: {message}");
+        assert!(message.contains("two parts") || message.contains("no media part"), "{what}: {message}");
+    }
+    let listed = json_of(gemini.get("v1beta/files").await, StatusCode::OK).await;
+    assert_eq!(listed, json!({}), "nothing of a refused multipart upload is kept");
+    eventually(|| server.files_under("blobs").is_empty(), "no bytes are left behind").await;
+    // The quota the refused uploads reserved is free again: the whole quota fits one file.
+    gemini.upload(&data(10 * MIB, 8), json!({})).await;
+
+    let wrong_type = gemini
+        .http
+        .post(format!("{}/upload/v1beta/files", server.url))
+        .header("x-goog-api-key", ALPHA_KEY)
+        .header("X-Goog-Upload-Protocol", "multipart")
+        .header("Content-Type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let (status, _, message) = rpc_error(wrong_type).await;
+    assert_eq!(status, 400);
+    assert!(message.contains(r#"(got "text/plain")"#), "the content type is named: {message}");
+}
+
+#[tokio::test]
+async fn a_cancel_does_not_wait_for_a_chunk_that_is_still_arriving() {
+    let server = Server::builder().env("FILEGATE_PROJECT_QUOTA_BYTES", 4 * MIB).start();
+    let gemini = server.gemini(ALPHA_KEY);
+    let url = gemini.start_ok(4 * MIB as u64, json!({})).await;
+    // A chunk that trickles: 16 KiB every 100 ms, always within the idle timeout.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let trickle = tokio::spawn(async move {
+        for _ in 0..256 {
+            if tx.send(Ok(vec![7u8; 16 * 1024])).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let chunk = {
+        let (http, url) = (gemini.http.clone(), url.clone());
+        tokio::spawn(async move {
+            http.post(url)
+                .header("X-Goog-Upload-Command", "upload, finalize")
+                .header("X-Goog-Upload-Offset", "0")
+                .header("Content-Length", (4 * MIB).to_string())
+                .body(body)
+                .send()
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let cancel = gemini.command(&url, "cancel", None, vec![]).await;
+    assert_eq!(cancel.status(), StatusCode::OK);
+    assert_eq!(header(&cancel, "x-goog-upload-status"), Some("cancelled"));
+    assert!(!trickle.is_finished(), "the cancel answered while the chunk was still arriving");
+    let chunk = chunk.await.unwrap();
+    if let Ok(reply) = chunk {
+        // The chunk's request ends with the session: never a success.
+        assert!(reply.status().is_client_error(), "{}", reply.status());
+        assert_eq!(header(&reply, "x-goog-upload-status"), Some("cancelled"));
+    }
+    eventually(|| server.files_under("blobs/staging").is_empty(), "the staged bytes are gone").await;
+    gemini.upload(&data(4 * MIB, 3), json!({})).await; // the whole quota is free again
+    trickle.abort();
+}
+
+#[tokio::test]
+async fn media_types_must_be_real_and_a_deployment_may_narrow_them() {
+    let server = Server::start();
+    let gemini = server.gemini(ALPHA_KEY);
+    for registered in ["application/cu-seeme", "application/octet-stream", "audio/mpeg"] {
+        let file = gemini.upload(b"x", json!({"file": {"mimeType": registered}})).await;
+        assert_eq!(file["mimeType"], registered);
+    }
+    let (status, code, message) =
+        rpc_error(gemini.start(1, json!({"file": {"mimeType": "bad/mime_type"}})).await).await;
+    assert_eq!(
+        (status, code.as_str(), message.as_str()),
+        (400, "INVALID_ARGUMENT", "Unsupported MIME type: bad/mime_type")
+    );
+
+    let narrow = Server::builder().env("FILEGATE_ALLOWED_MIME_TYPES", "video/*, application/pdf").start();
+    let gemini = narrow.gemini(ALPHA_KEY);
+    gemini.upload(b"x", json!({"file": {"mimeType": "video/mp4"}})).await;
+    gemini.upload(b"x", json!({"file": {"mimeType": "application/pdf"}})).await;
+    let (status, _, message) = rpc_error(gemini.start(1, json!({"file": {"mimeType": "image/png"}})).await).await;
+    assert_eq!((status, message.as_str()), (400, "Unsupported MIME type: image/png"));
+    let (status, _, _) = rpc_error(gemini.start(1, json!({})).await).await;
+    assert_eq!(status, 400, "no type means application/octet-stream, which this deployment refuses");
 }

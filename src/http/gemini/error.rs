@@ -87,6 +87,7 @@ fn classify(err: &Error) -> (StatusCode, &'static str, String, Vec<serde_json::V
         Error::UnknownRoute => (S::NOT_FOUND, "NOT_FOUND", msg, vec![]),
         Error::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "UNIMPLEMENTED", msg, vec![]),
         Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE", msg, vec![]),
+        Error::BodyStalled(_) => (S::REQUEST_TIMEOUT, "DEADLINE_EXCEEDED", msg, vec![]),
         Error::Internal(source) => {
             tracing::error!(error = %source, "internal error");
             (S::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal error encountered.".into(), vec![])

@@ -67,6 +67,10 @@ pub async fn download(app: &App, parts: &Parts, id: &str) -> Result<Response> {
     let mime =
         HeaderValue::from_str(&download.file.mime_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
     headers.insert(header::CONTENT_TYPE, mime);
+    // An uploaded file is never a page of filegate's origin: the browser saves it instead of rendering it,
+    // does not guess a type that could run, and would run nothing even if it rendered it.
+    headers.insert(header::CONTENT_DISPOSITION, attachment(&download.file));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if download.partial {
@@ -76,6 +80,28 @@ pub async fn download(app: &App, parts: &Parts, id: &str) -> Result<Response> {
         response.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&value).map_err(Error::internal)?);
     }
     Ok(response)
+}
+
+/// `attachment; filename*=UTF-8''…` with the display name (or the id), percent-encoded (RFC 6266 and
+/// RFC 8187), so that no name can break out of the header.
+fn attachment(file: &crate::domain::FileRecord) -> HeaderValue {
+    const ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'!')
+        .remove(b'#')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'+')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'^')
+        .remove(b'_')
+        .remove(b'`')
+        .remove(b'|')
+        .remove(b'~');
+    let name = file.display_name.as_deref().filter(|n| !n.is_empty()).unwrap_or(file.id.as_str());
+    let encoded = percent_encoding::utf8_percent_encode(name, ATTR_CHAR);
+    HeaderValue::from_str(&format!("attachment; filename*=UTF-8''{encoded}"))
+        .unwrap_or(HeaderValue::from_static("attachment"))
 }
 
 /// `files:register` registers `gs://` objects with Google Cloud credentials; filegate has no such thing.

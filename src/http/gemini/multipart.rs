@@ -8,12 +8,14 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::{StreamExt as _, stream};
 
 use super::error::GeminiError;
 use super::upload::{MAX_METADATA_BYTES, header_str, header_u64, parse_metadata};
 use crate::app::App;
+use crate::blob::ByteStream;
 use crate::error::Error;
+use crate::http::body::into_stream;
 use crate::services::uploads::{DeclaredSize, StartUpload};
 use crate::wire::gemini::FileEnvelope;
 
@@ -23,11 +25,9 @@ fn content_length(parts: &Parts, protocol: &str) -> Result<u64, Error> {
     })
 }
 
-fn body_stream(body: Body) -> crate::blob::ByteStream {
-    body.into_data_stream().map_err(|e| Error::Unavailable(format!("reading the request body: {e}"))).boxed()
-}
-
-/// `multipart/related` (or `multipart/form-data`): metadata first, then the media.
+/// `multipart/related` (or `multipart/form-data`): exactly two parts, the JSON metadata and then the media.
+/// Anything else (no media, a second metadata part, a third part) is refused before the file is
+/// finalized, so nothing of such a request is kept.
 pub async fn multipart(app: &App, parts: &Parts, body: Body) -> Result<Response, GeminiError> {
     let project = app.gemini_project(parts).await?;
     let content_type = header_str(&parts.headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
@@ -37,18 +37,16 @@ pub async fn multipart(app: &App, parts: &Parts, body: Body) -> Result<Response,
         .filter(|m| m.type_() == "multipart")
         .and_then(|m| m.get_param("boundary").map(|b| b.as_str().to_owned()))
         .ok_or_else(|| {
-            Error::invalid(
-                "A multipart upload needs Content-Type: multipart/related; boundary=… (got \"{content_type}\").",
-            )
+            Error::invalid(format!(
+                "A multipart upload needs Content-Type: multipart/related; boundary=… (got \"{content_type}\")."
+            ))
         })?;
     let total = content_length(parts, "multipart")?;
-    let malformed = |e: multer::Error| Error::invalid(format!("Malformed multipart body: {e}"));
 
-    let mut multipart = multer::Multipart::new(body_stream(body), boundary);
-    let mut metadata_part =
-        multipart.next_field().await.map_err(malformed)?.ok_or_else(|| {
-            Error::invalid("The multipart body has no parts: send the JSON metadata, then the media.")
-        })?;
+    let mut multipart = multer::Multipart::new(into_stream(body), boundary);
+    let mut metadata_part = multipart.next_field().await.map_err(malformed)?.ok_or_else(|| {
+        Error::invalid("The multipart body has no parts: send two, the JSON metadata and then the media.")
+    })?;
     let mut metadata = BytesMut::new();
     while let Some(chunk) = metadata_part.chunk().await.map_err(malformed)? {
         if metadata.len() + chunk.len() > MAX_METADATA_BYTES {
@@ -59,10 +57,9 @@ pub async fn multipart(app: &App, parts: &Parts, body: Body) -> Result<Response,
     drop(metadata_part); // multer hands out the next part only once this one is gone
     let metadata = parse_metadata(&metadata)?.file.unwrap_or_default();
     let media = multipart.next_field().await.map_err(malformed)?.ok_or_else(|| {
-        Error::invalid("The multipart body has no media part: send the JSON metadata, then the file's bytes.")
+        Error::invalid("The multipart body has no media part: send two parts, the JSON metadata and then the media.")
     })?;
     let mime_type = metadata.mime_type.or_else(|| media.content_type().map(ToString::to_string));
-    let media = media.map_err(move |e| Error::invalid(format!("Malformed multipart body: {e}"))).boxed();
     let request = StartUpload {
         project,
         name: metadata.name,
@@ -70,10 +67,44 @@ pub async fn multipart(app: &App, parts: &Parts, body: Body) -> Result<Response,
         mime_type,
         size: DeclaredSize::AtMost(total),
     };
-    let file = app.uploads.upload_whole(request, media).await?;
-    // `multipart` owns the body the media part reads from: it lives until the media is consumed.
-    drop(multipart);
+    let file = app.uploads.upload_whole(request, media_then_end(multipart, media)).await?;
     Ok(Json(FileEnvelope { file: app.gemini_file(&file) }).into_response())
+}
+
+fn malformed(e: multer::Error) -> Error {
+    match e {
+        multer::Error::StreamReadFailed(cause) => match cause.downcast::<Error>() {
+            Ok(err) => *err, // the body's own error (a stalled client, a broken connection)
+            Err(cause) => Error::invalid(format!("Malformed multipart body: {cause}")),
+        },
+        other => Error::invalid(format!("Malformed multipart body: {other}")),
+    }
+}
+
+/// The media part's bytes, then an error if the body holds another part after it. The stream owns the
+/// multipart reader, which owns the request body.
+fn media_then_end(multipart: multer::Multipart<'static>, media: multer::Field<'static>) -> ByteStream {
+    stream::unfold(Some((multipart, Some(media))), |state| async move {
+        let (mut multipart, field) = state?;
+        if let Some(mut field) = field {
+            match field.chunk().await {
+                Ok(Some(bytes)) => return Some((Ok(bytes), Some((multipart, Some(field))))),
+                Ok(None) => {}
+                Err(e) => return Some((Err(malformed(e)), None)),
+            }
+        }
+        match multipart.next_field().await {
+            Ok(None) => None,
+            Ok(Some(_)) => Some((
+                Err(Error::invalid(
+                    "The multipart body has more than two parts: send exactly two, the JSON metadata and then the media.",
+                )),
+                None,
+            )),
+            Err(e) => Some((Err(malformed(e)), None)),
+        }
+    })
+    .boxed()
 }
 
 /// The body is the file; its type comes from `X-Goog-Upload-Header-Content-Type` or `Content-Type`.
@@ -84,6 +115,6 @@ pub async fn raw(app: &App, parts: &Parts, body: Body) -> Result<Response, Gemin
         .or_else(|| header_str(&parts.headers, header::CONTENT_TYPE.as_str()))
         .map(str::to_owned);
     let request = StartUpload { project, name: None, display_name: None, mime_type, size: DeclaredSize::Exact(size) };
-    let file = app.uploads.upload_whole(request, body_stream(body)).await?;
+    let file = app.uploads.upload_whole(request, into_stream(body)).await?;
     Ok(Json(FileEnvelope { file: app.gemini_file(&file) }).into_response())
 }

@@ -7,13 +7,13 @@ use axum::Json;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt as _;
 
 use super::error::{UPLOAD_STATUS, UploadUrlError};
 use super::upload::{header_str, header_u64};
 use crate::app::App;
 use crate::domain::UploadToken;
 use crate::error::{Error, UploadError};
+use crate::http::body::into_stream;
 use crate::services::uploads::{CHUNK_GRANULARITY, Progress};
 use crate::wire::gemini::FileEnvelope;
 
@@ -70,15 +70,11 @@ async fn run(app: &App, token: &str, req: Request) -> Result<Response, UploadUrl
         Command::Upload { finalize } => {
             let offset = header_u64(&parts.headers, "x-goog-upload-offset")?
                 .ok_or_else(|| UploadError::BadRequest("Missing X-Goog-Upload-Offset header.".into()))?;
-            let body =
-                body.into_data_stream().map_err(|e| Error::Unavailable(format!("reading the request body: {e}")));
-            app.uploads.write(&token, Some(offset), finalize, Box::pin(body)).await?
+            app.uploads.write(&token, Some(offset), finalize, into_stream(body)).await?
         }
         Command::Finalize => {
             let offset = header_u64(&parts.headers, "x-goog-upload-offset")?;
-            let body =
-                body.into_data_stream().map_err(|e| Error::Unavailable(format!("reading the request body: {e}")));
-            app.uploads.write(&token, offset, true, Box::pin(body)).await?
+            app.uploads.write(&token, offset, true, into_stream(body)).await?
         }
     };
     Ok(progress_response(app, progress))

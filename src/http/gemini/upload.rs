@@ -88,17 +88,26 @@ pub fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, Error>
 
 /// Reads a small JSON body (`{"file": {…}}`); an empty body means no metadata.
 pub async fn read_metadata(body: Body) -> Result<CreateFileRequest, Error> {
-    let bytes = axum::body::to_bytes(body, MAX_METADATA_BYTES)
-        .await
-        .map_err(|_| Error::invalid(format!("The metadata is larger than {MAX_METADATA_BYTES} bytes.")))?;
+    let bytes = crate::http::body::read_to_limit(body, MAX_METADATA_BYTES, || {
+        Error::invalid(format!("The metadata is larger than {MAX_METADATA_BYTES} bytes."))
+    })
+    .await?;
     parse_metadata(&bytes)
 }
 
+/// Parses the metadata JSON as Google's front end does: strict JSON, or else the lenient form its own
+/// documentation sends (`curl -d "{'file': {'display_name': 'AUDIO'}}"`, single quotes), which JSON5
+/// reads.
 pub fn parse_metadata(bytes: &[u8]) -> Result<CreateFileRequest, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(CreateFileRequest::default());
     }
-    serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("Invalid JSON payload received. {e}")))
+    serde_json::from_slice(bytes).or_else(|strict| {
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| json5::from_str(text).ok())
+            .ok_or_else(|| Error::invalid(format!("Invalid JSON payload received. {strict}")))
+    })
 }
 
 async fn start_resumable(app: &App, version: &str, parts: &Parts, body: Body) -> Result<Response, GeminiError> {
@@ -169,4 +178,20 @@ async fn start_resumable(app: &App, version: &str, parts: &Parts, body: Body) ->
         (),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_in_googles_documented_single_quotes_is_read() {
+        let request = parse_metadata(b"{'file': {'display_name': 'AUDIO'}}").unwrap();
+        assert_eq!(request.file.unwrap().display_name.as_deref(), Some("AUDIO"));
+        let strict = parse_metadata(br#"{"file": {"displayName": "x"}}"#).unwrap();
+        assert_eq!(strict.file.unwrap().display_name.as_deref(), Some("x"));
+        assert!(parse_metadata(b"   ").unwrap().file.is_none());
+        let err = parse_metadata(b"{file: ").unwrap_err().to_string();
+        assert!(err.starts_with("Invalid JSON payload received."), "{err}");
+    }
 }

@@ -44,6 +44,7 @@ fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, String) {
         Error::UnknownRoute => (S::NOT_FOUND, "not_found_error", "unknown_route", msg),
         Error::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", msg),
         Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "api_error", "unavailable", msg),
+        Error::BodyStalled(_) => (S::REQUEST_TIMEOUT, "invalid_request_error", "request_timeout", msg),
         Error::Internal(source) => {
             tracing::error!(error = %source, "internal error");
             (S::INTERNAL_SERVER_ERROR, "api_error", "internal_error", "Internal error.".into())

@@ -63,9 +63,10 @@ fn parse_create(bytes: &[u8]) -> std::result::Result<CreateImport, Error> {
 /// `POST /v1/files`
 pub async fn create(app: &App, parts: &Parts, body: Body) -> Result<Response> {
     let project = app.import_project(parts).await?;
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| invalid("body_too_large", format!("the body is larger than {MAX_BODY_BYTES} bytes")))?;
+    let bytes = crate::http::body::read_to_limit(body, MAX_BODY_BYTES, || {
+        invalid("body_too_large", format!("the body is larger than {MAX_BODY_BYTES} bytes"))
+    })
+    .await?;
     let mut request = parse_create(&bytes)?;
     request.idempotency_key = match parts.headers.get("idempotency-key") {
         None => None,

@@ -1,17 +1,15 @@
-//! The MIME type of an imported file: the source's `Content-Type` unless it is missing or generic, then
-//! what the first bytes look like, then the URL's extension.
+//! The MIME type of an imported file: the source's `Content-Type` unless it is missing, generic or not a
+//! real media type, then what the first bytes look like, then the URL's extension.
 
 use url::Url;
 
+use crate::domain::mime::essence;
+
 pub const GENERIC: &str = "application/octet-stream";
 
-fn essence(content_type: &str) -> String {
-    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
-}
-
 pub fn detect(content_type: Option<&str>, head: &[u8], url: &Url) -> String {
-    if let Some(declared) = content_type.map(essence) {
-        if !declared.is_empty() && declared.contains('/') && declared != GENERIC && declared != "binary/octet-stream" {
+    if let Some(declared) = content_type.and_then(essence) {
+        if declared != GENERIC {
             return declared;
         }
     }
@@ -33,6 +31,7 @@ mod tests {
         assert_eq!(detect(Some("application/octet-stream"), png, &url), "image/png");
         assert_eq!(detect(None, png, &url), "image/png");
         assert_eq!(detect(Some("binary/octet-stream"), b"plain words", &url), "video/mp4");
+        assert_eq!(detect(Some("bad/mime_type"), b"plain words", &url), "video/mp4");
         let bare = Url::parse("https://example.com/download").unwrap();
         assert_eq!(detect(None, b"plain words", &bare), GENERIC);
     }

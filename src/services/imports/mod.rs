@@ -8,8 +8,7 @@ mod source;
 pub mod ssrf;
 mod worker;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
@@ -19,10 +18,12 @@ use tokio_util::sync::CancellationToken;
 pub use ssrf::AddressPolicy;
 pub use worker::Workers;
 
+use super::locks::Running;
 use crate::blob::{BlobStore, new_object_key, staging_key};
 use crate::config::{ImportConfig, Limits};
 use crate::domain::{
-    FileId, FileRecord, FileState, IMPORT_ID_PREFIX, ImportInfo, Origin, ProjectId, Timestamp, random_alphanumeric,
+    FileId, FileRecord, FileState, IMPORT_ID_PREFIX, ImportInfo, Origin, ProjectId, Timestamp, glob_matches,
+    random_alphanumeric,
 };
 use crate::error::{Error, Result};
 use crate::hash::ResumableSha256;
@@ -57,7 +58,7 @@ pub struct ImportQueue {
     /// Poked when a task changes state, so long-polls answer at once.
     changed: Notify,
     /// Tasks running on this node, to cancel them when their file is deleted.
-    running: Mutex<HashMap<String, CancellationToken>>,
+    running: Running,
     /// Cancelled when the server shuts down: long-polls answer at once instead of holding the drain.
     pub closing: CancellationToken,
 }
@@ -76,15 +77,13 @@ pub struct CreateImport {
 impl ImportQueue {
     /// `closing` is cancelled when the server shuts down.
     pub fn new(closing: CancellationToken) -> Self {
-        Self { wake: Notify::new(), changed: Notify::new(), running: Mutex::default(), closing }
+        Self { wake: Notify::new(), changed: Notify::new(), running: Running::default(), closing }
     }
 
     /// Stops this node's fetch of a file whose row is gone (other nodes notice at their next lease
     /// renewal, within a third of the lease).
     pub fn stop(&self, blob_key: &str) {
-        if let Some(cancel) = self.running.lock().expect("running map poisoned").get(blob_key) {
-            cancel.cancel();
-        }
+        self.running.cancel(blob_key);
     }
 }
 
@@ -97,17 +96,6 @@ pub struct Imports {
 
 fn invalid(code: &'static str, message: impl Into<String>) -> Error {
     Error::InvalidField { code, message: message.into() }
-}
-
-/// `*` matches any run of characters; everything else matches itself.
-fn glob_matches(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((prefix, rest)) => {
-            let Some(tail) = text.strip_prefix(prefix) else { return false };
-            (0..=tail.len()).filter(|&i| tail.is_char_boundary(i)).any(|i| glob_matches(rest, &tail[i..]))
-        }
-    }
 }
 
 /// The file's name from the URL: its last path segment, percent-decoded.
@@ -273,16 +261,6 @@ impl Imports {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn model_globs_match_with_stars_only() {
-        assert!(glob_matches("*", "anything"));
-        assert!(glob_matches("gemini-*", "gemini-3.0-pro-preview"));
-        assert!(!glob_matches("gemini-*", "gpt-4"));
-        assert!(glob_matches("gemini-*-pro*", "gemini-3.0-pro-preview"));
-        assert!(glob_matches("exact", "exact"));
-        assert!(!glob_matches("exact", "exactly"));
-    }
 
     #[test]
     fn the_display_name_defaults_to_the_decoded_last_path_segment() {

@@ -120,8 +120,8 @@ impl Workers {
     #[tracing::instrument(skip_all, fields(file.id = %task.file_id, attempt = task.attempts))]
     async fn run_task(&self, task: ImportTask, shutdown: &CancellationToken) {
         let started = std::time::Instant::now();
-        let cancel = shutdown.child_token();
-        self.queue.running.lock().expect("running map poisoned").insert(task.blob_key.clone(), cancel.clone());
+        let running = self.queue.running.register(&task.blob_key, Some(shutdown));
+        let cancel = running.token.clone();
         let heartbeat = tokio::spawn(heartbeat(
             self.meta.clone(),
             task.blob_key.clone(),
@@ -136,7 +136,7 @@ impl Workers {
             () = cancel.cancelled() => if shutdown.is_cancelled() { Outcome::Shutdown } else { Outcome::LeaseLost },
         };
         heartbeat.abort();
-        self.queue.running.lock().expect("running map poisoned").remove(&task.blob_key);
+        drop(running);
 
         let recorded = match outcome {
             Outcome::Ready(file) => {
@@ -249,10 +249,8 @@ impl Workers {
             let (part, returned) = body.part(PART_BYTES, head.clone());
             let meter = Arc::new(Mutex::new(Meter { bytes: 0, hasher: hasher.clone() }));
             // Stalls are the part source's business (it ends the part early): no idle limit here.
-            let part = metered(part, meter.clone(), limit - received, None, move || Error::FileTooLarge {
-                size: limit + 1,
-                limit,
-            });
+            let part =
+                metered(part, meter.clone(), limit - received, move || Error::FileTooLarge { size: limit + 1, limit });
             let written = self.blobs.stage_write(&task.staging_key, received, part).await.map_err(storage_failure)?;
             body =
                 returned.await.map_err(|_| Failure::transient("internal", "the source stream ended unexpectedly"))?;
@@ -261,7 +259,12 @@ impl Workers {
             hasher = meter.hasher;
             if let Some(head) = head {
                 let head = head.lock().expect("sniff buffer poisoned");
-                mime_type = Some(mime::detect(source.content_type.as_deref(), &head, &source.url));
+                let detected = mime::detect(source.content_type.as_deref(), &head, &source.url);
+                // Refused as soon as it is known, before the rest of the file is fetched.
+                if let Err(e) = self.settings.limits.media_types.check(&detected) {
+                    return Err(Failure::permanent("unsupported_mime_type", e.to_string()));
+                }
+                mime_type = Some(detected);
             }
             progress.received_bytes = received;
             progress.hasher_state = hasher.to_bytes();

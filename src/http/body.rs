@@ -1,0 +1,143 @@
+//! Request bodies under a time limit.
+//!
+//! Every request body is wrapped in [`IdleLimitedBody`] by one middleware, so a client that stops sending
+//! in the middle of a body is given up on after the request idle timeout, whichever route reads it (a JSON
+//! start body, an import request, a multipart metadata part or a chunk). The limit restarts with every
+//! frame: a slow client that keeps sending is served, a silent one is not. Reading a body goes through
+//! [`read_to_limit`] or [`into_stream`], which turn the wrapper's error back into a domain error.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use crate::blob::ByteStream;
+use crate::error::Error;
+
+/// The error a body yields when its client went silent.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body sent nothing for {} s", .0.as_secs())]
+pub struct BodyStalled(pub Duration);
+
+pub struct IdleLimitedBody {
+    inner: Body,
+    idle: Duration,
+    /// Armed at the first poll (time spent before the handler reads is the server's, not the client's)
+    /// and pushed back by every frame.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl HttpBody for IdleLimitedBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some(timer) = &mut this.timer {
+                    timer.as_mut().reset(Instant::now() + this.idle);
+                }
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let idle = this.idle;
+                let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyStalled(idle).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Middleware: puts every request body under the idle limit.
+pub async fn limit_idle_bodies(State(idle): State<Duration>, req: Request, next: Next) -> Response {
+    let req = req.map(|inner| Body::new(IdleLimitedBody { inner, idle, timer: None }));
+    next.run(req).await
+}
+
+/// What a failed body read means: the client went silent, the body was too large (`too_large`'s error),
+/// or the connection broke.
+fn body_error(err: &(dyn std::error::Error + 'static), too_large: impl FnOnce() -> Error) -> Error {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(stalled) = e.downcast_ref::<BodyStalled>() {
+            return Error::BodyStalled(stalled.0);
+        }
+        if e.is::<http_body_util::LengthLimitError>() {
+            return too_large();
+        }
+        cause = e.source();
+    }
+    Error::Unavailable(format!("reading the request body failed: {err}"))
+}
+
+/// Reads a small body whole (JSON requests), refusing more than `limit` bytes with `too_large`'s error.
+pub async fn read_to_limit(body: Body, limit: usize, too_large: impl FnOnce() -> Error) -> Result<Bytes, Error> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| body_error(&e, too_large))
+}
+
+/// A body as a stream of domain results (for the bytes of a file, which are never held whole).
+pub fn into_stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map_err(|e| body_error(&e, || Error::internal("unexpected body limit"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt as _;
+
+    use super::*;
+
+    fn limited(inner: Body) -> Body {
+        Body::new(IdleLimitedBody { inner, idle: Duration::from_secs(60), timer: None })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_body_fails_after_the_idle_time_with_its_own_error() {
+        let (_tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let silent = Body::from_stream(tokio_stream_from(rx));
+        let err = read_to_limit(limited(silent), 1024, || Error::invalid("big")).await.unwrap_err();
+        assert!(matches!(err, Error::BodyStalled(d) if d == Duration::from_secs(60)), "{err:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_keeps_sending_is_read_whole_and_size_limits_keep_their_meaning() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_secs(50)).await; // under the limit each time
+                tx.send(Ok(Bytes::from_static(b"ab"))).await.unwrap();
+            }
+        });
+        let body = limited(Body::from_stream(tokio_stream_from(rx)));
+        assert_eq!(read_to_limit(body, 1024, || Error::invalid("big")).await.unwrap(), "ababababab");
+        let err = read_to_limit(limited(Body::from("toolong")), 3, || Error::invalid("big")).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(m) if m == "big"));
+        let mut stream = into_stream(limited(Body::from("xyz")));
+        assert_eq!(stream.next().await.unwrap().unwrap(), "xyz");
+    }
+
+    fn tokio_stream_from(
+        mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+}

@@ -1,0 +1,134 @@
+//! Hostile clients, as an attacker without a key would be: invented methods and paths, sockets that say
+//! nothing or half of the HTTP/2 preface, bodies that stop halfway, and more connections than allowed.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+/// Sends raw bytes and reads until the server closes (or `wait` passes); returns what came back.
+async fn exchange(addr: &str, request: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(wait, stream.read_to_end(&mut reply)).await.ok().map(|_| reply)
+}
+
+fn status_line(reply: &[u8]) -> String {
+    String::from_utf8_lossy(reply).lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn invented_methods_and_paths_leave_the_metrics_and_memory_flat() {
+    let server = Server::start();
+    let addr = server.addr();
+    exchange(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", Duration::from_secs(10)).await;
+    let rss_before = server.rss_kib();
+    for i in 0..300 {
+        let method = format!("X{i}{}", "M".repeat(60_000));
+        let request = format!("{method} /v1/files HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let reply = exchange(&addr, request.as_bytes(), Duration::from_secs(10)).await.expect("answered");
+        assert!(status_line(&reply).starts_with("HTTP/1.1 4"), "{}", status_line(&reply));
+        let request = format!("GET /junk/{i}/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "p".repeat(2000));
+        exchange(&addr, request.as_bytes(), Duration::from_secs(10)).await.expect("answered");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.len() < 64 * 1024, "/metrics grew to {} bytes", metrics.len());
+    assert!(!metrics.contains("MMMM") && !metrics.contains("/junk/"), "a client-chosen label leaked");
+    assert!(metrics.contains(r#"method="other""#), "{metrics}");
+    assert!(metrics.contains(r#"route="unmatched""#), "{metrics}");
+    let grown_kib = server.rss_kib().saturating_sub(rss_before);
+    assert!(grown_kib < 32 * 1024, "600 hostile requests grew the server by {grown_kib} KiB");
+}
+
+#[tokio::test]
+async fn silent_and_half_preface_connections_are_closed_within_the_idle_timeout() {
+    let server = Server::builder().env("FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS", 2).start();
+    let openings: [&[u8]; 4] = [
+        b"",                                 // nothing at all
+        b"PRI * HTTP/2.0\r\n",               // half of the HTTP/2 preface
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", // the preface without the client's first frame
+        b"GET /healthz HTTP/1.1\r\n",        // HTTP/1 headers that never end
+    ];
+    let mut sockets = Vec::new();
+    for i in 0..24 {
+        let mut socket = TcpStream::connect(server.addr()).await.unwrap();
+        socket.write_all(openings[i % openings.len()]).await.unwrap();
+        sockets.push(socket);
+    }
+    for (i, mut socket) in sockets.into_iter().enumerate() {
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(15), socket.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "socket {i} (opening {:?}) is still open", openings[i % openings.len()]);
+    }
+    let health = reqwest::get(format!("{}/healthz", server.url)).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_connection_limit_holds_new_clients_until_a_connection_closes() {
+    let server =
+        Server::builder().env("FILEGATE_MAX_CONNECTIONS", 3).env("FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS", 60).start();
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(TcpStream::connect(server.addr()).await.unwrap());
+    }
+    let url = format!("{}/healthz", server.url);
+    let health = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!health.is_finished(), "a fourth connection waits while three are open");
+    eventually(|| server.log().contains("connection limit reached"), "the limit is logged").await;
+    drop(silent);
+    let status = tokio::time::timeout(Duration::from_secs(10), health).await.expect("served once a slot is free");
+    assert_eq!(status.unwrap().unwrap(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_body_that_stops_halfway_is_given_up_within_the_idle_timeout_on_every_route() {
+    let server = Server::builder().env("FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS", 1).start();
+    let upload_url = server.gemini(ALPHA_KEY).start_ok(1000, json!({})).await;
+    let upload_path = format!("/{}", upload_url.splitn(4, '/').nth(3).unwrap());
+    let key = format!("x-goog-api-key: {ALPHA_KEY}\r\n");
+    let cases = [
+        (
+            "resumable start",
+            "/upload/v1beta/files",
+            format!(
+                "{key}X-Goog-Upload-Protocol: resumable\r\nX-Goog-Upload-Command: start\r\nX-Goog-Upload-Header-Content-Length: 5\r\nContent-Type: application/json\r\n"
+            ),
+            "{\"file\": {",
+        ),
+        (
+            "import create",
+            "/v1/files",
+            format!("Authorization: {ALPHA_KEY}\r\nContent-Type: application/json\r\n"),
+            "{\"source_url\":",
+        ),
+        (
+            "multipart metadata",
+            "/upload/v1beta/files?uploadType=multipart",
+            format!("{key}Content-Type: multipart/related; boundary=XYZ\r\n"),
+            "--XYZ\r\nContent-Type: application/json\r\n\r\n{\"file\"",
+        ),
+        ("raw media", "/upload/v1beta/files", format!("{key}X-Goog-Upload-Protocol: raw\r\n"), "some bytes"),
+        (
+            "chunk",
+            upload_path.as_str(),
+            "X-Goog-Upload-Command: upload\r\nX-Goog-Upload-Offset: 0\r\n".to_owned(),
+            "some bytes",
+        ),
+    ];
+    for (what, path, headers, partial_body) in cases {
+        let request = format!("POST {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: 1000\r\n\r\n{partial_body}");
+        let reply = exchange(&server.addr(), request.as_bytes(), Duration::from_secs(15)).await;
+        let reply = reply.unwrap_or_else(|| panic!("{what}: the server still waits for the body"));
+        assert!(status_line(&reply).starts_with("HTTP/1.1 408"), "{what}: {}", String::from_utf8_lossy(&reply));
+    }
+    let query = server.gemini(ALPHA_KEY).command(&upload_url, "query", None, vec![]).await;
+    assert_eq!(header(&query, "x-goog-upload-size-received"), Some("0"), "nothing of the stalled chunk is kept");
+    assert!(!server.log().contains("internal error"), "{}", server.log());
+}
