@@ -2,15 +2,17 @@
 
 mod auth;
 pub mod body;
+mod extract;
 pub mod gemini;
 pub mod import;
+mod openapi;
 mod ops;
 mod serve;
 
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +27,7 @@ use crate::app::AppState;
 use crate::domain::random_alphanumeric;
 use crate::error::Error;
 use crate::telemetry::metric;
+use extract::GPath;
 
 pub use auth::presented_key;
 pub use serve::{ConnectionLimits, serve};
@@ -85,7 +88,7 @@ pub fn router(app: AppState) -> Router {
 }
 
 /// `POST /v1/files` is the import surface's create; the Gemini surface creates files by uploading.
-async fn create_file(State(app): State<AppState>, Path(version): Path<String>, req: Request) -> Response {
+async fn create_file(State(app): State<AppState>, GPath(version): GPath<String>, req: Request) -> Response {
     if version != "v1" {
         return gemini::create_without_bytes(&version).into_response();
     }
@@ -96,24 +99,24 @@ async fn create_file(State(app): State<AppState>, Path(version): Path<String>, r
 /// `GET /{v}/files/{segment}`: an import (`v1`, `qfile-…`) or a Gemini file (or its `:download`).
 async fn get_file(
     State(app): State<AppState>,
-    Path((version, segment)): Path<(String, String)>,
+    GPath((version, segment)): GPath<(String, String)>,
     req: Request,
 ) -> Response {
     if import::is_import(&version, &segment) {
         return import::get(&app, &req.into_parts().0, &segment).await.unwrap_or_else(IntoResponse::into_response);
     }
-    gemini::get(State(app), Path((version, segment)), req).await
+    gemini::get(State(app), GPath((version, segment)), req).await
 }
 
 async fn delete_file(
     State(app): State<AppState>,
-    Path((version, segment)): Path<(String, String)>,
+    GPath((version, segment)): GPath<(String, String)>,
     req: Request,
 ) -> Response {
     if import::is_import(&version, &segment) {
         return import::delete(&app, &req.into_parts().0, &segment).await.unwrap_or_else(IntoResponse::into_response);
     }
-    gemini::delete(State(app), Path((version, segment)), req).await
+    gemini::delete(State(app), GPath((version, segment)), req).await
 }
 
 fn cors() -> CorsLayer {

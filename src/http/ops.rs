@@ -24,7 +24,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
 }
 
-/// The OpenAPI 3.1 description of every route, kept beside the code in `src/http/openapi.json`.
+/// The OpenAPI 3.1 description of every route, built from the code (`http/openapi.rs`).
 pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], super::openapi::DOCUMENT.as_str()).into_response()
 }

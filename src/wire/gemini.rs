@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The File resource as the SDKs read it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct File {
     pub name: String,
@@ -32,19 +32,19 @@ pub struct File {
 }
 
 /// `google.rpc.Status` as embedded in a FAILED file.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct FileStatus {
     pub code: i32,
     pub message: String,
 }
 
 /// The reply to finalize, to multipart and raw uploads, and to `query` on a finalized session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileEnvelope {
     pub file: File,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListFilesResponse {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -56,13 +56,13 @@ pub struct ListFilesResponse {
 /// The body of an upload start (or the metadata part of a multipart upload). Python sends snake_case
 /// with `size_bytes` as a number, JS camelCase with `sizeBytes` as a string; both are accepted, and
 /// fields this server does not use are ignored.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, utoipa::ToSchema)]
 pub struct CreateFileRequest {
     #[serde(default)]
     pub file: Option<FileMetadata>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FileMetadata {
     #[serde(default)]
@@ -71,7 +71,9 @@ pub struct FileMetadata {
     pub display_name: Option<String>,
     #[serde(default, alias = "mime_type")]
     pub mime_type: Option<String>,
+    /// An int64: a number or a decimal string.
     #[serde(default, alias = "size_bytes")]
+    #[schema(value_type = Option<String>)]
     pub size_bytes: Option<Int64>,
 }
 
@@ -97,12 +99,12 @@ impl<'de> Deserialize<'de> for Int64 {
 }
 
 /// The body of every Gemini error reply.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorEnvelope {
     pub error: RpcStatus,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RpcStatus {
     pub code: u16,
     pub message: String,

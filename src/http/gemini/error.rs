@@ -95,6 +95,11 @@ fn classify(err: &Error) -> (StatusCode, &'static str, String, Vec<serde_json::V
     }
 }
 
+/// The HTTP status this surface answers `err` with (for the OpenAPI description).
+pub(crate) fn status_of(err: &Error) -> StatusCode {
+    classify(err).0
+}
+
 /// The google.rpc.Status response for `err`.
 pub fn status_response(err: &Error) -> Response {
     let (status, code, message, details) = classify(err);

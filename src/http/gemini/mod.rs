@@ -7,13 +7,14 @@ mod session;
 pub mod upload;
 pub mod view;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 
 pub use error::{GeminiError, UploadUrlError};
 
 use crate::app::AppState;
 use crate::error::Error;
+use crate::http::extract::GPath;
 
 /// The API versions the SDKs use: 3.x defaults to `v1`, 2.x uploads to `v1beta`.
 pub const VERSIONS: [&str; 3] = ["v1", "v1beta", "v1alpha"];
@@ -28,7 +29,7 @@ pub fn not_found() -> GeminiError {
 }
 
 /// `GET /{v}/files`
-pub async fn list(State(app): State<AppState>, Path(version): Path<String>, req: Request) -> Response {
+pub async fn list(State(app): State<AppState>, GPath(version): GPath<String>, req: Request) -> Response {
     respond(async {
         check_version(&version)?;
         files::list(&app, &req.into_parts().0).await
@@ -48,7 +49,7 @@ pub fn create_without_bytes(version: &str) -> GeminiError {
 }
 
 /// `POST /{v}/files:register`
-pub async fn register(State(app): State<AppState>, Path(version): Path<String>, req: Request) -> Response {
+pub async fn register(State(app): State<AppState>, GPath(version): GPath<String>, req: Request) -> Response {
     respond(async {
         check_version(&version)?;
         files::register(&app, &req.into_parts().0).await
@@ -60,7 +61,7 @@ pub async fn register(State(app): State<AppState>, Path(version): Path<String>, 
 /// is split here rather than routed.
 pub async fn get(
     State(app): State<AppState>,
-    Path((version, segment)): Path<(String, String)>,
+    GPath((version, segment)): GPath<(String, String)>,
     req: Request,
 ) -> Response {
     respond(async {
@@ -78,7 +79,7 @@ pub async fn get(
 /// `DELETE /{v}/files/{id}`
 pub async fn delete(
     State(app): State<AppState>,
-    Path((version, id)): Path<(String, String)>,
+    GPath((version, id)): GPath<(String, String)>,
     req: Request,
 ) -> Response {
     respond(async {

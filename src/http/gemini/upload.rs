@@ -2,7 +2,7 @@
 //! with `upload_id` it is an upload URL, handled by [`super::session`].
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +12,7 @@ use super::error::{GeminiError, UPLOAD_STATUS};
 use super::multipart;
 use crate::app::{App, AppState};
 use crate::error::Error;
+use crate::http::extract::{GPath, GQuery};
 use crate::services::uploads::{CHUNK_GRANULARITY, DeclaredSize, StartUpload};
 use crate::wire::gemini::CreateFileRequest;
 
@@ -28,8 +29,8 @@ pub struct UploadQuery {
 /// `/upload/{v}/files`
 pub async fn upload(
     State(app): State<AppState>,
-    Path(version): Path<String>,
-    Query(q): Query<UploadQuery>,
+    GPath(version): GPath<String>,
+    GQuery(q): GQuery<UploadQuery>,
     req: Request,
 ) -> Response {
     dispatch(&app, &version, q, req).await
@@ -38,8 +39,8 @@ pub async fn upload(
 /// `/{v}/upload/{v}/files`, which js-genai 1.34 sent when a baseUrl was set (js-genai#1206).
 pub async fn upload_aliased(
     State(app): State<AppState>,
-    Path((_, version)): Path<(String, String)>,
-    Query(q): Query<UploadQuery>,
+    GPath((_, version)): GPath<(String, String)>,
+    GQuery(q): GQuery<UploadQuery>,
     req: Request,
 ) -> Response {
     dispatch(&app, &version, q, req).await

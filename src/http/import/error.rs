@@ -52,6 +52,11 @@ fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, String) {
     }
 }
 
+/// The HTTP status this surface answers `err` with (for the OpenAPI description).
+pub(crate) fn status_of(err: &Error) -> StatusCode {
+    classify(err).0
+}
+
 impl IntoResponse for ImportApiError {
     fn into_response(self) -> Response {
         let (status, kind, code, message) = classify(&self.0);
