@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# Runs every test filegate has: Rust unit and integration tests, then the official-SDK conformance suites
-# (google-genai for Python, @google/genai for Node) against a real server.
+# Runs every test filegate has: Rust unit tests (the metadata store's contract on SQLite and PostgreSQL),
+# the integration tests against the real binary and the official-SDK conformance suites (google-genai for
+# Python, @google/genai for Node, and Google's curl walk-through) once per metadata engine, then the
+# OpenAPI fuzzer.
 #
 #   scripts/test.sh            everything
-#   scripts/test.sh rust       only cargo test
-#   scripts/test.sh sdk        only the SDK suites (and Google's curl walk-through)
+#   scripts/test.sh rust       only cargo test (both engines)
+#   scripts/test.sh sdk        only the SDK suites (both engines)
 #   scripts/test.sh fuzz       only the OpenAPI fuzzer (schemathesis)
+#   FILEGATE_TEST_ENGINES=sqlite scripts/test.sh      one engine only
 #
-# Installs what the suites need once (nginx for the import tests, from ../shared/scripts; a Python venv
-# and node_modules, cached under ~/.cache/filegate), then runs the tests in a network namespace with only
-# loopback when the machine allows it (root and unshare), so no test can reach beyond 127.0.0.1 even by
-# mistake.
+# Installs what the suites need once (nginx and PostgreSQL from ../shared/scripts, jq and file; a Python
+# venv and node_modules, cached under ~/.cache/filegate), then runs the tests in a network namespace with
+# only loopback when the machine allows it (root and unshare), so no test can reach beyond 127.0.0.1 even
+# by mistake. The namespace has its own mounts too, so fault tests may mount small filesystems.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WHAT=${1:-all}
+ENGINES=${FILEGATE_TEST_ENGINES:-sqlite postgres}
 VENV=""
 FUZZ_VENV=""
 CACHE=${FILEGATE_CACHE:-$HOME/.cache/filegate}
@@ -22,61 +26,108 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/filegate-target}
 mkdir -p "$CACHE"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
+wants() { [[ $WHAT == all || $WHAT == "$1" ]]; }
+apt_install() {
+  apt-get install -y -q "$@" >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q "$@" >/dev/null; }
+}
 
 # --- install (needs the package registries) -------------------------------------------------------
 export FILEGATE_SHARED_SCRIPTS=${FILEGATE_SHARED_SCRIPTS:-$(cd "$ROOT/.." && pwd)/shared/scripts}
-[[ -x $FILEGATE_SHARED_SCRIPTS/start-http-source.sh || -f $FILEGATE_SHARED_SCRIPTS/start-http-source.sh ]] \
+[[ -f $FILEGATE_SHARED_SCRIPTS/start-http-source.sh ]] \
   || { echo "missing $FILEGATE_SHARED_SCRIPTS/start-http-source.sh (set FILEGATE_SHARED_SCRIPTS)" >&2; exit 1; }
-if [[ $WHAT == all || $WHAT == rust ]] && ! command -v nginx >/dev/null; then
+if wants rust && ! command -v nginx >/dev/null; then
   step "installing nginx (import test source)"
   tmp=$(mktemp -d) && bash "$FILEGATE_SHARED_SCRIPTS/start-http-source.sh" "$tmp" >/dev/null && bash "$tmp/stop.sh"
   rm -rf "$tmp"
 fi
+if [[ $WHAT != fuzz && $ENGINES == *postgres* ]] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  step "installing PostgreSQL"
+  tmp=$(mktemp -d) && bash "$FILEGATE_SHARED_SCRIPTS/start-postgres.sh" "$tmp" >/dev/null && bash "$tmp/stop.sh"
+  rm -rf "$tmp"
+fi
+for tool in jq file; do
+  command -v $tool >/dev/null || { step "installing $tool"; apt_install $tool; }
+done
 step "building filegate and its tests"
 cargo build --locked --all-targets
-for tool in jq file; do
-  command -v $tool >/dev/null || { step "installing $tool"; apt-get install -y -q $tool >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q $tool >/dev/null; }; }
-done
-if [[ $WHAT == all || $WHAT == sdk ]]; then
+if wants sdk; then
   step "installing the Python SDK suite (google-genai, pinned)"
   VENV=$CACHE/venv-$(sha256sum conformance/python/requirements.txt | cut -c1-12)
   [[ -x $VENV/bin/pytest ]] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q -r conformance/python/requirements.txt; }
   step "installing the Node SDK suite (@google/genai, pinned)"
   (cd conformance/node && npm ci --no-audit --no-fund --loglevel=error --cache "$CACHE/npm")
 fi
-if [[ $WHAT == all || $WHAT == fuzz ]]; then
+if wants fuzz; then
   step "installing the OpenAPI fuzzer (schemathesis, pinned)"
   FUZZ_VENV=$CACHE/fuzz-$(sha256sum conformance/fuzz/requirements.txt | cut -c1-12)
-  [[ -x $FUZZ_VENV/bin/schemathesis ]] || { python3 -m venv "$FUZZ_VENV" && "$FUZZ_VENV/bin/pip" install -q -r conformance/fuzz/requirements.txt; }
+  [[ -x $FUZZ_VENV/bin/schemathesis ]] \
+    || { python3 -m venv "$FUZZ_VENV" && "$FUZZ_VENV/bin/pip" install -q -r conformance/fuzz/requirements.txt; }
 fi
 
 # --- run (loopback only) --------------------------------------------------------------------------
+# A fresh PostgreSQL database for one SDK suite's server.
+sdk_database() {
+  local name="fg_sdk_$1_$$"
+  psql "$FILEGATE_TEST_POSTGRES_URL" -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name"
+  echo "${FILEGATE_TEST_POSTGRES_URL%/*}/$name"
+}
+
+# The SDK suites against a server on engine $1 (each suite starts its own server).
+run_sdk_suites() {
+  local suite
+  for suite in python node; do
+    (
+      [[ $1 == postgres ]] && { FILEGATE_DATABASE_URL=$(sdk_database "$suite"); export FILEGATE_DATABASE_URL; }
+      if [[ $suite == python ]]; then
+        step "Python SDK conformance (google-genai, Google's curl walk-through) on $1"
+        cd conformance/python && "$VENV/bin/pytest" -q -p no:cacheprovider
+      else
+        step "Node SDK conformance (@google/genai) on $1"
+        cd conformance/node && npm test --silent
+      fi
+    )
+  done
+}
+
 run_tests() {
   export FILEGATE_BIN=$CARGO_TARGET_DIR/debug/filegate
-  if [[ $WHAT == all || $WHAT == rust ]]; then
-    step "cargo test"
-    cargo test --locked --offline
+  local scratch
+  scratch=$(mktemp -d) && chmod 755 "$scratch"
+  trap '[[ -f '"$scratch"'/pg/stop.sh ]] && bash '"$scratch"'/pg/stop.sh; rm -rf '"$scratch" EXIT
+  if [[ $WHAT != fuzz && $ENGINES == *postgres* ]]; then
+    step "starting PostgreSQL on loopback"
+    FILEGATE_TEST_POSTGRES_URL=$(bash "$FILEGATE_SHARED_SCRIPTS/start-postgres.sh" "$scratch/pg" | tail -n 1)
+    export FILEGATE_TEST_POSTGRES_URL
   fi
-  if [[ $WHAT == all || $WHAT == sdk ]]; then
-    step "Python SDK conformance (google-genai)"
-    (cd conformance/python && "$VENV/bin/pytest" -q -p no:cacheprovider)
-    step "Node SDK conformance (@google/genai)"
-    (cd conformance/node && npm test --silent)
-  fi
-  if [[ $WHAT == all || $WHAT == fuzz ]]; then
+  for engine in $ENGINES; do
+    if wants rust; then
+      if [[ $engine == sqlite ]]; then
+        step "cargo test: unit tests and the metadata contract (on every engine), integration tests on SQLite"
+        cargo test --locked --offline
+      else
+        step "cargo test: integration tests on PostgreSQL"
+        FILEGATE_TEST_DATABASE=postgres cargo test --locked --offline --test integration
+      fi
+    fi
+    if wants sdk; then
+      run_sdk_suites "$engine"
+    fi
+  done
+  if wants fuzz; then
     step "OpenAPI fuzzing (schemathesis against GET /openapi.json)"
     conformance/fuzz/run.sh "$FUZZ_VENV/bin/schemathesis" "$FILEGATE_BIN"
   fi
 }
 
-# A plain network namespace (not a user namespace: nginx's workers switch to `nobody`, which must exist).
-if [[ ${FILEGATE_TEST_NETNS:-auto} != off ]] && command -v ip >/dev/null && unshare -n true 2>/dev/null; then
+# A plain network namespace (not a user namespace: nginx's and PostgreSQL's processes switch users, which
+# must exist), with private mounts.
+if [[ ${FILEGATE_TEST_NETNS:-auto} != off ]] && command -v ip >/dev/null && unshare -n -m true 2>/dev/null; then
   step "running tests in a network namespace with only loopback"
-  export -f run_tests step
-  export WHAT VENV FUZZ_VENV ROOT
-  unshare -n bash -c 'set -euo pipefail; ip link set lo up; run_tests'
+  export -f run_tests run_sdk_suites sdk_database step wants
+  export WHAT ENGINES VENV FUZZ_VENV ROOT
+  unshare -n -m bash -c 'set -euo pipefail; ip link set lo up; run_tests'
 else
-  step "running tests without a network namespace (unshare -n is not permitted here)"
+  step "running tests without a network namespace (unshare -n -m is not permitted here)"
   run_tests
 fi
 step "all tests passed"

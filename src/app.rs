@@ -8,8 +8,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::blob::{BlobStore, LocalBlobStore};
-use crate::config::Config;
-use crate::meta::{MetaStore, SqliteMeta};
+use crate::config::{Config, Database};
+use crate::meta::MetaStore;
+use crate::meta::sql::SqlMeta;
 use crate::services::imports::{ImportQueue, ImportSettings};
 use crate::services::{Auth, Files, Imports, Janitor, Uploads};
 use crate::{http, telemetry};
@@ -30,22 +31,27 @@ pub struct App {
 
 pub type AppState = Arc<App>;
 
-/// Opens the metadata store of `config` (for the serve command and the admin commands alike).
-pub async fn open_meta(config: &Config) -> anyhow::Result<Arc<dyn MetaStore>> {
-    if let Some(dir) = config.database_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let meta = SqliteMeta::open(&config.database_path)
-        .await
-        .with_context(|| format!("opening the database {}", config.database_path.display()))?;
+/// Opens the metadata store of `config` (for the serve command and the admin commands alike), applying
+/// pending migrations unless `migrate` is false (PostgreSQL only: there, migrating may be left to
+/// `filegate migrate` run once per deployment; SQLite always migrates, it has one user).
+pub async fn open_meta(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn MetaStore>> {
+    let pool = config.database_max_connections;
+    let meta = match &config.database {
+        Database::Sqlite(path) => SqlMeta::open_sqlite(path, pool)
+            .await
+            .with_context(|| format!("opening the database {}", path.display()))?,
+        Database::Postgres(url) => {
+            SqlMeta::open_postgres(url, pool, migrate).await.context("connecting to PostgreSQL")?
+        }
+    };
     Ok(Arc::new(meta))
 }
 
 /// Runs `filegate serve` until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let meta = open_meta(&config).await?;
+    let meta = open_meta(&config, true).await?;
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::open(config.blob_root.clone()).await?);
-    tracing::info!(database = %config.database_path.display(), "metadata store: SQLite");
+    tracing::info!("metadata store: {}", meta.describe());
     tracing::info!("blob store: {}", blobs.describe());
 
     let (auth, created_key) = Auth::bootstrap(meta.clone(), &config.static_keys).await?;

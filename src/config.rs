@@ -22,9 +22,12 @@ pub struct ServeArgs {
     /// Directory of the SQLite database and of the local blob store.
     #[arg(long, env = "FILEGATE_DATA_DIR", default_value = "./filegate-data")]
     pub data_dir: PathBuf,
-    /// `sqlite://PATH` (default: `filegate.db` in the data dir).
-    #[arg(long, env = "FILEGATE_DATABASE_URL")]
+    /// `sqlite://PATH` (default: `filegate.db` in the data dir) or `postgres://USER:PASSWORD@HOST/DB`.
+    #[arg(long, env = "FILEGATE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Connections the database pool may open (default: 8 on SQLite, 16 on PostgreSQL).
+    #[arg(long, env = "FILEGATE_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
     /// `file:///PATH` (default: `blobs/` in the data dir).
     #[arg(long, env = "FILEGATE_BLOB_STORE")]
     pub blob_store: Option<String>,
@@ -112,7 +115,6 @@ pub struct ImportConfig {
     pub stall_timeout: Duration,
     pub total_timeout: Duration,
     pub max_attempts: u32,
-    pub max_active_per_project: u64,
     /// Glob patterns (`*` only) an import's `model` must match.
     pub models: Vec<String>,
 }
@@ -124,9 +126,28 @@ pub struct Limits {
     pub project_quota_bytes: u64,
     pub project_max_open_uploads: u64,
     pub project_max_files: u64,
+    /// Unfinished imports a project may have at once.
+    pub project_max_active_imports: u64,
     pub default_ttl: Duration,
     /// The media types a file may have.
     pub media_types: MediaTypePolicy,
+}
+
+/// Where the metadata lives.
+#[derive(Clone)]
+pub enum Database {
+    Sqlite(PathBuf),
+    /// The URL, password included: never logged as is.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
+            Self::Postgres(_) => f.write_str("Postgres(..)"),
+        }
+    }
 }
 
 /// The validated configuration.
@@ -135,7 +156,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub public_url: Option<String>,
     pub data_dir: PathBuf,
-    pub database_path: PathBuf,
+    pub database: Database,
+    pub database_max_connections: u32,
     pub blob_root: PathBuf,
     pub static_keys: Vec<(ProjectId, ApiKey)>,
     pub limits: Limits,
@@ -150,9 +172,15 @@ pub struct Config {
 impl Config {
     pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
         let public_url = args.public_url.as_deref().map(parse_public_url).transpose()?;
-        let database_path = match args.database_url.as_deref() {
-            None => args.data_dir.join("filegate.db"),
-            Some(url) => parse_sqlite_url(url)?,
+        let database = match args.database_url.as_deref() {
+            None => Database::Sqlite(args.data_dir.join("filegate.db")),
+            Some(url) => parse_database_url(url)?,
+        };
+        let database_max_connections = match args.database_max_connections {
+            Some(0) => bail!("FILEGATE_DATABASE_MAX_CONNECTIONS must be at least 1"),
+            Some(n) => n,
+            None if matches!(database, Database::Postgres(_)) => 16,
+            None => 8,
         };
         let blob_root = match args.blob_store.as_deref() {
             None => args.data_dir.join("blobs"),
@@ -194,7 +222,8 @@ impl Config {
             listen: args.listen,
             public_url,
             data_dir: args.data_dir,
-            database_path,
+            database,
+            database_max_connections,
             blob_root,
             static_keys,
             limits: Limits {
@@ -202,6 +231,7 @@ impl Config {
                 project_quota_bytes: args.project_quota_bytes,
                 project_max_open_uploads: args.project_max_open_uploads,
                 project_max_files: args.project_max_files,
+                project_max_active_imports: args.import_max_active_per_project,
                 default_ttl: Duration::from_secs(args.default_ttl_seconds),
                 media_types: MediaTypePolicy::new(allowed_mime_types),
             },
@@ -214,7 +244,6 @@ impl Config {
                 stall_timeout: Duration::from_secs(args.import_stall_timeout_seconds),
                 total_timeout: Duration::from_secs(args.import_total_timeout_seconds),
                 max_attempts: args.import_max_attempts,
-                max_active_per_project: args.import_max_active_per_project,
                 models,
             },
             request_idle_timeout: Duration::from_secs(args.request_idle_timeout_seconds),
@@ -247,15 +276,19 @@ fn parse_public_url(url: &str) -> anyhow::Result<String> {
     }
 }
 
-fn parse_sqlite_url(url: &str) -> anyhow::Result<PathBuf> {
+fn parse_database_url(url: &str) -> anyhow::Result<Database> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let parsed = url::Url::parse(url).context("FILEGATE_DATABASE_URL is not a valid postgres:// URL")?;
+        if parsed.host_str().is_none_or(str::is_empty) {
+            bail!("FILEGATE_DATABASE_URL must name a host: postgres://USER:PASSWORD@HOST[:PORT]/DATABASE");
+        }
+        return Ok(Database::Postgres(url.to_owned()));
+    }
     let path =
         url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).map(|p| p.split('?').next().unwrap_or(p));
     match path {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ if url.starts_with("postgres") => {
-            bail!("FILEGATE_DATABASE_URL: PostgreSQL is not supported by this build yet; use sqlite://PATH")
-        }
-        _ => bail!("FILEGATE_DATABASE_URL \"{url}\" must be sqlite://PATH"),
+        Some(p) if !p.is_empty() => Ok(Database::Sqlite(PathBuf::from(p))),
+        _ => bail!("FILEGATE_DATABASE_URL must be sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE"),
     }
 }
 
@@ -318,8 +351,12 @@ mod tests {
 
     #[test]
     fn storage_urls_name_what_is_supported() {
-        assert_eq!(parse_sqlite_url("sqlite:///tmp/x.db").unwrap(), PathBuf::from("/tmp/x.db"));
-        assert!(parse_sqlite_url("postgres://h/db").unwrap_err().to_string().contains("PostgreSQL"));
+        assert!(
+            matches!(parse_database_url("sqlite:///tmp/x.db").unwrap(), Database::Sqlite(p) if p == std::path::Path::new("/tmp/x.db"))
+        );
+        assert!(matches!(parse_database_url("postgres://u:p@db:5432/fg").unwrap(), Database::Postgres(_)));
+        assert!(parse_database_url("postgres:///nohost").is_err());
+        assert!(parse_database_url("mysql://h/db").is_err());
         assert_eq!(parse_blob_url("file:///srv/blobs").unwrap(), PathBuf::from("/srv/blobs"));
         assert!(parse_blob_url("s3://bucket/p").is_err());
     }

@@ -29,9 +29,10 @@ pub enum Error {
     /// An Idempotency-Key reused with a different request.
     #[error("the Idempotency-Key \"{0}\" was already used with a different request")]
     IdempotencyConflict(String),
-    /// The project has too many operations of one kind in flight (e.g. import tasks).
-    #[error("{0}")]
-    TooManyRequests(String),
+    /// A per-project limit other than the quota is reached; `code` names it for machines
+    /// (`too_many_files`, `too_many_uploads`, `too_many_imports`), the message for people.
+    #[error("{message}")]
+    LimitReached { code: &'static str, message: String },
     /// The request is valid but the resource is in the wrong state for it.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -130,24 +131,17 @@ impl Error {
     }
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Self::Unavailable("metadata database".into()),
-            sqlx::Error::Database(db) if db.message().contains("database is locked") => {
-                Self::Unavailable("metadata database busy".into())
-            }
-            _ => Self::internal(err),
-        }
-    }
-}
-
+/// Storage that cannot take writes now (full, read-only, failing) is a 503 that clears by itself once the
+/// operator fixes the disk; anything else (a missing object, a permission) is a bug or lost data: 500.
 impl From<std::io::Error> for Error {
     fn from(err: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        const EIO: i32 = 5;
         match err.kind() {
-            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-                Self::Unavailable("blob storage is full".into())
-            }
+            K::StorageFull | K::QuotaExceeded => Self::Unavailable("blob storage is full".into()),
+            K::ReadOnlyFilesystem => Self::Unavailable("blob storage is read-only".into()),
+            K::TimedOut | K::Interrupted | K::ResourceBusy => Self::Unavailable(format!("blob storage: {err}")),
+            _ if err.raw_os_error() == Some(EIO) => Self::Unavailable(format!("blob storage: {err}")),
             _ => Self::internal(err),
         }
     }

@@ -26,6 +26,20 @@ enum Command {
         #[command(flatten)]
         serve: ServeArgs,
     },
+    /// Apply the database's pending migrations, then exit (`serve` does it too, at start; PostgreSQL takes
+    /// a lock, so several nodes starting at once migrate once).
+    Migrate {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Show every project's files, bytes, open uploads and running imports.
+    Usage {
+        /// Recompute the counters from the rows first, and print the projects whose counters had drifted.
+        #[arg(long)]
+        recompute: bool,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
 }
 
 #[tokio::main]
@@ -40,9 +54,46 @@ async fn main() -> anyhow::Result<()> {
         Command::CreateKey { project, label, serve } => {
             let config = Config::from_args(serve)?;
             let project = ProjectId::parse(&project)?;
-            let meta = filegate::app::open_meta(&config).await?;
+            let meta = filegate::app::open_meta(&config, true).await?;
             let key = filegate::services::auth::create_key(meta.as_ref(), &project, &label).await?;
             println!("{}", key.expose());
+            Ok(())
+        }
+        Command::Migrate { serve } => {
+            let config = Config::from_args(serve)?;
+            let meta = filegate::app::open_meta(&config, true).await?;
+            println!("{}: migrations applied", meta.describe());
+            meta.close().await;
+            Ok(())
+        }
+        Command::Usage { recompute, serve } => {
+            let config = Config::from_args(serve)?;
+            let meta = filegate::app::open_meta(&config, true).await?;
+            if recompute {
+                let repairs = meta.recompute_usage().await?;
+                for repair in &repairs {
+                    println!("repaired {}: {:?} -> {:?}", repair.project, repair.before, repair.after);
+                }
+                println!("{} project(s) had drifted counters", repairs.len());
+            }
+            println!(
+                "{:<24} {:>10} {:>16} {:>16} {:>12} {:>8}",
+                "PROJECT", "FILES", "BYTES", "QUOTA", "OPEN UPLOADS", "IMPORTS"
+            );
+            for report in meta.usage().await? {
+                let usage = report.usage;
+                let quota = usage.quota_bytes.unwrap_or(config.limits.project_quota_bytes);
+                println!(
+                    "{:<24} {:>10} {:>16} {:>16} {:>12} {:>8}",
+                    report.project.as_str(),
+                    usage.files,
+                    usage.used_bytes,
+                    quota,
+                    usage.open_uploads,
+                    usage.active_imports
+                );
+            }
+            meta.close().await;
             Ok(())
         }
     }

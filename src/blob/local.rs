@@ -210,4 +210,15 @@ impl BlobStore for LocalBlobStore {
     fn storage_uri(&self, _key: &str) -> Option<String> {
         None
     }
+
+    async fn probe(&self) -> Result<()> {
+        let path = self.root.join(".health-probe");
+        blocking(move || {
+            let file = File::create(&path)?;
+            file.write_all_at(b"ok", 0)?;
+            file.sync_data()?;
+            fs::remove_file(&path)
+        })
+        .await
+    }
 }

@@ -60,4 +60,7 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// The object's URI for services that read buckets directly (`gs://…`); `None` on local disk.
     fn storage_uri(&self, key: &str) -> Option<String>;
+
+    /// A small durable write and its removal, for the health check: fails while writes fail.
+    async fn probe(&self) -> Result<()>;
 }

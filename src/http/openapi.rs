@@ -97,7 +97,7 @@ fn reason(err: &Error) -> &'static str {
         Error::FileTooLarge { .. } => "over the per-file limit",
         Error::QuotaExceeded { .. } => "over the project's quota",
         Error::IdempotencyConflict(_) => "an Idempotency-Key reused with a different request",
-        Error::TooManyRequests(_) => "over a per-project limit (the message names it)",
+        Error::LimitReached { .. } => "over a per-project limit (the message names it)",
         Error::FailedPrecondition(_) => "the file is not ready",
         Error::MissingApiKey => "no API key",
         Error::InvalidApiKey => "an unknown API key",
@@ -216,7 +216,7 @@ fn routes() -> Vec<Route> {
         Error::AlreadyExists(String::new()),
         Error::FileTooLarge { size: 0, limit: 0 },
         Error::QuotaExceeded { requested: 0, available: 0, quota: 0 },
-        Error::TooManyRequests(String::new()),
+        Error::LimitReached { code: "", message: String::new() },
         Error::BodyStalled(std::time::Duration::ZERO),
         invalid(),
     ];
@@ -334,7 +334,7 @@ fn routes() -> Vec<Route> {
                     [
                         Error::InvalidField { code: "", message: String::new() },
                         Error::IdempotencyConflict(String::new()),
-                        Error::TooManyRequests(String::new()),
+                        Error::LimitReached { code: "", message: String::new() },
                         Error::QuotaExceeded { requested: 0, available: 0, quota: 0 },
                         Error::BodyStalled(std::time::Duration::ZERO),
                     ],

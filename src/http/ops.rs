@@ -7,15 +7,28 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::domain::Timestamp;
 
-/// 200 when the metadata store answers; 503 otherwise, so a load balancer stops sending traffic.
+/// 200 when both write paths work: the metadata store commits a small write and the blob store makes a
+/// small file durable. Otherwise 503 with what failed (a full disk, a read-only or vanished database, an
+/// unreachable PostgreSQL), so that a load balancer stops sending traffic until it works again.
 pub async fn healthz(State(app): State<AppState>) -> Response {
-    match app.meta.ping().await {
-        Ok(()) => Json(json!({"status": "ok"})).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
-        }
+    let database = app.meta.probe_write(Timestamp::now()).await.map_err(|e| e.to_string());
+    let blobs = app.blobs.probe().await.map_err(|e| e.to_string());
+    let check = |result: &Result<(), String>| match result {
+        Ok(()) => "ok".to_owned(),
+        Err(why) => why.clone(),
+    };
+    let body = json!({
+        "status": if database.is_ok() && blobs.is_ok() { "ok" } else { "unavailable" },
+        "database": check(&database),
+        "blob_store": check(&blobs),
+    });
+    if database.is_ok() && blobs.is_ok() {
+        Json(body).into_response()
+    } else {
+        tracing::warn!(database = %body["database"], blob_store = %body["blob_store"], "health check failed");
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
 

@@ -1,18 +1,43 @@
 //! The metadata port: projects, keys, files, upload sessions, import tasks and the blob garbage queue.
 //!
-//! Services see only [`MetaStore`], the sum of one repository trait per concern. SQLite implements it
-//! today; the traits are shaped so PostgreSQL can join without touching a service: every multi-row change
-//! is one method (one transaction), and every check that must not race (quota, name uniqueness, the chunk
-//! offset, the import lease) happens inside that transaction.
+//! Adapters store and lock; they hold no business rule. Quotas, per-project limits, name reuse, the
+//! idempotency window and what a file is charged live in the services, which compose the primitives of a
+//! [`WriteTx`]. One adapter ([`sql::SqlMeta`]) serves SQLite and PostgreSQL from one set of queries.
+//!
+//! # The concurrency contract
+//!
+//! Every adapter gives these guarantees, and `meta::conformance` holds each of them to it, SQLite and
+//! PostgreSQL alike, with racing callers:
+//!
+//! - **A write transaction is all or nothing.** [`MetaStore::write`] begins one; nothing it did is visible
+//!   to anyone before [`WriteTx::commit`] returns `Ok`, and if it is dropped (an error, a cancelled request)
+//!   or its commit fails, nothing of it happened and its connection never serves another caller in a
+//!   half-finished state.
+//! - **A project is changed by one transaction at a time.** [`WriteTx::lock_project`] locks the project's
+//!   usage row until the transaction ends (PostgreSQL: `SELECT … FOR UPDATE`; SQLite: every write
+//!   transaction holds the database's write lock from its start). Every transaction that adds, removes
+//!   or recharges a project's files, sessions or imports calls it first, so the checks a service makes
+//!   on what it read (quota, limits, a free name, an idempotency key) still hold when it writes. Locks
+//!   are always taken in the order project → import task → upload session → file, so no two
+//!   transactions wait for each other in a cycle.
+//! - **Single-statement operations are atomic compare-and-sets**: [`MetaStore::commit_chunk`] advances a
+//!   session only from the offset the caller read; [`MetaStore::claim_import`] hands a due task to exactly
+//!   one caller (PostgreSQL: `FOR UPDATE SKIP LOCKED`); lease renewals and releases apply only while the
+//!   caller holds the lease. A racing caller sees `false` or `None`, never an error.
+//! - **Reads outside a transaction** see committed data, possibly not the newest.
+//! - **Errors have meanings** ([`MetaError`]): a conflict, a busy database (retry soon), an unavailable one
+//!   (full, read-only, unreachable: retry later), or something else (a bug).
 
-mod sqlite;
+#[cfg(test)]
+mod conformance;
+mod error;
+pub mod sql;
 
 use async_trait::async_trait;
 
-pub use sqlite::SqliteMeta;
+pub use error::{MetaError, MetaResult};
 
-use crate::domain::{FileError, FileId, FileRecord, ProjectId, Timestamp};
-use crate::error::Result;
+use crate::domain::{FileError, FileId, FileRecord, FileState, ProjectId, Timestamp};
 
 /// Where a page of the file list ends: `(createTime, id)` of its last file, listing newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +54,15 @@ pub enum SessionStatus {
 }
 
 impl SessionStatus {
-    fn parse(s: &str) -> Option<Self> {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Final => "final",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "active" => Some(Self::Active),
             "final" => Some(Self::Final),
@@ -39,13 +72,17 @@ impl SessionStatus {
     }
 }
 
-/// A session to open together with its file row (which starts in state `uploading`).
+/// A session to open beside its file row (which starts in state `uploading`).
 #[derive(Debug, Clone)]
 pub struct NewSession {
     pub token_hash: String,
+    pub project: ProjectId,
+    pub file_id: FileId,
+    pub blob_key: String,
     pub declared_size: Option<u64>,
     pub hasher_state: Vec<u8>,
     pub staging_key: String,
+    pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }
 
@@ -60,6 +97,8 @@ pub struct UploadSession {
     pub status: SessionStatus,
     pub hasher_state: Vec<u8>,
     pub staging_key: String,
+    /// The key of the file generation the session uploads; unique, so it never names a later file.
+    pub session_blob_key: String,
     /// The file's blob key; `None` once the file row is gone (cancelled, deleted or expired).
     pub blob_key: Option<String>,
     pub expires_at: Timestamp,
@@ -73,25 +112,19 @@ pub struct ChunkRecord {
     pub hasher_state: Vec<u8>,
 }
 
-/// An import to enqueue together with its file row (state `pending`).
+/// An import task to enqueue beside its file row (state `pending`).
 #[derive(Debug, Clone)]
 pub struct NewImport {
+    pub blob_key: String,
+    pub project: ProjectId,
+    pub file_id: FileId,
     pub source_url: String,
     pub model: String,
     /// Lowercase hex the client expects; a mismatch fails the task with `checksum_mismatch`.
     pub expected_sha256: Option<String>,
     pub staging_key: String,
     pub hasher_state: Vec<u8>,
-    /// `(Idempotency-Key, hash of the request)`.
-    pub idempotency: Option<(String, String)>,
-}
-
-/// What creating an import did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImportCreated {
-    New,
-    /// The Idempotency-Key was used before for the same request: this is the file it created.
-    Existing(FileId),
+    pub created_at: Timestamp,
 }
 
 /// A claimed import task: everything a worker needs to continue it.
@@ -110,6 +143,8 @@ pub struct ImportTask {
     pub hasher_state: Vec<u8>,
     pub validator: Option<String>,
     pub mime_type: String,
+    /// What the file is charged against its project's quota right now.
+    pub charged_bytes: u64,
     pub created_at: Timestamp,
 }
 
@@ -120,7 +155,60 @@ pub struct ImportProgress {
     pub hasher_state: Vec<u8>,
     pub validator: Option<String>,
     pub total_bytes: Option<u64>,
+}
+
+/// What an `Idempotency-Key` named when it was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub request_hash: String,
+    pub created_at: Timestamp,
+    /// The file the request created, if its row still exists: `(id, expires_at)`.
+    pub file: Option<(FileId, Timestamp)>,
+}
+
+/// A change to a file row. `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileUpdate {
+    pub state: Option<FileState>,
+    pub size_bytes: Option<u64>,
+    pub sha256: Option<[u8; 32]>,
     pub mime_type: Option<String>,
+    pub charged_bytes: Option<u64>,
+    pub error: Option<FileError>,
+}
+
+/// A project's counters, kept in its row by every transaction that changes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProjectUsage {
+    /// The sum of its files' `charged_bytes` (reservations of open uploads included).
+    pub used_bytes: u64,
+    /// File rows, whatever their state (open uploads and unfinished imports included).
+    pub files: u64,
+    /// Upload sessions in status `active`.
+    pub open_uploads: u64,
+    /// Import tasks not finished.
+    pub active_imports: u64,
+    /// The project's own quota, if it has one (else the server's default).
+    pub quota_bytes: Option<u64>,
+}
+
+/// A change to a project's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageDelta {
+    pub bytes: i64,
+    pub files: i64,
+    pub open_uploads: i64,
+    pub active_imports: i64,
+}
+
+/// What removing a file row took with it.
+#[derive(Debug, Clone)]
+pub struct RemovedFile {
+    pub file: FileRecord,
+    /// The staging key of its upload session, if one was still active (now cancelled).
+    pub open_session: Option<String>,
+    /// The staging key of its import task, if it was unfinished (now gone).
+    pub unfinished_import: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +217,7 @@ pub enum GarbageKind {
     Staging,
 }
 
-/// A blob whose row is gone and whose bytes are still to be deleted.
+/// Bytes whose row is gone and that are still to be deleted from the blob store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Garbage {
     pub key: String,
@@ -146,128 +234,145 @@ impl Garbage {
     }
 }
 
-/// What one expiry pass removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExpiryReport {
-    pub files: u64,
-    pub sessions: u64,
+/// A project whose counters disagreed with its rows, as repaired by [`MetaStore::recompute_usage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRepair {
+    pub project: ProjectId,
+    pub before: ProjectUsage,
+    pub after: ProjectUsage,
 }
 
-#[async_trait]
-pub trait ProjectRepo: Send + Sync {
-    async fn ensure_project(&self, project: &ProjectId) -> Result<()>;
-    async fn insert_api_key(&self, project: &ProjectId, key_hash: &str, label: &str) -> Result<()>;
-    async fn project_for_key(&self, key_hash: &str) -> Result<Option<ProjectId>>;
-    async fn count_api_keys(&self) -> Result<u64>;
-    /// Cheap round trip for the health check.
-    async fn ping(&self) -> Result<()>;
-    /// Closes connections; called once at shutdown.
-    async fn close(&self);
+/// A project's counters, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectReport {
+    pub project: ProjectId,
+    pub usage: ProjectUsage,
 }
 
+/// One write transaction. See the module documentation for what it guarantees.
 #[async_trait]
-pub trait FileRepo: Send + Sync {
+pub trait WriteTx: Send {
+    /// Locks the project's row until the transaction ends (creating the project, with nothing used, if it
+    /// is new) and returns its counters.
+    async fn lock_project(&mut self, project: &ProjectId) -> MetaResult<ProjectUsage>;
+    /// Adds `delta` to the counters of a project this transaction has locked.
+    async fn add_usage(&mut self, project: &ProjectId, delta: UsageDelta) -> MetaResult<()>;
+
+    async fn file(&mut self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>>;
+    async fn file_by_blob(&mut self, blob_key: &str) -> MetaResult<Option<FileRecord>>;
+    /// Blob keys of the project's files that expired at or before `now`, soonest expired first.
+    async fn expired_files(&mut self, project: &ProjectId, now: Timestamp, limit: u32) -> MetaResult<Vec<String>>;
+    /// Inserts a file row; `Conflict` when the project already has a file of that id.
+    async fn insert_file(&mut self, file: &FileRecord) -> MetaResult<()>;
+    async fn update_file(&mut self, blob_key: &str, update: &FileUpdate, now: Timestamp) -> MetaResult<()>;
+    /// Deletes a file row with its import task, and marks its active upload session cancelled; `None`
+    /// when there is no such row. Counters and garbage are the caller's (see `services::lifecycle`).
+    async fn remove_file(&mut self, blob_key: &str, now: Timestamp) -> MetaResult<Option<RemovedFile>>;
+
+    async fn insert_session(&mut self, session: &NewSession) -> MetaResult<()>;
+    /// The session, locked until the transaction ends.
+    async fn session(&mut self, token_hash: &str) -> MetaResult<Option<UploadSession>>;
+    async fn set_session_status(&mut self, token_hash: &str, status: SessionStatus, now: Timestamp) -> MetaResult<()>;
+
+    async fn insert_import(&mut self, task: &NewImport) -> MetaResult<()>;
+    /// The unfinished task if `owner` holds its lease, locked until the transaction ends.
+    async fn leased_import(&mut self, blob_key: &str, owner: &str) -> MetaResult<Option<ImportTask>>;
+    async fn save_import_progress(
+        &mut self,
+        blob_key: &str,
+        progress: &ImportProgress,
+        now: Timestamp,
+    ) -> MetaResult<()>;
+    /// Marks a task finished (its lease released), with the code of its failure if it failed.
+    async fn finish_import_task(&mut self, blob_key: &str, error_code: Option<&str>, now: Timestamp) -> MetaResult<()>;
+    async fn idempotency(&mut self, project: &ProjectId, key: &str) -> MetaResult<Option<IdempotencyRecord>>;
+    /// Records (or replaces) what an Idempotency-Key names.
+    async fn put_idempotency(
+        &mut self,
+        project: &ProjectId,
+        key: &str,
+        request_hash: &str,
+        blob_key: &str,
+        now: Timestamp,
+    ) -> MetaResult<()>;
+
+    /// Queues bytes for deletion (idempotent).
+    async fn queue_garbage(&mut self, garbage: &[Garbage], now: Timestamp) -> MetaResult<()>;
+
+    async fn commit(self: Box<Self>) -> MetaResult<()>;
+}
+
+/// Everything the services need of the metadata store.
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// One line for the start-up log.
+    fn describe(&self) -> String;
+    /// Begins a write transaction.
+    async fn write(&self) -> MetaResult<Box<dyn WriteTx>>;
+
+    async fn ensure_project(&self, project: &ProjectId) -> MetaResult<()>;
+    async fn insert_api_key(&self, project: &ProjectId, key_hash: &str, label: &str) -> MetaResult<()>;
+    async fn project_for_key(&self, key_hash: &str) -> MetaResult<Option<ProjectId>>;
+    async fn count_api_keys(&self) -> MetaResult<u64>;
+
     /// The row as stored, whatever its state or expiry; callers decide what is visible.
-    async fn get_file(&self, project: &ProjectId, id: &FileId) -> Result<Option<FileRecord>>;
-    /// Visible, unexpired files, newest first, strictly after `after`.
+    async fn get_file(&self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>>;
+    /// Visible (not `uploading`), unexpired files, newest first, strictly after `after`.
     async fn list_files(
         &self,
         project: &ProjectId,
         now: Timestamp,
         after: Option<&ListCursor>,
         limit: u32,
-    ) -> Result<Vec<FileRecord>>;
-    /// Removes a visible, unexpired file (and its import task or open session) and queues its bytes for
-    /// deletion, in one transaction; returns the file and what was queued. `None` when there was no such file.
-    async fn delete_file(
-        &self,
-        project: &ProjectId,
-        id: &FileId,
-        now: Timestamp,
-    ) -> Result<Option<(FileRecord, Vec<Garbage>)>>;
-}
+    ) -> MetaResult<Vec<FileRecord>>;
 
-#[async_trait]
-pub trait UploadRepo: Send + Sync {
-    /// Inserts the file (state `uploading`) and its session if the name is free (else `AlreadyExists`)
-    /// and the project's quota can hold `file.charged_bytes` (else `QuotaExceeded`).
-    async fn create_upload(&self, file: &FileRecord, session: &NewSession, default_quota: u64) -> Result<()>;
-    async fn get_upload(&self, token_hash: &str) -> Result<Option<UploadSession>>;
+    async fn get_upload(&self, token_hash: &str) -> MetaResult<Option<UploadSession>>;
     /// The committed chunk that starts at `offset`, and the hasher state before it (the state after the
     /// chunk that ends at `offset`; `None` for offset 0, meaning the empty state).
-    async fn chunk_at(&self, token_hash: &str, offset: u64) -> Result<Option<(Option<Vec<u8>>, ChunkRecord)>>;
-    /// Records a chunk and advances the session to `chunk.offset + chunk.length` if the session is active
-    /// and still at `chunk.offset`. `false` when another request committed first.
-    async fn commit_chunk(&self, token_hash: &str, chunk: &ChunkRecord, now: Timestamp) -> Result<bool>;
-    /// Marks the session final and its file ready with its exact size and digest; returns the file.
-    async fn finalize_upload(
-        &self,
-        token_hash: &str,
-        size: u64,
-        sha256: [u8; 32],
-        now: Timestamp,
-    ) -> Result<Option<FileRecord>>;
-    /// Marks an active session cancelled, removes its file row (releasing the quota at once) and queues
-    /// the staged bytes for deletion; returns what was queued. `None` when the session was not active.
-    async fn cancel_upload(&self, token_hash: &str, now: Timestamp) -> Result<Option<Vec<Garbage>>>;
-}
+    async fn chunk_at(&self, token_hash: &str, offset: u64) -> MetaResult<Option<(Option<Vec<u8>>, ChunkRecord)>>;
+    /// Records a chunk and advances the session to `chunk.offset + chunk.length`, if the session is active
+    /// and still at `chunk.offset`; `false` when it is not (another request committed first, or it ended).
+    async fn commit_chunk(&self, token_hash: &str, chunk: &ChunkRecord, now: Timestamp) -> MetaResult<bool>;
 
-#[async_trait]
-pub trait ImportRepo: Send + Sync {
-    /// Enqueues an import with its file row (state `pending`), unless its Idempotency-Key already names
-    /// one (then `Existing`; `Conflict`-style `InvalidArgument` when the request differs). Refuses with
-    /// `TooManyRequests` when the project has `max_active` unfinished tasks, `QuotaExceeded` when its
-    /// quota is used up.
-    async fn create_import(
-        &self,
-        file: &FileRecord,
-        task: &NewImport,
-        default_quota: u64,
-        max_active: u64,
-    ) -> Result<ImportCreated>;
-    /// Leases the most overdue claimable task to `owner` until `lease_until` and counts an attempt.
-    async fn claim_import(&self, owner: &str, now: Timestamp, lease_until: Timestamp) -> Result<Option<ImportTask>>;
-    /// Extends a lease `owner` still holds; `false` when it lost it (expired and taken, or the file is gone).
-    async fn renew_import_lease(&self, blob_key: &str, owner: &str, lease_until: Timestamp) -> Result<bool>;
-    /// Records durable progress and charges the project for it (`total_bytes` when known, else the bytes
-    /// received); `QuotaExceeded` when that does not fit, `false` when the lease is lost.
-    async fn commit_import_progress(
+    /// Leases the most overdue claimable task (unfinished, due, unleased or its lease run out, its file
+    /// unexpired) to `owner` until `lease_until`, counts an attempt and marks its file `processing`.
+    /// Racing callers never get the same task.
+    async fn claim_import(&self, owner: &str, now: Timestamp, lease_until: Timestamp)
+    -> MetaResult<Option<ImportTask>>;
+    /// Extends a lease `owner` still holds; `false` when it lost it (run out and taken, or the file is gone).
+    async fn renew_import_lease(&self, blob_key: &str, owner: &str, lease_until: Timestamp) -> MetaResult<bool>;
+    /// Gives a held lease up until `next_attempt_at`, recording why; `false` when it was not held.
+    async fn release_import(
         &self,
         blob_key: &str,
         owner: &str,
-        progress: &ImportProgress,
-        default_quota: u64,
+        next_attempt_at: Timestamp,
+        why: &str,
         now: Timestamp,
-    ) -> Result<bool>;
-    /// Marks the file ready with its exact size, digest and type; the task is finished.
-    async fn finish_import(
-        &self,
-        blob_key: &str,
-        owner: &str,
-        size: u64,
-        sha256: [u8; 32],
-        mime_type: &str,
-        now: Timestamp,
-    ) -> Result<Option<FileRecord>>;
-    /// Marks the file failed with `error` (it then holds no quota); the task is finished.
-    async fn fail_import(&self, blob_key: &str, owner: &str, error: &FileError, now: Timestamp) -> Result<bool>;
-    /// Gives the lease up until `next_attempt_at`, recording why.
-    async fn retry_import(&self, blob_key: &str, owner: &str, next_attempt_at: Timestamp, why: &str) -> Result<bool>;
-}
+    ) -> MetaResult<bool>;
 
-#[async_trait]
-pub trait JanitorRepo: Send + Sync {
-    /// Removes expired files and sessions (and stale idempotency keys), queueing their bytes for deletion.
-    async fn expire(&self, now: Timestamp) -> Result<ExpiryReport>;
-    async fn garbage(&self, limit: u32) -> Result<Vec<Garbage>>;
-    async fn garbage_done(&self, key: &str) -> Result<()>;
+    /// `(project, blob key)` of files that expired at or before `now`, soonest expired first.
+    async fn expired_files(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<(ProjectId, String)>>;
+    /// Deletes ended sessions (and their chunk records) that expired, and Idempotency-Keys used before
+    /// `idempotency_cutoff`; returns how many sessions went.
+    async fn purge(&self, now: Timestamp, idempotency_cutoff: Timestamp) -> MetaResult<u64>;
+    async fn garbage(&self, limit: u32) -> MetaResult<Vec<Garbage>>;
+    async fn garbage_done(&self, key: &str) -> MetaResult<()>;
     /// Staging keys an active session or an unfinished import still writes to.
-    async fn live_staging_keys(&self) -> Result<Vec<String>>;
+    async fn live_staging_keys(&self) -> MetaResult<Vec<String>>;
     /// Blob keys of every file row.
-    async fn live_blob_keys(&self) -> Result<Vec<String>>;
+    async fn live_blob_keys(&self) -> MetaResult<Vec<String>>;
+
+    /// Every project's counters.
+    async fn usage(&self) -> MetaResult<Vec<ProjectReport>>;
+    /// Recomputes every project's counters from its rows, in one transaction, and returns those that
+    /// had drifted (none, unless a bug or a hand edit changed rows behind filegate's back).
+    async fn recompute_usage(&self) -> MetaResult<Vec<UsageRepair>>;
+
+    /// A cheap read, for the health check.
+    async fn ping(&self) -> MetaResult<()>;
+    /// A small durable write, for the health check: fails while writes fail (disk full, read-only).
+    async fn probe_write(&self, now: Timestamp) -> MetaResult<()>;
+    /// Closes connections; called once at shutdown.
+    async fn close(&self);
 }
-
-/// Everything the services need of the metadata store.
-pub trait MetaStore: ProjectRepo + FileRepo + UploadRepo + ImportRepo + JanitorRepo + 'static {}
-
-impl<T: ProjectRepo + FileRepo + UploadRepo + ImportRepo + JanitorRepo + 'static> MetaStore for T {}

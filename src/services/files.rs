@@ -50,21 +50,6 @@ pub struct Download {
     pub body: ByteStream,
 }
 
-/// The one way a file is deleted, from either surface.
-pub(super) async fn remove(
-    meta: &dyn MetaStore,
-    blobs: &dyn BlobStore,
-    imports: &ImportQueue,
-    project: &ProjectId,
-    id: &FileId,
-) -> Result<FileRecord> {
-    let (file, garbage) =
-        meta.delete_file(project, id, Timestamp::now()).await?.ok_or_else(|| Error::FileNotFound(id.to_string()))?;
-    imports.stop(&file.blob_key);
-    super::janitor::reclaim_now(meta, blobs, &garbage).await;
-    Ok(file)
-}
-
 fn encode_cursor(cursor: &ListCursor) -> String {
     let raw = format!("{}.{}", cursor.created_at.as_micros(), cursor.id);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
@@ -122,7 +107,7 @@ impl Files {
     /// Deletes a file: its row goes at once (freeing its name and quota), its bytes right after; if that
     /// fails the janitor retries from the garbage queue. A running import of it stops.
     pub async fn delete(&self, project: &ProjectId, id: &FileId) -> Result<FileRecord> {
-        remove(self.meta.as_ref(), self.blobs.as_ref(), &self.imports, project, id).await
+        super::lifecycle::delete(self.meta.as_ref(), self.blobs.as_ref(), &self.imports.running, project, id).await
     }
 
     /// Opens an ACTIVE file for download, whole or one range of it.

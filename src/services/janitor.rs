@@ -11,11 +11,19 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::garbage::collect_garbage;
+use super::lifecycle;
 use crate::blob::BlobStore;
-use crate::domain::{FileId, ProjectId, Timestamp};
+use crate::domain::{ProjectId, Timestamp};
 use crate::error::Result;
-use crate::meta::{Garbage, GarbageKind, MetaStore};
+use crate::meta::MetaStore;
 use crate::telemetry::metric;
+
+/// Expired files removed per transaction (and per query of the expired ones).
+const EXPIRY_BATCH: u32 = 500;
+
+/// An Idempotency-Key names its import for this long.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 pub struct Janitor {
     meta: Arc<dyn MetaStore>,
@@ -31,92 +39,47 @@ pub struct SweepReport {
     pub blobs_deleted: u64,
 }
 
-/// Deletes one queued blob and takes it off the queue; on failure it stays queued for the next sweep.
-async fn reclaim(meta: &dyn MetaStore, blobs: &dyn BlobStore, item: &Garbage) -> bool {
-    let removed = match item.kind {
-        GarbageKind::Object => blobs.delete(&item.key).await,
-        GarbageKind::Staging => blobs.stage_abort(&item.key).await,
-    };
-    match removed {
-        Ok(()) => match meta.garbage_done(&item.key).await {
-            Ok(()) => {
-                metrics::counter!(metric::BLOBS_RECLAIMED).increment(1);
-                true
-            }
-            Err(e) => {
-                tracing::warn!(blob.key = %item.key, error = %e, "unqueueing a deleted blob failed; the janitor retries");
-                false
-            }
-        },
-        Err(e) => {
-            tracing::warn!(blob.key = %item.key, error = %e, "deleting a blob failed; the janitor retries");
-            false
-        }
-    }
-}
-
-/// Deletes the blobs a request just queued, so their bytes go at once; whatever fails is left to the
-/// janitor. Requests never drain the whole queue: that is the janitor's work, not a client's latency.
-pub async fn reclaim_now(meta: &dyn MetaStore, blobs: &dyn BlobStore, garbage: &[Garbage]) {
-    for item in garbage {
-        reclaim(meta, blobs, item).await;
-    }
-}
-
-/// Deletes queued blobs until the queue is empty or the store fails (the next sweep retries).
-pub async fn collect_garbage(meta: &dyn MetaStore, blobs: &dyn BlobStore) -> u64 {
-    let mut deleted = 0;
-    loop {
-        let batch = match meta.garbage(100).await {
-            Ok(batch) if !batch.is_empty() => batch,
-            Ok(_) => return deleted,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the blob garbage queue failed");
-                return deleted;
-            }
-        };
-        for item in &batch {
-            if !reclaim(meta, blobs, item).await {
-                return deleted;
-            }
-            deleted += 1;
-        }
-    }
-}
-
-/// Deletes an object that was just completed for a file whose row went away meanwhile (deleted or expired
-/// while its upload or import finished). The row's removal queued the key as garbage, but possibly before
-/// the object existed. Only when no row owns the key: a key is unique to one file generation, so a live
-/// row with it means the object is in use (another worker finished the same import).
-pub async fn drop_if_orphaned(
-    meta: &dyn MetaStore,
-    blobs: &dyn BlobStore,
-    project: &ProjectId,
-    id: &FileId,
-    blob_key: &str,
-) {
-    match meta.get_file(project, id).await {
-        Ok(Some(file)) if file.blob_key == blob_key => {}
-        Ok(_) => {
-            if let Err(e) = blobs.delete(blob_key).await {
-                tracing::warn!(blob.key = %blob_key, error = %e, "deleting an orphaned object failed; it goes at the next start");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "checking for an orphaned object failed"),
-    }
-}
-
 impl Janitor {
     pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, interval: Duration) -> Self {
         Self { meta, blobs, interval }
     }
 
-    /// Removes expired files and sessions, then deletes queued blobs.
+    /// Removes expired files (an open upload's session expires with its file) and ended sessions, then
+    /// deletes queued blobs.
     pub async fn sweep(&self) -> Result<SweepReport> {
-        let expired = self.meta.expire(Timestamp::now()).await?;
+        let now = Timestamp::now();
+        let mut expired_files = 0;
+        loop {
+            let expired = self.meta.expired_files(now, EXPIRY_BATCH).await?;
+            if expired.is_empty() {
+                break;
+            }
+            let batch = expired.len();
+            // One transaction per project and batch: the project's lock is taken once for all its files.
+            let mut by_project: Vec<(ProjectId, Vec<String>)> = Vec::new();
+            for (project, key) in expired {
+                match by_project.iter_mut().find(|(p, _)| *p == project) {
+                    Some((_, keys)) => keys.push(key),
+                    None => by_project.push((project, vec![key])),
+                }
+            }
+            for (project, keys) in by_project {
+                let mut tx = self.meta.write().await?;
+                tx.lock_project(&project).await?;
+                for key in &keys {
+                    expired_files += u64::from(lifecycle::remove(tx.as_mut(), key, now).await?.is_some());
+                }
+                tx.commit().await?;
+            }
+            if batch < EXPIRY_BATCH as usize {
+                break;
+            }
+        }
+        let cutoff = Timestamp::from_micros(now.as_micros() - IDEMPOTENCY_WINDOW.as_micros() as i64);
+        let expired_sessions = self.meta.purge(now, cutoff).await?;
         let blobs_deleted = collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
-        metrics::counter!(metric::FILES_EXPIRED).increment(expired.files);
-        Ok(SweepReport { expired_files: expired.files, expired_sessions: expired.sessions, blobs_deleted })
+        metrics::counter!(metric::FILES_EXPIRED).increment(expired_files);
+        Ok(SweepReport { expired_files, expired_sessions, blobs_deleted })
     }
 
     /// Makes storage agree with the database; call before serving, while nothing writes. Returns how many

@@ -3,8 +3,10 @@
 
 pub mod auth;
 pub mod files;
+mod garbage;
 pub mod imports;
 pub mod janitor;
+pub(crate) mod lifecycle;
 mod locks;
 mod meter;
 pub mod uploads;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt as _;
 
+use super::lifecycle::{self, Companion, Demand};
 use super::locks::{KeyedLocks, Running};
 use super::meter::{Meter, metered};
 use crate::blob::{BlobStore, ByteStream, new_object_key, staging_key};
@@ -19,7 +20,7 @@ use crate::domain::mime::DEFAULT_MIME_TYPE;
 use crate::domain::{FileId, FileRecord, FileState, Origin, ProjectId, Timestamp, UploadToken};
 use crate::error::{Error, Result, UploadError};
 use crate::hash::ResumableSha256;
-use crate::meta::{ChunkRecord, Garbage, MetaStore, NewSession, SessionStatus, UploadSession};
+use crate::meta::{ChunkRecord, FileUpdate, Garbage, MetaStore, NewSession, SessionStatus, UploadSession, UsageDelta};
 use crate::telemetry::metric;
 
 /// The chunk size clients are told to use (`x-goog-upload-chunk-granularity`), as Google's service does.
@@ -121,18 +122,40 @@ impl Uploads {
         let session = NewSession {
             staging_key: staging_key(&token_hash),
             token_hash,
+            project: file.project.clone(),
+            file_id: file.id.clone(),
+            blob_key: file.blob_key.clone(),
             declared_size,
             hasher_state: ResumableSha256::new().to_bytes(),
+            created_at: now,
             expires_at,
         };
         // Staging first: a crash before the insert leaves an orphan the start-up reconciliation removes.
         self.blobs.stage_begin(&session.staging_key).await?;
-        if let Err(e) = self.meta.create_upload(&file, &session, self.limits.project_quota_bytes).await {
+        if let Err(e) = self.open_session(&file, &session, now).await {
             let _ = self.blobs.stage_abort(&session.staging_key).await;
             return Err(e);
         }
         metrics::counter!(metric::UPLOADS_STARTED).increment(1);
         Ok(Started { token, file })
+    }
+
+    /// Inserts the file (state `uploading`) and its session, if the name is free (a user-chosen name held
+    /// only by an expired file is free: that file goes now) and the project's limits admit them.
+    async fn open_session(&self, file: &FileRecord, session: &NewSession, now: Timestamp) -> Result<()> {
+        let mut tx = self.meta.write().await?;
+        tx.lock_project(&file.project).await?;
+        if let Some(existing) = tx.file(&file.project, &file.id).await? {
+            if !existing.is_expired(now) {
+                return Err(Error::AlreadyExists(file.id.to_string()));
+            }
+            lifecycle::remove(tx.as_mut(), &existing.blob_key, now).await?;
+        }
+        let demand = Demand { bytes: file.charged_bytes, file: true, upload: true, import: false };
+        lifecycle::admit(tx.as_mut(), &file.project, &self.limits, &demand, now).await?;
+        lifecycle::add(tx.as_mut(), file, Companion::Session(session)).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn session(&self, token: &UploadToken) -> Result<UploadSession> {
@@ -227,17 +250,49 @@ impl Uploads {
             .digest();
         let blob_key = session.blob_key.as_deref().ok_or(UploadError::SessionNotFound)?;
         self.blobs.stage_complete(&session.staging_key, received, blob_key).await?;
-        let Some(file) = self.meta.finalize_upload(&session.token_hash, received, digest, Timestamp::now()).await?
-        else {
+        let Some(file) = self.mark_final(session, received, digest, Timestamp::now()).await? else {
             let (meta, blobs) = (self.meta.as_ref(), self.blobs.as_ref());
-            super::janitor::drop_if_orphaned(meta, blobs, &session.project, &session.file_id, blob_key).await;
+            super::garbage::drop_if_orphaned(meta, blobs, &session.project, &session.file_id, blob_key).await;
             return Err(UploadError::SessionNotFound.into());
         };
         // The finalize queued the staging name as garbage; remove it now rather than at the sweep.
         let staging = [Garbage::staging(&session.staging_key)];
-        super::janitor::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &staging).await;
+        super::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &staging).await;
         metrics::counter!(metric::UPLOADS_FINALIZED).increment(1);
         Ok(Progress::Final(Box::new(file)))
+    }
+
+    /// Marks the session final and its file ready with its exact size and digest, charging exactly that
+    /// size; `None` when the session is no longer active (cancelled, or its file deleted meanwhile).
+    async fn mark_final(
+        &self,
+        session: &UploadSession,
+        size: u64,
+        sha256: [u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<FileRecord>> {
+        let mut tx = self.meta.write().await?;
+        tx.lock_project(&session.project).await?;
+        let active = tx.session(&session.token_hash).await?.filter(|s| s.status == SessionStatus::Active);
+        let Some(file) = active.and_then(|s| s.blob_key) else { return Ok(None) };
+        let Some(file) = tx.file_by_blob(&file).await?.filter(|f| f.state == FileState::Uploading) else {
+            return Ok(None);
+        };
+        let update = FileUpdate {
+            state: Some(FileState::Ready),
+            size_bytes: Some(size),
+            sha256: Some(sha256),
+            charged_bytes: Some(size),
+            ..FileUpdate::default()
+        };
+        tx.update_file(&file.blob_key, &update, now).await?;
+        tx.set_session_status(&session.token_hash, SessionStatus::Final, now).await?;
+        let ended = UsageDelta { open_uploads: -1, ..UsageDelta::default() };
+        lifecycle::recharge(tx.as_mut(), &file.project, file.charged_bytes, size, ended).await?;
+        tx.queue_garbage(&[Garbage::staging(&session.staging_key)], now).await?;
+        let file = tx.file_by_blob(&file.blob_key).await?;
+        tx.commit().await?;
+        Ok(file)
     }
 
     /// A request on a finalized session succeeds only as a replay: the last chunk resent identically, or
@@ -313,7 +368,7 @@ impl Uploads {
             SessionStatus::Final => return Err(UploadError::AlreadyFinalized.into()),
             SessionStatus::Cancelled => return Err(UploadError::Cancelled.into()),
         }
-        let Some(garbage) = self.meta.cancel_upload(&session.token_hash, Timestamp::now()).await? else {
+        let Some(garbage) = self.end_session(&session, Timestamp::now()).await? else {
             // A finalize or another cancel got there first.
             return Err(match self.session(token).await?.status {
                 SessionStatus::Final => UploadError::AlreadyFinalized.into(),
@@ -321,8 +376,30 @@ impl Uploads {
             });
         };
         self.running.cancel(&session.token_hash);
-        super::janitor::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &garbage).await;
+        super::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &garbage).await;
         Ok(())
+    }
+
+    /// Cancels an active session: its file row goes (releasing its reservation at once) and its staged
+    /// bytes are queued for deletion; returns what was queued. `None` when the session was not active.
+    async fn end_session(&self, session: &UploadSession, now: Timestamp) -> Result<Option<Vec<Garbage>>> {
+        let mut tx = self.meta.write().await?;
+        tx.lock_project(&session.project).await?;
+        let Some(current) = tx.session(&session.token_hash).await?.filter(|s| s.status == SessionStatus::Active) else {
+            return Ok(None);
+        };
+        // Removing the file cancels its session too.
+        let garbage = match lifecycle::remove(tx.as_mut(), &current.session_blob_key, now).await? {
+            Some((_, garbage)) => garbage,
+            None => {
+                tx.set_session_status(&current.token_hash, SessionStatus::Cancelled, now).await?;
+                let staging = vec![Garbage::staging(&current.staging_key)];
+                tx.queue_garbage(&staging, now).await?;
+                staging
+            }
+        };
+        tx.commit().await?;
+        Ok(Some(garbage))
     }
 
     /// A whole upload in one request (multipart and raw): start, write everything, finalize. On failure

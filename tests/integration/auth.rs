@@ -53,23 +53,20 @@ async fn another_projects_file_answers_exactly_like_a_missing_one() {
 #[tokio::test]
 async fn a_first_start_without_keys_creates_one_that_works_and_stores_only_its_hash() {
     let tmp = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_filegate"))
-        .args(["create-key", "--project", "team-x", "--label", "ci"])
-        .env("FILEGATE_DATA_DIR", tmp.path())
-        .output()
-        .unwrap();
+    let database = TestDatabase::create();
+    let output =
+        filegate(&database, tmp.path()).args(["create-key", "--project", "team-x", "--label", "ci"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let key = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     assert!(key.starts_with("fg_") && key.len() == 43, "{key}");
-    let db = std::fs::read(tmp.path().join("filegate.db")).unwrap();
-    assert!(!db.windows(key.len()).any(|w| w == key.as_bytes()), "the key must not be stored in clear");
+    let dump = database.dump(tmp.path());
+    assert!(dump.windows(64).any(|w| w == sha256_hex(key.as_bytes()).as_bytes()), "the key's hash is stored");
+    assert!(!dump.windows(key.len()).any(|w| w == key.as_bytes()), "the key must not be stored in clear");
 
     // A server without FILEGATE_API_KEYS accepts the key from the database and creates none.
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_filegate"));
+    let mut cmd = filegate(&database, tmp.path());
     cmd.arg("serve")
         .env("FILEGATE_LISTEN", "127.0.0.1:0")
-        .env("FILEGATE_DATA_DIR", tmp.path())
-        .env_remove("FILEGATE_API_KEYS")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
@@ -87,12 +84,11 @@ async fn a_first_start_without_keys_creates_one_that_works_and_stores_only_its_h
 #[tokio::test]
 async fn an_empty_database_gets_a_default_key_printed_once() {
     let tmp = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create();
     let start = || {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_filegate"))
+        let mut child = filegate(&database, tmp.path())
             .arg("serve")
             .env("FILEGATE_LISTEN", "127.0.0.1:0")
-            .env("FILEGATE_DATA_DIR", tmp.path())
-            .env_remove("FILEGATE_API_KEYS")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -10,7 +10,7 @@ async fn healthz_and_metrics_answer_without_a_key() {
     let server = Server::start();
     let http = reqwest::Client::new();
     let health = http.get(format!("{}/healthz", server.url)).send().await.unwrap();
-    assert_eq!(json_of(health, StatusCode::OK).await, json!({"status": "ok"}));
+    assert_eq!(json_of(health, StatusCode::OK).await, json!({"status": "ok", "database": "ok", "blob_store": "ok"}));
     server.gemini(ALPHA_KEY).upload(&data(100, 1), json!({})).await;
     let metrics = http.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("filegate_http_requests_total{"), "{metrics}");

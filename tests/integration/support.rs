@@ -1,5 +1,10 @@
 //! A real `filegate serve` process per test, on port 0 and a temporary data directory, and a small
 //! client for the Gemini wire protocol.
+//!
+//! The metadata engine is SQLite in the data directory, or, with `FILEGATE_TEST_DATABASE=postgres`, a fresh
+//! PostgreSQL database per test on the server `FILEGATE_TEST_POSTGRES_URL` names (an admin URL;
+//! `scripts/test.sh` starts one), dropped after it.
+//! Tests never read the database themselves: what they check, they check through the API.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -20,7 +25,86 @@ pub struct Server {
     pub url: String,
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
+    /// Dropped (with its PostgreSQL database) after the server is killed.
+    _database: TestDatabase,
     _tmp: tempfile::TempDir,
+}
+
+/// The database a test's server uses.
+pub enum TestDatabase {
+    Sqlite,
+    /// (admin URL, database name)
+    Postgres(String, String),
+}
+
+fn psql(admin_url: &str, sql: &str) {
+    let out = Command::new("psql").args([admin_url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql]).output().expect("psql");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl TestDatabase {
+    pub fn create() -> Self {
+        match std::env::var("FILEGATE_TEST_DATABASE").as_deref() {
+            Ok("postgres") => {
+                let admin = std::env::var("FILEGATE_TEST_POSTGRES_URL")
+                    .expect("FILEGATE_TEST_DATABASE=postgres needs FILEGATE_TEST_POSTGRES_URL");
+                let name = format!("fg_it_{}", random_name());
+                psql(&admin, &format!("CREATE DATABASE {name}"));
+                Self::Postgres(admin, name)
+            }
+            _ => Self::Sqlite,
+        }
+    }
+
+    fn url(&self) -> Option<String> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres(admin, name) => {
+                let mut url = url::Url::parse(admin).unwrap();
+                url.set_path(name);
+                Some(url.to_string())
+            }
+        }
+    }
+
+    /// Everything the database holds, as bytes (to prove a secret is not among them).
+    pub fn dump(&self, data_dir: &Path) -> Vec<u8> {
+        match self {
+            Self::Sqlite => ["filegate.db", "filegate.db-wal"]
+                .iter()
+                .flat_map(|f| std::fs::read(data_dir.join(f)).unwrap_or_default())
+                .collect(),
+            Self::Postgres(..) => {
+                let out = Command::new("pg_dump").arg(self.url().unwrap()).output().expect("pg_dump");
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                out.stdout
+            }
+        }
+    }
+}
+
+/// `filegate` with `FILEGATE_DATA_DIR` and this test's database, for commands other than a test server.
+pub fn filegate(database: &TestDatabase, data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_filegate"));
+    cmd.env("FILEGATE_DATA_DIR", data_dir).env_remove("FILEGATE_API_KEYS").env_remove("FILEGATE_DATABASE_URL");
+    if let Some(url) = database.url() {
+        cmd.env("FILEGATE_DATABASE_URL", url);
+    }
+    cmd
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Self::Postgres(admin, name) = self {
+            psql(admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+fn random_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 pub struct ServerBuilder {
@@ -35,8 +119,13 @@ impl ServerBuilder {
 
     pub fn start(self) -> Server {
         let tmp = tempfile::tempdir().unwrap();
-        let mut server =
-            Server { child: None, url: String::new(), data_dir: tmp.path().join("data"), env: self.env, _tmp: tmp };
+        let database = TestDatabase::create();
+        let mut env = self.env;
+        if let Some(url) = database.url() {
+            env.insert(0, ("FILEGATE_DATABASE_URL".into(), url));
+        }
+        let data_dir = tmp.path().join("data");
+        let mut server = Server { child: None, url: String::new(), data_dir, env, _database: database, _tmp: tmp };
         server.spawn();
         server
     }

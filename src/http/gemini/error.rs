@@ -48,7 +48,7 @@ fn classify(err: &Error) -> (StatusCode, &'static str, String, Vec<serde_json::V
         ),
         Error::AlreadyExists(id) => (S::CONFLICT, "ALREADY_EXISTS", format!("files/{id} already exists."), vec![]),
         Error::IdempotencyConflict(_) => (S::CONFLICT, "ABORTED", msg, vec![]),
-        Error::QuotaExceeded { .. } | Error::TooManyRequests(_) => {
+        Error::QuotaExceeded { .. } | Error::LimitReached { .. } => {
             (S::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", msg, vec![])
         }
         Error::FailedPrecondition(_) => (S::BAD_REQUEST, "FAILED_PRECONDITION", msg, vec![]),

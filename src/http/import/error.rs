@@ -39,7 +39,7 @@ fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, String) {
         Error::IdempotencyConflict(_) => (S::CONFLICT, "invalid_request_error", "idempotency_conflict", msg),
         Error::FailedPrecondition(_) => (S::CONFLICT, "invalid_request_error", "failed_precondition", msg),
         Error::QuotaExceeded { .. } => (S::TOO_MANY_REQUESTS, "rate_limit_error", "quota_exceeded", msg),
-        Error::TooManyRequests(_) => (S::TOO_MANY_REQUESTS, "rate_limit_error", "too_many_imports", msg),
+        Error::LimitReached { code, .. } => (S::TOO_MANY_REQUESTS, "rate_limit_error", code, msg),
         Error::NotImplemented(_) => (S::NOT_IMPLEMENTED, "invalid_request_error", "not_implemented", msg),
         Error::UnknownRoute => (S::NOT_FOUND, "not_found_error", "unknown_route", msg),
         Error::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", msg),

@@ -6,6 +6,7 @@ mod fetch;
 mod mime;
 mod source;
 pub mod ssrf;
+mod task;
 mod worker;
 
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 pub use ssrf::AddressPolicy;
 pub use worker::Workers;
 
+use super::janitor::IDEMPOTENCY_WINDOW;
+use super::lifecycle::{self, Companion, Demand};
 use super::locks::Running;
 use crate::blob::{BlobStore, new_object_key, staging_key};
 use crate::config::{ImportConfig, Limits};
@@ -27,7 +30,7 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::hash::ResumableSha256;
-use crate::meta::{ImportCreated, MetaStore, NewImport};
+use crate::meta::{MetaStore, NewImport};
 use crate::telemetry::metric;
 
 /// `expires_in` bounds, in seconds: one minute to thirty days.
@@ -58,7 +61,7 @@ pub struct ImportQueue {
     /// Poked when a task changes state, so long-polls answer at once.
     changed: Notify,
     /// Tasks running on this node, to cancel them when their file is deleted.
-    running: Running,
+    pub(crate) running: Running,
     /// Cancelled when the server shuts down: long-polls answer at once instead of holding the drain.
     pub closing: CancellationToken,
 }
@@ -78,12 +81,6 @@ impl ImportQueue {
     /// `closing` is cancelled when the server shuts down.
     pub fn new(closing: CancellationToken) -> Self {
         Self { wake: Notify::new(), changed: Notify::new(), running: Running::default(), closing }
-    }
-
-    /// Stops this node's fetch of a file whose row is gone (other nodes notice at their next lease
-    /// renewal, within a third of the lease).
-    pub fn stop(&self, blob_key: &str) {
-        self.running.cancel(blob_key);
     }
 }
 
@@ -189,33 +186,62 @@ impl Imports {
             import: None,
         };
         let task = NewImport {
+            blob_key: file.blob_key.clone(),
+            project: file.project.clone(),
+            file_id: file.id.clone(),
             source_url: url.to_string(),
             model,
             expected_sha256: sha256,
             staging_key: staging_key(&format!("import-{}", random_alphanumeric(24))),
             hasher_state: ResumableSha256::new().to_bytes(),
-            idempotency: request.idempotency_key.map(|key| (key, fingerprint)),
+            created_at: now,
         };
-        let created = self
-            .meta
-            .create_import(
-                &file,
-                &task,
-                self.settings.limits.project_quota_bytes,
-                self.settings.config.max_active_per_project,
-            )
-            .await?;
-        match created {
+        let idempotency = request.idempotency_key.map(|key| (key, fingerprint));
+        match self.enqueue(&file, &task, idempotency.as_ref()).await? {
             // The answer is the task as created (`pending`), even if a worker has claimed it meanwhile.
-            ImportCreated::New => {
+            None => {
                 metrics::counter!(metric::IMPORTS_CREATED).increment(1);
                 self.queue.wake.notify_one();
                 let import =
                     ImportInfo { source_url: task.source_url, model: task.model, received_bytes: 0, total_bytes: None };
                 Ok(FileRecord { import: Some(import), ..file })
             }
-            ImportCreated::Existing(id) => self.get(&file.project, &id.import_id(), None).await,
+            Some(existing) => self.get(&file.project, &existing.import_id(), None).await,
         }
+    }
+
+    /// Inserts the file (state `pending`) and its task, unless the Idempotency-Key names a live import
+    /// created in the last 24 hours: the same request gets that import back (`Some`), a different one a
+    /// conflict. A key whose import is gone (deleted, expired) is free again.
+    async fn enqueue(
+        &self,
+        file: &FileRecord,
+        task: &NewImport,
+        idempotency: Option<&(String, String)>,
+    ) -> Result<Option<FileId>> {
+        let now = file.created_at;
+        let mut tx = self.meta.write().await?;
+        tx.lock_project(&file.project).await?;
+        if let Some((key, request_hash)) = idempotency {
+            let window_start = Timestamp::from_micros(now.as_micros() - IDEMPOTENCY_WINDOW.as_micros() as i64);
+            let previous = tx.idempotency(&file.project, key).await?.filter(|r| r.created_at > window_start);
+            if let Some((id, expires_at)) = previous.as_ref().and_then(|r| r.file.clone()) {
+                if expires_at > now {
+                    if previous.is_some_and(|r| r.request_hash == *request_hash) {
+                        return Ok(Some(id));
+                    }
+                    return Err(Error::IdempotencyConflict(key.clone()));
+                }
+            }
+        }
+        let demand = Demand { bytes: 0, file: true, upload: false, import: true };
+        lifecycle::admit(tx.as_mut(), &file.project, &self.settings.limits, &demand, now).await?;
+        lifecycle::add(tx.as_mut(), file, Companion::Import(task)).await?;
+        if let Some((key, request_hash)) = idempotency {
+            tx.put_idempotency(&file.project, key, request_hash, &file.blob_key, now).await?;
+        }
+        tx.commit().await?;
+        Ok(None)
     }
 
     /// The import `qfile-{id}` of `project`; with `wait`, answers once it is final or `wait` has passed.
@@ -249,12 +275,11 @@ impl Imports {
     /// Deletes an import: a running fetch stops, the bytes go, the quota is released.
     pub async fn delete(&self, project: &ProjectId, import_id: &str) -> Result<FileRecord> {
         let file = self.visible(project, import_id).await?;
-        super::files::remove(self.meta.as_ref(), self.blobs.as_ref(), &self.queue, project, &file.id).await.map_err(
-            |e| match e {
-                Error::FileNotFound(_) => Error::FileNotFound(import_id.to_owned()),
-                other => other,
-            },
-        )
+        let (meta, blobs, running) = (self.meta.as_ref(), self.blobs.as_ref(), &self.queue.running);
+        lifecycle::delete(meta, blobs, running, project, &file.id).await.map_err(|e| match e {
+            Error::FileNotFound(_) => Error::FileNotFound(import_id.to_owned()),
+            other => other,
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::fetch::{Failure, Fetcher};
 use super::source::PartSource;
-use super::{ImportQueue, ImportSettings, mime};
+use super::{ImportQueue, ImportSettings, mime, task};
 use crate::blob::BlobStore;
 use crate::domain::{FileError, FileRecord, Timestamp, random_alphanumeric};
 use crate::error::Error;
@@ -154,7 +154,12 @@ impl Workers {
                 Ok(())
             }
             Outcome::Shutdown => {
-                self.meta.retry_import(&task.blob_key, &self.owner, Timestamp::now(), "shutdown").await.map(drop)
+                let now = Timestamp::now();
+                self.meta
+                    .release_import(&task.blob_key, &self.owner, now, "shutdown", now)
+                    .await
+                    .map(drop)
+                    .map_err(Into::into)
             }
             Outcome::Failed(failure) => self.record_failure(&task, failure).await,
         };
@@ -172,7 +177,7 @@ impl Workers {
     /// A finished task's staging area was queued as garbage; delete it now rather than at the sweep.
     async fn reclaim_staging(&self, task: &ImportTask) {
         let staging = [Garbage::staging(&task.staging_key)];
-        crate::services::janitor::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &staging).await;
+        crate::services::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &staging).await;
     }
 
     async fn record_failure(&self, task: &ImportTask, failure: Failure) -> crate::error::Result<()> {
@@ -185,7 +190,7 @@ impl Workers {
                 let wait = backoff(task.attempts).max(retry_after.unwrap_or_default());
                 tracing::info!(code = %error.code, reason = %error.message, retry_in_ms = wait.as_millis() as u64, "import attempt failed; retrying");
                 let at = Timestamp::from_micros(now.as_micros() + wait.as_micros() as i64);
-                self.meta.retry_import(&task.blob_key, &self.owner, at, &error.code).await?;
+                self.meta.release_import(&task.blob_key, &self.owner, at, &error.code, now).await?;
                 return Ok(());
             }
             // A transient failure with no time left to retry is a timeout.
@@ -201,7 +206,7 @@ impl Workers {
         };
         tracing::info!(code = %error.code, reason = %error.message, "import failed");
         metrics::counter!(metric::IMPORTS_FINISHED, "status" => "failed").increment(1);
-        if self.meta.fail_import(&task.blob_key, &self.owner, &error, now).await? {
+        if task::fail(self.meta.as_ref(), task, &self.owner, &error).await? {
             self.reclaim_staging(task).await;
         }
         Ok(())
@@ -234,10 +239,9 @@ impl Workers {
             hasher_state: hasher.to_bytes(),
             validator: source.validator.clone(),
             total_bytes: source.total,
-            mime_type: None,
         };
         // Recording the announced size first reserves it against the quota before any byte is stored.
-        if !self.commit(task, &progress).await? {
+        if !self.commit(task, &progress, None).await? {
             return Ok(None);
         }
 
@@ -268,9 +272,8 @@ impl Workers {
             }
             progress.received_bytes = received;
             progress.hasher_state = hasher.to_bytes();
-            progress.mime_type = mime_type.clone();
             if written > 0 {
-                if !self.commit(task, &progress).await? {
+                if !self.commit(task, &progress, mime_type.as_deref()).await? {
                     return Ok(None);
                 }
                 metrics::counter!(metric::IMPORT_BYTES).increment(written);
@@ -297,27 +300,19 @@ impl Workers {
         }
         self.blobs.stage_complete(&task.staging_key, received, &task.blob_key).await.map_err(storage_failure)?;
         let mime_type = mime_type.unwrap_or_else(|| task.mime_type.clone());
-        let finished = self
-            .meta
-            .finish_import(&task.blob_key, &self.owner, received, digest, &mime_type, Timestamp::now())
+        let finished = task::finish(self.meta.as_ref(), task, &self.owner, received, digest, &mime_type)
             .await
             .map_err(storage_failure)?;
         if finished.is_none() {
             let (meta, blobs) = (self.meta.as_ref(), self.blobs.as_ref());
-            crate::services::janitor::drop_if_orphaned(meta, blobs, &task.project, &task.file_id, &task.blob_key).await;
+            crate::services::garbage::drop_if_orphaned(meta, blobs, &task.project, &task.file_id, &task.blob_key).await;
         }
         Ok(finished)
     }
 
-    async fn commit(&self, task: &ImportTask, progress: &ImportProgress) -> Result<bool, Failure> {
-        self.meta
-            .commit_import_progress(
-                &task.blob_key,
-                &self.owner,
-                progress,
-                self.settings.limits.project_quota_bytes,
-                Timestamp::now(),
-            )
+    async fn commit(&self, task: &ImportTask, progress: &ImportProgress, mime: Option<&str>) -> Result<bool, Failure> {
+        let limits = &self.settings.limits;
+        task::record_progress(self.meta.as_ref(), limits, task, &self.owner, progress, mime)
             .await
             .map_err(storage_failure)
     }

@@ -1,0 +1,448 @@
+//! The metadata store's contract (see `meta/mod.rs`), written once against `&dyn MetaStore` and run on
+//! every engine: SQLite always, PostgreSQL when `FILEGATE_TEST_POSTGRES_URL` names a server this suite may
+//! create databases on (`scripts/test.sh` starts one). Racing callers run on a multi-threaded runtime.
+//! After every scenario the project counters must agree with the rows (`recompute_usage` finds no drift).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::sql::SqlMeta;
+use super::*;
+use crate::config::Limits;
+use crate::domain::{MediaTypePolicy, Origin};
+use crate::error::Error;
+use crate::services::lifecycle::{self, Companion, Demand};
+
+/// A store on a fresh database, and how to throw it away.
+struct Engine {
+    name: &'static str,
+    store: Arc<dyn MetaStore>,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl Engine {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlMeta::open_sqlite(&dir.path().join("meta.db"), 8).await.unwrap();
+        Self { name: "sqlite", store: Arc::new(store), _dir: Some(dir), postgres: None }
+    }
+
+    async fn postgres(admin_url: &str) -> Self {
+        use sqlx::Connection as _;
+        let name = format!("fg_conformance_{}", crate::domain::random_alphanumeric(10));
+        let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+        let mut url = url::Url::parse(admin_url).unwrap();
+        url.set_path(&name);
+        let store = SqlMeta::open_postgres(url.as_str(), 16, true).await.unwrap();
+        Self { name: "postgres", store: Arc::new(store), _dir: None, postgres: Some((admin_url.to_owned(), name)) }
+    }
+
+    async fn drop_database(self) {
+        self.store.close().await;
+        if let Some((admin_url, name)) = self.postgres {
+            use sqlx::Connection as _;
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&mut admin).await.unwrap();
+        }
+    }
+}
+
+async fn engines() -> Vec<Engine> {
+    let mut engines = vec![Engine::sqlite().await];
+    if let Ok(url) = std::env::var("FILEGATE_TEST_POSTGRES_URL") {
+        engines.push(Engine::postgres(&url).await);
+    }
+    engines
+}
+
+/// Runs `scenario` on every engine, then checks that the counters match the rows.
+macro_rules! contract {
+    ($(#[$meta:meta])* $name:ident, $scenario:expr) => {
+        $(#[$meta])*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            for engine in engines().await {
+                let store = engine.store.clone();
+                ($scenario)(store.clone()).await;
+                let drift = store.recompute_usage().await.unwrap();
+                assert!(drift.is_empty(), "{}: counters drifted from the rows: {drift:?}", engine.name);
+                engine.drop_database().await;
+            }
+        }
+    };
+}
+
+fn project(name: &str) -> ProjectId {
+    ProjectId::parse(name).unwrap()
+}
+
+fn limits(quota: u64) -> Limits {
+    Limits {
+        max_file_bytes: 1 << 30,
+        project_quota_bytes: quota,
+        project_max_open_uploads: 1000,
+        project_max_files: 1000,
+        project_max_active_imports: 1000,
+        default_ttl: Duration::from_secs(3600),
+        media_types: MediaTypePolicy::new(vec!["*".into()]),
+    }
+}
+
+fn file(project: &ProjectId, id: &str, state: FileState, charged: u64, expires_in: i64) -> FileRecord {
+    let now = Timestamp::now();
+    FileRecord {
+        project: project.clone(),
+        id: FileId::from_stored(id.to_owned()),
+        display_name: Some(format!("name of {id}")),
+        mime_type: "video/mp4".into(),
+        size_bytes: Some(charged),
+        sha256: None,
+        state,
+        origin: Origin::Upload,
+        blob_key: format!("files/{project}/{id}.{}", crate::domain::random_alphanumeric(8)),
+        charged_bytes: charged,
+        created_at: now,
+        updated_at: now,
+        expires_at: Timestamp::from_micros(now.as_micros() + expires_in * 1_000_000),
+        error: None,
+        import: None,
+    }
+}
+
+fn session_for(file: &FileRecord) -> NewSession {
+    NewSession {
+        token_hash: format!("token-{}", file.blob_key),
+        project: file.project.clone(),
+        file_id: file.id.clone(),
+        blob_key: file.blob_key.clone(),
+        declared_size: file.size_bytes,
+        hasher_state: vec![1, 2, 3],
+        staging_key: format!("staging/{}", file.blob_key.replace('/', "-")),
+        created_at: file.created_at,
+        expires_at: file.expires_at,
+    }
+}
+
+fn import_for(file: &FileRecord) -> NewImport {
+    NewImport {
+        blob_key: file.blob_key.clone(),
+        project: file.project.clone(),
+        file_id: file.id.clone(),
+        source_url: "https://example.test/a.mp4".into(),
+        model: "m".into(),
+        expected_sha256: None,
+        staging_key: format!("staging/import-{}", file.blob_key.replace('/', "-")),
+        hasher_state: vec![9],
+        created_at: file.created_at,
+    }
+}
+
+/// Opens an upload the way the upload service does: lock, admit, insert, count.
+async fn open_upload(store: &dyn MetaStore, file: &FileRecord, quota: u64) -> crate::error::Result<()> {
+    let mut tx = store.write().await?;
+    let demand = Demand { bytes: file.charged_bytes, file: true, upload: true, import: false };
+    lifecycle::admit(tx.as_mut(), &file.project, &limits(quota), &demand, Timestamp::now()).await?;
+    if tx.file(&file.project, &file.id).await?.is_some() {
+        return Err(Error::AlreadyExists(file.id.to_string()));
+    }
+    lifecycle::add(tx.as_mut(), file, Companion::Session(&session_for(file))).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn enqueue_import(store: &dyn MetaStore, file: &FileRecord) {
+    let mut tx = store.write().await.unwrap();
+    tx.lock_project(&file.project).await.unwrap();
+    lifecycle::add(tx.as_mut(), file, Companion::Import(&import_for(file))).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+contract!(
+    /// Rows written in a transaction are read back whole; removing a file takes its session and task.
+    rows_round_trip_and_removal_takes_what_hangs_on_a_file,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        let upload = file(&p, "up-1", FileState::Uploading, 100, 3600);
+        open_upload(store.as_ref(), &upload, 1000).await.unwrap();
+        let imported = FileRecord { origin: Origin::Import, charged_bytes: 0, ..file(&p, "imp-1", FileState::Pending, 0, 3600) };
+        enqueue_import(store.as_ref(), &imported).await;
+
+        let got = store.get_file(&p, &upload.id).await.unwrap().unwrap();
+        assert_eq!((got.blob_key.as_str(), got.charged_bytes, got.state), (upload.blob_key.as_str(), 100, FileState::Uploading));
+        let session = store.get_upload(&session_for(&upload).token_hash).await.unwrap().unwrap();
+        assert_eq!((session.status, session.blob_key.as_deref()), (SessionStatus::Active, Some(upload.blob_key.as_str())));
+        let got = store.get_file(&p, &imported.id).await.unwrap().unwrap();
+        assert_eq!(got.import.unwrap().source_url, "https://example.test/a.mp4");
+        let listed = store.list_files(&p, Timestamp::now(), None, 10).await.unwrap();
+        assert_eq!(listed.len(), 1, "an open upload is not listed, a pending import is");
+
+        let usage = store.usage().await.unwrap();
+        assert_eq!(usage[0].usage, ProjectUsage { used_bytes: 100, files: 2, open_uploads: 1, active_imports: 1, quota_bytes: None });
+
+        let mut tx = store.write().await.unwrap();
+        tx.lock_project(&p).await.unwrap();
+        let (_, garbage) = lifecycle::remove(tx.as_mut(), &upload.blob_key, Timestamp::now()).await.unwrap().unwrap();
+        assert_eq!(garbage.len(), 2, "the object and the open session's staging: {garbage:?}");
+        let (_, garbage) = lifecycle::remove(tx.as_mut(), &imported.blob_key, Timestamp::now()).await.unwrap().unwrap();
+        assert_eq!(garbage.len(), 2, "the object and the unfinished import's staging: {garbage:?}");
+        tx.commit().await.unwrap();
+        let session = store.get_upload(&session_for(&upload).token_hash).await.unwrap().unwrap();
+        assert_eq!((session.status, session.blob_key), (SessionStatus::Cancelled, None));
+        assert_eq!(store.garbage(10).await.unwrap().len(), 4);
+        let usage = store.usage().await.unwrap();
+        assert_eq!(usage[0].usage, ProjectUsage::default());
+    }
+);
+
+contract!(
+    /// A transaction dropped before its commit leaves nothing, and its connection serves again.
+    a_dropped_transaction_leaves_nothing_and_poisons_nothing,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        for i in 0..20 {
+            let mut tx = store.write().await.unwrap();
+            tx.lock_project(&p).await.unwrap();
+            tx.insert_file(&file(&p, &format!("gone-{i}"), FileState::Ready, 5, 3600)).await.unwrap();
+            drop(tx);
+        }
+        assert!(store.list_files(&p, Timestamp::now(), None, 100).await.unwrap().is_empty());
+        open_upload(store.as_ref(), &file(&p, "kept", FileState::Uploading, 5, 3600), 1000).await.unwrap();
+        assert!(store.get_file(&p, &FileId::from_stored("kept".into())).await.unwrap().is_some());
+    }
+);
+
+contract!(
+    /// Of requests racing to commit a chunk at one offset, exactly one wins.
+    chunks_racing_at_one_offset_commit_once,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        let upload = file(&p, "race", FileState::Uploading, 1000, 3600);
+        open_upload(store.as_ref(), &upload, 10_000).await.unwrap();
+        let token = session_for(&upload).token_hash;
+        let wins = Arc::new(AtomicUsize::new(0));
+        let racers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let (store, token, wins) = (store.clone(), token.clone(), wins.clone());
+                tokio::spawn(async move {
+                    let chunk = ChunkRecord { offset: 0, length: 10 + u64::from(i), hasher_state: vec![i] };
+                    if store.commit_chunk(&token, &chunk, Timestamp::now()).await.unwrap() {
+                        wins.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for racer in racers {
+            racer.await.unwrap();
+        }
+        assert_eq!(wins.load(Ordering::SeqCst), 1);
+        let session = store.get_upload(&token).await.unwrap().unwrap();
+        let (before, chunk) = store.chunk_at(&token, 0).await.unwrap().unwrap();
+        assert_eq!((before, session.received_bytes, session.hasher_state), (None, chunk.length, chunk.hasher_state));
+    }
+);
+
+contract!(
+    /// Workers claiming at once get every due task exactly once.
+    racing_claims_hand_out_every_task_exactly_once,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        for i in 0..12 {
+            enqueue_import(store.as_ref(), &file(&p, &format!("task-{i}"), FileState::Pending, 0, 3600)).await;
+        }
+        let claimed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let workers: Vec<_> = (0..8)
+            .map(|w| {
+                let (store, claimed) = (store.clone(), claimed.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let now = Timestamp::now();
+                        let lease = now.plus_seconds(600);
+                        match store.claim_import(&format!("worker-{w}"), now, lease).await.unwrap() {
+                            Some(task) => claimed.lock().unwrap().push(task.blob_key),
+                            None => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        let mut claimed = claimed.lock().unwrap().clone();
+        claimed.sort();
+        let before = claimed.len();
+        claimed.dedup();
+        assert_eq!((before, claimed.len()), (12, 12), "each of 12 tasks claimed once");
+        let file = store.get_file(&p, &FileId::from_stored("task-0".into())).await.unwrap().unwrap();
+        assert_eq!(file.state, FileState::Processing);
+    }
+);
+
+contract!(
+    /// A worker whose lease ran out and was taken over can no longer write anything.
+    a_stale_lease_can_no_longer_write,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        let task_file = file(&p, "leased", FileState::Pending, 0, 3600);
+        enqueue_import(store.as_ref(), &task_file).await;
+        let t0 = Timestamp::now();
+        let first = store.claim_import("old", t0, Timestamp::from_micros(t0.as_micros() + 1)).await.unwrap().unwrap();
+        let later = Timestamp::from_micros(t0.as_micros() + 10);
+        let second = store.claim_import("new", later, later.plus_seconds(600)).await.unwrap().unwrap();
+        assert_eq!((first.blob_key.as_str(), second.attempts), (second.blob_key.as_str(), 2));
+        assert!(!store.renew_import_lease(&first.blob_key, "old", later.plus_seconds(600)).await.unwrap());
+        assert!(!store.release_import(&first.blob_key, "old", later, "x", later).await.unwrap());
+        let mut tx = store.write().await.unwrap();
+        tx.lock_project(&p).await.unwrap();
+        assert!(tx.leased_import(&first.blob_key, "old").await.unwrap().is_none());
+        assert!(tx.leased_import(&first.blob_key, "new").await.unwrap().is_some());
+        drop(tx);
+        assert!(store.renew_import_lease(&first.blob_key, "new", later.plus_seconds(900)).await.unwrap());
+    }
+);
+
+contract!(
+    /// Concurrent starts near the quota: as many succeed as fit, never one more.
+    concurrent_starts_never_overspend_the_quota,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        let ok = Arc::new(AtomicUsize::new(0));
+        let starts: Vec<_> = (0..24)
+            .map(|i| {
+                let (store, ok, p) = (store.clone(), ok.clone(), p.clone());
+                tokio::spawn(async move {
+                    let upload = file(&p, &format!("q-{i}"), FileState::Uploading, 100, 3600);
+                    match open_upload(store.as_ref(), &upload, 1000).await {
+                        Ok(()) => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(Error::QuotaExceeded { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+            })
+            .collect();
+        for start in starts {
+            start.await.unwrap();
+        }
+        assert_eq!(ok.load(Ordering::SeqCst), 10);
+        assert_eq!(store.usage().await.unwrap()[0].usage.used_bytes, 1000);
+    }
+);
+
+contract!(
+    /// Starts racing for one name: exactly one gets it.
+    name_reuse_racing_itself_lets_one_through,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        let ok = Arc::new(AtomicUsize::new(0));
+        let starts: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, ok, p) = (store.clone(), ok.clone(), p.clone());
+                tokio::spawn(async move {
+                    match open_upload(store.as_ref(), &file(&p, "same-name", FileState::Uploading, 1, 3600), 1000).await {
+                        Ok(()) => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(Error::AlreadyExists(_)) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+            })
+            .collect();
+        for start in starts {
+            start.await.unwrap();
+        }
+        assert_eq!(ok.load(Ordering::SeqCst), 1);
+    }
+);
+
+contract!(
+    /// Creations racing with one Idempotency-Key create one import; the others find it.
+    idempotent_creation_racing_itself_creates_once,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        let created = Arc::new(AtomicUsize::new(0));
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, created, p) = (store.clone(), created.clone(), p.clone());
+                tokio::spawn(async move {
+                    let task_file = file(&p, &format!("idem-{i}"), FileState::Pending, 0, 3600);
+                    let mut tx = store.write().await.unwrap();
+                    tx.lock_project(&p).await.unwrap();
+                    if tx.idempotency(&p, "key-1").await.unwrap().is_some_and(|r| r.file.is_some()) {
+                        return;
+                    }
+                    lifecycle::add(tx.as_mut(), &task_file, Companion::Import(&import_for(&task_file))).await.unwrap();
+                    tx.put_idempotency(&p, "key-1", "hash", &task_file.blob_key, Timestamp::now()).await.unwrap();
+                    tx.commit().await.unwrap();
+                    created.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for racer in racers {
+            racer.await.unwrap();
+        }
+        assert_eq!(created.load(Ordering::SeqCst), 1);
+        assert_eq!(store.usage().await.unwrap()[0].usage.active_imports, 1);
+    }
+);
+
+contract!(
+    /// Expired files are listed for the janitor, and an admission they block removes them itself.
+    expired_files_free_their_project_at_once,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        let old = file(&p, "old", FileState::Uploading, 900, -10);
+        open_upload(store.as_ref(), &old, 1000).await.unwrap();
+        let expired = store.expired_files(Timestamp::now(), 10).await.unwrap();
+        assert_eq!(expired, vec![(p.clone(), old.blob_key.clone())]);
+        // 900 bytes are taken by an expired file: the next start removes it and fits.
+        open_upload(store.as_ref(), &file(&p, "new", FileState::Uploading, 500, 3600), 1000).await.unwrap();
+        assert!(store.get_file(&p, &old.id).await.unwrap().is_none());
+        assert!(store.expired_files(Timestamp::now(), 10).await.unwrap().is_empty());
+        assert_eq!(store.usage().await.unwrap()[0].usage.used_bytes, 500);
+    }
+);
+
+contract!(
+    /// Counters that drifted from the rows are repaired, and said to be.
+    recomputing_usage_repairs_drift,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        open_upload(store.as_ref(), &file(&p, "a", FileState::Uploading, 10, 3600), 1000).await.unwrap();
+        let mut tx = store.write().await.unwrap();
+        tx.lock_project(&p).await.unwrap();
+        tx.add_usage(&p, UsageDelta { bytes: 77, files: 3, open_uploads: 0, active_imports: 2 }).await.unwrap();
+        tx.commit().await.unwrap();
+        let repaired = store.recompute_usage().await.unwrap();
+        assert_eq!(repaired.len(), 1);
+        assert_eq!(repaired[0].before.used_bytes, 87);
+        assert_eq!(repaired[0].after, ProjectUsage { used_bytes: 10, files: 1, open_uploads: 1, active_imports: 0, quota_bytes: None });
+    }
+);
+
+contract!(
+    /// Garbage is queued once per key and leaves the queue when done; keys and pings work.
+    the_garbage_queue_and_keys_behave,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        let mut tx = store.write().await.unwrap();
+        let g = [Garbage::object("files/x"), Garbage::staging("staging/y")];
+        tx.queue_garbage(&g, Timestamp::now()).await.unwrap();
+        tx.queue_garbage(&g[..1], Timestamp::now()).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.garbage(10).await.unwrap(), g.to_vec());
+        store.garbage_done("files/x").await.unwrap();
+        assert_eq!(store.garbage(10).await.unwrap(), g[1..].to_vec());
+        store.ensure_project(&p).await.unwrap();
+        store.insert_api_key(&p, "hash-1", "label").await.unwrap();
+        assert_eq!(store.project_for_key("hash-1").await.unwrap(), Some(p.clone()));
+        assert_eq!(store.count_api_keys().await.unwrap(), 1);
+        store.ping().await.unwrap();
+        store.probe_write(Timestamp::now()).await.unwrap();
+    }
+);

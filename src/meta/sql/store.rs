@@ -1,0 +1,379 @@
+//! The store's own operations: reads, single-statement compare-and-sets, the import claim, the janitor's
+//! queries and the counters' repair.
+
+use async_trait::async_trait;
+use sqlx::Executor as _;
+
+use super::SqlMeta;
+use super::rows::{
+    ChunkRow, FILE_COLUMNS, FILE_FROM, FileRow, GarbageRow, SESSION_COLUMNS, SESSION_FROM, SessionRow, TASK_COLUMNS,
+    TaskRow, USAGE_COLUMNS, UsageRow, int, uint,
+};
+use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
+use crate::meta::{
+    ChunkRecord, Garbage, ImportTask, ListCursor, MetaError, MetaResult, MetaStore, ProjectReport, ProjectUsage,
+    UploadSession, UsageRepair, WriteTx,
+};
+
+/// Every project's counters, recomputed from its rows.
+const RECOUNT: &str = "UPDATE projects SET \
+       used_bytes = (SELECT COALESCE(SUM(charged_bytes), 0) FROM files WHERE project_id = projects.id), \
+       file_count = (SELECT COUNT(*) FROM files WHERE project_id = projects.id), \
+       open_uploads = (SELECT COUNT(*) FROM upload_sessions \
+         WHERE project_id = projects.id AND status = 'active'), \
+       active_imports = (SELECT COUNT(*) FROM import_tasks \
+         WHERE project_id = projects.id AND finished_at IS NULL)";
+
+#[async_trait]
+impl MetaStore for SqlMeta {
+    fn describe(&self) -> String {
+        match &self.engine {
+            super::Engine::Sqlite { path, .. } => format!("SQLite at {} (WAL, synchronous=FULL)", path.display()),
+            super::Engine::Postgres { target } => format!("PostgreSQL at {target}"),
+        }
+    }
+
+    async fn write(&self) -> MetaResult<Box<dyn WriteTx>> {
+        Ok(Box::new(self.begin().await?))
+    }
+
+    async fn ensure_project(&self, project: &ProjectId) -> MetaResult<()> {
+        sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(project.as_str())
+            .bind(Timestamp::now().as_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn insert_api_key(&self, project: &ProjectId, key_hash: &str, label: &str) -> MetaResult<()> {
+        sqlx::query("INSERT INTO api_keys (key_hash, project_id, label, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(key_hash)
+            .bind(project.as_str())
+            .bind(label)
+            .bind(Timestamp::now().as_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn project_for_key(&self, key_hash: &str) -> MetaResult<Option<ProjectId>> {
+        let project: Option<String> =
+            sqlx::query_scalar("SELECT project_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(project.map(ProjectId::from_stored))
+    }
+
+    async fn count_api_keys(&self) -> MetaResult<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(uint(count))
+    }
+
+    async fn get_file(&self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>> {
+        let sql = format!("SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE f.project_id = $1 AND f.id = $2");
+        let row: Option<FileRow> = sqlx::query_as(&sql)
+            .bind(project.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        row.map(FileRecord::try_from).transpose()
+    }
+
+    async fn list_files(
+        &self,
+        project: &ProjectId,
+        now: Timestamp,
+        after: Option<&ListCursor>,
+        limit: u32,
+    ) -> MetaResult<Vec<FileRecord>> {
+        let visible = "f.project_id = $1 AND f.state <> 'uploading' AND f.expires_at > $2";
+        let order = "ORDER BY f.created_at DESC, f.id DESC";
+        let rows: Vec<FileRow> = match after {
+            None => {
+                let sql = format!("SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE {visible} {order} LIMIT $3");
+                sqlx::query_as(&sql)
+                    .bind(project.as_str())
+                    .bind(now.as_micros())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            Some(cursor) => {
+                // Keyset paging: a deep page costs what the first one does.
+                let sql = format!(
+                    "SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE {visible} \
+                       AND (f.created_at < $3 OR (f.created_at = $3 AND f.id < $4)) {order} LIMIT $5"
+                );
+                sqlx::query_as(&sql)
+                    .bind(project.as_str())
+                    .bind(now.as_micros())
+                    .bind(cursor.created_at.as_micros())
+                    .bind(cursor.id.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(|e| self.err(e))?;
+        rows.into_iter().map(FileRecord::try_from).collect()
+    }
+
+    async fn get_upload(&self, token_hash: &str) -> MetaResult<Option<UploadSession>> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.token_hash = $1");
+        let row: Option<SessionRow> =
+            sqlx::query_as(&sql).bind(token_hash).fetch_optional(&self.pool).await.map_err(|e| self.err(e))?;
+        row.map(UploadSession::try_from).transpose()
+    }
+
+    async fn chunk_at(&self, token_hash: &str, offset: u64) -> MetaResult<Option<(Option<Vec<u8>>, ChunkRecord)>> {
+        let chunk: Option<ChunkRow> = sqlx::query_as(
+            "SELECT offset_bytes, length_bytes, hasher_state FROM upload_chunks \
+             WHERE token_hash = $1 AND offset_bytes = $2",
+        )
+        .bind(token_hash)
+        .bind(int(offset))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let Some(chunk) = chunk else { return Ok(None) };
+        if offset == 0 {
+            return Ok(Some((None, chunk.into())));
+        }
+        let before: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT hasher_state FROM upload_chunks \
+             WHERE token_hash = $1 AND offset_bytes + length_bytes = $2 AND length_bytes > 0",
+        )
+        .bind(token_hash)
+        .bind(int(offset))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let before = before.ok_or_else(|| MetaError::corrupt("chunk chain", token_hash))?;
+        Ok(Some((Some(before), chunk.into())))
+    }
+
+    async fn commit_chunk(&self, token_hash: &str, chunk: &ChunkRecord, now: Timestamp) -> MetaResult<bool> {
+        let mut tx = self.begin().await?;
+        // The compare-and-set: only from the offset the caller read, only while active.
+        let advanced = sqlx::query(
+            "UPDATE upload_sessions SET received_bytes = $1, hasher_state = $2, updated_at = $3 \
+             WHERE token_hash = $4 AND status = 'active' AND received_bytes = $5",
+        )
+        .bind(int(chunk.offset + chunk.length))
+        .bind(&chunk.hasher_state)
+        .bind(now.as_micros())
+        .bind(token_hash)
+        .bind(int(chunk.offset))
+        .execute(tx.conn())
+        .await
+        .map_err(|e| self.err(e))?
+        .rows_affected();
+        if advanced == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO upload_chunks (token_hash, offset_bytes, length_bytes, hasher_state) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(int(chunk.offset))
+        .bind(int(chunk.length))
+        .bind(&chunk.hasher_state)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.end().await?;
+        Ok(true)
+    }
+
+    async fn claim_import(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> MetaResult<Option<ImportTask>> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "UPDATE import_tasks SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+             WHERE blob_key = (SELECT t.blob_key FROM import_tasks t JOIN files f ON f.blob_key = t.blob_key \
+               WHERE t.finished_at IS NULL AND t.next_attempt_at <= $3 \
+                 AND (t.lease_until IS NULL OR t.lease_until <= $3) AND f.expires_at > $3 \
+               ORDER BY t.next_attempt_at LIMIT 1{}) \
+             RETURNING blob_key",
+            self.engine.skip_locked("t")
+        );
+        let claimed: Option<String> = sqlx::query_scalar(&sql)
+            .bind(owner)
+            .bind(lease_until.as_micros())
+            .bind(now.as_micros())
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(|e| self.err(e))?;
+        let Some(blob_key) = claimed else { return Ok(None) };
+        sqlx::query("UPDATE files SET state = 'processing', updated_at = $1 WHERE blob_key = $2 AND state = 'pending'")
+            .bind(now.as_micros())
+            .bind(&blob_key)
+            .execute(tx.conn())
+            .await
+            .map_err(|e| self.err(e))?;
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM import_tasks t JOIN files f ON f.blob_key = t.blob_key WHERE t.blob_key = $1"
+        );
+        let task: TaskRow = sqlx::query_as(&sql).bind(&blob_key).fetch_one(tx.conn()).await.map_err(|e| self.err(e))?;
+        tx.end().await?;
+        Ok(Some(task.into()))
+    }
+
+    async fn renew_import_lease(&self, blob_key: &str, owner: &str, lease_until: Timestamp) -> MetaResult<bool> {
+        let done = sqlx::query(
+            "UPDATE import_tasks SET lease_until = $1 \
+             WHERE blob_key = $2 AND lease_owner = $3 AND finished_at IS NULL",
+        )
+        .bind(lease_until.as_micros())
+        .bind(blob_key)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_import(
+        &self,
+        blob_key: &str,
+        owner: &str,
+        next_attempt_at: Timestamp,
+        why: &str,
+        now: Timestamp,
+    ) -> MetaResult<bool> {
+        let done = sqlx::query(
+            "UPDATE import_tasks SET lease_owner = NULL, lease_until = NULL, next_attempt_at = $1, last_error = $2, \
+               updated_at = $3 WHERE blob_key = $4 AND lease_owner = $5 AND finished_at IS NULL",
+        )
+        .bind(next_attempt_at.as_micros())
+        .bind(why)
+        .bind(now.as_micros())
+        .bind(blob_key)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn expired_files(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<(ProjectId, String)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT project_id, blob_key FROM files WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now.as_micros())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(rows.into_iter().map(|(project, key)| (ProjectId::from_stored(project), key)).collect())
+    }
+
+    async fn purge(&self, now: Timestamp, idempotency_cutoff: Timestamp) -> MetaResult<u64> {
+        let sessions = sqlx::query("DELETE FROM upload_sessions WHERE expires_at <= $1 AND status <> 'active'")
+            .bind(now.as_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        sqlx::query("DELETE FROM import_idempotency WHERE created_at <= $1")
+            .bind(idempotency_cutoff.as_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(sessions.rows_affected())
+    }
+
+    async fn garbage(&self, limit: u32) -> MetaResult<Vec<Garbage>> {
+        let rows: Vec<GarbageRow> =
+            sqlx::query_as("SELECT blob_key, kind FROM blob_garbage ORDER BY queued_at LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        rows.into_iter().map(Garbage::try_from).collect()
+    }
+
+    async fn garbage_done(&self, key: &str) -> MetaResult<()> {
+        sqlx::query("DELETE FROM blob_garbage WHERE blob_key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn live_staging_keys(&self) -> MetaResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT staging_key FROM upload_sessions WHERE status = 'active' \
+             UNION SELECT staging_key FROM import_tasks WHERE finished_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    async fn live_blob_keys(&self) -> MetaResult<Vec<String>> {
+        sqlx::query_scalar("SELECT blob_key FROM files").fetch_all(&self.pool).await.map_err(|e| self.err(e))
+    }
+
+    async fn usage(&self) -> MetaResult<Vec<ProjectReport>> {
+        let sql = format!("SELECT {USAGE_COLUMNS} FROM projects ORDER BY id");
+        let rows: Vec<UsageRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .map(|row| ProjectReport { project: ProjectId::from_stored(row.id.clone()), usage: row.into() })
+            .collect())
+    }
+
+    async fn recompute_usage(&self) -> MetaResult<Vec<UsageRepair>> {
+        let mut tx = self.begin().await?;
+        let sql = format!("SELECT {USAGE_COLUMNS} FROM projects ORDER BY id{}", self.engine.lock_rows(None));
+        let before: Vec<UsageRow> = sqlx::query_as(&sql).fetch_all(tx.conn()).await.map_err(|e| self.err(e))?;
+        tx.conn().execute(RECOUNT).await.map_err(|e| self.err(e))?;
+        let sql = format!("SELECT {USAGE_COLUMNS} FROM projects ORDER BY id");
+        let after: Vec<UsageRow> = sqlx::query_as(&sql).fetch_all(tx.conn()).await.map_err(|e| self.err(e))?;
+        tx.end().await?;
+        Ok(before
+            .iter()
+            .zip(&after)
+            .filter_map(|(b, a)| {
+                let (before, after) = (ProjectUsage::from(b), ProjectUsage::from(a));
+                (before != after).then(|| UsageRepair { project: ProjectId::from_stored(b.id.clone()), before, after })
+            })
+            .collect())
+    }
+
+    async fn ping(&self) -> MetaResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn probe_write(&self, now: Timestamp) -> MetaResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO health_probe (id, checked_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+        )
+        .bind(now.as_micros())
+        .execute(tx.conn())
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.end().await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

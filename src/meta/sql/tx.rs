@@ -1,0 +1,396 @@
+//! Write transactions that never poison the pool.
+//!
+//! sqlx's own `Transaction` tracks its depth inside the connection; when a `COMMIT` fails (SQLite's disk
+//! full), the rollback that follows can fail too (SQLite has already rolled back), the depth stays up, and
+//! the connection goes back to the pool refusing every later `BEGIN` until a restart. Here filegate begins,
+//! commits and rolls back itself: a transaction that does not commit cleanly is rolled back, and if even
+//! that fails its connection is closed instead of being returned. A transaction dropped half-way (an error
+//! returned early, a request cancelled) is rolled back the same way, on a spawned task.
+
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Executor as _};
+
+use super::rows::{
+    FILE_COLUMNS, FILE_FROM, FileRow, IdempotencyRow, SESSION_COLUMNS, SESSION_FROM, SessionRow, TASK_COLUMNS, TaskRow,
+    USAGE_COLUMNS, UsageRow, garbage_kind, int,
+};
+use super::{Engine, SqlMeta};
+use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
+use crate::meta::{
+    FileUpdate, Garbage, IdempotencyRecord, ImportProgress, ImportTask, MetaResult, NewImport, NewSession,
+    ProjectUsage, RemovedFile, SessionStatus, UploadSession, UsageDelta, WriteTx,
+};
+
+pub struct SqlTx {
+    /// `None` once committed or handed to the rollback.
+    conn: Option<PoolConnection<Any>>,
+    engine: Engine,
+}
+
+/// Rolls back; a connection that cannot even roll back is closed, never reused.
+async fn rollback_or_close(mut conn: PoolConnection<Any>) {
+    if let Err(e) = conn.execute("ROLLBACK").await {
+        tracing::debug!(error = %e, "rollback failed; closing the connection");
+        conn.close_on_drop();
+    }
+}
+
+impl SqlMeta {
+    pub(super) async fn begin(&self) -> MetaResult<SqlTx> {
+        self.engine.check_file()?;
+        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
+        if let Err(e) = conn.execute(self.engine.begin()).await {
+            conn.close_on_drop();
+            return Err(self.err(e));
+        }
+        Ok(SqlTx { conn: Some(conn), engine: self.engine.clone() })
+    }
+}
+
+impl SqlTx {
+    pub(super) fn conn(&mut self) -> &mut AnyConnection {
+        self.conn.as_mut().expect("a transaction is used only until it ends")
+    }
+
+    fn err(&self, err: sqlx::Error) -> crate::meta::MetaError {
+        self.engine.classify(err)
+    }
+
+    pub(super) async fn end(mut self) -> MetaResult<()> {
+        let mut conn = self.conn.take().expect("a transaction ends once");
+        match conn.execute("COMMIT").await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                rollback_or_close(conn).await;
+                Err(self.err(e))
+            }
+        }
+    }
+}
+
+impl Drop for SqlTx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(rollback_or_close(conn));
+                }
+                Err(_) => {
+                    let mut conn = conn;
+                    conn.close_on_drop();
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl WriteTx for SqlTx {
+    async fn lock_project(&mut self, project: &ProjectId) -> MetaResult<ProjectUsage> {
+        let created = Timestamp::now().as_micros();
+        sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(project.as_str())
+            .bind(created)
+            .execute(self.conn())
+            .await
+            .map_err(|e| self.err(e))?;
+        let sql = format!("SELECT {USAGE_COLUMNS} FROM projects WHERE id = $1{}", self.engine.lock_rows(None));
+        let row: UsageRow =
+            sqlx::query_as(&sql).bind(project.as_str()).fetch_one(self.conn()).await.map_err(|e| self.err(e))?;
+        Ok(ProjectUsage::from(&row))
+    }
+
+    async fn add_usage(&mut self, project: &ProjectId, delta: UsageDelta) -> MetaResult<()> {
+        if delta == UsageDelta::default() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE projects SET used_bytes = used_bytes + $1, file_count = file_count + $2, \
+               open_uploads = open_uploads + $3, active_imports = active_imports + $4 WHERE id = $5",
+        )
+        .bind(delta.bytes)
+        .bind(delta.files)
+        .bind(delta.open_uploads)
+        .bind(delta.active_imports)
+        .bind(project.as_str())
+        .execute(self.conn())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn file(&mut self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>> {
+        let sql = format!("SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE f.project_id = $1 AND f.id = $2");
+        let row: Option<FileRow> = sqlx::query_as(&sql)
+            .bind(project.as_str())
+            .bind(id.as_str())
+            .fetch_optional(self.conn())
+            .await
+            .map_err(|e| self.err(e))?;
+        row.map(FileRecord::try_from).transpose()
+    }
+
+    async fn file_by_blob(&mut self, blob_key: &str) -> MetaResult<Option<FileRecord>> {
+        let sql = format!("SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE f.blob_key = $1");
+        let row: Option<FileRow> =
+            sqlx::query_as(&sql).bind(blob_key).fetch_optional(self.conn()).await.map_err(|e| self.err(e))?;
+        row.map(FileRecord::try_from).transpose()
+    }
+
+    async fn expired_files(&mut self, project: &ProjectId, now: Timestamp, limit: u32) -> MetaResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT blob_key FROM files WHERE project_id = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3",
+        )
+        .bind(project.as_str())
+        .bind(now.as_micros())
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    async fn insert_file(&mut self, file: &FileRecord) -> MetaResult<()> {
+        sqlx::query(
+            "INSERT INTO files (project_id, id, display_name, mime_type, size_bytes, state, origin, blob_key, \
+               charged_bytes, created_at, updated_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(file.project.as_str())
+        .bind(file.id.as_str())
+        .bind(file.display_name.as_deref())
+        .bind(&file.mime_type)
+        .bind(file.size_bytes.map(int))
+        .bind(file.state.as_str())
+        .bind(file.origin.as_str())
+        .bind(&file.blob_key)
+        .bind(int(file.charged_bytes))
+        .bind(file.created_at.as_micros())
+        .bind(file.updated_at.as_micros())
+        .bind(file.expires_at.as_micros())
+        .execute(self.conn())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn update_file(&mut self, blob_key: &str, update: &FileUpdate, now: Timestamp) -> MetaResult<()> {
+        sqlx::query(
+            "UPDATE files SET state = COALESCE($1, state), size_bytes = COALESCE($2, size_bytes), \
+               sha256 = COALESCE($3, sha256), mime_type = COALESCE($4, mime_type), \
+               charged_bytes = COALESCE($5, charged_bytes), error_code = COALESCE($6, error_code), \
+               error_message = COALESCE($7, error_message), updated_at = $8 \
+             WHERE blob_key = $9",
+        )
+        .bind(update.state.map(|s| s.as_str()))
+        .bind(update.size_bytes.map(int))
+        .bind(update.sha256.map(|d| d.to_vec()))
+        .bind(update.mime_type.as_deref())
+        .bind(update.charged_bytes.map(int))
+        .bind(update.error.as_ref().map(|e| e.code.as_str()))
+        .bind(update.error.as_ref().map(|e| e.message.as_str()))
+        .bind(now.as_micros())
+        .bind(blob_key)
+        .execute(self.conn())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn remove_file(&mut self, blob_key: &str, now: Timestamp) -> MetaResult<Option<RemovedFile>> {
+        let Some(file) = self.file_by_blob(blob_key).await? else { return Ok(None) };
+        // Locks in the contract's order: import task, then session, then file.
+        let unfinished_import: Option<String> = sqlx::query_scalar(
+            "DELETE FROM import_tasks WHERE blob_key = $1 RETURNING CASE WHEN finished_at IS NULL THEN staging_key END",
+        )
+        .bind(blob_key)
+        .fetch_optional(self.conn())
+        .await
+        .map_err(|e| self.err(e))?
+        .flatten();
+        let open_session: Option<String> = sqlx::query_scalar(
+            "UPDATE upload_sessions SET status = 'cancelled', updated_at = $1 \
+             WHERE blob_key = $2 AND status = 'active' RETURNING staging_key",
+        )
+        .bind(now.as_micros())
+        .bind(blob_key)
+        .fetch_optional(self.conn())
+        .await
+        .map_err(|e| self.err(e))?;
+        sqlx::query("DELETE FROM files WHERE blob_key = $1")
+            .bind(blob_key)
+            .execute(self.conn())
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(Some(RemovedFile { file, open_session, unfinished_import }))
+    }
+
+    async fn insert_session(&mut self, session: &NewSession) -> MetaResult<()> {
+        sqlx::query(
+            "INSERT INTO upload_sessions (token_hash, project_id, file_id, blob_key, declared_size, status, \
+               hasher_state, staging_key, created_at, updated_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $8, $9)",
+        )
+        .bind(&session.token_hash)
+        .bind(session.project.as_str())
+        .bind(session.file_id.as_str())
+        .bind(&session.blob_key)
+        .bind(session.declared_size.map(int))
+        .bind(&session.hasher_state)
+        .bind(&session.staging_key)
+        .bind(session.created_at.as_micros())
+        .bind(session.expires_at.as_micros())
+        .execute(self.conn())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn session(&mut self, token_hash: &str) -> MetaResult<Option<UploadSession>> {
+        let lock = self.engine.lock_rows(Some("s"));
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.token_hash = $1{lock}");
+        let row: Option<SessionRow> =
+            sqlx::query_as(&sql).bind(token_hash).fetch_optional(self.conn()).await.map_err(|e| self.err(e))?;
+        row.map(UploadSession::try_from).transpose()
+    }
+
+    async fn set_session_status(&mut self, token_hash: &str, status: SessionStatus, now: Timestamp) -> MetaResult<()> {
+        sqlx::query("UPDATE upload_sessions SET status = $1, updated_at = $2 WHERE token_hash = $3")
+            .bind(status.as_str())
+            .bind(now.as_micros())
+            .bind(token_hash)
+            .execute(self.conn())
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn insert_import(&mut self, task: &NewImport) -> MetaResult<()> {
+        sqlx::query(
+            "INSERT INTO import_tasks (blob_key, project_id, file_id, source_url, model, expected_sha256, \
+               staging_key, next_attempt_at, hasher_state, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $8)",
+        )
+        .bind(&task.blob_key)
+        .bind(task.project.as_str())
+        .bind(task.file_id.as_str())
+        .bind(&task.source_url)
+        .bind(&task.model)
+        .bind(task.expected_sha256.as_deref())
+        .bind(&task.staging_key)
+        .bind(task.created_at.as_micros())
+        .bind(&task.hasher_state)
+        .execute(self.conn())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn leased_import(&mut self, blob_key: &str, owner: &str) -> MetaResult<Option<ImportTask>> {
+        let lock = self.engine.lock_rows(Some("t"));
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM import_tasks t JOIN files f ON f.blob_key = t.blob_key \
+             WHERE t.blob_key = $1 AND t.lease_owner = $2 AND t.finished_at IS NULL{lock}"
+        );
+        let row: Option<TaskRow> = sqlx::query_as(&sql)
+            .bind(blob_key)
+            .bind(owner)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(ImportTask::from))
+    }
+
+    async fn save_import_progress(
+        &mut self,
+        blob_key: &str,
+        progress: &ImportProgress,
+        now: Timestamp,
+    ) -> MetaResult<()> {
+        sqlx::query(
+            "UPDATE import_tasks SET received_bytes = $1, hasher_state = $2, validator = $3, total_bytes = $4, \
+               updated_at = $5 WHERE blob_key = $6",
+        )
+        .bind(int(progress.received_bytes))
+        .bind(&progress.hasher_state)
+        .bind(progress.validator.as_deref())
+        .bind(progress.total_bytes.map(int))
+        .bind(now.as_micros())
+        .bind(blob_key)
+        .execute(self.conn())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn finish_import_task(&mut self, blob_key: &str, error_code: Option<&str>, now: Timestamp) -> MetaResult<()> {
+        sqlx::query(
+            "UPDATE import_tasks SET finished_at = $1, lease_owner = NULL, lease_until = NULL, \
+               last_error = COALESCE($2, last_error), updated_at = $1 WHERE blob_key = $3",
+        )
+        .bind(now.as_micros())
+        .bind(error_code)
+        .bind(blob_key)
+        .execute(self.conn())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn idempotency(&mut self, project: &ProjectId, key: &str) -> MetaResult<Option<IdempotencyRecord>> {
+        let row: Option<IdempotencyRow> = sqlx::query_as(
+            "SELECT i.request_hash, i.created_at, f.id AS file_id, f.expires_at FROM import_idempotency i \
+             LEFT JOIN files f ON f.blob_key = i.blob_key WHERE i.project_id = $1 AND i.idempotency_key = $2",
+        )
+        .bind(project.as_str())
+        .bind(key)
+        .fetch_optional(self.conn())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(row.map(IdempotencyRecord::from))
+    }
+
+    async fn put_idempotency(
+        &mut self,
+        project: &ProjectId,
+        key: &str,
+        request_hash: &str,
+        blob_key: &str,
+        now: Timestamp,
+    ) -> MetaResult<()> {
+        sqlx::query(
+            "INSERT INTO import_idempotency (project_id, idempotency_key, request_hash, blob_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (project_id, idempotency_key) DO UPDATE SET \
+               request_hash = excluded.request_hash, blob_key = excluded.blob_key, created_at = excluded.created_at",
+        )
+        .bind(project.as_str())
+        .bind(key)
+        .bind(request_hash)
+        .bind(blob_key)
+        .bind(now.as_micros())
+        .execute(self.conn())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn queue_garbage(&mut self, garbage: &[Garbage], now: Timestamp) -> MetaResult<()> {
+        for item in garbage {
+            sqlx::query(
+                "INSERT INTO blob_garbage (blob_key, kind, queued_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (blob_key) DO NOTHING",
+            )
+            .bind(&item.key)
+            .bind(garbage_kind(item.kind))
+            .bind(now.as_micros())
+            .execute(self.conn())
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> MetaResult<()> {
+        (*self).end().await
+    }
+}

@@ -1,0 +1,239 @@
+//! Where file rows come and go, and the rules that admit them.
+//!
+//! A project's counters (bytes charged, files, open uploads, imports in flight) move in the same
+//! transaction as the rows they count, and only here: [`add`], [`recharge`] and [`remove`] are the one way
+//! each change happens, for uploads, imports, deletes, cancels and expiry alike. [`admit`] applies the
+//! project's limits to what a new row would add, under the project's lock.
+//!
+//! An expired file counts until the janitor removes it. So that expiry frees a project's quota and limits
+//! at once anyway, [`admit`] removes the project's expired files itself when they are all that stands in
+//! the way of a request.
+
+use super::locks::Running;
+use crate::blob::BlobStore;
+use crate::config::Limits;
+use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
+use crate::error::{Error, Result};
+use crate::meta::{Garbage, MetaStore, NewImport, NewSession, ProjectUsage, UsageDelta, WriteTx};
+
+/// How many expired files [`admit`] removes at most before it gives up and refuses.
+const INLINE_EXPIRY_BATCH: u32 = 1000;
+
+/// What a new file row will add to its project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demand {
+    /// Bytes reserved at once.
+    pub bytes: u64,
+    /// A new file row (not more bytes for an existing one).
+    pub file: bool,
+    /// An upload session opens with it.
+    pub upload: bool,
+    /// An import task is queued with it (it reserves nothing yet, but needs quota left to start).
+    pub import: bool,
+}
+
+/// Checks `demand` against the project's limits; the error names the limit.
+pub fn check(limits: &Limits, usage: &ProjectUsage, demand: &Demand) -> Result<()> {
+    let quota = usage.quota_bytes.unwrap_or(limits.project_quota_bytes);
+    let available = quota.saturating_sub(usage.used_bytes);
+    if demand.bytes > available || (demand.import && available == 0) {
+        return Err(Error::QuotaExceeded { requested: demand.bytes.max(u64::from(demand.import)), available, quota });
+    }
+    if demand.file && usage.files >= limits.project_max_files {
+        return Err(Error::LimitReached {
+            code: "too_many_files",
+            message: format!(
+                "The project holds {} files, the most allowed (FILEGATE_PROJECT_MAX_FILES); delete some or let \
+                 them expire.",
+                usage.files
+            ),
+        });
+    }
+    if demand.upload && usage.open_uploads >= limits.project_max_open_uploads {
+        return Err(Error::LimitReached {
+            code: "too_many_uploads",
+            message: format!(
+                "The project has {} open upload sessions, the most allowed (FILEGATE_PROJECT_MAX_OPEN_UPLOADS); \
+                 finish or cancel some first.",
+                usage.open_uploads
+            ),
+        });
+    }
+    if demand.import && usage.active_imports >= limits.project_max_active_imports {
+        return Err(Error::LimitReached {
+            code: "too_many_imports",
+            message: format!(
+                "The project has {} imports in flight, the most allowed (FILEGATE_IMPORT_MAX_ACTIVE_PER_PROJECT); \
+                 retry when some have finished.",
+                usage.active_imports
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Locks the project and admits `demand`, removing the project's expired files first when they are all
+/// that stands in the way. Their bytes are queued for the janitor.
+pub async fn admit(
+    tx: &mut dyn WriteTx,
+    project: &ProjectId,
+    limits: &Limits,
+    demand: &Demand,
+    now: Timestamp,
+) -> Result<ProjectUsage> {
+    let usage = tx.lock_project(project).await?;
+    let Err(refused) = check(limits, &usage, demand) else { return Ok(usage) };
+    if expire_project(tx, project, now).await? == 0 {
+        return Err(refused);
+    }
+    let usage = tx.lock_project(project).await?;
+    check(limits, &usage, demand)?;
+    Ok(usage)
+}
+
+/// Removes up to a batch of the project's expired files; returns how many went.
+async fn expire_project(tx: &mut dyn WriteTx, project: &ProjectId, now: Timestamp) -> Result<usize> {
+    let keys = tx.expired_files(project, now, INLINE_EXPIRY_BATCH).await?;
+    for key in &keys {
+        remove(tx, key, now).await?;
+    }
+    Ok(keys.len())
+}
+
+/// What comes with a new file row.
+pub enum Companion<'a> {
+    Session(&'a NewSession),
+    Import(&'a NewImport),
+}
+
+/// Inserts a file row with its session or import task, and counts it.
+pub async fn add(tx: &mut dyn WriteTx, file: &FileRecord, companion: Companion<'_>) -> Result<()> {
+    tx.insert_file(file).await.map_err(|e| match e {
+        crate::meta::MetaError::Conflict(_) => Error::AlreadyExists(file.id.to_string()),
+        other => other.into(),
+    })?;
+    let mut delta = UsageDelta { bytes: signed(file.charged_bytes), files: 1, ..UsageDelta::default() };
+    match companion {
+        Companion::Session(session) => {
+            tx.insert_session(session).await?;
+            delta.open_uploads = 1;
+        }
+        Companion::Import(task) => {
+            tx.insert_import(task).await?;
+            delta.active_imports = 1;
+        }
+    }
+    tx.add_usage(&file.project, delta).await?;
+    Ok(())
+}
+
+/// Moves a file's charge from `before` to `after` bytes (and ends its session or import, as `delta`
+/// says); the caller writes the row's new `charged_bytes`.
+pub async fn recharge(
+    tx: &mut dyn WriteTx,
+    project: &ProjectId,
+    before: u64,
+    after: u64,
+    mut delta: UsageDelta,
+) -> Result<()> {
+    delta.bytes = signed(after) - signed(before);
+    tx.add_usage(project, delta).await?;
+    Ok(())
+}
+
+/// Removes a file row with what hangs on it (its import task, its open session), uncounts it, and queues
+/// its bytes (the object and any staging area) for deletion. Returns the file and what was queued, which
+/// the caller may delete at once; `None` when there was no such row.
+pub async fn remove(
+    tx: &mut dyn WriteTx,
+    blob_key: &str,
+    now: Timestamp,
+) -> Result<Option<(FileRecord, Vec<Garbage>)>> {
+    let Some(removed) = tx.remove_file(blob_key, now).await? else { return Ok(None) };
+    let file = removed.file;
+    let mut garbage = vec![Garbage::object(&file.blob_key)];
+    garbage.extend(removed.open_session.iter().chain(&removed.unfinished_import).map(|key| Garbage::staging(key)));
+    tx.queue_garbage(&garbage, now).await?;
+    let delta = UsageDelta {
+        bytes: -signed(file.charged_bytes),
+        files: -1,
+        open_uploads: -i64::from(removed.open_session.is_some()),
+        active_imports: -i64::from(removed.unfinished_import.is_some()),
+    };
+    tx.add_usage(&file.project, delta).await?;
+    Ok(Some((file, garbage)))
+}
+
+/// Deletes a visible, unexpired file of `project`, from either surface: its row goes at once (freeing its
+/// name, quota and limits), a fetch of it running on this node stops (other nodes notice at their next
+/// lease renewal), and its bytes go right after (the janitor retries whatever fails).
+pub async fn delete(
+    meta: &dyn MetaStore,
+    blobs: &dyn BlobStore,
+    running_imports: &Running,
+    project: &ProjectId,
+    id: &FileId,
+) -> Result<FileRecord> {
+    let now = Timestamp::now();
+    let not_found = || Error::FileNotFound(id.to_string());
+    let mut tx = meta.write().await?;
+    tx.lock_project(project).await?;
+    let file =
+        tx.file(project, id).await?.filter(|f| f.state.is_visible() && !f.is_expired(now)).ok_or_else(not_found)?;
+    let (file, garbage) = remove(tx.as_mut(), &file.blob_key, now).await?.ok_or_else(not_found)?;
+    tx.commit().await?;
+    running_imports.cancel(&file.blob_key);
+    super::garbage::reclaim_now(meta, blobs, &garbage).await;
+    Ok(file)
+}
+
+fn signed(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::MediaTypePolicy;
+
+    fn limits_with(project_max_active_imports: u64) -> Limits {
+        Limits {
+            max_file_bytes: 100,
+            project_quota_bytes: 1000,
+            project_max_open_uploads: 2,
+            project_max_files: 3,
+            project_max_active_imports,
+            default_ttl: Duration::from_secs(60),
+            media_types: MediaTypePolicy::new(vec!["*".into()]),
+        }
+    }
+
+    fn usage(used_bytes: u64, files: u64, open_uploads: u64, active_imports: u64) -> ProjectUsage {
+        ProjectUsage { used_bytes, files, open_uploads, active_imports, quota_bytes: None }
+    }
+
+    #[test]
+    fn each_limit_is_named_when_it_refuses() {
+        let upload = |bytes| Demand { bytes, file: true, upload: true, import: false };
+        let import = Demand { bytes: 0, file: true, upload: false, import: true };
+        let more_bytes = Demand { bytes: 10, file: false, upload: false, import: false };
+        assert!(check(&limits_with(5), &usage(0, 3, 2, 5), &more_bytes).is_ok(), "an existing file may grow");
+        assert!(check(&limits_with(5), &usage(900, 2, 1, 0), &upload(100)).is_ok());
+        assert!(matches!(
+            check(&limits_with(5), &usage(901, 0, 0, 0), &upload(100)),
+            Err(Error::QuotaExceeded { available: 99, .. })
+        ));
+        let code = |r: Result<()>| match r {
+            Err(Error::LimitReached { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(check(&limits_with(5), &usage(0, 3, 0, 0), &upload(1))), "too_many_files");
+        assert_eq!(code(check(&limits_with(5), &usage(0, 2, 2, 0), &upload(1))), "too_many_uploads");
+        assert_eq!(code(check(&limits_with(1), &usage(0, 1, 0, 1), &import)), "too_many_imports");
+        assert!(matches!(check(&limits_with(5), &usage(1000, 0, 0, 0), &import), Err(Error::QuotaExceeded { .. })));
+        let own_quota = ProjectUsage { quota_bytes: Some(5000), ..usage(4000, 0, 0, 0) };
+        assert!(check(&limits_with(5), &own_quota, &upload(100)).is_ok(), "a project's own quota wins");
+    }
+}
