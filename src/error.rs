@@ -61,6 +61,17 @@ pub enum Error {
     Internal(#[source] Source),
 }
 
+/// Logs, once, as its reply is written, an error that is the server's side of things: a bug (with its
+/// cause, which the client never sees) or a dependency that is failing (which the operator must know of).
+/// Errors of the client's making are in the access log's status already.
+pub fn log_server_side(err: &Error) {
+    match err {
+        Error::Internal(source) => tracing::error!(error = %source, "internal error"),
+        Error::Unavailable(why) => tracing::warn!(reason = %why, "answering 503"),
+        _ => {}
+    }
+}
+
 impl Error {
     pub fn internal(err: impl Into<Source>) -> Self {
         Self::Internal(err.into())
@@ -144,5 +155,19 @@ impl From<std::io::Error> for Error {
             _ if err.raw_os_error() == Some(EIO) => Self::Unavailable(format!("blob storage: {err}")),
             _ => Self::internal(err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_that_cannot_take_writes_is_unavailable_not_internal() {
+        use std::io::{Error as Io, ErrorKind as K};
+        for err in [Io::from(K::StorageFull), Io::from(K::ReadOnlyFilesystem), Io::from_raw_os_error(5)] {
+            assert!(matches!(Error::from(err), Error::Unavailable(_)));
+        }
+        assert!(matches!(Error::from(Io::from(K::NotFound)), Error::Internal(_)), "a missing object is lost data");
     }
 }

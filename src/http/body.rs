@@ -7,11 +7,14 @@
 //! [`read_to_limit`] or [`into_stream`], which turn the wrapper's error back into a domain error.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Version, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
@@ -33,6 +36,8 @@ pub struct IdleLimitedBody {
     /// Armed at the first poll (time spent before the handler reads is the server's, not the client's)
     /// and pushed back by every frame.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Set once the body was read to its end.
+    finished: Arc<AtomicBool>,
 }
 
 impl HttpBody for IdleLimitedBody {
@@ -45,6 +50,9 @@ impl HttpBody for IdleLimitedBody {
             Poll::Ready(frame) => {
                 if let Some(timer) = &mut this.timer {
                     timer.as_mut().reset(Instant::now() + this.idle);
+                }
+                if frame.is_none() || this.inner.is_end_stream() {
+                    this.finished.store(true, Ordering::Relaxed);
                 }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
@@ -68,10 +76,22 @@ impl HttpBody for IdleLimitedBody {
     }
 }
 
-/// Middleware: puts every request body under the idle limit.
+/// Middleware: puts every request body under the idle limit. A reply sent before its request's body was
+/// read to the end (an error halfway through a chunk, say) closes an HTTP/1 connection, and says so with
+/// `Connection: close`: the rest of the body is never read, so the connection cannot carry another
+/// request, and a client must not reuse it.
 pub async fn limit_idle_bodies(State(idle): State<Duration>, req: Request, next: Next) -> Response {
-    let req = req.map(|inner| Body::new(IdleLimitedBody { inner, idle, timer: None }));
-    next.run(req).await
+    let finished = Arc::new(AtomicBool::new(false));
+    let http1 = req.version() <= Version::HTTP_11;
+    let req = req.map(|inner| {
+        finished.store(inner.is_end_stream(), Ordering::Relaxed);
+        Body::new(IdleLimitedBody { inner, idle, timer: None, finished: finished.clone() })
+    });
+    let mut response = next.run(req).await;
+    if http1 && !finished.load(Ordering::Relaxed) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// What a failed body read means: the client went silent, the body was too large (`too_large`'s error),
@@ -107,7 +127,7 @@ mod tests {
     use super::*;
 
     fn limited(inner: Body) -> Body {
-        Body::new(IdleLimitedBody { inner, idle: Duration::from_secs(60), timer: None })
+        Body::new(IdleLimitedBody { inner, idle: Duration::from_secs(60), timer: None, finished: Default::default() })
     }
 
     #[tokio::test(start_paused = true)]

@@ -71,7 +71,9 @@ pub fn router(app: AppState) -> Router {
                     let path = truncated(req.uri().path(), 512);
                     tracing::info_span!("request", method = %method, path = %path, request_id = %id)
                 })
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+                // Errors are logged once, by the surface that answers them (`error::log_server_side`).
+                .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))

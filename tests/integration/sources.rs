@@ -22,9 +22,7 @@ impl Nginx {
         let dir = tempfile::tempdir().unwrap();
         // nginx's workers run as nobody: the tree must be traversable.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let scripts = std::env::var("FILEGATE_SHARED_SCRIPTS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/scripts"));
+        let scripts = crate::support::shared_scripts();
         let out = std::process::Command::new("bash")
             .arg(scripts.join("start-http-source.sh"))
             .arg(dir.path().join("src"))

@@ -26,7 +26,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
     /// Dropped (with its PostgreSQL database) after the server is killed.
-    _database: TestDatabase,
+    database: TestDatabase,
     _tmp: tempfile::TempDir,
 }
 
@@ -64,6 +64,13 @@ impl TestDatabase {
                 url.set_path(name);
                 Some(url.to_string())
             }
+        }
+    }
+
+    /// Runs an administrator's statement on this test's PostgreSQL server.
+    pub fn psql(&self, sql: &str) {
+        if let Self::Postgres(admin, _) = self {
+            psql(admin, sql);
         }
     }
 
@@ -109,6 +116,7 @@ fn random_name() -> String {
 
 pub struct ServerBuilder {
     env: Vec<(String, String)>,
+    sqlite: bool,
 }
 
 impl ServerBuilder {
@@ -117,15 +125,27 @@ impl ServerBuilder {
         self
     }
 
+    /// SQLite in the data directory, whatever engine the run tests.
+    pub fn on_sqlite(mut self) -> Self {
+        self.sqlite = true;
+        self
+    }
+
     pub fn start(self) -> Server {
+        self.start_with(|_| {})
+    }
+
+    /// Starts after `prepare` has seen the (not yet created) data directory: to mount something there.
+    pub fn start_with(self, prepare: impl FnOnce(&Path)) -> Server {
         let tmp = tempfile::tempdir().unwrap();
-        let database = TestDatabase::create();
+        let database = if self.sqlite { TestDatabase::Sqlite } else { TestDatabase::create() };
         let mut env = self.env;
         if let Some(url) = database.url() {
             env.insert(0, ("FILEGATE_DATABASE_URL".into(), url));
         }
         let data_dir = tmp.path().join("data");
-        let mut server = Server { child: None, url: String::new(), data_dir, env, _database: database, _tmp: tmp };
+        prepare(&data_dir);
+        let mut server = Server { child: None, url: String::new(), data_dir, env, database, _tmp: tmp };
         server.spawn();
         server
     }
@@ -133,7 +153,10 @@ impl ServerBuilder {
 
 impl Server {
     pub fn builder() -> ServerBuilder {
-        ServerBuilder { env: vec![("FILEGATE_API_KEYS".into(), format!("alpha:{ALPHA_KEY},beta:{BETA_KEY}"))] }
+        ServerBuilder {
+            env: vec![("FILEGATE_API_KEYS".into(), format!("alpha:{ALPHA_KEY},beta:{BETA_KEY}"))],
+            sqlite: false,
+        }
     }
 
     pub fn start() -> Server {
@@ -177,6 +200,16 @@ impl Server {
             }
         };
         self.child = Some(child);
+    }
+
+    /// The database this server's metadata is in.
+    pub fn database(&self) -> &TestDatabase {
+        &self.database
+    }
+
+    /// Whether the process is still alive (it never exits on its own).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| child.try_wait().unwrap().is_none())
     }
 
     /// The server's process id (to read its memory use from `/proc`).
@@ -323,7 +356,11 @@ impl Gemini {
 
     /// Sends `bytes` in 8 MiB chunks as the SDKs do and returns the finalized File.
     pub async fn upload_chunks(&self, upload_url: &str, bytes: &[u8]) -> Value {
-        let mut offset = 0;
+        self.upload_chunks_from(upload_url, bytes, 0).await
+    }
+
+    /// Like [`Gemini::upload_chunks`], resuming at `offset` (what `query` said was received).
+    pub async fn upload_chunks_from(&self, upload_url: &str, bytes: &[u8], mut offset: usize) -> Value {
         loop {
             let end = (offset + CHUNK).min(bytes.len());
             let last = end == bytes.len();
@@ -443,6 +480,13 @@ impl Importer {
         }
         panic!("import {id} did not settle");
     }
+}
+
+/// `../shared/scripts`, or where `FILEGATE_SHARED_SCRIPTS` says.
+pub fn shared_scripts() -> PathBuf {
+    std::env::var("FILEGATE_SHARED_SCRIPTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/scripts"))
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -88,10 +88,7 @@ fn classify(err: &Error) -> (StatusCode, &'static str, String, Vec<serde_json::V
         Error::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "UNIMPLEMENTED", msg, vec![]),
         Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE", msg, vec![]),
         Error::BodyStalled(_) => (S::REQUEST_TIMEOUT, "DEADLINE_EXCEEDED", msg, vec![]),
-        Error::Internal(source) => {
-            tracing::error!(error = %source, "internal error");
-            (S::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal error encountered.".into(), vec![])
-        }
+        Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal error encountered.".into(), vec![]),
     }
 }
 
@@ -102,6 +99,7 @@ pub(crate) fn status_of(err: &Error) -> StatusCode {
 
 /// The google.rpc.Status response for `err`.
 pub fn status_response(err: &Error) -> Response {
+    crate::error::log_server_side(err);
     let (status, code, message, details) = classify(err);
     let body = ErrorEnvelope { error: RpcStatus { code: status.as_u16(), message, status: code.into(), details } };
     let mut response = (status, Json(body)).into_response();

@@ -45,10 +45,7 @@ fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, String) {
         Error::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", msg),
         Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "api_error", "unavailable", msg),
         Error::BodyStalled(_) => (S::REQUEST_TIMEOUT, "invalid_request_error", "request_timeout", msg),
-        Error::Internal(source) => {
-            tracing::error!(error = %source, "internal error");
-            (S::INTERNAL_SERVER_ERROR, "api_error", "internal_error", "Internal error.".into())
-        }
+        Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "api_error", "internal_error", "Internal error.".into()),
     }
 }
 
@@ -59,6 +56,7 @@ pub(crate) fn status_of(err: &Error) -> StatusCode {
 
 impl IntoResponse for ImportApiError {
     fn into_response(self) -> Response {
+        crate::error::log_server_side(&self.0);
         let (status, kind, code, message) = classify(&self.0);
         let body = ErrorEnvelope { error: ErrorBody { message, kind: kind.into(), code: code.into() } };
         (status, Json(body)).into_response()
