@@ -204,6 +204,21 @@ fn with(
     common
 }
 
+/// `qfile-…`, as the import routes take it.
+fn import_id() -> Parameter {
+    let schema = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^qfile-[a-z0-9]{1,40}$"));
+    string_param("import_id", ParameterIn::Path, true, "`qfile-…`").schema(Some(schema)).build()
+}
+
+/// The errors of `/v1/files/{import_id}`: the import surface's, and, for an id without the `qfile-`
+/// prefix (a Gemini file name), the Gemini surface's.
+fn import_task_errors(more: impl IntoIterator<Item = Error>) -> Vec<(Surface, Error)> {
+    let mut errors = with(import_common(), Surface::Import, [Error::FileNotFound(String::new())]);
+    errors.extend(more.into_iter().map(|e| (Surface::Import, e)));
+    errors.extend(with(gemini_common(), Surface::Gemini, [Error::FileNotFound(String::new())]));
+    errors
+}
+
 fn routes() -> Vec<Route> {
     use Surface::{Gemini, Import};
     let invalid = || Error::invalid("");
@@ -412,11 +427,7 @@ fn routes() -> Vec<Route> {
             summary: "An import task; ?wait=N long-polls until it is ready or failed",
             description: "An id without the `qfile-` prefix is a Gemini file name and answers like `/{version}/files/{name}`.",
             parameters: vec![
-                string_param("import_id", ParameterIn::Path, true, "`qfile-…`")
-                    .schema(Some(
-                        ObjectBuilder::new().schema_type(Type::String).pattern(Some("^qfile-[a-z0-9]{1,40}$")),
-                    ))
-                    .build(),
+                import_id(),
                 integer_param(
                     "wait",
                     ParameterIn::Query,
@@ -426,16 +437,7 @@ fn routes() -> Vec<Route> {
             ],
             body: None,
             ok: vec![reply(StatusCode::OK, "The task", "application/json", json("ImportFile"))],
-            errors: {
-                let mut errors = with(
-                    import_common(),
-                    Import,
-                    [not_found(), Error::InvalidField { code: "", message: String::new() }],
-                );
-                errors.extend(gemini_common());
-                errors.push((Gemini, not_found()));
-                errors
-            },
+            errors: import_task_errors([Error::InvalidField { code: "", message: String::new() }]),
             authenticated: true,
         },
         Route {
@@ -443,21 +445,10 @@ fn routes() -> Vec<Route> {
             path: "/v1/files/{import_id}",
             summary: "Cancel an import and delete its bytes",
             description: "An id without the `qfile-` prefix is a Gemini file name and answers like `/{version}/files/{name}`.",
-            parameters: vec![
-                string_param("import_id", ParameterIn::Path, true, "`qfile-…`")
-                    .schema(Some(
-                        ObjectBuilder::new().schema_type(Type::String).pattern(Some("^qfile-[a-z0-9]{1,40}$")),
-                    ))
-                    .build(),
-            ],
+            parameters: vec![import_id()],
             body: None,
             ok: vec![reply(StatusCode::OK, "Deleted", "application/json", json("DeletedImport"))],
-            errors: {
-                let mut errors = with(import_common(), Import, [not_found()]);
-                errors.extend(gemini_common());
-                errors.push((Gemini, not_found()));
-                errors
-            },
+            errors: import_task_errors([]),
             authenticated: true,
         },
         Route {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::garbage::collect_garbage;
+use super::imports::IDEMPOTENCY_WINDOW;
 use super::lifecycle;
 use crate::blob::BlobStore;
 use crate::domain::{ProjectId, Timestamp};
@@ -21,9 +22,6 @@ use crate::telemetry::metric;
 
 /// Expired files removed per transaction (and per query of the expired ones).
 const EXPIRY_BATCH: u32 = 500;
-
-/// An Idempotency-Key names its import for this long.
-pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 pub struct Janitor {
     meta: Arc<dyn MetaStore>,

@@ -83,6 +83,17 @@ async fn health(server: &Server) -> (StatusCode, serde_json::Value) {
     (status, resp.json().await.unwrap())
 }
 
+/// Whether `/healthz` answers 200 within ten seconds.
+async fn becomes_healthy(server: &Server) -> bool {
+    for _ in 0..100 {
+        if health(server).await.0 == StatusCode::OK {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn a_full_disk_answers_503_and_everything_works_again_once_space_is_back() {
     let builder = sqlite_on_data_dir()
@@ -126,15 +137,7 @@ async fn a_full_disk_answers_503_and_everything_works_again_once_space_is_back()
 
     // Space comes back: no restart, every write path works again.
     std::fs::remove_file(filler).unwrap();
-    let mut healthy = false;
-    for _ in 0..50 {
-        if health(&server).await.0 == StatusCode::OK {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(healthy, "healthz recovers: {}", health(&server).await.1);
+    assert!(becomes_healthy(&server).await, "healthz recovers: {}", health(&server).await.1);
     for _ in 0..20 {
         gemini.upload(b"after", json!({})).await; // many writes: no pooled connection is left poisoned
     }
@@ -175,15 +178,7 @@ async fn a_database_made_read_only_answers_503_until_it_is_writable_again() {
 
     server.database().psql(&format!("ALTER DATABASE {name} RESET default_transaction_read_only"));
     server.database().psql(&restart_sessions);
-    let mut healthy = false;
-    for _ in 0..50 {
-        if health(&server).await.0 == StatusCode::OK {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(healthy, "writes work again by themselves");
+    assert!(becomes_healthy(&server).await, "writes work again by themselves");
     gemini.upload(&data(1000, 2), json!({})).await;
     assert_eq!(gemini.delete(&format!("v1beta/files/{}", file_id(&kept))).await.status(), StatusCode::OK);
     assert_no_500(&server);
@@ -276,15 +271,7 @@ async fn postgres_going_away_for_ten_seconds_under_an_upload_loses_nothing() {
     }
     pg.up();
 
-    let mut back = false;
-    for _ in 0..100 {
-        if health(&server).await.0 == StatusCode::OK {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(back, "the server reconnects by itself");
+    assert!(becomes_healthy(&server).await, "the server reconnects by itself");
     let query = gemini.command(&url, "query", None, vec![]).await;
     assert_eq!(header(&query, "x-goog-upload-size-received"), Some(CHUNK.to_string().as_str()));
     let file = gemini.upload_chunks_from(&url, &bytes, CHUNK).await;

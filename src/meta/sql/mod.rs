@@ -16,6 +16,7 @@ mod store;
 mod tx;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -140,6 +141,10 @@ fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
 pub struct SqlMeta {
     pool: AnyPool,
     engine: Engine,
+    /// SQLite has one writer at a time. Its own wait for the lock sleeps and polls (1, 2, 5 … 100 ms),
+    /// so under load a writer could wait a second while the lock sat free; write transactions queue here
+    /// instead, in order, and take the lock the moment it is free. (One process per database file.)
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl SqlMeta {
@@ -176,7 +181,8 @@ impl SqlMeta {
             .map_err(|e| MetaError::other(format!("migrating the database failed: {e}")))?;
         let identity =
             file_identity(path).map_err(|e| MetaError::Unavailable(format!("reading {}: {e}", path.display())))?;
-        Ok(Self { pool, engine: Engine::Sqlite { path: path.to_owned(), identity } })
+        let write_gate = Some(Arc::new(tokio::sync::Mutex::new(())));
+        Ok(Self { pool, engine: Engine::Sqlite { path: path.to_owned(), identity }, write_gate })
     }
 
     /// Connects to PostgreSQL and, with `migrate`, applies pending migrations.
@@ -206,7 +212,7 @@ impl SqlMeta {
                 .await
                 .map_err(|e| MetaError::other(format!("migrating the database failed: {e}")))?;
         }
-        Ok(Self { pool, engine })
+        Ok(Self { pool, engine, write_gate: None })
     }
 
     fn err(&self, err: sqlx::Error) -> MetaError {

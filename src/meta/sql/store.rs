@@ -108,10 +108,11 @@ impl MetaStore for SqlMeta {
                     .await
             }
             Some(cursor) => {
-                // Keyset paging: a deep page costs what the first one does.
+                // Keyset paging: a deep page costs what the first one does. The row comparison (not the
+                // equivalent OR) is what both engines turn into a range scan of `files_by_creation`.
                 let sql = format!(
                     "SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE {visible} \
-                       AND (f.created_at < $3 OR (f.created_at = $3 AND f.id < $4)) {order} LIMIT $5"
+                       AND (f.created_at, f.id) < ($3, $4) {order} LIMIT $5"
                 );
                 sqlx::query_as(&sql)
                     .bind(project.as_str())

@@ -10,6 +10,7 @@
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Executor as _};
+use tokio::sync::OwnedMutexGuard;
 
 use super::rows::{
     FILE_COLUMNS, FILE_FROM, FileRow, IdempotencyRow, SESSION_COLUMNS, SESSION_FROM, SessionRow, TASK_COLUMNS, TaskRow,
@@ -25,26 +26,35 @@ use crate::meta::{
 pub struct SqlTx {
     /// `None` once committed or handed to the rollback.
     conn: Option<PoolConnection<Any>>,
+    /// The turn of a writer on SQLite, held until the transaction has ended.
+    gate: Option<OwnedMutexGuard<()>>,
     engine: Engine,
 }
 
-/// Rolls back; a connection that cannot even roll back is closed, never reused.
-async fn rollback_or_close(mut conn: PoolConnection<Any>) {
+/// Rolls back; a connection that cannot even roll back is closed, never reused. The writer's turn is
+/// given up only afterwards.
+async fn rollback_or_close(mut conn: PoolConnection<Any>, gate: Option<OwnedMutexGuard<()>>) {
     if let Err(e) = conn.execute("ROLLBACK").await {
         tracing::debug!(error = %e, "rollback failed; closing the connection");
         conn.close_on_drop();
     }
+    drop(conn);
+    drop(gate);
 }
 
 impl SqlMeta {
     pub(super) async fn begin(&self) -> MetaResult<SqlTx> {
         self.engine.check_file()?;
+        let gate = match &self.write_gate {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        };
         let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
         if let Err(e) = conn.execute(self.engine.begin()).await {
             conn.close_on_drop();
             return Err(self.err(e));
         }
-        Ok(SqlTx { conn: Some(conn), engine: self.engine.clone() })
+        Ok(SqlTx { conn: Some(conn), gate, engine: self.engine.clone() })
     }
 }
 
@@ -59,10 +69,11 @@ impl SqlTx {
 
     pub(super) async fn end(mut self) -> MetaResult<()> {
         let mut conn = self.conn.take().expect("a transaction ends once");
+        let gate = self.gate.take();
         match conn.execute("COMMIT").await {
             Ok(_) => Ok(()),
             Err(e) => {
-                rollback_or_close(conn).await;
+                rollback_or_close(conn, gate).await;
                 Err(self.err(e))
             }
         }
@@ -72,9 +83,10 @@ impl SqlTx {
 impl Drop for SqlTx {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
+            let gate = self.gate.take();
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
-                    runtime.spawn(rollback_or_close(conn));
+                    runtime.spawn(rollback_or_close(conn, gate));
                 }
                 Err(_) => {
                     let mut conn = conn;

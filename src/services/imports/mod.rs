@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 pub use ssrf::AddressPolicy;
 pub use worker::Workers;
 
-use super::janitor::IDEMPOTENCY_WINDOW;
 use super::lifecycle::{self, Companion, Demand};
 use super::locks::Running;
 use crate::blob::{BlobStore, new_object_key, staging_key};
@@ -36,6 +35,8 @@ use crate::telemetry::metric;
 /// `expires_in` bounds, in seconds: one minute to thirty days.
 pub const MIN_EXPIRES_IN: i64 = 60;
 pub const MAX_EXPIRES_IN: i64 = 30 * 24 * 3600;
+/// An Idempotency-Key names its import for this long.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// Longest `?wait=` a client may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Benchmark: metadata under load, on SQLite and PostgreSQL side by side (release build).
+#
+#   - with 100 000 files in the project: `get`, `list` (first page of 100, and a page deep in the list) and
+#     upload `start` under load from wrk (2 threads, 32 connections, 10 s each): requests/s, p50, p99;
+#   - upload `start` latency, one request at a time, with 0, 100 000 and 1 000 000 files: p50, p99.
+#
+#   bench/metadata.sh [sqlite|postgres|both]      default both
+#
+# Files are seeded straight into the database (uploading a million files through the API would take
+# hours), then `filegate usage --recompute` sets the project's counters from them, as an operator would
+# after an import. Needs wrk (installed from Debian if missing) and, for PostgreSQL,
+# ../shared/scripts/start-postgres.sh. Prints Markdown rows for docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ENGINES=${1:-both}
+[[ $ENGINES == both ]] && ENGINES="sqlite postgres"
+SHARED=${FILEGATE_SHARED:-$(cd .. && pwd)/shared}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/filegate-target}
+BIN=$CARGO_TARGET_DIR/release/filegate
+KEY=bench-key-000001
+WORK=$(mktemp -d "${BENCH_DIR:-$PWD}/.bench-XXXXXX")
+chmod 755 "$WORK"
+cleanup() {
+  [[ -n ${FG_PID:-} ]] && kill "$FG_PID" 2>/dev/null
+  [[ -f $WORK/pg/stop.sh ]] && bash "$WORK/pg/stop.sh"
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null
+cargo build --release --locked -q
+
+serve() { # engine → starts filegate, sets URL and FG_PID
+  local env=(FILEGATE_LISTEN=127.0.0.1:0 FILEGATE_DATA_DIR="$WORK/data-$1" FILEGATE_API_KEYS="alpha:$KEY"
+    FILEGATE_PROJECT_MAX_FILES=100000000 FILEGATE_PROJECT_MAX_OPEN_UPLOADS=100000000 RUST_LOG=warn)
+  [[ $1 == postgres ]] && env+=(FILEGATE_DATABASE_URL="$DB_URL")
+  env "${env[@]}" "$BIN" serve > "$WORK/out-$1" 2> "$WORK/log-$1" &
+  FG_PID=$!
+  for _ in $(seq 100); do grep -q "^listening on " "$WORK/out-$1" 2>/dev/null && break; sleep 0.1; done
+  URL=$(sed -n 's/^listening on //p' "$WORK/out-$1")
+}
+
+seed() { # engine from to: files seed<from>..seed<to-1>, one byte each, created one microsecond apart
+  if [[ $1 == sqlite ]]; then
+    python3 bench/metadata_client.py seed-sqlite "$WORK/data-sqlite/filegate.db" "$2" "$3"
+  else
+    psql "$DB_URL" -q -v ON_ERROR_STOP=1 -c "INSERT INTO files (project_id, id, display_name, mime_type, size_bytes,
+        state, origin, blob_key, charged_bytes, created_at, updated_at, expires_at)
+      SELECT 'alpha', 'seed' || lpad(i::text, 10, '0'), 'seeded', 'video/mp4', 1, 'ready', 'upload',
+        'files/alpha/seed' || lpad(i::text, 10, '0') || '.bench', 1, 1700000000000000 + i, 1700000000000000 + i,
+        4102444800000000 FROM generate_series($2, $3 - 1) AS i" -c "ANALYZE files"
+  fi
+  local db_env=(FILEGATE_DATA_DIR="$WORK/data-$1")
+  [[ $1 == postgres ]] && db_env+=(FILEGATE_DATABASE_URL="$DB_URL")
+  env "${db_env[@]}" "$BIN" usage --recompute > /dev/null
+}
+
+# wrk's requests/s and its p50 and p99 latency, as "rps | p50 | p99".
+load() {
+  local out
+  out=$(wrk -t2 -c32 -d10s --latency -H "x-goog-api-key: $KEY" "$@")
+  python3 - "$out" <<'EOF'
+import re, sys
+out = sys.argv[1]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+def ms(p):
+    v, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+    return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+print(f"{rps:,.0f} | {ms(50):.2f} ms | {ms(99):.2f} ms")
+EOF
+}
+
+cat > "$WORK/start.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = "{}"
+wrk.headers["X-Goog-Upload-Protocol"] = "resumable"
+wrk.headers["X-Goog-Upload-Command"] = "start"
+wrk.headers["X-Goog-Upload-Header-Content-Length"] = "1"
+wrk.headers["Content-Type"] = "application/json"
+EOF
+
+declare -A ROWS
+for engine in $ENGINES; do
+  if [[ $engine == postgres ]]; then
+    PG=$(bash "$SHARED/scripts/start-postgres.sh" "$WORK/pg" | tail -1)
+    psql "$PG" -q -c "CREATE DATABASE fg_bench"
+    DB_URL=${PG%/*}/fg_bench
+  fi
+  serve "$engine"
+  start0=$(python3 bench/metadata_client.py starts "$URL" "$KEY" 300)
+  seed "$engine" 0 100000
+  start100k=$(python3 bench/metadata_client.py starts "$URL" "$KEY" 300)
+  deep=$(python3 -c "import base64; print(base64.urlsafe_b64encode(b'1700000000050000.seed0000050000').decode().rstrip('='))")
+  ROWS[$engine,get]=$(load "$URL/v1beta/files/seed0000050000")
+  ROWS[$engine,list]=$(load "$URL/v1beta/files?pageSize=100")
+  ROWS[$engine,deep]=$(load "$URL/v1beta/files?pageSize=100&pageToken=$deep")
+  ROWS[$engine,start]=$(load -s "$WORK/start.lua" "$URL/upload/v1beta/files")
+  seed "$engine" 100000 1000000
+  start1m=$(python3 bench/metadata_client.py starts "$URL" "$KEY" 300)
+  ROWS[$engine,latency]="$start0 | $start100k | $start1m"
+  kill "$FG_PID"; wait "$FG_PID" 2>/dev/null || true; FG_PID=
+done
+
+echo
+echo "Under load, 100 000 files (wrk -t2 -c32 -d10s; requests/s | p50 | p99):"
+echo
+echo "| request | ${ENGINES// / | } |"
+echo "|---|$(for _ in $ENGINES; do printf -- '---|'; done)"
+for what in get list deep start; do
+  label=$(case $what in get) echo "get a file";; list) echo "list, first page of 100";;
+    deep) echo "list, page of 100 from the middle";; start) echo "start an upload";; esac)
+  printf '| %s |' "$label"
+  for engine in $ENGINES; do printf ' %s |' "${ROWS[$engine,$what]}"; done
+  echo
+done
+echo
+echo "Upload start, one at a time (p50 / p99) with 0 | 100 000 | 1 000 000 files:"
+echo
+for engine in $ENGINES; do echo "| $engine | ${ROWS[$engine,latency]} |"; done
