@@ -7,8 +7,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::blob::{BlobStore, LocalBlobStore};
-use crate::config::{Config, Database};
+use crate::blob::{BlobStore, LocalBlobStore, ObjectBlobStore};
+use crate::config::{Blobs, Config, Database};
 use crate::meta::MetaStore;
 use crate::meta::sql::SqlMeta;
 use crate::services::imports::{ImportQueue, ImportSettings};
@@ -47,10 +47,18 @@ pub async fn open_meta(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn
     Ok(Arc::new(meta))
 }
 
+/// Opens the blob store of `config`.
+pub async fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    Ok(match &config.blobs {
+        Blobs::Local(root) => Arc::new(LocalBlobStore::open(root.clone()).await?),
+        Blobs::Bucket(url) => Arc::new(ObjectBlobStore::from_env(url.clone())?),
+    })
+}
+
 /// Runs `filegate serve` until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let meta = open_meta(&config, true).await?;
-    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::open(config.blob_root.clone()).await?);
+    let blobs = open_blobs(&config).await?;
     tracing::info!("metadata store: {}", meta.describe());
     tracing::info!("blob store: {}", blobs.describe());
 

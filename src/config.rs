@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use ipnet::IpNet;
 
+use crate::blob::BucketUrl;
 use crate::domain::{ApiKey, MediaTypePolicy, ProjectId};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -28,7 +29,8 @@ pub struct ServeArgs {
     /// Connections the database pool may open (default: 8 on SQLite, 16 on PostgreSQL).
     #[arg(long, env = "FILEGATE_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
-    /// `file:///PATH` (default: `blobs/` in the data dir).
+    /// `file:///PATH` (default: `blobs/` in the data dir), `s3://BUCKET[/PREFIX]`, `gs://BUCKET[/PREFIX]` or
+    /// `az://CONTAINER[/PREFIX]` (credentials from the provider's usual environment variables).
     #[arg(long, env = "FILEGATE_BLOB_STORE")]
     pub blob_store: Option<String>,
     /// Comma-separated `project:key` pairs accepted in addition to the keys in the database.
@@ -133,6 +135,13 @@ pub struct Limits {
     pub media_types: MediaTypePolicy,
 }
 
+/// Where the bytes live.
+#[derive(Debug, Clone)]
+pub enum Blobs {
+    Local(PathBuf),
+    Bucket(BucketUrl),
+}
+
 /// Where the metadata lives.
 #[derive(Clone)]
 pub enum Database {
@@ -158,7 +167,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database: Database,
     pub database_max_connections: u32,
-    pub blob_root: PathBuf,
+    pub blobs: Blobs,
     pub static_keys: Vec<(ProjectId, ApiKey)>,
     pub limits: Limits,
     pub sweep_interval: Duration,
@@ -182,8 +191,8 @@ impl Config {
             None if matches!(database, Database::Postgres(_)) => 16,
             None => 8,
         };
-        let blob_root = match args.blob_store.as_deref() {
-            None => args.data_dir.join("blobs"),
+        let blobs = match args.blob_store.as_deref() {
+            None => Blobs::Local(args.data_dir.join("blobs")),
             Some(url) => parse_blob_url(url)?,
         };
         let static_keys = args.api_keys.as_deref().map(parse_api_keys).transpose()?.unwrap_or_default();
@@ -224,7 +233,7 @@ impl Config {
             data_dir: args.data_dir,
             database,
             database_max_connections,
-            blob_root,
+            blobs,
             static_keys,
             limits: Limits {
                 max_file_bytes: args.max_file_bytes,
@@ -292,14 +301,16 @@ fn parse_database_url(url: &str) -> anyhow::Result<Database> {
     }
 }
 
-fn parse_blob_url(url: &str) -> anyhow::Result<PathBuf> {
-    match url.strip_prefix("file://") {
-        Some(p) if p.starts_with('/') => Ok(PathBuf::from(p)),
-        _ if ["s3://", "gs://", "az://"].iter().any(|s| url.starts_with(s)) => {
-            bail!("FILEGATE_BLOB_STORE: object stores are not supported by this build yet; use file:///PATH")
+fn parse_blob_url(url: &str) -> anyhow::Result<Blobs> {
+    if let Some(path) = url.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            bail!("FILEGATE_BLOB_STORE \"{url}\" must be file:///ABSOLUTE/PATH");
         }
-        _ => bail!("FILEGATE_BLOB_STORE \"{url}\" must be file:///ABSOLUTE/PATH"),
+        return Ok(Blobs::Local(PathBuf::from(path)));
     }
+    BucketUrl::parse(url).map(Blobs::Bucket).with_context(|| {
+        format!("FILEGATE_BLOB_STORE \"{url}\" must be file:///PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX")
+    })
 }
 
 fn parse_api_keys(list: &str) -> anyhow::Result<Vec<(ProjectId, ApiKey)>> {
@@ -357,7 +368,11 @@ mod tests {
         assert!(matches!(parse_database_url("postgres://u:p@db:5432/fg").unwrap(), Database::Postgres(_)));
         assert!(parse_database_url("postgres:///nohost").is_err());
         assert!(parse_database_url("mysql://h/db").is_err());
-        assert_eq!(parse_blob_url("file:///srv/blobs").unwrap(), PathBuf::from("/srv/blobs"));
-        assert!(parse_blob_url("s3://bucket/p").is_err());
+        assert!(
+            matches!(parse_blob_url("file:///srv/blobs").unwrap(), Blobs::Local(p) if p == std::path::Path::new("/srv/blobs"))
+        );
+        assert!(matches!(parse_blob_url("s3://bucket/p").unwrap(), Blobs::Bucket(b) if b.bucket == "bucket"));
+        assert!(parse_blob_url("file://relative").is_err());
+        assert!(parse_blob_url("ftp://x/y").is_err());
     }
 }

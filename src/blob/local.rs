@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt as _;
 use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
-use super::{BlobStore, ByteStream};
+use super::{BlobStore, ByteStream, Layout, Staging};
 use crate::error::{Error, Result};
 
 /// Writes reach the disk in buffers of this size: large enough for few system calls, small enough that
@@ -106,20 +106,31 @@ impl BlobStore for LocalBlobStore {
         format!("local filesystem at {} (fdatasync per write, hard-link completion)", self.root.display())
     }
 
-    async fn stage_begin(&self, key: &str) -> Result<()> {
-        let path = self.path(key)?;
+    fn layout(&self) -> Layout {
+        Layout::Positional
+    }
+
+    async fn begin(&self, staging: &Staging) -> Result<Option<String>> {
+        let path = self.path(&staging.key)?;
         blocking(move || {
             let dir = path.parent().expect("staging keys have a directory");
             fs::create_dir_all(dir)?;
             OpenOptions::new().create(true).truncate(false).write(true).open(&path)?.sync_all()?;
             sync_dir(dir)
         })
-        .await
+        .await?;
+        Ok(None)
     }
 
-    async fn stage_write(&self, key: &str, offset: u64, mut data: ByteStream) -> Result<u64> {
-        let path = self.path(key)?;
-        let file = blocking(move || OpenOptions::new().write(true).open(path)).await?;
+    async fn put_part(&self, _staging: &Staging, _index: u64, _data: Bytes) -> Result<String> {
+        Err(Error::internal("the local disk takes bytes at offsets, not parts"))
+    }
+
+    async fn write_at(&self, staging: &Staging, offset: u64, mut data: ByteStream) -> Result<u64> {
+        let path = self.path(&staging.key)?;
+        // Created if missing: the database records a staging area before it exists, and a crash may come
+        // between the two.
+        let file = blocking(move || OpenOptions::new().create(true).truncate(false).write(true).open(path)).await?;
         // The network side fills buffers while a blocking thread writes the previous ones: the two
         // overlap, and at most a few buffers are held whatever the chunk size.
         let (tx, mut rx) = mpsc::channel::<Bytes>(2);
@@ -158,8 +169,8 @@ impl BlobStore for LocalBlobStore {
         Ok(written?)
     }
 
-    async fn stage_complete(&self, key: &str, size: u64, dest: &str) -> Result<()> {
-        let (staging, dest) = (self.path(key)?, self.path(dest)?);
+    async fn complete(&self, staging: &Staging, size: u64, _parts: Vec<String>) -> Result<()> {
+        let (staging, dest) = (self.path(&staging.key)?, self.path(&staging.dest)?);
         blocking(move || {
             let file = OpenOptions::new().write(true).open(&staging)?;
             file.set_len(size)?;
@@ -173,9 +184,22 @@ impl BlobStore for LocalBlobStore {
         .await
     }
 
-    async fn stage_abort(&self, key: &str) -> Result<()> {
-        let path = self.path(key)?;
+    async fn abort(&self, staging: &Staging) -> Result<()> {
+        let path = self.path(&staging.key)?;
         blocking(move || ignore_missing(fs::remove_file(path))).await
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        let path = self.path(key)?;
+        blocking(move || {
+            let dir = path.parent().expect("keys have a directory");
+            fs::create_dir_all(dir)?;
+            let file = File::create(&path)?;
+            file.write_all_at(&data, 0)?;
+            file.sync_all()?;
+            sync_dir(dir)
+        })
+        .await
     }
 
     async fn read(&self, key: &str, range: Range<u64>) -> Result<ByteStream> {
@@ -195,16 +219,16 @@ impl BlobStore for LocalBlobStore {
         blocking(move || ignore_missing(fs::remove_file(path))).await
     }
 
-    async fn list_staging(&self) -> Result<Vec<String>> {
+    async fn list_staging(&self) -> Result<Option<Vec<String>>> {
         let root = self.root.join("staging");
         let this = Self { root: self.root.clone() };
-        blocking(move || this.list_dir(root, 1)).await
+        blocking(move || this.list_dir(root, 1)).await.map(Some)
     }
 
-    async fn list_objects(&self) -> Result<Vec<String>> {
+    async fn list_objects(&self) -> Result<Option<Vec<String>>> {
         let root = self.root.join("files");
         let this = Self { root: self.root.clone() };
-        blocking(move || this.list_dir(root, 2)).await
+        blocking(move || this.list_dir(root, 2)).await.map(Some)
     }
 
     fn storage_uri(&self, _key: &str) -> Option<String> {

@@ -1,11 +1,24 @@
-//! The blob port: where file bytes live while they arrive (staging) and once they are complete (objects).
+//! The blob port: where file bytes live while they arrive (a staging area) and once they are complete (one
+//! object per file, holding exactly its bytes).
 //!
-//! The trait follows the shape every backend can honour, local disk and object stores alike (whose
-//! multipart uploads are the staging area): bytes are written to a staging area in order, each write is
-//! durable when it returns, and completing turns a staging area into one object holding exactly the
-//! file's bytes. Hashing, offsets and sessions are the services' business; a store only keeps bytes.
+//! Two kinds of store sit behind it, told apart by their [`Layout`]:
+//!
+//! - **positional** (the local disk): a staging file takes bytes at any offset, durably (`fdatasync`) when
+//!   the write returns, and completing it links it in place as the object;
+//! - **parts** (S3, Google Cloud Storage, Azure Blob through `object_store`): a staging area is one
+//!   multipart upload on the object's key; bytes go up in parts of a fixed size (the granule), and
+//!   completing the upload turns its parts into the object. A part is durable once stored. Bytes that do not
+//!   fill a part yet (a chunk that is not a multiple of the granule, an import that stalled mid-part) are
+//!   kept as a small *tail* object next to the upload until the next bytes or the finalize make a part of
+//!   them: acknowledged means stored in the bucket, readable by any node.
+//!
+//! Everything a node needs to continue an upload (its staging key, multipart id and part ids) is in the
+//! database, so any node can take the next chunk or complete it; cleanup is driven from the database too,
+//! never by listing a shared bucket. Hashing, offsets and sessions are the services' business
+//! (`services/ingest.rs`); a store only keeps bytes.
 
 mod local;
+mod object;
 
 use std::ops::Range;
 
@@ -14,6 +27,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 pub use local::LocalBlobStore;
+pub use object::{BucketUrl, ObjectBlobStore, PART_BYTES};
 
 use crate::domain::{FileId, ProjectId, random_alphanumeric};
 use crate::error::Result;
@@ -33,32 +47,68 @@ pub fn staging_key(name: &str) -> String {
     format!("staging/{name}")
 }
 
+/// How a store takes bytes while they arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Any bytes at any offset, durable when written (the local disk).
+    Positional,
+    /// Parts of exactly `granule` bytes (the last may be shorter), durable once stored (a bucket).
+    Parts { granule: u64 },
+}
+
+/// An upload's staging area, as the database records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staging {
+    /// `staging/{name}`: the local staging file, or the prefix of a bucket upload's tail objects.
+    pub key: String,
+    /// The object the finished bytes become.
+    pub dest: String,
+    /// The multipart upload (buckets), once created.
+    pub upload_id: Option<String>,
+}
+
+impl Staging {
+    /// The tail object that holds the bytes after the last full part, while `received` bytes are committed.
+    pub fn tail_key(&self, received: u64) -> String {
+        format!("{}/tail-{received}", self.key)
+    }
+}
+
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// One line for the start-up log: backend, location and what it can do.
     fn describe(&self) -> String;
+    fn layout(&self) -> Layout;
 
-    /// Creates an empty staging area (idempotent).
-    async fn stage_begin(&self, key: &str) -> Result<()>;
-    /// Writes `data` at `offset` of a staging area and returns how many bytes it wrote, once they are
+    /// Creates a staging area (idempotent for the local disk); returns the multipart upload's id, if the
+    /// store has one.
+    async fn begin(&self, staging: &Staging) -> Result<Option<String>>;
+    /// Positional stores: writes `data` at `offset` and returns how many bytes it wrote, once they are
     /// durable. Bytes past what the caller commits may be overwritten by the next write.
-    async fn stage_write(&self, key: &str, offset: u64, data: ByteStream) -> Result<u64>;
-    /// Makes the first `size` staged bytes the object `dest` (durably). The staging area stays until
-    /// [`BlobStore::stage_abort`], so a crash before the caller records completion loses nothing.
-    async fn stage_complete(&self, key: &str, size: u64, dest: &str) -> Result<()>;
+    async fn write_at(&self, staging: &Staging, offset: u64, data: ByteStream) -> Result<u64>;
+    /// Parts stores: stores part `index` (0-based) and returns its id.
+    async fn put_part(&self, staging: &Staging, index: u64, data: Bytes) -> Result<String>;
+    /// Makes the staged bytes (the first `size` bytes; for parts stores, the given parts in order) the
+    /// object `staging.dest`, durably. A positional staging area stays until [`BlobStore::abort`], so a
+    /// crash before the caller records completion loses nothing.
+    async fn complete(&self, staging: &Staging, size: u64, parts: Vec<String>) -> Result<()>;
     /// Removes a staging area and whatever it holds (idempotent).
-    async fn stage_abort(&self, key: &str) -> Result<()>;
+    async fn abort(&self, staging: &Staging) -> Result<()>;
 
+    /// Stores a small object whole (a tail).
+    async fn put(&self, key: &str, data: Bytes) -> Result<()>;
     /// Streams `range` of an object.
     async fn read(&self, key: &str, range: Range<u64>) -> Result<ByteStream>;
     /// Removes an object (idempotent).
     async fn delete(&self, key: &str) -> Result<()>;
 
-    /// Every staging area and every object present, for reconciliation with the metadata store.
-    async fn list_staging(&self) -> Result<Vec<String>>;
-    async fn list_objects(&self) -> Result<Vec<String>>;
+    /// Every staging area and object present, for the start-up reconciliation of a store only this node
+    /// uses (the local disk). A shared bucket is never listed: `None`.
+    async fn list_staging(&self) -> Result<Option<Vec<String>>>;
+    async fn list_objects(&self) -> Result<Option<Vec<String>>>;
 
-    /// The object's URI for services that read buckets directly (`gs://…`); `None` on local disk.
+    /// The object's URI for services that read buckets directly (`gs://…`, `s3://…`, `az://…`); `None` on
+    /// local disk.
     fn storage_uri(&self, key: &str) -> Option<String>;
 
     /// A small durable write and its removal, for the health check: fails while writes fail.

@@ -228,7 +228,8 @@ contract!(
                 let (store, token, wins) = (store.clone(), token.clone(), wins.clone());
                 tokio::spawn(async move {
                     let chunk = ChunkRecord { offset: 0, length: 10 + u64::from(i), hasher_state: vec![i] };
-                    if store.commit_chunk(&token, &chunk, Timestamp::now()).await.unwrap() {
+                    let part = [PartRecord { index: 0, id: format!("part-by-{i}") }];
+                    if store.commit_chunk(&token, &chunk, &part, &[], None, Timestamp::now()).await.unwrap() {
                         wins.fetch_add(1, Ordering::SeqCst);
                     }
                 })
@@ -239,6 +240,9 @@ contract!(
         }
         assert_eq!(wins.load(Ordering::SeqCst), 1);
         let session = store.get_upload(&token).await.unwrap().unwrap();
+        let parts = store.parts(&session.staging_key).await.unwrap();
+        assert_eq!(parts.len(), 1, "only the winner's part is recorded");
+        assert_eq!(parts[0].id, format!("part-by-{}", session.hasher_state[0]));
         let (before, chunk) = store.chunk_at(&token, 0).await.unwrap().unwrap();
         assert_eq!((before, session.received_bytes, session.hasher_state), (None, chunk.length, chunk.hasher_state));
     }
@@ -426,12 +430,47 @@ contract!(
 );
 
 contract!(
+    /// Of requests racing to write one bucket session, one holds the claim; a claim that lapsed can be
+    /// taken over, and the commit of a request that lost its claim is refused.
+    one_writer_at_a_time_claims_a_session,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        let upload = file(&p, "claimed", FileState::Uploading, 100, 3600);
+        open_upload(store.as_ref(), &upload, 1000).await.unwrap();
+        let token = session_for(&upload).token_hash;
+        let now = Timestamp::now();
+        let later = now.plus_seconds(60);
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, token) = (store.clone(), token.clone());
+                tokio::spawn(async move { store.claim_writer(&token, &format!("w{i}"), later, now).await.unwrap() })
+            })
+            .collect();
+        let mut won = 0;
+        for racer in racers {
+            won += usize::from(racer.await.unwrap());
+        }
+        assert_eq!(won, 1);
+        assert!(!store.claim_writer(&token, "late", later, now).await.unwrap(), "a live claim holds");
+        let lapsed = later.plus_seconds(1);
+        assert!(store.claim_writer(&token, "taker", lapsed.plus_seconds(60), lapsed).await.unwrap(), "a lapsed one does not");
+        let chunk = ChunkRecord { offset: 0, length: 5, hasher_state: vec![5] };
+        assert!(!store.commit_chunk(&token, &chunk, &[], &[], Some("w0"), lapsed).await.unwrap(), "the loser cannot commit");
+        assert!(store.commit_chunk(&token, &chunk, &[], &[], Some("taker"), lapsed).await.unwrap());
+        assert!(store.claim_writer(&token, "next", later, now).await.unwrap(), "a commit releases the claim");
+        store.release_writer(&token, "next").await.unwrap();
+        assert!(store.claim_writer(&token, "after", later, now).await.unwrap());
+    }
+);
+
+contract!(
     /// Garbage is queued once per key and leaves the queue when done; keys and pings work.
     the_garbage_queue_and_keys_behave,
     |store: Arc<dyn MetaStore>| async move {
         let p = project("alpha");
         let mut tx = store.write().await.unwrap();
-        let g = [Garbage::object("files/x"), Garbage::staging("staging/y")];
+        let staging = crate::blob::Staging { key: "staging/y".into(), dest: "files/y".into(), upload_id: Some("u-1".into()) };
+        let g = [Garbage::object("files/x"), Garbage::Staging(staging)];
         tx.queue_garbage(&g, Timestamp::now()).await.unwrap();
         tx.queue_garbage(&g[..1], Timestamp::now()).await.unwrap();
         tx.commit().await.unwrap();

@@ -37,6 +37,7 @@ use async_trait::async_trait;
 
 pub use error::{MetaError, MetaResult};
 
+use crate::blob::Staging;
 use crate::domain::{FileError, FileId, FileRecord, FileState, ProjectId, Timestamp};
 
 /// Where a page of the file list ends: `(createTime, id)` of its last file, listing newest first.
@@ -101,7 +102,26 @@ pub struct UploadSession {
     pub session_blob_key: String,
     /// The file's blob key; `None` once the file row is gone (cancelled, deleted or expired).
     pub blob_key: Option<String>,
+    /// The multipart upload of a bucket store, once created.
+    pub upload_id: Option<String>,
     pub expires_at: Timestamp,
+}
+
+impl UploadSession {
+    pub fn staging(&self) -> Staging {
+        Staging {
+            key: self.staging_key.clone(),
+            dest: self.session_blob_key.clone(),
+            upload_id: self.upload_id.clone(),
+        }
+    }
+}
+
+/// A stored part of a bucket upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRecord {
+    pub index: u64,
+    pub id: String,
 }
 
 /// A committed chunk and the running hasher state after it.
@@ -145,7 +165,15 @@ pub struct ImportTask {
     pub mime_type: String,
     /// What the file is charged against its project's quota right now.
     pub charged_bytes: u64,
+    /// The multipart upload of a bucket store, once created.
+    pub upload_id: Option<String>,
     pub created_at: Timestamp,
+}
+
+impl ImportTask {
+    pub fn staging(&self) -> Staging {
+        Staging { key: self.staging_key.clone(), dest: self.blob_key.clone(), upload_id: self.upload_id.clone() }
+    }
 }
 
 /// Durable progress of an import: bytes staged so far and what is known of the source.
@@ -201,36 +229,43 @@ pub struct UsageDelta {
     pub active_imports: i64,
 }
 
+/// A staging area and how many bytes were committed to it (which says whether it has a tail object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedBytes {
+    pub staging: Staging,
+    pub received: u64,
+}
+
 /// What removing a file row took with it.
 #[derive(Debug, Clone)]
 pub struct RemovedFile {
     pub file: FileRecord,
-    /// The staging key of its upload session, if one was still active (now cancelled).
-    pub open_session: Option<String>,
-    /// The staging key of its import task, if it was unfinished (now gone).
-    pub unfinished_import: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GarbageKind {
-    Object,
-    Staging,
+    /// The staging of its upload session, if one was still active (now cancelled).
+    pub open_session: Option<StagedBytes>,
+    /// The staging of its import task, if it was unfinished (now gone).
+    pub unfinished_import: Option<StagedBytes>,
 }
 
 /// Bytes whose row is gone and that are still to be deleted from the blob store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Garbage {
-    pub key: String,
-    pub kind: GarbageKind,
+pub enum Garbage {
+    /// A finished file, or a bucket upload's tail object.
+    Object(String),
+    /// A staging area: a local staging file, or a bucket's multipart upload to abort.
+    Staging(Staging),
 }
 
 impl Garbage {
     pub fn object(key: &str) -> Self {
-        Self { key: key.to_owned(), kind: GarbageKind::Object }
+        Self::Object(key.to_owned())
     }
 
-    pub fn staging(key: &str) -> Self {
-        Self { key: key.to_owned(), kind: GarbageKind::Staging }
+    /// The key the queue knows it by.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Object(key) => key,
+            Self::Staging(staging) => &staging.key,
+        }
     }
 }
 
@@ -277,10 +312,14 @@ pub trait WriteTx: Send {
     async fn insert_import(&mut self, task: &NewImport) -> MetaResult<()>;
     /// The unfinished task if `owner` holds its lease, locked until the transaction ends.
     async fn leased_import(&mut self, blob_key: &str, owner: &str) -> MetaResult<Option<ImportTask>>;
+    /// Records an import's progress and the parts it stored; `restart` first forgets its earlier parts (the
+    /// source changed: the import starts over).
     async fn save_import_progress(
         &mut self,
-        blob_key: &str,
+        task: &ImportTask,
         progress: &ImportProgress,
+        parts: &[PartRecord],
+        restart: bool,
         now: Timestamp,
     ) -> MetaResult<()>;
     /// Marks a task finished (its lease released), with the code of its failure if it failed.
@@ -330,9 +369,27 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The committed chunk that starts at `offset`, and the hasher state before it (the state after the
     /// chunk that ends at `offset`; `None` for offset 0, meaning the empty state).
     async fn chunk_at(&self, token_hash: &str, offset: u64) -> MetaResult<Option<(Option<Vec<u8>>, ChunkRecord)>>;
-    /// Records a chunk and advances the session to `chunk.offset + chunk.length`, if the session is active
-    /// and still at `chunk.offset`; `false` when it is not (another request committed first, or it ended).
-    async fn commit_chunk(&self, token_hash: &str, chunk: &ChunkRecord, now: Timestamp) -> MetaResult<bool>;
+    /// Records a chunk (with the parts it stored and the garbage it made: a superseded tail) and advances
+    /// the session to `chunk.offset + chunk.length`, if the session is active and still at `chunk.offset`;
+    /// `false` when it is not (another request committed first, or it ended). Releases `writer`'s claim.
+    async fn commit_chunk(
+        &self,
+        token_hash: &str,
+        chunk: &ChunkRecord,
+        parts: &[PartRecord],
+        garbage: &[Garbage],
+        writer: Option<&str>,
+        now: Timestamp,
+    ) -> MetaResult<bool>;
+    /// Claims the active session for one writing request until `until`, unless another live claim holds it;
+    /// `false` then. Racing claimers: one wins.
+    async fn claim_writer(&self, token_hash: &str, writer: &str, until: Timestamp, now: Timestamp) -> MetaResult<bool>;
+    /// Gives a claim up (a request that failed before its commit).
+    async fn release_writer(&self, token_hash: &str, writer: &str) -> MetaResult<()>;
+    /// Records the multipart upload created for a staging area the database already knows.
+    async fn set_upload_id(&self, staging_key: &str, upload_id: &str) -> MetaResult<()>;
+    /// The parts stored for a staging area, by index.
+    async fn parts(&self, staging_key: &str) -> MetaResult<Vec<PartRecord>>;
 
     /// Leases the most overdue claimable task (unfinished, due, unleased or its lease run out, its file
     /// unexpired) to `owner` until `lease_until`, counts an attempt and marks its file `processing`.

@@ -3,28 +3,28 @@
 
 use crate::blob::BlobStore;
 use crate::domain::{FileId, ProjectId};
-use crate::meta::{Garbage, GarbageKind, MetaStore};
+use crate::meta::{Garbage, MetaStore};
 use crate::telemetry::metric;
 
 /// Deletes one queued blob and takes it off the queue; on failure it stays queued for the next sweep.
 async fn reclaim(meta: &dyn MetaStore, blobs: &dyn BlobStore, item: &Garbage) -> bool {
-    let removed = match item.kind {
-        GarbageKind::Object => blobs.delete(&item.key).await,
-        GarbageKind::Staging => blobs.stage_abort(&item.key).await,
+    let removed = match item {
+        Garbage::Object(key) => blobs.delete(key).await,
+        Garbage::Staging(staging) => blobs.abort(staging).await,
     };
     match removed {
-        Ok(()) => match meta.garbage_done(&item.key).await {
+        Ok(()) => match meta.garbage_done(item.key()).await {
             Ok(()) => {
                 metrics::counter!(metric::BLOBS_RECLAIMED).increment(1);
                 true
             }
             Err(e) => {
-                tracing::warn!(blob.key = %item.key, error = %e, "unqueueing a deleted blob failed; the janitor retries");
+                tracing::warn!(blob.key = %item.key(), error = %e, "unqueueing a deleted blob failed; the janitor retries");
                 false
             }
         },
         Err(e) => {
-            tracing::warn!(blob.key = %item.key, error = %e, "deleting a blob failed; the janitor retries");
+            tracing::warn!(blob.key = %item.key(), error = %e, "deleting a blob failed; the janitor retries");
             false
         }
     }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::garbage::collect_garbage;
 use super::imports::IDEMPOTENCY_WINDOW;
 use super::lifecycle;
-use crate::blob::BlobStore;
+use crate::blob::{BlobStore, Staging};
 use crate::domain::{ProjectId, Timestamp};
 use crate::error::Result;
 use crate::meta::MetaStore;
@@ -81,20 +81,23 @@ impl Janitor {
     }
 
     /// Makes storage agree with the database; call before serving, while nothing writes. Returns how many
-    /// orphaned staging areas and objects were removed.
+    /// orphaned staging areas and objects were removed. Only a store this node alone uses (the local disk)
+    /// is listed: a shared bucket's cleanup is driven from the database alone (the garbage queue), since
+    /// another node's open uploads would look like orphans.
     pub async fn reconcile(&self) -> Result<u64> {
         self.sweep().await?;
         let mut removed = 0;
-        let live: HashSet<String> = self.meta.live_staging_keys().await?.into_iter().collect();
-        for key in self.blobs.list_staging().await? {
-            if !live.contains(&key) {
-                self.blobs.stage_abort(&key).await?;
+        if let Some(staged) = self.blobs.list_staging().await? {
+            let live: HashSet<String> = self.meta.live_staging_keys().await?.into_iter().collect();
+            for key in staged.into_iter().filter(|key| !live.contains(key)) {
+                let orphan = Staging { key, dest: String::new(), upload_id: None };
+                self.blobs.abort(&orphan).await?;
                 removed += 1;
             }
         }
-        let live: HashSet<String> = self.meta.live_blob_keys().await?.into_iter().collect();
-        for key in self.blobs.list_objects().await? {
-            if !live.contains(&key) {
+        if let Some(objects) = self.blobs.list_objects().await? {
+            let live: HashSet<String> = self.meta.live_blob_keys().await?.into_iter().collect();
+            for key in objects.into_iter().filter(|key| !live.contains(key)) {
                 self.blobs.delete(&key).await?;
                 removed += 1;
             }

@@ -14,7 +14,7 @@ use crate::blob::BlobStore;
 use crate::config::Limits;
 use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
 use crate::error::{Error, Result};
-use crate::meta::{Garbage, MetaStore, NewImport, NewSession, ProjectUsage, UsageDelta, WriteTx};
+use crate::meta::{Garbage, MetaStore, NewImport, NewSession, ProjectUsage, StagedBytes, UsageDelta, WriteTx};
 
 /// How many expired files [`admit`] removes at most before it gives up and refuses.
 const INLINE_EXPIRY_BATCH: u32 = 1000;
@@ -152,7 +152,9 @@ pub async fn remove(
     let Some(removed) = tx.remove_file(blob_key, now).await? else { return Ok(None) };
     let file = removed.file;
     let mut garbage = vec![Garbage::object(&file.blob_key)];
-    garbage.extend(removed.open_session.iter().chain(&removed.unfinished_import).map(|key| Garbage::staging(key)));
+    for staged in removed.open_session.iter().chain(&removed.unfinished_import) {
+        garbage.extend(staged_garbage(staged));
+    }
     tx.queue_garbage(&garbage, now).await?;
     let delta = UsageDelta {
         bytes: -signed(file.charged_bytes),
@@ -185,6 +187,17 @@ pub async fn delete(
     running_imports.cancel(&file.blob_key);
     super::garbage::reclaim_now(meta, blobs, &garbage).await;
     Ok(file)
+}
+
+/// What an ended staging area leaves to delete: the area itself (a local staging file, or a multipart
+/// upload to abort) and, on a bucket, a tail object past its last full part. A tail exists only for an
+/// offset that is not a part boundary; deleting one that does not exist is harmless.
+pub fn staged_garbage(staged: &StagedBytes) -> Vec<Garbage> {
+    let mut garbage = vec![Garbage::Staging(staged.staging.clone())];
+    if staged.staging.upload_id.is_some() && staged.received % crate::blob::PART_BYTES != 0 {
+        garbage.push(Garbage::object(&staged.staging.tail_key(staged.received)));
+    }
+    garbage
 }
 
 fn signed(bytes: u64) -> i64 {

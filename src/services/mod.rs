@@ -5,6 +5,7 @@ pub mod auth;
 pub mod files;
 mod garbage;
 pub mod imports;
+mod ingest;
 pub mod janitor;
 pub(crate) mod lifecycle;
 mod locks;

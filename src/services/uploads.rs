@@ -11,16 +11,19 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt as _;
 
+use super::ingest::{self, Cap};
 use super::lifecycle::{self, Companion, Demand};
 use super::locks::{KeyedLocks, Running};
 use super::meter::{Meter, metered};
-use crate::blob::{BlobStore, ByteStream, new_object_key, staging_key};
+use crate::blob::{BlobStore, ByteStream, Layout, Staging, new_object_key, staging_key};
 use crate::config::Limits;
 use crate::domain::mime::DEFAULT_MIME_TYPE;
-use crate::domain::{FileId, FileRecord, FileState, Origin, ProjectId, Timestamp, UploadToken};
+use crate::domain::{FileId, FileRecord, FileState, Origin, ProjectId, Timestamp, UploadToken, random_alphanumeric};
 use crate::error::{Error, Result, UploadError};
 use crate::hash::ResumableSha256;
-use crate::meta::{ChunkRecord, FileUpdate, Garbage, MetaStore, NewSession, SessionStatus, UploadSession, UsageDelta};
+use crate::meta::{
+    ChunkRecord, FileUpdate, Garbage, MetaStore, NewSession, SessionStatus, StagedBytes, UploadSession, UsageDelta,
+};
 use crate::telemetry::metric;
 
 /// The chunk size clients are told to use (`x-goog-upload-chunk-granularity`), as Google's service does.
@@ -130,10 +133,19 @@ impl Uploads {
             created_at: now,
             expires_at,
         };
-        // Staging first: a crash before the insert leaves an orphan the start-up reconciliation removes.
-        self.blobs.stage_begin(&session.staging_key).await?;
-        if let Err(e) = self.open_session(&file, &session, now).await {
-            let _ = self.blobs.stage_abort(&session.staging_key).await;
+        // The database knows the staging area before it exists: whatever a crash leaves, the janitor finds
+        // from the rows (a bucket is never listed).
+        self.open_session(&file, &session, now).await?;
+        let staging = Staging { key: session.staging_key.clone(), dest: file.blob_key.clone(), upload_id: None };
+        let created = match self.blobs.begin(&staging).await {
+            Ok(Some(upload_id)) => self.meta.set_upload_id(&staging.key, &upload_id).await.map_err(Error::from),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = created {
+            if let Ok(Some(session)) = self.meta.get_upload(&session.token_hash).await {
+                let _ = self.end_session(&session, Timestamp::now()).await;
+            }
             return Err(e);
         }
         metrics::counter!(metric::UPLOADS_STARTED).increment(1);
@@ -175,6 +187,25 @@ impl Uploads {
         body: ByteStream,
     ) -> Result<Progress> {
         let _guard = self.locks.lock(&token.hash()).await;
+        let writer = self.claim_writer(&token.hash()).await?;
+        let result = self.write_claimed(token, offset, finalize, body, writer.as_deref()).await;
+        if let Some(writer) = &writer {
+            // Usually released by the commit already; after a failure, at once rather than at its lapse.
+            if let Err(e) = self.meta.release_writer(&token.hash(), writer).await {
+                tracing::warn!(error = %e, "releasing a claim on an upload failed; it lapses by itself");
+            }
+        }
+        result
+    }
+
+    async fn write_claimed(
+        &self,
+        token: &UploadToken,
+        offset: Option<u64>,
+        finalize: bool,
+        body: ByteStream,
+        writer: Option<&str>,
+    ) -> Result<Progress> {
         let session = self.session(token).await?;
         match session.status {
             SessionStatus::Cancelled => return Err(UploadError::Cancelled.into()),
@@ -196,46 +227,112 @@ impl Uploads {
             return Err(UploadError::OffsetMismatch { expected: received, got: offset }.into());
         }
 
+        let (received, hasher_state) = self.append(&session, body, writer).await?;
+        if finalize {
+            self.finalize(&session, received, &hasher_state).await
+        } else {
+            Ok(Progress::Active { received })
+        }
+    }
+
+    /// Appends a chunk at the session's committed offset through the ingest engine and commits it (as
+    /// `writer`, if the request holds a claim); returns the new offset and hasher state.
+    async fn append(&self, session: &UploadSession, body: ByteStream, writer: Option<&str>) -> Result<(u64, Vec<u8>)> {
+        let received = session.received_bytes;
         let hasher = ResumableSha256::from_bytes(&session.hasher_state)
             .ok_or_else(|| Error::internal("the session's hasher state is unreadable"))?;
-        let meter = Arc::new(Mutex::new(Meter { bytes: 0, hasher }));
         let (limit, overflow): (u64, Box<dyn Fn() -> Error + Send + Sync>) = match session.declared_size {
             Some(declared) => {
-                (declared - received, Box::new(move || UploadError::TooManyBytes { declared, offset }.into()))
+                (declared - received, Box::new(move || UploadError::TooManyBytes { declared, offset: received }.into()))
             }
             None => {
                 let max = self.limits.max_file_bytes;
                 (max - received, Box::new(move || Error::FileTooLarge { size: max + 1, limit: max }))
             }
         };
-        let body = metered(body, meter.clone(), limit, overflow);
+        let staging = session.staging();
+        let renew = self.writer_renewal(session, writer);
         let running = self.running.register(&session.token_hash, None);
-        let written = tokio::select! {
-            written = self.blobs.stage_write(&session.staging_key, offset, body) => written?,
+        let appended = tokio::select! {
+            appended = ingest::append(self.blobs.as_ref(), &staging, received, hasher, body, Cap { bytes: limit, overflow }, &renew) => appended,
             // A cancel took effect meanwhile: stop reading the chunk now, not when the client is done.
-            () = running.token.cancelled() => return Err(UploadError::Cancelled.into()),
+            () = running.token.cancelled() => Err(UploadError::Cancelled.into()),
         };
         drop(running);
-        let meter = std::mem::take(&mut *meter.lock().expect("meter poisoned"));
-        debug_assert_eq!(written, meter.bytes);
-        let received = received + written;
-        let hasher_state = meter.hasher.to_bytes();
-        if written > 0 {
-            let chunk = ChunkRecord { offset, length: written, hasher_state: hasher_state.clone() };
-            if !self.meta.commit_chunk(&session.token_hash, &chunk, Timestamp::now()).await? {
-                // Cancelled meanwhile (on another node), or another node committed this offset first and
-                // our bytes may have overwritten its own.
-                return Err(match self.session(token).await?.status {
-                    SessionStatus::Cancelled => UploadError::Cancelled.into(),
-                    _ => UploadError::ResendMismatch { offset, len: written }.into(),
-                });
-            }
-            metrics::counter!(metric::UPLOAD_BYTES).increment(written);
+        let appended = appended?;
+        let hasher_state = appended.hasher.to_bytes();
+        let written = appended.written;
+        if written == 0 {
+            return Ok((received, hasher_state));
         }
-        if finalize {
-            self.finalize(&session, received, &hasher_state).await
-        } else {
-            Ok(Progress::Active { received })
+        let chunk = ChunkRecord { offset: received, length: written, hasher_state: hasher_state.clone() };
+        let garbage = ingest::superseded_tail(self.blobs.layout(), &staging, received, written);
+        let committed = self
+            .meta
+            .commit_chunk(&session.token_hash, &chunk, &appended.parts, garbage.as_slice(), writer, Timestamp::now())
+            .await?;
+        if !committed {
+            // Cancelled meanwhile (on another node), or another request committed this offset first.
+            let status = self.meta.get_upload(&session.token_hash).await?.map(|s| s.status);
+            return Err(match status {
+                Some(SessionStatus::Cancelled) => UploadError::Cancelled.into(),
+                _ => UploadError::ResendMismatch { offset: received, len: written }.into(),
+            });
+        }
+        metrics::counter!(metric::UPLOAD_BYTES).increment(written);
+        Ok((received + written, hasher_state))
+    }
+
+    /// How long a request's claim on a bucket session lasts unless renewed (after every part stored): what
+    /// a request that waits for it may wait, after the node holding it died.
+    const WRITER_LEASE_SECONDS: u64 = 15;
+
+    /// On a bucket, whose sessions any node may serve, a request first claims its session in the
+    /// database, so that two requests racing on one upload (on two nodes) never store parts over each
+    /// other. A request that finds the session claimed waits for the claim (the other request ends, or its
+    /// node died and the claim lapses), then sees the session as the other left it: a resend, a new
+    /// offset. `None` on the local disk: one node, whose requests on one session already run one at a time.
+    async fn claim_writer(&self, token_hash: &str) -> Result<Option<String>> {
+        if self.blobs.layout() == Layout::Positional {
+            return Ok(None);
+        }
+        let writer = random_alphanumeric(16);
+        let waited = std::time::Instant::now();
+        loop {
+            let now = Timestamp::now();
+            if self.meta.claim_writer(token_hash, &writer, now.plus_seconds(Self::WRITER_LEASE_SECONDS), now).await? {
+                return Ok(Some(writer));
+            }
+            // Only an active session is claimed: any other answers with what it is, at once.
+            let active = self.meta.get_upload(token_hash).await?.is_some_and(|s| s.status == SessionStatus::Active);
+            if !active {
+                return Ok(None);
+            }
+            if waited.elapsed().as_secs() > Self::WRITER_LEASE_SECONDS + 5 {
+                return Err(Error::Unavailable("another request is writing to this upload".into()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    fn writer_renewal(
+        &self,
+        session: &UploadSession,
+        writer: Option<&str>,
+    ) -> impl Fn() -> futures_util::future::BoxFuture<'static, Result<()>> + Send + Sync + use<> {
+        let (meta, token_hash, writer) = (self.meta.clone(), session.token_hash.clone(), writer.map(str::to_owned));
+        move || {
+            let (meta, token_hash, writer) = (meta.clone(), token_hash.clone(), writer.clone());
+            Box::pin(async move {
+                let Some(writer) = writer else { return Ok(()) };
+                let now = Timestamp::now();
+                let until = now.plus_seconds(Self::WRITER_LEASE_SECONDS);
+                if meta.claim_writer(&token_hash, &writer, until, now).await? {
+                    Ok(())
+                } else {
+                    Err(Error::Unavailable("this request lost its claim on the upload to another".into()))
+                }
+            })
         }
     }
 
@@ -249,15 +346,19 @@ impl Uploads {
             .ok_or_else(|| Error::internal("the session's hasher state is unreadable"))?
             .digest();
         let blob_key = session.blob_key.as_deref().ok_or(UploadError::SessionNotFound)?;
-        self.blobs.stage_complete(&session.staging_key, received, blob_key).await?;
-        let Some(file) = self.mark_final(session, received, digest, Timestamp::now()).await? else {
+        // A session read before the chunk just committed: the parts and offset are the database's now.
+        let staging = session.staging();
+        let parts = self.meta.parts(&staging.key).await?;
+        let tail = ingest::complete(self.blobs.as_ref(), &staging, received, &parts).await?;
+        let mut garbage = vec![Garbage::Staging(staging)];
+        garbage.extend(tail);
+        let Some(file) = self.mark_final(session, received, digest, &garbage, Timestamp::now()).await? else {
             let (meta, blobs) = (self.meta.as_ref(), self.blobs.as_ref());
             super::garbage::drop_if_orphaned(meta, blobs, &session.project, &session.file_id, blob_key).await;
             return Err(UploadError::SessionNotFound.into());
         };
-        // The finalize queued the staging name as garbage; remove it now rather than at the sweep.
-        let staging = [Garbage::staging(&session.staging_key)];
-        super::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &staging).await;
+        // The finalize queued the staging area as garbage; remove it now rather than at the sweep.
+        super::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &garbage).await;
         metrics::counter!(metric::UPLOADS_FINALIZED).increment(1);
         Ok(Progress::Final(Box::new(file)))
     }
@@ -269,6 +370,7 @@ impl Uploads {
         session: &UploadSession,
         size: u64,
         sha256: [u8; 32],
+        garbage: &[Garbage],
         now: Timestamp,
     ) -> Result<Option<FileRecord>> {
         let mut tx = self.meta.write().await?;
@@ -289,7 +391,7 @@ impl Uploads {
         tx.set_session_status(&session.token_hash, SessionStatus::Final, now).await?;
         let ended = UsageDelta { open_uploads: -1, ..UsageDelta::default() };
         lifecycle::recharge(tx.as_mut(), &file.project, file.charged_bytes, size, ended).await?;
-        tx.queue_garbage(&[Garbage::staging(&session.staging_key)], now).await?;
+        tx.queue_garbage(garbage, now).await?;
         let file = tx.file_by_blob(&file.blob_key).await?;
         tx.commit().await?;
         Ok(file)
@@ -393,9 +495,10 @@ impl Uploads {
             Some((_, garbage)) => garbage,
             None => {
                 tx.set_session_status(&current.token_hash, SessionStatus::Cancelled, now).await?;
-                let staging = vec![Garbage::staging(&current.staging_key)];
-                tx.queue_garbage(&staging, now).await?;
-                staging
+                let staged = StagedBytes { staging: current.staging(), received: current.received_bytes };
+                let garbage = lifecycle::staged_garbage(&staged);
+                tx.queue_garbage(&garbage, now).await?;
+                garbage
             }
         };
         tx.commit().await?;

@@ -62,9 +62,9 @@ fn server_on_tmpfs(size: &str, builder: ServerBuilder) -> Option<(Server, Tmpfs)
     tmpfs.map(|tmpfs| (server, tmpfs))
 }
 
-/// These tests are about SQLite's file: they keep it even in a PostgreSQL run.
+/// These tests are about SQLite's file and the local disk: they keep them even in another run.
 fn sqlite_on_data_dir() -> ServerBuilder {
-    Server::builder().on_sqlite()
+    Server::builder().on_sqlite().on_local_disk()
 }
 
 /// Every status the server answered, from its access log.

@@ -3,6 +3,7 @@
 mod auth;
 mod faults;
 mod files;
+mod gcs;
 mod hostile;
 mod imports;
 mod lifecycle;

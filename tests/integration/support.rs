@@ -5,6 +5,10 @@
 //! PostgreSQL database per test on the server `FILEGATE_TEST_POSTGRES_URL` names (an admin URL;
 //! `scripts/test.sh` starts one), dropped after it.
 //! Tests never read the database themselves: what they check, they check through the API.
+//!
+//! The bytes go to the local disk, or, with `FILEGATE_TEST_BLOBS=s3|azure|gcs`, to a prefix of their own in
+//! the S3 (moto) or Azure (Azurite) server whose provider variables the environment holds (`scripts/test.sh`
+//! starts them), or in the in-process GCS fake. [`Server::files_under`] sees the bucket as it sees the disk.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -25,6 +29,7 @@ pub struct Server {
     pub url: String,
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
+    blobs: TestBlobs,
     /// Dropped (with its PostgreSQL database) after the server is killed.
     database: TestDatabase,
     _tmp: tempfile::TempDir,
@@ -90,6 +95,118 @@ impl TestDatabase {
     }
 }
 
+/// Where a test server's bytes go.
+pub enum TestBlobs {
+    Local,
+    /// `(provider, bucket, prefix)`; the provider's variables come from this process's environment.
+    Bucket {
+        provider: &'static str,
+        bucket: String,
+        prefix: String,
+        service_account: Option<PathBuf>,
+    },
+}
+
+/// The environment variables of every provider, passed on to test servers.
+fn provider_env() -> Vec<(String, String)> {
+    std::env::vars().filter(|(k, _)| ["AWS_", "AZURE_", "AZURITE_"].iter().any(|p| k.starts_with(p))).collect()
+}
+
+impl TestBlobs {
+    fn create(tmp: &Path) -> Self {
+        let prefix = format!("t{}", random_name());
+        match std::env::var("FILEGATE_TEST_BLOBS").as_deref() {
+            Ok("s3") => Self::Bucket {
+                provider: "s3",
+                bucket: std::env::var("AWS_BUCKET").expect("FILEGATE_TEST_BLOBS=s3 needs the AWS_* variables"),
+                prefix,
+                service_account: None,
+            },
+            Ok("azure") => Self::Bucket {
+                provider: "az",
+                bucket: std::env::var("AZURE_CONTAINER_NAME").expect("FILEGATE_TEST_BLOBS=azure needs AZURE_*"),
+                prefix,
+                service_account: None,
+            },
+            Ok("gcs") => Self::Bucket {
+                provider: "gs",
+                bucket: "filegate-test".into(),
+                prefix,
+                service_account: Some(crate::gcs::FakeGcs::shared().service_account(tmp)),
+            },
+            _ => Self::Local,
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let Self::Bucket { provider, bucket, prefix, service_account } = self else { return Vec::new() };
+        let mut env = provider_env();
+        env.push(("FILEGATE_BLOB_STORE".into(), format!("{provider}://{bucket}/{prefix}")));
+        if let Some(path) = service_account {
+            env.push(("GOOGLE_SERVICE_ACCOUNT".into(), path.display().to_string()));
+        }
+        env
+    }
+
+    /// Objects under the local layout's `dir`, and (for `staging`) open multipart uploads.
+    fn entries(&self, dir: &str) -> Vec<PathBuf> {
+        let Self::Bucket { provider, bucket, prefix, .. } = self else { return Vec::new() };
+        let sub = dir.strip_prefix("blobs").unwrap_or(dir).trim_start_matches('/');
+        let under = if sub.is_empty() { format!("{prefix}/") } else { format!("{prefix}/{sub}/") };
+        let staging = sub.is_empty() || sub == "staging";
+        let mut keys: Vec<String> = match *provider {
+            "gs" => {
+                let fake = crate::gcs::FakeGcs::shared();
+                let mut keys = fake.objects(&format!("{bucket}/{under}"));
+                if staging {
+                    let open = fake.open_uploads(&format!("{bucket}/{prefix}/files/"));
+                    keys.extend((0..open).map(|i| format!("open multipart upload {i}")));
+                }
+                keys
+            }
+            _ => list_bucket(&under, provider, bucket, staging.then(|| format!("{prefix}/files/"))),
+        };
+        keys.sort();
+        keys.into_iter().map(PathBuf::from).collect()
+    }
+}
+
+/// Lists a bucket from a thread of its own (callers may be sync closures inside the test's runtime):
+/// objects under `prefix`, and on S3 the open multipart uploads under `uploads` (Azure has no such
+/// thing to list: its uncommitted blocks lapse by themselves).
+fn list_bucket(prefix: &str, provider: &str, bucket: &str, uploads: Option<String>) -> Vec<String> {
+    let (prefix, provider, bucket) = (prefix.to_owned(), provider.to_owned(), bucket.to_owned());
+    std::thread::spawn(move || {
+        use futures_util::TryStreamExt as _;
+        use object_store::ObjectStore as _;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let store: Box<dyn object_store::ObjectStore> = if provider == "s3" {
+                Box::new(object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket).build().unwrap())
+            } else {
+                Box::new(
+                    object_store::azure::MicrosoftAzureBuilder::from_env()
+                        .with_container_name(&bucket)
+                        .build()
+                        .unwrap(),
+                )
+            };
+            let path = object_store::path::Path::from(prefix.trim_end_matches('/'));
+            let mut keys: Vec<String> =
+                store.list(Some(&path)).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
+            if let (Some(uploads), "s3") = (uploads, provider.as_str()) {
+                let endpoint = std::env::var("AWS_ENDPOINT").unwrap();
+                let url = format!("{endpoint}/{bucket}?uploads&prefix={uploads}");
+                let listing = reqwest::get(url).await.unwrap().text().await.unwrap();
+                keys.extend(listing.split("<Upload>").skip(1).map(|u| format!("open multipart upload {u}")));
+            }
+            keys
+        })
+    })
+    .join()
+    .unwrap()
+}
+
 /// `filegate` with `FILEGATE_DATA_DIR` and this test's database, for commands other than a test server.
 pub fn filegate(database: &TestDatabase, data_dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_filegate"));
@@ -117,6 +234,7 @@ fn random_name() -> String {
 pub struct ServerBuilder {
     env: Vec<(String, String)>,
     sqlite: bool,
+    local_blobs: bool,
 }
 
 impl ServerBuilder {
@@ -131,6 +249,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Bytes on the local disk, whatever store the run tests.
+    pub fn on_local_disk(mut self) -> Self {
+        self.local_blobs = true;
+        self
+    }
+
     pub fn start(self) -> Server {
         self.start_with(|_| {})
     }
@@ -139,13 +263,17 @@ impl ServerBuilder {
     pub fn start_with(self, prepare: impl FnOnce(&Path)) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let database = if self.sqlite { TestDatabase::Sqlite } else { TestDatabase::create() };
+        let blobs = if self.local_blobs { TestBlobs::Local } else { TestBlobs::create(tmp.path()) };
         let mut env = self.env;
         if let Some(url) = database.url() {
             env.insert(0, ("FILEGATE_DATABASE_URL".into(), url));
         }
+        for (i, pair) in blobs.env().into_iter().enumerate() {
+            env.insert(i, pair);
+        }
         let data_dir = tmp.path().join("data");
         prepare(&data_dir);
-        let mut server = Server { child: None, url: String::new(), data_dir, env, database, _tmp: tmp };
+        let mut server = Server { child: None, url: String::new(), data_dir, env, blobs, database, _tmp: tmp };
         server.spawn();
         server
     }
@@ -156,6 +284,7 @@ impl Server {
         ServerBuilder {
             env: vec![("FILEGATE_API_KEYS".into(), format!("alpha:{ALPHA_KEY},beta:{BETA_KEY}"))],
             sqlite: false,
+            local_blobs: false,
         }
     }
 
@@ -265,17 +394,24 @@ impl Server {
         Gemini { http: reqwest::Client::new(), base: self.url.clone(), key: key.to_owned() }
     }
 
-    /// Every regular file under `dir` of the data directory (`blobs/files`, `blobs/staging`).
+    /// What the blob store holds under `dir` of the local layout: `blobs/files` (finished objects),
+    /// `blobs/staging` (staging files; on a bucket, open multipart uploads and tail objects) or `blobs`
+    /// (both). On a bucket, one entry per object or open upload.
     pub fn files_under(&self, dir: &str) -> Vec<PathBuf> {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() { walk(&path, out) } else { out.push(path) }
+        match &self.blobs {
+            TestBlobs::Local => {
+                fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+                    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                        let path = entry.path();
+                        if path.is_dir() { walk(&path, out) } else { out.push(path) }
+                    }
+                }
+                let mut out = Vec::new();
+                walk(&self.data_dir.join(dir), &mut out);
+                out
             }
+            bucket => bucket.entries(dir),
         }
-        let mut out = Vec::new();
-        walk(&self.data_dir.join(dir), &mut out);
-        out
     }
 }
 

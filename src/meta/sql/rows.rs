@@ -3,9 +3,10 @@
 
 use sqlx::FromRow;
 
+use crate::blob::Staging;
 use crate::domain::{FileError, FileId, FileRecord, FileState, ImportInfo, Origin, ProjectId, Timestamp};
 use crate::meta::{
-    ChunkRecord, Garbage, GarbageKind, IdempotencyRecord, ImportTask, MetaError, MetaResult, ProjectUsage,
+    ChunkRecord, Garbage, IdempotencyRecord, ImportTask, MetaError, MetaResult, PartRecord, ProjectUsage,
     SessionStatus, UploadSession,
 };
 
@@ -83,7 +84,7 @@ impl TryFrom<FileRow> for FileRecord {
 }
 
 pub const SESSION_COLUMNS: &str = "s.token_hash, s.project_id, s.file_id, s.declared_size, s.received_bytes, \
-     s.status, s.hasher_state, s.staging_key, s.blob_key, s.expires_at, f.blob_key AS live_blob_key";
+     s.status, s.hasher_state, s.staging_key, s.blob_key, s.upload_id, s.expires_at, f.blob_key AS live_blob_key";
 
 /// A session with the blob key of its file, if the file row still exists.
 pub const SESSION_FROM: &str = "upload_sessions s LEFT JOIN files f ON f.blob_key = s.blob_key";
@@ -99,6 +100,7 @@ pub struct SessionRow {
     hasher_state: Vec<u8>,
     staging_key: String,
     blob_key: String,
+    upload_id: Option<String>,
     expires_at: i64,
     live_blob_key: Option<String>,
 }
@@ -119,6 +121,7 @@ impl TryFrom<SessionRow> for UploadSession {
             staging_key: row.staging_key,
             session_blob_key: row.blob_key,
             blob_key: row.live_blob_key,
+            upload_id: row.upload_id,
             expires_at: Timestamp::from_micros(row.expires_at),
         })
     }
@@ -138,8 +141,8 @@ impl From<ChunkRow> for ChunkRecord {
 }
 
 pub const TASK_COLUMNS: &str = "t.blob_key, t.project_id, t.file_id, t.source_url, t.expected_sha256, t.staging_key, \
-     t.attempts, t.received_bytes, t.total_bytes, t.hasher_state, t.validator, t.created_at, f.mime_type, \
-     f.charged_bytes";
+     t.attempts, t.received_bytes, t.total_bytes, t.hasher_state, t.validator, t.upload_id, t.created_at, \
+     f.mime_type, f.charged_bytes";
 
 #[derive(FromRow)]
 pub struct TaskRow {
@@ -154,6 +157,7 @@ pub struct TaskRow {
     total_bytes: Option<i64>,
     hasher_state: Vec<u8>,
     validator: Option<String>,
+    upload_id: Option<String>,
     created_at: i64,
     mime_type: String,
     charged_bytes: i64,
@@ -175,6 +179,7 @@ impl From<TaskRow> for ImportTask {
             validator: row.validator,
             mime_type: row.mime_type,
             charged_bytes: uint(row.charged_bytes),
+            upload_id: row.upload_id,
             created_at: Timestamp::from_micros(row.created_at),
         }
     }
@@ -208,25 +213,43 @@ impl From<&UsageRow> for ProjectUsage {
 pub struct GarbageRow {
     blob_key: String,
     kind: String,
+    dest_key: Option<String>,
+    upload_id: Option<String>,
 }
 
 impl TryFrom<GarbageRow> for Garbage {
     type Error = MetaError;
 
     fn try_from(row: GarbageRow) -> MetaResult<Self> {
-        let kind = match row.kind.as_str() {
-            "object" => GarbageKind::Object,
-            "staging" => GarbageKind::Staging,
-            other => return Err(MetaError::corrupt("garbage kind", other)),
-        };
-        Ok(Self { key: row.blob_key, kind })
+        match row.kind.as_str() {
+            "object" => Ok(Self::Object(row.blob_key)),
+            "staging" => Ok(Self::Staging(Staging {
+                key: row.blob_key,
+                dest: row.dest_key.unwrap_or_default(),
+                upload_id: row.upload_id,
+            })),
+            other => Err(MetaError::corrupt("garbage kind", other)),
+        }
     }
 }
 
-pub fn garbage_kind(kind: GarbageKind) -> &'static str {
-    match kind {
-        GarbageKind::Object => "object",
-        GarbageKind::Staging => "staging",
+/// `(blob_key, kind, dest_key, upload_id)` of a garbage row.
+pub fn garbage_row(garbage: &Garbage) -> (&str, &'static str, Option<&str>, Option<&str>) {
+    match garbage {
+        Garbage::Object(key) => (key, "object", None, None),
+        Garbage::Staging(s) => (&s.key, "staging", Some(s.dest.as_str()), s.upload_id.as_deref()),
+    }
+}
+
+#[derive(FromRow)]
+pub struct PartRow {
+    part_index: i64,
+    part_id: String,
+}
+
+impl From<PartRow> for PartRecord {
+    fn from(row: PartRow) -> Self {
+        Self { index: uint(row.part_index), id: row.part_id }
     }
 }
 

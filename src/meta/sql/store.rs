@@ -6,13 +6,14 @@ use sqlx::Executor as _;
 
 use super::SqlMeta;
 use super::rows::{
-    ChunkRow, FILE_COLUMNS, FILE_FROM, FileRow, GarbageRow, SESSION_COLUMNS, SESSION_FROM, SessionRow, TASK_COLUMNS,
-    TaskRow, USAGE_COLUMNS, UsageRow, int, uint,
+    ChunkRow, FILE_COLUMNS, FILE_FROM, FileRow, GarbageRow, PartRow, SESSION_COLUMNS, SESSION_FROM, SessionRow,
+    TASK_COLUMNS, TaskRow, USAGE_COLUMNS, UsageRow, int, uint,
 };
+use super::tx::{insert_parts, queue_garbage};
 use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
 use crate::meta::{
-    ChunkRecord, Garbage, ImportTask, ListCursor, MetaError, MetaResult, MetaStore, ProjectReport, ProjectUsage,
-    UploadSession, UsageRepair, WriteTx,
+    ChunkRecord, Garbage, ImportTask, ListCursor, MetaError, MetaResult, MetaStore, PartRecord, ProjectReport,
+    ProjectUsage, UploadSession, UsageRepair, WriteTx,
 };
 
 /// Every project's counters, recomputed from its rows.
@@ -162,25 +163,36 @@ impl MetaStore for SqlMeta {
         Ok(Some((Some(before), chunk.into())))
     }
 
-    async fn commit_chunk(&self, token_hash: &str, chunk: &ChunkRecord, now: Timestamp) -> MetaResult<bool> {
+    async fn commit_chunk(
+        &self,
+        token_hash: &str,
+        chunk: &ChunkRecord,
+        parts: &[PartRecord],
+        garbage: &[Garbage],
+        writer: Option<&str>,
+        now: Timestamp,
+    ) -> MetaResult<bool> {
         let mut tx = self.begin().await?;
-        // The compare-and-set: only from the offset the caller read, only while active.
-        let advanced = sqlx::query(
-            "UPDATE upload_sessions SET received_bytes = $1, hasher_state = $2, updated_at = $3 \
-             WHERE token_hash = $4 AND status = 'active' AND received_bytes = $5",
+        // The compare-and-set: only from the offset the caller read, only while active, and only by the
+        // request that holds the claim (if it took one).
+        let staging_key: Option<String> = sqlx::query_scalar(
+            "UPDATE upload_sessions SET received_bytes = $1, hasher_state = $2, updated_at = $3, \
+               writer = NULL, writer_until = NULL \
+             WHERE token_hash = $4 AND status = 'active' AND received_bytes = $5 \
+               AND ($6 = '' OR writer = $6) RETURNING staging_key",
         )
         .bind(int(chunk.offset + chunk.length))
         .bind(&chunk.hasher_state)
         .bind(now.as_micros())
         .bind(token_hash)
         .bind(int(chunk.offset))
-        .execute(tx.conn())
+        .bind(writer.unwrap_or_default())
+        .fetch_optional(tx.conn())
         .await
-        .map_err(|e| self.err(e))?
-        .rows_affected();
-        if advanced == 0 {
-            return Ok(false);
-        }
+        .map_err(|e| self.err(e))?;
+        let Some(staging_key) = staging_key else { return Ok(false) };
+        insert_parts(tx.conn(), &staging_key, parts).await.map_err(|e| self.err(e))?;
+        queue_garbage(tx.conn(), garbage, now).await.map_err(|e| self.err(e))?;
         sqlx::query(
             "INSERT INTO upload_chunks (token_hash, offset_bytes, length_bytes, hasher_state) VALUES ($1, $2, $3, $4)",
         )
@@ -193,6 +205,56 @@ impl MetaStore for SqlMeta {
         .map_err(|e| self.err(e))?;
         tx.end().await?;
         Ok(true)
+    }
+
+    async fn claim_writer(&self, token_hash: &str, writer: &str, until: Timestamp, now: Timestamp) -> MetaResult<bool> {
+        let claimed = sqlx::query(
+            "UPDATE upload_sessions SET writer = $1, writer_until = $2 \
+             WHERE token_hash = $3 AND status = 'active' \
+               AND (writer IS NULL OR writer = $1 OR writer_until <= $4)",
+        )
+        .bind(writer)
+        .bind(until.as_micros())
+        .bind(token_hash)
+        .bind(now.as_micros())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    async fn release_writer(&self, token_hash: &str, writer: &str) -> MetaResult<()> {
+        sqlx::query(
+            "UPDATE upload_sessions SET writer = NULL, writer_until = NULL WHERE token_hash = $1 AND writer = $2",
+        )
+        .bind(token_hash)
+        .bind(writer)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn set_upload_id(&self, staging_key: &str, upload_id: &str) -> MetaResult<()> {
+        for table in ["upload_sessions", "import_tasks"] {
+            sqlx::query(&format!("UPDATE {table} SET upload_id = $1 WHERE staging_key = $2"))
+                .bind(upload_id)
+                .bind(staging_key)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    async fn parts(&self, staging_key: &str) -> MetaResult<Vec<PartRecord>> {
+        let rows: Vec<PartRow> =
+            sqlx::query_as("SELECT part_index, part_id FROM blob_parts WHERE staging_key = $1 ORDER BY part_index")
+                .bind(staging_key)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(rows.into_iter().map(PartRecord::from).collect())
     }
 
     async fn claim_import(
@@ -298,7 +360,7 @@ impl MetaStore for SqlMeta {
 
     async fn garbage(&self, limit: u32) -> MetaResult<Vec<Garbage>> {
         let rows: Vec<GarbageRow> =
-            sqlx::query_as("SELECT blob_key, kind FROM blob_garbage ORDER BY queued_at LIMIT $1")
+            sqlx::query_as("SELECT blob_key, kind, dest_key, upload_id FROM blob_garbage ORDER BY queued_at LIMIT $1")
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await
@@ -307,12 +369,19 @@ impl MetaStore for SqlMeta {
     }
 
     async fn garbage_done(&self, key: &str) -> MetaResult<()> {
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM blob_garbage WHERE blob_key = $1")
             .bind(key)
-            .execute(&self.pool)
+            .execute(tx.conn())
             .await
             .map_err(|e| self.err(e))?;
-        Ok(())
+        // A staging area that is gone takes its part records with it.
+        sqlx::query("DELETE FROM blob_parts WHERE staging_key = $1")
+            .bind(key)
+            .execute(tx.conn())
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.end().await
     }
 
     async fn live_staging_keys(&self) -> MetaResult<Vec<String>> {

@@ -14,13 +14,14 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::rows::{
     FILE_COLUMNS, FILE_FROM, FileRow, IdempotencyRow, SESSION_COLUMNS, SESSION_FROM, SessionRow, TASK_COLUMNS, TaskRow,
-    USAGE_COLUMNS, UsageRow, garbage_kind, int,
+    USAGE_COLUMNS, UsageRow, garbage_row, int, uint,
 };
 use super::{Engine, SqlMeta};
+use crate::blob::Staging;
 use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
 use crate::meta::{
-    FileUpdate, Garbage, IdempotencyRecord, ImportProgress, ImportTask, MetaResult, NewImport, NewSession,
-    ProjectUsage, RemovedFile, SessionStatus, UploadSession, UsageDelta, WriteTx,
+    FileUpdate, Garbage, IdempotencyRecord, ImportProgress, ImportTask, MetaResult, NewImport, NewSession, PartRecord,
+    ProjectUsage, RemovedFile, SessionStatus, StagedBytes, UploadSession, UsageDelta, WriteTx,
 };
 
 pub struct SqlTx {
@@ -78,6 +79,45 @@ impl SqlTx {
             }
         }
     }
+}
+
+/// Queues bytes for deletion (idempotent per key).
+pub(super) async fn queue_garbage(conn: &mut AnyConnection, garbage: &[Garbage], now: Timestamp) -> sqlx::Result<()> {
+    for item in garbage {
+        let (key, kind, dest, upload_id) = garbage_row(item);
+        sqlx::query(
+            "INSERT INTO blob_garbage (blob_key, kind, dest_key, upload_id, queued_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (blob_key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(kind)
+        .bind(dest)
+        .bind(upload_id)
+        .bind(now.as_micros())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Records parts stored for a staging area (a part stored again, after a failed attempt, replaces its id).
+pub(super) async fn insert_parts(
+    conn: &mut AnyConnection,
+    staging_key: &str,
+    parts: &[PartRecord],
+) -> sqlx::Result<()> {
+    for part in parts {
+        sqlx::query(
+            "INSERT INTO blob_parts (staging_key, part_index, part_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (staging_key, part_index) DO UPDATE SET part_id = excluded.part_id",
+        )
+        .bind(staging_key)
+        .bind(int(part.index))
+        .bind(&part.id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 impl Drop for SqlTx {
@@ -212,23 +252,30 @@ impl WriteTx for SqlTx {
     async fn remove_file(&mut self, blob_key: &str, now: Timestamp) -> MetaResult<Option<RemovedFile>> {
         let Some(file) = self.file_by_blob(blob_key).await? else { return Ok(None) };
         // Locks in the contract's order: import task, then session, then file.
-        let unfinished_import: Option<String> = sqlx::query_scalar(
-            "DELETE FROM import_tasks WHERE blob_key = $1 RETURNING CASE WHEN finished_at IS NULL THEN staging_key END",
+        let staged = |(key, received, upload_id): (String, i64, Option<String>)| StagedBytes {
+            staging: Staging { key, dest: blob_key.to_owned(), upload_id },
+            received: uint(received),
+        };
+        let unfinished_import: Option<(String, i64, Option<String>)> = sqlx::query_as(
+            "DELETE FROM import_tasks WHERE blob_key = $1 RETURNING staging_key, received_bytes, upload_id, finished_at",
         )
         .bind(blob_key)
         .fetch_optional(self.conn())
         .await
         .map_err(|e| self.err(e))?
-        .flatten();
-        let open_session: Option<String> = sqlx::query_scalar(
+        .and_then(|(key, received, upload_id, finished): (String, i64, Option<String>, Option<i64>)| {
+            finished.is_none().then_some((key, received, upload_id))
+        });
+        let open_session: Option<(String, i64, Option<String>)> = sqlx::query_as(
             "UPDATE upload_sessions SET status = 'cancelled', updated_at = $1 \
-             WHERE blob_key = $2 AND status = 'active' RETURNING staging_key",
+             WHERE blob_key = $2 AND status = 'active' RETURNING staging_key, received_bytes, upload_id",
         )
         .bind(now.as_micros())
         .bind(blob_key)
         .fetch_optional(self.conn())
         .await
         .map_err(|e| self.err(e))?;
+        let (open_session, unfinished_import) = (open_session.map(staged), unfinished_import.map(staged));
         sqlx::query("DELETE FROM files WHERE blob_key = $1")
             .bind(blob_key)
             .execute(self.conn())
@@ -315,10 +362,21 @@ impl WriteTx for SqlTx {
 
     async fn save_import_progress(
         &mut self,
-        blob_key: &str,
+        task: &ImportTask,
         progress: &ImportProgress,
+        parts: &[PartRecord],
+        restart: bool,
         now: Timestamp,
     ) -> MetaResult<()> {
+        if restart {
+            sqlx::query("DELETE FROM blob_parts WHERE staging_key = $1")
+                .bind(&task.staging_key)
+                .execute(self.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        insert_parts(self.conn(), &task.staging_key, parts).await.map_err(|e| self.err(e))?;
+        let blob_key = task.blob_key.as_str();
         sqlx::query(
             "UPDATE import_tasks SET received_bytes = $1, hasher_state = $2, validator = $3, total_bytes = $4, \
                updated_at = $5 WHERE blob_key = $6",
@@ -387,19 +445,7 @@ impl WriteTx for SqlTx {
     }
 
     async fn queue_garbage(&mut self, garbage: &[Garbage], now: Timestamp) -> MetaResult<()> {
-        for item in garbage {
-            sqlx::query(
-                "INSERT INTO blob_garbage (blob_key, kind, queued_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (blob_key) DO NOTHING",
-            )
-            .bind(&item.key)
-            .bind(garbage_kind(item.kind))
-            .bind(now.as_micros())
-            .execute(self.conn())
-            .await
-            .map_err(|e| self.err(e))?;
-        }
-        Ok(())
+        queue_garbage(self.conn(), garbage, now).await.map_err(|e| self.err(e))
     }
 
     async fn commit(self: Box<Self>) -> MetaResult<()> {

@@ -7,12 +7,24 @@ use super::super::lifecycle::{self, Demand};
 use crate::config::Limits;
 use crate::domain::{FileError, FileRecord, FileState, Timestamp};
 use crate::error::Result;
-use crate::meta::{FileUpdate, Garbage, ImportProgress, ImportTask, MetaStore, UsageDelta};
+use crate::meta::{FileUpdate, Garbage, ImportProgress, ImportTask, MetaStore, PartRecord, StagedBytes, UsageDelta};
 
 /// What the file is charged while it arrives: its announced size when known (reserved before the bytes
 /// come), else what has arrived.
 fn charge_for(progress: &ImportProgress) -> u64 {
     progress.total_bytes.unwrap_or(progress.received_bytes).max(progress.received_bytes)
+}
+
+/// Durable progress to record: where the import stands, and what its staging gained and left behind.
+pub struct Step<'a> {
+    pub progress: &'a ImportProgress,
+    /// Known once the first part arrived.
+    pub mime_type: Option<&'a str>,
+    pub parts: &'a [PartRecord],
+    /// A superseded tail object.
+    pub garbage: &'a [Garbage],
+    /// The import started over (the source changed): its earlier parts are forgotten.
+    pub restart: bool,
 }
 
 /// Records durable progress and charges the project for it; `QuotaExceeded` when that does not fit, `false`
@@ -22,9 +34,9 @@ pub async fn record_progress(
     limits: &Limits,
     task: &ImportTask,
     owner: &str,
-    progress: &ImportProgress,
-    mime_type: Option<&str>,
+    step: &Step<'_>,
 ) -> Result<bool> {
+    let progress = step.progress;
     let now = Timestamp::now();
     let mut tx = meta.write().await?;
     tx.lock_project(&task.project).await?;
@@ -34,11 +46,12 @@ pub async fn record_progress(
         let demand = Demand { bytes: charge - held.charged_bytes, file: false, upload: false, import: false };
         lifecycle::admit(tx.as_mut(), &task.project, limits, &demand, now).await?;
     }
-    tx.save_import_progress(&task.blob_key, progress, now).await?;
+    tx.save_import_progress(&held, progress, step.parts, step.restart, now).await?;
+    tx.queue_garbage(step.garbage, now).await?;
     let update = FileUpdate {
         charged_bytes: Some(charge),
         size_bytes: progress.total_bytes,
-        mime_type: mime_type.map(str::to_owned),
+        mime_type: step.mime_type.map(str::to_owned),
         ..FileUpdate::default()
     };
     tx.update_file(&task.blob_key, &update, now).await?;
@@ -48,14 +61,13 @@ pub async fn record_progress(
 }
 
 /// Marks the file ready with its exact size, digest and type, charging exactly its size; the task is
-/// finished and its staging area queued for deletion. `None` when the lease is lost.
+/// finished and `garbage` (its staging area) queued for deletion. `None` when the lease is lost.
 pub async fn finish(
     meta: &dyn MetaStore,
     task: &ImportTask,
     owner: &str,
-    size: u64,
-    sha256: [u8; 32],
-    mime_type: &str,
+    (size, sha256, mime_type): (u64, [u8; 32], &str),
+    garbage: &[Garbage],
 ) -> Result<Option<FileRecord>> {
     let now = Timestamp::now();
     let mut tx = meta.write().await?;
@@ -73,19 +85,24 @@ pub async fn finish(
     tx.update_file(&task.blob_key, &update, now).await?;
     let ended = UsageDelta { active_imports: -1, ..UsageDelta::default() };
     lifecycle::recharge(tx.as_mut(), &task.project, held.charged_bytes, size, ended).await?;
-    tx.queue_garbage(&[Garbage::staging(&task.staging_key)], now).await?;
+    tx.queue_garbage(garbage, now).await?;
     let file = tx.file_by_blob(&task.blob_key).await?;
     tx.commit().await?;
     Ok(file)
 }
 
 /// Marks the file failed with `error`; it then holds no quota (its row stays, visible as FAILED, until it
-/// expires or is deleted). `false` when the lease is lost.
-pub async fn fail(meta: &dyn MetaStore, task: &ImportTask, owner: &str, error: &FileError) -> Result<bool> {
+/// expires or is deleted). Returns the staging it queued for deletion; `None` when the lease is lost.
+pub async fn fail(
+    meta: &dyn MetaStore,
+    task: &ImportTask,
+    owner: &str,
+    error: &FileError,
+) -> Result<Option<Vec<Garbage>>> {
     let now = Timestamp::now();
     let mut tx = meta.write().await?;
     tx.lock_project(&task.project).await?;
-    let Some(held) = tx.leased_import(&task.blob_key, owner).await? else { return Ok(false) };
+    let Some(held) = tx.leased_import(&task.blob_key, owner).await? else { return Ok(None) };
     tx.finish_import_task(&task.blob_key, Some(&error.code), now).await?;
     let update = FileUpdate {
         state: Some(FileState::Failed),
@@ -96,7 +113,9 @@ pub async fn fail(meta: &dyn MetaStore, task: &ImportTask, owner: &str, error: &
     tx.update_file(&task.blob_key, &update, now).await?;
     let ended = UsageDelta { active_imports: -1, ..UsageDelta::default() };
     lifecycle::recharge(tx.as_mut(), &task.project, held.charged_bytes, 0, ended).await?;
-    tx.queue_garbage(&[Garbage::staging(&task.staging_key)], now).await?;
+    let staged = StagedBytes { staging: held.staging(), received: held.received_bytes };
+    let garbage = lifecycle::staged_garbage(&staged);
+    tx.queue_garbage(&garbage, now).await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(Some(garbage))
 }

@@ -10,20 +10,22 @@ use tokio_util::sync::CancellationToken;
 use super::fetch::{Failure, Fetcher};
 use super::source::PartSource;
 use super::{ImportQueue, ImportSettings, mime, task};
-use crate::blob::BlobStore;
+use crate::blob::{BlobStore, Layout, Staging};
 use crate::domain::{FileError, FileRecord, Timestamp, random_alphanumeric};
 use crate::error::Error;
 use crate::hash::ResumableSha256;
 use crate::meta::{Garbage, ImportProgress, ImportTask, MetaStore};
-use crate::services::meter::{Meter, metered};
+use crate::services::ingest::{self, Cap};
 use crate::telemetry::metric;
 
-/// Bytes staged between two commits of an import's progress (one object-store part).
-pub const PART_BYTES: u64 = 8 * 1024 * 1024;
+/// Bytes staged between two commits of an import's progress on the local disk (a bucket commits every
+/// part it stores).
+const PART_BYTES: u64 = 8 * 1024 * 1024;
 
 /// How a claimed task's run ended.
 enum Outcome {
-    Ready(Box<FileRecord>),
+    /// With the staging it leaves to delete.
+    Ready(Box<FileRecord>, Vec<Garbage>),
     Failed(Failure),
     /// Another worker holds the task now, or the file is gone (deleted, expired).
     LeaseLost,
@@ -31,10 +33,10 @@ enum Outcome {
     Shutdown,
 }
 
-impl From<Result<Option<FileRecord>, Failure>> for Outcome {
-    fn from(attempt: Result<Option<FileRecord>, Failure>) -> Self {
+impl From<Result<Option<(FileRecord, Vec<Garbage>)>, Failure>> for Outcome {
+    fn from(attempt: Result<Option<(FileRecord, Vec<Garbage>)>, Failure>) -> Self {
         match attempt {
-            Ok(Some(file)) => Self::Ready(Box::new(file)),
+            Ok(Some((file, garbage))) => Self::Ready(Box::new(file), garbage),
             Ok(None) => Self::LeaseLost,
             Err(failure) => Self::Failed(failure),
         }
@@ -139,14 +141,14 @@ impl Workers {
         drop(running);
 
         let recorded = match outcome {
-            Outcome::Ready(file) => {
+            Outcome::Ready(file, garbage) => {
                 tracing::info!(
                     size_bytes = file.size_bytes,
                     duration_ms = started.elapsed().as_millis() as u64,
                     "import ready"
                 );
                 metrics::counter!(metric::IMPORTS_FINISHED, "status" => "ready").increment(1);
-                self.reclaim_staging(&task).await;
+                crate::services::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &garbage).await;
                 Ok(())
             }
             Outcome::LeaseLost => {
@@ -172,12 +174,6 @@ impl Workers {
     /// When the task's total time runs out, counted from its creation.
     fn deadline(&self, task: &ImportTask) -> Timestamp {
         task.created_at.plus_seconds(self.settings.config.total_timeout.as_secs())
-    }
-
-    /// A finished task's staging area was queued as garbage; delete it now rather than at the sweep.
-    async fn reclaim_staging(&self, task: &ImportTask) {
-        let staging = [Garbage::staging(&task.staging_key)];
-        crate::services::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &staging).await;
     }
 
     async fn record_failure(&self, task: &ImportTask, failure: Failure) -> crate::error::Result<()> {
@@ -206,14 +202,15 @@ impl Workers {
         };
         tracing::info!(code = %error.code, reason = %error.message, "import failed");
         metrics::counter!(metric::IMPORTS_FINISHED, "status" => "failed").increment(1);
-        if task::fail(self.meta.as_ref(), task, &self.owner, &error).await? {
-            self.reclaim_staging(task).await;
+        if let Some(garbage) = task::fail(self.meta.as_ref(), task, &self.owner, &error).await? {
+            crate::services::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &garbage).await;
         }
         Ok(())
     }
 
-    /// One attempt: `Ok(Some(file))` when the import is ready, `Ok(None)` when the lease was lost.
-    async fn attempt(&self, task: &ImportTask) -> Result<Option<FileRecord>, Failure> {
+    /// One attempt: `Ok(Some(file, garbage))` when the import is ready (with the staging it leaves to
+    /// delete), `Ok(None)` when the lease was lost.
+    async fn attempt(&self, task: &ImportTask) -> Result<Option<(FileRecord, Vec<Garbage>)>, Failure> {
         let limit = self.settings.limits.max_file_bytes;
         let mut received = task.received_bytes;
         let hasher = ResumableSha256::from_bytes(&task.hasher_state);
@@ -222,8 +219,9 @@ impl Workers {
             _ => None,
         };
         let source = self.fetcher.open(&task.source_url, resume).await?;
-        if source.offset != received || hasher.is_none() {
-            // No usable resume (no validator, or the source changed and sent the whole file): start over.
+        // No usable resume (no validator, or the source changed and sent the whole file): start over.
+        let restart = received > 0 && (source.offset != received || hasher.is_none());
+        if restart || hasher.is_none() {
             received = 0;
         }
         let mut hasher = hasher.filter(|_| received > 0).unwrap_or_default();
@@ -233,7 +231,8 @@ impl Workers {
                 format!("the source announces {total} bytes, over the limit of {limit} bytes"),
             ));
         }
-        self.blobs.stage_begin(&task.staging_key).await.map_err(storage_failure)?;
+        let staging = self.staging_area(task).await.map_err(storage_failure)?;
+        let layout = self.blobs.layout();
         let mut progress = ImportProgress {
             received_bytes: received,
             hasher_state: hasher.to_bytes(),
@@ -241,26 +240,42 @@ impl Workers {
             total_bytes: source.total,
         };
         // Recording the announced size first reserves it against the quota before any byte is stored.
-        if !self.commit(task, &progress, None).await? {
+        let dropped_tail =
+            if restart { ingest::superseded_tail(layout, &staging, task.received_bytes, 1) } else { None };
+        let step =
+            task::Step { progress: &progress, mime_type: None, parts: &[], garbage: dropped_tail.as_slice(), restart };
+        if !self.commit(task, &step).await? {
             return Ok(None);
         }
 
         // Detected from the first part; `None` keeps the type recorded by an earlier attempt.
         let mut mime_type = None;
         let mut body = PartSource::new(source.body, self.settings.config.stall_timeout);
+        let no_renewal =
+            || -> futures_util::future::BoxFuture<'static, crate::error::Result<()>> { Box::pin(async { Ok(()) }) };
         loop {
+            // A part ends on a part boundary of the store, so a stalled import's tail never outgrows one.
+            let part_len = match layout {
+                Layout::Parts { granule } => granule - received % granule,
+                Layout::Positional => PART_BYTES,
+            };
             let head = (received == 0).then(|| Arc::new(Mutex::new(Vec::new())));
-            let (part, returned) = body.part(PART_BYTES, head.clone());
-            let meter = Arc::new(Mutex::new(Meter { bytes: 0, hasher: hasher.clone() }));
+            let (part, returned) = body.part(part_len, head.clone());
             // Stalls are the part source's business (it ends the part early): no idle limit here.
-            let part =
-                metered(part, meter.clone(), limit - received, move || Error::FileTooLarge { size: limit + 1, limit });
-            let written = self.blobs.stage_write(&task.staging_key, received, part).await.map_err(storage_failure)?;
+            let cap = Cap {
+                bytes: limit - received,
+                overflow: Box::new(move || Error::FileTooLarge { size: limit + 1, limit }),
+            };
+            let appended =
+                ingest::append(self.blobs.as_ref(), &staging, received, hasher.clone(), part, cap, &no_renewal)
+                    .await
+                    .map_err(storage_failure)?;
             body =
                 returned.await.map_err(|_| Failure::transient("internal", "the source stream ended unexpectedly"))?;
-            let meter = std::mem::take(&mut *meter.lock().expect("meter poisoned"));
+            let written = appended.written;
+            let dropped_tail = ingest::superseded_tail(layout, &staging, received, written);
             received += written;
-            hasher = meter.hasher;
+            hasher = appended.hasher;
             if let Some(head) = head {
                 let head = head.lock().expect("sniff buffer poisoned");
                 let detected = mime::detect(source.content_type.as_deref(), &head, &source.url);
@@ -273,7 +288,14 @@ impl Workers {
             progress.received_bytes = received;
             progress.hasher_state = hasher.to_bytes();
             if written > 0 {
-                if !self.commit(task, &progress, mime_type.as_deref()).await? {
+                let step = task::Step {
+                    progress: &progress,
+                    mime_type: mime_type.as_deref(),
+                    parts: &appended.parts,
+                    garbage: dropped_tail.as_slice(),
+                    restart: false,
+                };
+                if !self.commit(task, &step).await? {
                     return Ok(None);
                 }
                 metrics::counter!(metric::IMPORT_BYTES).increment(written);
@@ -298,23 +320,37 @@ impl Workers {
                 format!("the file's SHA-256 is {}, not the expected {expected}", hex::encode(digest)),
             ));
         }
-        self.blobs.stage_complete(&task.staging_key, received, &task.blob_key).await.map_err(storage_failure)?;
+        let parts = self.meta.parts(&staging.key).await.map_err(|e| storage_failure(e.into()))?;
+        let tail = ingest::complete(self.blobs.as_ref(), &staging, received, &parts).await.map_err(storage_failure)?;
+        let mut garbage = vec![Garbage::Staging(staging)];
+        garbage.extend(tail);
         let mime_type = mime_type.unwrap_or_else(|| task.mime_type.clone());
-        let finished = task::finish(self.meta.as_ref(), task, &self.owner, received, digest, &mime_type)
+        let finished = task::finish(self.meta.as_ref(), task, &self.owner, (received, digest, &mime_type), &garbage)
             .await
             .map_err(storage_failure)?;
         if finished.is_none() {
             let (meta, blobs) = (self.meta.as_ref(), self.blobs.as_ref());
             crate::services::garbage::drop_if_orphaned(meta, blobs, &task.project, &task.file_id, &task.blob_key).await;
         }
-        Ok(finished)
+        Ok(finished.map(|file| (file, garbage)))
     }
 
-    async fn commit(&self, task: &ImportTask, progress: &ImportProgress, mime: Option<&str>) -> Result<bool, Failure> {
+    /// The task's staging area, created if it is not yet: the database knew its key before (a bucket's
+    /// multipart upload id is recorded as soon as it exists).
+    async fn staging_area(&self, task: &ImportTask) -> crate::error::Result<Staging> {
+        let mut staging = task.staging();
+        if staging.upload_id.is_none() {
+            if let Some(upload_id) = self.blobs.begin(&staging).await? {
+                self.meta.set_upload_id(&staging.key, &upload_id).await?;
+                staging.upload_id = Some(upload_id);
+            }
+        }
+        Ok(staging)
+    }
+
+    async fn commit(&self, task: &ImportTask, step: &task::Step<'_>) -> Result<bool, Failure> {
         let limits = &self.settings.limits;
-        task::record_progress(self.meta.as_ref(), limits, task, &self.owner, progress, mime)
-            .await
-            .map_err(storage_failure)
+        task::record_progress(self.meta.as_ref(), limits, task, &self.owner, step).await.map_err(storage_failure)
     }
 }
 
