@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
 # Runs every test filegate has: Rust unit tests (the metadata store's contract on SQLite and PostgreSQL),
-# the integration tests against the real binary and the official-SDK conformance suites (google-genai for
-# Python, @google/genai for Node, and Google's curl walk-through) once per metadata engine, then the
+# then the integration tests against the real binary and the official-SDK conformance suites (google-genai
+# for Python with Google's curl walk-through, @google/genai for Node) on each configuration below, then the
 # OpenAPI fuzzer.
 #
-#   scripts/test.sh            everything
-#   scripts/test.sh rust       only cargo test (both engines)
-#   scripts/test.sh sdk        only the SDK suites (both engines)
-#   scripts/test.sh fuzz       only the OpenAPI fuzzer (schemathesis)
-#   FILEGATE_TEST_ENGINES=sqlite scripts/test.sh      one engine only
+#   configuration        metadata     bytes
+#   sqlite-local         SQLite       local disk          (the default deployment)
+#   postgres-local       PostgreSQL   local disk
+#   postgres-s3          PostgreSQL   S3 (moto)           (the multi-node deployment; two-node tests run here)
+#   sqlite-azure         SQLite       Azure Blob (Azurite)
+#   sqlite-gcs           SQLite       GCS (an in-process fake: integration tests only)
 #
-# Installs what the suites need once (nginx and PostgreSQL from ../shared/scripts, jq and file; a Python
-# venv and node_modules, cached under ~/.cache/filegate), then runs the tests in a network namespace with
-# only loopback when the machine allows it (root and unshare), so no test can reach beyond 127.0.0.1 even
-# by mistake. The namespace has its own mounts too, so fault tests may mount small filesystems.
+#   scripts/test.sh            everything
+#   scripts/test.sh rust       only cargo test
+#   scripts/test.sh sdk        only the SDK suites
+#   scripts/test.sh fuzz       only the OpenAPI fuzzer (schemathesis)
+#   FILEGATE_TEST_CONFIGS="sqlite-local postgres-s3" scripts/test.sh     some configurations only
+#
+# Installs what the suites need once (nginx, PostgreSQL, moto and Azurite from ../shared/scripts, jq and
+# file; a Python venv and node_modules, cached under ~/.cache), then runs the tests in a network namespace
+# with only loopback when the machine allows it (root and unshare), so no test can reach beyond 127.0.0.1
+# even by mistake. The namespace has its own mounts too, so fault tests may mount small filesystems.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WHAT=${1:-all}
-ENGINES=${FILEGATE_TEST_ENGINES:-sqlite postgres}
+CONFIGS=${FILEGATE_TEST_CONFIGS:-sqlite-local postgres-local postgres-s3 sqlite-azure sqlite-gcs}
 VENV=""
 FUZZ_VENV=""
 CACHE=${FILEGATE_CACHE:-$HOME/.cache/filegate}
@@ -27,8 +34,16 @@ mkdir -p "$CACHE"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 wants() { [[ $WHAT == all || $WHAT == "$1" ]]; }
+needs() { [[ $WHAT != fuzz && " $CONFIGS " == *"$1"* ]]; }
 apt_install() {
   apt-get install -y -q "$@" >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q "$@" >/dev/null; }
+}
+# Starts a shared test server once, outside the namespace, so that it installs itself; then stops it.
+install_with() {
+  local tmp
+  tmp=$(mktemp -d) && chmod 755 "$tmp"
+  bash "$FILEGATE_SHARED_SCRIPTS/$1" "$tmp/x" >/dev/null && bash "$tmp/x/stop.sh"
+  rm -rf "$tmp"
 }
 
 # --- install (needs the package registries) -------------------------------------------------------
@@ -36,14 +51,17 @@ export FILEGATE_SHARED_SCRIPTS=${FILEGATE_SHARED_SCRIPTS:-$(cd "$ROOT/.." && pwd
 [[ -f $FILEGATE_SHARED_SCRIPTS/start-http-source.sh ]] \
   || { echo "missing $FILEGATE_SHARED_SCRIPTS/start-http-source.sh (set FILEGATE_SHARED_SCRIPTS)" >&2; exit 1; }
 if wants rust && ! command -v nginx >/dev/null; then
-  step "installing nginx (import test source)"
-  tmp=$(mktemp -d) && bash "$FILEGATE_SHARED_SCRIPTS/start-http-source.sh" "$tmp" >/dev/null && bash "$tmp/stop.sh"
-  rm -rf "$tmp"
+  step "installing nginx (import test source)"; install_with start-http-source.sh
 fi
-if [[ $WHAT != fuzz && $ENGINES == *postgres* ]] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-  step "installing PostgreSQL"
-  tmp=$(mktemp -d) && bash "$FILEGATE_SHARED_SCRIPTS/start-postgres.sh" "$tmp" >/dev/null && bash "$tmp/stop.sh"
-  rm -rf "$tmp"
+if needs postgres && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  step "installing PostgreSQL"; install_with start-postgres.sh
+fi
+TOOLS=${FILEGATE_TEST_TOOLS:-$HOME/.cache/filegate-test-tools}
+if needs s3 && [[ ! -x $TOOLS/venv/bin/moto_server ]]; then
+  step "installing moto (S3)"; install_with start-s3.sh
+fi
+if needs azure && [[ ! -x $TOOLS/npm/node_modules/.bin/azurite-blob ]]; then
+  step "installing Azurite (Azure Blob)"; install_with start-azurite.sh
 fi
 for tool in jq file; do
   command -v $tool >/dev/null || { step "installing $tool"; apt_install $tool; }
@@ -72,12 +90,16 @@ sdk_database() {
   echo "${FILEGATE_TEST_POSTGRES_URL%/*}/$name"
 }
 
-# The SDK suites against a server on engine $1 (each suite starts its own server).
+# The SDK suites against a server of configuration $1 (each suite starts its own server).
 run_sdk_suites() {
-  local suite
+  local suite engine=${1%-*} store=${1#*-}
   for suite in python node; do
     (
-      [[ $1 == postgres ]] && { FILEGATE_DATABASE_URL=$(sdk_database "$suite"); export FILEGATE_DATABASE_URL; }
+      [[ $engine == postgres ]] && { FILEGATE_DATABASE_URL=$(sdk_database "$suite"); export FILEGATE_DATABASE_URL; }
+      case $store in
+        s3) export FILEGATE_BLOB_STORE=s3://$AWS_BUCKET/sdk-$suite-$$ ;;
+        azure) export FILEGATE_BLOB_STORE=az://$AZURE_CONTAINER_NAME/sdk-$suite-$$ ;;
+      esac
       if [[ $suite == python ]]; then
         step "Python SDK conformance (google-genai, Google's curl walk-through) on $1"
         cd conformance/python && "$VENV/bin/pytest" -q -p no:cacheprovider
@@ -91,26 +113,38 @@ run_sdk_suites() {
 
 run_tests() {
   export FILEGATE_BIN=$CARGO_TARGET_DIR/debug/filegate
-  local scratch
+  local scratch config
   scratch=$(mktemp -d) && chmod 755 "$scratch"
-  trap '[[ -f '"$scratch"'/pg/stop.sh ]] && bash '"$scratch"'/pg/stop.sh; rm -rf '"$scratch" EXIT
-  if [[ $WHAT != fuzz && $ENGINES == *postgres* ]]; then
+  trap 'for s in '"$scratch"'/*/stop.sh; do [[ -f $s ]] && bash "$s"; done; rm -rf '"$scratch" EXIT
+  if needs postgres; then
     step "starting PostgreSQL on loopback"
     FILEGATE_TEST_POSTGRES_URL=$(bash "$FILEGATE_SHARED_SCRIPTS/start-postgres.sh" "$scratch/pg" | tail -n 1)
     export FILEGATE_TEST_POSTGRES_URL
   fi
-  for engine in $ENGINES; do
+  if needs s3; then
+    step "starting moto (S3) on loopback"
+    bash "$FILEGATE_SHARED_SCRIPTS/start-s3.sh" "$scratch/s3" >/dev/null
+    # shellcheck disable=SC1091
+    source "$scratch/s3/env"
+  fi
+  if needs azure; then
+    step "starting Azurite (Azure Blob) on loopback"
+    bash "$FILEGATE_SHARED_SCRIPTS/start-azurite.sh" "$scratch/azure" >/dev/null
+    # shellcheck disable=SC1091
+    source "$scratch/azure/env"
+  fi
+  if wants rust; then
+    step "cargo test: unit tests and the metadata contract (on every engine)"
+    cargo test --locked --offline --lib
+  fi
+  for config in $CONFIGS; do
+    local engine=${config%-*} store=${config#*-}
     if wants rust; then
-      if [[ $engine == sqlite ]]; then
-        step "cargo test: unit tests and the metadata contract (on every engine), integration tests on SQLite"
-        cargo test --locked --offline
-      else
-        step "cargo test: integration tests on PostgreSQL"
-        FILEGATE_TEST_DATABASE=postgres cargo test --locked --offline --test integration
-      fi
+      step "cargo test: integration tests on $config"
+      FILEGATE_TEST_DATABASE=$engine FILEGATE_TEST_BLOBS=$store cargo test --locked --offline --test integration
     fi
-    if wants sdk; then
-      run_sdk_suites "$engine"
+    if wants sdk && [[ $store != gcs ]]; then
+      run_sdk_suites "$config"
     fi
   done
   if wants fuzz; then
@@ -123,8 +157,8 @@ run_tests() {
 # must exist), with private mounts.
 if [[ ${FILEGATE_TEST_NETNS:-auto} != off ]] && command -v ip >/dev/null && unshare -n -m true 2>/dev/null; then
   step "running tests in a network namespace with only loopback"
-  export -f run_tests run_sdk_suites sdk_database step wants
-  export WHAT ENGINES VENV FUZZ_VENV ROOT
+  export -f run_tests run_sdk_suites sdk_database step wants needs
+  export WHAT CONFIGS VENV FUZZ_VENV ROOT
   unshare -n -m bash -c 'set -euo pipefail; ip link set lo up; run_tests'
 else
   step "running tests without a network namespace (unshare -n -m is not permitted here)"

@@ -301,7 +301,7 @@ fn parse_database_url(url: &str) -> anyhow::Result<Database> {
     }
 }
 
-fn parse_blob_url(url: &str) -> anyhow::Result<Blobs> {
+pub fn parse_blob_url(url: &str) -> anyhow::Result<Blobs> {
     if let Some(path) = url.strip_prefix("file://") {
         if !path.starts_with('/') {
             bail!("FILEGATE_BLOB_STORE \"{url}\" must be file:///ABSOLUTE/PATH");

@@ -32,6 +32,16 @@ enum Command {
         #[command(flatten)]
         serve: ServeArgs,
     },
+    /// Copy every finished file from the configured blob store (FILEGATE_BLOB_STORE) to another one, each
+    /// copy checked against its recorded SHA-256. Resumable: files already copied are skipped. Switch
+    /// FILEGATE_BLOB_STORE to the destination once a run reports nothing left to copy.
+    MigrateStore {
+        /// The destination: file:///PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
     /// Show every project's files, bytes, open uploads and running imports.
     Usage {
         /// Recompute the counters from the rows first, and print the projects whose counters had drifted.
@@ -66,6 +76,34 @@ async fn main() -> anyhow::Result<()> {
             meta.close().await;
             Ok(())
         }
+        Command::MigrateStore { to, serve } => {
+            let config = Config::from_args(serve)?;
+            let mut destination = config.clone();
+            destination.blobs = filegate::config::parse_blob_url(&to)?;
+            let meta = filegate::app::open_meta(&config, true).await?;
+            let (from, to) =
+                (filegate::app::open_blobs(&config).await?, filegate::app::open_blobs(&destination).await?);
+            println!("copying from {} to {}", from.describe(), to.describe());
+            let total = meta.usage().await?.iter().map(|p| p.usage.used_bytes).sum::<u64>();
+            let bar = progress_bar(total);
+            let report =
+                filegate::services::migrate::migrate(meta.as_ref(), from, to, &|_, bytes| bar.inc(bytes)).await;
+            bar.finish_and_clear();
+            let report = report?;
+            println!(
+                "copied {} file(s), {} bytes; {} already there; {} still arriving (run again once they are done)",
+                report.copied, report.copied_bytes, report.skipped, report.unfinished
+            );
+            for corrupt in &report.corrupt {
+                eprintln!("not copied: {corrupt}");
+            }
+            meta.close().await;
+            if report.corrupt.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} file(s) failed verification", report.corrupt.len())
+            }
+        }
         Command::Usage { recompute, serve } => {
             let config = Config::from_args(serve)?;
             let meta = filegate::app::open_meta(&config, true).await?;
@@ -97,4 +135,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A byte progress bar on a terminal; hidden in pipes and logs.
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("a valid template"),
+    );
+    bar
 }

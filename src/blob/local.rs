@@ -219,6 +219,16 @@ impl BlobStore for LocalBlobStore {
         blocking(move || ignore_missing(fs::remove_file(path))).await
     }
 
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        let path = self.path(key)?;
+        blocking(move || match fs::metadata(path) {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
     async fn list_staging(&self) -> Result<Option<Vec<String>>> {
         let root = self.root.join("staging");
         let this = Self { root: self.root.clone() };

@@ -101,6 +101,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn read(&self, key: &str, range: Range<u64>) -> Result<ByteStream>;
     /// Removes an object (idempotent).
     async fn delete(&self, key: &str) -> Result<()>;
+    /// An object's size, `None` when there is no such object.
+    async fn size(&self, key: &str) -> Result<Option<u64>>;
 
     /// Every staging area and object present, for the start-up reconciliation of a store only this node
     /// uses (the local disk). A shared bucket is never listed: `None`.

@@ -216,6 +216,14 @@ impl BlobStore for ObjectBlobStore {
         }
     }
 
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        match self.store.head(&self.path(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(bucket_error(e)),
+        }
+    }
+
     async fn list_staging(&self) -> Result<Option<Vec<String>>> {
         Ok(None)
     }

@@ -277,6 +277,14 @@ pub struct UsageRepair {
     pub after: ProjectUsage,
 }
 
+/// A finished file's bytes, as `filegate migrate-store` copies them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    pub blob_key: String,
+    pub size: u64,
+    pub sha256: [u8; 32],
+}
+
 /// A project's counters, for operators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectReport {
@@ -422,6 +430,10 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Every project's counters.
     async fn usage(&self) -> MetaResult<Vec<ProjectReport>>;
+    /// Finished files after `after` in blob-key order, `limit` at most (to walk them all).
+    async fn stored_files(&self, after: Option<&str>, limit: u32) -> MetaResult<Vec<StoredFile>>;
+    /// Files whose bytes are still arriving (open uploads, unfinished imports).
+    async fn unfinished_files(&self) -> MetaResult<u64>;
     /// Recomputes every project's counters from its rows, in one transaction, and returns those that
     /// had drifted (none, unless a bug or a hand edit changed rows behind filegate's back).
     async fn recompute_usage(&self) -> MetaResult<Vec<UsageRepair>>;

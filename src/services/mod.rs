@@ -10,6 +10,7 @@ pub mod janitor;
 pub(crate) mod lifecycle;
 mod locks;
 mod meter;
+pub mod migrate;
 pub mod uploads;
 
 pub use auth::Auth;

@@ -58,6 +58,12 @@ async fn an_import_from_nginx_becomes_a_ready_gemini_file_with_the_right_digest(
     assert_eq!(task["progress"], json!({"received_bytes": bytes.len(), "total_bytes": bytes.len()}));
     assert_eq!(task["gemini_file"]["name"], json!(format!("files/{gemini_id}")));
     assert_eq!(task["error"], Value::Null);
+    match server.storage_prefix() {
+        None => assert_eq!(task["storage_uri"], Value::Null),
+        Some(prefix) => {
+            assert!(task["storage_uri"].as_str().unwrap().starts_with(&format!("{prefix}alpha/{gemini_id}.")), "{task}")
+        }
+    }
 
     let gemini = server.gemini(ALPHA_KEY);
     let file = json_of(gemini.get(&format!("v1beta/files/{gemini_id}")).await, StatusCode::OK).await;

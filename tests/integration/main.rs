@@ -7,6 +7,8 @@ mod gcs;
 mod hostile;
 mod imports;
 mod lifecycle;
+mod migrate;
+mod nodes;
 mod ops;
 mod sources;
 mod support;

@@ -38,6 +38,8 @@ pub struct Server {
 /// The database a test's server uses.
 pub enum TestDatabase {
     Sqlite,
+    /// Another server's (a sibling node's): not this one's to drop.
+    Borrowed,
     /// (admin URL, database name)
     Postgres(String, String),
 }
@@ -63,7 +65,7 @@ impl TestDatabase {
 
     fn url(&self) -> Option<String> {
         match self {
-            Self::Sqlite => None,
+            Self::Sqlite | Self::Borrowed => None,
             Self::Postgres(admin, name) => {
                 let mut url = url::Url::parse(admin).unwrap();
                 url.set_path(name);
@@ -86,6 +88,7 @@ impl TestDatabase {
                 .iter()
                 .flat_map(|f| std::fs::read(data_dir.join(f)).unwrap_or_default())
                 .collect(),
+            Self::Borrowed => Vec::new(),
             Self::Postgres(..) => {
                 let out = Command::new("pg_dump").arg(self.url().unwrap()).output().expect("pg_dump");
                 assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -96,6 +99,7 @@ impl TestDatabase {
 }
 
 /// Where a test server's bytes go.
+#[derive(Clone)]
 pub enum TestBlobs {
     Local,
     /// `(provider, bucket, prefix)`; the provider's variables come from this process's environment.
@@ -113,7 +117,8 @@ fn provider_env() -> Vec<(String, String)> {
 }
 
 impl TestBlobs {
-    fn create(tmp: &Path) -> Self {
+    /// The store this run tests (a fresh prefix of it), or the local disk.
+    pub fn create(tmp: &Path) -> Self {
         let prefix = format!("t{}", random_name());
         match std::env::var("FILEGATE_TEST_BLOBS").as_deref() {
             Ok("s3") => Self::Bucket {
@@ -138,7 +143,7 @@ impl TestBlobs {
         }
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    pub fn env(&self) -> Vec<(String, String)> {
         let Self::Bucket { provider, bucket, prefix, service_account } = self else { return Vec::new() };
         let mut env = provider_env();
         env.push(("FILEGATE_BLOB_STORE".into(), format!("{provider}://{bucket}/{prefix}")));
@@ -157,7 +162,12 @@ impl TestBlobs {
         let mut keys: Vec<String> = match *provider {
             "gs" => {
                 let fake = crate::gcs::FakeGcs::shared();
-                let mut keys = fake.objects(&format!("{bucket}/{under}"));
+                let in_bucket = format!("{bucket}/");
+                let mut keys: Vec<String> = fake
+                    .objects(&format!("{bucket}/{under}"))
+                    .into_iter()
+                    .map(|k| k.strip_prefix(&in_bucket).unwrap_or(&k).to_owned())
+                    .collect();
                 if staging {
                     let open = fake.open_uploads(&format!("{bucket}/{prefix}/files/"));
                     keys.extend((0..open).map(|i| format!("open multipart upload {i}")));
@@ -334,6 +344,55 @@ impl Server {
     /// The database this server's metadata is in.
     pub fn database(&self) -> &TestDatabase {
         &self.database
+    }
+
+    /// `filegate` with this server's environment (database, blob store, data directory), for its other
+    /// commands.
+    pub fn filegate(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_filegate"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FILEGATE_DATA_DIR", &self.data_dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// Sets a variable for the next (re)start.
+    pub fn set_env(&mut self, key: &str, value: impl ToString) {
+        self.env.push((key.to_owned(), value.to_string()));
+    }
+
+    /// Another node of the same deployment: a second process on this server's database and blob store
+    /// (and its own data directory, port and log), as behind a load balancer.
+    pub fn sibling(&self) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let mut node = Server {
+            child: None,
+            url: String::new(),
+            data_dir,
+            env: self.env.clone(),
+            blobs: self.blobs.clone(),
+            database: TestDatabase::Borrowed,
+            _tmp: tmp,
+        };
+        node.spawn();
+        node
+    }
+
+    /// `{scheme}://{bucket}/{prefix}/files/`: where finished files are in a bucket; `None` on local disk.
+    pub fn storage_prefix(&self) -> Option<String> {
+        match &self.blobs {
+            TestBlobs::Local => None,
+            TestBlobs::Bucket { provider, bucket, prefix, .. } => {
+                Some(format!("{provider}://{bucket}/{prefix}/files/"))
+            }
+        }
+    }
+
+    /// Whether this run keeps metadata in PostgreSQL and bytes in a bucket: a deployment of several nodes.
+    pub fn can_have_siblings(&self) -> bool {
+        matches!(self.database, TestDatabase::Postgres(..)) && matches!(self.blobs, TestBlobs::Bucket { .. })
     }
 
     /// Whether the process is still alive (it never exits on its own).

@@ -43,6 +43,16 @@ async fn the_file_resource_has_googles_shape() {
     let expires = chrono::DateTime::parse_from_rfc3339(file["expirationTime"].as_str().unwrap()).unwrap();
     assert_eq!((expires - created).num_hours(), 48);
     assert!(file.get("size_bytes").is_none() && file.get("mime_type").is_none(), "camelCase only: {file}");
+    // Where the bytes are, for services that read buckets directly; nothing on the local disk.
+    match server.storage_prefix() {
+        None => assert!(file.get("storageUri").is_none(), "{file}"),
+        Some(prefix) => {
+            let uri = file["storageUri"].as_str().unwrap();
+            assert!(uri.starts_with(&format!("{prefix}alpha/{id}.")), "{uri} under {prefix}");
+            let key = uri.splitn(4, '/').nth(3).unwrap();
+            assert!(server.files_under("blobs/files").iter().any(|p| p.to_str() == Some(key)), "{key} is stored");
+        }
+    }
 }
 
 #[tokio::test]

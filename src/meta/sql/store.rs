@@ -13,7 +13,7 @@ use super::tx::{insert_parts, queue_garbage};
 use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
 use crate::meta::{
     ChunkRecord, Garbage, ImportTask, ListCursor, MetaError, MetaResult, MetaStore, PartRecord, ProjectReport,
-    ProjectUsage, UploadSession, UsageRepair, WriteTx,
+    ProjectUsage, StoredFile, UploadSession, UsageRepair, WriteTx,
 };
 
 /// Every project's counters, recomputed from its rows.
@@ -405,6 +405,35 @@ impl MetaStore for SqlMeta {
             .iter()
             .map(|row| ProjectReport { project: ProjectId::from_stored(row.id.clone()), usage: row.into() })
             .collect())
+    }
+
+    async fn stored_files(&self, after: Option<&str>, limit: u32) -> MetaResult<Vec<StoredFile>> {
+        let rows: Vec<(String, i64, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT blob_key, size_bytes, sha256 FROM files WHERE state = 'ready' AND blob_key > $1 \
+             ORDER BY blob_key LIMIT $2",
+        )
+        .bind(after.unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|(blob_key, size, sha256)| {
+                let sha256 = sha256
+                    .and_then(|d| <[u8; 32]>::try_from(d).ok())
+                    .ok_or_else(|| MetaError::corrupt("sha256 of a ready file", &blob_key))?;
+                Ok(StoredFile { blob_key, size: uint(size), sha256 })
+            })
+            .collect()
+    }
+
+    async fn unfinished_files(&self) -> MetaResult<u64> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM files WHERE state IN ('uploading', 'pending', 'processing')")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(uint(count))
     }
 
     async fn recompute_usage(&self) -> MetaResult<Vec<UsageRepair>> {

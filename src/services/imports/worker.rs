@@ -369,12 +369,22 @@ async fn heartbeat(
 ) {
     let mut ticker = tokio::time::interval(lease / 3);
     ticker.tick().await;
+    // Until when this worker's lease surely holds: past it, another node may have taken the task over.
+    let mut held_until = tokio::time::Instant::now() + lease;
     loop {
         ticker.tick().await;
         let until = Timestamp::now().plus_seconds(lease.as_secs());
+        let asked = tokio::time::Instant::now();
         match meta.renew_import_lease(&blob_key, &owner, until).await {
-            Ok(true) => {}
+            Ok(true) => held_until = asked + lease,
             Ok(false) => {
+                cancel.cancel();
+                return;
+            }
+            // A worker that cannot reach the database stops before its lease can run out: it never
+            // fetches beside the node that takes the task over.
+            Err(e) if tokio::time::Instant::now() + lease / 3 >= held_until => {
+                tracing::warn!(error = %e, "the import lease could not be renewed in time; stopping");
                 cancel.cancel();
                 return;
             }

@@ -1,0 +1,115 @@
+//! Several nodes of one deployment (PostgreSQL and a bucket; the PostgreSQL + S3 run of `scripts/test.sh`):
+//! the chunks of one upload alternate between nodes, two requests race on one offset, and an import whose
+//! node is killed is taken over by another and finished without fetching the source twice.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::sources::Nginx;
+use crate::support::*;
+
+/// The same upload URL on another node (as a load balancer would route it).
+fn on(node: &Server, upload_url: &str) -> String {
+    format!("{}/{}", node.url, upload_url.splitn(4, '/').nth(3).unwrap())
+}
+
+#[tokio::test]
+async fn the_chunks_of_one_upload_may_alternate_between_nodes() {
+    let a = Server::start();
+    if !a.can_have_siblings() {
+        return;
+    }
+    let b = a.sibling();
+    let (ga, gb) = (a.gemini(ALPHA_KEY), b.gemini(ALPHA_KEY));
+    let bytes = data(4 * CHUNK + 777, 61);
+    let url = ga.start_ok(bytes.len() as u64, json!({"file": {"displayName": "two nodes"}})).await;
+    for i in 0..4 {
+        let (node, client) = if i % 2 == 0 { (&a, &ga) } else { (&b, &gb) };
+        let chunk = bytes[i * CHUNK..(i + 1) * CHUNK].to_vec();
+        let resp = client.command(&on(node, &url), "upload", Some((i * CHUNK) as u64), chunk).await;
+        assert_eq!(resp.status(), StatusCode::OK, "chunk {i}");
+        for (n, c) in [(&a, &ga), (&b, &gb)] {
+            let query = c.command(&on(n, &url), "query", None, vec![]).await;
+            let expected = ((i + 1) * CHUNK).to_string();
+            assert_eq!(header(&query, "x-goog-upload-size-received"), Some(expected.as_str()), "both nodes agree");
+        }
+    }
+    let done =
+        gb.command(&on(&b, &url), "upload, finalize", Some((4 * CHUNK) as u64), bytes[4 * CHUNK..].to_vec()).await;
+    let file = json_of(done, StatusCode::OK).await["file"].clone();
+    assert_eq!(file["sha256Hash"], json!(sha256_b64(&bytes)));
+    let download = ga.get(&format!("v1/files/{}:download?alt=media", file_id(&file))).await;
+    assert_eq!(download.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    eventually(|| a.files_under("blobs/staging").is_empty(), "no tail and no open upload is left").await;
+}
+
+#[tokio::test]
+async fn two_requests_racing_at_one_offset_on_two_nodes_leave_one_winner() {
+    let a = Server::start();
+    if !a.can_have_siblings() {
+        return;
+    }
+    let b = a.sibling();
+    let (ga, gb) = (a.gemini(ALPHA_KEY), b.gemini(ALPHA_KEY));
+    let winner_bytes = data(2 * CHUNK, 71);
+    let other_bytes = data(CHUNK, 72);
+    let url = ga.start_ok(winner_bytes.len() as u64, json!({})).await;
+    let (url_a, url_b) = (on(&a, &url), on(&b, &url));
+    let (first, second) = tokio::join!(
+        ga.command(&url_a, "upload", Some(0), winner_bytes[..CHUNK].to_vec()),
+        gb.command(&url_b, "upload", Some(0), other_bytes.clone()),
+    );
+    let statuses = [first.status(), second.status()];
+    assert!(statuses.contains(&StatusCode::OK) && statuses.contains(&StatusCode::CONFLICT), "{statuses:?}");
+    let loser = if first.status() == StatusCode::CONFLICT { &first } else { &second };
+    assert_eq!(header(loser, "x-goog-upload-status"), Some("final"), "the protocol's answer to a different resend");
+    let a_won = first.status() == StatusCode::OK;
+    let bytes =
+        if a_won { winner_bytes.clone() } else { [other_bytes.clone(), winner_bytes[CHUNK..].to_vec()].concat() };
+    let done = ga.command(&on(&a, &url), "upload, finalize", Some(CHUNK as u64), bytes[CHUNK..].to_vec()).await;
+    let file = json_of(done, StatusCode::OK).await["file"].clone();
+    assert_eq!(file["sha256Hash"], json!(sha256_b64(&bytes)), "the winner's bytes, whole");
+    let download = gb.get(&format!("v1/files/{}:download?alt=media", file_id(&file))).await;
+    assert_eq!(download.bytes().await.unwrap().as_ref(), bytes.as_slice());
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_import_is_taken_over_and_the_source_is_read_once() {
+    let lease = 3;
+    let mut a = Server::builder()
+        .env("FILEGATE_IMPORT_ALLOW_CIDRS", "127.0.0.1/32")
+        .env("FILEGATE_IMPORT_LEASE_SECONDS", lease)
+        .start();
+    if !a.can_have_siblings() {
+        return;
+    }
+    let nginx = Nginx::start();
+    let bytes = data(24 * MIB + 5, 81);
+    let url = nginx.put("takeover.bin", &bytes);
+    let importer = a.importer(ALPHA_KEY);
+    let id = importer.create_ok(json!({"source_url": format!("{url}?rate=4m"), "model": "m"})).await;
+    // Node A fetches until at least one part is stored, then dies.
+    let mut received = 0;
+    for _ in 0..100 {
+        let task = json_of(importer.get(&id, None).await, StatusCode::OK).await;
+        received = task["progress"]["received_bytes"].as_u64().unwrap();
+        if received >= 8 * MIB as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(received >= 8 * MIB as u64, "node A stored a part before it died");
+    let b = a.sibling();
+    a.kill9();
+    let taken_over = std::time::Instant::now();
+    let task = b.importer(ALPHA_KEY).settle(&id).await;
+    assert_eq!(task["status"], "ready", "{task}");
+    assert_eq!(task["sha256"], json!(sha256_hex(&bytes)));
+    assert!(taken_over.elapsed() < Duration::from_secs(60), "taken over and finished");
+    assert!(b.log().contains("attempt=2"), "node B ran the second attempt");
+    let sent = nginx.bytes_sent("takeover.bin");
+    assert!(sent < bytes.len() as u64 + 9 * MIB as u64, "the source was read once, resumed: {sent} bytes sent");
+    assert!(nginx.bytes_sent("takeover.bin") > 0);
+}
