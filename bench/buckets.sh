@@ -42,11 +42,12 @@ mbps() { python3 -c "print(f'{$1 * 1048576 / $2 / 1e6:.0f}')"; }
 
 baseline() { # mode MiB → seconds
   "$TOOLS/venv/bin/python" - "$1" "$(source_file "$2")" <<'EOF'
-import sys, time, boto3
+import os, sys, time, boto3
 from boto3.s3.transfer import TransferConfig
 mode, path = sys.argv[1:3]
-s3 = boto3.client("s3")
-bucket, key = __import__("os").environ["AWS_BUCKET"], f"baseline/{mode}"
+# The endpoint explicitly: boto3 does not read object_store's AWS_ENDPOINT, and must never leave loopback.
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT"])
+bucket, key = os.environ["AWS_BUCKET"], f"baseline/{mode}"
 started = time.monotonic()
 if mode == "loop":
     upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
