@@ -280,6 +280,8 @@ impl Uploads {
             });
         }
         metrics::counter!(metric::UPLOAD_BYTES).increment(written);
+        // The tail this chunk superseded was queued in its commit; it goes now rather than at the sweep.
+        super::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), garbage.as_slice()).await;
         Ok((received + written, hasher_state))
     }
 

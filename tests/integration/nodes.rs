@@ -113,3 +113,27 @@ async fn a_node_killed_mid_import_is_taken_over_and_the_source_is_read_once() {
     assert!(sent < bytes.len() as u64 + 9 * MIB as u64, "the source was read once, resumed: {sent} bytes sent");
     assert!(nginx.bytes_sent("takeover.bin") > 0);
 }
+
+#[tokio::test]
+async fn chunks_that_are_not_whole_parts_leave_a_tail_any_node_continues_even_after_a_crash() {
+    let mut a = Server::start();
+    if !a.can_have_siblings() {
+        return;
+    }
+    let b = a.sibling();
+    let bytes = data(3 * 3 * MIB + 11, 91);
+    let url = a.gemini(ALPHA_KEY).start_ok(bytes.len() as u64, json!({})).await;
+    // 3 MiB chunks: every one ends mid-part, so the bytes after the last full part wait as a tail object.
+    let first = a.gemini(ALPHA_KEY).command(&on(&a, &url), "upload", Some(0), bytes[..3 * MIB].to_vec()).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    a.kill9(); // the node that stored the tail is gone
+    let gb = b.gemini(ALPHA_KEY);
+    let resp = gb.command(&on(&b, &url), "upload", Some(3 * MIB as u64), bytes[3 * MIB..6 * MIB].to_vec()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let done = gb.command(&on(&b, &url), "upload, finalize", Some(6 * MIB as u64), bytes[6 * MIB..].to_vec()).await;
+    let file = json_of(done, StatusCode::OK).await["file"].clone();
+    assert_eq!(file["sha256Hash"], json!(sha256_b64(&bytes)));
+    let download = gb.get(&format!("v1/files/{}:download?alt=media", file_id(&file))).await;
+    assert_eq!(download.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    eventually(|| b.files_under("blobs/staging").is_empty(), "tails and the upload are gone").await;
+}

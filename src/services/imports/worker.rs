@@ -299,6 +299,8 @@ impl Workers {
                     return Ok(None);
                 }
                 metrics::counter!(metric::IMPORT_BYTES).increment(written);
+                let (meta, blobs) = (self.meta.as_ref(), self.blobs.as_ref());
+                crate::services::garbage::reclaim_now(meta, blobs, dropped_tail.as_slice()).await;
             }
             if let Some(failure) = body.failure.take() {
                 return Err(failure);
