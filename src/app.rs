@@ -12,7 +12,7 @@ use crate::config::{Blobs, Config, Database};
 use crate::meta::MetaStore;
 use crate::meta::sql::SqlMeta;
 use crate::services::imports::{ImportQueue, ImportSettings};
-use crate::services::{Auth, Files, Imports, Janitor, Uploads};
+use crate::services::{Auth, Files, Imports, Janitor, Models, Uploads};
 use crate::{http, telemetry};
 
 /// Everything a request handler can reach.
@@ -26,6 +26,7 @@ pub struct App {
     pub files: Files,
     pub uploads: Uploads,
     pub imports: Imports,
+    pub models: Models,
     pub metrics: PrometheusHandle,
 }
 
@@ -82,8 +83,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let import_queue = Arc::new(ImportQueue::new(shutdown.child_token()));
     let import_settings = ImportSettings::new(config.imports.clone(), config.limits.clone());
+    let models = Models::new(&config.model, meta.clone(), blobs.clone(), public_url.clone())?;
     let app = Arc::new(App {
         public_url,
+        models,
         files: Files::new(meta.clone(), blobs.clone(), import_queue.clone()),
         imports: Imports::new(meta.clone(), blobs.clone(), import_settings, import_queue.clone()),
         uploads: Uploads::new(meta.clone(), blobs.clone(), config.limits.clone()),
@@ -95,7 +98,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
 
     let janitor_task = tokio::spawn(janitor.run(shutdown.child_token()));
-    let import_workers = tokio::spawn(app.imports.workers().run(shutdown.child_token()));
+    let mut workers = app.imports.workers();
+    if let Some(copies) = app.models.copies() {
+        tokio::spawn(copies.run(app.config.sweep_interval, shutdown.child_token()));
+        // An imported file that a model will read through a copy is copied as soon as it is ready.
+        let app = app.clone();
+        workers = workers.on_ready(Arc::new(move |file| {
+            let app = app.clone();
+            tokio::spawn(async move { app.models.prepare(&file).await });
+        }));
+    }
+    let import_workers = tokio::spawn(workers.run(shutdown.child_token()));
     tracing::info!(workers = app.config.imports.workers, "import workers started");
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 

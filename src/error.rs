@@ -42,6 +42,10 @@ pub enum Error {
     InvalidApiKey,
     #[error(transparent)]
     Upload(#[from] UploadError),
+    /// A model call the upstream (Vertex AI, the Gemini API) could not serve (boxed: it may carry the
+    /// upstream's reply, and every `Result` of the crate should stay small).
+    #[error(transparent)]
+    Upstream(Box<UpstreamError>),
     #[error("the requested range is not satisfiable for a file of {size} bytes")]
     RangeNotSatisfiable { size: u64 },
     #[error("{0}")]
@@ -68,7 +72,17 @@ pub fn log_server_side(err: &Error) {
     match err {
         Error::Internal(source) => tracing::error!(error = %source, "internal error"),
         Error::Unavailable(why) => tracing::warn!(reason = %why, "answering 503"),
+        Error::Upstream(err) => match err.as_ref() {
+            UpstreamError::Status { status, .. } if *status < 500 => {}
+            err => tracing::warn!(error = %err, "model upstream failed"),
+        },
         _ => {}
+    }
+}
+
+impl From<UpstreamError> for Error {
+    fn from(err: UpstreamError) -> Self {
+        Self::Upstream(Box::new(err))
     }
 }
 
@@ -104,6 +118,37 @@ pub enum UploadError {
     SizeMismatch { declared: u64, received: u64 },
     #[error("{0}")]
     BadRequest(String),
+}
+
+/// Why a model call failed beyond filegate. Each meaning has its own status on every surface, so that an
+/// operator can tell a credentials problem (filegate's own) from an upstream that is down or slow, and a
+/// client can tell either from its own mistake (the upstream's 4xx, passed on).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// filegate could not obtain an access token (its service account, workload identity or metadata
+    /// server): nothing was sent upstream.
+    #[error("filegate could not obtain Google credentials for {upstream}: {detail}")]
+    Credentials { upstream: &'static str, detail: String },
+    /// No connection, TLS failure, or the connection broke before a reply.
+    #[error("{upstream} is unreachable: {detail}")]
+    Unreachable { upstream: &'static str, detail: String },
+    /// The upstream sent nothing for the idle timeout.
+    #[error("{upstream} sent nothing for {} s", .after.as_secs())]
+    Stalled { upstream: &'static str, after: std::time::Duration },
+    /// The upstream refused filegate's own credentials (401): the operator's problem, not the caller's.
+    #[error("{upstream} refused filegate's credentials: {message}")]
+    Unauthorized { upstream: &'static str, message: String },
+    /// The upstream answered an error status; its body (a google.rpc.Status, usually) is kept verbatim.
+    #[error("{upstream} answered {status}: {message}")]
+    Status {
+        upstream: &'static str,
+        status: u16,
+        /// The `error.message` of the body, or its start.
+        message: String,
+        body: bytes::Bytes,
+        content_type: Option<String>,
+        retry_after: Option<String>,
+    },
 }
 
 /// The `x-goog-upload-status` a client should see with an error on an upload URL.

@@ -19,6 +19,10 @@ pub mod metric {
     pub const IMPORTS_CREATED: &str = "filegate_imports_created_total";
     pub const IMPORTS_FINISHED: &str = "filegate_imports_finished_total";
     pub const IMPORT_BYTES: &str = "filegate_import_bytes_total";
+    pub const MODEL_CALLS: &str = "filegate_model_calls_total";
+    pub const MODEL_CALL_DURATION: &str = "filegate_model_call_duration_seconds";
+    pub const MODEL_TOKENS: &str = "filegate_model_tokens_total";
+    pub const MODEL_FILE_COPIES: &str = "filegate_model_file_copies_total";
 }
 
 pub fn init_tracing(format: LogFormat) {
@@ -48,5 +52,13 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(metric::IMPORTS_CREATED, "URL import tasks created");
     metrics::describe_counter!(metric::IMPORTS_FINISHED, "URL import tasks finished, by status (ready, failed)");
     metrics::describe_counter!(metric::IMPORT_BYTES, metrics::Unit::Bytes, "bytes committed by URL imports");
+    metrics::describe_counter!(metric::MODEL_CALLS, "model calls forwarded, by model, method and outcome");
+    metrics::describe_histogram!(
+        metric::MODEL_CALL_DURATION,
+        metrics::Unit::Seconds,
+        "model call duration until the reply ended, by model and method"
+    );
+    metrics::describe_counter!(metric::MODEL_TOKENS, "tokens the upstream counted, by project, model and kind");
+    metrics::describe_counter!(metric::MODEL_FILE_COPIES, "files copied so that an upstream can read them, by target");
     Ok(handle)
 }

@@ -12,3 +12,6 @@ pub use glob::glob_matches;
 pub use ids::{ApiKey, FileId, IMPORT_ID_PREFIX, ProjectId, UploadToken, random_alphanumeric};
 pub use mime::MediaTypePolicy;
 pub use time::Timestamp;
+
+/// The Gemini API versions the SDKs use: 3.x defaults to `v1`, 2.x uploads to `v1beta`.
+pub const API_VERSIONS: [&str; 3] = ["v1", "v1beta", "v1alpha"];

@@ -5,6 +5,7 @@ pub mod body;
 mod extract;
 pub mod gemini;
 pub mod import;
+mod model;
 mod openapi;
 mod ops;
 mod serve;
@@ -54,6 +55,8 @@ pub fn router(app: AppState) -> Router {
         .route("/{version}/files", get(gemini::list).post(create_file))
         .route("/{version}/files:register", post(gemini::register))
         .route("/{version}/files/{segment}", get(get_file).delete(delete_file))
+        .route("/{version}/models/{target}", post(model::native))
+        .route("/v1/chat/completions", post(model::chat_completions))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))

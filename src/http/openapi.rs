@@ -20,7 +20,7 @@ use utoipa::openapi::{
 };
 
 use super::{gemini, import};
-use crate::error::{Error, UploadError};
+use crate::error::{Error, UploadError, UpstreamError};
 use crate::services::files::MAX_PAGE_SIZE;
 use crate::services::imports::MAX_WAIT;
 
@@ -46,6 +46,13 @@ pub static DOCUMENT: LazyLock<String> =
         crate::wire::import::ImportFile,
         crate::wire::import::DeletedImport,
         crate::wire::import::ErrorEnvelope,
+        crate::wire::openai::ChatRequest,
+        crate::wire::openai::ChatMessage,
+        crate::wire::openai::StreamOptions,
+        crate::wire::openai::ChatCompletion,
+        crate::wire::openai::Choice,
+        crate::wire::openai::AssistantMessage,
+        crate::wire::openai::Usage,
     ))
 )]
 struct Components;
@@ -55,6 +62,8 @@ struct Components;
 enum Surface {
     Gemini,
     Import,
+    /// `POST /v1/chat/completions`: the import surface's OpenAI-style format.
+    Chat,
 }
 
 impl Surface {
@@ -62,13 +71,14 @@ impl Surface {
         match self {
             Self::Gemini => gemini::error::status_of(err),
             Self::Import => import::error::status_of(err),
+            Self::Chat => super::model::chat_status_of(err),
         }
     }
 
     fn error_schema(self) -> RefOr<Schema> {
         match self {
             Self::Gemini => Ref::from_schema_name("ErrorEnvelope").into(),
-            Self::Import => Ref::from_schema_name("ImportErrorEnvelope").into(),
+            Self::Import | Self::Chat => Ref::from_schema_name("ImportErrorEnvelope").into(),
         }
     }
 }
@@ -112,6 +122,14 @@ fn reason(err: &Error) -> &'static str {
         Error::BodyStalled(_) => "the client stopped sending its body",
         Error::Unavailable(_) => "the database or the blob store is unavailable, full or busy: retry",
         Error::Internal(_) => "a bug",
+        Error::Upstream(upstream) => match upstream.as_ref() {
+            UpstreamError::Status { .. } => "the upstream's own error, passed on",
+            UpstreamError::Credentials { .. } => "filegate could not obtain Google credentials",
+            UpstreamError::Unreachable { .. } | UpstreamError::Unauthorized { .. } => {
+                "the upstream is unreachable or refused filegate's credentials"
+            }
+            UpstreamError::Stalled { .. } => "the upstream sent nothing for the idle timeout",
+        },
     }
 }
 
@@ -219,8 +237,36 @@ fn import_task_errors(more: impl IntoIterator<Item = Error>) -> Vec<(Surface, Er
     errors
 }
 
+/// What a model call may answer beyond the common errors: filegate's own checks of the request and its
+/// file references, and the upstream's failures (its own error statuses are passed on as they come).
+fn model_errors() -> Vec<Error> {
+    let upstream = |status| {
+        Error::from(UpstreamError::Status {
+            upstream: "",
+            status,
+            message: String::new(),
+            body: bytes::Bytes::new(),
+            content_type: None,
+            retry_after: None,
+        })
+    };
+    vec![
+        Error::invalid(""),
+        Error::FileNotFound(String::new()),
+        Error::FailedPrecondition(String::new()),
+        Error::NotImplemented(String::new()),
+        Error::BodyStalled(std::time::Duration::ZERO),
+        UpstreamError::Credentials { upstream: "", detail: String::new() }.into(),
+        UpstreamError::Unreachable { upstream: "", detail: String::new() }.into(),
+        UpstreamError::Stalled { upstream: "", after: std::time::Duration::ZERO }.into(),
+        upstream(404),
+        upstream(429),
+        upstream(500),
+    ]
+}
+
 fn routes() -> Vec<Route> {
-    use Surface::{Gemini, Import};
+    use Surface::{Chat, Gemini, Import};
     let invalid = || Error::invalid("");
     let not_found = || Error::FileNotFound(String::new());
     let upload_errors = [
@@ -449,6 +495,55 @@ fn routes() -> Vec<Route> {
             body: None,
             ok: vec![reply(StatusCode::OK, "Deleted", "application/json", json("DeletedImport"))],
             errors: import_task_errors([]),
+            authenticated: true,
+        },
+        Route {
+            method: HttpMethod::Post,
+            path: "/{version}/models/{model}:{method}",
+            summary: "Call a model (generateContent, streamGenerateContent, countTokens) with filegate files",
+            description: "Forwarded to the configured upstream (FILEGATE_UPSTREAM: Vertex AI or the Gemini API; 501 \
+                when off) with the body untouched except for `fileData` parts naming filegate files (`files/{id}`, \
+                filegate's `uri`, `qfile-…`), which become a `gs://` URI, inline data or an upstream copy. \
+                `?alt=sse` streams server-sent events. The upstream's own errors are passed on as they come.",
+            parameters: vec![
+                version(),
+                param("model", ParameterIn::Path, true, "The model (or an alias of FILEGATE_MODEL_MAP)"),
+                enum_param(
+                    "method",
+                    ParameterIn::Path,
+                    true,
+                    "The model method",
+                    &["generateContent", "streamGenerateContent", "countTokens"],
+                ),
+                enum_param("alt", ParameterIn::Query, false, "`sse` for server-sent events", &["sse"]),
+            ],
+            body: Some(
+                RequestBodyBuilder::new()
+                    .content("application/json", ContentBuilder::new().schema(Some(ObjectBuilder::new())).build())
+                    .required(Some(Required::True))
+                    .build(),
+            ),
+            ok: vec![reply(StatusCode::OK, "The upstream's reply", "application/json", ObjectBuilder::new().into())],
+            errors: with(gemini_common(), Gemini, model_errors()),
+            authenticated: true,
+        },
+        Route {
+            method: HttpMethod::Post,
+            path: "/v1/chat/completions",
+            summary: "OpenAI-compatible chat completions that may read filegate files",
+            description: "Translated to generateContent and forwarded like `/{version}/models/{model}:{method}`. \
+                File parts: `{\"type\": \"file\", \"file\": {\"file_id\": \"qfile-…\" | \"files/…\", \"format\": \"video/mp4\"}}`; \
+                `image_url`, `input_audio`, text. `stream: true` answers `chat.completion.chunk` events ending \
+                with `data: [DONE]`.",
+            parameters: vec![],
+            body: Some(json_body("ChatRequest", true)),
+            ok: vec![reply(
+                StatusCode::OK,
+                "The completion, or its chunks",
+                "application/json",
+                json("ChatCompletion"),
+            )],
+            errors: with(import_common(), Chat, model_errors()),
             authenticated: true,
         },
         Route {

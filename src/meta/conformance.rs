@@ -485,3 +485,62 @@ contract!(
         store.probe_write(Timestamp::now()).await.unwrap();
     }
 );
+
+contract!(
+    /// A copy is recorded once per file generation even when callers race; it becomes stale when its file
+    /// goes or it expires, and only then.
+    upstream_copies_are_recorded_once_and_go_stale_with_their_file,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        let kept = file(&p, "kept", FileState::Uploading, 10, 3600);
+        let gone = file(&p, "gone", FileState::Uploading, 10, 3600);
+        open_upload(store.as_ref(), &kept, 1000).await.unwrap();
+        open_upload(store.as_ref(), &gone, 1000).await.unwrap();
+        let copy = |f: &FileRecord, uri: &str, expires_in: i64| UpstreamCopy {
+            blob_key: f.blob_key.clone(),
+            target: CopyTarget::GeminiFiles,
+            project: p.clone(),
+            uri: uri.into(),
+            remote_name: Some(format!("files/{uri}")),
+            created_at: Timestamp::now(),
+            expires_at: Timestamp::from_micros(Timestamp::now().as_micros() + expires_in * 1_000_000),
+        };
+        let racers: Vec<_> = (0..6)
+            .map(|i| {
+                let (store, copy) = (store.clone(), copy(&kept, &format!("uri-{i}"), 3600));
+                tokio::spawn(async move { store.put_upstream_copy(&copy).await.unwrap() })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for racer in racers {
+            winners.push(racer.await.unwrap().uri);
+        }
+        winners.dedup();
+        assert_eq!(winners.len(), 1, "every racer reads the one recorded copy: {winners:?}");
+        let recorded = store.upstream_copy(&kept.blob_key, CopyTarget::GeminiFiles).await.unwrap().unwrap();
+        assert_eq!(recorded.uri, winners[0]);
+        assert!(store.upstream_copy(&kept.blob_key, CopyTarget::VertexStaging).await.unwrap().is_none());
+
+        store.put_upstream_copy(&copy(&gone, "of-gone", 3600)).await.unwrap();
+        let mut staged = copy(&kept, "gs://staging/kept", -5);
+        staged.target = CopyTarget::VertexStaging;
+        store.put_upstream_copy(&staged).await.unwrap();
+        assert!(
+            store.stale_upstream_copies(Timestamp::now(), 10).await.unwrap().iter().all(|c| c.uri == "gs://staging/kept"),
+            "only the expired copy is stale while both files live"
+        );
+        let mut tx = store.write().await.unwrap();
+        tx.lock_project(&p).await.unwrap();
+        lifecycle::remove(tx.as_mut(), &gone.blob_key, Timestamp::now()).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut stale: Vec<String> =
+            store.stale_upstream_copies(Timestamp::now(), 10).await.unwrap().into_iter().map(|c| c.uri).collect();
+        stale.sort();
+        assert_eq!(stale, ["gs://staging/kept", "of-gone"]);
+        for copy in store.stale_upstream_copies(Timestamp::now(), 10).await.unwrap() {
+            store.delete_upstream_copy(&copy.blob_key, copy.target).await.unwrap();
+        }
+        assert!(store.stale_upstream_copies(Timestamp::now(), 10).await.unwrap().is_empty());
+        assert!(store.upstream_copy(&kept.blob_key, CopyTarget::GeminiFiles).await.unwrap().is_some());
+    }
+);

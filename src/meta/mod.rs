@@ -285,6 +285,47 @@ pub struct StoredFile {
     pub sha256: [u8; 32],
 }
 
+/// Where a copy of a file was made so that a model upstream can read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CopyTarget {
+    /// An object in `FILEGATE_VERTEX_STAGING_BUCKET`, read by Vertex AI by its `gs://` URI.
+    VertexStaging,
+    /// A file in the Gemini API's Files API.
+    GeminiFiles,
+}
+
+impl CopyTarget {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::VertexStaging => "vertex-staging",
+            Self::GeminiFiles => "gemini-files",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "vertex-staging" => Some(Self::VertexStaging),
+            "gemini-files" => Some(Self::GeminiFiles),
+            _ => None,
+        }
+    }
+}
+
+/// A copy of one file generation (its blob key) at an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamCopy {
+    pub blob_key: String,
+    pub target: CopyTarget,
+    pub project: ProjectId,
+    /// What the upstream reads: `gs://…`, or the Google file's `uri`.
+    pub uri: String,
+    /// The upstream's name for it, to delete it (`files/abc` at the Gemini API).
+    pub remote_name: Option<String>,
+    pub created_at: Timestamp,
+    /// When the copy stops being usable (the file's expiry, or earlier at the upstream).
+    pub expires_at: Timestamp,
+}
+
 /// A project's counters, for operators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectReport {
@@ -437,6 +478,15 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Recomputes every project's counters from its rows, in one transaction, and returns those that
     /// had drifted (none, unless a bug or a hand edit changed rows behind filegate's back).
     async fn recompute_usage(&self) -> MetaResult<Vec<UsageRepair>>;
+
+    /// The copy of a file generation at `target`, if one was recorded (expired or not).
+    async fn upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<Option<UpstreamCopy>>;
+    /// Records a copy, unless one is recorded already for its blob key and target (another request or node
+    /// made it first): returns the copy that is recorded now, so racing callers all use the same one.
+    async fn put_upstream_copy(&self, copy: &UpstreamCopy) -> MetaResult<UpstreamCopy>;
+    /// Copies to delete: expired at or before `now`, or whose file row is gone.
+    async fn stale_upstream_copies(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<UpstreamCopy>>;
+    async fn delete_upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<()>;
 
     /// A cheap read, for the health check.
     async fn ping(&self) -> MetaResult<()>;

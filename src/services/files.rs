@@ -66,6 +66,14 @@ fn decode_cursor(token: &str) -> Result<ListCursor> {
     })
 }
 
+/// A visible, unexpired file of `project`, or `FileNotFound` (see [`Files::get`]).
+pub async fn visible_file(meta: &dyn MetaStore, project: &ProjectId, id: &FileId) -> Result<FileRecord> {
+    match meta.get_file(project, id).await? {
+        Some(file) if file.state.is_visible() && !file.is_expired(Timestamp::now()) => Ok(file),
+        _ => Err(Error::FileNotFound(id.to_string())),
+    }
+}
+
 impl Files {
     pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, imports: Arc<ImportQueue>) -> Self {
         Self { meta, blobs, imports }
@@ -74,10 +82,7 @@ impl Files {
     /// A visible, unexpired file of `project`; anything else is `FileNotFound`, so a caller cannot learn
     /// whether another project has a file of that name.
     pub async fn get(&self, project: &ProjectId, id: &FileId) -> Result<FileRecord> {
-        match self.meta.get_file(project, id).await? {
-            Some(file) if file.state.is_visible() && !file.is_expired(Timestamp::now()) => Ok(file),
-            _ => Err(Error::FileNotFound(id.to_string())),
-        }
+        visible_file(self.meta.as_ref(), project, id).await
     }
 
     /// One page, newest first. `page_size` defaults to 10 and is clamped to 100; the token is the last

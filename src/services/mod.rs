@@ -11,10 +11,12 @@ pub(crate) mod lifecycle;
 mod locks;
 mod meter;
 pub mod migrate;
+pub mod model;
 pub mod uploads;
 
 pub use auth::Auth;
 pub use files::Files;
 pub use imports::Imports;
 pub use janitor::Janitor;
+pub use model::Models;
 pub use uploads::Uploads;

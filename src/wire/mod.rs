@@ -3,3 +3,4 @@
 
 pub mod gemini;
 pub mod import;
+pub mod openai;

@@ -1,6 +1,7 @@
 //! Integration tests: each one starts the real `filegate` binary on loopback and speaks HTTP to it.
 
 mod auth;
+mod fake_google;
 mod faults;
 mod files;
 mod gcs;
@@ -8,6 +9,7 @@ mod hostile;
 mod imports;
 mod lifecycle;
 mod migrate;
+mod model;
 mod nodes;
 mod ops;
 mod sources;

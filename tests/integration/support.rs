@@ -8,7 +8,7 @@
 //!
 //! The bytes go to the local disk, or, with `FILEGATE_TEST_BLOBS=s3|azure|gcs`, to a prefix of their own in
 //! the S3 (moto) or Azure (Azurite) server whose provider variables the environment holds (`scripts/test.sh`
-//! starts them), or in the in-process GCS fake. [`Server::files_under`] sees the bucket as it sees the disk.
+//! starts them), or in the fake of Cloud Storage (`fake_google.rs`). [`Server::files_under`] sees the bucket as it sees the disk.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -137,7 +137,7 @@ impl TestBlobs {
                 provider: "gs",
                 bucket: "filegate-test".into(),
                 prefix,
-                service_account: Some(crate::gcs::FakeGcs::shared().service_account(tmp)),
+                service_account: Some(crate::fake_google::FakeGoogle::shared_gcs().service_account(tmp)),
             },
             _ => Self::Local,
         }
@@ -161,7 +161,7 @@ impl TestBlobs {
         let staging = sub.is_empty() || sub == "staging";
         let mut keys: Vec<String> = match *provider {
             "gs" => {
-                let fake = crate::gcs::FakeGcs::shared();
+                let fake = crate::fake_google::FakeGoogle::shared_gcs();
                 let in_bucket = format!("{bucket}/");
                 let mut keys: Vec<String> = fake
                     .objects(&format!("{bucket}/{under}"))

@@ -5,7 +5,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::error::{Error, UploadError};
+use crate::error::{Error, UploadError, UpstreamError};
 use crate::wire::gemini::{ErrorEnvelope, RpcStatus};
 
 /// An error on a Gemini metadata route or an upload start.
@@ -89,7 +89,32 @@ fn classify(err: &Error) -> (StatusCode, &'static str, String, Vec<serde_json::V
         Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE", msg, vec![]),
         Error::BodyStalled(_) => (S::REQUEST_TIMEOUT, "DEADLINE_EXCEEDED", msg, vec![]),
         Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal error encountered.".into(), vec![]),
+        Error::Upstream(upstream) => match upstream.as_ref() {
+            UpstreamError::Credentials { .. } => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE", msg, vec![]),
+            UpstreamError::Unreachable { .. } | UpstreamError::Unauthorized { .. } => {
+                (S::BAD_GATEWAY, "UNAVAILABLE", msg, vec![])
+            }
+            UpstreamError::Stalled { .. } => (S::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED", msg, vec![]),
+            // Answered verbatim by `status_response`; this is for the OpenAPI description.
+            UpstreamError::Status { status, .. } => {
+                (S::from_u16(*status).unwrap_or(S::BAD_GATEWAY), "UNKNOWN", msg, vec![])
+            }
+        },
     }
+}
+
+/// An upstream's own error reply, passed on as it came (a google.rpc.Status the SDKs already parse), with
+/// its `Retry-After`.
+fn upstream_reply(status: u16, body: &bytes::Bytes, content_type: Option<&str>, retry_after: Option<&str>) -> Response {
+    let mut response = Response::new(axum::body::Body::from(body.clone()));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers = response.headers_mut();
+    let content_type = content_type.and_then(|v| HeaderValue::from_str(v).ok());
+    headers.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("application/json")));
+    if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// The HTTP status this surface answers `err` with (for the OpenAPI description).
@@ -100,6 +125,11 @@ pub(crate) fn status_of(err: &Error) -> StatusCode {
 /// The google.rpc.Status response for `err`.
 pub fn status_response(err: &Error) -> Response {
     crate::error::log_server_side(err);
+    if let Error::Upstream(upstream) = err {
+        if let UpstreamError::Status { status, body, content_type, retry_after, .. } = upstream.as_ref() {
+            return upstream_reply(*status, body, content_type.as_deref(), retry_after.as_deref());
+        }
+    }
     let (status, code, message, details) = classify(err);
     let body = ErrorEnvelope { error: RpcStatus { code: status.as_u16(), message, status: code.into(), details } };
     let mut response = (status, Json(body)).into_response();

@@ -16,8 +16,7 @@ use crate::app::AppState;
 use crate::error::Error;
 use crate::http::extract::GPath;
 
-/// The API versions the SDKs use: 3.x defaults to `v1`, 2.x uploads to `v1beta`.
-pub const VERSIONS: [&str; 3] = ["v1", "v1beta", "v1alpha"];
+pub use crate::domain::API_VERSIONS as VERSIONS;
 
 /// An unknown version answers like an unknown route.
 pub fn check_version(version: &str) -> Result<(), GeminiError> {

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::Error;
+use crate::error::{Error, UpstreamError};
 use crate::wire::import::{ErrorBody, ErrorEnvelope};
 
 #[derive(Debug)]
@@ -17,8 +17,9 @@ impl<E: Into<Error>> From<E> for ImportApiError {
     }
 }
 
-/// HTTP status, error type, machine code and message.
-fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, String) {
+/// HTTP status, error type, machine code and message (shared with the chat completions surface, which
+/// speaks the same error format).
+pub(crate) fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, String) {
     use StatusCode as S;
     let msg = err.to_string();
     match err {
@@ -46,7 +47,43 @@ fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, String) {
         Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "api_error", "unavailable", msg),
         Error::BodyStalled(_) => (S::REQUEST_TIMEOUT, "invalid_request_error", "request_timeout", msg),
         Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "api_error", "internal_error", "Internal error.".into()),
+        Error::Upstream(upstream) => match upstream.as_ref() {
+            UpstreamError::Credentials { .. } => (S::SERVICE_UNAVAILABLE, "api_error", "upstream_credentials", msg),
+            UpstreamError::Unreachable { .. } => (S::BAD_GATEWAY, "api_error", "upstream_unreachable", msg),
+            UpstreamError::Unauthorized { .. } => (S::BAD_GATEWAY, "api_error", "upstream_unauthorized", msg),
+            UpstreamError::Stalled { .. } => (S::GATEWAY_TIMEOUT, "api_error", "upstream_timeout", msg),
+            UpstreamError::Status { status, message, .. } => {
+                let status = S::from_u16(*status).unwrap_or(S::BAD_GATEWAY);
+                let kind = match status.as_u16() {
+                    400 | 409 | 413 | 422 => "invalid_request_error",
+                    403 => "permission_error",
+                    404 => "not_found_error",
+                    429 => "rate_limit_error",
+                    _ => "api_error",
+                };
+                (status, kind, "upstream_error", message.clone())
+            }
+        },
     }
+}
+
+/// The OpenAI-style reply to `err` under `classify`, with an upstream's `Retry-After` kept.
+pub(crate) fn openai_response(
+    err: &Error,
+    classify: fn(&Error) -> (StatusCode, &'static str, &'static str, String),
+) -> Response {
+    crate::error::log_server_side(err);
+    let (status, kind, code, message) = classify(err);
+    let body = ErrorEnvelope { error: ErrorBody { message, kind: kind.into(), code: code.into() } };
+    let mut response = (status, Json(body)).into_response();
+    if let Error::Upstream(upstream) = err {
+        if let UpstreamError::Status { retry_after: Some(after), .. } = upstream.as_ref() {
+            if let Ok(value) = axum::http::HeaderValue::from_str(after) {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+    }
+    response
 }
 
 /// The HTTP status this surface answers `err` with (for the OpenAPI description).
@@ -56,10 +93,7 @@ pub(crate) fn status_of(err: &Error) -> StatusCode {
 
 impl IntoResponse for ImportApiError {
     fn into_response(self) -> Response {
-        crate::error::log_server_side(&self.0);
-        let (status, kind, code, message) = classify(&self.0);
-        let body = ErrorEnvelope { error: ErrorBody { message, kind: kind.into(), code: code.into() } };
-        (status, Json(body)).into_response()
+        openai_response(&self.0, classify)
     }
 }
 

@@ -12,8 +12,8 @@ use super::rows::{
 use super::tx::{insert_parts, queue_garbage};
 use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
 use crate::meta::{
-    ChunkRecord, Garbage, ImportTask, ListCursor, MetaError, MetaResult, MetaStore, PartRecord, ProjectReport,
-    ProjectUsage, StoredFile, UploadSession, UsageRepair, WriteTx,
+    ChunkRecord, CopyTarget, Garbage, ImportTask, ListCursor, MetaError, MetaResult, MetaStore, PartRecord,
+    ProjectReport, ProjectUsage, StoredFile, UploadSession, UpstreamCopy, UsageRepair, WriteTx,
 };
 
 /// Every project's counters, recomputed from its rows.
@@ -452,6 +452,22 @@ impl MetaStore for SqlMeta {
                 (before != after).then(|| UsageRepair { project: ProjectId::from_stored(b.id.clone()), before, after })
             })
             .collect())
+    }
+
+    async fn upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<Option<UpstreamCopy>> {
+        self.copy_of(blob_key, target).await
+    }
+
+    async fn put_upstream_copy(&self, copy: &UpstreamCopy) -> MetaResult<UpstreamCopy> {
+        self.insert_copy(copy).await
+    }
+
+    async fn stale_upstream_copies(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<UpstreamCopy>> {
+        self.stale_copies(now, limit).await
+    }
+
+    async fn delete_upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<()> {
+        self.delete_copy(blob_key, target).await
     }
 
     async fn ping(&self) -> MetaResult<()> {

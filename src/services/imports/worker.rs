@@ -43,7 +43,12 @@ impl From<Result<Option<(FileRecord, Vec<Garbage>)>, Failure>> for Outcome {
     }
 }
 
+/// Called with each file an import made ready (to start work the file will need, such as a copy for the
+/// model upstream).
+pub type ReadyHook = Arc<dyn Fn(FileRecord) + Send + Sync>;
+
 pub struct Workers {
+    on_ready: Option<ReadyHook>,
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
     fetcher: Fetcher,
@@ -84,7 +89,13 @@ impl Workers {
     ) -> Self {
         let fetcher =
             Fetcher::new(settings.policy.clone(), settings.config.connect_timeout, settings.config.stall_timeout);
-        Self { meta, blobs, fetcher, settings, queue, owner: format!("node-{}", random_alphanumeric(12)) }
+        let owner = format!("node-{}", random_alphanumeric(12));
+        Self { on_ready: None, meta, blobs, fetcher, settings, queue, owner }
+    }
+
+    pub fn on_ready(mut self, hook: ReadyHook) -> Self {
+        self.on_ready = Some(hook);
+        self
     }
 
     /// Runs `settings.config.workers` loops until `shutdown`; returns when all have released their tasks.
@@ -149,6 +160,9 @@ impl Workers {
                 );
                 metrics::counter!(metric::IMPORTS_FINISHED, "status" => "ready").increment(1);
                 crate::services::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &garbage).await;
+                if let Some(hook) = &self.on_ready {
+                    hook(*file);
+                }
                 Ok(())
             }
             Outcome::LeaseLost => {

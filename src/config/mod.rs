@@ -9,6 +9,10 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use ipnet::IpNet;
 
+mod upstream;
+
+pub use upstream::{ApiKeySecret, ModelConfig, Upstream, UpstreamArgs, UpstreamKind, VertexAuth};
+
 use crate::blob::BucketUrl;
 use crate::domain::{ApiKey, MediaTypePolicy, ProjectId};
 
@@ -99,6 +103,8 @@ pub struct ServeArgs {
     /// `pretty` or `json` log lines on stderr (filter with `RUST_LOG`).
     #[arg(long, env = "FILEGATE_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -176,6 +182,7 @@ pub struct Config {
     pub max_connections: usize,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    pub model: ModelConfig,
 }
 
 impl Config {
@@ -259,6 +266,7 @@ impl Config {
             max_connections: args.max_connections.unwrap_or_else(default_max_connections),
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
             log_format: args.log_format,
+            model: ModelConfig::from_args(&args.upstream)?,
         })
     }
 }

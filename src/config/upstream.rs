@@ -1,0 +1,194 @@
+//! Where model calls go (`FILEGATE_UPSTREAM` and its companions): Vertex AI, the Gemini API, or nowhere.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+use crate::blob::BucketUrl;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpstreamArgs {
+    /// Where model calls go: `vertex`, `gemini` or `off` (model routes answer 501 saying so).
+    #[arg(long, env = "FILEGATE_UPSTREAM", default_value = "off")]
+    pub upstream: UpstreamKind,
+    /// The Google Cloud project of Vertex AI calls.
+    #[arg(long, env = "FILEGATE_VERTEX_PROJECT")]
+    pub vertex_project: Option<String>,
+    /// The Vertex AI location.
+    #[arg(long, env = "FILEGATE_VERTEX_LOCATION", default_value = "global")]
+    pub vertex_location: String,
+    /// Default `https://{location}-aiplatform.googleapis.com` (`https://aiplatform.googleapis.com` for global).
+    #[arg(long, env = "FILEGATE_VERTEX_ENDPOINT")]
+    pub vertex_endpoint: Option<String>,
+    /// The Gemini API key filegate calls the Gemini API with (never a client's key).
+    #[arg(long, env = "FILEGATE_GEMINI_API_KEY", hide_env_values = true)]
+    pub gemini_api_key: Option<String>,
+    #[arg(long, env = "FILEGATE_GEMINI_ENDPOINT", default_value = "https://generativelanguage.googleapis.com")]
+    pub gemini_endpoint: String,
+    /// A fixed bearer token for Vertex AI (development, tests); without it, Google's application-default
+    /// credentials (GOOGLE_APPLICATION_CREDENTIALS, the metadata server, gcloud).
+    #[arg(long, env = "FILEGATE_UPSTREAM_BEARER_TOKEN", hide_env_values = true)]
+    pub upstream_bearer_token: Option<String>,
+    /// `gs://BUCKET/PREFIX` where files that are not in Cloud Storage are copied (once) so Vertex AI can read
+    /// them.
+    #[arg(long, env = "FILEGATE_VERTEX_STAGING_BUCKET")]
+    pub vertex_staging_bucket: Option<String>,
+    /// The largest file sent inline (`inlineData`) rather than by reference.
+    #[arg(long, env = "FILEGATE_INLINE_MAX_BYTES", default_value_t = 7 * 1024 * 1024)]
+    pub inline_max_bytes: u64,
+    /// Comma-separated `alias=upstream-model` pairs.
+    #[arg(long, env = "FILEGATE_MODEL_MAP", default_value = "")]
+    pub model_map: String,
+    /// An upstream that sends nothing for this long is given up on (there is no total limit: a long video
+    /// prompt may stream for minutes).
+    #[arg(long, env = "FILEGATE_UPSTREAM_IDLE_TIMEOUT_SECONDS", default_value_t = 300)]
+    pub upstream_idle_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamKind {
+    Off,
+    Vertex,
+    Gemini,
+}
+
+/// How Vertex AI calls authenticate.
+#[derive(Clone)]
+pub enum VertexAuth {
+    Static(String),
+    ApplicationDefault,
+}
+
+impl std::fmt::Debug for VertexAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Static(_) => "Static(..)",
+            Self::ApplicationDefault => "ApplicationDefault",
+        })
+    }
+}
+
+/// The validated upstream settings.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    Off,
+    Vertex { project: String, location: String, endpoint: String, auth: VertexAuth, staging: Option<BucketUrl> },
+    Gemini { api_key: ApiKeySecret, endpoint: String },
+}
+
+/// An upstream API key: never printed.
+#[derive(Clone)]
+pub struct ApiKeySecret(pub String);
+
+impl std::fmt::Debug for ApiKeySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKeySecret(..)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub upstream: Upstream,
+    pub inline_max_bytes: u64,
+    /// alias → upstream model.
+    pub model_map: HashMap<String, String>,
+    pub idle_timeout: Duration,
+}
+
+fn trimmed(url: &str) -> String {
+    url.trim().trim_end_matches('/').to_owned()
+}
+
+impl ModelConfig {
+    pub fn from_args(args: &UpstreamArgs) -> anyhow::Result<Self> {
+        let upstream = match args.upstream {
+            UpstreamKind::Off => Upstream::Off,
+            UpstreamKind::Vertex => {
+                let project = args
+                    .vertex_project
+                    .clone()
+                    .filter(|p| !p.trim().is_empty())
+                    .context("FILEGATE_UPSTREAM=vertex needs FILEGATE_VERTEX_PROJECT")?;
+                let location = args.vertex_location.trim().to_owned();
+                let endpoint = match &args.vertex_endpoint {
+                    Some(endpoint) => trimmed(endpoint),
+                    None if location == "global" => "https://aiplatform.googleapis.com".into(),
+                    None => format!("https://{location}-aiplatform.googleapis.com"),
+                };
+                let auth = match &args.upstream_bearer_token {
+                    Some(token) if !token.trim().is_empty() => VertexAuth::Static(token.trim().to_owned()),
+                    _ => VertexAuth::ApplicationDefault,
+                };
+                let staging = match &args.vertex_staging_bucket {
+                    None => None,
+                    Some(url) => match BucketUrl::parse(url) {
+                        Some(bucket) if url.starts_with("gs://") => Some(bucket),
+                        _ => bail!("FILEGATE_VERTEX_STAGING_BUCKET \"{url}\" must be gs://BUCKET[/PREFIX]"),
+                    },
+                };
+                Upstream::Vertex { project, location, endpoint, auth, staging }
+            }
+            UpstreamKind::Gemini => {
+                let api_key = args
+                    .gemini_api_key
+                    .clone()
+                    .filter(|k| !k.trim().is_empty())
+                    .context("FILEGATE_UPSTREAM=gemini needs FILEGATE_GEMINI_API_KEY")?;
+                Upstream::Gemini { api_key: ApiKeySecret(api_key), endpoint: trimmed(&args.gemini_endpoint) }
+            }
+        };
+        let mut model_map = HashMap::new();
+        for pair in args.model_map.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (alias, model) = pair.split_once('=').context("FILEGATE_MODEL_MAP entries must be alias=model")?;
+            model_map.insert(alias.trim().to_owned(), model.trim().to_owned());
+        }
+        if args.upstream_idle_timeout_seconds == 0 {
+            bail!("FILEGATE_UPSTREAM_IDLE_TIMEOUT_SECONDS must be at least 1");
+        }
+        Ok(Self {
+            upstream,
+            inline_max_bytes: args.inline_max_bytes,
+            model_map,
+            idle_timeout: Duration::from_secs(args.upstream_idle_timeout_seconds),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        upstream: UpstreamArgs,
+    }
+
+    fn parse(args: &[&str]) -> anyhow::Result<ModelConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("filegate").chain(args.iter().copied()))?;
+        ModelConfig::from_args(&cli.upstream)
+    }
+
+    #[test]
+    fn vertex_endpoints_follow_the_location_and_settings_are_checked() {
+        let global = parse(&["--upstream", "vertex", "--vertex-project", "p1"]).unwrap();
+        assert!(
+            matches!(&global.upstream, Upstream::Vertex { endpoint, .. } if endpoint == "https://aiplatform.googleapis.com")
+        );
+        let regional =
+            parse(&["--upstream", "vertex", "--vertex-project", "p1", "--vertex-location", "europe-west4"]).unwrap();
+        assert!(
+            matches!(&regional.upstream, Upstream::Vertex { endpoint, .. } if endpoint == "https://europe-west4-aiplatform.googleapis.com")
+        );
+        assert!(parse(&["--upstream", "vertex"]).unwrap_err().to_string().contains("FILEGATE_VERTEX_PROJECT"));
+        assert!(parse(&["--upstream", "gemini"]).unwrap_err().to_string().contains("FILEGATE_GEMINI_API_KEY"));
+        assert!(
+            parse(&["--upstream", "vertex", "--vertex-project", "p", "--vertex-staging-bucket", "s3://b"]).is_err()
+        );
+        let mapped = parse(&["--model-map", "fast = gemini-3-flash, pro=gemini-3-pro"]).unwrap();
+        assert_eq!(mapped.model_map["fast"], "gemini-3-flash");
+    }
+}

@@ -1,0 +1,149 @@
+//! The model routes: `POST /{v}/models/{model}:{generateContent|streamGenerateContent|countTokens}` as the
+//! Gemini SDKs send them, and `POST /v1/chat/completions` as the `openai` SDKs do. Both authenticate with
+//! filegate keys and hand the call to `services::model`; replies stream back as they arrive.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use serde_json::Value;
+
+use super::extract::GPath;
+use super::gemini::{self, GeminiError};
+use super::import::error::{classify as openai_classify, openai_response};
+use crate::app::AppState;
+use crate::error::Error;
+use crate::services::model::openai::{self, Completion};
+use crate::services::model::{ModelCall, ModelMethod, ModelReply, REQUEST_MAX_BYTES};
+use crate::wire::openai::ChatRequest;
+
+/// A chat completion's reply is read whole to be translated; bigger than this, something is wrong.
+const MAX_COMPLETION_BYTES: usize = 64 * 1024 * 1024;
+
+fn too_large() -> Error {
+    Error::invalid(format!("Request payload size exceeds the limit: {REQUEST_MAX_BYTES} bytes."))
+}
+
+/// `POST /{v}/models/{model}:{method}`: the body passes through untouched but for file references.
+pub async fn native(
+    State(app): State<AppState>,
+    GPath((version, target)): GPath<(String, String)>,
+    req: Request,
+) -> Response {
+    let answer = async {
+        gemini::check_version(&version)?;
+        let (model, method) = target
+            .split_once(':')
+            .and_then(|(model, method)| Some((model, ModelMethod::parse(method)?)))
+            .ok_or_else(gemini::not_found)?;
+        let (parts, body) = req.into_parts();
+        let project = app.gemini_project(&parts).await?;
+        let sse = parts
+            .uri
+            .query()
+            .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "alt" && v == "sse"));
+        let bytes = super::body::read_to_limit(body, REQUEST_MAX_BYTES as usize, too_large).await?;
+        let body: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(format!("Invalid JSON payload received. {e}")))?;
+        if !body.is_object() {
+            return Err(GeminiError(Error::invalid("Invalid JSON payload received: the body must be an object.")));
+        }
+        let call = ModelCall { project, model: model.to_owned(), method, sse, body };
+        let reply = app.models.call(call).await?;
+        Ok::<_, GeminiError>(streaming(reply, "application/json"))
+    };
+    answer.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A reply streamed as it arrives. A failure mid-stream ends the response abruptly: the client sees a
+/// truncated body, never a complete-looking one.
+fn streaming(reply: ModelReply, default_type: &'static str) -> Response {
+    let content_type = reply.content_type.as_deref().and_then(|v| HeaderValue::from_str(v).ok());
+    let event_stream = content_type.as_ref().is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let mut response = Response::new(Body::from_stream(reply.body.map(|chunk| chunk.map_err(std::io::Error::other))));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static(default_type)));
+    if event_stream {
+        sse_headers(&mut response);
+    }
+    response
+}
+
+/// Events are not to be cached, nor held back by a buffering proxy (nginx honours `X-Accel-Buffering`).
+fn sse_headers(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+}
+
+/// An error on the chat completions route: OpenAI's envelope, with Google's wording for files a caller
+/// cannot use.
+struct ChatError(Error);
+
+impl<E: Into<Error>> From<E> for ChatError {
+    fn from(err: E) -> Self {
+        Self(err.into())
+    }
+}
+
+fn chat_classify(err: &Error) -> (StatusCode, &'static str, &'static str, String) {
+    match err {
+        Error::FileNotFound(id) => (
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "file_not_found",
+            format!("You do not have permission to access the File {id} or it may not exist."),
+        ),
+        Error::FailedPrecondition(message) => {
+            (StatusCode::BAD_REQUEST, "invalid_request_error", "failed_precondition", message.clone())
+        }
+        other => openai_classify(other),
+    }
+}
+
+/// The HTTP status the chat route answers `err` with (for the OpenAPI description).
+pub(crate) fn chat_status_of(err: &Error) -> StatusCode {
+    chat_classify(err).0
+}
+
+impl IntoResponse for ChatError {
+    fn into_response(self) -> Response {
+        openai_response(&self.0, chat_classify)
+    }
+}
+
+/// `POST /v1/chat/completions`
+pub async fn chat_completions(State(app): State<AppState>, req: Request) -> Response {
+    let answer = async {
+        let (parts, body) = req.into_parts();
+        let project = app.import_project(&parts).await?;
+        let bytes = super::body::read_to_limit(body, REQUEST_MAX_BYTES as usize, too_large).await?;
+        let request: ChatRequest = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(format!("The request body is not a valid chat completion request: {e}")))?;
+        let completion = Completion::new(&request.model);
+        let include_usage = request.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        let method = if request.stream { ModelMethod::StreamGenerateContent } else { ModelMethod::GenerateContent };
+        let body = openai::to_generate_content(&request)?;
+        let call = ModelCall { project, model: request.model, method, sse: request.stream, body };
+        let reply = app.models.call(call).await?;
+        if request.stream {
+            let mut response = Response::new(Body::from_stream(openai::chunks(reply.body, completion, include_usage)));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            sse_headers(&mut response);
+            return Ok(response);
+        }
+        let mut whole = Vec::new();
+        let mut body = reply.body;
+        while let Some(chunk) = body.next().await {
+            whole.extend_from_slice(&chunk?);
+            if whole.len() > MAX_COMPLETION_BYTES {
+                return Err(ChatError(Error::internal("the upstream's reply is larger than 64 MiB")));
+            }
+        }
+        let response: Value = serde_json::from_slice(&whole).map_err(Error::internal)?;
+        Ok::<_, ChatError>(Json(completion.from_response(&response)).into_response())
+    };
+    answer.await.unwrap_or_else(IntoResponse::into_response)
+}

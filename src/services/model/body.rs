@@ -1,0 +1,168 @@
+//! The request body sent upstream: the rewritten JSON, with each inline file's bytes streamed from the
+//! blob store as base64 where its placeholder stands. A file sent inline is never held whole in memory,
+//! and the body's exact length is known before it is sent (base64 is 4 bytes per 3, padded).
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{self, BoxStream};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use serde_json::Value;
+
+use crate::blob::BlobStore;
+use crate::error::{Error, Result};
+
+/// A file to splice in as base64.
+#[derive(Debug, Clone)]
+pub struct InlineFile {
+    pub placeholder: String,
+    pub blob_key: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Segment {
+    Json(Bytes),
+    Inline { blob_key: String, size: u64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct OutgoingBody {
+    segments: Vec<Segment>,
+    len: u64,
+}
+
+/// The length of `size` bytes in padded base64.
+pub const fn base64_len(size: u64) -> u64 {
+    size.div_ceil(3) * 4
+}
+
+impl OutgoingBody {
+    /// Serializes `body`, cutting it at each inline file's placeholder (a string value, so it appears once,
+    /// quoted, in the JSON text: the quotes stay and the placeholder gives way to the base64).
+    pub fn new(body: &Value, inline: &[InlineFile]) -> Result<Self> {
+        let mut text = Bytes::from(serde_json::to_vec(body).map_err(Error::internal)?);
+        let mut segments = Vec::new();
+        let mut files: Vec<(usize, &InlineFile)> = Vec::new();
+        for file in inline {
+            let needle = format!("\"{}\"", file.placeholder);
+            let at = memchr_find(&text, needle.as_bytes())
+                .ok_or_else(|| Error::internal(format!("placeholder {} is missing", file.placeholder)))?;
+            files.push((at, file));
+        }
+        files.sort_by_key(|(at, _)| *at);
+        let mut consumed = 0;
+        for (at, file) in files {
+            let start = at + 1 - consumed;
+            segments.push(Segment::Json(text.split_to(start)));
+            let _placeholder = text.split_to(file.placeholder.len());
+            consumed = at + 1 + file.placeholder.len();
+            segments.push(Segment::Inline { blob_key: file.blob_key.clone(), size: file.size });
+        }
+        segments.push(Segment::Json(text));
+        let len = segments
+            .iter()
+            .map(|s| match s {
+                Segment::Json(bytes) => bytes.len() as u64,
+                Segment::Inline { size, .. } => base64_len(*size),
+            })
+            .sum();
+        Ok(Self { segments, len })
+    }
+
+    pub const fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The body as a stream, reading inline files from `blobs` as it goes.
+    pub fn stream(&self, blobs: Arc<dyn BlobStore>) -> BoxStream<'static, Result<Bytes>> {
+        let segments = self.segments.clone();
+        stream::iter(segments)
+            .then(move |segment| {
+                let blobs = blobs.clone();
+                async move {
+                    match segment {
+                        Segment::Json(bytes) => Ok::<_, Error>(stream::once(async { Ok(bytes) }).boxed()),
+                        Segment::Inline { blob_key, size } => Ok(base64_stream(blobs.read(&blob_key, 0..size).await?)),
+                    }
+                }
+            })
+            .try_flatten()
+            .boxed()
+    }
+}
+
+fn memchr_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Encodes a byte stream as padded base64, carrying the 0–2 bytes that do not fill a group of three to the
+/// next chunk.
+fn base64_stream(input: BoxStream<'static, Result<Bytes>>) -> BoxStream<'static, Result<Bytes>> {
+    const ENGINE: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+    stream::unfold((input, BytesMut::new(), false), |(mut input, mut carry, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            match input.next().await {
+                Some(Ok(chunk)) => {
+                    carry.extend_from_slice(&chunk);
+                    let whole = carry.len() / 3 * 3;
+                    if whole == 0 {
+                        continue;
+                    }
+                    let encoded = ENGINE.encode(carry.split_to(whole));
+                    return Some((Ok(Bytes::from(encoded)), (input, carry, false)));
+                }
+                Some(Err(e)) => return Some((Err(e), (input, carry, true))),
+                None => {
+                    let encoded = ENGINE.encode(&carry);
+                    return Some((Ok(Bytes::from(encoded)), (input, BytesMut::new(), true)));
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn base64_of_a_stream_matches_base64_of_its_bytes_whatever_the_chunking() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for chunk in [1, 2, 3, 4, 7, 1000] {
+            let chunks: Vec<Result<Bytes>> = data.chunks(chunk).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+            let encoded: Vec<Bytes> = base64_stream(stream::iter(chunks).boxed()).try_collect().await.unwrap();
+            let text: Vec<u8> = encoded.concat();
+            assert_eq!(text, base64::engine::general_purpose::STANDARD.encode(&data).into_bytes(), "chunk {chunk}");
+            assert_eq!(text.len() as u64, base64_len(1000));
+        }
+    }
+
+    #[test]
+    fn the_body_is_cut_at_each_placeholder_and_its_length_counts_the_base64() {
+        let value = json!({"a": "P-1", "b": [{"data": "P-0"}], "c": "P-0 in text is not a placeholder"});
+        let inline = [
+            InlineFile { placeholder: "P-0".into(), blob_key: "k0".into(), size: 4 },
+            InlineFile { placeholder: "P-1".into(), blob_key: "k1".into(), size: 3 },
+        ];
+        let body = OutgoingBody::new(&value, &inline).unwrap();
+        let text = serde_json::to_string(&value).unwrap();
+        assert_eq!(body.len(), (text.len() - 3 - 3 + 8 + 4) as u64, "each 3-byte placeholder gives way to base64");
+        let keys: Vec<_> = body
+            .segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Inline { blob_key, .. } => Some(blob_key.as_str()),
+                Segment::Json(_) => None,
+            })
+            .collect();
+        assert_eq!(keys, ["k1", "k0"], "in document order");
+    }
+}

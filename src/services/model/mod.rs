@@ -1,0 +1,299 @@
+//! The model front door: a `generateContent` call (native, or translated from an OpenAI chat completion)
+//! whose file references name filegate files is forwarded to Vertex AI or the Gemini API with each
+//! reference rewritten to something the upstream can read.
+//!
+//! For each referenced file, in order of preference:
+//!
+//! | the file is            | Vertex AI gets                                 | the Gemini API gets                  |
+//! |------------------------|------------------------------------------------|--------------------------------------|
+//! | in Cloud Storage       | its `gs://` URI (no copy)                      | inline, or a Files API upload        |
+//! | small enough to inline | `inlineData`, streamed from the blob store     | `inlineData`                         |
+//! | larger                 | a copy in `FILEGATE_VERTEX_STAGING_BUCKET`     | an upload to its Files API           |
+//!
+//! "Small enough" is at most `FILEGATE_INLINE_MAX_BYTES` and within what is left of the 20 MiB request
+//! (base64 counted). Copies are made once per file and reused by every call and node until the file goes
+//! (`copies.rs`). Every check (the caller's project, the file's state, per-type limits) happens before
+//! anything is sent upstream; the caller's own key never leaves filegate.
+
+mod body;
+mod copies;
+mod limits;
+pub mod openai;
+mod refs;
+pub mod upstream;
+mod usage;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use serde_json::Value;
+
+pub use copies::Copies;
+pub use limits::REQUEST_MAX_BYTES;
+pub use upstream::ModelMethod;
+
+use self::body::{InlineFile, OutgoingBody, base64_len};
+use self::refs::Rewrite;
+use self::upstream::UpstreamClient;
+use self::usage::CallMeter;
+use crate::blob::{BlobStore, ObjectBlobStore};
+use crate::config::{ModelConfig, Upstream};
+use crate::domain::{FileId, FileRecord, FileState, ProjectId, random_alphanumeric};
+use crate::error::{Error, Result, UpstreamError};
+use crate::meta::{CopyTarget, MetaStore};
+use crate::services::files::visible_file;
+
+/// A model call as a surface hands it over.
+pub struct ModelCall {
+    pub project: ProjectId,
+    /// The model as the caller named it (an alias of `FILEGATE_MODEL_MAP`, or the upstream's name).
+    pub model: String,
+    pub method: ModelMethod,
+    /// `?alt=sse`: a stream of server-sent events (else the upstream's JSON, an array for a stream).
+    pub sse: bool,
+    pub body: Value,
+}
+
+/// The upstream's reply, streaming.
+pub struct ModelReply {
+    pub content_type: Option<String>,
+    pub body: BoxStream<'static, Result<Bytes>>,
+}
+
+pub struct Models {
+    upstream: Option<Arc<UpstreamClient>>,
+    copies: Option<Arc<Copies>>,
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    inline_max_bytes: u64,
+    model_map: HashMap<String, String>,
+    public_url: String,
+}
+
+/// How one file reaches the upstream.
+enum Route {
+    Inline,
+    /// By URI; `cached` when it is a copy made earlier (which may have vanished upstream since).
+    Uri {
+        uri: String,
+        copy: Option<CopyTarget>,
+        cached: bool,
+    },
+}
+
+impl Models {
+    pub fn new(
+        config: &ModelConfig,
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        public_url: String,
+    ) -> anyhow::Result<Self> {
+        let upstream = UpstreamClient::new(config)?.map(Arc::new);
+        let copies = match (&upstream, &config.upstream) {
+            (Some(client), Upstream::Vertex { staging, .. }) => {
+                let staging = staging.clone().map(ObjectBlobStore::from_env).transpose()?;
+                Some(Copies::new(meta.clone(), blobs.clone(), client.clone(), staging, config.idle_timeout))
+            }
+            (Some(client), _) => {
+                Some(Copies::new(meta.clone(), blobs.clone(), client.clone(), None, config.idle_timeout))
+            }
+            (None, _) => None,
+        };
+        Ok(Self {
+            upstream,
+            copies: copies.map(Arc::new),
+            meta,
+            blobs,
+            inline_max_bytes: config.inline_max_bytes,
+            model_map: config.model_map.clone(),
+            public_url,
+        })
+    }
+
+    /// The copy keeper, whose sweeper the server runs (none when model calls are off).
+    pub fn copies(&self) -> Option<Arc<Copies>> {
+        self.copies.clone()
+    }
+
+    fn upstream(&self) -> Result<&Arc<UpstreamClient>> {
+        self.upstream.as_ref().ok_or_else(|| {
+            Error::NotImplemented(
+                "Model calls are off on this server: its operator can forward them to Vertex AI or the Gemini \
+                 API with FILEGATE_UPSTREAM=vertex or FILEGATE_UPSTREAM=gemini."
+                    .into(),
+            )
+        })
+    }
+
+    /// The upstream's name for `model`: mapped by `FILEGATE_MODEL_MAP`, and checked to be a plain name, so
+    /// that no path can be smuggled into the upstream URL.
+    pub fn upstream_model(&self, model: &str) -> Result<String> {
+        let model = model.strip_prefix("models/").unwrap_or(model);
+        let model = self.model_map.get(model).map_or(model, String::as_str);
+        let plain = !model.is_empty()
+            && model.len() <= 128
+            && model.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+        if !plain {
+            return Err(Error::invalid(format!(
+                "Invalid model name \"{model}\": use the upstream's model name, such as gemini-2.5-flash."
+            )));
+        }
+        Ok(model.to_owned())
+    }
+
+    /// Forwards a call and streams the reply back, measured (`usage.rs`).
+    pub async fn call(&self, call: ModelCall) -> Result<ModelReply> {
+        let upstream = self.upstream()?;
+        let model = self.upstream_model(&call.model)?;
+        let meter = CallMeter::start(&call.project, &model, call.method.as_str());
+        match self.forward(upstream, &model, &call).await {
+            Ok(reply) => Ok(ModelReply {
+                content_type: reply.content_type,
+                body: meter.tap(reply.body).map_err(Error::from).boxed(),
+            }),
+            Err(err) => {
+                meter.failed(&err);
+                Err(err)
+            }
+        }
+    }
+
+    async fn forward(&self, upstream: &UpstreamClient, model: &str, call: &ModelCall) -> Result<upstream::Reply> {
+        let found = refs::find(&call.body, &self.public_url);
+        let mut files: Vec<FileRecord> = Vec::new();
+        for reference in &found {
+            if files.iter().any(|f| f.id == reference.id) {
+                continue;
+            }
+            let file = visible_file(self.meta.as_ref(), &call.project, &reference.id).await?;
+            if file.state != FileState::Ready {
+                return Err(Error::FailedPrecondition(format!(
+                    "The File {} is not in an ACTIVE state and usage is not allowed.",
+                    file.id
+                )));
+            }
+            files.push(file);
+        }
+        let client_bytes = serde_json::to_vec(&call.body).map_err(Error::internal)?.len() as u64;
+        for attempt in 0..2 {
+            let routes = self.routes(upstream, &files, client_bytes).await?;
+            let placeholder_base = format!("filegate-inline-{}", random_alphanumeric(24));
+            let mut body = call.body.clone();
+            let mut inline = Vec::new();
+            for reference in &found {
+                let Some(file) = files.iter().find(|f| f.id == reference.id) else { continue };
+                let mime_type = match reference.mime_type.as_deref().map(str::trim) {
+                    Some(m) if !m.is_empty() && m != "application/octet-stream" => m.to_owned(),
+                    _ => file.mime_type.clone(),
+                };
+                let rewrite = match &routes[&file.id] {
+                    Route::Uri { uri, .. } => Rewrite::FileData { uri: uri.clone(), mime_type },
+                    Route::Inline => {
+                        let placeholder = format!("{placeholder_base}-{}", inline.len());
+                        inline.push(InlineFile {
+                            placeholder: placeholder.clone(),
+                            blob_key: file.blob_key.clone(),
+                            size: file.size_bytes.unwrap_or(0),
+                        });
+                        Rewrite::Inline { mime_type, placeholder }
+                    }
+                };
+                refs::rewrite(&mut body, reference, rewrite);
+            }
+            let outgoing = OutgoingBody::new(&body, &inline)?;
+            if outgoing.len() > limits::REQUEST_MAX_BYTES {
+                return Err(Error::invalid(format!(
+                    "The request is {} bytes, over the {} bytes {} takes; send large data as files.",
+                    outgoing.len(),
+                    limits::REQUEST_MAX_BYTES,
+                    upstream.name()
+                )));
+            }
+            let stream = outgoing.stream(self.blobs.clone()).map_err(std::io::Error::other);
+            let sent =
+                upstream.call(model, call.method, call.sse, reqwest::Body::wrap_stream(stream), outgoing.len()).await;
+            match sent {
+                Err(UpstreamError::Status { status: 403 | 404, .. }) if attempt == 0 && self.had_cached(&routes) => {
+                    // A copy made earlier is gone upstream (deleted, or expired early): make it again, once.
+                    tracing::info!(model, "the upstream does not know a cached copy: copying again");
+                    for file in &files {
+                        if let Route::Uri { copy: Some(target), cached: true, .. } = routes[&file.id] {
+                            self.copies()
+                                .ok_or_else(|| Error::internal("copies without a copy keeper"))?
+                                .forget(file, target)
+                                .await?;
+                        }
+                    }
+                }
+                other => return other.map_err(Error::from),
+            }
+        }
+        Err(Error::internal("the retry loop ended without an answer"))
+    }
+
+    fn had_cached(&self, routes: &HashMap<FileId, Route>) -> bool {
+        routes.values().any(|r| matches!(r, Route::Uri { cached: true, .. }))
+    }
+
+    /// Chooses how each file reaches the upstream, given that the caller's own request is `client_bytes`.
+    async fn routes(
+        &self,
+        upstream: &UpstreamClient,
+        files: &[FileRecord],
+        client_bytes: u64,
+    ) -> Result<HashMap<FileId, Route>> {
+        let mut budget = limits::REQUEST_MAX_BYTES.saturating_sub(client_bytes);
+        let mut routes = HashMap::new();
+        for file in files {
+            let size = file.size_bytes.unwrap_or(0);
+            let in_gcs = self.blobs.storage_uri(&file.blob_key).filter(|uri| uri.starts_with("gs://"));
+            let route = match in_gcs {
+                Some(uri) if upstream.is_vertex() => {
+                    limits::check_vertex_reference(file)?;
+                    Route::Uri { uri, copy: None, cached: false }
+                }
+                _ if size <= self.inline_max_bytes && base64_len(size) <= budget => {
+                    budget -= base64_len(size);
+                    Route::Inline
+                }
+                _ => {
+                    let copies = self.copies.as_ref().ok_or_else(|| Error::internal("no copy keeper"))?;
+                    let Some(target) = copies.target() else {
+                        return Err(Error::invalid(format!(
+                            "The file {} is {size} bytes: too large to send to Vertex AI inline (at most {} bytes \
+                             per file, 20 MiB per request), and it is not in Cloud Storage. The server's operator \
+                             can set FILEGATE_VERTEX_STAGING_BUCKET=gs://… so that filegate copies such files \
+                             there once.",
+                            file.id, self.inline_max_bytes
+                        )));
+                    };
+                    if upstream.is_vertex() {
+                        limits::check_vertex_reference(file)?;
+                    }
+                    let (uri, cached) = copies.uri(file, target).await?;
+                    Route::Uri { uri, copy: Some(target), cached }
+                }
+            };
+            routes.insert(file.id.clone(), route);
+        }
+        Ok(routes)
+    }
+
+    /// Makes the copy a file will need before a model can read it, ahead of the first call (an import that
+    /// just became ready): nothing happens when the file would go inline or by its own `gs://` URI.
+    pub async fn prepare(&self, file: &FileRecord) {
+        let (Some(upstream), Some(copies)) = (&self.upstream, &self.copies) else { return };
+        let Some(target) = copies.target() else { return };
+        let in_gcs = self.blobs.storage_uri(&file.blob_key).is_some_and(|uri| uri.starts_with("gs://"));
+        if file.size_bytes.unwrap_or(0) <= self.inline_max_bytes || (upstream.is_vertex() && in_gcs) {
+            return;
+        }
+        match copies.uri(file, target).await {
+            Ok((uri, _)) => tracing::info!(file = %file.id, copy = %uri, "copied ahead for {}", upstream.name()),
+            Err(e) => tracing::warn!(file = %file.id, error = %e, "copying ahead for {} failed", upstream.name()),
+        }
+    }
+}

@@ -1,0 +1,444 @@
+#!/usr/bin/env python3
+"""A small fake of the Google services filegate talks to, for tests on loopback (nothing real can run here).
+
+One process serves:
+
+- Cloud Storage's XML API under /gcs (object PUT/GET with Range/HEAD/DELETE, multipart uploads, list-type=2),
+  for object_store's GCS client pointed at it with a service-account file holding gcs_base_url and
+  disable_oauth (its documented test hook);
+- the model APIs: Vertex AI (POST /v1/projects/P/locations/L/publishers/google/models/M:method, Bearer) and the
+  Gemini API (POST /v1beta/models/M:method, x-goog-api-key): generateContent, streamGenerateContent (?alt=sse
+  or a JSON array) and countTokens;
+- the Gemini API's Files API: resumable upload (/upload/v1beta/files), get with PROCESSING then ACTIVE, delete.
+
+The fake "model" reads what it was given and says so: its answer text is JSON listing each part, with the
+SHA-256 of every file's bytes however they came (inline, gs:// from the GCS side, or a Files API upload), so a
+test proves which bytes the model could read. Every upstream request is recorded (GET /_fake/requests);
+POST /_fake/script queues scripted replies for the next model calls, one object each: {"status", "body",
+"headers"} replies with that error; {"hang": s} waits s seconds first; {"chunk_delay": s} paces a stream's
+events; {"break_after_chunks": n} drops the connection mid-stream. A stream the client abandoned is recorded
+with "aborted": true.
+Its wire is checked against the real clients: conformance/python/test_fake_google.py (google-genai) and
+tests/integration/gcs.rs (object_store).
+
+Standard library only. Usage: google.py [--port 0] [--api-key K] [--bearer T] [--gcs-url URL] [--parent-pid N];
+prints "listening on http://127.0.0.1:PORT".
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import re
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOCK = threading.RLock()
+OBJECTS = {}  # "bucket/key" -> bytes
+UPLOADS = {}  # multipart upload id -> {"key": "bucket/key", "parts": {n: bytes}}
+FILES = {}  # Google file id -> {"bytes", "mime", "polls", "deleted", "key"}
+SESSIONS = {}  # resumable upload id -> {"mime", "size", "name", "key"}
+REQUESTS = []
+SCRIPT = []
+COUNTER = [0]
+ARGS = None
+PROCESSING_POLLS = 1
+
+
+def next_id(prefix):
+    with LOCK:
+        COUNTER[0] += 1
+        return f"{prefix}{COUNTER[0]}"
+
+
+def etag(data):
+    return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
+def rpc_error(code, status, message):
+    return {"error": {"code": code, "message": message, "status": status}}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    # --- plumbing -----------------------------------------------------------------------------------
+    def body(self):
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+    def reply(self, status, body=b"", headers=None, content_type="application/json"):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if body or content_type != "application/json":
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def route(self):
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        path = urllib.parse.unquote(url.path)
+        data = self.body() if self.command in ("POST", "PUT") else b""
+        if path.startswith("/_fake/"):
+            return self.control(path, data)
+        if path.startswith("/gcs/"):
+            return self.gcs(path[len("/gcs/"):], query, data)
+        record = self.record(path, query, data)
+        model = re.fullmatch(r"/v1/projects/[^/]+/locations/[^/]+/publishers/google/models/([^/:]+):(\w+)", path)
+        if model:
+            return self.model_call("vertex", model.group(1), model.group(2), query, data, record)
+        model = re.fullmatch(r"/v1beta/models/([^/:]+):(\w+)", path)
+        if model:
+            return self.model_call("gemini", model.group(1), model.group(2), query, data, record)
+        if path == "/upload/v1beta/files":
+            return self.files_upload(query, data)
+        found = re.fullmatch(r"/v1beta/files/([a-z0-9]+)", path)
+        if found:
+            return self.files_item(found.group(1))
+        self.reply(404, rpc_error(404, "NOT_FOUND", f"fake: no route {self.command} {path}"))
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = route
+
+    def record(self, path, query, data):
+        try:
+            parsed = json.loads(data) if data else None
+        except ValueError:
+            parsed = None
+        entry = {
+            "method": self.command,
+            "path": path,
+            "query": query,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "json": parsed,
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "completed": None,
+        }
+        with LOCK:
+            REQUESTS.append(entry)
+        return entry
+
+    def control(self, path, data):
+        with LOCK:
+            if path == "/_fake/requests":
+                return self.reply(200, REQUESTS)
+            if path == "/_fake/reset":
+                REQUESTS.clear()
+                SCRIPT.clear()
+                return self.reply(200, {})
+            if path == "/_fake/script":
+                SCRIPT.extend(json.loads(data))
+                return self.reply(200, {})
+            if path == "/_fake/google-files":
+                listed = {
+                    name: {"sha256": hashlib.sha256(f["bytes"]).hexdigest(), "size": len(f["bytes"]),
+                           "mime": f["mime"], "deleted": f["deleted"]}
+                    for name, f in FILES.items()
+                }
+                return self.reply(200, listed)
+            if path == "/_fake/gcs":
+                return self.reply(200, {"objects": {k: len(v) for k, v in OBJECTS.items()},
+                                        "uploads": [u["key"] for u in UPLOADS.values()]})
+        self.reply(404, {})
+
+    # --- Cloud Storage (XML API) --------------------------------------------------------------------
+    def gcs(self, rest, query, data):
+        bucket, _, key = rest.partition("/")
+        if not key:
+            return self.gcs_list(bucket, query)
+        full = f"{bucket}/{key}"
+        xml = "application/xml"
+        missing = b"<Error><Code>NoSuchKey</Code><Message>No such object.</Message></Error>"
+        with LOCK:
+            if self.command == "POST" and "uploads" in query:
+                upload = next_id("upload-")
+                UPLOADS[upload] = {"key": full, "parts": {}}
+                body = (f"<InitiateMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
+                        f"<UploadId>{upload}</UploadId></InitiateMultipartUploadResult>")
+                return self.reply(200, body.encode(), content_type=xml)
+            upload = query.get("uploadId")
+            if upload is not None:
+                if upload not in UPLOADS:
+                    return self.reply(404, missing, content_type=xml)
+                if self.command == "PUT":
+                    UPLOADS[upload]["parts"][int(query.get("partNumber", 0))] = data
+                    return self.reply(200, headers={"ETag": etag(data)})
+                if self.command == "DELETE":
+                    del UPLOADS[upload]
+                    return self.reply(204)
+                if self.command == "POST":
+                    text = data.decode()
+                    assembled = b""
+                    for entry in text.split("<Part>")[1:]:
+                        number = re.search(r"<PartNumber>(\d+)</PartNumber>", entry).group(1)
+                        tag = re.search(r"<ETag>([^<]*)</ETag>", entry).group(1)
+                        part = UPLOADS[upload]["parts"].get(int(number))
+                        if part is None or etag(part).strip('"') != tag.replace("&quot;", "").strip('"'):
+                            return self.reply(400, b"<Error><Code>InvalidPart</Code></Error>", content_type=xml)
+                        assembled += part
+                    OBJECTS[full] = assembled
+                    del UPLOADS[upload]
+                    body = (f"<CompleteMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
+                            f"<ETag>{etag(assembled)}</ETag></CompleteMultipartUploadResult>")
+                    return self.reply(200, body.encode(), content_type=xml)
+            if self.command == "PUT":
+                OBJECTS[full] = data
+                return self.reply(200, headers={"ETag": etag(data)})
+            if self.command == "DELETE":
+                if OBJECTS.pop(full, None) is None:
+                    return self.reply(404, missing, content_type=xml)
+                return self.reply(204)
+            stored = OBJECTS.get(full)
+        if stored is None:
+            return self.reply(404, missing, content_type=xml)
+        headers = {"ETag": etag(stored), "Last-Modified": "Sat, 28 Nov 2026 12:00:00 GMT"}
+        wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("range", ""))
+        if wanted:
+            start = int(wanted.group(1))
+            end = min(int(wanted.group(2)) + 1, len(stored)) if wanted.group(2) else len(stored)
+            if start >= end:
+                return self.reply(416, content_type=xml)
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(stored)}"
+            return self.reply(206, stored[start:end], headers, "application/octet-stream")
+        self.reply(200, stored, headers, "application/octet-stream")
+
+    def gcs_list(self, bucket, query):
+        prefix = query.get("prefix", "")
+        contents = ""
+        with LOCK:
+            for full in sorted(OBJECTS):
+                key = full[len(bucket) + 1:] if full.startswith(bucket + "/") else None
+                if key is not None and key.startswith(prefix):
+                    contents += (f"<Contents><Key>{key}</Key><Size>{len(OBJECTS[full])}</Size>"
+                                 "<LastModified>2026-11-28T12:00:00.000Z</LastModified>"
+                                 f"<ETag>{etag(OBJECTS[full])}</ETag></Contents>")
+        body = (f"<ListBucketResult><Name>{bucket}</Name><Prefix>{prefix}</Prefix><KeyCount>0</KeyCount>"
+                f"<IsTruncated>false</IsTruncated>{contents}</ListBucketResult>")
+        self.reply(200, body.encode(), content_type="application/xml")
+
+    # --- the model APIs -----------------------------------------------------------------------------
+    def authorized(self, flavour):
+        if flavour == "vertex":
+            given = self.headers.get("authorization", "")
+            if not given.startswith("Bearer ") or (ARGS.bearer and given != f"Bearer {ARGS.bearer}"
+                                                   and given.count(".") != 2):
+                self.reply(401, rpc_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."))
+                return False
+            return True
+        if self.headers.get("x-goog-api-key") != ARGS.api_key:
+            self.reply(400, rpc_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."))
+            return False
+        return True
+
+    def resolve(self, flavour, uri):
+        """The bytes a model would read at `uri`, or None."""
+        if uri.startswith("gs://"):
+            if flavour != "vertex":
+                return None
+            bucket_key = uri[len("gs://"):]
+            if ARGS.gcs_url:
+                try:
+                    with urllib.request.urlopen(f"{ARGS.gcs_url}/{bucket_key}") as response:
+                        return response.read()
+                except OSError:
+                    return None
+            with LOCK:
+                return OBJECTS.get(bucket_key)
+        found = re.search(r"/v1beta/files/([a-z0-9]+)$", uri)
+        if found and flavour == "gemini":
+            with LOCK:
+                f = FILES.get(found.group(1))
+                if f and not f["deleted"] and f["polls"] > PROCESSING_POLLS:
+                    return f["bytes"]
+        return None
+
+    def model_call(self, flavour, model, method, query, data, record):
+        if not self.authorized(flavour):
+            return
+        if model == "missing-model":
+            return self.reply(404, rpc_error(404, "NOT_FOUND", f"models/{model} is not found."))
+        with LOCK:
+            scripted = SCRIPT.pop(0) if SCRIPT else {}
+        if scripted.get("hang"):
+            time.sleep(scripted["hang"])
+        if scripted.get("status"):
+            return self.reply(scripted["status"], scripted.get("body", {}), scripted.get("headers"))
+        request = json.loads(data)
+        seen = []
+        parts = [p for c in request.get("contents", []) for p in c.get("parts", [])]
+        parts += request.get("systemInstruction", {}).get("parts", [])
+        for part in parts:
+            if "text" in part:
+                seen.append({"text": part["text"]})
+                continue
+            inline = part.get("inlineData") or part.get("inline_data")
+            if inline:
+                raw = base64.b64decode(inline["data"])
+                seen.append({"via": "inline", "mime": inline.get("mimeType") or inline.get("mime_type"),
+                             "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)})
+                continue
+            file_data = part.get("fileData") or part.get("file_data") or {}
+            uri = file_data.get("fileUri") or file_data.get("file_uri", "")
+            raw = self.resolve(flavour, uri)
+            if raw is None:
+                if flavour == "gemini":
+                    return self.reply(403, rpc_error(403, "PERMISSION_DENIED", f"You do not have permission to access the File {uri} or it may not exist."))
+                return self.reply(400, rpc_error(400, "INVALID_ARGUMENT", f"Cannot fetch content from the provided URL {uri}."))
+            seen.append({"via": "gs" if uri.startswith("gs://") else "files", "uri": uri,
+                         "mime": file_data.get("mimeType") or file_data.get("mime_type"),
+                         "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)})
+        prompt_tokens = 10 * len(parts)
+        if method == "countTokens":
+            return self.reply(200, {"totalTokens": prompt_tokens})
+        answer = json.dumps({"model": model, "saw": seen})
+        usage = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": 5, "totalTokenCount": prompt_tokens + 5}
+
+        def response(text, last):
+            candidate = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+            out = {"candidates": [candidate], "modelVersion": model}
+            if last:
+                candidate["finishReason"] = "STOP"
+                out["usageMetadata"] = usage
+            return out
+
+        if method == "generateContent":
+            return self.reply(200, response(answer, True))
+        if method != "streamGenerateContent":
+            return self.reply(404, rpc_error(404, "NOT_FOUND", f"fake: no method {method}"))
+        third = max(1, len(answer) // 3)
+        pieces = [answer[:third], answer[third:2 * third], answer[2 * third:]]
+        sse = query.get("alt") == "sse"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream" if sse else "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        record["completed"] = False
+        try:
+            if not sse:
+                self.chunk(b"[")
+            for i, piece in enumerate(pieces):
+                if i and scripted.get("chunk_delay"):
+                    time.sleep(scripted["chunk_delay"])
+                if i and scripted.get("break_after_chunks") == i:
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                event = json.dumps(response(piece, i == len(pieces) - 1))
+                if sse:
+                    self.chunk(f"data: {event}\r\n\r\n".encode())
+                else:
+                    self.chunk(((",\r\n" if i else "") + event).encode())
+            if not sse:
+                self.chunk(b"]")
+            self.chunk(b"")
+            record["completed"] = True
+        except (BrokenPipeError, ConnectionResetError):
+            record["aborted"] = True
+            self.close_connection = True
+
+    # --- the Gemini API's Files API ---------------------------------------------------------------
+    def google_file(self, name):
+        f = FILES[name]
+        base = f"http://{self.headers.get('host')}"
+        return {"name": f"files/{name}", "uri": f"{base}/v1beta/files/{name}", "mimeType": f["mime"],
+                "sizeBytes": str(len(f["bytes"])), "state": "ACTIVE" if f["polls"] > PROCESSING_POLLS else "PROCESSING",
+                "expirationTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 48 * 3600))}
+
+    def files_upload(self, query, data):
+        if not self.authorized("gemini"):
+            return
+        command = self.headers.get("x-goog-upload-command", "")
+        if "upload_id" not in query:
+            if command != "start" or self.headers.get("x-goog-upload-protocol") != "resumable":
+                return self.reply(400, rpc_error(400, "INVALID_ARGUMENT", "fake: resumable start expected"))
+            session = next_id("s")
+            SESSIONS[session] = {"mime": self.headers.get("x-goog-upload-header-content-type", ""),
+                                 "size": int(self.headers.get("x-goog-upload-header-content-length", "-1")),
+                                 "bytes": b""}
+            url = f"http://{self.headers.get('host')}/upload/v1beta/files?upload_id={session}"
+            return self.reply(200, b"", {"x-goog-upload-url": url, "x-goog-upload-status": "active"})
+        session = SESSIONS.get(query["upload_id"])
+        if session is None:
+            return self.reply(404, rpc_error(404, "NOT_FOUND", "fake: no such upload"))
+        if int(self.headers.get("x-goog-upload-offset", "-1")) != len(session["bytes"]):
+            return self.reply(400, rpc_error(400, "INVALID_ARGUMENT", "fake: wrong offset"), {"x-goog-upload-status": "final"})
+        session["bytes"] += data
+        if "finalize" not in command:
+            return self.reply(200, b"", {"x-goog-upload-status": "active"})
+        if len(session["bytes"]) != session["size"]:
+            return self.reply(400, rpc_error(400, "INVALID_ARGUMENT", "fake: size mismatch"), {"x-goog-upload-status": "final"})
+        name = next_id("g")
+        with LOCK:
+            FILES[name] = {"bytes": session["bytes"], "mime": session["mime"], "polls": 0, "deleted": False}
+        self.reply(200, {"file": self.google_file(name)}, {"x-goog-upload-status": "final"})
+
+    def files_item(self, name):
+        if not self.authorized("gemini"):
+            return
+        with LOCK:
+            f = FILES.get(name)
+            if f is None or f["deleted"]:
+                return self.reply(403, rpc_error(403, "PERMISSION_DENIED", f"You do not have permission to access the File {name} or it may not exist."))
+            if self.command == "DELETE":
+                f["deleted"] = True
+                return self.reply(200, {})
+            f["polls"] += 1
+            view = self.google_file(name)
+        self.reply(200, view)
+
+
+def watch_parent(pid):
+    while True:
+        time.sleep(1)
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            os._exit(0)
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", default="gemini-upstream-key")
+    parser.add_argument("--bearer", default="")
+    parser.add_argument("--gcs-url", default="")
+    parser.add_argument("--parent-pid", type=int, default=0)
+    ARGS = parser.parse_args()
+    if ARGS.parent_pid:
+        threading.Thread(target=watch_parent, args=(ARGS.parent_pid,), daemon=True).start()
+    server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
+    server.daemon_threads = True
+    print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
