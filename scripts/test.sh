@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test filegate has: Rust unit tests (the metadata store's contract on SQLite and PostgreSQL),
 # then the integration tests against the real binary and the official-SDK conformance suites (google-genai
-# for Python with Google's curl walk-through, @google/genai for Node) on each configuration below, then the
-# OpenAPI fuzzer.
+# for Python with Google's curl walk-through, @google/genai for Node, openai for Python; model calls go to
+# the fake of Google's services in tests/fakes/google.py) on each configuration below, then the OpenAPI
+# fuzzer.
 #
 #   configuration        metadata     bytes
 #   sqlite-local         SQLite       local disk          (the default deployment)
 #   postgres-local       PostgreSQL   local disk
 #   postgres-s3          PostgreSQL   S3 (moto)           (the multi-node deployment; two-node tests run here)
 #   sqlite-azure         SQLite       Azure Blob (Azurite)
-#   sqlite-gcs           SQLite       GCS (an in-process fake: integration tests only)
+#   sqlite-gcs           SQLite       GCS (the fake of Google's services, tests/fakes/google.py)
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh rust       only cargo test
@@ -99,9 +100,10 @@ run_sdk_suites() {
       case $store in
         s3) export FILEGATE_BLOB_STORE=s3://$AWS_BUCKET/sdk-$suite-$$ ;;
         azure) export FILEGATE_BLOB_STORE=az://$AZURE_CONTAINER_NAME/sdk-$suite-$$ ;;
+        gcs) export FILEGATE_BLOB_STORE=gs://sdk-files/sdk-$suite-$$ GOOGLE_SERVICE_ACCOUNT=$FAKE_GCS_ACCOUNT ;;
       esac
       if [[ $suite == python ]]; then
-        step "Python SDK conformance (google-genai, Google's curl walk-through) on $1"
+        step "Python SDK conformance (google-genai, openai, Google's curl walk-through) on $1"
         cd conformance/python && "$VENV/bin/pytest" -q -p no:cacheprovider
       else
         step "Node SDK conformance (@google/genai) on $1"
@@ -133,6 +135,17 @@ run_tests() {
     # shellcheck disable=SC1091
     source "$scratch/azure/env"
   fi
+  if needs gcs && wants sdk; then
+    step "starting the fake of Cloud Storage on loopback (for the SDK suites)"
+    mkdir -p "$scratch/gcs"
+    python3 tests/fakes/google.py --parent-pid $$ >"$scratch/gcs/url" &
+    echo "kill $!" >"$scratch/gcs/stop.sh"
+    until [[ -s $scratch/gcs/url ]]; do sleep 0.1; done
+    FAKE_GCS_ACCOUNT=$scratch/gcs/account.json
+    printf '{"private_key": "unused", "private_key_id": "unused", "client_email": "t@example.invalid", "disable_oauth": true, "gcs_base_url": "%s/gcs"}' \
+      "$(awk '{print $3}' "$scratch/gcs/url")" >"$FAKE_GCS_ACCOUNT"
+    export FAKE_GCS_ACCOUNT
+  fi
   if wants rust; then
     step "cargo test: unit tests and the metadata contract (on every engine)"
     cargo test --locked --offline --lib
@@ -143,7 +156,7 @@ run_tests() {
       step "cargo test: integration tests on $config"
       FILEGATE_TEST_DATABASE=$engine FILEGATE_TEST_BLOBS=$store cargo test --locked --offline --test integration
     fi
-    if wants sdk && [[ $store != gcs ]]; then
+    if wants sdk; then
       run_sdk_suites "$config"
     fi
   done

@@ -7,7 +7,7 @@ One process serves:
   for object_store's GCS client pointed at it with a service-account file holding gcs_base_url and
   disable_oauth (its documented test hook);
 - the model APIs: Vertex AI (POST /v1/projects/P/locations/L/publishers/google/models/M:method, Bearer) and the
-  Gemini API (POST /v1beta/models/M:method, x-goog-api-key): generateContent, streamGenerateContent (?alt=sse
+  Gemini API (POST /{v1,v1beta,v1alpha}/models/M:method, x-goog-api-key): generateContent, streamGenerateContent (?alt=sse
   or a JSON array) and countTokens;
 - the Gemini API's Files API: resumable upload (/upload/v1beta/files), get with PROCESSING then ACTIVE, delete.
 
@@ -113,15 +113,22 @@ class Handler(BaseHTTPRequestHandler):
         model = re.fullmatch(r"/v1/projects/[^/]+/locations/[^/]+/publishers/google/models/([^/:]+):(\w+)", path)
         if model:
             return self.model_call("vertex", model.group(1), model.group(2), query, data, record)
-        model = re.fullmatch(r"/v1beta/models/([^/:]+):(\w+)", path)
+        model = re.fullmatch(r"/v1(?:beta|alpha)?/models/([^/:]+):(\w+)", path)
         if model:
             return self.model_call("gemini", model.group(1), model.group(2), query, data, record)
-        if path == "/upload/v1beta/files":
+        if re.fullmatch(r"/upload/v1(?:beta|alpha)?/files", path):
             return self.files_upload(query, data)
-        found = re.fullmatch(r"/v1beta/files/([a-z0-9]+)", path)
+        found = re.fullmatch(r"/v1(?:beta|alpha)?/files/([a-z0-9]+)", path)
         if found:
             return self.files_item(found.group(1))
         self.reply(404, rpc_error(404, "NOT_FOUND", f"fake: no route {self.command} {path}"))
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (filegate's idle timeout, a cancelled stream): nothing to answer.
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = route
 
@@ -270,7 +277,7 @@ class Handler(BaseHTTPRequestHandler):
                     return None
             with LOCK:
                 return OBJECTS.get(bucket_key)
-        found = re.search(r"/v1beta/files/([a-z0-9]+)$", uri)
+        found = re.search(r"/v1(?:beta|alpha)?/files/([a-z0-9]+)$", uri)
         if found and flavour == "gemini":
             with LOCK:
                 f = FILES.get(found.group(1))
@@ -372,10 +379,11 @@ class Handler(BaseHTTPRequestHandler):
                 "expirationTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 48 * 3600))}
 
     def files_upload(self, query, data):
-        if not self.authorized("gemini"):
-            return
         command = self.headers.get("x-goog-upload-command", "")
         if "upload_id" not in query:
+            # Only the start needs the key: the upload URL is the capability (the Python SDK sends none).
+            if not self.authorized("gemini"):
+                return
             if command != "start" or self.headers.get("x-goog-upload-protocol") != "resumable":
                 return self.reply(400, rpc_error(400, "INVALID_ARGUMENT", "fake: resumable start expected"))
             session = next_id("s")

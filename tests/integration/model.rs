@@ -204,6 +204,10 @@ async fn the_gemini_api_gets_small_files_inline_and_large_ones_uploaded_once() {
     }
     let uploaded = fake.google_files();
     assert_eq!(uploaded.len(), 1, "uploaded once, reused: {uploaded:?}");
+    // An error that is not about the copy (an unknown model) does not make filegate copy again.
+    let missing = call(&server, ALPHA_KEY, "v1beta/models/missing-model:generateContent", body.clone()).await;
+    assert_eq!(rpc_error(missing).await.0, 404);
+    assert_eq!(fake.google_files().len(), 1);
     let (name, google) = uploaded.iter().next().unwrap();
     assert_eq!(
         (google["sha256"].as_str(), google["mime"].as_str()),

@@ -84,6 +84,19 @@ enum Route {
     },
 }
 
+/// Whether an upstream error is about a copy made earlier: its message names the copy (Google's errors
+/// name the file: "You do not have permission to access the File abc…", "Cannot fetch content from
+/// gs://…"). Any other error (an unknown model, a bad prompt) is the caller's, and copying again would
+/// not help.
+fn names_a_cached_copy(routes: &HashMap<FileId, Route>, message: &str) -> bool {
+    routes.values().any(|route| match route {
+        Route::Uri { uri, cached: true, .. } => {
+            uri.rsplit('/').next().is_some_and(|name| !name.is_empty() && message.contains(name))
+        }
+        _ => false,
+    })
+}
+
 impl Models {
     pub fn new(
         config: &ModelConfig,
@@ -216,7 +229,9 @@ impl Models {
             let sent =
                 upstream.call(model, call.method, call.sse, reqwest::Body::wrap_stream(stream), outgoing.len()).await;
             match sent {
-                Err(UpstreamError::Status { status: 403 | 404, .. }) if attempt == 0 && self.had_cached(&routes) => {
+                Err(UpstreamError::Status { status: 400 | 403 | 404, message, .. })
+                    if attempt == 0 && names_a_cached_copy(&routes, &message) =>
+                {
                     // A copy made earlier is gone upstream (deleted, or expired early): make it again, once.
                     tracing::info!(model, "the upstream does not know a cached copy: copying again");
                     for file in &files {
@@ -234,10 +249,6 @@ impl Models {
         Err(Error::internal("the retry loop ended without an answer"))
     }
 
-    fn had_cached(&self, routes: &HashMap<FileId, Route>) -> bool {
-        routes.values().any(|r| matches!(r, Route::Uri { cached: true, .. }))
-    }
-
     /// Chooses how each file reaches the upstream, given that the caller's own request is `client_bytes`.
     async fn routes(
         &self,
@@ -245,7 +256,8 @@ impl Models {
         files: &[FileRecord],
         client_bytes: u64,
     ) -> Result<HashMap<FileId, Route>> {
-        let mut budget = limits::REQUEST_MAX_BYTES.saturating_sub(client_bytes);
+        // The rewrite itself adds a little (an `inlineData` key where a `fileData` was): keep 4 KiB for it.
+        let mut budget = limits::REQUEST_MAX_BYTES.saturating_sub(client_bytes + 4096);
         let mut routes = HashMap::new();
         for file in files {
             let size = file.size_bytes.unwrap_or(0);

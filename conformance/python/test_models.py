@@ -1,0 +1,200 @@
+"""Model calls through filegate with the official SDKs, unchanged: google-genai (sync, async, streaming) and
+openai (chat completions with a qfile- file part, streaming), each pointed at filegate only by its base URL.
+
+filegate forwards to the fake of Google's services (tests/fakes/google.py), as Vertex AI and as the Gemini
+API; the fake's "model" answers with JSON naming what it could read, with the SHA-256 of every file's bytes,
+so each test proves the model got the very bytes uploaded or imported. Where filegate keeps its bytes is the
+run's configuration (local disk, S3, Azure, or the fake's Cloud Storage, whose files reach Vertex by gs:// URI).
+"""
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from google import genai
+from google.genai import errors
+from openai import OpenAI
+
+from conftest import ALPHA_KEY, BETA_KEY, Fake, Server
+
+BEARER = "vertex-conformance-token"
+GEMINI_KEY = "gemini-upstream-key"
+INLINE_MAX = 64 * 1024
+MODEL = "gemini-test"
+
+
+def fake_gcs_url():
+    """The fake Cloud Storage this run keeps files in, if it does (scripts/test.sh, sqlite-gcs)."""
+    account = os.environ.get("GOOGLE_SERVICE_ACCOUNT")
+    if account and os.environ.get("FILEGATE_BLOB_STORE", "").startswith("gs://"):
+        with open(account) as f:
+            return json.load(f)["gcs_base_url"]
+    return None
+
+
+class Front:
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.tmp = tempfile.TemporaryDirectory()
+        gcs = fake_gcs_url()
+        self.fake = Fake("--bearer", BEARER, *(["--gcs-url", gcs] if gcs else []))
+        env = {"FILEGATE_INLINE_MAX_BYTES": str(INLINE_MAX), "FILEGATE_IMPORT_ALLOW_CIDRS": "127.0.0.1/32"}
+        if upstream == "vertex":
+            env.update(FILEGATE_UPSTREAM="vertex", FILEGATE_VERTEX_PROJECT="conformance",
+                       FILEGATE_VERTEX_ENDPOINT=self.fake.url, FILEGATE_UPSTREAM_BEARER_TOKEN=BEARER,
+                       FILEGATE_VERTEX_STAGING_BUCKET="gs://conformance-staging/copies")
+            if not gcs:
+                env["GOOGLE_SERVICE_ACCOUNT"] = self.fake.service_account(self.tmp.name)
+        else:
+            env.update(FILEGATE_UPSTREAM="gemini", FILEGATE_GEMINI_ENDPOINT=self.fake.url,
+                       FILEGATE_GEMINI_API_KEY=GEMINI_KEY)
+        self.server = Server(env)
+        self.in_gcs = gcs is not None
+
+    def client(self, key=ALPHA_KEY):
+        return genai.Client(api_key=key, http_options={"base_url": self.server.url})
+
+    def expected_route(self, size):
+        """How a file of `size` bytes reaches the fake model: inline, by gs:// URI, or as a Files API upload."""
+        if self.upstream == "vertex":
+            return "gs" if self.in_gcs or size > INLINE_MAX else "inline"
+        return "files" if size > INLINE_MAX else "inline"
+
+    def stop(self):
+        self.server.stop()
+        self.fake.stop()
+        self.tmp.cleanup()
+
+
+@pytest.fixture(scope="module", params=["vertex", "gemini"])
+def front(request):
+    f = Front(request.param)
+    yield f
+    f.stop()
+
+
+@pytest.fixture(scope="module")
+def source():
+    """nginx serving files on loopback, as an import source."""
+    scripts = os.environ.get("FILEGATE_SHARED_SCRIPTS") or str(Path(__file__).resolve().parents[3] / "shared" / "scripts")
+    tmp = tempfile.mkdtemp()
+    os.chmod(tmp, 0o755)
+    out = subprocess.run(["bash", f"{scripts}/start-http-source.sh", f"{tmp}/src"], capture_output=True, text=True,
+                         check=True)
+    yield out.stdout.strip().splitlines()[-1], Path(tmp) / "src" / "www"
+    subprocess.run(["bash", f"{tmp}/src/stop.sh"], check=False)
+
+
+def saw(text):
+    return json.loads(text)["saw"]
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def upload(client, data, mime):
+    return client.files.upload(file=io.BytesIO(data), config={"mime_type": mime})
+
+
+def test_generate_content_reads_uploaded_files(front):
+    client = front.client()
+    big, small = os.urandom(200_000), os.urandom(1000)
+    big_file, small_file = upload(client, big, "video/mp4"), upload(client, small, "image/png")
+    response = client.models.generate_content(model=MODEL, contents=[big_file, small_file, "Describe both"])
+    seen = saw(response.text)
+    assert [s.get("sha256") for s in seen[:2]] == [sha(big), sha(small)]
+    assert [s["via"] for s in seen[:2]] == [front.expected_route(len(big)), front.expected_route(len(small))]
+    assert [s["mime"] for s in seen[:2]] == ["video/mp4", "image/png"]
+    assert seen[2] == {"text": "Describe both"}
+    assert response.usage_metadata.total_token_count == 35
+    for call in front.fake.control("requests"):
+        assert ALPHA_KEY not in json.dumps(call), "the caller's key never goes upstream"
+
+
+def test_the_async_client_and_streaming(front):
+    client = front.client()
+    data = os.urandom(100_000)
+
+    async def run():
+        file = await client.aio.files.upload(file=io.BytesIO(data), config={"mime_type": "audio/mpeg"})
+        response = await client.aio.models.generate_content(model=MODEL, contents=[file, "Transcribe"])
+        assert saw(response.text)[0]["sha256"] == sha(data)
+        stream = await client.aio.models.generate_content_stream(model=MODEL, contents=[file, "Go"])
+        chunks = [chunk.text async for chunk in stream]
+        assert len(chunks) == 3, "three events, passed on one by one"
+        assert saw("".join(chunks))[0]["sha256"] == sha(data)
+        return file
+
+    file = asyncio.run(run())
+    streamed = "".join(c.text for c in client.models.generate_content_stream(model=MODEL, contents=[file, "Again"]))
+    assert saw(streamed)[0]["sha256"] == sha(data)
+    assert client.models.count_tokens(model=MODEL, contents=[file, "Count"]).total_tokens == 20
+
+
+def test_files_of_other_projects_and_unready_files_are_refused(front):
+    # Clients are kept in variables: google-genai closes its connections when a Client is collected.
+    beta, alpha = front.client(BETA_KEY), front.client()
+    theirs = upload(beta, b"beta's secret", "text/plain")
+    with pytest.raises(errors.ClientError) as refused:
+        alpha.models.generate_content(model=MODEL, contents=[theirs, "Read it"])
+    assert refused.value.code == 403
+    assert "You do not have permission to access the File" in refused.value.message
+    with pytest.raises(errors.ClientError) as missing:
+        alpha.models.generate_content(model="missing-model", contents=["hi"])
+    assert missing.value.code == 404, "the upstream's own error, passed on"
+
+
+def import_ready(server, url):
+    """Imports `url` with the openai SDK's generic post, then long-polls until it is ready."""
+    client = OpenAI(base_url=f"{server.url}/v1", api_key=ALPHA_KEY)
+    task = client.post("/files", body={"source_url": url, "model": MODEL}, cast_to=object)
+    for _ in range(30):
+        task = client.get(f"/files/{task['id']}?wait=10", cast_to=object)
+        if task["status"] in ("ready", "failed"):
+            break
+    assert task["status"] == "ready", task
+    return task
+
+
+def test_openai_chat_completions_with_an_imported_qfile(front, source):
+    url, www = source
+    data = os.urandom(300_000)
+    (www / "lecture.mp4").write_bytes(data)
+    task = import_ready(front.server, f"{url}/files/lecture.mp4")
+    assert task["id"].startswith("qfile-")
+
+    client = OpenAI(base_url=f"{front.server.url}/v1", api_key=ALPHA_KEY)
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [
+            {"type": "text", "text": "What happens in this video?"},
+            {"type": "file", "file": {"file_id": task["id"], "format": "video/mp4"}},
+        ]},
+    ]
+    completion = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=100)
+    seen = saw(completion.choices[0].message.content)
+    assert seen[1]["sha256"] == sha(data) and seen[1]["mime"] == "video/mp4"
+    assert seen[1]["via"] == front.expected_route(len(data))
+    assert seen[2] == {"text": "Be brief."}
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.total_tokens == 35
+
+    stream = client.chat.completions.create(model=MODEL, messages=messages, stream=True,
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert saw(text)[1]["sha256"] == sha(data)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].usage.total_tokens == 35
+
+    from openai import PermissionDeniedError
+    with pytest.raises(PermissionDeniedError):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
+            {"type": "file", "file": {"file_id": "qfile-doesnotexist"}}]}])
