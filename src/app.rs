@@ -7,11 +7,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::blob::{BlobStore, LocalBlobStore, ObjectBlobStore};
+use crate::blob::{BlobStore, LocalBlobStore, ObjectBlobStore, WithRegistered};
+use crate::config::Upstream;
 use crate::config::{Blobs, Config, Database};
 use crate::meta::MetaStore;
 use crate::meta::sql::SqlMeta;
 use crate::services::imports::{ImportQueue, ImportSettings};
+use crate::services::register::Registrar;
 use crate::services::{Auth, Files, Imports, Janitor, Models, Uploads};
 use crate::{http, telemetry};
 
@@ -27,6 +29,7 @@ pub struct App {
     pub uploads: Uploads,
     pub imports: Imports,
     pub models: Models,
+    pub registrar: Registrar,
     pub metrics: PrometheusHandle,
 }
 
@@ -48,12 +51,27 @@ pub async fn open_meta(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn
     Ok(Arc::new(meta))
 }
 
-/// Opens the blob store of `config`.
+/// Opens the blob store of `config`, which also reads files registered from callers' buckets.
 pub async fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
-    Ok(match &config.blobs {
+    let own: Arc<dyn BlobStore> = match &config.blobs {
         Blobs::Local(root) => Arc::new(LocalBlobStore::open(root.clone()).await?),
         Blobs::Bucket(url) => Arc::new(ObjectBlobStore::from_env(url.clone())?),
-    })
+    };
+    Ok(Arc::new(WithRegistered::new(own)))
+}
+
+/// The `gs://` locations that hold filegate's own bytes (its blob store, the Vertex staging bucket), which
+/// callers may never register as their files.
+fn own_gcs_locations(config: &Config) -> Vec<String> {
+    let staging = match &config.model.upstream {
+        Upstream::Vertex { staging, .. } => staging.as_ref(),
+        _ => None,
+    };
+    let store = match &config.blobs {
+        Blobs::Bucket(url) => Some(url),
+        Blobs::Local(_) => None,
+    };
+    store.into_iter().chain(staging).map(|url| format!("{url}/")).filter(|l| l.starts_with("gs://")).collect()
 }
 
 /// Runs `filegate serve` until SIGTERM or Ctrl-C.
@@ -84,9 +102,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let import_queue = Arc::new(ImportQueue::new(shutdown.child_token()));
     let import_settings = ImportSettings::new(config.imports.clone(), config.limits.clone());
     let models = Models::new(&config.model, meta.clone(), blobs.clone(), public_url.clone())?;
+    let registrar = Registrar::new(
+        meta.clone(),
+        blobs.clone(),
+        config.limits.clone(),
+        config.register_buckets.clone(),
+        own_gcs_locations(&config),
+    );
     let app = Arc::new(App {
         public_url,
         models,
+        registrar,
         files: Files::new(meta.clone(), blobs.clone(), import_queue.clone()),
         imports: Imports::new(meta.clone(), blobs.clone(), import_settings, import_queue.clone()),
         uploads: Uploads::new(meta.clone(), blobs.clone(), config.limits.clone()),

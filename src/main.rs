@@ -91,8 +91,9 @@ async fn main() -> anyhow::Result<()> {
             bar.finish_and_clear();
             let report = report?;
             println!(
-                "copied {} file(s), {} bytes; {} already there; {} still arriving (run again once they are done)",
-                report.copied, report.copied_bytes, report.skipped, report.unfinished
+                "copied {} file(s), {} bytes; {} already there; {} registered from their own buckets (left \
+                 there); {} still arriving (run again once they are done)",
+                report.copied, report.copied_bytes, report.skipped, report.registered, report.unfinished
             );
             for corrupt in &report.corrupt {
                 eprintln!("not copied: {corrupt}");

@@ -16,8 +16,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import urllib.request
+
 import pytest
 from google import genai
+from google.oauth2.credentials import Credentials
 from google.genai import errors
 from openai import OpenAI
 
@@ -44,13 +47,17 @@ class Front:
         self.tmp = tempfile.TemporaryDirectory()
         gcs = fake_gcs_url()
         self.fake = Fake("--bearer", BEARER, *(["--gcs-url", gcs] if gcs else []))
-        env = {"FILEGATE_INLINE_MAX_BYTES": str(INLINE_MAX), "FILEGATE_IMPORT_ALLOW_CIDRS": "127.0.0.1/32"}
+        env = {"FILEGATE_INLINE_MAX_BYTES": str(INLINE_MAX), "FILEGATE_IMPORT_ALLOW_CIDRS": "127.0.0.1/32",
+               "FILEGATE_REGISTER_BUCKETS": "gs://caller-bucket/*"}
+        # Cloud Storage (the staging bucket, registered objects): the run's fake if it keeps files there,
+        # else this suite's own.
+        self.gcs_url = gcs or f"{self.fake.url}/gcs"
+        if not gcs:
+            env["GOOGLE_SERVICE_ACCOUNT"] = self.fake.service_account(self.tmp.name)
         if upstream == "vertex":
             env.update(FILEGATE_UPSTREAM="vertex", FILEGATE_VERTEX_PROJECT="conformance",
                        FILEGATE_VERTEX_ENDPOINT=self.fake.url, FILEGATE_UPSTREAM_BEARER_TOKEN=BEARER,
                        FILEGATE_VERTEX_STAGING_BUCKET="gs://conformance-staging/copies")
-            if not gcs:
-                env["GOOGLE_SERVICE_ACCOUNT"] = self.fake.service_account(self.tmp.name)
         else:
             env.update(FILEGATE_UPSTREAM="gemini", FILEGATE_GEMINI_ENDPOINT=self.fake.url,
                        FILEGATE_GEMINI_API_KEY=GEMINI_KEY)
@@ -198,3 +205,20 @@ def test_openai_chat_completions_with_an_imported_qfile(front, source):
     with pytest.raises(PermissionDeniedError):
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
             {"type": "file", "file": {"file_id": "qfile-doesnotexist"}}]}])
+
+
+def test_objects_in_a_bucket_are_registered_and_read_by_the_model(front):
+    data = os.urandom(150_000)
+    put = urllib.request.Request(f"{front.gcs_url}/caller-bucket/lectures/intro.mp4", data=data, method="PUT")
+    urllib.request.urlopen(put).close()
+    client = front.client()
+    # The SDK sends a Google token for Google's service; filegate reads the bucket with its own credentials.
+    registered = client.files.register_files(auth=Credentials(token="unused"), uris=["gs://caller-bucket/lectures/intro.mp4"])
+    file = registered.files[0]
+    assert file.source.name == "REGISTERED" and file.state.name == "ACTIVE"
+    assert file.size_bytes == len(data) and file.mime_type == "video/mp4"
+    seen = saw(client.models.generate_content(model=MODEL, contents=[file, "Describe"]).text)
+    assert seen[0]["sha256"] == sha(data)
+    assert seen[0]["via"] == ("gs" if front.upstream == "vertex" else "files")
+    if front.upstream == "vertex":
+        assert seen[0]["uri"] == "gs://caller-bucket/lectures/intro.mp4", "no copy"

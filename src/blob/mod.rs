@@ -19,6 +19,7 @@
 
 mod local;
 mod object;
+mod registered;
 
 use std::ops::Range;
 
@@ -28,6 +29,7 @@ use futures_util::stream::BoxStream;
 
 pub use local::LocalBlobStore;
 pub use object::{BucketUrl, ObjectBlobStore, PART_BYTES};
+pub use registered::{WithRegistered, registered_key, registered_uri};
 
 use crate::domain::{FileId, ProjectId, random_alphanumeric};
 use crate::error::Result;

@@ -103,6 +103,11 @@ pub struct ServeArgs {
     /// `pretty` or `json` log lines on stderr (filter with `RUST_LOG`).
     #[arg(long, env = "FILEGATE_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
+    /// Comma-separated `gs://` patterns (`*` wildcard) of the objects callers may register as files
+    /// (`files:register`), e.g. `gs://media-archive/*`. Empty (the default): registering is off. Objects are
+    /// read with filegate's own Google credentials, so only buckets meant for it belong here.
+    #[arg(long, env = "FILEGATE_REGISTER_BUCKETS", default_value = "")]
+    pub register_buckets: String,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
 }
@@ -183,6 +188,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     pub model: ModelConfig,
+    /// `gs://` patterns of the objects callers may register.
+    pub register_buckets: Vec<String>,
 }
 
 impl Config {
@@ -230,6 +237,10 @@ impl Config {
         if args.max_connections == Some(0) {
             bail!("FILEGATE_MAX_CONNECTIONS must be at least 1");
         }
+        let register_buckets = parse_globs(&args.register_buckets);
+        if let Some(bad) = register_buckets.iter().find(|p| !p.starts_with("gs://") || p.len() <= "gs://".len()) {
+            bail!("FILEGATE_REGISTER_BUCKETS patterns are gs://BUCKET/… globs, not \"{bad}\"");
+        }
         let allowed_mime_types = parse_globs(&args.allowed_mime_types);
         if allowed_mime_types.is_empty() {
             bail!("FILEGATE_ALLOWED_MIME_TYPES must name at least one pattern (\"*\" allows every type)");
@@ -267,6 +278,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
             log_format: args.log_format,
             model: ModelConfig::from_args(&args.upstream)?,
+            register_buckets,
         })
     }
 }

@@ -459,12 +459,30 @@ fn routes() -> Vec<Route> {
         Route {
             method: HttpMethod::Post,
             path: "/{version}/files:register",
-            summary: "Register gs:// objects as files",
-            description: "Not served by this build (501, with what to use instead).",
+            summary: "Register gs:// objects as files, without copying their bytes",
+            description: "Body `{\"uris\": [\"gs://BUCKET/OBJECT\", …]}` (1 to 100); answers `{\"files\": [File…]}`. \
+                Only objects the operator allows (FILEGATE_REGISTER_BUCKETS) may be registered; 501 when none are. \
+                Deleting such a file never deletes the object.",
             parameters: vec![version()],
-            body: None,
-            ok: vec![],
-            errors: with(gemini_common(), Gemini, [Error::NotImplemented(String::new())]),
+            body: Some(
+                RequestBodyBuilder::new()
+                    .content("application/json", ContentBuilder::new().schema(Some(ObjectBuilder::new())).build())
+                    .required(Some(Required::True))
+                    .build(),
+            ),
+            ok: vec![reply(StatusCode::OK, "The files", "application/json", ObjectBuilder::new().into())],
+            errors: with(
+                gemini_common(),
+                Gemini,
+                [
+                    Error::NotImplemented(String::new()),
+                    invalid(),
+                    not_found(),
+                    Error::FileTooLarge { size: 0, limit: 0 },
+                    Error::LimitReached { code: "", message: String::new() },
+                    Error::BodyStalled(std::time::Duration::ZERO),
+                ],
+            ),
             authenticated: true,
         },
         Route {

@@ -104,6 +104,8 @@ async fn expire_project(tx: &mut dyn WriteTx, project: &ProjectId, now: Timestam
 pub enum Companion<'a> {
     Session(&'a NewSession),
     Import(&'a NewImport),
+    /// Nothing: the bytes are in the caller's own bucket (`services/register.rs`).
+    Registered,
 }
 
 /// Inserts a file row with its session or import task, and counts it.
@@ -122,6 +124,7 @@ pub async fn add(tx: &mut dyn WriteTx, file: &FileRecord, companion: Companion<'
             tx.insert_import(task).await?;
             delta.active_imports = 1;
         }
+        Companion::Registered => {}
     }
     tx.add_usage(&file.project, delta).await?;
     Ok(())

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures_util::future;
 
 use super::ingest::{self, Cap};
-use crate::blob::{BlobStore, Staging, staging_key};
+use crate::blob::{BlobStore, Staging, registered_uri, staging_key};
 use crate::domain::random_alphanumeric;
 use crate::error::{Error, Result};
 use crate::hash::ResumableSha256;
@@ -29,6 +29,8 @@ pub struct MigrationReport {
     pub corrupt: Vec<String>,
     /// Files still arriving when the run listed them.
     pub unfinished: u64,
+    /// Files registered from their owners' buckets (`files:register`): they stay where they are.
+    pub registered: u64,
 }
 
 /// Progress, as the run goes: `(files done, bytes done)` after each file.
@@ -47,6 +49,10 @@ pub async fn migrate(
         let Some(last) = page.last() else { break };
         after = Some(last.blob_key.clone());
         for file in &page {
+            if registered_uri(&file.blob_key).is_some() {
+                report.registered += 1;
+                continue;
+            }
             match to.size(&file.blob_key).await? {
                 Some(size) if size == file.size => report.skipped += 1,
                 _ => match copy(from.as_ref(), to.as_ref(), file).await {

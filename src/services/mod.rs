@@ -12,6 +12,7 @@ mod locks;
 mod meter;
 pub mod migrate;
 pub mod model;
+pub mod register;
 pub mod uploads;
 
 pub use auth::Auth;

@@ -90,6 +90,13 @@ impl FakeGoogle {
         assert!(response.status().is_success());
     }
 
+    /// Stores an object in the fake's Cloud Storage (`bucket/key`), as its owner would.
+    pub async fn put_object(&self, bucket_key: &str, bytes: &[u8]) {
+        let url = format!("{}/{bucket_key}", self.gcs_url());
+        let response = reqwest::Client::new().put(url).body(bytes.to_vec()).send().await.unwrap();
+        assert!(response.status().is_success());
+    }
+
     /// Stored objects whose `bucket/key` starts with `prefix`.
     pub fn objects(&self, prefix: &str) -> Vec<String> {
         let state = self.control("gcs");

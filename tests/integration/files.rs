@@ -114,20 +114,9 @@ async fn ids_are_unique_across_many_uploads() {
 }
 
 #[tokio::test]
-async fn register_and_unknown_routes_answer_google_style_json() {
+async fn unknown_routes_answer_google_style_json() {
     let server = Server::start();
     let gemini = server.gemini(ALPHA_KEY);
-    let register = gemini
-        .http
-        .post(format!("{}/v1beta/files:register", server.url))
-        .header("x-goog-api-key", ALPHA_KEY)
-        .json(&json!({"uris": ["gs://bucket/a.pdf"]}))
-        .send()
-        .await
-        .unwrap();
-    let (status, code, message) = rpc_error(register).await;
-    assert_eq!((status, code.as_str()), (501, "UNIMPLEMENTED"));
-    assert!(message.contains("files:register"), "{message}");
     for path in ["nope", "v2/files", "v1/models", "v1/files/abc:copy"] {
         let (status, code, _) = rpc_error(gemini.get(path).await).await;
         assert_eq!((status, code.as_str()), (404, "NOT_FOUND"), "{path}");

@@ -12,6 +12,7 @@ mod migrate;
 mod model;
 mod nodes;
 mod ops;
+mod register;
 mod sources;
 mod support;
 mod uploads;

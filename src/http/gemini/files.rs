@@ -104,15 +104,25 @@ fn attachment(file: &crate::domain::FileRecord) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("attachment"))
 }
 
-/// `files:register` registers `gs://` objects with Google Cloud credentials; filegate has no such thing.
-pub async fn register(app: &App, parts: &Parts) -> Result<Response> {
-    app.gemini_project(parts).await?;
-    Err(Error::NotImplemented(
-        "files:register (registering gs:// objects) is not supported by filegate; upload the bytes with \
-         files.upload or import them with POST /v1/files {source_url}."
-            .into(),
-    )
-    .into())
+/// `files:register {"uris": ["gs://…"]}` → `{"files": [File…]}`: objects in the caller's bucket become files
+/// without a copy (the SDK also sends a Google token, for Google's service; filegate reads the objects with
+/// its own credentials, from the buckets its operator allows).
+pub async fn register(app: &App, parts: &Parts, body: axum::body::Body) -> Result<Response> {
+    #[derive(Deserialize)]
+    struct RegisterRequest {
+        uris: Vec<String>,
+    }
+    let project = app.gemini_project(parts).await?;
+    let bytes = crate::http::body::read_to_limit(body, 256 * 1024, || {
+        Error::invalid("The request is larger than 256 KiB; register at most 100 objects per call.")
+    })
+    .await?;
+    let request: RegisterRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::invalid(format!("Invalid JSON payload received: expected {{\"uris\": [\"gs://…\"]}} ({e})."))
+    })?;
+    let files = app.registrar.register(&project, request.uris).await?;
+    let files: Vec<_> = files.iter().map(|f| app.gemini_file(f)).collect();
+    Ok(Json(serde_json::json!({ "files": files })).into_response())
 }
 
 fn query_params<T: serde::de::DeserializeOwned + Default>(parts: &Parts) -> Result<T> {

@@ -51,7 +51,8 @@ pub fn create_without_bytes(version: &str) -> GeminiError {
 pub async fn register(State(app): State<AppState>, GPath(version): GPath<String>, req: Request) -> Response {
     respond(async {
         check_version(&version)?;
-        files::register(&app, &req.into_parts().0).await
+        let (parts, body) = req.into_parts();
+        files::register(&app, &parts, body).await
     })
     .await
 }

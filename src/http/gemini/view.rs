@@ -3,6 +3,7 @@
 use base64::Engine as _;
 
 use crate::app::App;
+use crate::blob::registered_uri;
 use crate::domain::{FileRecord, FileState};
 use crate::wire::gemini::{File, FileStatus};
 
@@ -45,7 +46,7 @@ impl App {
             uri: self.file_uri(file),
             download_uri: ready.then(|| format!("{}/v1beta/files/{}:download?alt=media", self.public_url, file.id)),
             state: gemini_state(file.state).into(),
-            source: "UPLOADED".into(),
+            source: if registered_uri(&file.blob_key).is_some() { "REGISTERED" } else { "UPLOADED" }.into(),
             error: file
                 .error
                 .as_ref()

@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use mime::detect as detect_mime;
 pub use ssrf::AddressPolicy;
 pub use worker::Workers;
 

@@ -1,0 +1,181 @@
+//! `files:register`: objects that already live in Cloud Storage become files without copying their bytes,
+//! so that data in a caller's bucket reaches Vertex AI by its own `gs://` URI through filegate.
+//!
+//! Each object is read once, streamed, for its SHA-256 and its type (its first bytes, then its name); its
+//! size comes from the bucket. The file costs its project nothing against the quota (filegate holds no
+//! bytes of it) but counts as a file; it expires like any other, and deleting it never deletes the
+//! object (`blob/registered.rs`).
+//!
+//! filegate reads the objects with its own credentials, which may reach more than a caller should: only
+//! objects the operator allows (`FILEGATE_REGISTER_BUCKETS`) may be registered, and never anything under
+//! filegate's own blob store or staging bucket, whatever the patterns say. An object that is not allowed
+//! and one that does not exist answer alike (403, Google's wording).
+
+use std::sync::Arc;
+
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use sha2::{Digest as _, Sha256};
+
+use super::lifecycle::{self, Companion, Demand};
+use crate::blob::{BlobStore, registered_key};
+use crate::config::Limits;
+use crate::domain::{FileId, FileRecord, FileState, Origin, ProjectId, Timestamp, glob_matches};
+use crate::error::{Error, Result};
+use crate::meta::MetaStore;
+
+/// Objects one request may register.
+pub const MAX_URIS: usize = 100;
+/// Objects read at once.
+const CONCURRENT_READS: usize = 4;
+/// Bytes of an object's start kept to recognize its type.
+const HEAD_BYTES: usize = 8192;
+
+pub struct Registrar {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    limits: Limits,
+    /// `gs://` patterns of what may be registered.
+    allowed: Vec<String>,
+    /// `gs://bucket/prefix/` locations that are filegate's own.
+    own: Vec<String>,
+}
+
+/// What reading an object found.
+struct Examined {
+    uri: String,
+    size: u64,
+    sha256: [u8; 32],
+    mime_type: String,
+}
+
+/// A well-formed `gs://bucket/object` that `allowed` patterns admit and that is not under one of filegate's
+/// `own` locations.
+fn check_uri(uri: &str, allowed: &[String], own: &[String]) -> Result<()> {
+    let well_formed =
+        uri.strip_prefix("gs://").and_then(|rest| rest.split_once('/')).is_some_and(|(bucket, object)| {
+            !bucket.is_empty()
+                && !object.is_empty()
+                && !object.split('/').any(|segment| segment == "..")
+                && !uri.chars().any(char::is_control)
+        });
+    if !well_formed {
+        return Err(Error::invalid(format!("\"{uri}\" is not a gs://BUCKET/OBJECT URI.")));
+    }
+    let filegates_own = own.iter().any(|location| uri.starts_with(location.as_str()));
+    if filegates_own || !allowed.iter().any(|pattern| glob_matches(pattern, uri)) {
+        return Err(Error::FileNotFound(uri.to_owned()));
+    }
+    Ok(())
+}
+
+impl Registrar {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        limits: Limits,
+        allowed: Vec<String>,
+        own: Vec<String>,
+    ) -> Self {
+        Self { meta, blobs, limits, allowed, own }
+    }
+
+    /// Registers every object of `uris` for `project`, or none of them.
+    pub async fn register(&self, project: &ProjectId, uris: Vec<String>) -> Result<Vec<FileRecord>> {
+        if self.allowed.is_empty() {
+            return Err(Error::NotImplemented(
+                "Registering gs:// objects is off on this server: its operator can allow buckets with \
+                 FILEGATE_REGISTER_BUCKETS (for example gs://media-archive/*)."
+                    .into(),
+            ));
+        }
+        if uris.is_empty() || uris.len() > MAX_URIS {
+            return Err(Error::invalid(format!("uris must name 1 to {MAX_URIS} gs:// objects.")));
+        }
+        for uri in &uris {
+            check_uri(uri, &self.allowed, &self.own)?;
+        }
+        let examined: Vec<Examined> = stream::iter(uris.into_iter().map(|uri| self.examine(uri)))
+            .buffered(CONCURRENT_READS)
+            .try_collect()
+            .await?;
+
+        let now = Timestamp::now();
+        let expires_at = now.plus_seconds(self.limits.default_ttl.as_secs());
+        let files: Vec<FileRecord> = examined
+            .into_iter()
+            .map(|object| FileRecord {
+                project: project.clone(),
+                id: FileId::generate(),
+                display_name: object.uri.rsplit('/').next().map(str::to_owned),
+                mime_type: object.mime_type,
+                size_bytes: Some(object.size),
+                sha256: Some(object.sha256),
+                state: FileState::Ready,
+                origin: Origin::Upload,
+                blob_key: registered_key(&object.uri),
+                charged_bytes: 0,
+                created_at: now,
+                updated_at: now,
+                expires_at,
+                error: None,
+                import: None,
+            })
+            .collect();
+        let mut tx = self.meta.write().await?;
+        for file in &files {
+            let demand = Demand { bytes: 0, file: true, upload: false, import: false };
+            lifecycle::admit(tx.as_mut(), project, &self.limits, &demand, now).await?;
+            lifecycle::add(tx.as_mut(), file, Companion::Registered).await?;
+        }
+        tx.commit().await?;
+        Ok(files)
+    }
+
+    /// Reads an object once: its size, SHA-256 and type.
+    async fn examine(&self, uri: String) -> Result<Examined> {
+        let key = registered_key(&uri);
+        let size = self.blobs.size(&key).await?.ok_or_else(|| Error::FileNotFound(uri.clone()))?;
+        if size > self.limits.max_file_bytes {
+            return Err(Error::FileTooLarge { size, limit: self.limits.max_file_bytes });
+        }
+        let mut bytes = self.blobs.read(&key, 0..size).await?;
+        let (mut hasher, mut head, mut read) = (Sha256::new(), Vec::new(), 0u64);
+        while let Some(chunk) = bytes.next().await {
+            let chunk = chunk?;
+            hasher.update(&chunk);
+            read += chunk.len() as u64;
+            if head.len() < HEAD_BYTES {
+                head.extend_from_slice(&chunk[..chunk.len().min(HEAD_BYTES - head.len())]);
+            }
+        }
+        if read != size {
+            return Err(Error::Unavailable(format!("{uri} changed while it was read ({read} of {size} bytes)")));
+        }
+        let url = url::Url::parse(&uri).map_err(|e| Error::invalid(format!("\"{uri}\": {e}")))?;
+        let mime_type = crate::services::imports::detect_mime(None, &head, &url);
+        self.limits.media_types.check(&mime_type)?;
+        Ok(Examined { uri, size, sha256: hasher.finalize().into(), mime_type })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_allowed_objects_outside_filegate_s_own_storage_may_be_registered() {
+        let own = vec!["gs://filegate-data/prod/".to_owned()];
+        let check = |uri: &str, allowed: &[&str]| {
+            let allowed: Vec<String> = allowed.iter().map(|s| (*s).to_owned()).collect();
+            check_uri(uri, &allowed, &own)
+        };
+        assert!(check("gs://media/talks/a.mp4", &["gs://*"]).is_ok());
+        assert!(matches!(check("gs://filegate-data/prod/files/alpha/x.1", &["gs://*"]), Err(Error::FileNotFound(_))));
+        assert!(check("gs://filegate-data/other/x", &["gs://*"]).is_ok(), "outside filegate's prefix");
+        for bad in ["gs://media", "gs://media/", "s3://media/a", "gs:///a", "gs://m/a/../b"] {
+            assert!(matches!(check(bad, &["gs://*"]), Err(Error::InvalidArgument(_))), "{bad}");
+        }
+        assert!(check("gs://media/talks/a.mp4", &["gs://media/talks/*"]).is_ok());
+        assert!(matches!(check("gs://media/private/a.mp4", &["gs://media/talks/*"]), Err(Error::FileNotFound(_))));
+    }
+}
