@@ -69,7 +69,9 @@ impl Copies {
             if copy.expires_at > now {
                 return Ok((copy.uri, true));
             }
-            // Expired: the sweeper deletes it upstream; the row makes way for the new copy.
+            // Expired: deleted upstream (best effort: Google deletes its files by itself anyway) to make
+            // way for the new copy.
+            self.delete_remote(&copy).await;
             self.meta.delete_upstream_copy(&file.blob_key, target).await?;
         }
         let made = match target {
