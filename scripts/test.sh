@@ -18,9 +18,9 @@
 #   scripts/test.sh fuzz       only the OpenAPI fuzzer (schemathesis)
 #   FILEGATE_TEST_CONFIGS="sqlite-local postgres-s3" scripts/test.sh     some configurations only
 #
-# Installs what the suites need once (nginx, PostgreSQL, moto and Azurite from ../shared/scripts, jq and
-# file; a Python venv and node_modules, cached under ~/.cache), then runs the tests in a network namespace
-# with only loopback when the machine allows it (root and unshare), so no test can reach beyond 127.0.0.1
+# Installs what the suites need once (nginx, PostgreSQL, moto and Azurite from ../shared/scripts, jq,
+# file and script; a Python venv and node_modules, cached under ~/.cache), then runs the tests in a network
+# namespace with only loopback when the machine allows it (root and unshare), so no test can reach beyond 127.0.0.1
 # even by mistake. The namespace has its own mounts too, so fault tests may mount small filesystems.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +67,8 @@ fi
 for tool in jq file; do
   command -v $tool >/dev/null || { step "installing $tool"; apt_install $tool; }
 done
+# `script` gives the CLI's progress bars a pseudo-terminal (tests/integration/cli.rs).
+command -v script >/dev/null || { step "installing script (bsdutils)"; apt_install bsdutils; }
 step "building filegate and its tests"
 cargo build --locked --all-targets
 if wants sdk; then

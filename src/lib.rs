@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod blob;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;

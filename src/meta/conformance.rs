@@ -487,6 +487,38 @@ contract!(
 );
 
 contract!(
+    /// Keys are listed by project, revoked by the id derived from their hash (which the key no longer
+    /// opens), and remember their last use.
+    keys_are_listed_revoked_by_id_and_remember_their_last_use,
+    |store: Arc<dyn MetaStore>| async move {
+        let (alpha, beta) = (project("alpha"), project("beta"));
+        store.ensure_project(&alpha).await.unwrap();
+        store.ensure_project(&beta).await.unwrap();
+        let (a, b) = ("a".repeat(64), format!("{}{}", "b".repeat(16), "c".repeat(48)));
+        store.insert_api_key(&alpha, &a, "laptop").await.unwrap();
+        store.insert_api_key(&beta, &b, "").await.unwrap();
+        let all = store.list_api_keys(None).await.unwrap();
+        assert_eq!(all.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["a".repeat(16), "b".repeat(16)]);
+        assert_eq!((all[0].project.clone(), all[0].label.as_str(), all[0].last_used_at), (alpha.clone(), "laptop", None));
+        assert_eq!(store.list_api_keys(Some(&beta)).await.unwrap().len(), 1);
+
+        let used = Timestamp::from_micros(1_700_000_000_000_000);
+        store.key_used(&a, used).await.unwrap();
+        assert_eq!(store.list_api_keys(Some(&alpha)).await.unwrap()[0].last_used_at, Some(used));
+
+        assert_eq!(store.revoke_api_key("b", used).await.unwrap(), None, "a prefix is not an id");
+        assert_eq!(store.revoke_api_key(&"d".repeat(16), used).await.unwrap(), None);
+        let revoked = store.revoke_api_key(&"B".repeat(16), used).await.unwrap().expect("found");
+        assert_eq!((revoked.project, revoked.revoked_at), (beta.clone(), Some(used)));
+        let again = store.revoke_api_key(&"b".repeat(16), used.plus_seconds(5)).await.unwrap().unwrap();
+        assert_eq!(again.revoked_at, Some(used), "the first revocation time stays");
+        assert_eq!(store.project_for_key(&b).await.unwrap(), None);
+        assert_eq!(store.project_for_key(&a).await.unwrap(), Some(alpha));
+        assert_eq!(store.count_api_keys().await.unwrap(), 1);
+    }
+);
+
+contract!(
     /// A copy is recorded once per file generation even when callers race; it becomes stale when its file
     /// goes or it expires, and only then.
     upstream_copies_are_recorded_once_and_go_stale_with_their_file,

@@ -326,6 +326,23 @@ pub struct UpstreamCopy {
     pub expires_at: Timestamp,
 }
 
+/// An API key as operators see it: never the key, only an id derived from its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    /// The first [`KEY_ID_LEN`] hex digits of the key's SHA-256: stable, unique in practice, and no help to
+    /// anyone guessing the key (the key has 238 random bits; its hash is not the secret).
+    pub id: String,
+    pub project: ProjectId,
+    pub label: String,
+    pub created_at: Timestamp,
+    /// Within a minute: see [`MetaStore::key_used`].
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Hex digits of a key's hash that make its id.
+pub const KEY_ID_LEN: usize = 16;
+
 /// A project's counters, for operators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectReport {
@@ -402,6 +419,13 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn insert_api_key(&self, project: &ProjectId, key_hash: &str, label: &str) -> MetaResult<()>;
     async fn project_for_key(&self, key_hash: &str) -> MetaResult<Option<ProjectId>>;
     async fn count_api_keys(&self) -> MetaResult<u64>;
+    /// Keys, revoked ones included, oldest first; those of `project` only when given.
+    async fn list_api_keys(&self, project: Option<&ProjectId>) -> MetaResult<Vec<ApiKeyInfo>>;
+    /// Revokes the key whose id is `id`; `None` when no key has that id, else the key as it is now (a key
+    /// revoked before keeps its first revocation time).
+    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> MetaResult<Option<ApiKeyInfo>>;
+    /// Records that the key was accepted at `now`.
+    async fn key_used(&self, key_hash: &str, now: Timestamp) -> MetaResult<()>;
 
     /// The row as stored, whatever its state or expiry; callers decide what is visible.
     async fn get_file(&self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>>;

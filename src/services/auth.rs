@@ -2,9 +2,10 @@
 //! process hold hashes, never a key in clear (except the one printed at a first start).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::domain::{ApiKey, ProjectId};
+use crate::domain::{ApiKey, ProjectId, Timestamp};
 use crate::error::{Error, Result};
 use crate::meta::MetaStore;
 
@@ -12,7 +13,13 @@ pub struct Auth {
     meta: Arc<dyn MetaStore>,
     /// Keys from `FILEGATE_API_KEYS`, by hash.
     static_keys: HashMap<String, ProjectId>,
+    /// When this node last wrote each database key's `last_used_at`: at most once per [`LAST_USE_EVERY`],
+    /// so that authenticating stays a read.
+    last_use_written: Mutex<HashMap<String, Instant>>,
 }
+
+/// How stale `filegate keys list`'s "last used" may be.
+const LAST_USE_EVERY: Duration = Duration::from_secs(60);
 
 /// The project that receives the key created at a first start.
 pub const DEFAULT_PROJECT: &str = "default";
@@ -33,7 +40,7 @@ impl Auth {
             created = Some(create_key(meta.as_ref(), &project, "created at first start").await?);
         }
         let static_keys = static_keys.iter().map(|(project, key)| (key.hash(), project.clone())).collect();
-        Ok((Self { meta, static_keys }, created))
+        Ok((Self { meta, static_keys, last_use_written: Mutex::default() }, created))
     }
 
     /// The project a presented key belongs to.
@@ -43,7 +50,27 @@ impl Auth {
         if let Some(project) = self.static_keys.get(&hash) {
             return Ok(project.clone());
         }
-        self.meta.project_for_key(&hash).await?.ok_or(Error::InvalidApiKey)
+        let project = self.meta.project_for_key(&hash).await?.ok_or(Error::InvalidApiKey)?;
+        self.note_use(hash);
+        Ok(project)
+    }
+
+    /// Records the key's use in the background: a request never waits for it, nor fails with it.
+    fn note_use(&self, hash: String) {
+        let now = Instant::now();
+        {
+            let mut written = self.last_use_written.lock().expect("not poisoned");
+            if written.get(&hash).is_some_and(|at| now.duration_since(*at) < LAST_USE_EVERY) {
+                return;
+            }
+            written.insert(hash.clone(), now);
+        }
+        let meta = self.meta.clone();
+        tokio::spawn(async move {
+            if let Err(err) = meta.key_used(&hash, Timestamp::now()).await {
+                tracing::debug!(%err, "could not record a key's last use");
+            }
+        });
     }
 }
 

@@ -12,6 +12,7 @@
 //! crash. PostgreSQL commits are durable by its own defaults (`synchronous_commit=on`).
 
 mod copies;
+mod keys;
 mod rows;
 mod store;
 mod tx;

@@ -12,7 +12,7 @@ use super::rows::{
 use super::tx::{insert_parts, queue_garbage};
 use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
 use crate::meta::{
-    ChunkRecord, CopyTarget, Garbage, ImportTask, ListCursor, MetaError, MetaResult, MetaStore, PartRecord,
+    ApiKeyInfo, ChunkRecord, CopyTarget, Garbage, ImportTask, ListCursor, MetaError, MetaResult, MetaStore, PartRecord,
     ProjectReport, ProjectUsage, StoredFile, UploadSession, UpstreamCopy, UsageRepair, WriteTx,
 };
 
@@ -76,6 +76,18 @@ impl MetaStore for SqlMeta {
             .await
             .map_err(|e| self.err(e))?;
         Ok(uint(count))
+    }
+
+    async fn list_api_keys(&self, project: Option<&ProjectId>) -> MetaResult<Vec<ApiKeyInfo>> {
+        self.keys(project).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> MetaResult<Option<ApiKeyInfo>> {
+        self.revoke_key(id, now).await
+    }
+
+    async fn key_used(&self, key_hash: &str, now: Timestamp) -> MetaResult<()> {
+        self.touch_key(key_hash, now).await
     }
 
     async fn get_file(&self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>> {

@@ -1,0 +1,142 @@
+//! The `filegate` command line: the server, its operator commands, and a client for people.
+//!
+//! - `serve`, `migrate`, `migrate-store`, `keys`, `usage` open the database and storage themselves
+//!   ([`operator`]), on the machine where filegate runs.
+//! - `upload`, `import`, `ls`, `info`, `download`, `rm` speak HTTP to a server ([`remote`]): filegate, or
+//!   Google's Files API, which has the same protocol.
+//!
+//! Every command prints for people by default and one JSON document with `--json`; progress bars appear on
+//! a terminal only. Exit codes are [`remote::Exit`], listed in docs/cli.md.
+
+mod files;
+mod imports;
+mod operator;
+mod output;
+mod remote;
+mod upload;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, Parser, Subcommand};
+
+use crate::config::{Config, ServeArgs};
+pub use remote::Exit;
+
+/// filegate: a self-hosted, Gemini-compatible Files API server with URL import, and its command line.
+#[derive(Parser)]
+#[command(name = "filegate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Made once per process: its size does not matter, and unboxed arguments read better.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Upload files (resumable, in chunks; run the same command again to resume after an interruption).
+    Upload(upload::UploadArgs),
+    /// Import files from public URLs (the server fetches them); --wait follows them to the end.
+    Import(imports::ImportArgs),
+    /// List the key's files.
+    Ls(files::LsArgs),
+    /// Show one file, or one import (`qfile-…`) with its progress and error.
+    Info(files::InfoArgs),
+    /// Download a file, its SHA-256 checked; an interrupted download continues where it stopped.
+    Download(files::DownloadArgs),
+    /// Delete files or imports.
+    Rm(files::RmArgs),
+    /// Create, list and revoke API keys (operators; opens the database).
+    #[command(subcommand)]
+    Keys(operator::KeysCommand),
+    /// Show every project's files, bytes, quota, open uploads and running imports (operators).
+    Usage {
+        /// One project only.
+        #[arg(long)]
+        project: Option<String>,
+        /// Recompute the counters from the rows first, and print the projects whose counters had drifted.
+        #[arg(long)]
+        recompute: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Print a shell completion script: `filegate completions bash > /etc/bash_completion.d/filegate`.
+    Completions { shell: clap_complete::Shell },
+    /// Same as `keys create` (the command's first name, kept for scripts).
+    #[command(hide = true)]
+    CreateKey {
+        #[arg(long, default_value = "default")]
+        project: String,
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Apply the database's pending migrations, then exit (`serve` does it too, at start; PostgreSQL takes
+    /// a lock, so several nodes starting at once migrate once).
+    Migrate {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Copy every finished file from the configured blob store (FILEGATE_BLOB_STORE) to another one, each
+    /// copy checked against its recorded SHA-256. Resumable: files already copied are skipped. Switch
+    /// FILEGATE_BLOB_STORE to the destination once a run reports nothing left to copy.
+    MigrateStore {
+        /// The destination: file:///PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX.
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+/// Parses the command line, runs the command, prints its error if any; the process's exit code.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => return serve(args).await,
+        Command::Upload(args) => upload::run(args).await,
+        Command::Import(args) => imports::run(args).await,
+        Command::Ls(args) => files::ls(args).await,
+        Command::Info(args) => files::info(args).await,
+        Command::Download(args) => files::download(args).await,
+        Command::Rm(args) => files::rm(args).await,
+        Command::Keys(command) => operator::keys(command).await,
+        Command::Usage { project, recompute, json, serve } => operator::usage(project, recompute, json, serve).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "filegate", &mut std::io::stdout());
+            Ok(Exit::Success)
+        }
+        Command::CreateKey { project, label, serve } => {
+            operator::keys(operator::KeysCommand::Create { project, label, json: false, serve }).await
+        }
+        Command::Migrate { serve } => operator::migrate(serve).await,
+        Command::MigrateStore { to, serve } => operator::migrate_store(to, serve).await,
+    };
+    match result {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::from(err.exit as u8)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let served = async {
+        let config = Config::from_args(args)?;
+        crate::telemetry::init_tracing(config.log_format);
+        crate::app::serve(config).await
+    };
+    match served.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
