@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::output::{Progress, print_json, size_of, table};
+use super::output::{Progress, emit, print_json, size_of, table};
 use super::remote::{CliError, CliResult, Exit, Remote, RemoteArgs, file_path, sha256_hex_of};
 
 #[derive(Debug, clap::Args)]
@@ -82,7 +82,7 @@ pub async fn ls(args: LsArgs) -> CliResult<Exit> {
                 ]
             })
             .collect();
-        print!("{}", table(&["NAME", "DISPLAY NAME", "SIZE", "TYPE", "STATE", "EXPIRES"], &rows));
+        emit(&table(&["NAME", "DISPLAY NAME", "SIZE", "TYPE", "STATE", "EXPIRES"], &rows));
     }
     Ok(Exit::Success)
 }
@@ -100,7 +100,7 @@ pub async fn info(args: InfoArgs) -> CliResult<Exit> {
                 Value::Null => "-".into(),
                 other => other.to_string(),
             };
-            println!("{key:<width$}  {shown}");
+            out!("{key:<width$}  {shown}");
         }
     }
     Ok(Exit::Success)
@@ -119,7 +119,7 @@ pub async fn rm(args: RmArgs) -> CliResult<Exit> {
         match result {
             Ok(()) => {
                 if !args.remote.json {
-                    println!("deleted {id}");
+                    out!("deleted {id}");
                 }
                 deleted.push(id.clone());
             }
@@ -127,7 +127,7 @@ pub async fn rm(args: RmArgs) -> CliResult<Exit> {
                 if !args.remote.json {
                     eprintln!("{id}: {err}");
                 }
-                exit = err.exit;
+                exit = exit.max(err.exit);
                 errors.push(json!({"id": id, "message": err.message, "exit_code": err.exit as i32}));
             }
         }
@@ -224,12 +224,7 @@ pub async fn download(args: DownloadArgs) -> CliResult<Exit> {
             &json!({"path": target, "bytes": written, "sha256": sha256, "resumed_from": resumed_from, "file": file}),
         );
     } else {
-        println!(
-            "{}  {}  ({}, sha256 checked)",
-            file["name"].as_str().unwrap_or("?"),
-            target.display(),
-            size_of(&file)
-        );
+        out!("{}  {}  ({}, sha256 checked)", file["name"].as_str().unwrap_or("?"), target.display(), size_of(&file));
     }
     Ok(Exit::Success)
 }

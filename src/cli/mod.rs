@@ -8,10 +8,11 @@
 //! Every command prints for people by default and one JSON document with `--json`; progress bars appear on
 //! a terminal only. Exit codes are [`remote::Exit`], listed in docs/cli.md.
 
+#[macro_use]
+mod output;
 mod files;
 mod imports;
 mod operator;
-mod output;
 mod remote;
 mod upload;
 
@@ -108,7 +109,9 @@ pub async fn main() -> ExitCode {
         Command::Keys(command) => operator::keys(command).await,
         Command::Usage { project, recompute, json, serve } => operator::usage(project, recompute, json, serve).await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "filegate", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "filegate", &mut script);
+            output::emit(&String::from_utf8_lossy(&script));
             Ok(Exit::Success)
         }
         Command::CreateKey { project, label, serve } => {

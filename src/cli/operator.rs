@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::output::{print_json, table};
+use super::output::{emit, print_json, table};
 use super::remote::{CliError, CliResult, Exit};
 use crate::config::{Config, ServeArgs};
 use crate::domain::{ProjectId, Timestamp};
@@ -69,7 +69,7 @@ pub async fn keys(command: KeysCommand) -> CliResult<Exit> {
             if json {
                 print_json(&json!({"id": id, "project": project.as_str(), "label": label, "key": key.expose()}));
             } else {
-                println!("{}", key.expose());
+                out!("{}", key.expose());
                 eprintln!(
                     "key {id} for project {} (shown once; `filegate keys revoke {id}` ends it)",
                     project.as_str()
@@ -99,7 +99,7 @@ pub async fn keys(command: KeysCommand) -> CliResult<Exit> {
                         ]
                     })
                     .collect();
-                print!("{}", table(&["ID", "PROJECT", "LABEL", "CREATED", "LAST USED", "REVOKED"], &rows));
+                emit(&table(&["ID", "PROJECT", "LABEL", "CREATED", "LAST USED", "REVOKED"], &rows));
             }
         }
         KeysCommand::Revoke { id, json, serve } => {
@@ -113,7 +113,7 @@ pub async fn keys(command: KeysCommand) -> CliResult<Exit> {
             if json {
                 print_json(&key_json(&key));
             } else {
-                println!("revoked {} (project {})", key.id, key.project.as_str());
+                out!("revoked {} (project {})", key.id, key.project.as_str());
             }
         }
     }
@@ -182,7 +182,7 @@ pub async fn usage(project_name: Option<String>, recompute: bool, json: bool, se
                 .to_vec()
             })
             .collect();
-        print!("{}", table(&["PROJECT", "FILES", "BYTES", "QUOTA", "OPEN UPLOADS", "IMPORTS"], &rows));
+        emit(&table(&["PROJECT", "FILES", "BYTES", "QUOTA", "OPEN UPLOADS", "IMPORTS"], &rows));
     }
     Ok(Exit::Success)
 }
@@ -195,7 +195,7 @@ pub async fn migrate_store(to: String, serve: ServeArgs) -> CliResult<Exit> {
     let failed = |e: anyhow::Error| CliError::failure(format!("{e:#}"));
     let from = crate::app::open_blobs(&config).await.map_err(failed)?;
     let to = crate::app::open_blobs(&destination).await.map_err(failed)?;
-    println!("copying from {} to {}", from.describe(), to.describe());
+    out!("copying from {} to {}", from.describe(), to.describe());
     let total = meta.usage().await.map_err(meta_failed)?.iter().map(|p| p.usage.used_bytes).sum::<u64>();
     let progress = super::output::Progress::new(false);
     let bar = progress.bytes("copying", total);
@@ -203,10 +203,14 @@ pub async fn migrate_store(to: String, serve: ServeArgs) -> CliResult<Exit> {
     bar.finish_and_clear();
     meta.close().await;
     let report = report.map_err(|e| CliError::failure(e.to_string()))?;
-    println!(
+    out!(
         "copied {} file(s), {} bytes; {} already there; {} registered from their own buckets (left there); {} \
          still arriving (run again once they are done)",
-        report.copied, report.copied_bytes, report.skipped, report.registered, report.unfinished
+        report.copied,
+        report.copied_bytes,
+        report.skipped,
+        report.registered,
+        report.unfinished
     );
     for corrupt in &report.corrupt {
         eprintln!("not copied: {corrupt}");
@@ -221,7 +225,7 @@ pub async fn migrate_store(to: String, serve: ServeArgs) -> CliResult<Exit> {
 /// `filegate migrate`: the database's pending migrations, then exit.
 pub async fn migrate(serve: ServeArgs) -> CliResult<Exit> {
     let (_, meta) = open(serve).await?;
-    println!("{}: migrations applied", meta.describe());
+    out!("{}: migrations applied", meta.describe());
     meta.close().await;
     Ok(Exit::Success)
 }

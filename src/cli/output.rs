@@ -66,7 +66,26 @@ pub fn size_of(file: &Value) -> String {
 }
 
 pub fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialize"));
+    emit(&(serde_json::to_string_pretty(value).expect("JSON values serialize") + "\n"));
+}
+
+/// Writes to stdout. A reader that went away (`filegate ls | head`) ends the output quietly, as with any
+/// Unix tool, where `print!` would panic.
+pub fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
+        && err.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: writing to stdout: {err}");
+    }
+}
+
+/// `println!` through [`emit`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::emit(&format!("{}\n", format_args!($($arg)*)))
+    };
 }
 
 #[cfg(test)]

@@ -1,6 +1,10 @@
 //! The client side of the wire: requests to a Files API server (filegate, or Google's own, which speaks
 //! the same protocol), and its error replies turned into [`CliError`]s that read like the server's, with a
 //! hint for the common ones and an exit code per kind.
+//!
+//! Import tasks are read as the server's wire types (only filegate speaks that surface). Gemini `File`s stay
+//! JSON values: Google's have fields filegate's lack (`videoMetadata`, …) and may lack some of ours, and the
+//! client reads only `name`, `sizeBytes` and `sha256Hash`, passing the rest through to `--json` untouched.
 
 use std::fmt;
 use std::time::Duration;
@@ -24,7 +28,7 @@ pub struct RemoteArgs {
 }
 
 /// Exit codes, documented in docs/cli.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exit {
     Success = 0,
     /// Anything else: the server unreachable, a local file unreadable, an unexpected reply.
@@ -206,6 +210,24 @@ impl Remote {
 
     pub async fn json(&self, request: RequestBuilder) -> CliResult<Value> {
         read_json(self.send(request).await?).await
+    }
+
+    /// A reply read as one of the wire types.
+    pub async fn typed<T: serde::de::DeserializeOwned>(&self, request: RequestBuilder) -> CliResult<T> {
+        let value = self.json(request).await?;
+        serde_json::from_value(value)
+            .map_err(|e| CliError::failure(format!("an unexpected reply from the server: {e}")))
+    }
+}
+
+/// A JSON request body (reqwest's `json` feature is left off: the server never needs it).
+pub trait JsonBody {
+    fn json_body(self, body: &impl serde::Serialize) -> Self;
+}
+
+impl JsonBody for RequestBuilder {
+    fn json_body(self, body: &impl serde::Serialize) -> Self {
+        self.header("Content-Type", "application/json").body(serde_json::to_vec(body).expect("serializable"))
     }
 }
 

@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use super::output::{Progress, print_json};
-use super::remote::{CliError, CliResult, Exit, Remote, RemoteArgs, read_json, sha256_hex_of};
+use super::remote::{CliError, CliResult, Exit, JsonBody as _, Remote, RemoteArgs, read_json, sha256_hex_of};
 
 const MIB: u64 = 1024 * 1024;
 /// Attempts per chunk before giving up on a server that keeps failing (connection lost, 5xx, 429).
@@ -89,7 +89,7 @@ pub async fn run(args: UploadArgs) -> CliResult<Exit> {
         .collect()
         .await;
 
-    let mut worst = None;
+    let mut worst = Exit::Success;
     let mut uploads = Vec::new();
     let mut errors = Vec::new();
     for (path, result) in results {
@@ -101,7 +101,7 @@ pub async fn run(args: UploadArgs) -> CliResult<Exit> {
                     } else {
                         String::new()
                     };
-                    println!(
+                    out!(
                         "{}  {}  ({}, sha256 {}{resumed})",
                         done.file["name"].as_str().unwrap_or("?"),
                         path.display(),
@@ -120,15 +120,14 @@ pub async fn run(args: UploadArgs) -> CliResult<Exit> {
                 errors.push(
                     json!({"path": path, "message": err.message, "hint": err.hint, "exit_code": err.exit as i32}),
                 );
-                worst =
-                    Some(worst.map_or(err.exit, |w: Exit| if (err.exit as i32) > (w as i32) { err.exit } else { w }));
+                worst = worst.max(err.exit);
             }
         }
     }
     if args.remote.json {
         print_json(&json!({"uploads": uploads, "errors": errors}));
     }
-    Ok(worst.unwrap_or(Exit::Success))
+    Ok(worst)
 }
 
 struct Uploaded {
@@ -290,8 +289,7 @@ impl Job<'_> {
             .header("X-Goog-Upload-Command", "start")
             .header("X-Goog-Upload-Header-Content-Length", size)
             .header("X-Goog-Upload-Header-Content-Type", mime_type)
-            .header("Content-Type", "application/json")
-            .body(json!({"file": file}).to_string());
+            .json_body(&json!({"file": file}));
         let response = self.remote.send(request).await?;
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let url = header("x-goog-upload-url")

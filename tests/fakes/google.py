@@ -9,7 +9,8 @@ One process serves:
 - the model APIs: Vertex AI (POST /v1/projects/P/locations/L/publishers/google/models/M:method, Bearer) and the
   Gemini API (POST /{v1,v1beta,v1alpha}/models/M:method, x-goog-api-key): generateContent, streamGenerateContent (?alt=sse
   or a JSON array) and countTokens;
-- the Gemini API's Files API: resumable upload (/upload/v1beta/files), get with PROCESSING then ACTIVE, delete.
+- the Gemini API's Files API: resumable upload (/upload/v1beta/files: start with an 8 MiB granularity, upload,
+  query, finalize), get with PROCESSING then ACTIVE and `sha256Hash` in Google's spelling, delete.
 
 The fake "model" reads what it was given and says so: its answer text is JSON listing each part, with the
 SHA-256 of every file's bytes however they came (inline, gs:// from the GCS side, or a Files API upload), so a
@@ -379,6 +380,8 @@ class Handler(BaseHTTPRequestHandler):
         base = f"http://{self.headers.get('host')}"
         return {"name": f"files/{name}", "uri": f"{base}/v1beta/files/{name}", "mimeType": f["mime"],
                 "sizeBytes": str(len(f["bytes"])), "state": "ACTIVE" if f["polls"] > PROCESSING_POLLS else "PROCESSING",
+                # Google's spelling: base64 of the hex digits (filegate's is base64 of the 32 bytes).
+                "sha256Hash": base64.b64encode(hashlib.sha256(f["bytes"]).hexdigest().encode()).decode(),
                 "expirationTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 48 * 3600))}
 
     def files_upload(self, query, data):
@@ -394,10 +397,14 @@ class Handler(BaseHTTPRequestHandler):
                                  "size": int(self.headers.get("x-goog-upload-header-content-length", "-1")),
                                  "bytes": b""}
             url = f"http://{self.headers.get('host')}/upload/v1beta/files?upload_id={session}"
-            return self.reply(200, b"", {"x-goog-upload-url": url, "x-goog-upload-status": "active"})
+            return self.reply(200, b"", {"x-goog-upload-url": url, "x-goog-upload-status": "active",
+                                         "x-goog-upload-chunk-granularity": str(8 * 1024 * 1024)})
         session = SESSIONS.get(query["upload_id"])
         if session is None:
             return self.reply(404, rpc_error(404, "NOT_FOUND", "fake: no such upload"))
+        if command == "query":
+            return self.reply(200, b"", {"x-goog-upload-status": "active",
+                                         "x-goog-upload-size-received": str(len(session["bytes"]))})
         if int(self.headers.get("x-goog-upload-offset", "-1")) != len(session["bytes"]):
             return self.reply(400, rpc_error(400, "INVALID_ARGUMENT", "fake: wrong offset"), {"x-goog-upload-status": "final"})
         session["bytes"] += data

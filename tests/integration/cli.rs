@@ -269,3 +269,32 @@ async fn progress_bars_render_on_a_terminal_and_never_in_a_pipe() {
     let stderr = String::from_utf8_lossy(&piped.stderr);
     assert!(!stderr.contains("eta") && !stderr.contains('\r'), "no bar in a pipe: {stderr:?}");
 }
+
+#[tokio::test]
+async fn upload_speaks_google_s_files_api_too() {
+    // The fake of the Gemini API's Files API: Google's granularity and its spelling of sha256Hash.
+    let google = crate::fake_google::FakeGoogle::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(17 * MIB + 3, 11);
+    let path = write(tmp.path(), "scan.pdf", &bytes);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_filegate"));
+    cmd.env_clear()
+        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
+        .args(["upload", "--server", &google.url, "--key", crate::fake_google::GEMINI_KEY, "--chunk-size", "1"])
+        .arg(&path);
+    let (code, doc) = json_run(&mut cmd);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["uploads"][0]["sha256"], sha256_hex(&bytes), "checked against Google's hex spelling");
+    let name = doc["uploads"][0]["file"]["name"].as_str().unwrap().trim_start_matches("files/").to_owned();
+    let stored = &google.google_files()[&name];
+    assert_eq!(
+        (stored["sha256"].as_str(), stored["mime"].as_str()),
+        (Some(sha256_hex(&bytes).as_str()), Some("application/pdf"))
+    );
+    let uploads: Vec<Value> = google
+        .requests()
+        .into_iter()
+        .filter(|r| r["headers"]["x-goog-upload-command"].as_str().is_some_and(|c| c.starts_with("upload")))
+        .collect();
+    assert_eq!(uploads.len(), 3, "--chunk-size 1 rounded up to Google's 8 MiB granularity: 8 + 8 + 1 MiB");
+}
