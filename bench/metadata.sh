@@ -3,7 +3,9 @@
 #
 #   - with 100 000 files in the project: `get`, `list` (first page of 100, and a page deep in the list) and
 #     upload `start` under load from wrk (2 threads, 32 connections, 10 s each): requests/s, p50, p99;
-#   - upload `start` latency, one request at a time, with 0, 100 000 and 1 000 000 files: p50, p99.
+#   - upload `start` latency, one request at a time, with 0, 100 000 and 1 000 000 files: p50, p99;
+#   - with 1 000 000 files: `get` and a deep `list` page under load, the start-up time, and the janitor's
+#     time to remove 100 000 expired files.
 #
 #   bench/metadata.sh [sqlite|postgres|both]      default both
 #
@@ -30,8 +32,8 @@ trap cleanup EXIT
 command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null
 cargo build --release --locked -q
 
-serve() { # engine → starts filegate, sets URL and FG_PID
-  local env=(FILEGATE_LISTEN=127.0.0.1:0 FILEGATE_DATA_DIR="$WORK/data-$1" FILEGATE_API_KEYS="alpha:$KEY"
+serve() { # engine → starts filegate, sets URL and FG_PID (FILEGATE_SWEEP_INTERVAL_SECONDS passes through)
+  local env=(FILEGATE_SWEEP_INTERVAL_SECONDS="${FILEGATE_SWEEP_INTERVAL_SECONDS:-60}" FILEGATE_LISTEN=127.0.0.1:0 FILEGATE_DATA_DIR="$WORK/data-$1" FILEGATE_API_KEYS="alpha:$KEY"
     FILEGATE_PROJECT_MAX_FILES=100000000 FILEGATE_PROJECT_MAX_OPEN_UPLOADS=100000000 RUST_LOG=warn)
   [[ $1 == postgres ]] && env+=(FILEGATE_DATABASE_URL="$DB_URL")
   env "${env[@]}" "$BIN" serve > "$WORK/out-$1" 2> "$WORK/log-$1" &
@@ -53,6 +55,15 @@ seed() { # engine from to: files seed<from>..seed<to-1>, one byte each, created 
   local db_env=(FILEGATE_DATA_DIR="$WORK/data-$1")
   [[ $1 == postgres ]] && db_env+=(FILEGATE_DATABASE_URL="$DB_URL")
   env "${db_env[@]}" "$BIN" usage --recompute > /dev/null
+}
+
+expire() { # engine count: the first COUNT seeded files expired an hour ago
+  local past=$(( ($(date +%s) - 3600) * 1000000 ))
+  if [[ $1 == sqlite ]]; then
+    python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE files SET expires_at=? WHERE id < 'seed' || printf('%010d', ?)\", ($past, $2)); c.commit()" "$WORK/data-sqlite/filegate.db"
+  else
+    psql "$DB_URL" -q -c "UPDATE files SET expires_at = $past WHERE id < 'seed' || lpad('$2', 10, '0')"
+  fi
 }
 
 # wrk's requests/s and its p50 and p99 latency, as "rps | p50 | p99".
@@ -98,17 +109,29 @@ for engine in $ENGINES; do
   seed "$engine" 100000 1000000
   start1m=$(python3 bench/metadata_client.py starts "$URL" "$KEY" 300)
   ROWS[$engine,latency]="$start0 | $start100k | $start1m"
+  ROWS[$engine,get1m]=$(load "$URL/v1beta/files/seed0000500000")
+  ROWS[$engine,deep1m]=$(load "$URL/v1beta/files?pageSize=100&pageToken=$(python3 -c "import base64; print(base64.urlsafe_b64encode(b'1700000000500000.seed0000500000').decode().rstrip('='))")")
+  kill "$FG_PID"; wait "$FG_PID" 2>/dev/null || true; FG_PID=
+  # 100 000 of the million expire; then a restart: time to listen (reconciliation included), and the
+  # janitor's time to remove them (it sweeps at start, then every second here).
+  expire "$engine" 100000
+  t0=$(date +%s.%N)
+  FILEGATE_SWEEP_INTERVAL_SECONDS=1 serve "$engine"
+  ROWS[$engine,startup]=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.2f} s')")
+  until [[ $(curl -s "$URL/metrics" | awk '/^filegate_files_expired_total/ {print int($2)}') -ge 100000 ]]; do sleep 0.2; done
+  ROWS[$engine,janitor]=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.1f} s')")
   kill "$FG_PID"; wait "$FG_PID" 2>/dev/null || true; FG_PID=
 done
 
 echo
-echo "Under load, 100 000 files (wrk -t2 -c32 -d10s; requests/s | p50 | p99):"
+echo "Under load (wrk -t2 -c32 -d10s; requests/s | p50 | p99), 100 000 files unless said:"
 echo
 echo "| request | ${ENGINES// / | } |"
 echo "|---|$(for _ in $ENGINES; do printf -- '---|'; done)"
-for what in get list deep start; do
+for what in get list deep start get1m deep1m; do
   label=$(case $what in get) echo "get a file";; list) echo "list, first page of 100";;
-    deep) echo "list, page of 100 from the middle";; start) echo "start an upload";; esac)
+    deep) echo "list, page of 100 from the middle";; start) echo "start an upload";;
+    get1m) echo "get a file, 1 000 000 files";; deep1m) echo "list, page from the middle, 1 000 000 files";; esac)
   printf '| %s |' "$label"
   for engine in $ENGINES; do printf ' %s |' "${ROWS[$engine,$what]}"; done
   echo
@@ -116,4 +139,13 @@ done
 echo
 echo "Upload start, one at a time (p50 / p99) with 0 | 100 000 | 1 000 000 files:"
 echo
+echo "| engine | 0 files | 100 000 files | 1 000 000 files |"
+echo "|---|---|---|---|"
 for engine in $ENGINES; do echo "| $engine | ${ROWS[$engine,latency]} |"; done
+echo
+echo "With 1 000 000 files, 100 000 of them expired: start-up (to listening, reconciliation included) and the"
+echo "janitor's time to remove the 100 000 (from the same start):"
+echo
+echo "| engine | start-up | 100 000 expirations |"
+echo "|---|---|---|"
+for engine in $ENGINES; do echo "| $engine | ${ROWS[$engine,startup]} | ${ROWS[$engine,janitor]} |"; done

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""Bytes through filegate beside the machine's limits and a peer, measured in one run (see bench/run).
+
+  throughput.py BIN [--size-mib N] [--quick]   → Markdown on stdout, progress on stderr
+
+Same run, same file, same kind of client:
+  - limits: dd conv=fdatasync (disk), curl → nginx /sink (loopback upload), curl ← nginx (loopback
+    download, sendfile), SHA-256 (hashlib/OpenSSL);
+  - filegate (release BIN): resumable upload in 8 MiB chunks to disk and to tmpfs, URL import from nginx,
+    download, 64 concurrent Range reads; without --quick also 8 concurrent uploads and 8 concurrent imports;
+  - the peer: @tus/server + @tus/file-store receiving the same file in 8 MiB PATCHes (disk and tmpfs).
+CPU is user + sys of the server's processes (/proc/PID/stat), per GiB; memory is filegate's peak RSS.
+"""
+
+import argparse
+import base64
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED = os.environ.get("FILEGATE_SHARED", os.path.join(HERE, "..", "..", "shared"))
+TICK = os.sysconf("SC_CLK_TCK")
+KEY = "bench-key-0001"
+GIB = 1 << 30
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+def children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1] == str(pid):
+                    found.append(int(entry))
+            except (FileNotFoundError, IndexError):
+                pass
+    return found
+
+
+def peak_rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reset_peak(pid):
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+class Measured:
+    """Wall time and the CPU of `pids` (callable, read at start and end) around a block."""
+
+    def __init__(self, pids):
+        self.pids = pids
+
+    def __enter__(self):
+        self.cpu0, self.t0 = cpu_seconds(self.pids()), time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.monotonic() - self.t0
+        self.cpu = cpu_seconds(self.pids()) - self.cpu0
+
+
+class Filegate:
+    def __init__(self, bin_path, data_dir, extra=()):
+        self.out = open(os.path.join(os.path.dirname(data_dir), os.path.basename(data_dir) + ".log"), "w")
+        self.proc = subprocess.Popen(
+            [bin_path, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir, "--api-keys", f"bench:{KEY}",
+             "--import-allow-cidrs", "127.0.0.1/32", "--max-file-bytes", str(64 * GIB),
+             "--project-quota-bytes", str(1 << 40), *extra],
+            stdout=subprocess.PIPE, stderr=self.out, text=True, env={**os.environ, "RUST_LOG": "warn"})
+        line = ""
+        while not line.startswith("listening on"):
+            line = self.proc.stdout.readline()
+            if not line:
+                sys.exit(f"filegate did not start: see {self.out.name}")
+        self.url = line.split()[2]
+
+    def pids(self):
+        return [self.proc.pid]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def upload(url, path):
+    out = subprocess.run([sys.executable, os.path.join(HERE, "upload_client.py"), url, KEY, path],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), out[1]
+
+
+def tus_upload(url, path):
+    return float(subprocess.run([sys.executable, os.path.join(HERE, "tus_client.py"), url, path],
+                                check=True, capture_output=True, text=True).stdout)
+
+
+def request(base, method, path, body=None, headers=None):
+    u = urllib.parse.urlsplit(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+def import_and_wait(fg_url, source_url):
+    status, body = request(fg_url, "POST", "/v1/files", json.dumps({"source_url": source_url, "model": "bench"}),
+                           {"Authorization": KEY, "Content-Type": "application/json"})
+    assert status == 200, body
+    task = json.loads(body)
+    while task["status"] not in ("ready", "failed"):
+        _, body = request(fg_url, "GET", f"/v1/files/{task['id']}?wait=30", headers={"Authorization": KEY})
+        task = json.loads(body)
+    assert task["status"] == "ready", task
+    return task
+
+
+def curl_time(*args):
+    return float(subprocess.run(["curl", "-s", "-f", "-w", "%{time_total}", *args], check=True,
+                                capture_output=True, text=True).stdout)
+
+
+def range_reads(base, path, size, headers, readers=64):
+    """`readers` connections at once, each reading its own slice of the file with Range."""
+    step = size // readers
+    errors = []
+
+    def read(i):
+        start, end = i * step, (size if i == readers - 1 else (i + 1) * step) - 1
+        try:
+            status, data = request(base, "GET", path, headers={**headers, "Range": f"bytes={start}-{end}"})
+            if status != 206 or len(data) != end - start + 1:
+                errors.append((i, status, len(data)))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append((i, repr(e)))
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(readers)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    return time.monotonic() - t0
+
+
+def in_parallel(fn, args_list):
+    results = [None] * len(args_list)
+
+    def run(i):
+        results[i] = fn(*args_list[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(args_list))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("bin")
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--tus-modules", help="node_modules holding @tus/server and @tus/file-store")
+    args = parser.parse_args()
+    size = args.size_mib << 20
+    gib = size / GIB
+    mbps = lambda seconds, n=1: f"{n * size / seconds / 1e6:.0f}"  # noqa: E731
+    rows, notes = [], []
+
+    disk = tempfile.mkdtemp(prefix=".bench-", dir=os.environ.get("BENCH_DIR", os.getcwd()))
+    ram = tempfile.mkdtemp(prefix="filegate-bench-", dir="/dev/shm")
+    os.chmod(disk, 0o755)
+    servers = []
+    try:
+        log("starting nginx")
+        nginx_url = subprocess.run(["bash", os.path.join(SHARED, "scripts", "start-http-source.sh"),
+                                    os.path.join(disk, "nginx")], check=True, capture_output=True,
+                                   text=True).stdout.split()[-1]
+        nginx_master = int(open(os.path.join(disk, "nginx", "pid")).read())
+        nginx_pids = lambda: [nginx_master, *children(nginx_master)]  # noqa: E731
+        source = os.path.join(disk, "nginx", "www", "source.bin")
+        with open("/dev/urandom", "rb") as r, open(source, "wb") as w:
+            for _ in range(args.size_mib):
+                w.write(r.read(1 << 20))
+        os.chmod(source, 0o644)
+        ram_source = os.path.join(ram, "source.bin")
+        shutil.copyfile(source, ram_source)
+        subprocess.run(["sync"], check=True)
+
+        log("limits: dd, curl → nginx, curl ← nginx, sha256")
+        t0 = time.monotonic()
+        subprocess.run(["dd", f"if={source}", f"of={disk}/dd.out", "bs=8M", "conv=fdatasync", "status=none"], check=True)
+        dd_s = time.monotonic() - t0
+        os.remove(f"{disk}/dd.out")
+        with Measured(nginx_pids) as sink:
+            curl_time("-o", "/dev/null", "-T", ram_source, "-H", "Expect:", f"{nginx_url}/sink")
+        with Measured(nginx_pids) as served:
+            curl_time("-o", "/dev/null", f"{nginx_url}/files/source.bin")
+        t0 = time.monotonic()
+        h = hashlib.sha256()
+        with open(ram_source, "rb") as f:
+            while b := f.read(8 << 20):
+                h.update(b)
+        sha_s = time.monotonic() - t0
+        expected = h.hexdigest()
+        nginx_ranges = range_reads(nginx_url, "/files/source.bin", size, {})
+        rows += [
+            ("dd conv=fdatasync (disk limit)", dd_s, "", ""),
+            ("curl → nginx /sink (loopback upload limit)", sink.seconds, sink.cpu, "nginx"),
+            ("curl ← nginx, sendfile (loopback download limit)", served.seconds, served.cpu, "nginx"),
+            ("SHA-256 (hashlib, OpenSSL)", sha_s, sha_s, "hashing alone"),
+        ]
+
+        log("filegate on disk: upload, import, download, Range reads")
+        fg = Filegate(args.bin, os.path.join(disk, "fg-data"))
+        servers.append(fg)
+        reset_peak(fg.proc.pid)
+        with Measured(fg.pids) as up:
+            _, digest = upload(fg.url, ram_source)
+        assert base64.b64decode(digest).hex() == expected, "upload digest"
+        rss_upload = peak_rss_mib(fg.proc.pid)
+        with Measured(fg.pids) as imp:
+            task = import_and_wait(fg.url, f"{nginx_url}/files/source.bin")
+        assert task["sha256"] == expected, "import digest"
+        file_id = task["gemini_file"]["name"].split("/")[1]
+        media = f"/v1beta/files/{file_id}:download?alt=media"
+        with Measured(fg.pids) as down:
+            curl_time("-o", "/dev/null", "-H", f"x-goog-api-key: {KEY}", f"{fg.url}{media}")
+        fg_ranges = range_reads(fg.url, media, size, {"x-goog-api-key": KEY})
+        rows += [
+            ("**filegate upload → disk**", up.seconds, up.cpu, f"peak RSS {rss_upload:.0f} MiB"),
+            ("**filegate import nginx → disk**", imp.seconds, imp.cpu, ""),
+            ("**filegate download** (curl)", down.seconds, down.cpu, ""),
+        ]
+
+        log("filegate on tmpfs: upload")
+        fg_ram = Filegate(args.bin, os.path.join(ram, "fg-data"))
+        servers.append(fg_ram)
+        with Measured(fg_ram.pids) as up_ram:
+            upload(fg_ram.url, ram_source)
+        fg_ram.stop()
+        servers.remove(fg_ram)
+        rows.append(("**filegate upload → tmpfs** (the CPU path alone)", up_ram.seconds, up_ram.cpu, ""))
+
+        tus_rows = []
+        if args.tus_modules:
+            log("the peer: @tus/server + @tus/file-store")
+            for where, base in (("disk", disk), ("tmpfs", ram)):
+                store = os.path.join(base, "tus")
+                os.makedirs(store)
+                tus = subprocess.Popen(["node", os.path.join(HERE, "tus_server.mjs"), store], stdout=subprocess.PIPE,
+                                       text=True, env={**os.environ, "NODE_PATH": args.tus_modules})
+                tus_url = tus.stdout.readline().split()[-1]
+                with Measured(lambda: [tus.pid]) as peer:
+                    tus_upload(tus_url, ram_source)
+                tus.terminate()
+                tus.wait()
+                tus_rows.append((f"@tus/server + file-store → {where}", peer.seconds, peer.cpu, ""))
+            rows += tus_rows
+
+        concurrency = []
+        if not args.quick:
+            log("8 concurrent uploads, 8 concurrent imports")
+            reset_peak(fg.proc.pid)
+            with Measured(fg.pids) as many_up:
+                times = [t for t, _ in in_parallel(upload, [(fg.url, ram_source)] * 8)]
+            rss_many = peak_rss_mib(fg.proc.pid)
+            concurrency.append(("8 uploads at once → disk", many_up.seconds, many_up.cpu, min(times), max(times), rss_many))
+            reset_peak(fg.proc.pid)
+
+            def timed_import():
+                t0 = time.monotonic()
+                import_and_wait(fg.url, f"{nginx_url}/files/source.bin")
+                return time.monotonic() - t0
+
+            with Measured(fg.pids) as many_imp:
+                times = in_parallel(timed_import, [()] * 8)
+            concurrency.append(("8 imports at once → disk", many_imp.seconds, many_imp.cpu, min(times), max(times),
+                                peak_rss_mib(fg.proc.pid)))
+    finally:
+        for server in servers:
+            server.stop()
+        subprocess.run(["bash", os.path.join(disk, "nginx", "stop.sh")], capture_output=True)
+        shutil.rmtree(disk, ignore_errors=True)
+        shutil.rmtree(ram, ignore_errors=True)
+
+    print(f"{args.size_mib} MiB per transfer; CPU = user + sys seconds of the server's processes, per GiB moved.\n")
+    print("| what | time | MB/s | server CPU s/GiB | note |")
+    print("|---|---|---|---|---|")
+    for what, seconds, cpu, note in rows:
+        cpu_text = f"{cpu / gib:.2f}" if cpu != "" else ""
+        print(f"| {what} | {seconds:.2f} s | {mbps(seconds)} | {cpu_text} | {note} |")
+    limit_up = min(dd_s, sink.seconds)
+    ratio = lambda a, b: f"{b / a:.2f}×"  # noqa: E731  (throughput ratio of a over b = time b / time a)
+    print()
+    print("| ratio (same run) | value | target |")
+    print("|---|---|---|")
+    print(f"| upload → tmpfs ÷ curl → nginx | {ratio(up_ram.seconds, sink.seconds)} | ≥ 0.8× |")
+    print(f"| upload → disk ÷ dd conv=fdatasync | {ratio(up.seconds, dd_s)} | ≥ 0.9× |")
+    print(f"| upload → disk ÷ the slower limit | {ratio(up.seconds, limit_up)} | |")
+    if tus_rows:
+        print(f"| upload → disk ÷ @tus/server → disk | {ratio(up.seconds, tus_rows[0][1])} | ≥ 2× |")
+        print(f"| upload → tmpfs ÷ @tus/server → tmpfs | {ratio(up_ram.seconds, tus_rows[1][1])} | |")
+    print(f"| download ÷ nginx sendfile | {ratio(down.seconds, served.seconds)} | ≥ 0.8× |")
+    print(f"| 64 concurrent Range reads ÷ nginx's | {ratio(fg_ranges, nginx_ranges)} ({fg_ranges:.2f} s vs {nginx_ranges:.2f} s) | |")
+    if concurrency:
+        print()
+        print("| concurrent (8 × the file) | time | aggregate MB/s | ÷ disk limit | CPU s/GiB | slowest ÷ fastest | peak RSS |")
+        print("|---|---|---|---|---|---|---|")
+        for what, seconds, cpu, fastest, slowest, rss in concurrency:
+            print(f"| {what} | {seconds:.2f} s | {mbps(seconds, 8)} | {dd_s * 8 / seconds:.2f}× | {cpu / gib / 8:.2f} | "
+                  f"{slowest / fastest:.2f} | {rss:.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()
