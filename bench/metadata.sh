@@ -54,7 +54,7 @@ seed() { # engine from to: files seed<from>..seed<to-1>, one byte each, created 
   fi
   local db_env=(FILEGATE_DATA_DIR="$WORK/data-$1")
   [[ $1 == postgres ]] && db_env+=(FILEGATE_DATABASE_URL="$DB_URL")
-  env "${db_env[@]}" "$BIN" usage --recompute > /dev/null
+  env "${db_env[@]}" "$BIN" usage --recompute > /dev/null 2>&1
 }
 
 expire() { # engine count: the first COUNT seeded files expired an hour ago
@@ -118,8 +118,14 @@ for engine in $ENGINES; do
   t0=$(date +%s.%N)
   FILEGATE_SWEEP_INTERVAL_SECONDS=1 serve "$engine"
   ROWS[$engine,startup]=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.2f} s')")
-  until [[ $(curl -s "$URL/metrics" | awk '/^filegate_files_expired_total/ {print int($2)}') -ge 100000 ]]; do sleep 0.2; done
-  ROWS[$engine,janitor]=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.1f} s')")
+  ROWS[$engine,janitor]="> 600 s"
+  for _ in $(seq 3000); do
+    if [[ $(curl -s "$URL/metrics" | awk '/^filegate_files_expired_total/ {print int($2)}') -ge 100000 ]]; then
+      ROWS[$engine,janitor]=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.1f} s')")
+      break
+    fi
+    sleep 0.2
+  done
   kill "$FG_PID"; wait "$FG_PID" 2>/dev/null || true; FG_PID=
 done
 

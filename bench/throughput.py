@@ -31,6 +31,7 @@ SHARED = os.environ.get("FILEGATE_SHARED", os.path.join(HERE, "..", "..", "share
 TICK = os.sysconf("SC_CLK_TCK")
 KEY = "bench-key-0001"
 GIB = 1 << 30
+WARM = []  # files read into the page cache after each settle (the disk copy of the source, nginx's)
 
 
 def log(*args):
@@ -72,6 +73,21 @@ def reset_peak(pid):
         f.write("5")
 
 
+def settle(*warm):
+    """Before each measurement: dirty pages written out and the page cache dropped (root only), so that one
+    step's writeback and memory reclaim are not charged to the next; then `warm` files read back in."""
+    subprocess.run(["sync"], check=True)
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3")
+    except OSError:
+        pass
+    for path in warm:
+        with open(path, "rb") as f:
+            while f.read(8 << 20):
+                pass
+
+
 class Measured:
     """Wall time and the CPU of `pids` (callable, read at start and end) around a block."""
 
@@ -79,6 +95,7 @@ class Measured:
         self.pids = pids
 
     def __enter__(self):
+        settle(*WARM)
         self.cpu0, self.t0 = cpu_seconds(self.pids()), time.monotonic()
         return self
 
@@ -214,11 +231,13 @@ def main():
             for _ in range(args.size_mib):
                 w.write(r.read(1 << 20))
         os.chmod(source, 0o644)
+        WARM.append(source)
         ram_source = os.path.join(ram, "source.bin")
         shutil.copyfile(source, ram_source)
         subprocess.run(["sync"], check=True)
 
         log("limits: dd, curl → nginx, curl ← nginx, sha256")
+        settle(*WARM)
         t0 = time.monotonic()
         subprocess.run(["dd", f"if={source}", f"of={disk}/dd.out", "bs=8M", "conv=fdatasync", "status=none"], check=True)
         dd_s = time.monotonic() - t0

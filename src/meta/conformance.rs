@@ -475,7 +475,7 @@ contract!(
         tx.queue_garbage(&g[..1], Timestamp::now()).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(store.garbage(10).await.unwrap(), g.to_vec());
-        store.garbage_done("files/x").await.unwrap();
+        store.garbage_done(&["files/x"]).await.unwrap();
         assert_eq!(store.garbage(10).await.unwrap(), g[1..].to_vec());
         store.ensure_project(&p).await.unwrap();
         store.insert_api_key(&p, "hash-1", "label").await.unwrap();

@@ -6,43 +6,44 @@ use crate::domain::{FileId, ProjectId};
 use crate::meta::{Garbage, MetaStore};
 use crate::telemetry::metric;
 
-/// Deletes one queued blob and takes it off the queue; on failure it stays queued for the next sweep.
-async fn reclaim(meta: &dyn MetaStore, blobs: &dyn BlobStore, item: &Garbage) -> bool {
-    let removed = match item {
-        Garbage::Object(key) => blobs.delete(key).await,
-        Garbage::Staging(staging) => blobs.abort(staging).await,
-    };
-    match removed {
-        Ok(()) => match meta.garbage_done(item.key()).await {
-            Ok(()) => {
-                metrics::counter!(metric::BLOBS_RECLAIMED).increment(1);
-                true
-            }
+/// Deletes queued blobs, then takes those that went off the queue in one transaction; returns how many
+/// went, and whether all did (what failed stays queued for the next sweep).
+async fn reclaim(meta: &dyn MetaStore, blobs: &dyn BlobStore, items: &[Garbage]) -> (u64, bool) {
+    let mut done = Vec::with_capacity(items.len());
+    let mut all = true;
+    for item in items {
+        let removed = match item {
+            Garbage::Object(key) => blobs.delete(key).await,
+            Garbage::Staging(staging) => blobs.abort(staging).await,
+        };
+        match removed {
+            Ok(()) => done.push(item.key()),
             Err(e) => {
-                tracing::warn!(blob.key = %item.key(), error = %e, "unqueueing a deleted blob failed; the janitor retries");
-                false
+                tracing::warn!(blob.key = %item.key(), error = %e, "deleting a blob failed; the janitor retries");
+                all = false;
+                break;
             }
-        },
-        Err(e) => {
-            tracing::warn!(blob.key = %item.key(), error = %e, "deleting a blob failed; the janitor retries");
-            false
         }
     }
+    if let Err(e) = meta.garbage_done(&done).await {
+        tracing::warn!(error = %e, blobs = done.len(), "unqueueing deleted blobs failed; the janitor retries");
+        return (0, false);
+    }
+    metrics::counter!(metric::BLOBS_RECLAIMED).increment(done.len() as u64);
+    (done.len() as u64, all)
 }
 
 /// Deletes the blobs a request just queued, so their bytes go at once; whatever fails is left to the
 /// janitor. Requests never drain the whole queue: that is the janitor's work, not a client's latency.
 pub async fn reclaim_now(meta: &dyn MetaStore, blobs: &dyn BlobStore, garbage: &[Garbage]) {
-    for item in garbage {
-        reclaim(meta, blobs, item).await;
-    }
+    reclaim(meta, blobs, garbage).await;
 }
 
 /// Deletes queued blobs until the queue is empty or the store fails (the next sweep retries).
 pub async fn collect_garbage(meta: &dyn MetaStore, blobs: &dyn BlobStore) -> u64 {
     let mut deleted = 0;
     loop {
-        let batch = match meta.garbage(100).await {
+        let batch = match meta.garbage(GARBAGE_BATCH).await {
             Ok(batch) if !batch.is_empty() => batch,
             Ok(_) => return deleted,
             Err(e) => {
@@ -50,14 +51,16 @@ pub async fn collect_garbage(meta: &dyn MetaStore, blobs: &dyn BlobStore) -> u64
                 return deleted;
             }
         };
-        for item in &batch {
-            if !reclaim(meta, blobs, item).await {
-                return deleted;
-            }
-            deleted += 1;
+        let (went, all) = reclaim(meta, blobs, &batch).await;
+        deleted += went;
+        if !all {
+            return deleted;
         }
     }
 }
+
+/// Queued blobs read, deleted and unqueued per round.
+const GARBAGE_BATCH: u32 = 500;
 
 /// Deletes an object that was just completed for a file whose row went away meanwhile (deleted or expired
 /// while its upload or import finished). The row's removal queued the key as garbage, but possibly before

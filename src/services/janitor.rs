@@ -73,10 +73,10 @@ impl Janitor {
                 break;
             }
         }
+        metrics::counter!(metric::FILES_EXPIRED).increment(expired_files);
         let cutoff = Timestamp::from_micros(now.as_micros() - IDEMPOTENCY_WINDOW.as_micros() as i64);
         let expired_sessions = self.meta.purge(now, cutoff).await?;
         let blobs_deleted = collect_garbage(self.meta.as_ref(), self.blobs.as_ref()).await;
-        metrics::counter!(metric::FILES_EXPIRED).increment(expired_files);
         Ok(SweepReport { expired_files, expired_sessions, blobs_deleted })
     }
 
@@ -84,8 +84,11 @@ impl Janitor {
     /// orphaned staging areas and objects were removed. Only a store this node alone uses (the local disk)
     /// is listed: a shared bucket's cleanup is driven from the database alone (the garbage queue), since
     /// another node's open uploads would look like orphans.
+    ///
+    /// Expiry is not done here but by the janitor's first sweep, right after start and while serving
+    /// (expired files are invisible either way): a node that was down while 100 000 files expired would
+    /// otherwise not listen until they were all removed.
     pub async fn reconcile(&self) -> Result<u64> {
-        self.sweep().await?;
         let mut removed = 0;
         if let Some(staged) = self.blobs.list_staging().await? {
             let live: HashSet<String> = self.meta.live_staging_keys().await?.into_iter().collect();

@@ -380,19 +380,24 @@ impl MetaStore for SqlMeta {
         rows.into_iter().map(Garbage::try_from).collect()
     }
 
-    async fn garbage_done(&self, key: &str) -> MetaResult<()> {
+    async fn garbage_done(&self, keys: &[&str]) -> MetaResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM blob_garbage WHERE blob_key = $1")
-            .bind(key)
-            .execute(tx.conn())
-            .await
-            .map_err(|e| self.err(e))?;
-        // A staging area that is gone takes its part records with it.
-        sqlx::query("DELETE FROM blob_parts WHERE staging_key = $1")
-            .bind(key)
-            .execute(tx.conn())
-            .await
-            .map_err(|e| self.err(e))?;
+        for key in keys {
+            sqlx::query("DELETE FROM blob_garbage WHERE blob_key = $1")
+                .bind(key)
+                .execute(tx.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+            // A staging area that is gone takes its part records with it.
+            sqlx::query("DELETE FROM blob_parts WHERE staging_key = $1")
+                .bind(key)
+                .execute(tx.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+        }
         tx.end().await
     }
 
