@@ -253,6 +253,7 @@ def main():
                 h.update(b)
         sha_s = time.monotonic() - t0
         expected = h.hexdigest()
+        settle(*WARM)
         nginx_ranges = range_reads(nginx_url, "/files/source.bin", size, {})
         rows += [
             ("dd conv=fdatasync (disk limit)", dd_s, "", ""),
@@ -274,9 +275,15 @@ def main():
         assert task["sha256"] == expected, "import digest"
         file_id = task["gemini_file"]["name"].split("/")[1]
         media = f"/v1beta/files/{file_id}:download?alt=media"
+        # Served from the page cache, as nginx serves its copy: the stored object is warmed like the source.
+        stored = next(os.path.join(d, f) for d, _, fs in os.walk(os.path.join(disk, "fg-data", "blobs"))
+                      for f in fs if f.startswith(file_id) and os.path.getsize(os.path.join(d, f)) == size)
+        WARM.append(stored)
         with Measured(fg.pids) as down:
             curl_time("-o", "/dev/null", "-H", f"x-goog-api-key: {KEY}", f"{fg.url}{media}")
+        settle(*WARM)
         fg_ranges = range_reads(fg.url, media, size, {"x-goog-api-key": KEY})
+        WARM.remove(stored)
         rows += [
             ("**filegate upload → disk**", up.seconds, up.cpu, f"peak RSS {rss_upload:.0f} MiB"),
             ("**filegate import nginx → disk**", imp.seconds, imp.cpu, ""),

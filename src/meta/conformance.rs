@@ -198,6 +198,41 @@ contract!(
 );
 
 contract!(
+    /// Many files removed in one call: each takes what hangs on it, keys without a row are skipped, the
+    /// counters and the garbage queue come out as if they had been removed one by one.
+    a_batch_removal_takes_each_file_s_session_and_task,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        let upload = file(&p, "up-1", FileState::Uploading, 100, 3600);
+        open_upload(store.as_ref(), &upload, 10_000).await.unwrap();
+        let imported = FileRecord { origin: Origin::Import, charged_bytes: 0, ..file(&p, "imp-1", FileState::Pending, 0, 3600) };
+        enqueue_import(store.as_ref(), &imported).await;
+        let mut more = Vec::new();
+        for i in 0..150 {
+            let f = file(&p, &format!("more-{i}"), FileState::Uploading, 7, 3600);
+            open_upload(store.as_ref(), &f, 10_000).await.unwrap();
+            more.push(f);
+        }
+        let mut keys: Vec<String> = more.iter().map(|f| f.blob_key.clone()).collect();
+        keys.extend([upload.blob_key.clone(), "files/alpha/missing.x".into(), imported.blob_key.clone()]);
+
+        let mut tx = store.write().await.unwrap();
+        tx.lock_project(&p).await.unwrap();
+        let removed = lifecycle::remove_many(tx.as_mut(), &keys, Timestamp::now()).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(removed.len(), 152, "the missing key is skipped");
+        let garbage_of = |f: &FileRecord| &removed.iter().find(|(r, _)| r.blob_key == f.blob_key).unwrap().1;
+        assert_eq!(garbage_of(&upload).len(), 2, "the object and the open session's staging");
+        assert_eq!(garbage_of(&imported).len(), 2, "the object and the unfinished import's staging");
+        let session = store.get_upload(&session_for(&upload).token_hash).await.unwrap().unwrap();
+        assert_eq!((session.status, session.blob_key), (SessionStatus::Cancelled, None));
+        assert!(store.get_file(&p, &more[42].id).await.unwrap().is_none());
+        assert_eq!(store.garbage(1000).await.unwrap().len(), 2 * 152);
+        assert_eq!(store.usage().await.unwrap()[0].usage, ProjectUsage::default());
+    }
+);
+
+contract!(
     /// A transaction dropped before its commit leaves nothing, and its connection serves again.
     a_dropped_transaction_leaves_nothing_and_poisons_nothing,
     |store: Arc<dyn MetaStore>| async move {

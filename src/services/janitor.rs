@@ -64,9 +64,7 @@ impl Janitor {
             for (project, keys) in by_project {
                 let mut tx = self.meta.write().await?;
                 tx.lock_project(&project).await?;
-                for key in &keys {
-                    expired_files += u64::from(lifecycle::remove(tx.as_mut(), key, now).await?.is_some());
-                }
+                expired_files += lifecycle::remove_many(tx.as_mut(), &keys, now).await?.len() as u64;
                 tx.commit().await?;
             }
             if batch < EXPIRY_BATCH as usize {

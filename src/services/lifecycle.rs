@@ -152,21 +152,42 @@ pub async fn remove(
     blob_key: &str,
     now: Timestamp,
 ) -> Result<Option<(FileRecord, Vec<Garbage>)>> {
-    let Some(removed) = tx.remove_file(blob_key, now).await? else { return Ok(None) };
-    let file = removed.file;
-    let mut garbage = vec![Garbage::object(&file.blob_key)];
-    for staged in removed.open_session.iter().chain(&removed.unfinished_import) {
-        garbage.extend(staged_garbage(staged));
+    Ok(remove_many(tx, &[blob_key.to_owned()], now).await?.pop())
+}
+
+/// [`remove`] for many rows at once, in a few statements: each removed file with the garbage queued for it.
+pub async fn remove_many(
+    tx: &mut dyn WriteTx,
+    blob_keys: &[String],
+    now: Timestamp,
+) -> Result<Vec<(FileRecord, Vec<Garbage>)>> {
+    let removed = tx.remove_files(blob_keys, now).await?;
+    let mut deltas: Vec<(ProjectId, UsageDelta)> = Vec::new();
+    let mut out = Vec::with_capacity(removed.len());
+    for removed in removed {
+        let file = removed.file;
+        let mut garbage = vec![Garbage::object(&file.blob_key)];
+        for staged in removed.open_session.iter().chain(&removed.unfinished_import) {
+            garbage.extend(staged_garbage(staged));
+        }
+        let delta = UsageDelta {
+            bytes: -signed(file.charged_bytes),
+            files: -1,
+            open_uploads: -i64::from(removed.open_session.is_some()),
+            active_imports: -i64::from(removed.unfinished_import.is_some()),
+        };
+        match deltas.iter_mut().find(|(project, _)| *project == file.project) {
+            Some((_, sum)) => *sum = sum.plus(delta),
+            None => deltas.push((file.project.clone(), delta)),
+        }
+        out.push((file, garbage));
     }
+    let garbage: Vec<Garbage> = out.iter().flat_map(|(_, g)| g.iter().cloned()).collect();
     tx.queue_garbage(&garbage, now).await?;
-    let delta = UsageDelta {
-        bytes: -signed(file.charged_bytes),
-        files: -1,
-        open_uploads: -i64::from(removed.open_session.is_some()),
-        active_imports: -i64::from(removed.unfinished_import.is_some()),
-    };
-    tx.add_usage(&file.project, delta).await?;
-    Ok(Some((file, garbage)))
+    for (project, delta) in deltas {
+        tx.add_usage(&project, delta).await?;
+    }
+    Ok(out)
 }
 
 /// Deletes a visible, unexpired file of `project`, from either surface: its row goes at once (freeing its

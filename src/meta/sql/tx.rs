@@ -83,19 +83,22 @@ impl SqlTx {
 
 /// Queues bytes for deletion (idempotent per key).
 pub(super) async fn queue_garbage(conn: &mut AnyConnection, garbage: &[Garbage], now: Timestamp) -> sqlx::Result<()> {
-    for item in garbage {
-        let (key, kind, dest, upload_id) = garbage_row(item);
-        sqlx::query(
-            "INSERT INTO blob_garbage (blob_key, kind, dest_key, upload_id, queued_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (blob_key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(kind)
-        .bind(dest)
-        .bind(upload_id)
-        .bind(now.as_micros())
-        .execute(&mut *conn)
-        .await?;
+    // Many rows per statement: the janitor queues a thousand at a time.
+    for rows in garbage.chunks(100) {
+        let values = (0..rows.len())
+            .map(|i| format!("(${}, ${}, ${}, ${}, ${})", 5 * i + 1, 5 * i + 2, 5 * i + 3, 5 * i + 4, 5 * i + 5))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO blob_garbage (blob_key, kind, dest_key, upload_id, queued_at) VALUES {values} \
+             ON CONFLICT (blob_key) DO NOTHING"
+        );
+        let mut insert = sqlx::query(&sql);
+        for item in rows {
+            let (key, kind, dest, upload_id) = garbage_row(item);
+            insert = insert.bind(key).bind(kind).bind(dest).bind(upload_id).bind(now.as_micros());
+        }
+        insert.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -249,39 +252,77 @@ impl WriteTx for SqlTx {
         Ok(())
     }
 
-    async fn remove_file(&mut self, blob_key: &str, now: Timestamp) -> MetaResult<Option<RemovedFile>> {
-        let Some(file) = self.file_by_blob(blob_key).await? else { return Ok(None) };
-        // Locks in the contract's order: import task, then session, then file.
-        let staged = |(key, received, upload_id): (String, i64, Option<String>)| StagedBytes {
-            staging: Staging { key, dest: blob_key.to_owned(), upload_id },
-            received: uint(received),
-        };
-        let unfinished_import: Option<(String, i64, Option<String>)> = sqlx::query_as(
-            "DELETE FROM import_tasks WHERE blob_key = $1 RETURNING staging_key, received_bytes, upload_id, finished_at",
-        )
-        .bind(blob_key)
-        .fetch_optional(self.conn())
-        .await
-        .map_err(|e| self.err(e))?
-        .and_then(|(key, received, upload_id, finished): (String, i64, Option<String>, Option<i64>)| {
-            finished.is_none().then_some((key, received, upload_id))
-        });
-        let open_session: Option<(String, i64, Option<String>)> = sqlx::query_as(
-            "UPDATE upload_sessions SET status = 'cancelled', updated_at = $1 \
-             WHERE blob_key = $2 AND status = 'active' RETURNING staging_key, received_bytes, upload_id",
-        )
-        .bind(now.as_micros())
-        .bind(blob_key)
-        .fetch_optional(self.conn())
-        .await
-        .map_err(|e| self.err(e))?;
-        let (open_session, unfinished_import) = (open_session.map(staged), unfinished_import.map(staged));
-        sqlx::query("DELETE FROM files WHERE blob_key = $1")
-            .bind(blob_key)
-            .execute(self.conn())
+    async fn remove_files(&mut self, blob_keys: &[String], now: Timestamp) -> MetaResult<Vec<RemovedFile>> {
+        if blob_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // `$1 … $n` are the keys; `now` comes after them.
+        let keys = (1..=blob_keys.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let now_param = blob_keys.len() + 1;
+        let sql = format!("SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE f.blob_key IN ({keys})");
+        let mut select = sqlx::query_as::<_, FileRow>(&sql);
+        for key in blob_keys {
+            select = select.bind(key);
+        }
+        let files: Vec<FileRecord> = select
+            .fetch_all(self.conn())
             .await
-            .map_err(|e| self.err(e))?;
-        Ok(Some(RemovedFile { file, open_session, unfinished_import }))
+            .map_err(|e| self.err(e))?
+            .into_iter()
+            .map(FileRecord::try_from)
+            .collect::<MetaResult<_>>()?;
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Locks in the contract's order: import tasks, then sessions, then files.
+        type StagedRow = (String, String, i64, Option<String>);
+        let sql = format!(
+            "DELETE FROM import_tasks WHERE blob_key IN ({keys}) \
+             RETURNING blob_key, staging_key, received_bytes, upload_id, finished_at"
+        );
+        let mut delete_tasks = sqlx::query_as::<_, (String, String, i64, Option<String>, Option<i64>)>(&sql);
+        for key in blob_keys {
+            delete_tasks = delete_tasks.bind(key);
+        }
+        let unfinished_imports: Vec<StagedRow> = delete_tasks
+            .fetch_all(self.conn())
+            .await
+            .map_err(|e| self.err(e))?
+            .into_iter()
+            .filter(|row| row.4.is_none())
+            .map(|(blob, key, received, upload_id, _)| (blob, key, received, upload_id))
+            .collect();
+        let sql = format!(
+            "UPDATE upload_sessions SET status = 'cancelled', updated_at = ${now_param} \
+             WHERE blob_key IN ({keys}) AND status = 'active' RETURNING blob_key, staging_key, received_bytes, upload_id"
+        );
+        let mut cancel_sessions = sqlx::query_as::<_, StagedRow>(&sql);
+        for key in blob_keys {
+            cancel_sessions = cancel_sessions.bind(key);
+        }
+        let open_sessions: Vec<StagedRow> =
+            cancel_sessions.bind(now.as_micros()).fetch_all(self.conn()).await.map_err(|e| self.err(e))?;
+        let sql = format!("DELETE FROM files WHERE blob_key IN ({keys})");
+        let mut delete_files = sqlx::query(&sql);
+        for key in blob_keys {
+            delete_files = delete_files.bind(key);
+        }
+        delete_files.execute(self.conn()).await.map_err(|e| self.err(e))?;
+
+        let staged_of = |rows: &[StagedRow], blob_key: &str| {
+            rows.iter().find(|row| row.0 == blob_key).map(|(_, key, received, upload_id)| StagedBytes {
+                staging: Staging { key: key.clone(), dest: blob_key.to_owned(), upload_id: upload_id.clone() },
+                received: uint(*received),
+            })
+        };
+        Ok(files
+            .into_iter()
+            .map(|file| RemovedFile {
+                open_session: staged_of(&open_sessions, &file.blob_key),
+                unfinished_import: staged_of(&unfinished_imports, &file.blob_key),
+                file,
+            })
+            .collect())
     }
 
     async fn insert_session(&mut self, session: &NewSession) -> MetaResult<()> {
