@@ -4,7 +4,8 @@
 #   - with 100 000 files in the project: `get`, `list` (first page of 100, and a page deep in the list) and
 #     upload `start` under load from wrk (2 threads, 32 connections, 10 s each): requests/s, p50, p99;
 #   - upload `start` latency, one request at a time, with 0, 100 000 and 1 000 000 files: p50, p99;
-#   - with 1 000 000 files: `get` and a deep `list` page under load, the start-up time, and the janitor's
+#   - with 1 000 000 files: `get` and a deep `list` page under load, `get` at a fixed 2 000 requests/s
+#     (bench/metadata_client.py rate: open loop, latency from when each request was due), the start-up time, and the janitor's
 #     time to remove 100 000 expired files.
 #
 #   bench/metadata.sh [sqlite|postgres|both]      default both
@@ -110,6 +111,7 @@ for engine in $ENGINES; do
   start1m=$(python3 bench/metadata_client.py starts "$URL" "$KEY" 300)
   ROWS[$engine,latency]="$start0 | $start100k | $start1m"
   ROWS[$engine,get1m]=$(load "$URL/v1beta/files/seed0000500000")
+  ROWS[$engine,rate1m]=$(python3 bench/metadata_client.py rate "$URL/v1beta/files/seed0000500000" "$KEY" 2000 10)
   ROWS[$engine,deep1m]=$(load "$URL/v1beta/files?pageSize=100&pageToken=$(python3 -c "import base64; print(base64.urlsafe_b64encode(b'1700000000500000.seed0000500000').decode().rstrip('='))")")
   kill "$FG_PID"; wait "$FG_PID" 2>/dev/null || true; FG_PID=
   # 100 000 of the million expire; then a restart: time to listen (reconciliation included), and the
@@ -134,10 +136,11 @@ echo "Under load (wrk -t2 -c32 -d10s; requests/s | p50 | p99), 100 000 files unl
 echo
 echo "| request | ${ENGINES// / | } |"
 echo "|---|$(for _ in $ENGINES; do printf -- '---|'; done)"
-for what in get list deep start get1m deep1m; do
+for what in get list deep start get1m rate1m deep1m; do
   label=$(case $what in get) echo "get a file";; list) echo "list, first page of 100";;
     deep) echo "list, page of 100 from the middle";; start) echo "start an upload";;
-    get1m) echo "get a file, 1 000 000 files";; deep1m) echo "list, page from the middle, 1 000 000 files";; esac)
+    get1m) echo "get a file, 1 000 000 files";;
+    rate1m) echo "get a file at a fixed 2 000 req/s (open loop, 32 connections), 1 000 000 files";; deep1m) echo "list, page from the middle, 1 000 000 files";; esac)
   printf '| %s |' "$label"
   for engine in $ENGINES; do printf ' %s |' "${ROWS[$engine,$what]}"; done
   echo
