@@ -58,6 +58,10 @@ seed() { # engine from to: files seed<from>..seed<to-1>, one byte each, created 
   env "${db_env[@]}" "$BIN" usage --recompute > /dev/null 2>&1
 }
 
+page_after() { # N → the list's pageToken for the page after seeded file N (its created_at and id)
+  python3 -c "import base64; print(base64.urlsafe_b64encode(b'%d.seed%010d' % (1700000000000000 + $1, $1)).decode().rstrip('='))"
+}
+
 expire() { # engine count: the first COUNT seeded files expired an hour ago
   local past=$(( ($(date +%s) - 3600) * 1000000 ))
   if [[ $1 == sqlite ]]; then
@@ -102,7 +106,7 @@ for engine in $ENGINES; do
   start0=$(python3 bench/metadata_client.py starts "$URL" "$KEY" 300)
   seed "$engine" 0 100000
   start100k=$(python3 bench/metadata_client.py starts "$URL" "$KEY" 300)
-  deep=$(python3 -c "import base64; print(base64.urlsafe_b64encode(b'1700000000050000.seed0000050000').decode().rstrip('='))")
+  deep=$(page_after 50000)
   ROWS[$engine,get]=$(load "$URL/v1beta/files/seed0000050000")
   ROWS[$engine,list]=$(load "$URL/v1beta/files?pageSize=100")
   ROWS[$engine,deep]=$(load "$URL/v1beta/files?pageSize=100&pageToken=$deep")
@@ -112,7 +116,7 @@ for engine in $ENGINES; do
   ROWS[$engine,latency]="$start0 | $start100k | $start1m"
   ROWS[$engine,get1m]=$(load "$URL/v1beta/files/seed0000500000")
   ROWS[$engine,rate1m]=$(python3 bench/metadata_client.py rate "$URL/v1beta/files/seed0000500000" "$KEY" 2000 10)
-  ROWS[$engine,deep1m]=$(load "$URL/v1beta/files?pageSize=100&pageToken=$(python3 -c "import base64; print(base64.urlsafe_b64encode(b'1700000000500000.seed0000500000').decode().rstrip('='))")")
+  ROWS[$engine,deep1m]=$(load "$URL/v1beta/files?pageSize=100&pageToken=$(page_after 500000)")
   kill "$FG_PID"; wait "$FG_PID" 2>/dev/null || true; FG_PID=
   # 100 000 of the million expire; then a restart: time to listen (reconciliation included), and the
   # janitor's time to remove them (it sweeps at start, then every second here).

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 
+use super::digest::{hash_prefix, sha256_hex_of};
 use super::output::{Progress, emit, print_json, size_of, table};
-use super::remote::{CliError, CliResult, Exit, Remote, RemoteArgs, file_path, sha256_hex_of};
+use super::remote::{CliError, CliResult, Exit, Remote, RemoteArgs, file_path};
 
 #[derive(Debug, clap::Args)]
 pub struct LsArgs {
@@ -169,11 +170,8 @@ pub async fn download(args: DownloadArgs) -> CliResult<Exit> {
     if have > size {
         have = 0;
     }
-    let mut hasher = Sha256::new();
     let mut out = tokio::fs::OpenOptions::new().create(true).read(true).append(true).open(&part).await?;
-    if have > 0 {
-        hash_existing(&part, have, &mut hasher).await?;
-    }
+    let mut hasher = hash_prefix(&mut out, have).await?;
 
     let progress = Progress::new(args.remote.json);
     let bar = progress.bytes(file["displayName"].as_str().unwrap_or(&args.id), size);
@@ -207,7 +205,7 @@ pub async fn download(args: DownloadArgs) -> CliResult<Exit> {
     bar.finish_and_clear();
     let written = out.metadata().await?.len();
     drop(out);
-    let sha256: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = hex::encode(hasher.finalize());
     if written != size || expected.as_ref().is_some_and(|e| *e != sha256) {
         let _ = tokio::fs::remove_file(&part).await;
         return Err(CliError::new(
@@ -237,18 +235,6 @@ fn default_name(file: &Value) -> PathBuf {
         return PathBuf::from(base);
     }
     PathBuf::from(file["name"].as_str().unwrap_or("download").trim_start_matches("files/"))
-}
-
-async fn hash_existing(part: &Path, len: u64, hasher: &mut Sha256) -> CliResult<()> {
-    let mut reader = tokio::fs::File::open(part).await?.take(len);
-    let mut piece = vec![0; 1 << 20];
-    loop {
-        let n = reader.read(&mut piece).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        hasher.update(&piece[..n]);
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 #[macro_use]
 mod output;
+mod digest;
 mod files;
 mod imports;
 mod operator;

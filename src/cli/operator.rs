@@ -64,7 +64,7 @@ pub async fn keys(command: KeysCommand) -> CliResult<Exit> {
             let project = project(&name)?;
             let (_, meta) = open(serve).await?;
             let key = crate::services::auth::create_key(meta.as_ref(), &project, &label).await.map_err(meta_failed)?;
-            let id = crate::domain::ApiKey::new(key.expose()).hash()[..crate::meta::KEY_ID_LEN].to_owned();
+            let id = crate::meta::key_id(&key.hash());
             meta.close().await;
             if json {
                 print_json(&json!({"id": id, "project": project.as_str(), "label": label, "key": key.expose()}));

@@ -251,18 +251,6 @@ pub fn file_path(id: &str) -> CliResult<String> {
     Ok(if id.starts_with("qfile-") { format!("/v1/files/{id}") } else { format!("/v1beta/files/{id}") })
 }
 
-/// The server's `sha256Hash` (base64 of the 32 bytes, as filegate sends it, or of their 64 hex digits, as
-/// Google does) as lowercase hex.
-pub fn sha256_hex_of(file: &Value) -> Option<String> {
-    use base64::Engine as _;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(file["sha256Hash"].as_str()?).ok()?;
-    match decoded.len() {
-        32 => Some(decoded.iter().map(|b| format!("{b:02x}")).collect()),
-        64 => String::from_utf8(decoded).ok().map(|hex| hex.to_ascii_lowercase()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,16 +263,5 @@ mod tests {
         assert_eq!(file_path("qfile-k3j").unwrap(), "/v1/files/qfile-k3j");
         assert!(file_path("a/../b").is_err());
         assert!(file_path("files/").is_err());
-    }
-
-    #[test]
-    fn both_spellings_of_the_digest_are_read() {
-        let raw = [0xabu8; 32];
-        let hex = "ab".repeat(32);
-        use base64::Engine as _;
-        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-        assert_eq!(sha256_hex_of(&serde_json::json!({"sha256Hash": b64(&raw)})), Some(hex.clone()));
-        assert_eq!(sha256_hex_of(&serde_json::json!({"sha256Hash": b64(hex.as_bytes())})), Some(hex));
-        assert_eq!(sha256_hex_of(&serde_json::json!({})), None);
     }
 }

@@ -18,8 +18,9 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
+use super::digest::{hash_prefix, sha256_hex_of};
 use super::output::{Progress, print_json};
-use super::remote::{CliError, CliResult, Exit, JsonBody as _, Remote, RemoteArgs, read_json, sha256_hex_of};
+use super::remote::{CliError, CliResult, Exit, JsonBody as _, Remote, RemoteArgs, read_json};
 
 const MIB: u64 = 1024 * 1024;
 /// Attempts per chunk before giving up on a server that keeps failing (connection lost, 5xx, 429).
@@ -184,15 +185,15 @@ impl Job<'_> {
             mime_type
         ]))
         .expect("serializable");
-        let state_path = self.state_dir.join(format!("{}.json", &hex(&Sha256::digest(identity.as_bytes()))[..32]));
+        let state_path =
+            self.state_dir.join(format!("{}.json", &hex::encode(Sha256::digest(identity.as_bytes()))[..32]));
 
         let bar = self.progress.bytes(&display_name, size);
         let mut file = tokio::fs::File::open(&absolute).await?;
         let (upload_url, mut offset, granularity) = match self.reattach(&state_path, &identity).await? {
             Reattached::Done(resource) => {
-                bar.finish_and_clear();
-                let _ = std::fs::remove_file(&state_path);
-                return self.finished(resource, size, hash_prefix(&mut file, size).await?, size);
+                let hasher = hash_prefix(&mut file, size).await?;
+                return finished(&bar, &state_path, resource, size, hasher, size);
             }
             Reattached::At(state, offset) => (state.upload_url, offset, state.granularity),
             Reattached::Fresh => {
@@ -234,9 +235,7 @@ impl Job<'_> {
                     bar.set_position(offset);
                     if last {
                         let body = read_json(response).await?;
-                        bar.finish_and_clear();
-                        let _ = std::fs::remove_file(&state_path);
-                        return self.finished(body["file"].clone(), size, hasher, resumed_from);
+                        return finished(&bar, &state_path, body["file"].clone(), size, hasher, resumed_from);
                     }
                 }
                 Ok(response) if !is_transient(response.status()) => {
@@ -261,9 +260,8 @@ impl Job<'_> {
                     tokio::time::sleep(Duration::from_secs(1 << attempts.min(4))).await;
                     match self.query(&upload_url).await? {
                         Queried::Final(resource) => {
-                            bar.finish_and_clear();
-                            let _ = std::fs::remove_file(&state_path);
-                            return self.finished(resource, size, hash_prefix(&mut file, size).await?, resumed_from);
+                            let hasher = hash_prefix(&mut file, size).await?;
+                            return finished(&bar, &state_path, resource, size, hasher, resumed_from);
                         }
                         Queried::Active(received) if received != offset => {
                             offset = received;
@@ -337,23 +335,31 @@ impl Job<'_> {
             _ => Ok(Queried::Gone),
         }
     }
+}
 
-    fn finished(&self, file: Value, size: u64, hasher: Sha256, resumed_from: u64) -> CliResult<Uploaded> {
-        let sha256 = hex(&hasher.finalize());
-        let reported = sha256_hex_of(&file);
-        if let Some(reported) = &reported
-            && *reported != sha256
-        {
-            return Err(CliError::new(
-                Exit::Failed,
-                format!("the server stored a different SHA-256 ({reported}) than the file's ({sha256})"),
-            )
-            .with_hint(
-                "the file may have changed while it was read; delete the upload (`filegate rm`) and upload again",
-            ));
-        }
-        Ok(Uploaded { file, size, sha256, resumed_from, digest_checked: reported.is_some() })
+/// The server has the whole file: the bar goes, the resume state goes, and the digest is checked.
+fn finished(
+    bar: &indicatif::ProgressBar,
+    state_path: &Path,
+    file: Value,
+    size: u64,
+    hasher: Sha256,
+    resumed_from: u64,
+) -> CliResult<Uploaded> {
+    bar.finish_and_clear();
+    let _ = std::fs::remove_file(state_path);
+    let sha256 = hex::encode(hasher.finalize());
+    let reported = sha256_hex_of(&file);
+    if let Some(reported) = &reported
+        && *reported != sha256
+    {
+        return Err(CliError::new(
+            Exit::Failed,
+            format!("the server stored a different SHA-256 ({reported}) than the file's ({sha256})"),
+        )
+        .with_hint("the file may have changed while it was read; delete the upload (`filegate rm`) and upload again"));
     }
+    Ok(Uploaded { file, size, sha256, resumed_from, digest_checked: reported.is_some() })
 }
 
 enum Reattached {
@@ -374,25 +380,6 @@ fn is_transient(status: reqwest::StatusCode) -> bool {
 
 fn round_up(value: u64, multiple: u64) -> u64 {
     value.div_ceil(multiple) * multiple
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The SHA-256 state after the first `len` bytes of the file, read in 1 MiB pieces.
-async fn hash_prefix(file: &mut tokio::fs::File, len: u64) -> CliResult<Sha256> {
-    file.seek(std::io::SeekFrom::Start(0)).await?;
-    let mut hasher = Sha256::new();
-    let mut left = len;
-    let mut piece = vec![0; MIB as usize];
-    while left > 0 {
-        let want = usize::try_from(left.min(MIB)).expect("at most 1 MiB");
-        file.read_exact(&mut piece[..want]).await?;
-        hasher.update(&piece[..want]);
-        left -= want as u64;
-    }
-    Ok(hasher)
 }
 
 /// Written whole or not at all: a crash while saving leaves the old state or none, never half a file.

@@ -355,6 +355,11 @@ pub struct ApiKeyInfo {
 /// Hex digits of a key's hash that make its id.
 pub const KEY_ID_LEN: usize = 16;
 
+/// The id operators know a key by, from its hash (see [`ApiKeyInfo::id`]).
+pub fn key_id(key_hash: &str) -> String {
+    key_hash.chars().take(KEY_ID_LEN).collect()
+}
+
 /// A project's counters, for operators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectReport {

@@ -5,7 +5,7 @@ use sqlx::FromRow;
 
 use super::SqlMeta;
 use crate::domain::{ProjectId, Timestamp};
-use crate::meta::{ApiKeyInfo, KEY_ID_LEN, MetaResult};
+use crate::meta::{ApiKeyInfo, KEY_ID_LEN, MetaResult, key_id};
 
 const COLUMNS: &str = "key_hash, project_id, label, created_at, last_used_at, revoked_at";
 
@@ -22,7 +22,7 @@ struct KeyRow {
 impl From<KeyRow> for ApiKeyInfo {
     fn from(row: KeyRow) -> Self {
         Self {
-            id: row.key_hash.chars().take(KEY_ID_LEN).collect(),
+            id: key_id(&row.key_hash),
             project: ProjectId::from_stored(row.project_id),
             label: row.label,
             created_at: Timestamp::from_micros(row.created_at),
