@@ -38,6 +38,19 @@ pub struct IdleLimitedBody {
     timer: Option<Pin<Box<Sleep>>>,
     /// Set once the body was read to its end.
     finished: Arc<AtomicBool>,
+    /// Where the unread rest goes when the handler drops the body early (see [`limit_idle_bodies`]).
+    left_over: Arc<std::sync::Mutex<Option<Body>>>,
+    /// The client went silent: there is nothing left worth waiting for.
+    stalled: bool,
+}
+
+impl Drop for IdleLimitedBody {
+    fn drop(&mut self) {
+        if !self.stalled && !self.finished.load(Ordering::Relaxed) {
+            let rest = std::mem::replace(&mut self.inner, Body::empty());
+            *self.left_over.lock().expect("left-over slot poisoned") = Some(rest);
+        }
+    }
 }
 
 impl HttpBody for IdleLimitedBody {
@@ -60,7 +73,10 @@ impl HttpBody for IdleLimitedBody {
                 let idle = this.idle;
                 let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                 match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyStalled(idle).into()))),
+                    Poll::Ready(()) => {
+                        this.stalled = true;
+                        Poll::Ready(Some(Err(BodyStalled(idle).into())))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }
@@ -76,22 +92,57 @@ impl HttpBody for IdleLimitedBody {
     }
 }
 
-/// Middleware: puts every request body under the idle limit. A reply sent before its request's body was
-/// read to the end (an error halfway through a chunk, say) closes an HTTP/1 connection, and says so with
-/// `Connection: close`: the rest of the body is never read, so the connection cannot carry another
-/// request, and a client must not reuse it.
+/// The most of an unread body read (and dropped) so that an early reply reaches its client.
+const DRAIN_MAX: u64 = 16 * 1024 * 1024;
+
+/// Middleware: puts every request body under the idle limit.
+///
+/// A reply sent before its request's body was read to the end (an error halfway through a chunk, say) would
+/// reach the client only by luck: closing a socket with unread bytes makes the kernel reset the connection,
+/// and a client still writing sees "broken pipe" instead of the 503. So the rest of the body is read and
+/// dropped first — up to [`DRAIN_MAX`] bytes, under the same idle limit — and the connection stays usable.
+/// A body larger than that, or one whose client went silent, is not waited for: the HTTP/1 connection is
+/// closed and the reply says so with `Connection: close`.
 pub async fn limit_idle_bodies(State(idle): State<Duration>, req: Request, next: Next) -> Response {
     let finished = Arc::new(AtomicBool::new(false));
+    let left_over = Arc::new(std::sync::Mutex::new(None));
     let http1 = req.version() <= Version::HTTP_11;
     let req = req.map(|inner| {
         finished.store(inner.is_end_stream(), Ordering::Relaxed);
-        Body::new(IdleLimitedBody { inner, idle, timer: None, finished: finished.clone() })
+        let (finished, left_over) = (finished.clone(), left_over.clone());
+        Body::new(IdleLimitedBody { inner, idle, timer: None, finished, left_over, stalled: false })
     });
     let mut response = next.run(req).await;
-    if http1 && !finished.load(Ordering::Relaxed) {
+    let rest = left_over.lock().expect("left-over slot poisoned").take();
+    let drained = match rest {
+        Some(rest) if http1 => drain(rest, idle).await,
+        _ => finished.load(Ordering::Relaxed),
+    };
+    if http1 && !drained {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// Reads `body` to its end and drops it; `false` if it is larger than [`DRAIN_MAX`], fails or goes silent.
+async fn drain(body: Body, idle: Duration) -> bool {
+    if body.size_hint().lower() > DRAIN_MAX {
+        return false;
+    }
+    let mut stream = body.into_data_stream();
+    let mut read = 0u64;
+    loop {
+        match tokio::time::timeout(idle, stream.try_next()).await {
+            Ok(Ok(Some(bytes))) => {
+                read += bytes.len() as u64;
+                if read > DRAIN_MAX {
+                    return false;
+                }
+            }
+            Ok(Ok(None)) => return true,
+            Ok(Err(_)) | Err(_) => return false,
+        }
+    }
 }
 
 /// What a failed body read means: the client went silent, the body was too large (`too_large`'s error),
@@ -127,7 +178,14 @@ mod tests {
     use super::*;
 
     fn limited(inner: Body) -> Body {
-        Body::new(IdleLimitedBody { inner, idle: Duration::from_secs(60), timer: None, finished: Default::default() })
+        Body::new(IdleLimitedBody {
+            inner,
+            idle: Duration::from_secs(60),
+            timer: None,
+            finished: Default::default(),
+            left_over: Default::default(),
+            stalled: false,
+        })
     }
 
     #[tokio::test(start_paused = true)]

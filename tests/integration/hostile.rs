@@ -132,3 +132,26 @@ async fn a_body_that_stops_halfway_is_given_up_within_the_idle_timeout_on_every_
     assert_eq!(header(&query, "x-goog-upload-size-received"), Some("0"), "nothing of the stalled chunk is kept");
     assert!(!server.log().contains("internal error"), "{}", server.log());
 }
+
+#[tokio::test]
+async fn an_error_answered_before_the_body_is_read_reaches_a_client_still_sending_it() {
+    // A chunk for an upload that does not exist is refused before its 8 MiB are read. Closing the socket on
+    // the unread bytes would reset the connection, and the client, still writing, would see "broken pipe"
+    // instead of the 404: the server reads the rest first. The connection is then reused.
+    let server = Server::start();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    let url = format!("{}/upload/v1beta/files?upload_id=no-such-upload&upload_protocol=resumable", server.url);
+    for _ in 0..10 {
+        let reply = http
+            .post(&url)
+            .header("X-Goog-Upload-Command", "upload")
+            .header("X-Goog-Upload-Offset", "0")
+            .body(vec![7u8; CHUNK])
+            .send()
+            .await
+            .expect("the reply arrives, not a reset");
+        assert_eq!(reply.status(), StatusCode::NOT_FOUND);
+        assert!(reply.headers().get("connection").is_none(), "the connection stays usable");
+        reply.bytes().await.unwrap();
+    }
+}
