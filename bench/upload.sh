@@ -49,7 +49,7 @@ FG_PID=$!
 for _ in $(seq 1 100); do grep -q '^listening on ' "$WORK/fg.out" && break; sleep 0.1; done
 FG_URL=$(sed -n 's/^listening on //p' "$WORK/fg.out")
 RSS_IDLE=$(awk '/VmHWM/ {print $2}' /proc/$FG_PID/status)
-read -r FG_S DIGEST < <(python3 bench/upload_client.py "$FG_URL" bench-key-0001 "$SRC")
+read -r FG_S DIGEST _ < <(python3 bench/upload_client.py "$FG_URL" bench-key-0001 "$SRC")
 RSS_PEAK=$(awk '/VmHWM/ {print $2}' /proc/$FG_PID/status)
 EXPECTED=$(python3 -c "import hashlib,base64; h=hashlib.sha256(); f=open('$SRC','rb')
 while b := f.read(8<<20): h.update(b)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Resumable upload of one file in 8 MiB chunks over one keep-alive connection, as the SDKs send it.
 
-usage: upload_client.py BASE_URL API_KEY PATH  → prints seconds and the File JSON's sha256Hash.
+usage: upload_client.py BASE_URL API_KEY PATH  → prints seconds, the File's sha256Hash and its name.
 Reads the file chunk by chunk: the client never holds more than one chunk.
 """
 
@@ -60,7 +60,7 @@ def main():
                 file = json.loads(body)["file"]
                 break
     elapsed = time.monotonic() - started
-    print(f"{elapsed:.3f} {file['sha256Hash']}")
+    print(f"{elapsed:.3f} {file['sha256Hash']} {file['name']}")
 
 
 if __name__ == "__main__":
