@@ -51,7 +51,7 @@ seed() { # engine from to: files seed<from>..seed<to-1>, one byte each, created 
         state, origin, blob_key, charged_bytes, created_at, updated_at, expires_at)
       SELECT 'alpha', 'seed' || lpad(i::text, 10, '0'), 'seeded', 'video/mp4', 1, 'ready', 'upload',
         'files/alpha/seed' || lpad(i::text, 10, '0') || '.bench', 1, 1700000000000000 + i, 1700000000000000 + i,
-        4102444800000000 FROM generate_series($2, $3 - 1) AS i" -c "ANALYZE files"
+        4102444800000000 FROM generate_series($2, $3 - 1) AS i" -c "ANALYZE files" # as autovacuum would, soon
   fi
   local db_env=(FILEGATE_DATA_DIR="$WORK/data-$1")
   [[ $1 == postgres ]] && db_env+=(FILEGATE_DATABASE_URL="$DB_URL")

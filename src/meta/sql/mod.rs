@@ -150,6 +150,10 @@ pub struct SqlMeta {
 }
 
 impl SqlMeta {
+    fn is_sqlite(&self) -> bool {
+        matches!(self.engine, Engine::Sqlite { .. })
+    }
+
     /// Opens (creating if needed) the SQLite database at `path` and applies pending migrations.
     pub async fn open_sqlite(path: &Path, max_connections: u32) -> MetaResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
