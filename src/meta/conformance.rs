@@ -518,6 +518,19 @@ contract!(
         assert_eq!(store.count_api_keys().await.unwrap(), 1);
         store.ping().await.unwrap();
         store.probe_write(Timestamp::now()).await.unwrap();
+
+        // Several keys at once; a staging area taken off the queue takes its part records with it.
+        let upload = file(&p, "parted", FileState::Uploading, 1000, 3600);
+        open_upload(store.as_ref(), &upload, 10_000).await.unwrap();
+        let token = session_for(&upload).token_hash;
+        let chunk = ChunkRecord { offset: 0, length: 10, hasher_state: vec![1] };
+        let part = [PartRecord { index: 0, id: "part-0".into() }];
+        assert!(store.commit_chunk(&token, &chunk, &part, &[], None, Timestamp::now()).await.unwrap());
+        let staging_key = store.get_upload(&token).await.unwrap().unwrap().staging_key;
+        assert_eq!(store.parts(&staging_key).await.unwrap().len(), 1);
+        store.garbage_done(&["files/never-queued", &staging_key]).await.unwrap();
+        assert!(store.parts(&staging_key).await.unwrap().is_empty());
+        assert_eq!(store.garbage(10).await.unwrap(), g[1..].to_vec(), "other keys stay queued");
     }
 );
 

@@ -71,6 +71,15 @@ impl Engine {
         }
     }
 
+    /// What follows a table to make a query use `index` for it. SQLite's planner has no statistics to go
+    /// by (filegate never runs `ANALYZE`) and may choose badly; PostgreSQL keeps its own (autovacuum).
+    fn indexed_by(&self, index: &str) -> String {
+        match self {
+            Self::Sqlite { .. } => format!(" INDEXED BY {index}"),
+            Self::Postgres { .. } => String::new(),
+        }
+    }
+
     /// Refuses to write when the SQLite file is no longer the one opened.
     fn check_file(&self) -> MetaResult<()> {
         let Self::Sqlite { path, identity } = self else { return Ok(()) };
@@ -150,10 +159,6 @@ pub struct SqlMeta {
 }
 
 impl SqlMeta {
-    fn is_sqlite(&self) -> bool {
-        matches!(self.engine, Engine::Sqlite { .. })
-    }
-
     /// Opens (creating if needed) the SQLite database at `path` and applies pending migrations.
     pub async fn open_sqlite(path: &Path, max_connections: u32) -> MetaResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

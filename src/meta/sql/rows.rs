@@ -19,13 +19,14 @@ pub fn uint(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// The columns [`FileRow`] reads, selected `FROM {FILE_FROM}`.
+/// The columns [`FileRow`] reads, selected `FROM files f {FILE_JOIN}`.
 pub const FILE_COLUMNS: &str = "f.project_id, f.id, f.display_name, f.mime_type, f.size_bytes, f.sha256, f.state, \
      f.origin, f.blob_key, f.charged_bytes, f.created_at, f.updated_at, f.expires_at, f.error_code, f.error_message, \
      t.source_url, t.model, t.received_bytes, t.total_bytes";
 
-/// A file with its import task, if it has one.
-pub const FILE_FROM: &str = "files f LEFT JOIN import_tasks t ON t.blob_key = f.blob_key";
+/// Joins a file (`files f`) with its import task, if it has one. Kept apart from the table so that a query
+/// can name an index for `f` (`INDEXED BY` comes right after the table).
+pub const FILE_JOIN: &str = "LEFT JOIN import_tasks t ON t.blob_key = f.blob_key";
 
 #[derive(FromRow)]
 pub struct FileRow {

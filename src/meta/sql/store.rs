@@ -4,12 +4,12 @@
 use async_trait::async_trait;
 use sqlx::Executor as _;
 
-use super::SqlMeta;
 use super::rows::{
-    ChunkRow, FILE_COLUMNS, FILE_FROM, FileRow, GarbageRow, PartRow, SESSION_COLUMNS, SESSION_FROM, SessionRow,
+    ChunkRow, FILE_COLUMNS, FILE_JOIN, FileRow, GarbageRow, PartRow, SESSION_COLUMNS, SESSION_FROM, SessionRow,
     TASK_COLUMNS, TaskRow, USAGE_COLUMNS, UsageRow, int, uint,
 };
-use super::tx::{insert_parts, queue_garbage};
+use super::tx::{insert_parts, numbered, queue_garbage};
+use super::{Engine, SqlMeta};
 use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
 use crate::meta::{
     ApiKeyInfo, ChunkRecord, CopyTarget, Garbage, ImportTask, ListCursor, MetaError, MetaResult, MetaStore, PartRecord,
@@ -32,19 +32,15 @@ const RECOUNT: &str = "UPDATE projects SET \
 /// still being uploaded (the newest rows, which a list never shows) are not in that partial index, so a
 /// page does not step over them; the `state <> 'uploading'` term is its predicate, which is what lets an
 /// engine use it. The row comparison (not the equivalent OR) is what both engines turn into a range scan.
-/// SQLite is told the index by name: without statistics (filegate never runs `ANALYZE`) its planner chose
+/// SQLite is told the index by name ([`Engine::indexed_by`]): left to itself it chose
 /// `files_by_project_expiry` and sorted every unexpired file of the project for each page — 1.05 s a page
 /// with a million files. `INDEXED BY` also makes a query that could not use the index an error rather
-/// than slow. PostgreSQL keeps statistics (autovacuum) and picks it by itself.
-fn list_files_sql(sqlite: bool, after: bool) -> String {
-    let from = if sqlite {
-        "files f INDEXED BY files_listed LEFT JOIN import_tasks t ON t.blob_key = f.blob_key"
-    } else {
-        FILE_FROM
-    };
+/// than slow.
+fn list_files_sql(engine: &Engine, after: bool) -> String {
+    let index = engine.indexed_by("files_listed");
     let (keyset, limit) = if after { ("AND (f.created_at, f.id) < ($3, $4)", "$5") } else { ("", "$3") };
     format!(
-        "SELECT {FILE_COLUMNS} FROM {from} \
+        "SELECT {FILE_COLUMNS} FROM files f{index} {FILE_JOIN} \
            WHERE f.project_id = $1 AND f.state <> 'uploading' AND f.expires_at > $2 {keyset} \
            ORDER BY f.created_at DESC, f.id DESC LIMIT {limit}"
     )
@@ -116,7 +112,7 @@ impl MetaStore for SqlMeta {
     }
 
     async fn get_file(&self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>> {
-        let sql = format!("SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE f.project_id = $1 AND f.id = $2");
+        let sql = format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.project_id = $1 AND f.id = $2");
         let row: Option<FileRow> = sqlx::query_as(&sql)
             .bind(project.as_str())
             .bind(id.as_str())
@@ -135,7 +131,7 @@ impl MetaStore for SqlMeta {
     ) -> MetaResult<Vec<FileRecord>> {
         let rows: Vec<FileRow> = match after {
             None => {
-                sqlx::query_as(&list_files_sql(self.is_sqlite(), false))
+                sqlx::query_as(&list_files_sql(&self.engine, false))
                     .bind(project.as_str())
                     .bind(now.as_micros())
                     .bind(i64::from(limit))
@@ -143,7 +139,7 @@ impl MetaStore for SqlMeta {
                     .await
             }
             Some(cursor) => {
-                sqlx::query_as(&list_files_sql(self.is_sqlite(), true))
+                sqlx::query_as(&list_files_sql(&self.engine, true))
                     .bind(project.as_str())
                     .bind(now.as_micros())
                     .bind(cursor.created_at.as_micros())
@@ -400,19 +396,18 @@ impl MetaStore for SqlMeta {
         if keys.is_empty() {
             return Ok(());
         }
+        let listed = numbered(1, keys.len());
         let mut tx = self.begin().await?;
-        for key in keys {
-            sqlx::query("DELETE FROM blob_garbage WHERE blob_key = $1")
-                .bind(key)
-                .execute(tx.conn())
-                .await
-                .map_err(|e| self.err(e))?;
-            // A staging area that is gone takes its part records with it.
-            sqlx::query("DELETE FROM blob_parts WHERE staging_key = $1")
-                .bind(key)
-                .execute(tx.conn())
-                .await
-                .map_err(|e| self.err(e))?;
+        // A staging area that is gone takes its part records with it.
+        for sql in [
+            format!("DELETE FROM blob_garbage WHERE blob_key IN ({listed})"),
+            format!("DELETE FROM blob_parts WHERE staging_key IN ({listed})"),
+        ] {
+            let mut delete = sqlx::query(&sql);
+            for key in keys {
+                delete = delete.bind(*key);
+            }
+            delete.execute(tx.conn()).await.map_err(|e| self.err(e))?;
         }
         tx.end().await
     }
@@ -539,7 +534,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqlMeta::open_sqlite(&dir.path().join("meta.db"), 1).await.unwrap();
         for after in [false, true] {
-            let sql = format!("EXPLAIN QUERY PLAN {}", list_files_sql(true, after));
+            let sql = format!("EXPLAIN QUERY PLAN {}", list_files_sql(&store.engine, after));
             let mut query = sqlx::query(&sql).bind("p").bind(0_i64);
             if after {
                 query = query.bind(0_i64).bind("f");

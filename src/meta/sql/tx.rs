@@ -13,7 +13,7 @@ use sqlx::{Any, AnyConnection, Executor as _};
 use tokio::sync::OwnedMutexGuard;
 
 use super::rows::{
-    FILE_COLUMNS, FILE_FROM, FileRow, IdempotencyRow, SESSION_COLUMNS, SESSION_FROM, SessionRow, TASK_COLUMNS, TaskRow,
+    FILE_COLUMNS, FILE_JOIN, FileRow, IdempotencyRow, SESSION_COLUMNS, SESSION_FROM, SessionRow, TASK_COLUMNS, TaskRow,
     USAGE_COLUMNS, UsageRow, garbage_row, int, uint,
 };
 use super::{Engine, SqlMeta};
@@ -79,6 +79,11 @@ impl SqlTx {
             }
         }
     }
+}
+
+/// `$from, $from+1, …`: `count` numbered parameters, for an `IN (…)` list.
+pub(super) fn numbered(from: usize, count: usize) -> String {
+    (from..from + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Queues bytes for deletion (idempotent per key).
@@ -176,7 +181,7 @@ impl WriteTx for SqlTx {
     }
 
     async fn file(&mut self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>> {
-        let sql = format!("SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE f.project_id = $1 AND f.id = $2");
+        let sql = format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.project_id = $1 AND f.id = $2");
         let row: Option<FileRow> = sqlx::query_as(&sql)
             .bind(project.as_str())
             .bind(id.as_str())
@@ -187,7 +192,7 @@ impl WriteTx for SqlTx {
     }
 
     async fn file_by_blob(&mut self, blob_key: &str) -> MetaResult<Option<FileRecord>> {
-        let sql = format!("SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE f.blob_key = $1");
+        let sql = format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.blob_key = $1");
         let row: Option<FileRow> =
             sqlx::query_as(&sql).bind(blob_key).fetch_optional(self.conn()).await.map_err(|e| self.err(e))?;
         row.map(FileRecord::try_from).transpose()
@@ -257,9 +262,9 @@ impl WriteTx for SqlTx {
             return Ok(Vec::new());
         }
         // `$1 … $n` are the keys; `now` comes after them.
-        let keys = (1..=blob_keys.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let keys = numbered(1, blob_keys.len());
         let now_param = blob_keys.len() + 1;
-        let sql = format!("SELECT {FILE_COLUMNS} FROM {FILE_FROM} WHERE f.blob_key IN ({keys})");
+        let sql = format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.blob_key IN ({keys})");
         let mut select = sqlx::query_as::<_, FileRow>(&sql);
         for key in blob_keys {
             select = select.bind(key);
