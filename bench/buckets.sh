@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark: uploads and imports into a bucket (moto, ../shared/scripts/start-s3.sh) beside the local disk,
+# Benchmark: uploads and imports into a bucket (moto, scripts/services/s3.sh) beside the local disk,
 # and beside plain clients of the same bucket in the same run:
 #   - a multipart PUT loop (boto3 from moto's venv: create, 8 MiB parts one after another, complete), the
 #     shape of filegate's own writes;
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-512}
-SHARED=${FILEGATE_SHARED:-$(cd .. && pwd)/shared}
+SERVICES=$(pwd)/scripts/services
 TOOLS=${FILEGATE_TEST_TOOLS:-$HOME/.cache/filegate-test-tools}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/filegate-target}
 WORK=$(mktemp -d "${BENCH_DIR:-$PWD}/.bench-XXXXXX")
@@ -27,10 +27,10 @@ trap cleanup EXIT
 cargo build --release --locked -q
 now() { date +%s.%N; }
 
-bash "$SHARED/scripts/start-s3.sh" "$WORK/s3" >/dev/null 2>&1
+bash "$SERVICES/s3.sh" "$WORK/s3" >/dev/null 2>&1
 # shellcheck disable=SC1091
 source "$WORK/s3/env"
-NGINX=$(bash "$SHARED/scripts/start-http-source.sh" "$WORK/nginx" 2>/dev/null | tail -1)
+NGINX=$(bash "$SERVICES/nginx.sh" "$WORK/nginx" 2>/dev/null | tail -1)
 
 source_file() { # MiB → path (random bytes, also served by nginx)
   local path="$WORK/nginx/www/source-$1.bin"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark: URL import of one file from a local nginx (../shared/scripts/start-http-source.sh) through
+# Benchmark: URL import of one file from a local nginx (scripts/services/nginx.sh) through
 # filegate (release build), beside the same run's `curl -o` + `sync` of the same file to the same disk,
 # and filegate's peak RSS (VmHWM).
 #
@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-1024}
-SHARED=${FILEGATE_SHARED:-$(cd .. && pwd)/shared}
+SERVICES=$(pwd)/scripts/services
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/filegate-target}
 WORK=$(mktemp -d "${BENCH_DIR:-$PWD}/.bench-XXXXXX")
 chmod 755 "$WORK"
@@ -15,7 +15,7 @@ cleanup() { [[ -n ${FG_PID:-} ]] && kill "$FG_PID" 2>/dev/null; bash "$WORK/ngin
 trap cleanup EXIT
 
 cargo build --release --locked -q
-URL=$(bash "$SHARED/scripts/start-http-source.sh" "$WORK/nginx" 2>/dev/null | tail -1)
+URL=$(bash "$SERVICES/nginx.sh" "$WORK/nginx" 2>/dev/null | tail -1)
 SRC=$WORK/nginx/www/source.bin
 head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom > "$SRC"
 BYTES=$(stat -c %s "$SRC")

@@ -13,12 +13,12 @@
 # Files are seeded straight into the database (uploading a million files through the API would take
 # hours), then `filegate usage --recompute` sets the project's counters from them, as an operator would
 # after an import. Needs wrk (installed from Debian if missing) and, for PostgreSQL,
-# ../shared/scripts/start-postgres.sh. Prints Markdown rows for docs/benchmarks.md.
+# scripts/services/postgres.sh. Prints Markdown rows for docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENGINES=${1:-both}
 [[ $ENGINES == both ]] && ENGINES="sqlite postgres"
-SHARED=${FILEGATE_SHARED:-$(cd .. && pwd)/shared}
+SERVICES=$(pwd)/scripts/services
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/filegate-target}
 BIN=$CARGO_TARGET_DIR/release/filegate
 KEY=bench-key-000001
@@ -98,7 +98,7 @@ EOF
 declare -A ROWS
 for engine in $ENGINES; do
   if [[ $engine == postgres ]]; then
-    PG=$(bash "$SHARED/scripts/start-postgres.sh" "$WORK/pg" | tail -1)
+    PG=$(bash "$SERVICES/postgres.sh" "$WORK/pg" | tail -1)
     psql "$PG" -q -c "CREATE DATABASE fg_bench"
     DB_URL=${PG%/*}/fg_bench
   fi

@@ -28,7 +28,7 @@ import time
 import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.environ.get("FILEGATE_SHARED", os.path.join(HERE, "..", "..", "shared"))
+SERVICES = os.path.join(HERE, "..", "scripts", "services")
 TICK = os.sysconf("SC_CLK_TCK")
 KEY = "bench-key-0001"
 GIB = 1 << 30
@@ -256,7 +256,7 @@ def main():
     servers = []
     try:
         log("starting nginx")
-        nginx_url = subprocess.run(["bash", os.path.join(SHARED, "scripts", "start-http-source.sh"),
+        nginx_url = subprocess.run(["bash", os.path.join(SERVICES, "nginx.sh"),
                                     os.path.join(disk, "nginx")], check=True, capture_output=True,
                                    text=True).stdout.split()[-1]
         nginx_master = int(open(os.path.join(disk, "nginx", "pid")).read())

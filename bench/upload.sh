@@ -2,7 +2,7 @@
 # Benchmark: a resumable upload in 8 MiB chunks through filegate (release build), beside the machine's
 # limits measured in the same run on the same disk:
 #   - disk:     dd of the same file with conv=fdatasync
-#   - loopback: curl POSTing the same file to an nginx sink (../shared/scripts/start-http-source.sh)
+#   - loopback: curl POSTing the same file to an nginx sink (scripts/services/nginx.sh)
 #   - hashing:  sha256 of the same file (Python's hashlib, OpenSSL)
 # and filegate's peak RSS (VmHWM) before and after.
 #
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-1024}
-SHARED=${FILEGATE_SHARED:-$(cd .. && pwd)/shared}
+SERVICES=$(pwd)/scripts/services
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/filegate-target}
 WORK=$(mktemp -d "${BENCH_DIR:-$PWD}/.bench-XXXXXX")
 cleanup() { [[ -n ${FG_PID:-} ]] && kill "$FG_PID" 2>/dev/null; "$WORK/nginx/stop.sh" 2>/dev/null || true; rm -rf "$WORK"; }
@@ -31,7 +31,7 @@ DD_S=$(python3 -c "print($(date +%s.%N) - $start)")
 rm -f "$WORK/dd.out"
 
 # Loopback HTTP: curl to nginx's sink, which discards the body.
-URL=$("$SHARED/scripts/start-http-source.sh" "$WORK/nginx" 2>/dev/null | tail -1)
+URL=$("$SERVICES/nginx.sh" "$WORK/nginx" 2>/dev/null | tail -1)
 CURL_S=$(curl -s -o /dev/null -w '%{time_total}' -T "$SRC" -H 'Expect:' "$URL/sink")
 
 # Hashing: the same bytes through SHA-256.

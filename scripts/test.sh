@@ -18,7 +18,7 @@
 #   scripts/test.sh fuzz       only the OpenAPI fuzzer (schemathesis)
 #   FILEGATE_TEST_CONFIGS="sqlite-local postgres-s3" scripts/test.sh     some configurations only
 #
-# Installs what the suites need once (nginx, PostgreSQL, moto and Azurite from ../shared/scripts, jq,
+# Installs what the suites need once (nginx, PostgreSQL, moto and Azurite through scripts/services, jq,
 # file and script; a Python venv and node_modules, cached under ~/.cache), then runs the tests in a network
 # namespace with only loopback when the machine allows it (root and unshare), so no test can reach beyond 127.0.0.1
 # even by mistake. The namespace has its own mounts too, so fault tests may mount small filesystems.
@@ -39,30 +39,28 @@ needs() { [[ $WHAT != fuzz && " $CONFIGS " == *"$1"* ]]; }
 apt_install() {
   apt-get install -y -q "$@" >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q "$@" >/dev/null; }
 }
-# Starts a shared test server once, outside the namespace, so that it installs itself; then stops it.
+SERVICES=$ROOT/scripts/services
+# Starts a test service once, outside the namespace, so that it installs itself; then stops it.
 install_with() {
   local tmp
   tmp=$(mktemp -d) && chmod 755 "$tmp"
-  bash "$FILEGATE_SHARED_SCRIPTS/$1" "$tmp/x" >/dev/null && bash "$tmp/x/stop.sh"
+  bash "$SERVICES/$1" "$tmp/x" >/dev/null && bash "$tmp/x/stop.sh"
   rm -rf "$tmp"
 }
 
 # --- install (needs the package registries) -------------------------------------------------------
-export FILEGATE_SHARED_SCRIPTS=${FILEGATE_SHARED_SCRIPTS:-$(cd "$ROOT/.." && pwd)/shared/scripts}
-[[ -f $FILEGATE_SHARED_SCRIPTS/start-http-source.sh ]] \
-  || { echo "missing $FILEGATE_SHARED_SCRIPTS/start-http-source.sh (set FILEGATE_SHARED_SCRIPTS)" >&2; exit 1; }
-if wants rust && ! command -v nginx >/dev/null; then
-  step "installing nginx (import test source)"; install_with start-http-source.sh
+if (wants rust || wants sdk) && ! command -v nginx >/dev/null; then
+  step "installing nginx (import test source)"; install_with nginx.sh
 fi
 if needs postgres && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-  step "installing PostgreSQL"; install_with start-postgres.sh
+  step "installing PostgreSQL"; install_with postgres.sh
 fi
 TOOLS=${FILEGATE_TEST_TOOLS:-$HOME/.cache/filegate-test-tools}
 if needs s3 && [[ ! -x $TOOLS/venv/bin/moto_server ]]; then
-  step "installing moto (S3)"; install_with start-s3.sh
+  step "installing moto (S3)"; install_with s3.sh
 fi
 if needs azure && [[ ! -x $TOOLS/npm/node_modules/.bin/azurite-blob ]]; then
-  step "installing Azurite (Azure Blob)"; install_with start-azurite.sh
+  step "installing Azurite (Azure Blob)"; install_with azurite.sh
 fi
 for tool in jq file; do
   command -v $tool >/dev/null || { step "installing $tool"; apt_install $tool; }
@@ -122,18 +120,18 @@ run_tests() {
   trap 'for s in '"$scratch"'/*/stop.sh; do [[ -f $s ]] && bash "$s"; done; rm -rf '"$scratch" EXIT
   if needs postgres; then
     step "starting PostgreSQL on loopback"
-    FILEGATE_TEST_POSTGRES_URL=$(bash "$FILEGATE_SHARED_SCRIPTS/start-postgres.sh" "$scratch/pg" | tail -n 1)
+    FILEGATE_TEST_POSTGRES_URL=$(bash "$SERVICES/postgres.sh" "$scratch/pg" | tail -n 1)
     export FILEGATE_TEST_POSTGRES_URL
   fi
   if needs s3; then
     step "starting moto (S3) on loopback"
-    bash "$FILEGATE_SHARED_SCRIPTS/start-s3.sh" "$scratch/s3" >/dev/null
+    bash "$SERVICES/s3.sh" "$scratch/s3" >/dev/null
     # shellcheck disable=SC1091
     source "$scratch/s3/env"
   fi
   if needs azure; then
     step "starting Azurite (Azure Blob) on loopback"
-    bash "$FILEGATE_SHARED_SCRIPTS/start-azurite.sh" "$scratch/azure" >/dev/null
+    bash "$SERVICES/azurite.sh" "$scratch/azure" >/dev/null
     # shellcheck disable=SC1091
     source "$scratch/azure/env"
   fi
@@ -173,7 +171,7 @@ run_tests() {
 if [[ ${FILEGATE_TEST_NETNS:-auto} != off ]] && command -v ip >/dev/null && unshare -n -m true 2>/dev/null; then
   step "running tests in a network namespace with only loopback"
   export -f run_tests run_sdk_suites sdk_database step wants needs
-  export WHAT CONFIGS VENV FUZZ_VENV ROOT
+  export WHAT CONFIGS VENV FUZZ_VENV ROOT SERVICES
   unshare -n -m bash -c 'set -euo pipefail; ip link set lo up; run_tests'
 else
   step "running tests without a network namespace (unshare -n -m is not permitted here)"

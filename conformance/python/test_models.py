@@ -89,10 +89,10 @@ def front(request):
 @pytest.fixture(scope="module")
 def source():
     """nginx serving files on loopback, as an import source."""
-    scripts = os.environ.get("FILEGATE_SHARED_SCRIPTS") or str(Path(__file__).resolve().parents[3] / "shared" / "scripts")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "services" / "nginx.sh"
     tmp = tempfile.mkdtemp()
     os.chmod(tmp, 0o755)
-    out = subprocess.run(["bash", f"{scripts}/start-http-source.sh", f"{tmp}/src"], capture_output=True, text=True,
+    out = subprocess.run(["bash", str(script), f"{tmp}/src"], capture_output=True, text=True,
                          check=True)
     yield out.stdout.strip().splitlines()[-1], Path(tmp) / "src" / "www"
     subprocess.run(["bash", f"{tmp}/src/stop.sh"], check=False)

@@ -1,5 +1,5 @@
 ## Google's REST walk-through of the Files API, copied verbatim from its documentation
-## (../shared/reference/gemini-files-api-docs.txt: upload, get, list, delete). The only step left out is the
+## (ai.google.dev, "Files API": upload, get, list, delete). The only step left out is the
 ## Interactions API call between upload and get: it is a model call, not part of the Files API.
 ## conformance/python/test_rest_walkthrough.py checks that every line still appears in the reference, then runs
 ## it against filegate with only the host and the key replaced.

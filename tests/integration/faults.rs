@@ -225,7 +225,7 @@ impl OwnPostgres {
 
     fn up(&self) -> String {
         let out = Command::new("bash")
-            .arg(shared_scripts().join("start-postgres.sh"))
+            .arg(service_script("postgres.sh"))
             .arg(self.dir.path().join("pg"))
             .arg(&self.port)
             .output()

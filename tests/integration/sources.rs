@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
-/// nginx serving `www/` with Range, `?rate=`, `/redirect?to=`, `/chunked/` (see the shared script).
+/// nginx serving `www/` with Range, `?rate=`, `/redirect?to=`, `/chunked/` (`scripts/services/nginx.sh`).
 pub struct Nginx {
     pub url: String,
     pub www: PathBuf,
@@ -22,12 +22,11 @@ impl Nginx {
         let dir = tempfile::tempdir().unwrap();
         // nginx's workers run as nobody: the tree must be traversable.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let scripts = crate::support::shared_scripts();
         let out = std::process::Command::new("bash")
-            .arg(scripts.join("start-http-source.sh"))
+            .arg(crate::support::service_script("nginx.sh"))
             .arg(dir.path().join("src"))
             .output()
-            .expect("run start-http-source.sh");
+            .expect("run scripts/services/nginx.sh");
         assert!(out.status.success(), "nginx did not start: {}", String::from_utf8_lossy(&out.stderr));
         let url = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim().to_owned();
         Nginx { url, www: dir.path().join("src/www"), dir }

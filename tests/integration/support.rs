@@ -677,11 +677,9 @@ impl Importer {
     }
 }
 
-/// `../shared/scripts`, or where `FILEGATE_SHARED_SCRIPTS` says.
-pub fn shared_scripts() -> PathBuf {
-    std::env::var("FILEGATE_SHARED_SCRIPTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/scripts"))
+/// The project's scripts that start the services tests need (`scripts/services/`).
+pub fn service_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/services").join(name)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
