@@ -9,6 +9,7 @@ use tokio::io::AsyncWriteExt as _;
 
 use super::digest::{hash_prefix, sha256_hex_of};
 use super::output::{Progress, emit, print_json, size_of, table};
+use super::private_files::open_partial;
 use super::remote::{CliError, CliResult, Exit, Remote, RemoteArgs, file_path};
 
 #[derive(Debug, clap::Args)]
@@ -166,11 +167,12 @@ pub async fn download(args: DownloadArgs) -> CliResult<Exit> {
     let mut part_name = target.clone().into_os_string();
     part_name.push(".part");
     let part = PathBuf::from(part_name);
-    let mut have = tokio::fs::metadata(&part).await.map(|m| m.len()).unwrap_or(0);
+    let mut out = tokio::fs::File::from_std(open_partial(&part)?);
+    let mut have = out.metadata().await?.len();
     if have > size {
+        out.set_len(0).await?;
         have = 0;
     }
-    let mut out = tokio::fs::OpenOptions::new().create(true).read(true).append(true).open(&part).await?;
     let mut hasher = hash_prefix(&mut out, have).await?;
 
     let progress = Progress::new(args.remote.json);

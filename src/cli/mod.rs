@@ -14,6 +14,7 @@ mod digest;
 mod files;
 mod imports;
 mod operator;
+mod private_files;
 mod remote;
 mod upload;
 

@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use super::digest::{hash_prefix, sha256_hex_of};
 use super::output::{Progress, print_json};
+use super::private_files::{private_dir, write_private};
 use super::remote::{CliError, CliResult, Exit, JsonBody as _, Remote, RemoteArgs, read_json};
 
 const MIB: u64 = 1024 * 1024;
@@ -383,12 +384,11 @@ fn round_up(value: u64, multiple: u64) -> u64 {
 }
 
 /// Written whole or not at all: a crash while saving leaves the old state or none, never half a file.
+/// Readable by the user only (mode 0600 in a 0700 directory): the upload URL in it is enough to write,
+/// finish or cancel the upload.
 fn save_state(path: &Path, state: &State) -> CliResult<()> {
-    let dir = path.parent().expect("the state file is in a directory");
-    std::fs::create_dir_all(dir)?;
-    let partial = path.with_extension("partial");
-    std::fs::write(&partial, serde_json::to_vec(state).expect("serializable"))?;
-    std::fs::rename(&partial, path)?;
+    private_dir(path.parent().expect("the state file is in a directory"))?;
+    write_private(path, &serde_json::to_vec(state).expect("serializable"))?;
     Ok(())
 }
 

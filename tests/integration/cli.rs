@@ -141,6 +141,13 @@ async fn an_upload_killed_with_sigkill_resumes_from_what_the_server_has() {
     first.wait().unwrap();
     let received_first = metric(&server, "filegate_upload_bytes_total").await;
     assert!(received_first < bytes.len() as u64, "killed too late: the server has everything");
+    // The state left behind holds the upload URL, a capability: the user's alone.
+    let mode = |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
+    let states = cache.join("filegate/uploads");
+    assert_eq!(mode(&states), 0o700, "the state directory");
+    let state_files: Vec<PathBuf> = std::fs::read_dir(&states).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(state_files.len(), 1, "{state_files:?}");
+    assert_eq!(mode(&state_files[0]), 0o600, "the state file");
 
     let (code, doc) = json_run(cli(&server, ALPHA_KEY, &cache).arg("upload").arg(&path));
     assert_eq!(code, 0, "{doc}");
@@ -297,4 +304,28 @@ async fn upload_speaks_google_s_files_api_too() {
         .filter(|r| r["headers"]["x-goog-upload-command"].as_str().is_some_and(|c| c.starts_with("upload")))
         .collect();
     assert_eq!(uploads.len(), 3, "--chunk-size 1 rounded up to Google's 8 MiB granularity: 8 + 8 + 1 MiB");
+}
+
+#[tokio::test]
+async fn download_never_writes_through_a_planted_part_file() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let file = server.gemini(ALPHA_KEY).upload(&data(100_000, 3), serde_json::json!({})).await;
+    let name = file["name"].as_str().unwrap();
+    let victim = write(tmp.path(), "victim", b"precious");
+    let target = tmp.path().join("out.bin");
+    std::os::unix::fs::symlink(&victim, tmp.path().join("out.bin.part")).unwrap();
+
+    let out = run(cli(&server, ALPHA_KEY, &cache).args(["download", name, "-o"]).arg(&target));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "the link's target is untouched");
+    assert!(!target.exists());
+
+    std::fs::remove_file(tmp.path().join("out.bin.part")).unwrap();
+    let (code, doc) = json_run(cli(&server, ALPHA_KEY, &cache).args(["download", name, "-o"]).arg(&target));
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(std::fs::read(&target).unwrap(), data(100_000, 3));
 }
