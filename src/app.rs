@@ -7,12 +7,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::blob::{BlobStore, LocalBlobStore, ObjectBlobStore, WithRegistered};
+use crate::blob::{BlobStore, BucketUrl, LocalBlobStore, ObjectBlobStore, Provider, WithRegistered};
 use crate::config::Upstream;
 use crate::config::{Blobs, Config, Database};
 use crate::meta::MetaStore;
 use crate::meta::sql::SqlMeta;
 use crate::services::imports::{ImportQueue, ImportSettings};
+use crate::services::model::ReferenceRules;
 use crate::services::register::Registrar;
 use crate::services::{Auth, Files, Imports, Janitor, Models, Uploads};
 use crate::{http, telemetry};
@@ -60,9 +61,9 @@ pub async fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     Ok(Arc::new(WithRegistered::new(own)))
 }
 
-/// The `gs://` locations that hold filegate's own bytes (its blob store, the Vertex staging bucket), which
-/// callers may never register as their files.
-fn own_gcs_locations(config: &Config) -> Vec<String> {
+/// The Cloud Storage locations that hold filegate's own bytes (its blob store, the Vertex staging bucket):
+/// callers may never register them as their files, nor name them to a model but as their own files.
+fn own_gcs_locations(config: &Config) -> Vec<BucketUrl> {
     let staging = match &config.model.upstream {
         Upstream::Vertex { staging, .. } => staging.as_ref(),
         _ => None,
@@ -71,7 +72,7 @@ fn own_gcs_locations(config: &Config) -> Vec<String> {
         Blobs::Bucket(url) => Some(url),
         Blobs::Local(_) => None,
     };
-    store.into_iter().chain(staging).map(|url| format!("{url}/")).filter(|l| l.starts_with("gs://")).collect()
+    store.into_iter().chain(staging).filter(|url| url.provider == Provider::Gcs).cloned().collect()
 }
 
 /// Runs `filegate serve` until SIGTERM or Ctrl-C.
@@ -101,14 +102,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let import_queue = Arc::new(ImportQueue::new(shutdown.child_token()));
     let import_settings = ImportSettings::new(config.imports.clone(), config.limits.clone());
-    let models = Models::new(&config.model, meta.clone(), blobs.clone(), public_url.clone())?;
+    let rules = ReferenceRules {
+        public_url: public_url.clone(),
+        own: own_gcs_locations(&config),
+        allowed_gcs: config.register_buckets.clone(),
+        gemini_files_base: match &config.model.upstream {
+            Upstream::Gemini { endpoint, .. } => Some(endpoint.clone()),
+            _ => None,
+        },
+        max_references: config.model.max_file_references,
+    };
     let registrar = Registrar::new(
         meta.clone(),
         blobs.clone(),
         config.limits.clone(),
         config.register_buckets.clone(),
-        own_gcs_locations(&config),
+        rules.own.clone(),
     );
+    let models = Models::new(&config.model, meta.clone(), blobs.clone(), rules)?;
     let app = Arc::new(App {
         public_url,
         models,

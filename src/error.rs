@@ -138,15 +138,18 @@ pub enum UpstreamError {
     /// The upstream refused filegate's own credentials (401): the operator's problem, not the caller's.
     #[error("{upstream} refused filegate's credentials: {message}")]
     Unauthorized { upstream: &'static str, message: String },
-    /// The upstream answered an error status; its body (a google.rpc.Status, usually) is kept verbatim.
+    /// The upstream answered an error status.
     #[error("{upstream} answered {status}: {message}")]
     Status {
         upstream: &'static str,
         status: u16,
-        /// The `error.message` of the body, or its start.
+        /// The google.rpc.Status code name (`NOT_FOUND`, `PERMISSION_DENIED`), when the body had one.
+        code: Option<String>,
+        /// The body's `error.message`, or a description of a body that was not a google.rpc.Status.
         message: String,
-        body: bytes::Bytes,
-        content_type: Option<String>,
+        /// The body when it is a google.rpc.Status (JSON), kept verbatim for the Gemini surfaces; an HTML
+        /// page or other text is never passed on.
+        rpc_body: Option<bytes::Bytes>,
         retry_after: Option<String>,
     },
 }

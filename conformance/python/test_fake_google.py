@@ -41,6 +41,13 @@ def test_the_sdk_speaks_to_the_fake_as_to_the_gemini_api(fake):
     assert json.loads(streamed)["saw"][0]["sha256"] == hashlib.sha256(data).hexdigest()
     assert client.models.count_tokens(model="gemini-test", contents=["one", "two"]).total_tokens == 20
 
+    # Inline bytes as the SDK sends them (URL-safe base64), with the characters only that alphabet has.
+    awkward = bytes([0xFB, 0xFF, 0xBF, 0xFE]) * 1000 + b"x"
+    inline = genai.types.Part.from_bytes(data=awkward, mime_type="application/octet-stream")
+    seen = json.loads(client.models.generate_content(model="gemini-test", contents=[inline, "Read"]).text)["saw"]
+    assert seen[0] == {"via": "inline", "mime": "application/octet-stream",
+                       "sha256": hashlib.sha256(awkward).hexdigest(), "size": len(awkward)}
+
     client.files.delete(name=file.name)
     with pytest.raises(genai.errors.ClientError) as gone:
         client.models.generate_content(model="gemini-test", contents=[file, "Again"])

@@ -17,6 +17,7 @@
 //! never by listing a shared bucket. Hashing, offsets and sessions are the services' business
 //! (`services/ingest.rs`); a store only keeps bytes.
 
+mod gcs;
 mod local;
 mod object;
 mod registered;
@@ -27,8 +28,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
+pub use gcs::GcsObject;
 pub use local::LocalBlobStore;
-pub use object::{BucketUrl, ObjectBlobStore, PART_BYTES};
+pub use object::{BucketUrl, ObjectBlobStore, PART_BYTES, Provider};
 pub use registered::{WithRegistered, registered_key, registered_uri};
 
 use crate::domain::{FileId, ProjectId, random_alphanumeric};

@@ -37,6 +37,10 @@ pub struct UpstreamArgs {
     /// The largest file sent inline (`inlineData`) rather than by reference.
     #[arg(long, env = "FILEGATE_INLINE_MAX_BYTES", default_value_t = 7 * 1024 * 1024)]
     pub inline_max_bytes: u64,
+    /// File references (`fileData` parts) one model call may carry; more are refused with 400 before any is
+    /// looked up. Gemini reads at most 3 000 images per prompt.
+    #[arg(long, env = "FILEGATE_MODEL_MAX_FILE_REFERENCES", default_value_t = 3000)]
+    pub model_max_file_references: usize,
     /// Comma-separated `alias=upstream-model` pairs.
     #[arg(long, env = "FILEGATE_MODEL_MAP", default_value = "")]
     pub model_map: String,
@@ -91,6 +95,7 @@ impl std::fmt::Debug for ApiKeySecret {
 pub struct ModelConfig {
     pub upstream: Upstream,
     pub inline_max_bytes: u64,
+    pub max_file_references: usize,
     /// alias → upstream model.
     pub model_map: HashMap<String, String>,
     pub idle_timeout: Duration,
@@ -146,9 +151,13 @@ impl ModelConfig {
         if args.upstream_idle_timeout_seconds == 0 {
             bail!("FILEGATE_UPSTREAM_IDLE_TIMEOUT_SECONDS must be at least 1");
         }
+        if args.model_max_file_references == 0 {
+            bail!("FILEGATE_MODEL_MAX_FILE_REFERENCES must be at least 1");
+        }
         Ok(Self {
             upstream,
             inline_max_bytes: args.inline_max_bytes,
+            max_file_references: args.model_max_file_references,
             model_map,
             idle_timeout: Duration::from_secs(args.upstream_idle_timeout_seconds),
         })

@@ -244,9 +244,9 @@ fn model_errors() -> Vec<Error> {
         Error::from(UpstreamError::Status {
             upstream: "",
             status,
+            code: None,
             message: String::new(),
-            body: bytes::Bytes::new(),
-            content_type: None,
+            rpc_body: None,
             retry_after: None,
         })
     };

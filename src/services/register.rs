@@ -17,7 +17,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use sha2::{Digest as _, Sha256};
 
 use super::lifecycle::{self, Companion, Demand};
-use crate::blob::{BlobStore, registered_key};
+use crate::blob::{BlobStore, BucketUrl, GcsObject, registered_key};
 use crate::config::Limits;
 use crate::domain::{FileId, FileRecord, FileState, Origin, ProjectId, Timestamp, glob_matches};
 use crate::error::{Error, Result};
@@ -36,8 +36,8 @@ pub struct Registrar {
     limits: Limits,
     /// `gs://` patterns of what may be registered.
     allowed: Vec<String>,
-    /// `gs://bucket/prefix/` locations that are filegate's own.
-    own: Vec<String>,
+    /// The locations that hold filegate's own bytes (its blob store, the Vertex staging bucket).
+    own: Vec<BucketUrl>,
 }
 
 /// What reading an object found.
@@ -48,24 +48,26 @@ struct Examined {
     mime_type: String,
 }
 
-/// A well-formed `gs://bucket/object` that `allowed` patterns admit and that is not under one of filegate's
-/// `own` locations.
-fn check_uri(uri: &str, allowed: &[String], own: &[String]) -> Result<()> {
-    let well_formed =
-        uri.strip_prefix("gs://").and_then(|rest| rest.split_once('/')).is_some_and(|(bucket, object)| {
-            !bucket.is_empty()
-                && !object.is_empty()
-                && !object.split('/').any(|segment| segment == "..")
-                && !uri.chars().any(char::is_control)
-        });
-    if !well_formed {
-        return Err(Error::invalid(format!("\"{uri}\" is not a gs://BUCKET/OBJECT URI.")));
+/// The object `uri` names, in its canonical spelling (`blob/gcs.rs`), if the `allowed` patterns admit it
+/// and it is not in one of filegate's `own` locations. Every guard looks at the canonical spelling only,
+/// the one the store will read: `gs://b//prefix/files/…` is `gs://b/prefix/files/…`, and refused as such.
+fn check_uri(uri: &str, allowed: &[String], own: &[BucketUrl]) -> Result<GcsObject> {
+    let object = match GcsObject::parse(uri) {
+        Ok(Some(object)) => object,
+        Ok(None) => return Err(Error::invalid(format!("\"{uri}\" is not a gs://BUCKET/OBJECT URI."))),
+        Err(message) => return Err(Error::invalid(message)),
+    };
+    if !object.store_reads_it_as_named() {
+        return Err(Error::invalid(format!(
+            "\"{}\": filegate cannot read an object whose name holds any of the characters % \\ {{ }} ^ [ ] ` \" < > # | ~ * ?",
+            object.uri()
+        )));
     }
-    let filegates_own = own.iter().any(|location| uri.starts_with(location.as_str()));
-    if filegates_own || !allowed.iter().any(|pattern| glob_matches(pattern, uri)) {
+    let filegates_own = own.iter().any(|location| object.could_be_under(location));
+    if filegates_own || !allowed.iter().any(|pattern| glob_matches(pattern, &object.uri())) {
         return Err(Error::FileNotFound(uri.to_owned()));
     }
-    Ok(())
+    Ok(object)
 }
 
 impl Registrar {
@@ -74,7 +76,7 @@ impl Registrar {
         blobs: Arc<dyn BlobStore>,
         limits: Limits,
         allowed: Vec<String>,
-        own: Vec<String>,
+        own: Vec<BucketUrl>,
     ) -> Self {
         Self { meta, blobs, limits, allowed, own }
     }
@@ -91,10 +93,9 @@ impl Registrar {
         if uris.is_empty() || uris.len() > MAX_URIS {
             return Err(Error::invalid(format!("uris must name 1 to {MAX_URIS} gs:// objects.")));
         }
-        for uri in &uris {
-            check_uri(uri, &self.allowed, &self.own)?;
-        }
-        let examined: Vec<Examined> = stream::iter(uris.into_iter().map(|uri| self.examine(uri)))
+        let objects: Vec<GcsObject> =
+            uris.iter().map(|uri| check_uri(uri, &self.allowed, &self.own)).collect::<Result<_>>()?;
+        let examined: Vec<Examined> = stream::iter(objects.into_iter().map(|object| self.examine(object.uri())))
             .buffered(CONCURRENT_READS)
             .try_collect()
             .await?;
@@ -164,18 +165,41 @@ mod tests {
 
     #[test]
     fn only_allowed_objects_outside_filegate_s_own_storage_may_be_registered() {
-        let own = vec!["gs://filegate-data/prod/".to_owned()];
+        let own = vec![BucketUrl::parse("gs://filegate-data/prod").unwrap(), BucketUrl::parse("gs://staging").unwrap()];
         let check = |uri: &str, allowed: &[&str]| {
             let allowed: Vec<String> = allowed.iter().map(|s| (*s).to_owned()).collect();
             check_uri(uri, &allowed, &own)
         };
-        assert!(check("gs://media/talks/a.mp4", &["gs://*"]).is_ok());
-        assert!(matches!(check("gs://filegate-data/prod/files/alpha/x.1", &["gs://*"]), Err(Error::FileNotFound(_))));
+        assert_eq!(check("gs://media/talks/a.mp4", &["gs://*"]).unwrap().uri(), "gs://media/talks/a.mp4");
         assert!(check("gs://filegate-data/other/x", &["gs://*"]).is_ok(), "outside filegate's prefix");
-        for bad in ["gs://media", "gs://media/", "s3://media/a", "gs:///a", "gs://m/a/../b"] {
+        for own_object in [
+            "gs://filegate-data/prod/files/alpha/x.1",
+            "gs://filegate-data//prod/files/alpha/x.1",
+            "gs://filegate-data///prod//files/alpha/x.1",
+            "GS://filegate-data/prod/files/alpha/x.1",
+            "https://storage.googleapis.com/filegate-data/prod/files/alpha/x.1",
+            "https://filegate-data.storage.googleapis.com//prod/files/alpha/x.1",
+            "https://filegate-data.storage.googleapis.com/prod%2Ffiles%2Falpha%2Fx.1",
+            "gs://filegate-data/prod/staging/tok/tail-5",
+            "gs://staging/files/alpha/x.1",
+            "gs://staging//anything",
+        ] {
+            assert!(matches!(check(own_object, &["gs://*"]), Err(Error::FileNotFound(_))), "{own_object}");
+        }
+        for bad in [
+            "gs://media",
+            "gs://media/",
+            "s3://media/a",
+            "gs:///a",
+            "gs://m/a/../b",
+            "gs://filegate-data/prod/./files/alpha/x.1",
+            "gs://filegate-data/prod%2Ffiles/alpha/x.1",
+            "gs://media/100%.mp4",
+        ] {
             assert!(matches!(check(bad, &["gs://*"]), Err(Error::InvalidArgument(_))), "{bad}");
         }
         assert!(check("gs://media/talks/a.mp4", &["gs://media/talks/*"]).is_ok());
+        assert!(check("gs://media//talks/a.mp4", &["gs://media/talks/*"]).is_ok(), "checked as the store reads it");
         assert!(matches!(check("gs://media/private/a.mp4", &["gs://media/talks/*"]), Err(Error::FileNotFound(_))));
     }
 }

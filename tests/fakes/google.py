@@ -16,7 +16,7 @@ The fake "model" reads what it was given and says so: its answer text is JSON li
 SHA-256 of every file's bytes however they came (inline, gs:// from the GCS side, or a Files API upload), so a
 test proves which bytes the model could read. Every upstream request is recorded (GET /_fake/requests);
 POST /_fake/script queues scripted replies for the next model calls, one object each: {"status", "body",
-"headers"} replies with that error; {"hang": s} waits s seconds first; {"chunk_delay": s} paces a stream's
+"headers", "content_type"} replies with that error (a string body as it is: an HTML page, say); {"hang": s} waits s seconds first; {"chunk_delay": s} paces a stream's
 events; {"break_after_chunks": n} drops the connection mid-stream. A stream the client abandoned is recorded
 with "aborted": true.
 Its wire is checked against the real clients: conformance/python/test_fake_google.py (google-genai) and
@@ -59,6 +59,12 @@ def next_id(prefix):
 
 def etag(data):
     return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
+def b64decode_any(text):
+    """Base64 in either alphabet, padded or not, as Google accepts it (google-genai sends URL-safe base64)."""
+    text = text.strip()
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=False)
 
 
 def rpc_error(code, status, message):
@@ -299,7 +305,9 @@ class Handler(BaseHTTPRequestHandler):
         if scripted.get("hang"):
             time.sleep(scripted["hang"])
         if scripted.get("status"):
-            return self.reply(scripted["status"], scripted.get("body", {}), scripted.get("headers"))
+            body = scripted.get("body", {})
+            return self.reply(scripted["status"], body.encode() if isinstance(body, str) else body,
+                              scripted.get("headers"), scripted.get("content_type", "application/json"))
         request = json.loads(data)
         seen = []
         parts = [p for c in request.get("contents", []) for p in c.get("parts", [])]
@@ -310,7 +318,7 @@ class Handler(BaseHTTPRequestHandler):
                 continue
             inline = part.get("inlineData") or part.get("inline_data")
             if inline:
-                raw = base64.b64decode(inline["data"])
+                raw = b64decode_any(inline["data"])
                 seen.append({"via": "inline", "mime": inline.get("mimeType") or inline.get("mime_type"),
                              "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)})
                 continue

@@ -382,6 +382,19 @@ async fn upstream_errors_keep_their_meaning_on_both_surfaces() {
     let missing = call(&server, ALPHA_KEY, "v1/models/missing-model:generateContent", simple.clone()).await;
     assert_eq!(rpc_error(missing).await.0, 404);
 
+    // A proxy's HTML page in front of the upstream: callers get JSON in their surface's format, no markup.
+    let page = "<html><body><h1>502 Bad Gateway</h1><script>alert(1)</script></body></html>";
+    fake.script(json!([{"status": 502, "body": page, "content_type": "text/html"}, {"status": 502, "body": page, "content_type": "text/html"}])).await;
+    let (status, code, message) =
+        rpc_error(call(&server, ALPHA_KEY, "v1/models/gemini-test:generateContent", simple.clone()).await).await;
+    assert_eq!((status, code.as_str()), (502, "UNKNOWN"));
+    assert!(!message.contains('<') && message.contains("text/html"), "{message}");
+    let from_chat =
+        chat(&server, ALPHA_KEY, json!({"model": "gemini-test", "messages": [{"role": "user", "content": "hi"}]}))
+            .await;
+    let error = json_of(from_chat, StatusCode::BAD_GATEWAY).await;
+    assert!(!error["error"]["message"].as_str().unwrap().contains('<'), "{error}");
+
     fake.script(json!([{"hang": 3}])).await;
     let (status, code, message) =
         rpc_error(call(&server, ALPHA_KEY, "v1/models/gemini-test:generateContent", simple.clone()).await).await;
@@ -509,4 +522,84 @@ async fn application_default_credentials_sign_as_the_service_account() {
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     assert_eq!(claims["iss"], "filegate@test-project.iam.gserviceaccount.com");
     assert_eq!(claims["scope"], "https://www.googleapis.com/auth/cloud-platform");
+}
+
+#[tokio::test]
+async fn gs_uris_reach_a_model_only_as_the_caller_s_own_files_or_objects_the_operator_allows() {
+    let fake = FakeGoogle::start(&["--bearer", BEARER]);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = vertex(&fake)
+        .on_local_disk()
+        .env("GOOGLE_SERVICE_ACCOUNT", fake.service_account(tmp.path()).display())
+        .env("FILEGATE_BLOB_STORE", "gs://filegate-own/prod")
+        .env("FILEGATE_REGISTER_BUCKETS", "gs://caller-media/*")
+        .start();
+    let bytes = data(5000, 21);
+    let file = upload(&server, &bytes, "text/plain").await;
+    let storage = file["storageUri"].as_str().unwrap();
+    let key = storage.strip_prefix("gs://filegate-own/prod/").unwrap();
+    let generate = "v1beta/models/gemini-test:generateContent";
+
+    // Its owner may name the file by its storage URI, in any spelling that names it: filegate resolves it
+    // as that file and sends the one exact URI.
+    for spelling in [
+        storage.to_owned(),
+        format!("gs://filegate-own//prod/{key}"),
+        format!("https://storage.googleapis.com/filegate-own/prod/{key}"),
+    ] {
+        let response = call(&server, ALPHA_KEY, generate, asking_about(&spelling, None)).await;
+        let seen = saw(&json_of(response, StatusCode::OK).await);
+        assert_eq!(
+            (seen[0]["uri"].as_str(), seen[0]["sha256"].as_str()),
+            (Some(storage), Some(sha256_hex(&bytes).as_str()))
+        );
+        assert_eq!(seen[0]["mime"], "text/plain", "the file's own type");
+    }
+    let calls = fake.model_calls().len();
+
+    // Another project gets what a missing file gets, whatever the spelling, and nothing goes upstream.
+    for spelling in crate::register::own_object_spellings("filegate-own", "prod", key) {
+        let response = call(&server, BETA_KEY, generate, asking_about(&spelling, Some("text/plain"))).await;
+        let (status, code, _) = rpc_error(response).await;
+        assert!(
+            matches!((status, code.as_str()), (403, "PERMISSION_DENIED") | (400, "INVALID_ARGUMENT")),
+            "{spelling}: {status} {code}"
+        );
+    }
+    for elsewhere in ["gs://filegate-own/prod/staging/x/tail-5", "gs://other-bucket/a.txt", "gs://caller-mediax/a.txt"]
+    {
+        let (status, ..) =
+            rpc_error(call(&server, BETA_KEY, generate, asking_about(elsewhere, Some("text/plain"))).await).await;
+        assert_eq!(status, 403, "{elsewhere}");
+    }
+    assert_eq!(fake.model_calls().len(), calls, "no refused reference reached the upstream");
+
+    // An object the operator allows passes, in the spelling that was checked.
+    fake.put_object("caller-media/talks/a.txt", b"a public talk").await;
+    let response =
+        call(&server, BETA_KEY, generate, asking_about("gs://caller-media//talks/a.txt", Some("text/plain"))).await;
+    let seen = saw(&json_of(response, StatusCode::OK).await);
+    assert_eq!(seen[0]["uri"], "gs://caller-media/talks/a.txt");
+}
+
+#[tokio::test]
+async fn file_references_are_capped_per_request_and_each_costs_its_inline_bytes() {
+    let fake = FakeGoogle::start(&["--bearer", BEARER]);
+    let server = vertex(&fake).on_local_disk().env("FILEGATE_MODEL_MAX_FILE_REFERENCES", 50).start();
+    let bytes = data(300, 31);
+    let file = upload(&server, &bytes, "image/png").await;
+    let parts = |n: usize| {
+        let part = json!({"fileData": {"fileUri": file["uri"], "mimeType": "image/png"}});
+        json!({"contents": [{"role": "user", "parts": vec![part; n]}]})
+    };
+    let generate = "v1beta/models/gemini-test:generateContent";
+    let seen = saw(&json_of(call(&server, ALPHA_KEY, generate, parts(50)).await, StatusCode::OK).await);
+    assert_eq!(seen.len(), 50);
+    assert!(seen.iter().all(|s| s["via"] == "inline" && s["sha256"] == sha256_hex(&bytes)), "every part got the bytes");
+
+    let calls = fake.model_calls().len();
+    let (status, code, message) = rpc_error(call(&server, ALPHA_KEY, generate, parts(51)).await).await;
+    assert_eq!((status, code.as_str()), (400, "INVALID_ARGUMENT"));
+    assert!(message.contains("more than 50 files"), "{message}");
+    assert_eq!(fake.model_calls().len(), calls, "refused before anything went upstream");
 }

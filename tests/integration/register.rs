@@ -113,10 +113,39 @@ async fn registering_is_off_by_default_and_never_reaches_filegate_s_own_bucket()
     assert_eq!(stored.len(), 1);
     let uri = format!("gs://{}", stored[0]);
     assert_eq!(file["storageUri"], uri);
-    let (status, ..) = rpc_error(register(&server, BETA_KEY, &[&uri]).await).await;
-    assert_eq!(status, 403);
+    // Whatever the spelling (the store drops empty segments, HTTPS URLs decode), and whoever asks.
+    let key = uri.strip_prefix("gs://filegate-own/prod/").unwrap();
+    for spelling in own_object_spellings("filegate-own", "prod", key) {
+        for caller in [BETA_KEY, ALPHA_KEY] {
+            let (status, ..) = rpc_error(register(&server, caller, &[&spelling]).await).await;
+            assert!(status == 403 || status == 400, "{spelling} registered by {caller}: {status}");
+        }
+    }
+    let listed = json_of(server.gemini(BETA_KEY).get("v1beta/files").await, StatusCode::OK).await;
+    assert!(listed.get("files").is_none(), "beta has no file: {listed}");
     fake.put_object("filegate-own/elsewhere/ok.txt", b"fine").await;
     let allowed =
         json_of(register(&server, BETA_KEY, &["gs://filegate-own/elsewhere/ok.txt"]).await, StatusCode::OK).await;
     assert_eq!(allowed["files"][0]["mimeType"], "text/plain");
+}
+
+/// Ways to name the object `key` under `gs://{bucket}/{prefix}`, each of which a store or a model could
+/// take for it.
+pub fn own_object_spellings(bucket: &str, prefix: &str, key: &str) -> Vec<String> {
+    let encoded = key.replace('/', "%2F");
+    vec![
+        format!("gs://{bucket}/{prefix}/{key}"),
+        format!("gs://{bucket}//{prefix}/{key}"),
+        format!("gs://{bucket}///{prefix}//{key}"),
+        format!("gs://{bucket}/{prefix}/{key}/"),
+        format!("GS://{bucket}/{prefix}/{key}"),
+        format!("gs://{bucket}/./{prefix}/{key}"),
+        format!("gs://{bucket}/{prefix}/x/../{key}"),
+        format!("gs://{bucket}/{prefix}%2F{key}"),
+        format!("gs://{bucket}/%70{}/{key}", &prefix[1..]),
+        format!("https://storage.googleapis.com/{bucket}/{prefix}/{key}"),
+        format!("https://storage.cloud.google.com/{bucket}//{prefix}/{key}"),
+        format!("https://{bucket}.storage.googleapis.com/{prefix}/{encoded}"),
+        format!("http://STORAGE.googleapis.com/{bucket}/{prefix}/{key}?alt=media"),
+    ]
 }

@@ -95,26 +95,44 @@ fn classify(err: &Error) -> (StatusCode, &'static str, String, Vec<serde_json::V
                 (S::BAD_GATEWAY, "UNAVAILABLE", msg, vec![])
             }
             UpstreamError::Stalled { .. } => (S::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED", msg, vec![]),
-            // Answered verbatim by `status_response`; this is for the OpenAPI description.
+            // A google.rpc.Status is answered verbatim by `status_response`; anything else in these words.
             UpstreamError::Status { status, .. } => {
-                (S::from_u16(*status).unwrap_or(S::BAD_GATEWAY), "UNKNOWN", msg, vec![])
+                let status = S::from_u16(*status).unwrap_or(S::BAD_GATEWAY);
+                (status, code_of_status(status), msg, vec![])
             }
         },
     }
 }
 
-/// An upstream's own error reply, passed on as it came (a google.rpc.Status the SDKs already parse), with
-/// its `Retry-After`.
-fn upstream_reply(status: u16, body: &bytes::Bytes, content_type: Option<&str>, retry_after: Option<&str>) -> Response {
+/// An upstream's own google.rpc.Status, passed on as it came (the SDKs already parse it), with its
+/// `Retry-After`.
+fn upstream_reply(status: u16, body: &bytes::Bytes, retry_after: Option<&str>) -> Response {
     let mut response = Response::new(axum::body::Body::from(body.clone()));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = response.headers_mut();
-    let content_type = content_type.and_then(|v| HeaderValue::from_str(v).ok());
-    headers.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("application/json")));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(v).ok()) {
         headers.insert(header::RETRY_AFTER, value);
     }
     response
+}
+
+/// The canonical code name Google's services give an HTTP status.
+fn code_of_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        500 => "INTERNAL",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "UNKNOWN",
+    }
 }
 
 /// The HTTP status this surface answers `err` with (for the OpenAPI description).
@@ -126,8 +144,8 @@ pub(crate) fn status_of(err: &Error) -> StatusCode {
 pub fn status_response(err: &Error) -> Response {
     crate::error::log_server_side(err);
     if let Error::Upstream(upstream) = err {
-        if let UpstreamError::Status { status, body, content_type, retry_after, .. } = upstream.as_ref() {
-            return upstream_reply(*status, body, content_type.as_deref(), retry_after.as_deref());
+        if let UpstreamError::Status { status, rpc_body: Some(body), retry_after, .. } = upstream.as_ref() {
+            return upstream_reply(*status, body, retry_after.as_deref());
         }
     }
     let (status, code, message, details) = classify(err);

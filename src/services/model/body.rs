@@ -13,10 +13,10 @@ use serde_json::Value;
 use crate::blob::BlobStore;
 use crate::error::{Error, Result};
 
-/// A file to splice in as base64.
+/// A file to splice in as base64, where the placeholder `"{base}-{index}"` stands (`index` is its place in
+/// the list handed to [`OutgoingBody::new`]).
 #[derive(Debug, Clone)]
 pub struct InlineFile {
-    pub placeholder: String,
     pub blob_key: String,
     pub size: u64,
 }
@@ -38,26 +38,46 @@ pub const fn base64_len(size: u64) -> u64 {
     size.div_ceil(3) * 4
 }
 
+/// The placeholder of the inline file at `index`.
+pub fn placeholder(base: &str, index: usize) -> String {
+    format!("{base}-{index}")
+}
+
 impl OutgoingBody {
-    /// Serializes `body`, cutting it at each inline file's placeholder (a string value, so it appears once,
-    /// quoted, in the JSON text: the quotes stay and the placeholder gives way to the base64).
-    pub fn new(body: &Value, inline: &[InlineFile]) -> Result<Self> {
+    /// Serializes `body` and cuts it at each inline file's placeholder, in one pass over the text: each
+    /// placeholder is a string value, so it appears once, quoted, in the JSON text; the quotes stay and
+    /// the placeholder gives way to the base64. The work is linear in the size of the body, however many
+    /// files it inlines.
+    pub fn new(body: &Value, base: &str, inline: &[InlineFile]) -> Result<Self> {
         let mut text = Bytes::from(serde_json::to_vec(body).map_err(Error::internal)?);
-        let mut segments = Vec::new();
-        let mut files: Vec<(usize, &InlineFile)> = Vec::new();
-        for file in inline {
-            let needle = format!("\"{}\"", file.placeholder);
-            let at = memchr_find(&text, needle.as_bytes())
-                .ok_or_else(|| Error::internal(format!("placeholder {} is missing", file.placeholder)))?;
-            files.push((at, file));
+        let needle = format!("\"{base}-");
+        let mut found = vec![false; inline.len()];
+        let mut cuts = Vec::with_capacity(inline.len());
+        for at in memchr::memmem::find_iter(&text, needle.as_bytes()) {
+            let digits_start = at + needle.len();
+            let digits = text[digits_start..].iter().take_while(|b| b.is_ascii_digit()).count();
+            let index = std::str::from_utf8(&text[digits_start..digits_start + digits])
+                .ok()
+                .and_then(|d| d.parse::<usize>().ok())
+                .filter(|&i| i < inline.len() && text.get(digits_start + digits) == Some(&b'"'));
+            // A string that merely starts like a placeholder is the caller's text.
+            let Some(index) = index else { continue };
+            if std::mem::replace(&mut found[index], true) {
+                return Err(Error::internal("an inline placeholder appears twice"));
+            }
+            // From after the opening quote to before the closing one.
+            cuts.push((at + 1, digits_start + digits, index));
         }
-        files.sort_by_key(|(at, _)| *at);
+        if found.iter().any(|f| !f) {
+            return Err(Error::internal("an inline placeholder is missing"));
+        }
+        let mut segments = Vec::with_capacity(2 * cuts.len() + 1);
         let mut consumed = 0;
-        for (at, file) in files {
-            let start = at + 1 - consumed;
-            segments.push(Segment::Json(text.split_to(start)));
-            let _placeholder = text.split_to(file.placeholder.len());
-            consumed = at + 1 + file.placeholder.len();
+        for (start, end, index) in cuts {
+            segments.push(Segment::Json(text.split_to(start - consumed)));
+            let _placeholder = text.split_to(end - start);
+            consumed = end;
+            let file = &inline[index];
             segments.push(Segment::Inline { blob_key: file.blob_key.clone(), size: file.size });
         }
         segments.push(Segment::Json(text));
@@ -91,10 +111,6 @@ impl OutgoingBody {
             .try_flatten()
             .boxed()
     }
-}
-
-fn memchr_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Encodes a byte stream as padded base64, carrying the 0–2 bytes that do not fill a group of three to the
@@ -148,11 +164,8 @@ mod tests {
     #[test]
     fn the_body_is_cut_at_each_placeholder_and_its_length_counts_the_base64() {
         let value = json!({"a": "P-1", "b": [{"data": "P-0"}], "c": "P-0 in text is not a placeholder"});
-        let inline = [
-            InlineFile { placeholder: "P-0".into(), blob_key: "k0".into(), size: 4 },
-            InlineFile { placeholder: "P-1".into(), blob_key: "k1".into(), size: 3 },
-        ];
-        let body = OutgoingBody::new(&value, &inline).unwrap();
+        let inline = [InlineFile { blob_key: "k0".into(), size: 4 }, InlineFile { blob_key: "k1".into(), size: 3 }];
+        let body = OutgoingBody::new(&value, "P", &inline).unwrap();
         let text = serde_json::to_string(&value).unwrap();
         assert_eq!(body.len(), (text.len() - 3 - 3 + 8 + 4) as u64, "each 3-byte placeholder gives way to base64");
         let keys: Vec<_> = body
@@ -164,5 +177,6 @@ mod tests {
             })
             .collect();
         assert_eq!(keys, ["k1", "k0"], "in document order");
+        assert!(OutgoingBody::new(&json!({"a": "P-0"}), "P", &inline).is_err(), "every placeholder is there");
     }
 }

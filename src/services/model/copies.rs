@@ -87,6 +87,21 @@ impl Copies {
         Ok((kept.uri, false))
     }
 
+    /// Whether the recorded copy of `file` at `target` is gone upstream (asked of the upstream itself).
+    pub async fn vanished(&self, file: &FileRecord, target: CopyTarget) -> Result<bool> {
+        let Some(copy) = self.meta.upstream_copy(&file.blob_key, target).await? else { return Ok(true) };
+        let Some(name) = &copy.remote_name else { return Ok(false) };
+        match (target, &self.staging) {
+            (CopyTarget::VertexStaging, Some(store)) => Ok(store.size(name).await?.is_none()),
+            (CopyTarget::GeminiFiles, _) => match self.upstream.get_file(name).await {
+                Ok(google) => Ok(google.state == "FAILED"),
+                Err(UpstreamError::Status { status: 403 | 404, .. }) => Ok(true),
+                Err(e) => Err(e.into()),
+            },
+            (CopyTarget::VertexStaging, None) => Ok(false),
+        }
+    }
+
     /// Drops the record of a copy the upstream no longer knows; the next call makes a new one.
     pub async fn forget(&self, file: &FileRecord, target: CopyTarget) -> Result<()> {
         Ok(self.meta.delete_upstream_copy(&file.blob_key, target).await?)

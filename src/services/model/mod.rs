@@ -36,7 +36,8 @@ pub use limits::REQUEST_MAX_BYTES;
 pub use upstream::ModelMethod;
 
 use self::body::{InlineFile, OutgoingBody, base64_len};
-use self::refs::Rewrite;
+pub use self::refs::ReferenceRules;
+use self::refs::{FileRef, Rewrite, Target};
 use self::upstream::UpstreamClient;
 use self::usage::CallMeter;
 use crate::blob::{BlobStore, ObjectBlobStore};
@@ -70,7 +71,24 @@ pub struct Models {
     blobs: Arc<dyn BlobStore>,
     inline_max_bytes: u64,
     model_map: HashMap<String, String>,
-    public_url: String,
+    rules: ReferenceRules,
+}
+
+/// The files a request's references name, each looked up once.
+#[derive(Default)]
+struct ResolvedFiles {
+    by_id: HashMap<FileId, FileRecord>,
+    /// How many references name each file (an inline file is sent once per reference).
+    references: HashMap<FileId, u64>,
+    /// The file of each reference, in the order found; `None` for an object outside filegate.
+    per_reference: Vec<Option<FileId>>,
+}
+
+fn request_too_large(bytes: u64, upstream: &str) -> Error {
+    Error::invalid(format!(
+        "The request is {bytes} bytes, over the {} bytes {upstream} takes; send large data as files.",
+        limits::REQUEST_MAX_BYTES
+    ))
 }
 
 /// How one file reaches the upstream.
@@ -84,17 +102,15 @@ enum Route {
     },
 }
 
-/// Whether an upstream error is about a copy made earlier: its message names the copy (Google's errors
-/// name the file: "You do not have permission to access the File abc…", "Cannot fetch content from
-/// gs://…"). Any other error (an unknown model, a bad prompt) is the caller's, and copying again would
-/// not help.
-fn names_a_cached_copy(routes: &HashMap<FileId, Route>, message: &str) -> bool {
-    routes.values().any(|route| match route {
-        Route::Uri { uri, cached: true, .. } => {
-            uri.rsplit('/').next().is_some_and(|name| !name.is_empty() && message.contains(name))
+/// Whether an upstream error may be about a file it cannot find or read (Google answers a missing or
+/// deleted file with 403 `PERMISSION_DENIED` or 404 `NOT_FOUND`), decided from its status and code only.
+fn may_be_about_a_copy(err: &UpstreamError) -> bool {
+    match err {
+        UpstreamError::Status { status: 403 | 404, code, .. } => {
+            code.as_deref().is_none_or(|code| ["PERMISSION_DENIED", "NOT_FOUND"].contains(&code))
         }
         _ => false,
-    })
+    }
 }
 
 impl Models {
@@ -102,7 +118,7 @@ impl Models {
         config: &ModelConfig,
         meta: Arc<dyn MetaStore>,
         blobs: Arc<dyn BlobStore>,
-        public_url: String,
+        rules: ReferenceRules,
     ) -> anyhow::Result<Self> {
         let upstream = UpstreamClient::new(config)?.map(Arc::new);
         let copies = match (&upstream, &config.upstream) {
@@ -122,7 +138,7 @@ impl Models {
             blobs,
             inline_max_bytes: config.inline_max_bytes,
             model_map: config.model_map.clone(),
-            public_url,
+            rules,
         })
     }
 
@@ -175,73 +191,62 @@ impl Models {
     }
 
     async fn forward(&self, upstream: &UpstreamClient, model: &str, call: &ModelCall) -> Result<upstream::Reply> {
-        let found = refs::find(&call.body, &self.public_url);
-        let mut files: Vec<FileRecord> = Vec::new();
-        for reference in &found {
-            if files.iter().any(|f| f.id == reference.id) {
-                continue;
-            }
-            let file = visible_file(self.meta.as_ref(), &call.project, &reference.id).await?;
-            if file.state != FileState::Ready {
-                return Err(Error::FailedPrecondition(format!(
-                    "The File {} is not in an ACTIVE state and usage is not allowed.",
-                    file.id
-                )));
-            }
-            files.push(file);
-        }
+        // Size first, references next, each bounded before any per-reference work (a lookup, a rewrite).
         let client_bytes = serde_json::to_vec(&call.body).map_err(Error::internal)?.len() as u64;
+        if client_bytes > limits::REQUEST_MAX_BYTES {
+            return Err(request_too_large(client_bytes, upstream.name()));
+        }
+        let found = self.rules.find(&call.body)?;
+        let files = self.resolve(&call.project, &found).await?;
         for attempt in 0..2 {
             let routes = self.routes(upstream, &files, client_bytes).await?;
-            let placeholder_base = format!("filegate-inline-{}", random_alphanumeric(24));
+            let placeholders = format!("filegate-inline-{}", random_alphanumeric(24));
             let mut body = call.body.clone();
             let mut inline = Vec::new();
-            for reference in &found {
-                let Some(file) = files.iter().find(|f| f.id == reference.id) else { continue };
-                let mime_type = match reference.mime_type.as_deref().map(str::trim) {
-                    Some(m) if !m.is_empty() && m != "application/octet-stream" => m.to_owned(),
-                    _ => file.mime_type.clone(),
-                };
-                let rewrite = match &routes[&file.id] {
-                    Route::Uri { uri, .. } => Rewrite::FileData { uri: uri.clone(), mime_type },
-                    Route::Inline => {
-                        let placeholder = format!("{placeholder_base}-{}", inline.len());
-                        inline.push(InlineFile {
-                            placeholder: placeholder.clone(),
-                            blob_key: file.blob_key.clone(),
-                            size: file.size_bytes.unwrap_or(0),
-                        });
-                        Rewrite::Inline { mime_type, placeholder }
+            for (reference, file) in found.iter().zip(&files.per_reference) {
+                let rewrite = match (&reference.target, file) {
+                    (Target::Gcs(uri), _) => {
+                        Rewrite::FileData { uri: uri.clone(), mime_type: reference.mime_type.clone() }
                     }
+                    (_, Some(id)) => {
+                        let file = &files.by_id[id];
+                        let mime_type = match reference.mime_type.as_deref().map(str::trim) {
+                            Some(m) if !m.is_empty() && m != "application/octet-stream" => m.to_owned(),
+                            _ => file.mime_type.clone(),
+                        };
+                        match &routes[id] {
+                            Route::Uri { uri, .. } => {
+                                Rewrite::FileData { uri: uri.clone(), mime_type: Some(mime_type) }
+                            }
+                            Route::Inline => {
+                                let placeholder = body::placeholder(&placeholders, inline.len());
+                                inline.push(InlineFile {
+                                    blob_key: file.blob_key.clone(),
+                                    size: file.size_bytes.unwrap_or(0),
+                                });
+                                Rewrite::Inline { mime_type, placeholder }
+                            }
+                        }
+                    }
+                    (_, None) => continue,
                 };
                 refs::rewrite(&mut body, reference, rewrite);
             }
-            let outgoing = OutgoingBody::new(&body, &inline)?;
+            let outgoing = OutgoingBody::new(&body, &placeholders, &inline)?;
             if outgoing.len() > limits::REQUEST_MAX_BYTES {
-                return Err(Error::invalid(format!(
-                    "The request is {} bytes, over the {} bytes {} takes; send large data as files.",
-                    outgoing.len(),
-                    limits::REQUEST_MAX_BYTES,
-                    upstream.name()
-                )));
+                return Err(request_too_large(outgoing.len(), upstream.name()));
             }
             let stream = outgoing.stream(self.blobs.clone()).map_err(std::io::Error::other);
             let sent =
                 upstream.call(model, call.method, call.sse, reqwest::Body::wrap_stream(stream), outgoing.len()).await;
             match sent {
-                Err(UpstreamError::Status { status: 400 | 403 | 404, message, .. })
-                    if attempt == 0 && names_a_cached_copy(&routes, &message) =>
-                {
-                    // A copy made earlier is gone upstream (deleted, or expired early): make it again, once.
-                    tracing::info!(model, "the upstream does not know a cached copy: copying again");
-                    for file in &files {
-                        if let Route::Uri { copy: Some(target), cached: true, .. } = routes[&file.id] {
-                            self.copies()
-                                .ok_or_else(|| Error::internal("copies without a copy keeper"))?
-                                .forget(file, target)
-                                .await?;
-                        }
+                Err(err) if attempt == 0 && may_be_about_a_copy(&err) => {
+                    // A copy made earlier may be gone upstream (deleted, or expired early): each is checked
+                    // by asking for it, and the call is made again, once, if one was gone.
+                    if !self.forget_vanished_copies(&files, &routes).await? {
+                        return Err(err.into());
                     }
+                    tracing::info!(model, "the upstream lost a copy filegate made: copying again");
                 }
                 other => return other.map_err(Error::from),
             }
@@ -249,26 +254,94 @@ impl Models {
         Err(Error::internal("the retry loop ended without an answer"))
     }
 
+    /// Forgets every copy this call used that the upstream no longer has; `true` if there was one.
+    async fn forget_vanished_copies(&self, files: &ResolvedFiles, routes: &HashMap<FileId, Route>) -> Result<bool> {
+        let Some(copies) = &self.copies else { return Ok(false) };
+        let mut vanished = false;
+        for file in files.by_id.values() {
+            if let Route::Uri { copy: Some(target), cached: true, .. } = routes[&file.id] {
+                if copies.vanished(file, target).await? {
+                    copies.forget(file, target).await?;
+                    vanished = true;
+                }
+            }
+        }
+        Ok(vanished)
+    }
+
+    /// Looks up each file the references name, once per file, for `project`: a reference to anything else
+    /// (another project's file or object, a URI filegate will not read for the caller) fails the call
+    /// like a missing file, and a file that is not ready fails it, both before anything is sent.
+    async fn resolve(&self, project: &ProjectId, found: &[FileRef]) -> Result<ResolvedFiles> {
+        let mut resolved = ResolvedFiles::default();
+        for reference in found {
+            let id = match &reference.target {
+                Target::File(id) => id,
+                Target::Stored { project: owner, id, key, uri } => {
+                    if owner != project {
+                        return Err(Error::FileNotFound(uri.clone()));
+                    }
+                    let file = self.ready_file(project, id, &mut resolved).await?;
+                    if file.blob_key != *key {
+                        return Err(Error::FileNotFound(uri.clone()));
+                    }
+                    id
+                }
+                Target::Gcs(_) => {
+                    resolved.per_reference.push(None);
+                    continue;
+                }
+                Target::Refused(uri) => return Err(Error::FileNotFound(uri.clone())),
+                Target::Invalid(message) => return Err(Error::invalid(message.clone())),
+            };
+            self.ready_file(project, id, &mut resolved).await?;
+            *resolved.references.entry(id.clone()).or_default() += 1;
+            resolved.per_reference.push(Some(id.clone()));
+        }
+        Ok(resolved)
+    }
+
+    async fn ready_file<'a>(
+        &self,
+        project: &ProjectId,
+        id: &FileId,
+        resolved: &'a mut ResolvedFiles,
+    ) -> Result<&'a FileRecord> {
+        if !resolved.by_id.contains_key(id) {
+            let file = visible_file(self.meta.as_ref(), project, id).await?;
+            if file.state != FileState::Ready {
+                return Err(Error::FailedPrecondition(format!(
+                    "The File {} is not in an ACTIVE state and usage is not allowed.",
+                    file.id
+                )));
+            }
+            resolved.by_id.insert(id.clone(), file);
+        }
+        Ok(&resolved.by_id[id])
+    }
+
     /// Chooses how each file reaches the upstream, given that the caller's own request is `client_bytes`.
+    /// A file sent inline costs its base64 once per reference.
     async fn routes(
         &self,
         upstream: &UpstreamClient,
-        files: &[FileRecord],
+        files: &ResolvedFiles,
         client_bytes: u64,
     ) -> Result<HashMap<FileId, Route>> {
         // The rewrite itself adds a little (an `inlineData` key where a `fileData` was): keep 4 KiB for it.
         let mut budget = limits::REQUEST_MAX_BYTES.saturating_sub(client_bytes + 4096);
         let mut routes = HashMap::new();
-        for file in files {
+        for file in files.by_id.values() {
             let size = file.size_bytes.unwrap_or(0);
+            let inline_cost = base64_len(size).saturating_mul(files.references[&file.id]);
             let in_gcs = self.blobs.storage_uri(&file.blob_key).filter(|uri| uri.starts_with("gs://"));
             let route = match in_gcs {
                 Some(uri) if upstream.is_vertex() => {
                     limits::check_vertex_reference(file)?;
                     Route::Uri { uri, copy: None, cached: false }
                 }
-                _ if size <= self.inline_max_bytes && base64_len(size) <= budget => {
-                    budget -= base64_len(size);
+                _ if size <= self.inline_max_bytes && inline_cost <= budget => {
+                    budget -= inline_cost;
                     Route::Inline
                 }
                 _ => {

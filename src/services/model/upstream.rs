@@ -202,16 +202,20 @@ impl UpstreamClient {
                 break;
             }
         }
-        let message = rpc_message(&body);
+        let rpc = parse_rpc_status(&body);
+        let message = match &rpc {
+            Some(rpc) => rpc.message.clone(),
+            None => describe_body(&body, content_type.as_deref()),
+        };
         if status == 401 {
             return UpstreamError::Unauthorized { upstream: self.name, message };
         }
         UpstreamError::Status {
             upstream: self.name,
             status,
+            rpc_body: rpc.is_some().then(|| Bytes::from(body)),
+            code: rpc.and_then(|rpc| rpc.code),
             message,
-            body: Bytes::from(body),
-            content_type,
             retry_after,
         }
     }
@@ -303,22 +307,43 @@ fn header_string(headers: &HeaderMap, name: impl reqwest::header::AsHeaderName) 
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-/// The `error.message` of a google.rpc.Status body, or the start of whatever the body is.
-pub fn rpc_message(body: &[u8]) -> String {
+/// The parts of a google.rpc.Status body filegate reads.
+struct RpcStatus {
+    /// The code name (`NOT_FOUND`), if the body has one.
+    code: Option<String>,
+    message: String,
+}
+
+/// The google.rpc.Status in `body` (`{"error": {"code", "message", "status"}}`), if it is one.
+fn parse_rpc_status(body: &[u8]) -> Option<RpcStatus> {
     #[derive(Deserialize)]
     struct Envelope {
         error: Status,
     }
     #[derive(Deserialize)]
     struct Status {
+        #[serde(default)]
         message: String,
+        #[serde(default)]
+        status: Option<String>,
     }
-    if let Ok(envelope) = serde_json::from_slice::<Envelope>(body) {
-        return envelope.error.message;
-    }
+    let envelope: Envelope = serde_json::from_slice(body).ok()?;
+    Some(RpcStatus { code: envelope.error.status, message: envelope.error.message })
+}
+
+/// Words for an error body that is not a google.rpc.Status (a proxy's HTML page, say): short plain text
+/// is quoted, anything else only named, so no markup reaches a caller.
+fn describe_body(body: &[u8], content_type: Option<&str>) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
-    if text.is_empty() { "(no message)".into() } else { text.chars().take(300).collect() }
+    let plain = content_type.is_none_or(|t| t.starts_with("text/plain"));
+    if text.is_empty() {
+        "(no message)".into()
+    } else if plain && !text.starts_with('<') {
+        text.chars().filter(|c| !c.is_control()).take(300).collect()
+    } else {
+        format!("an error page ({}) instead of an error message", content_type.unwrap_or("no content type"))
+    }
 }
 
 fn transport_error(upstream: &'static str, idle: Duration, err: &reqwest::Error) -> UpstreamError {
@@ -339,4 +364,21 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_are_read_as_google_rpc_status_or_described_without_markup() {
+        let rpc =
+            parse_rpc_status(br#"{"error": {"code": 404, "message": "no model", "status": "NOT_FOUND"}}"#).unwrap();
+        assert_eq!((rpc.code.as_deref(), rpc.message.as_str()), (Some("NOT_FOUND"), "no model"));
+        assert!(parse_rpc_status(b"<html><body>502 Bad Gateway</body></html>").is_none());
+        let html = describe_body(b"<html><script>x</script></html>", Some("text/html; charset=UTF-8"));
+        assert!(!html.contains('<') && html.contains("text/html"), "{html}");
+        assert_eq!(describe_body(b"upstream connect error\n", Some("text/plain")), "upstream connect error");
+        assert_eq!(describe_body(b"", None), "(no message)");
+    }
 }
