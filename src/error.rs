@@ -55,9 +55,9 @@ pub enum Error {
     UnknownRoute,
     #[error("The HTTP method is not allowed on this path.")]
     MethodNotAllowed,
-    /// The client stopped sending its request body for longer than the request idle timeout.
-    #[error("The request body sent nothing for {} s.", .0.as_secs())]
-    BodyStalled(std::time::Duration),
+    /// The client stopped sending its request body, or sends it too slowly to be worth a connection.
+    #[error("{0}")]
+    BodyStalled(Stall),
     /// A dependency failed in a way worth retrying (database busy, disk full, client body stalled).
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
@@ -94,6 +94,17 @@ impl Error {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidArgument(message.into())
     }
+}
+
+/// How a client failed to send its request body in time (`http/body.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Stall {
+    /// Nothing arrived for the request idle timeout.
+    #[error("The request body sent nothing for {} s.", .0.as_secs())]
+    Silent(std::time::Duration),
+    /// Less than the minimum rate arrived over a window of waiting for it.
+    #[error("The request body arrived at less than {min_bytes_per_second} bytes per second over {} s.", .window.as_secs())]
+    TooSlow { min_bytes_per_second: u64, window: std::time::Duration },
 }
 
 /// Errors of the resumable upload protocol. Each knows whether it ends the session for the client

@@ -83,6 +83,15 @@ pub struct ServeArgs {
     /// unfinished chunk is not committed).
     #[arg(long, env = "FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
     pub request_idle_timeout_seconds: u64,
+    /// A request body must arrive at this many bytes per second at least, measured over each 10 s spent
+    /// waiting for it (time filegate spends not reading does not count); slower ones are dropped with
+    /// 408. 0 turns the check off.
+    #[arg(long, env = "FILEGATE_REQUEST_MIN_BYTES_PER_SECOND", default_value_t = 1024)]
+    pub request_min_bytes_per_second: u64,
+    /// How long a request's claim on an upload in a bucket lasts unless its node renews it: after a node
+    /// dies mid-chunk, another node waits this long before writing that upload.
+    #[arg(long, env = "FILEGATE_UPLOAD_CLAIM_SECONDS", default_value_t = 30)]
+    pub upload_claim_seconds: u64,
     /// Open client connections at most (default: what the process's file-descriptor limit allows, up to
     /// 10 000). At the limit, new connections wait until one closes.
     #[arg(long, env = "FILEGATE_MAX_CONNECTIONS")]
@@ -142,6 +151,8 @@ pub struct Limits {
     /// Unfinished imports a project may have at once.
     pub project_max_active_imports: u64,
     pub default_ttl: Duration,
+    /// How long a claim on an upload in a bucket lasts unless renewed.
+    pub upload_claim: Duration,
     /// The media types a file may have.
     pub media_types: MediaTypePolicy,
 }
@@ -184,6 +195,7 @@ pub struct Config {
     pub sweep_interval: Duration,
     pub imports: ImportConfig,
     pub request_idle_timeout: Duration,
+    pub request_min_bytes_per_second: u64,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
@@ -234,6 +246,9 @@ impl Config {
         if args.request_idle_timeout_seconds == 0 {
             bail!("FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS must be at least 1");
         }
+        if args.upload_claim_seconds < 3 {
+            bail!("FILEGATE_UPLOAD_CLAIM_SECONDS must be at least 3");
+        }
         if args.max_connections == Some(0) {
             bail!("FILEGATE_MAX_CONNECTIONS must be at least 1");
         }
@@ -260,6 +275,7 @@ impl Config {
                 project_max_files: args.project_max_files,
                 project_max_active_imports: args.import_max_active_per_project,
                 default_ttl: Duration::from_secs(args.default_ttl_seconds),
+                upload_claim: Duration::from_secs(args.upload_claim_seconds),
                 media_types: MediaTypePolicy::new(allowed_mime_types),
             },
             sweep_interval: Duration::from_secs(args.sweep_interval_seconds),
@@ -274,6 +290,7 @@ impl Config {
                 models,
             },
             request_idle_timeout: Duration::from_secs(args.request_idle_timeout_seconds),
+            request_min_bytes_per_second: args.request_min_bytes_per_second,
             max_connections: args.max_connections.unwrap_or_else(default_max_connections),
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
             log_format: args.log_format,

@@ -1,10 +1,18 @@
-//! Request bodies under a time limit.
+//! Request bodies under time limits.
 //!
-//! Every request body is wrapped in [`IdleLimitedBody`] by one middleware, so a client that stops sending
-//! in the middle of a body is given up on after the request idle timeout, whichever route reads it (a JSON
-//! start body, an import request, a multipart metadata part or a chunk). The limit restarts with every
-//! frame: a slow client that keeps sending is served, a silent one is not. Reading a body goes through
-//! [`read_to_limit`] or [`into_stream`], which turn the wrapper's error back into a domain error.
+//! Every request body is wrapped in [`IdleLimitedBody`] by one middleware, whichever route reads it (a JSON
+//! start body, an import request, a multipart metadata part or a chunk), with two limits:
+//!
+//! - **idle**: a client that sends nothing for the request idle timeout is given up on; the limit restarts
+//!   with every frame;
+//! - **minimum rate** (`FILEGATE_REQUEST_MIN_BYTES_PER_SECOND`): over every [`RATE_WINDOW`] spent waiting
+//!   for the client, at least that many bytes per second must arrive, so that a client trickling a byte
+//!   every few seconds cannot hold a connection slot for ever (Apache's `mod_reqtimeout` `MinRate`, the
+//!   same idea). Only time the server waits for the client counts: while filegate itself is slow to read
+//!   (a busy disk or bucket), the client is not blamed.
+//!
+//! Reading a body goes through [`read_to_limit`] or [`into_stream`], which turn the wrapper's error back
+//! into a domain error.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,16 +31,36 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::blob::ByteStream;
-use crate::error::Error;
+use crate::error::{Error, Stall};
 
-/// The error a body yields when its client went silent.
+/// The span of waiting over which the minimum rate is measured.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The error a body yields when its client went silent or too slow.
 #[derive(Debug, thiserror::Error)]
-#[error("the request body sent nothing for {} s", .0.as_secs())]
-pub struct BodyStalled(pub Duration);
+#[error("{0}")]
+pub struct BodyStalled(pub Stall);
+
+/// The limits every request body is read under.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub idle: Duration,
+    /// Bytes per second, over [`RATE_WINDOW`] of waiting; 0 turns the check off.
+    pub min_bytes_per_second: u64,
+}
+
+/// Time spent waiting for the client, and what it sent meanwhile, in the current window.
+#[derive(Debug, Default)]
+struct Pace {
+    waiting_since: Option<Instant>,
+    waited: Duration,
+    bytes: u64,
+}
 
 pub struct IdleLimitedBody {
     inner: Body,
-    idle: Duration,
+    limits: BodyLimits,
+    pace: Pace,
     /// Armed at the first poll (time spent before the handler reads is the server's, not the client's)
     /// and pushed back by every frame.
     timer: Option<Pin<Box<Sleep>>>,
@@ -53,6 +81,34 @@ impl Drop for IdleLimitedBody {
     }
 }
 
+impl IdleLimitedBody {
+    fn new(
+        inner: Body,
+        limits: BodyLimits,
+        finished: Arc<AtomicBool>,
+        left_over: Arc<std::sync::Mutex<Option<Body>>>,
+    ) -> Self {
+        Self { inner, limits, pace: Pace::default(), timer: None, finished, left_over, stalled: false }
+    }
+
+    /// Counts `bytes` that arrived at `now` against the minimum rate.
+    fn paced(&mut self, now: Instant, bytes: u64) -> Result<(), Stall> {
+        let pace = &mut self.pace;
+        if let Some(since) = pace.waiting_since.take() {
+            pace.waited += now - since;
+        }
+        pace.bytes += bytes;
+        let min = self.limits.min_bytes_per_second;
+        if pace.waited >= RATE_WINDOW {
+            if pace.bytes < min.saturating_mul(pace.waited.as_secs()) {
+                return Err(Stall::TooSlow { min_bytes_per_second: min, window: RATE_WINDOW });
+            }
+            *pace = Pace::default();
+        }
+        Ok(())
+    }
+}
+
 impl HttpBody for IdleLimitedBody {
     type Data = Bytes;
     type Error = axum::BoxError;
@@ -61,21 +117,29 @@ impl HttpBody for IdleLimitedBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
+                let now = Instant::now();
                 if let Some(timer) = &mut this.timer {
-                    timer.as_mut().reset(Instant::now() + this.idle);
+                    timer.as_mut().reset(now + this.limits.idle);
                 }
                 if frame.is_none() || this.inner.is_end_stream() {
                     this.finished.store(true, Ordering::Relaxed);
                 }
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+                    if let Err(stall) = this.paced(now, data.map_or(0, Bytes::len) as u64) {
+                        this.stalled = true;
+                        return Poll::Ready(Some(Err(BodyStalled(stall).into())));
+                    }
+                }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
-                let idle = this.idle;
+                this.pace.waiting_since.get_or_insert_with(Instant::now);
+                let idle = this.limits.idle;
                 let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.stalled = true;
-                        Poll::Ready(Some(Err(BodyStalled(idle).into())))
+                        Poll::Ready(Some(Err(BodyStalled(Stall::Silent(idle)).into())))
                     }
                     Poll::Pending => Poll::Pending,
                 }
@@ -103,19 +167,18 @@ const DRAIN_MAX: u64 = 16 * 1024 * 1024;
 /// dropped first — up to [`DRAIN_MAX`] bytes, under the same idle limit — and the connection stays usable.
 /// A body larger than that, or one whose client went silent, is not waited for: the HTTP/1 connection is
 /// closed and the reply says so with `Connection: close`.
-pub async fn limit_idle_bodies(State(idle): State<Duration>, req: Request, next: Next) -> Response {
+pub async fn limit_idle_bodies(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
     let finished = Arc::new(AtomicBool::new(false));
     let left_over = Arc::new(std::sync::Mutex::new(None));
     let http1 = req.version() <= Version::HTTP_11;
     let req = req.map(|inner| {
         finished.store(inner.is_end_stream(), Ordering::Relaxed);
-        let (finished, left_over) = (finished.clone(), left_over.clone());
-        Body::new(IdleLimitedBody { inner, idle, timer: None, finished, left_over, stalled: false })
+        Body::new(IdleLimitedBody::new(inner, limits, finished.clone(), left_over.clone()))
     });
     let mut response = next.run(req).await;
     let rest = left_over.lock().expect("left-over slot poisoned").take();
     let drained = match rest {
-        Some(rest) if http1 => drain(rest, idle).await,
+        Some(rest) if http1 => drain(rest, limits.idle).await,
         _ => finished.load(Ordering::Relaxed),
     };
     if http1 && !drained {
@@ -178,14 +241,8 @@ mod tests {
     use super::*;
 
     fn limited(inner: Body) -> Body {
-        Body::new(IdleLimitedBody {
-            inner,
-            idle: Duration::from_secs(60),
-            timer: None,
-            finished: Default::default(),
-            left_over: Default::default(),
-            stalled: false,
-        })
+        let limits = BodyLimits { idle: Duration::from_secs(60), min_bytes_per_second: 100 };
+        Body::new(IdleLimitedBody::new(inner, limits, Default::default(), Default::default()))
     }
 
     #[tokio::test(start_paused = true)]
@@ -193,7 +250,7 @@ mod tests {
         let (_tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
         let silent = Body::from_stream(tokio_stream_from(rx));
         let err = read_to_limit(limited(silent), 1024, || Error::invalid("big")).await.unwrap_err();
-        assert!(matches!(err, Error::BodyStalled(d) if d == Duration::from_secs(60)), "{err:?}");
+        assert!(matches!(err, Error::BodyStalled(Stall::Silent(d)) if d == Duration::from_secs(60)), "{err:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -201,16 +258,51 @@ mod tests {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
         tokio::spawn(async move {
             for _ in 0..5 {
-                tokio::time::sleep(Duration::from_secs(50)).await; // under the limit each time
-                tx.send(Ok(Bytes::from_static(b"ab"))).await.unwrap();
+                tokio::time::sleep(Duration::from_secs(50)).await; // under the idle limit each time
+                tx.send(Ok(Bytes::from(vec![b'a'; 5000]))).await.unwrap(); // and 100 bytes a second
             }
         });
         let body = limited(Body::from_stream(tokio_stream_from(rx)));
-        assert_eq!(read_to_limit(body, 1024, || Error::invalid("big")).await.unwrap(), "ababababab");
+        assert_eq!(read_to_limit(body, 1 << 20, || Error::invalid("big")).await.unwrap().len(), 25_000);
         let err = read_to_limit(limited(Body::from("toolong")), 3, || Error::invalid("big")).await.unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(m) if m == "big"));
         let mut stream = into_stream(limited(Body::from("xyz")));
         assert_eq!(stream.next().await.unwrap().unwrap(), "xyz");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_under_the_minimum_rate_is_dropped_after_a_window_of_waiting() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let sender = tokio::spawn(async move {
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_secs(2)).await; // one byte every two seconds
+                if tx.send(Ok(Bytes::from_static(b"x"))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let started = Instant::now();
+        let body = limited(Body::from_stream(tokio_stream_from(rx)));
+        let err = read_to_limit(body, 1024, || Error::invalid("big")).await.unwrap_err();
+        assert!(matches!(err, Error::BodyStalled(Stall::TooSlow { min_bytes_per_second: 100, .. })), "{err:?}");
+        assert_eq!(started.elapsed(), RATE_WINDOW, "dropped at the end of the first window");
+        sender.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_the_server_spends_not_reading_is_not_the_client_s() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+        for _ in 0..20 {
+            tx.send(Ok(Bytes::from_static(b"x"))).await.unwrap();
+        }
+        drop(tx);
+        let mut stream = into_stream(limited(Body::from_stream(tokio_stream_from(rx))));
+        let mut read = 0;
+        while let Some(piece) = stream.next().await {
+            read += piece.unwrap().len();
+            tokio::time::sleep(Duration::from_secs(5)).await; // a slow disk, say
+        }
+        assert_eq!(read, 20);
     }
 
     fn tokio_stream_from(

@@ -62,7 +62,13 @@ pub fn router(app: AppState) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .fallback(|| async { gemini::GeminiError(Error::UnknownRoute) })
         .method_not_allowed_fallback(|| async { gemini::GeminiError(Error::MethodNotAllowed) })
-        .layer(middleware::from_fn_with_state(app.config.request_idle_timeout, body::limit_idle_bodies))
+        .layer(middleware::from_fn_with_state(
+            body::BodyLimits {
+                idle: app.config.request_idle_timeout,
+                min_bytes_per_second: app.config.request_min_bytes_per_second,
+            },
+            body::limit_idle_bodies,
+        ))
         .layer(middleware::from_fn(track_metrics))
         .layer(
             TraceLayer::new_for_http()

@@ -255,7 +255,7 @@ fn model_errors() -> Vec<Error> {
         Error::FileNotFound(String::new()),
         Error::FailedPrecondition(String::new()),
         Error::NotImplemented(String::new()),
-        Error::BodyStalled(std::time::Duration::ZERO),
+        Error::BodyStalled(crate::error::Stall::Silent(std::time::Duration::ZERO)),
         UpstreamError::Credentials { upstream: "", detail: String::new() }.into(),
         UpstreamError::Unreachable { upstream: "", detail: String::new() }.into(),
         UpstreamError::Stalled { upstream: "", after: std::time::Duration::ZERO }.into(),
@@ -278,7 +278,7 @@ fn routes() -> Vec<Route> {
         Error::FileTooLarge { size: 0, limit: 0 },
         Error::QuotaExceeded { requested: 0, available: 0, quota: 0 },
         Error::LimitReached { code: "", message: String::new() },
-        Error::BodyStalled(std::time::Duration::ZERO),
+        Error::BodyStalled(crate::error::Stall::Silent(std::time::Duration::ZERO)),
         invalid(),
     ];
     let upload_headers = [
@@ -397,7 +397,7 @@ fn routes() -> Vec<Route> {
                         Error::IdempotencyConflict(String::new()),
                         Error::LimitReached { code: "", message: String::new() },
                         Error::QuotaExceeded { requested: 0, available: 0, quota: 0 },
-                        Error::BodyStalled(std::time::Duration::ZERO),
+                        Error::BodyStalled(crate::error::Stall::Silent(std::time::Duration::ZERO)),
                     ],
                 );
                 errors.push((Gemini, Error::NotImplemented(String::new())));
@@ -480,7 +480,7 @@ fn routes() -> Vec<Route> {
                     not_found(),
                     Error::FileTooLarge { size: 0, limit: 0 },
                     Error::LimitReached { code: "", message: String::new() },
-                    Error::BodyStalled(std::time::Duration::ZERO),
+                    Error::BodyStalled(crate::error::Stall::Silent(std::time::Duration::ZERO)),
                 ],
             ),
             authenticated: true,

@@ -87,6 +87,7 @@ fn limits(quota: u64) -> Limits {
         project_max_files: 1000,
         project_max_active_imports: 1000,
         default_ttl: Duration::from_secs(3600),
+        upload_claim: Duration::from_secs(30),
         media_types: MediaTypePolicy::new(vec!["*".into()]),
     }
 }
@@ -466,7 +467,8 @@ contract!(
 
 contract!(
     /// Of requests racing to write one bucket session, one holds the claim; a claim that lapsed can be
-    /// taken over, and the commit of a request that lost its claim is refused.
+    /// taken over, the commit of a request that lost its claim is refused, and a commit keeps the claim
+    /// until it is released.
     one_writer_at_a_time_claims_a_session,
     |store: Arc<dyn MetaStore>| async move {
         let p = project("alpha");
@@ -492,9 +494,13 @@ contract!(
         let chunk = ChunkRecord { offset: 0, length: 5, hasher_state: vec![5] };
         assert!(!store.commit_chunk(&token, &chunk, &[], &[], Some("w0"), lapsed).await.unwrap(), "the loser cannot commit");
         assert!(store.commit_chunk(&token, &chunk, &[], &[], Some("taker"), lapsed).await.unwrap());
-        assert!(store.claim_writer(&token, "next", later, now).await.unwrap(), "a commit releases the claim");
-        store.release_writer(&token, "next").await.unwrap();
-        assert!(store.claim_writer(&token, "after", later, now).await.unwrap());
+        let after_commit = lapsed.plus_seconds(1);
+        assert!(
+            !store.claim_writer(&token, "next", after_commit.plus_seconds(60), after_commit).await.unwrap(),
+            "a commit keeps the claim: its request may go on to finalize"
+        );
+        store.release_writer(&token, "taker").await.unwrap();
+        assert!(store.claim_writer(&token, "next", after_commit.plus_seconds(60), after_commit).await.unwrap());
     }
 );
 

@@ -463,7 +463,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn chunk_at(&self, token_hash: &str, offset: u64) -> MetaResult<Option<(Option<Vec<u8>>, ChunkRecord)>>;
     /// Records a chunk (with the parts it stored and the garbage it made: a superseded tail) and advances
     /// the session to `chunk.offset + chunk.length`, if the session is active and still at `chunk.offset`;
-    /// `false` when it is not (another request committed first, or it ended). Releases `writer`'s claim.
+    /// `false` when it is not (another request committed first, it ended, or `writer` no longer holds the
+    /// claim). The claim stays with `writer`, which may go on to finalize: it ends with
+    /// [`MetaStore::release_writer`].
     async fn commit_chunk(
         &self,
         token_hash: &str,
@@ -476,7 +478,7 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Claims the active session for one writing request until `until`, unless another live claim holds it;
     /// `false` then. Racing claimers: one wins.
     async fn claim_writer(&self, token_hash: &str, writer: &str, until: Timestamp, now: Timestamp) -> MetaResult<bool>;
-    /// Gives a claim up (a request that failed before its commit).
+    /// Gives a claim up (a request that ended, whatever its outcome).
     async fn release_writer(&self, token_hash: &str, writer: &str) -> MetaResult<()>;
     /// Records the multipart upload created for a staging area the database already knows.
     async fn set_upload_id(&self, staging_key: &str, upload_id: &str) -> MetaResult<()>;

@@ -36,9 +36,6 @@ pub struct Cap {
     pub overflow: Box<dyn Fn() -> Error + Send + Sync>,
 }
 
-/// Runs after every part stored (a writer keeps its claim on the upload alive there).
-pub type OnPart = dyn Fn() -> futures_util::future::BoxFuture<'static, Result<()>> + Send + Sync;
-
 /// Appends `body` after the `received` committed bytes of `staging`: hashes it (continuing `hasher`),
 /// fails past `cap`, and makes it durable.
 pub async fn append(
@@ -48,7 +45,6 @@ pub async fn append(
     hasher: ResumableSha256,
     body: ByteStream,
     cap: Cap,
-    on_part: &OnPart,
 ) -> Result<Appended> {
     let meter = Arc::new(Mutex::new(Meter { bytes: 0, hasher }));
     let body = metered(body, meter.clone(), cap.bytes, cap.overflow);
@@ -57,7 +53,7 @@ pub async fn append(
             blobs.write_at(staging, received, body).await?;
             Vec::new()
         }
-        Layout::Parts { granule } => append_parts(blobs, staging, received, granule, body, on_part).await?,
+        Layout::Parts { granule } => append_parts(blobs, staging, received, granule, body).await?,
     };
     let meter = std::mem::take(&mut *meter.lock().expect("meter poisoned"));
     Ok(Appended { written: meter.bytes, hasher: meter.hasher, parts })
@@ -69,7 +65,6 @@ async fn append_parts(
     received: u64,
     granule: u64,
     mut body: ByteStream,
-    on_part: &OnPart,
 ) -> Result<Vec<PartRecord>> {
     let size = usize::try_from(granule).map_err(Error::internal)?;
     let mut pending = read_tail(blobs, staging, received, granule).await?;
@@ -87,7 +82,6 @@ async fn append_parts(
                 let id = blobs.put_part(staging, index, part).await?;
                 parts.push(PartRecord { index, id });
                 index += 1;
-                on_part().await?;
             }
         }
     }

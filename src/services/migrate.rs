@@ -9,8 +9,6 @@
 
 use std::sync::Arc;
 
-use futures_util::future;
-
 use super::ingest::{self, Cap};
 use crate::blob::{BlobStore, Staging, registered_uri, staging_key};
 use crate::domain::random_alphanumeric;
@@ -81,9 +79,8 @@ async fn copy(from: &dyn BlobStore, to: &dyn BlobStore, file: &StoredFile) -> Re
     let body = from.read(&file.blob_key, 0..file.size).await?;
     let size = file.size;
     let cap = Cap { bytes: size, overflow: Box::new(move || Error::internal(format!("more than {size} bytes"))) };
-    let keep = || -> future::BoxFuture<'static, Result<()>> { Box::pin(future::ready(Ok(()))) };
     let result = async {
-        let appended = ingest::append(to, &staging, 0, ResumableSha256::new(), body, cap, &keep).await?;
+        let appended = ingest::append(to, &staging, 0, ResumableSha256::new(), body, cap).await?;
         if appended.written != file.size || appended.hasher.digest() != file.sha256 {
             return Err(Error::FailedPrecondition(format!(
                 "{}: the bytes read do not match the recorded size and SHA-256; not copied",

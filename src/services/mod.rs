@@ -7,6 +7,7 @@ mod garbage;
 pub mod imports;
 mod ingest;
 pub mod janitor;
+mod lease;
 pub(crate) mod lifecycle;
 mod locks;
 mod meter;

@@ -8,10 +8,12 @@
 //! and refused otherwise. Multipart and raw uploads are one-chunk sessions.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::StreamExt as _;
 
 use super::ingest::{self, Cap};
+use super::lease;
 use super::lifecycle::{self, Companion, Demand};
 use super::locks::{KeyedLocks, Running};
 use super::meter::{Meter, metered};
@@ -188,9 +190,16 @@ impl Uploads {
     ) -> Result<Progress> {
         let _guard = self.locks.lock(&token.hash()).await;
         let writer = self.claim_writer(&token.hash()).await?;
-        let result = self.write_claimed(token, offset, finalize, body, writer.as_deref()).await;
+        let session = self.session(token).await?;
+        // The claim is kept from the first byte to the finalize, so that no other request stores a part
+        // between this one's commit and its completion.
+        let result = tokio::select! {
+            result = self.write_claimed(&session, offset, finalize, body, writer.as_deref()) => result,
+            // The claim could not be kept (the database unreachable for most of a lease): stop before
+            // another request may take it over.
+            () = self.keep_writing(&session, writer.as_deref()) => Err(self.claim_lost(&session).await),
+        };
         if let Some(writer) = &writer {
-            // Usually released by the commit already; after a failure, at once rather than at its lapse.
             if let Err(e) = self.meta.release_writer(&token.hash(), writer).await {
                 tracing::warn!(error = %e, "releasing a claim on an upload failed; it lapses by itself");
             }
@@ -200,25 +209,24 @@ impl Uploads {
 
     async fn write_claimed(
         &self,
-        token: &UploadToken,
+        session: &UploadSession,
         offset: Option<u64>,
         finalize: bool,
         body: ByteStream,
         writer: Option<&str>,
     ) -> Result<Progress> {
-        let session = self.session(token).await?;
         match session.status {
             SessionStatus::Cancelled => return Err(UploadError::Cancelled.into()),
-            SessionStatus::Final => return self.replay_after_final(&session, offset, body).await,
+            SessionStatus::Final => return self.replay_after_final(session, offset, body).await,
             SessionStatus::Active => {}
         }
         let received = session.received_bytes;
         let offset = offset.unwrap_or(received);
         if offset < received {
             // A resend of a committed chunk (its reply was lost). Possibly its finalize never happened.
-            let end = self.verify_resend(&session, offset, body).await?;
+            let end = self.verify_resend(session, offset, body).await?;
             return if finalize && end == received {
-                self.finalize(&session, received, &session.hasher_state).await
+                self.finalize(session, received, &session.hasher_state).await
             } else {
                 Ok(Progress::Active { received })
             };
@@ -227,12 +235,8 @@ impl Uploads {
             return Err(UploadError::OffsetMismatch { expected: received, got: offset }.into());
         }
 
-        let (received, hasher_state) = self.append(&session, body, writer).await?;
-        if finalize {
-            self.finalize(&session, received, &hasher_state).await
-        } else {
-            Ok(Progress::Active { received })
-        }
+        let (received, hasher_state) = self.append(session, body, writer).await?;
+        if finalize { self.finalize(session, received, &hasher_state).await } else { Ok(Progress::Active { received }) }
     }
 
     /// Appends a chunk at the session's committed offset through the ingest engine and commits it (as
@@ -251,10 +255,10 @@ impl Uploads {
             }
         };
         let staging = session.staging();
-        let renew = self.writer_renewal(session, writer);
         let running = self.running.register(&session.token_hash, None);
+        let cap = Cap { bytes: limit, overflow };
         let appended = tokio::select! {
-            appended = ingest::append(self.blobs.as_ref(), &staging, received, hasher, body, Cap { bytes: limit, overflow }, &renew) => appended,
+            appended = ingest::append(self.blobs.as_ref(), &staging, received, hasher, body, cap) => appended,
             // A cancel took effect meanwhile: stop reading the chunk now, not when the client is done.
             () = running.token.cancelled() => Err(UploadError::Cancelled.into()),
         };
@@ -285,15 +289,15 @@ impl Uploads {
         Ok((received + written, hasher_state))
     }
 
-    /// How long a request's claim on a bucket session lasts unless renewed (after every part stored): what
-    /// a request that waits for it may wait, after the node holding it died.
-    const WRITER_LEASE_SECONDS: u64 = 15;
+    /// How long a request waits for another that keeps its claim alive before answering 503.
+    const WRITER_WAIT: Duration = Duration::from_secs(300);
 
     /// On a bucket, whose sessions any node may serve, a request first claims its session in the
     /// database, so that two requests racing on one upload (on two nodes) never store parts over each
     /// other. A request that finds the session claimed waits for the claim (the other request ends, or its
     /// node died and the claim lapses), then sees the session as the other left it: a resend, a new
-    /// offset. `None` on the local disk: one node, whose requests on one session already run one at a time.
+    /// offset — what it would see on one node, where requests on one session run one after the other.
+    /// `None` on the local disk: one node, whose requests on one session already run one at a time.
     async fn claim_writer(&self, token_hash: &str) -> Result<Option<String>> {
         if self.blobs.layout() == Layout::Positional {
             return Ok(None);
@@ -302,7 +306,8 @@ impl Uploads {
         let waited = std::time::Instant::now();
         loop {
             let now = Timestamp::now();
-            if self.meta.claim_writer(token_hash, &writer, now.plus_seconds(Self::WRITER_LEASE_SECONDS), now).await? {
+            let until = now.plus_seconds(self.limits.upload_claim.as_secs());
+            if self.meta.claim_writer(token_hash, &writer, until, now).await? {
                 return Ok(Some(writer));
             }
             // Only an active session is claimed: any other answers with what it is, at once.
@@ -310,31 +315,47 @@ impl Uploads {
             if !active {
                 return Ok(None);
             }
-            if waited.elapsed().as_secs() > Self::WRITER_LEASE_SECONDS + 5 {
-                return Err(Error::Unavailable("another request is writing to this upload".into()));
+            if waited.elapsed() > Self::WRITER_WAIT {
+                return Err(Error::Unavailable("another request has been writing to this upload for 5 minutes".into()));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
-    fn writer_renewal(
-        &self,
-        session: &UploadSession,
-        writer: Option<&str>,
-    ) -> impl Fn() -> futures_util::future::BoxFuture<'static, Result<()>> + Send + Sync + use<> {
-        let (meta, token_hash, writer) = (self.meta.clone(), session.token_hash.clone(), writer.map(str::to_owned));
-        move || {
+    /// Keeps this request's claim on the session alive; returns only if it could not (never without one).
+    async fn keep_writing(&self, session: &UploadSession, writer: Option<&str>) {
+        let Some(writer) = writer else { return std::future::pending().await };
+        let (meta, token_hash, writer) = (self.meta.clone(), session.token_hash.clone(), writer.to_owned());
+        // Renewed every third of it, while the request runs, however slowly its client sends: a waiting
+        // request waits this long at most after the node holding the claim died.
+        let lease = self.limits.upload_claim;
+        lease::keep_alive(lease, move || {
             let (meta, token_hash, writer) = (meta.clone(), token_hash.clone(), writer.clone());
             Box::pin(async move {
-                let Some(writer) = writer else { return Ok(()) };
                 let now = Timestamp::now();
-                let until = now.plus_seconds(Self::WRITER_LEASE_SECONDS);
-                if meta.claim_writer(&token_hash, &writer, until, now).await? {
-                    Ok(())
-                } else {
-                    Err(Error::Unavailable("this request lost its claim on the upload to another".into()))
-                }
+                let until = now.plus_seconds(lease.as_secs());
+                Ok(meta.claim_writer(&token_hash, &writer, until, now).await?)
             })
+        })
+        .await;
+    }
+
+    /// What a request that lost its claim answers: as on one node, the offset is taken if another
+    /// request committed there (409, final); only a database that cannot be reached is worth a retry.
+    async fn claim_lost(&self, session: &UploadSession) -> Error {
+        match self.meta.get_upload(&session.token_hash).await {
+            Ok(Some(now)) if now.status == SessionStatus::Cancelled => UploadError::Cancelled.into(),
+            Ok(Some(now)) if now.received_bytes > session.received_bytes || now.status == SessionStatus::Final => {
+                UploadError::ResendMismatch {
+                    offset: session.received_bytes,
+                    len: now.received_bytes - session.received_bytes,
+                }
+                .into()
+            }
+            Ok(None) => UploadError::SessionNotFound.into(),
+            Ok(Some(_)) | Err(_) => {
+                Error::Unavailable("this request could not keep its claim on the upload; send the chunk again".into())
+            }
         }
     }
 

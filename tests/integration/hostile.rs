@@ -155,3 +155,51 @@ async fn an_error_answered_before_the_body_is_read_reaches_a_client_still_sendin
         reply.bytes().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_body_trickled_below_the_minimum_rate_is_dropped_and_a_slow_steady_one_is_served() {
+    let server = Server::builder().env("FILEGATE_REQUEST_MIN_BYTES_PER_SECOND", 200).start();
+    let addr = server.addr();
+    let url = server.gemini(ALPHA_KEY).start_ok(1_000_000, json!({})).await;
+    let path = url.splitn(4, '/').nth(3).unwrap().to_owned();
+    let head = |len: usize| {
+        format!(
+            "POST /{path} HTTP/1.1\r\nHost: x\r\nx-goog-upload-command: upload\r\nx-goog-upload-offset: 0\r\n\
+             Content-Length: {len}\r\n\r\n"
+        )
+    };
+    // One byte every second: far under 200 bytes per second, though never idle for long.
+    let mut trickle = TcpStream::connect(&addr).await.unwrap();
+    trickle.write_all(head(1_000_000).as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut reply = Vec::new();
+    loop {
+        if trickle.write_all(b"x").await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(1), trickle.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => reply.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(40), "the trickle was never dropped");
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("less than 200 bytes per second"), "{reply}");
+    assert!(started.elapsed() >= Duration::from_secs(10), "measured over a whole window");
+
+    // 2 000 bytes every second for 12 s: slow, but above the minimum, so it is served.
+    let mut steady = TcpStream::connect(&addr).await.unwrap();
+    steady.write_all(head(24_000).as_bytes()).await.unwrap();
+    for _ in 0..12 {
+        steady.write_all(&[b'y'; 2000]).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), steady.read(&mut buf)).await.unwrap().unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("x-goog-upload-size-received: 24000"), "{reply}");
+}

@@ -137,3 +137,51 @@ async fn chunks_that_are_not_whole_parts_leave_a_tail_any_node_continues_even_af
     assert_eq!(download.bytes().await.unwrap().as_ref(), bytes.as_slice());
     eventually(|| b.files_under("blobs/staging").is_empty(), "tails and the upload are gone").await;
 }
+
+#[tokio::test]
+async fn a_slow_request_keeps_its_claim_and_the_racer_on_another_node_is_told_the_offset_is_taken() {
+    // Claims last 3 s unless renewed; the slow client pauses longer than that halfway through its chunk.
+    let a = Server::builder().env("FILEGATE_UPLOAD_CLAIM_SECONDS", 3).start();
+    if !a.can_have_siblings() {
+        return;
+    }
+    let b = a.sibling();
+    let (ga, gb) = (a.gemini(ALPHA_KEY), b.gemini(ALPHA_KEY));
+    let slow_bytes = data(CHUNK, 101);
+    let fast_bytes = data(CHUNK, 102);
+    let url = ga.start_ok(2 * CHUNK as u64, json!({})).await;
+    let (slow_tx, slow_rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    let slow = {
+        let url = on(&a, &url);
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("x-goog-upload-command", "upload")
+                .header("x-goog-upload-offset", "0")
+                .header("content-length", CHUNK.to_string())
+                .body(reqwest::Body::wrap_stream(futures_util::stream::unfold(slow_rx, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                })))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    slow_tx.send(Ok(slow_bytes[..CHUNK / 2].to_vec())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await; // node A holds the claim now
+    let racer = tokio::spawn({
+        let url = on(&b, &url);
+        let bytes = fast_bytes.clone();
+        async move { gb.command(&url, "upload", Some(0), bytes).await }
+    });
+    tokio::time::sleep(Duration::from_secs(7)).await; // more than two claim lengths
+    slow_tx.send(Ok(slow_bytes[CHUNK / 2..].to_vec())).await.unwrap();
+    drop(slow_tx);
+    let (slow, racer) = (slow.await.unwrap(), racer.await.unwrap());
+    assert_eq!(slow.status(), StatusCode::OK, "the slow request kept its claim: {:?}", slow.text().await);
+    assert_eq!(racer.status(), StatusCode::CONFLICT, "the racer waited, then found the offset taken");
+    assert_eq!(header(&racer, "x-goog-upload-status"), Some("final"));
+    let done = ga.command(&on(&a, &url), "upload, finalize", Some(CHUNK as u64), fast_bytes.clone()).await;
+    let file = json_of(done, StatusCode::OK).await["file"].clone();
+    assert_eq!(file["sha256Hash"], json!(sha256_b64(&[slow_bytes, fast_bytes].concat())), "the slow request's bytes");
+}

@@ -198,10 +198,9 @@ impl MetaStore for SqlMeta {
     ) -> MetaResult<bool> {
         let mut tx = self.begin().await?;
         // The compare-and-set: only from the offset the caller read, only while active, and only by the
-        // request that holds the claim (if it took one).
+        // request that holds the claim (if it took one), which keeps it.
         let staging_key: Option<String> = sqlx::query_scalar(
-            "UPDATE upload_sessions SET received_bytes = $1, hasher_state = $2, updated_at = $3, \
-               writer = NULL, writer_until = NULL \
+            "UPDATE upload_sessions SET received_bytes = $1, hasher_state = $2, updated_at = $3 \
              WHERE token_hash = $4 AND status = 'active' AND received_bytes = $5 \
                AND ($6 = '' OR writer = $6) RETURNING staging_key",
         )

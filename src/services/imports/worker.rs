@@ -265,8 +265,6 @@ impl Workers {
         // Detected from the first part; `None` keeps the type recorded by an earlier attempt.
         let mut mime_type = None;
         let mut body = PartSource::new(source.body, self.settings.config.stall_timeout);
-        let no_renewal =
-            || -> futures_util::future::BoxFuture<'static, crate::error::Result<()>> { Box::pin(async { Ok(()) }) };
         loop {
             // A part ends on a part boundary of the store, so a stalled import's tail never outgrows one.
             let part_len = match layout {
@@ -280,10 +278,9 @@ impl Workers {
                 bytes: limit - received,
                 overflow: Box::new(move || Error::FileTooLarge { size: limit + 1, limit }),
             };
-            let appended =
-                ingest::append(self.blobs.as_ref(), &staging, received, hasher.clone(), part, cap, &no_renewal)
-                    .await
-                    .map_err(storage_failure)?;
+            let appended = ingest::append(self.blobs.as_ref(), &staging, received, hasher.clone(), part, cap)
+                .await
+                .map_err(storage_failure)?;
             body =
                 returned.await.map_err(|_| Failure::transient("internal", "the source stream ended unexpectedly"))?;
             let written = appended.written;
@@ -383,30 +380,15 @@ async fn heartbeat(
     lease: Duration,
     cancel: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(lease / 3);
-    ticker.tick().await;
-    // Until when this worker's lease surely holds: past it, another node may have taken the task over.
-    let mut held_until = tokio::time::Instant::now() + lease;
-    loop {
-        ticker.tick().await;
-        let until = Timestamp::now().plus_seconds(lease.as_secs());
-        let asked = tokio::time::Instant::now();
-        match meta.renew_import_lease(&blob_key, &owner, until).await {
-            Ok(true) => held_until = asked + lease,
-            Ok(false) => {
-                cancel.cancel();
-                return;
-            }
-            // A worker that cannot reach the database stops before its lease can run out: it never
-            // fetches beside the node that takes the task over.
-            Err(e) if tokio::time::Instant::now() + lease / 3 >= held_until => {
-                tracing::warn!(error = %e, "the import lease could not be renewed in time; stopping");
-                cancel.cancel();
-                return;
-            }
-            Err(e) => tracing::warn!(error = %e, "renewing an import lease failed; retrying"),
-        }
-    }
+    crate::services::lease::keep_alive(lease, move || {
+        let (meta, blob_key, owner) = (meta.clone(), blob_key.clone(), owner.clone());
+        Box::pin(async move {
+            let until = Timestamp::now().plus_seconds(lease.as_secs());
+            Ok(meta.renew_import_lease(&blob_key, &owner, until).await?)
+        })
+    })
+    .await;
+    cancel.cancel();
 }
 
 #[cfg(test)]
