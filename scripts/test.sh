@@ -67,6 +67,8 @@ for tool in jq file; do
 done
 # `script` gives the CLI's progress bars a pseudo-terminal (tests/integration/cli.rs).
 command -v script >/dev/null || { step "installing script (bsdutils)"; apt_install bsdutils; }
+# systemd-analyze verifies deploy/systemd/filegate.service (tests/integration/ops.rs).
+command -v systemd-analyze >/dev/null || { step "installing systemd-analyze (systemd)"; apt_install systemd; }
 step "building filegate and its tests"
 cargo build --locked --all-targets
 if wants sdk; then

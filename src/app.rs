@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blob::{BlobStore, BucketUrl, LocalBlobStore, ObjectBlobStore, Provider, WithRegistered};
 use crate::config::Upstream;
-use crate::config::{Blobs, Config, Database};
+use crate::config::{Blobs, Config, Database, Storage};
 use crate::meta::MetaStore;
 use crate::meta::sql::SqlMeta;
 use crate::services::imports::{ImportQueue, ImportSettings};
@@ -36,12 +36,12 @@ pub struct App {
 
 pub type AppState = Arc<App>;
 
-/// Opens the metadata store of `config` (for the serve command and the admin commands alike), applying
+/// Opens the metadata store of `storage` (for the serve command and the admin commands alike), applying
 /// pending migrations unless `migrate` is false (PostgreSQL only: there, migrating may be left to
 /// `filegate migrate` run once per deployment; SQLite always migrates, it has one user).
-pub async fn open_meta(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn MetaStore>> {
-    let pool = config.database_max_connections;
-    let meta = match &config.database {
+pub async fn open_meta(storage: &Storage, migrate: bool) -> anyhow::Result<Arc<dyn MetaStore>> {
+    let pool = storage.database_max_connections;
+    let meta = match &storage.database {
         Database::Sqlite(path) => SqlMeta::open_sqlite(path, pool)
             .await
             .with_context(|| format!("opening the database {}", path.display()))?,
@@ -52,9 +52,9 @@ pub async fn open_meta(config: &Config, migrate: bool) -> anyhow::Result<Arc<dyn
     Ok(Arc::new(meta))
 }
 
-/// Opens the blob store of `config`, which also reads files registered from callers' buckets.
-pub async fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
-    let own: Arc<dyn BlobStore> = match &config.blobs {
+/// Opens the blob store `blobs`, which also reads files registered from callers' buckets.
+pub async fn open_blobs(blobs: &Blobs) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let own: Arc<dyn BlobStore> = match blobs {
         Blobs::Local(root) => Arc::new(LocalBlobStore::open(root.clone()).await?),
         Blobs::Bucket(url) => Arc::new(ObjectBlobStore::from_env(url.clone())?),
     };
@@ -68,7 +68,7 @@ fn own_gcs_locations(config: &Config) -> Vec<BucketUrl> {
         Upstream::Vertex { staging, .. } => staging.as_ref(),
         _ => None,
     };
-    let store = match &config.blobs {
+    let store = match &config.storage.blobs {
         Blobs::Bucket(url) => Some(url),
         Blobs::Local(_) => None,
     };
@@ -77,8 +77,8 @@ fn own_gcs_locations(config: &Config) -> Vec<BucketUrl> {
 
 /// Runs `filegate serve` until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let meta = open_meta(&config, true).await?;
-    let blobs = open_blobs(&config).await?;
+    let meta = open_meta(&config.storage, true).await?;
+    let blobs = open_blobs(&config.storage.blobs).await?;
     tracing::info!("metadata store: {}", meta.describe());
     tracing::info!("blob store: {}", blobs.describe());
 

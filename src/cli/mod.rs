@@ -22,12 +22,20 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
 
-use crate::config::{Config, ServeArgs};
+use crate::config::{Config, Problems, ServeArgs, StorageArgs};
 pub use remote::Exit;
+
+/// What `filegate --version` says: the version, the commit it was built from, and what it can store in.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FILEGATE_GIT_COMMIT"),
+    ")\nmetadata: SQLite, PostgreSQL\nblobs: local disk, S3, Google Cloud Storage, Azure Blob\nmodel upstreams: Vertex AI, the Gemini API"
+);
 
 /// filegate: a self-hosted, Gemini-compatible Files API server with URL import, and its command line.
 #[derive(Parser)]
-#[command(name = "filegate", version, about)]
+#[command(name = "filegate", version = LONG_VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,9 +72,16 @@ enum Command {
         recompute: bool,
         #[arg(long)]
         json: bool,
+        /// The quota shown for projects without their own (as `serve`'s).
+        #[arg(long, env = "FILEGATE_PROJECT_QUOTA_BYTES", default_value_t = 20 * 1024 * 1024 * 1024)]
+        project_quota_bytes: u64,
         #[command(flatten)]
-        serve: ServeArgs,
+        storage: StorageArgs,
     },
+    /// Check every setting of `serve` (flags and FILEGATE_* variables) and print every problem at once;
+    /// exit status 2 when there is any.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print a shell completion script: `filegate completions bash > /etc/bash_completion.d/filegate`.
     Completions { shell: clap_complete::Shell },
     /// Same as `keys create` (the command's first name, kept for scripts).
@@ -77,13 +92,13 @@ enum Command {
         #[arg(long, default_value = "")]
         label: String,
         #[command(flatten)]
-        serve: ServeArgs,
+        storage: StorageArgs,
     },
     /// Apply the database's pending migrations, then exit (`serve` does it too, at start; PostgreSQL takes
     /// a lock, so several nodes starting at once migrate once).
     Migrate {
         #[command(flatten)]
-        serve: ServeArgs,
+        storage: StorageArgs,
     },
     /// Copy every finished file from the configured blob store (FILEGATE_BLOB_STORE) to another one, each
     /// copy checked against its recorded SHA-256. Resumable: files already copied are skipped. Switch
@@ -93,8 +108,14 @@ enum Command {
         #[arg(long)]
         to: String,
         #[command(flatten)]
-        serve: ServeArgs,
+        storage: StorageArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the settings `serve` would start with, without starting.
+    Check(ServeArgs),
 }
 
 /// Parses the command line, runs the command, prints its error if any; the process's exit code.
@@ -109,18 +130,21 @@ pub async fn main() -> ExitCode {
         Command::Download(args) => files::download(args).await,
         Command::Rm(args) => files::rm(args).await,
         Command::Keys(command) => operator::keys(command).await,
-        Command::Usage { project, recompute, json, serve } => operator::usage(project, recompute, json, serve).await,
+        Command::Usage { project, recompute, json, project_quota_bytes, storage } => {
+            operator::usage(project, recompute, json, project_quota_bytes, storage).await
+        }
+        Command::Config(ConfigCommand::Check(args)) => Ok(config_check(args)),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "filegate", &mut script);
             output::emit(&String::from_utf8_lossy(&script));
             Ok(Exit::Success)
         }
-        Command::CreateKey { project, label, serve } => {
-            operator::keys(operator::KeysCommand::Create { project, label, json: false, serve }).await
+        Command::CreateKey { project, label, storage } => {
+            operator::keys(operator::KeysCommand::Create { project, label, json: false, storage }).await
         }
-        Command::Migrate { serve } => operator::migrate(serve).await,
-        Command::MigrateStore { to, serve } => operator::migrate_store(to, serve).await,
+        Command::Migrate { storage } => operator::migrate(storage).await,
+        Command::MigrateStore { to, storage } => operator::migrate_store(to, storage).await,
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),
@@ -132,16 +156,55 @@ pub async fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
-    let served = async {
-        let config = Config::from_args(args)?;
-        crate::telemetry::init_tracing(config.log_format);
-        crate::app::serve(config).await
+    let config = match Config::from_args(args) {
+        Ok(config) => config,
+        Err(problems) => {
+            print_problems(&problems);
+            return ExitCode::from(Exit::Usage as u8);
+        }
     };
-    match served.await {
+    crate::telemetry::init_tracing(config.log_format);
+    match crate::app::serve(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("Error: {err:?}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_problems(problems: &Problems) {
+    eprintln!("The settings have {} problem(s):", problems.len());
+    for problem in problems.iter() {
+        eprintln!("  - {problem}");
+    }
+}
+
+/// `filegate config check`: every problem at once, exit status 2 when there is any.
+fn config_check(args: ServeArgs) -> Exit {
+    match Config::from_args(args) {
+        Ok(config) => {
+            out!("The settings are valid.");
+            out!("  database: {:?}", config.storage.database);
+            out!("  blobs:    {:?}", config.storage.blobs);
+            out!(
+                "  listen:   {} (public URL {})",
+                config.listen,
+                config.public_url.as_deref().unwrap_or("from the address")
+            );
+            out!(
+                "  upstream: {}",
+                match &config.model.upstream {
+                    crate::config::Upstream::Off => "off",
+                    crate::config::Upstream::Vertex { .. } => "Vertex AI",
+                    crate::config::Upstream::Gemini { .. } => "the Gemini API",
+                }
+            );
+            Exit::Success
+        }
+        Err(problems) => {
+            print_problems(&problems);
+            Exit::Usage
         }
     }
 }

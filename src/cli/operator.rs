@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::output::{emit, print_json, table};
 use super::remote::{CliError, CliResult, Exit};
-use crate::config::{Config, ServeArgs};
+use crate::config::{Storage, StorageArgs};
 use crate::domain::{ProjectId, Timestamp};
 use crate::meta::{ApiKeyInfo, MetaStore};
 
@@ -22,7 +22,7 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        serve: ServeArgs,
+        storage: StorageArgs,
     },
     /// List keys: id, project, label, created, last used (to the minute), revoked. Never the key itself.
     /// Keys given in FILEGATE_API_KEYS live in the configuration and are not listed.
@@ -32,7 +32,7 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        serve: ServeArgs,
+        storage: StorageArgs,
     },
     /// Revoke a key by the id `keys list` shows; refused from the next request on, on every node.
     Revoke {
@@ -40,14 +40,14 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        serve: ServeArgs,
+        storage: StorageArgs,
     },
 }
 
-async fn open(serve: ServeArgs) -> CliResult<(Config, std::sync::Arc<dyn MetaStore>)> {
-    let config = Config::from_args(serve).map_err(|e| CliError::usage(format!("{e:#}")))?;
-    let meta = crate::app::open_meta(&config, true).await.map_err(|e| CliError::failure(format!("{e:#}")))?;
-    Ok((config, meta))
+async fn open(args: StorageArgs) -> CliResult<(Storage, std::sync::Arc<dyn MetaStore>)> {
+    let storage = Storage::from_args_alone(&args).map_err(|problems| CliError::usage(problems.to_string()))?;
+    let meta = crate::app::open_meta(&storage, true).await.map_err(|e| CliError::failure(format!("{e:#}")))?;
+    Ok((storage, meta))
 }
 
 fn project(name: &str) -> CliResult<ProjectId> {
@@ -60,9 +60,9 @@ fn meta_failed(err: impl std::fmt::Display) -> CliError {
 
 pub async fn keys(command: KeysCommand) -> CliResult<Exit> {
     match command {
-        KeysCommand::Create { project: name, label, json, serve } => {
+        KeysCommand::Create { project: name, label, json, storage } => {
             let project = project(&name)?;
-            let (_, meta) = open(serve).await?;
+            let (_, meta) = open(storage).await?;
             let key = crate::services::auth::create_key(meta.as_ref(), &project, &label).await.map_err(meta_failed)?;
             let id = crate::meta::key_id(&key.hash());
             meta.close().await;
@@ -76,9 +76,9 @@ pub async fn keys(command: KeysCommand) -> CliResult<Exit> {
                 );
             }
         }
-        KeysCommand::List { project: name, json, serve } => {
+        KeysCommand::List { project: name, json, storage } => {
             let project = name.as_deref().map(project).transpose()?;
-            let (_, meta) = open(serve).await?;
+            let (_, meta) = open(storage).await?;
             let keys = meta.list_api_keys(project.as_ref()).await.map_err(meta_failed)?;
             meta.close().await;
             if json {
@@ -102,8 +102,8 @@ pub async fn keys(command: KeysCommand) -> CliResult<Exit> {
                 emit(&table(&["ID", "PROJECT", "LABEL", "CREATED", "LAST USED", "REVOKED"], &rows));
             }
         }
-        KeysCommand::Revoke { id, json, serve } => {
-            let (_, meta) = open(serve).await?;
+        KeysCommand::Revoke { id, json, storage } => {
+            let (_, meta) = open(storage).await?;
             let revoked = meta.revoke_api_key(id.trim(), Timestamp::now()).await.map_err(meta_failed)?;
             meta.close().await;
             let Some(key) = revoked else {
@@ -132,9 +132,15 @@ fn key_json(key: &ApiKeyInfo) -> serde_json::Value {
 }
 
 /// Every project's (or one project's) files, bytes, quota, open uploads and running imports.
-pub async fn usage(project_name: Option<String>, recompute: bool, json: bool, serve: ServeArgs) -> CliResult<Exit> {
+pub async fn usage(
+    project_name: Option<String>,
+    recompute: bool,
+    json: bool,
+    default_quota: u64,
+    storage: StorageArgs,
+) -> CliResult<Exit> {
     let only = project_name.as_deref().map(project).transpose()?;
-    let (config, meta) = open(serve).await?;
+    let (_, meta) = open(storage).await?;
     if recompute {
         let repairs = meta.recompute_usage().await.map_err(meta_failed)?;
         for repair in &repairs {
@@ -150,7 +156,7 @@ pub async fn usage(project_name: Option<String>, recompute: bool, json: bool, se
     {
         return Err(CliError::new(Exit::NotFound, format!("no project is named {:?}", project.as_str())));
     }
-    let quota = |r: &crate::meta::ProjectReport| r.usage.quota_bytes.unwrap_or(config.limits.project_quota_bytes);
+    let quota = |r: &crate::meta::ProjectReport| r.usage.quota_bytes.unwrap_or(default_quota);
     if json {
         let projects: Vec<_> = reports
             .iter()
@@ -188,12 +194,11 @@ pub async fn usage(project_name: Option<String>, recompute: bool, json: bool, se
 }
 
 /// `filegate migrate-store`: see its help in `cli/mod.rs`.
-pub async fn migrate_store(to: String, serve: ServeArgs) -> CliResult<Exit> {
-    let (config, meta) = open(serve).await?;
-    let mut destination = config.clone();
-    destination.blobs = crate::config::parse_blob_url(&to).map_err(|e| CliError::usage(format!("{e:#}")))?;
+pub async fn migrate_store(to: String, storage: StorageArgs) -> CliResult<Exit> {
+    let (storage, meta) = open(storage).await?;
+    let destination = crate::config::parse_blob_url(&to).map_err(CliError::usage)?;
     let failed = |e: anyhow::Error| CliError::failure(format!("{e:#}"));
-    let from = crate::app::open_blobs(&config).await.map_err(failed)?;
+    let from = crate::app::open_blobs(&storage.blobs).await.map_err(failed)?;
     let to = crate::app::open_blobs(&destination).await.map_err(failed)?;
     out!("copying from {} to {}", from.describe(), to.describe());
     let total = meta.usage().await.map_err(meta_failed)?.iter().map(|p| p.usage.used_bytes).sum::<u64>();
@@ -223,8 +228,8 @@ pub async fn migrate_store(to: String, serve: ServeArgs) -> CliResult<Exit> {
 }
 
 /// `filegate migrate`: the database's pending migrations, then exit.
-pub async fn migrate(serve: ServeArgs) -> CliResult<Exit> {
-    let (_, meta) = open(serve).await?;
+pub async fn migrate(storage: StorageArgs) -> CliResult<Exit> {
+    let (_, meta) = open(storage).await?;
     out!("{}: migrations applied", meta.describe());
     meta.close().await;
     Ok(Exit::Success)

@@ -1,19 +1,26 @@
 //! Settings of `filegate serve`: every one has a flag and a `FILEGATE_*` environment variable (the
-//! operational contract in `docs/configuration.md`). Values are parsed and checked here, once, before
-//! anything binds or opens; the rest of the server receives typed values only.
+//! operational contract in the README). Values are parsed and checked here, once, before anything binds
+//! or opens, and every problem is reported at once ([`Problems`], `filegate config check`); the rest of
+//! the server receives typed values only.
+//!
+//! Secrets (`FILEGATE_API_KEYS`, `FILEGATE_DATABASE_URL`, `FILEGATE_GEMINI_API_KEY`,
+//! `FILEGATE_UPSTREAM_BEARER_TOKEN`) may also be read from a file named by the same variable with `_FILE`
+//! appended, as container platforms and systemd credentials mount them ([`secret`]).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use ipnet::IpNet;
 
+mod problems;
+mod storage;
 mod upstream;
 
+pub use problems::Problems;
+pub use storage::{Blobs, Database, Storage, StorageArgs, parse_blob_url};
 pub use upstream::{ApiKeySecret, ModelConfig, Upstream, UpstreamArgs, UpstreamKind, VertexAuth};
 
-use crate::blob::BucketUrl;
 use crate::domain::{ApiKey, MediaTypePolicy, ProjectId};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -24,22 +31,14 @@ pub struct ServeArgs {
     /// Base of the URLs filegate hands out (upload URLs, `uri`); default `http://<listen address>`.
     #[arg(long, env = "FILEGATE_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Directory of the SQLite database and of the local blob store.
-    #[arg(long, env = "FILEGATE_DATA_DIR", default_value = "./filegate-data")]
-    pub data_dir: PathBuf,
-    /// `sqlite://PATH` (default: `filegate.db` in the data dir) or `postgres://USER:PASSWORD@HOST/DB`.
-    #[arg(long, env = "FILEGATE_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// Connections the database pool may open (default: 8 on SQLite, 16 on PostgreSQL).
-    #[arg(long, env = "FILEGATE_DATABASE_MAX_CONNECTIONS")]
-    pub database_max_connections: Option<u32>,
-    /// `file:///PATH` (default: `blobs/` in the data dir), `s3://BUCKET[/PREFIX]`, `gs://BUCKET[/PREFIX]` or
-    /// `az://CONTAINER[/PREFIX]` (credentials from the provider's usual environment variables).
-    #[arg(long, env = "FILEGATE_BLOB_STORE")]
-    pub blob_store: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// Comma-separated `project:key` pairs accepted in addition to the keys in the database.
     #[arg(long, env = "FILEGATE_API_KEYS", hide_env_values = true)]
     pub api_keys: Option<String>,
+    /// A file holding FILEGATE_API_KEYS (instead of the variable).
+    #[arg(long, env = "FILEGATE_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
     /// Largest file accepted, in bytes.
     #[arg(long, env = "FILEGATE_MAX_FILE_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
     pub max_file_bytes: u64,
@@ -157,39 +156,12 @@ pub struct Limits {
     pub media_types: MediaTypePolicy,
 }
 
-/// Where the bytes live.
-#[derive(Debug, Clone)]
-pub enum Blobs {
-    Local(PathBuf),
-    Bucket(BucketUrl),
-}
-
-/// Where the metadata lives.
-#[derive(Clone)]
-pub enum Database {
-    Sqlite(PathBuf),
-    /// The URL, password included: never logged as is.
-    Postgres(String),
-}
-
-impl std::fmt::Debug for Database {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
-            Self::Postgres(_) => f.write_str("Postgres(..)"),
-        }
-    }
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub public_url: Option<String>,
-    pub data_dir: PathBuf,
-    pub database: Database,
-    pub database_max_connections: u32,
-    pub blobs: Blobs,
+    pub storage: Storage,
     pub static_keys: Vec<(ProjectId, ApiKey)>,
     pub limits: Limits,
     pub sweep_interval: Duration,
@@ -205,68 +177,51 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
-        let public_url = args.public_url.as_deref().map(parse_public_url).transpose()?;
-        let database = match args.database_url.as_deref() {
-            None => Database::Sqlite(args.data_dir.join("filegate.db")),
-            Some(url) => parse_database_url(url)?,
-        };
-        let database_max_connections = match args.database_max_connections {
-            Some(0) => bail!("FILEGATE_DATABASE_MAX_CONNECTIONS must be at least 1"),
-            Some(n) => n,
-            None if matches!(database, Database::Postgres(_)) => 16,
-            None => 8,
-        };
-        let blobs = match args.blob_store.as_deref() {
-            None => Blobs::Local(args.data_dir.join("blobs")),
-            Some(url) => parse_blob_url(url)?,
-        };
-        let static_keys = args.api_keys.as_deref().map(parse_api_keys).transpose()?.unwrap_or_default();
-        let import_allow_cidrs = args.import_allow_cidrs.as_deref().map(parse_cidrs).transpose()?.unwrap_or_default();
-        if args.max_file_bytes == 0 {
-            bail!("FILEGATE_MAX_FILE_BYTES must be at least 1");
-        }
-        if args.default_ttl_seconds == 0 || args.sweep_interval_seconds == 0 {
-            bail!("FILEGATE_DEFAULT_TTL_SECONDS and FILEGATE_SWEEP_INTERVAL_SECONDS must be at least 1");
-        }
-        if args.import_workers == 0 || args.import_lease_seconds < 3 {
-            bail!("FILEGATE_IMPORT_WORKERS must be at least 1 and FILEGATE_IMPORT_LEASE_SECONDS at least 3");
-        }
-        if args.import_connect_timeout_seconds == 0
-            || args.import_stall_timeout_seconds == 0
-            || args.import_total_timeout_seconds == 0
-            || args.import_max_attempts == 0
-        {
-            bail!("the FILEGATE_IMPORT_*_TIMEOUT_SECONDS and FILEGATE_IMPORT_MAX_ATTEMPTS settings must be at least 1");
+    /// The configuration, or every problem with the settings (not only the first).
+    pub fn from_args(args: ServeArgs) -> Result<Self, Problems> {
+        let mut problems = Problems::default();
+        let public_url = args.public_url.as_deref().and_then(|url| problems.take(parse_public_url(url)));
+        let storage = Storage::from_args(&args.storage, &mut problems);
+        let api_keys = secret(args.api_keys, args.api_keys_file.as_deref(), "FILEGATE_API_KEYS", &mut problems);
+        let static_keys = api_keys.as_deref().and_then(|keys| problems.take(parse_api_keys(keys))).unwrap_or_default();
+        let allow_cidrs = args.import_allow_cidrs.as_deref().and_then(|c| problems.take(parse_cidrs(c)));
+        problems.check(args.max_file_bytes > 0, "FILEGATE_MAX_FILE_BYTES must be at least 1");
+        problems.check(args.default_ttl_seconds > 0, "FILEGATE_DEFAULT_TTL_SECONDS must be at least 1");
+        problems.check(args.sweep_interval_seconds > 0, "FILEGATE_SWEEP_INTERVAL_SECONDS must be at least 1");
+        problems.check(args.import_workers > 0, "FILEGATE_IMPORT_WORKERS must be at least 1");
+        problems.check(args.import_lease_seconds >= 3, "FILEGATE_IMPORT_LEASE_SECONDS must be at least 3");
+        for (value, name) in [
+            (args.import_connect_timeout_seconds, "FILEGATE_IMPORT_CONNECT_TIMEOUT_SECONDS"),
+            (args.import_stall_timeout_seconds, "FILEGATE_IMPORT_STALL_TIMEOUT_SECONDS"),
+            (args.import_total_timeout_seconds, "FILEGATE_IMPORT_TOTAL_TIMEOUT_SECONDS"),
+            (u64::from(args.import_max_attempts), "FILEGATE_IMPORT_MAX_ATTEMPTS"),
+            (args.request_idle_timeout_seconds, "FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS"),
+        ] {
+            problems.check(value > 0, format!("{name} must be at least 1"));
         }
         let models = parse_globs(&args.import_models);
-        if models.is_empty() {
-            bail!("FILEGATE_IMPORT_MODELS must name at least one pattern (\"*\" allows every model)");
-        }
-        if args.request_idle_timeout_seconds == 0 {
-            bail!("FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS must be at least 1");
-        }
-        if args.upload_claim_seconds < 3 {
-            bail!("FILEGATE_UPLOAD_CLAIM_SECONDS must be at least 3");
-        }
-        if args.max_connections == Some(0) {
-            bail!("FILEGATE_MAX_CONNECTIONS must be at least 1");
-        }
+        problems.check(
+            !models.is_empty(),
+            "FILEGATE_IMPORT_MODELS must name at least one pattern (\"*\" allows every model)",
+        );
+        problems.check(args.upload_claim_seconds >= 3, "FILEGATE_UPLOAD_CLAIM_SECONDS must be at least 3");
+        problems.check(args.max_connections != Some(0), "FILEGATE_MAX_CONNECTIONS must be at least 1");
         let register_buckets = parse_globs(&args.register_buckets);
         if let Some(bad) = register_buckets.iter().find(|p| !p.starts_with("gs://") || p.len() <= "gs://".len()) {
-            bail!("FILEGATE_REGISTER_BUCKETS patterns are gs://BUCKET/… globs, not \"{bad}\"");
+            problems.push(format!("FILEGATE_REGISTER_BUCKETS patterns are gs://BUCKET/… globs, not \"{bad}\""));
         }
         let allowed_mime_types = parse_globs(&args.allowed_mime_types);
-        if allowed_mime_types.is_empty() {
-            bail!("FILEGATE_ALLOWED_MIME_TYPES must name at least one pattern (\"*\" allows every type)");
-        }
+        problems.check(
+            !allowed_mime_types.is_empty(),
+            "FILEGATE_ALLOWED_MIME_TYPES must name at least one pattern (\"*\" allows every type)",
+        );
+        let model = ModelConfig::from_args(args.upstream, &mut problems);
+        let (Some(storage), Some(model)) = (storage, model) else { return Err(problems) };
+        problems.into_result()?;
         Ok(Self {
             listen: args.listen,
             public_url,
-            data_dir: args.data_dir,
-            database,
-            database_max_connections,
-            blobs,
+            storage,
             static_keys,
             limits: Limits {
                 max_file_bytes: args.max_file_bytes,
@@ -280,7 +235,7 @@ impl Config {
             },
             sweep_interval: Duration::from_secs(args.sweep_interval_seconds),
             imports: ImportConfig {
-                allow_cidrs: import_allow_cidrs,
+                allow_cidrs: allow_cidrs.unwrap_or_default(),
                 workers: args.import_workers,
                 lease: Duration::from_secs(args.import_lease_seconds),
                 connect_timeout: Duration::from_secs(args.import_connect_timeout_seconds),
@@ -294,9 +249,29 @@ impl Config {
             max_connections: args.max_connections.unwrap_or_else(default_max_connections),
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
             log_format: args.log_format,
-            model: ModelConfig::from_args(&args.upstream)?,
+            model,
             register_buckets,
         })
+    }
+}
+
+/// A secret setting: its variable, or the contents of the file its `_FILE` variable names (a trailing
+/// newline dropped), not both.
+pub fn secret(value: Option<String>, file: Option<&Path>, name: &str, problems: &mut Problems) -> Option<String> {
+    match (value, file) {
+        (Some(_), Some(_)) => {
+            problems.push(format!("{name} and {name}_FILE are both set: keep one"));
+            None
+        }
+        (Some(value), None) => Some(value),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text.trim_end_matches(['\n', '\r']).to_owned()),
+            Err(e) => {
+                problems.push(format!("{name}_FILE: cannot read {}: {e}", path.display()));
+                None
+            }
+        },
+        (None, None) => None,
     }
 }
 
@@ -313,65 +288,37 @@ fn default_max_connections() -> usize {
 }
 
 /// A public URL is an absolute http(s) URL; a trailing slash is dropped so paths join cleanly.
-fn parse_public_url(url: &str) -> anyhow::Result<String> {
+fn parse_public_url(url: &str) -> Result<String, String> {
     let trimmed = url.trim().trim_end_matches('/');
-    let uri: hyper::Uri = trimmed.parse().with_context(|| format!("FILEGATE_PUBLIC_URL \"{url}\" is not a URL"))?;
-    match (uri.scheme_str(), uri.host(), uri.query()) {
-        (Some("http" | "https"), Some(_), None) => Ok(trimmed.to_owned()),
-        _ => bail!("FILEGATE_PUBLIC_URL \"{url}\" must be an absolute http:// or https:// URL without a query"),
-    }
-}
-
-fn parse_database_url(url: &str) -> anyhow::Result<Database> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let parsed = url::Url::parse(url).context("FILEGATE_DATABASE_URL is not a valid postgres:// URL")?;
-        if parsed.host_str().is_none_or(str::is_empty) {
-            bail!("FILEGATE_DATABASE_URL must name a host: postgres://USER:PASSWORD@HOST[:PORT]/DATABASE");
+    match url::Url::parse(trimmed) {
+        Ok(parsed) if ["http", "https"].contains(&parsed.scheme()) && parsed.has_host() && parsed.query().is_none() => {
+            Ok(trimmed.to_owned())
         }
-        return Ok(Database::Postgres(url.to_owned()));
-    }
-    let path =
-        url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).map(|p| p.split('?').next().unwrap_or(p));
-    match path {
-        Some(p) if !p.is_empty() => Ok(Database::Sqlite(PathBuf::from(p))),
-        _ => bail!("FILEGATE_DATABASE_URL must be sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE"),
+        _ => Err(format!("FILEGATE_PUBLIC_URL \"{url}\" must be an absolute http:// or https:// URL without a query")),
     }
 }
 
-pub fn parse_blob_url(url: &str) -> anyhow::Result<Blobs> {
-    if let Some(path) = url.strip_prefix("file://") {
-        if !path.starts_with('/') {
-            bail!("FILEGATE_BLOB_STORE \"{url}\" must be file:///ABSOLUTE/PATH");
-        }
-        return Ok(Blobs::Local(PathBuf::from(path)));
-    }
-    BucketUrl::parse(url).map(Blobs::Bucket).with_context(|| {
-        format!("FILEGATE_BLOB_STORE \"{url}\" must be file:///PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX")
-    })
-}
-
-fn parse_api_keys(list: &str) -> anyhow::Result<Vec<(ProjectId, ApiKey)>> {
+fn parse_api_keys(list: &str) -> Result<Vec<(ProjectId, ApiKey)>, String> {
     list.split(',')
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
-            let (project, key) =
-                pair.split_once(':').with_context(|| "FILEGATE_API_KEYS entries must be project:key".to_owned())?;
-            let project = ProjectId::parse(project.trim()).map_err(|e| anyhow::anyhow!("FILEGATE_API_KEYS: {e}"))?;
+            let (project, key) = pair.split_once(':').ok_or("FILEGATE_API_KEYS entries must be project:key")?;
+            let project = ProjectId::parse(project.trim()).map_err(|e| format!("FILEGATE_API_KEYS: {e}"))?;
             let key = key.trim();
             if key.len() < 8 {
-                bail!("FILEGATE_API_KEYS: the key of project {project} is shorter than 8 characters");
+                return Err(format!("FILEGATE_API_KEYS: the key of project {project} is shorter than 8 characters"));
             }
             Ok((project, ApiKey::new(key)))
         })
         .collect()
 }
 
-fn parse_cidrs(list: &str) -> anyhow::Result<Vec<IpNet>> {
+fn parse_cidrs(list: &str) -> Result<Vec<IpNet>, String> {
     list.split(',')
         .map(str::trim)
         .filter(|c| !c.is_empty())
-        .map(|c| c.parse::<IpNet>().with_context(|| format!("FILEGATE_IMPORT_ALLOW_CIDRS: \"{c}\" is not a CIDR")))
+        .map(|c| c.parse::<IpNet>().map_err(|_| format!("FILEGATE_IMPORT_ALLOW_CIDRS: \"{c}\" is not a CIDR")))
         .collect()
 }
 
@@ -398,18 +345,51 @@ mod tests {
     }
 
     #[test]
-    fn storage_urls_name_what_is_supported() {
-        assert!(
-            matches!(parse_database_url("sqlite:///tmp/x.db").unwrap(), Database::Sqlite(p) if p == std::path::Path::new("/tmp/x.db"))
-        );
-        assert!(matches!(parse_database_url("postgres://u:p@db:5432/fg").unwrap(), Database::Postgres(_)));
-        assert!(parse_database_url("postgres:///nohost").is_err());
-        assert!(parse_database_url("mysql://h/db").is_err());
-        assert!(
-            matches!(parse_blob_url("file:///srv/blobs").unwrap(), Blobs::Local(p) if p == std::path::Path::new("/srv/blobs"))
-        );
-        assert!(matches!(parse_blob_url("s3://bucket/p").unwrap(), Blobs::Bucket(b) if b.bucket == "bucket"));
-        assert!(parse_blob_url("file://relative").is_err());
-        assert!(parse_blob_url("ftp://x/y").is_err());
+    fn every_problem_is_reported_at_once_and_secrets_come_from_files() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(std::iter::once("filegate").chain(args.iter().copied())).unwrap();
+            Config::from_args(cli.serve)
+        };
+        let problems = parse(&[
+            "--public-url",
+            "ftp://x",
+            "--api-keys",
+            "a:short",
+            "--import-workers",
+            "0",
+            "--database-url",
+            "mysql://h/db",
+            "--upstream",
+            "vertex",
+        ])
+        .unwrap_err();
+        let text = problems.to_string();
+        for expected in [
+            "FILEGATE_PUBLIC_URL",
+            "shorter than 8",
+            "FILEGATE_IMPORT_WORKERS",
+            "FILEGATE_DATABASE_URL",
+            "FILEGATE_VERTEX_PROJECT",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        }
+        assert_eq!(problems.len(), 5, "{text}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::write(&keys, "alpha:from-a-file-0001\n").unwrap();
+        let keys = keys.to_str().unwrap();
+        let config = parse(&["--api-keys-file", keys]).unwrap();
+        assert_eq!(config.static_keys[0].1.expose(), "from-a-file-0001", "the trailing newline is dropped");
+        let both = parse(&["--api-keys-file", keys, "--api-keys", "b:another-key-1"]).unwrap_err();
+        assert!(both.to_string().contains("FILEGATE_API_KEYS and FILEGATE_API_KEYS_FILE are both set"));
+        let missing = parse(&["--database-url-file", "/nonexistent/db-url"]).unwrap_err();
+        assert!(missing.to_string().contains("FILEGATE_DATABASE_URL_FILE: cannot read /nonexistent/db-url"));
     }
 }

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use std::path::PathBuf;
 
+use super::{Problems, secret};
 use crate::blob::BucketUrl;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -24,12 +25,18 @@ pub struct UpstreamArgs {
     /// The Gemini API key filegate calls the Gemini API with (never a client's key).
     #[arg(long, env = "FILEGATE_GEMINI_API_KEY", hide_env_values = true)]
     pub gemini_api_key: Option<String>,
+    /// A file holding FILEGATE_GEMINI_API_KEY (instead of the variable).
+    #[arg(long, env = "FILEGATE_GEMINI_API_KEY_FILE")]
+    pub gemini_api_key_file: Option<PathBuf>,
     #[arg(long, env = "FILEGATE_GEMINI_ENDPOINT", default_value = "https://generativelanguage.googleapis.com")]
     pub gemini_endpoint: String,
     /// A fixed bearer token for Vertex AI (development, tests); without it, Google's application-default
     /// credentials (GOOGLE_APPLICATION_CREDENTIALS, the metadata server, gcloud).
     #[arg(long, env = "FILEGATE_UPSTREAM_BEARER_TOKEN", hide_env_values = true)]
     pub upstream_bearer_token: Option<String>,
+    /// A file holding FILEGATE_UPSTREAM_BEARER_TOKEN (instead of the variable).
+    #[arg(long, env = "FILEGATE_UPSTREAM_BEARER_TOKEN_FILE")]
+    pub upstream_bearer_token_file: Option<PathBuf>,
     /// `gs://BUCKET/PREFIX` where files that are not in Cloud Storage are copied (once) so Vertex AI can read
     /// them.
     #[arg(long, env = "FILEGATE_VERTEX_STAGING_BUCKET")]
@@ -106,56 +113,73 @@ fn trimmed(url: &str) -> String {
 }
 
 impl ModelConfig {
-    pub fn from_args(args: &UpstreamArgs) -> anyhow::Result<Self> {
+    /// The model settings, or `None` with their problems recorded.
+    pub fn from_args(args: UpstreamArgs, problems: &mut Problems) -> Option<Self> {
+        let gemini_api_key =
+            secret(args.gemini_api_key, args.gemini_api_key_file.as_deref(), "FILEGATE_GEMINI_API_KEY", problems);
+        let bearer = secret(
+            args.upstream_bearer_token,
+            args.upstream_bearer_token_file.as_deref(),
+            "FILEGATE_UPSTREAM_BEARER_TOKEN",
+            problems,
+        );
         let upstream = match args.upstream {
-            UpstreamKind::Off => Upstream::Off,
+            UpstreamKind::Off => Some(Upstream::Off),
             UpstreamKind::Vertex => {
-                let project = args
-                    .vertex_project
-                    .clone()
-                    .filter(|p| !p.trim().is_empty())
-                    .context("FILEGATE_UPSTREAM=vertex needs FILEGATE_VERTEX_PROJECT")?;
+                let project = args.vertex_project.clone().filter(|p| !p.trim().is_empty());
+                problems.check(project.is_some(), "FILEGATE_UPSTREAM=vertex needs FILEGATE_VERTEX_PROJECT");
                 let location = args.vertex_location.trim().to_owned();
                 let endpoint = match &args.vertex_endpoint {
                     Some(endpoint) => trimmed(endpoint),
                     None if location == "global" => "https://aiplatform.googleapis.com".into(),
                     None => format!("https://{location}-aiplatform.googleapis.com"),
                 };
-                let auth = match &args.upstream_bearer_token {
+                let auth = match bearer {
                     Some(token) if !token.trim().is_empty() => VertexAuth::Static(token.trim().to_owned()),
                     _ => VertexAuth::ApplicationDefault,
                 };
                 let staging = match &args.vertex_staging_bucket {
-                    None => None,
+                    None => Some(None),
                     Some(url) => match BucketUrl::parse(url) {
-                        Some(bucket) if url.starts_with("gs://") => Some(bucket),
-                        _ => bail!("FILEGATE_VERTEX_STAGING_BUCKET \"{url}\" must be gs://BUCKET[/PREFIX]"),
+                        Some(bucket) if url.starts_with("gs://") => Some(Some(bucket)),
+                        _ => {
+                            problems
+                                .push(format!("FILEGATE_VERTEX_STAGING_BUCKET \"{url}\" must be gs://BUCKET[/PREFIX]"));
+                            None
+                        }
                     },
                 };
-                Upstream::Vertex { project, location, endpoint, auth, staging }
+                project.zip(staging).map(|(project, staging)| Upstream::Vertex {
+                    project,
+                    location,
+                    endpoint,
+                    auth,
+                    staging,
+                })
             }
             UpstreamKind::Gemini => {
-                let api_key = args
-                    .gemini_api_key
-                    .clone()
-                    .filter(|k| !k.trim().is_empty())
-                    .context("FILEGATE_UPSTREAM=gemini needs FILEGATE_GEMINI_API_KEY")?;
-                Upstream::Gemini { api_key: ApiKeySecret(api_key), endpoint: trimmed(&args.gemini_endpoint) }
+                let api_key = gemini_api_key.filter(|k| !k.trim().is_empty());
+                problems.check(api_key.is_some(), "FILEGATE_UPSTREAM=gemini needs FILEGATE_GEMINI_API_KEY");
+                api_key.map(|api_key| Upstream::Gemini {
+                    api_key: ApiKeySecret(api_key),
+                    endpoint: trimmed(&args.gemini_endpoint),
+                })
             }
         };
         let mut model_map = HashMap::new();
         for pair in args.model_map.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (alias, model) = pair.split_once('=').context("FILEGATE_MODEL_MAP entries must be alias=model")?;
-            model_map.insert(alias.trim().to_owned(), model.trim().to_owned());
+            match pair.split_once('=') {
+                Some((alias, model)) => {
+                    model_map.insert(alias.trim().to_owned(), model.trim().to_owned());
+                }
+                None => problems.push(format!("FILEGATE_MODEL_MAP entries must be alias=model, not \"{pair}\"")),
+            }
         }
-        if args.upstream_idle_timeout_seconds == 0 {
-            bail!("FILEGATE_UPSTREAM_IDLE_TIMEOUT_SECONDS must be at least 1");
-        }
-        if args.model_max_file_references == 0 {
-            bail!("FILEGATE_MODEL_MAX_FILE_REFERENCES must be at least 1");
-        }
-        Ok(Self {
-            upstream,
+        problems
+            .check(args.upstream_idle_timeout_seconds > 0, "FILEGATE_UPSTREAM_IDLE_TIMEOUT_SECONDS must be at least 1");
+        problems.check(args.model_max_file_references > 0, "FILEGATE_MODEL_MAX_FILE_REFERENCES must be at least 1");
+        Some(Self {
+            upstream: upstream?,
             inline_max_bytes: args.inline_max_bytes,
             max_file_references: args.model_max_file_references,
             model_map,
@@ -176,9 +200,12 @@ mod tests {
         upstream: UpstreamArgs,
     }
 
-    fn parse(args: &[&str]) -> anyhow::Result<ModelConfig> {
-        let cli = Cli::try_parse_from(std::iter::once("filegate").chain(args.iter().copied()))?;
-        ModelConfig::from_args(&cli.upstream)
+    fn parse(args: &[&str]) -> Result<ModelConfig, Problems> {
+        let cli = Cli::try_parse_from(std::iter::once("filegate").chain(args.iter().copied())).unwrap();
+        let mut problems = Problems::default();
+        let config = ModelConfig::from_args(cli.upstream, &mut problems);
+        problems.into_result()?;
+        Ok(config.unwrap())
     }
 
     #[test]

@@ -63,3 +63,73 @@ async fn a_browser_may_run_the_upload_protocol() {
         assert!(exposed.contains(name), "{name} not exposed: {exposed}");
     }
 }
+
+#[test]
+fn the_binary_explains_itself() {
+    let filegate = || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_filegate"));
+        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        cmd
+    };
+    let version = filegate().arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(version.starts_with(concat!("filegate ", env!("CARGO_PKG_VERSION"), " (commit ")), "{version}");
+    assert!(version.contains("PostgreSQL") && version.contains("S3") && version.contains("Azure"), "{version}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = filegate()
+        .args(["config", "check", "--public-url", "files.example.com"])
+        .env("FILEGATE_IMPORT_WORKERS", "0")
+        .env("FILEGATE_UPSTREAM", "gemini")
+        .env("FILEGATE_DATABASE_URL_FILE", tmp.path().join("missing"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    for named in
+        ["FILEGATE_PUBLIC_URL", "FILEGATE_IMPORT_WORKERS", "FILEGATE_GEMINI_API_KEY", "FILEGATE_DATABASE_URL_FILE"]
+    {
+        assert!(stderr.contains(named), "{named} is not reported:\n{stderr}");
+    }
+    assert!(stderr.contains("4 problem(s)"), "{stderr}");
+    let good = filegate().args(["config", "check"]).env("FILEGATE_DATA_DIR", tmp.path()).output().unwrap();
+    assert_eq!(good.status.code(), Some(0), "{}", String::from_utf8_lossy(&good.stderr));
+
+    let help = filegate().args(["keys", "create", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--database-url") && help.contains("--project"), "{help}");
+    assert!(!help.contains("--listen") && !help.contains("IMPORT"), "keys takes no server flags:\n{help}");
+}
+
+/// `deploy/systemd/filegate.service` passes `systemd-analyze verify` (with this build as its binary, no
+/// warning) and keeps the settings operators rely on.
+#[test]
+fn the_systemd_unit_verifies_and_is_locked_down() {
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/systemd/filegate.service")).unwrap();
+    for setting in [
+        "DynamicUser=yes",
+        "StateDirectory=filegate",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "LimitNOFILE=65536",
+        "Restart=on-failure",
+        "EnvironmentFile=-/etc/filegate.env",
+        "ExecStart=/usr/local/bin/filegate serve",
+    ] {
+        assert!(unit.lines().any(|l| l == setting), "{setting} is missing");
+    }
+    // The stop timeout leaves room for the default grace period of requests in flight.
+    let stop: u64 = unit.lines().find_map(|l| l.strip_prefix("TimeoutStopSec=")).unwrap().parse().unwrap();
+    assert!(stop > 30, "TimeoutStopSec={stop} cuts FILEGATE_SHUTDOWN_GRACE_SECONDS (30 s) short");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let binary = tmp.path().join("filegate");
+    std::fs::copy(env!("CARGO_BIN_EXE_filegate"), &binary).unwrap();
+    let local = tmp.path().join("filegate.service");
+    std::fs::write(&local, unit.replace("/usr/local/bin/filegate", binary.to_str().unwrap())).unwrap();
+    let verify = std::process::Command::new("systemd-analyze").arg("verify").arg(&local).output();
+    let verify = verify.expect("systemd-analyze (Debian's systemd package; scripts/test.sh installs it)");
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
+}
