@@ -58,9 +58,10 @@ pub enum Error {
     /// The client stopped sending its request body, or sends it too slowly to be worth a connection.
     #[error("{0}")]
     BodyStalled(Stall),
-    /// A dependency failed in a way worth retrying (database busy, disk full, client body stalled).
+    /// A dependency failed in a way worth retrying (database busy, disk full, another request holding an
+    /// upload).
     #[error("temporarily unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Unavailable),
     #[error("internal error: {0}")]
     Internal(#[source] Source),
 }
@@ -72,6 +73,7 @@ pub fn log_server_side(err: &Error) {
     match err {
         Error::Internal(source) => tracing::error!(error = %source, "internal error"),
         Error::Unavailable(why) => tracing::warn!(reason = %why, "answering 503"),
+        Error::BodyStalled(_) => {}
         Error::Upstream(err) => match err.as_ref() {
             UpstreamError::Status { status, .. } if *status < 500 => {}
             err => tracing::warn!(error = %err, "model upstream failed"),
@@ -91,8 +93,50 @@ impl Error {
         Self::Internal(err.into())
     }
 
+    /// A retryable condition the caller may be told as it is.
+    pub fn retry(words: impl Into<String>) -> Self {
+        Self::Unavailable(Unavailable::Retry(words.into()))
+    }
+
+    /// What a caller is told: the error's own words, except where they would carry internals (a path, a
+    /// URL, a driver's message), which only the log gets.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => "Internal error encountered.".into(),
+            Self::Unavailable(unavailable) => unavailable.public_message(),
+            Self::Upstream(upstream) => upstream.public_message(),
+            other => other.to_string(),
+        }
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidArgument(message.into())
+    }
+}
+
+/// What is unavailable. Callers are told which dependency, never its details (paths, URLs, driver
+/// messages): those go to the log, once, with the request id the answer carries.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// The metadata database (busy, full, read-only, unreachable); the detail is for the log.
+    #[error("the metadata database: {0}")]
+    Database(String),
+    /// Blob storage (a full or read-only disk, a bucket unreachable or throttling); the detail is for the log.
+    #[error("blob storage: {0}")]
+    Storage(String),
+    /// A condition the caller may be told as it is (another request is writing the upload, say).
+    #[error("{0}")]
+    Retry(String),
+}
+
+impl Unavailable {
+    /// What a caller is told.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Database(_) => "The metadata database is temporarily unavailable; retry the request.".into(),
+            Self::Storage(_) => "File storage is temporarily unavailable; retry the request.".into(),
+            Self::Retry(words) => words.clone(),
+        }
     }
 }
 
@@ -165,6 +209,21 @@ pub enum UpstreamError {
     },
 }
 
+impl UpstreamError {
+    /// What a caller is told: which upstream and what went wrong, without filegate's endpoints or the
+    /// transport's details.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Credentials { upstream, .. } => {
+                format!("filegate could not obtain Google credentials for {upstream}.")
+            }
+            Self::Unreachable { upstream, .. } => format!("{upstream} is unreachable."),
+            Self::Unauthorized { upstream, .. } => format!("{upstream} refused filegate's credentials."),
+            Self::Stalled { .. } | Self::Status { .. } => self.to_string(),
+        }
+    }
+}
+
 /// The `x-goog-upload-status` a client should see with an error on an upload URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadStatus {
@@ -208,10 +267,10 @@ impl From<std::io::Error> for Error {
         use std::io::ErrorKind as K;
         const EIO: i32 = 5;
         match err.kind() {
-            K::StorageFull | K::QuotaExceeded => Self::Unavailable("blob storage is full".into()),
-            K::ReadOnlyFilesystem => Self::Unavailable("blob storage is read-only".into()),
-            K::TimedOut | K::Interrupted | K::ResourceBusy => Self::Unavailable(format!("blob storage: {err}")),
-            _ if err.raw_os_error() == Some(EIO) => Self::Unavailable(format!("blob storage: {err}")),
+            K::StorageFull | K::QuotaExceeded => Self::Unavailable(Unavailable::Storage("full".into())),
+            K::ReadOnlyFilesystem => Self::Unavailable(Unavailable::Storage("read-only".into())),
+            K::TimedOut | K::Interrupted | K::ResourceBusy => Self::Unavailable(Unavailable::Storage(err.to_string())),
+            _ if err.raw_os_error() == Some(EIO) => Self::Unavailable(Unavailable::Storage(err.to_string())),
             _ => Self::internal(err),
         }
     }

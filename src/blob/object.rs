@@ -19,7 +19,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutPa
 
 use super::{BlobStore, ByteStream, Layout, Staging};
 use crate::domain::random_alphanumeric;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Unavailable};
 
 /// One part per 8 MiB granule: the granularity the upload protocol advertises, and above the 5 MiB
 /// minimum of S3 and Google Cloud Storage.
@@ -92,7 +92,7 @@ pub struct ObjectBlobStore {
 fn bucket_error(err: object_store::Error) -> Error {
     match err {
         object_store::Error::NotFound { .. } | object_store::Error::InvalidPath { .. } => Error::internal(err),
-        other => Error::Unavailable(format!("the bucket: {other}")),
+        other => Error::Unavailable(Unavailable::Storage(format!("the bucket: {other}"))),
     }
 }
 

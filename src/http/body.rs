@@ -221,7 +221,7 @@ fn body_error(err: &(dyn std::error::Error + 'static), too_large: impl FnOnce() 
         }
         cause = e.source();
     }
-    Error::Unavailable(format!("reading the request body failed: {err}"))
+    Error::retry(format!("Reading the request body failed: {err}."))
 }
 
 /// Reads a small body whole (JSON requests), refusing more than `limit` bytes with `too_large`'s error.

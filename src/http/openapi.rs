@@ -200,14 +200,14 @@ fn json_body(schema: &str, required: bool) -> RequestBody {
 
 /// Errors every authenticated Gemini route may answer.
 fn gemini_common() -> Vec<(Surface, Error)> {
-    [Error::MissingApiKey, Error::InvalidApiKey, Error::UnknownRoute, Error::Unavailable(String::new())]
+    [Error::MissingApiKey, Error::InvalidApiKey, Error::UnknownRoute, Error::retry(String::new())]
         .into_iter()
         .map(|e| (Surface::Gemini, e))
         .collect()
 }
 
 fn import_common() -> Vec<(Surface, Error)> {
-    [Error::MissingApiKey, Error::InvalidApiKey, Error::Unavailable(String::new())]
+    [Error::MissingApiKey, Error::InvalidApiKey, Error::retry(String::new())]
         .into_iter()
         .map(|e| (Surface::Import, e))
         .collect()
@@ -572,7 +572,7 @@ fn routes() -> Vec<Route> {
             parameters: vec![],
             body: None,
             ok: vec![reply(StatusCode::OK, "Ready", "application/json", ObjectBuilder::new().into())],
-            errors: vec![(Gemini, Error::Unavailable(String::new()))],
+            errors: vec![(Gemini, Error::retry(String::new()))],
             authenticated: false,
         },
         Route {

@@ -1,6 +1,6 @@
 //! What a failure of the metadata store means, whatever the engine.
 
-use crate::error::{Error, Source};
+use crate::error::{Error, Source, Unavailable};
 
 pub type MetaResult<T> = Result<T, MetaError>;
 
@@ -37,7 +37,7 @@ impl MetaError {
 impl From<MetaError> for Error {
     fn from(err: MetaError) -> Self {
         match err {
-            MetaError::Busy(_) | MetaError::Unavailable(_) => Self::Unavailable(err.to_string()),
+            MetaError::Busy(_) | MetaError::Unavailable(_) => Self::Unavailable(Unavailable::Database(err.to_string())),
             MetaError::Conflict(_) | MetaError::Other(_) => Self::Internal(Box::new(err)),
         }
     }

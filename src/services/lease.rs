@@ -51,7 +51,13 @@ mod tests {
         // Renewals succeed three times, then the database is unreachable.
         keep_alive(Duration::from_secs(30), move || {
             let n = counted.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async move { if n < 3 { Ok(true) } else { Err(Error::Unavailable("db".into())) } })
+            Box::pin(async move {
+                if n < 3 {
+                    Ok(true)
+                } else {
+                    Err(Error::Unavailable(crate::error::Unavailable::Database("down".into())))
+                }
+            })
         })
         .await;
         // Renewed at 10, 20, 30 s (held until 60 s); failing at 40 and 50 s, it stops at 50 s.

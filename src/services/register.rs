@@ -150,7 +150,7 @@ impl Registrar {
             }
         }
         if read != size {
-            return Err(Error::Unavailable(format!("{uri} changed while it was read ({read} of {size} bytes)")));
+            return Err(Error::retry(format!("{uri} changed while it was read ({read} of {size} bytes).")));
         }
         let url = url::Url::parse(&uri).map_err(|e| Error::invalid(format!("\"{uri}\": {e}")))?;
         let mime_type = crate::services::imports::detect_mime(None, &head, &url);

@@ -316,7 +316,7 @@ impl Uploads {
                 return Ok(None);
             }
             if waited.elapsed() > Self::WRITER_WAIT {
-                return Err(Error::Unavailable("another request has been writing to this upload for 5 minutes".into()));
+                return Err(Error::retry("Another request has been writing to this upload for 5 minutes."));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -354,7 +354,7 @@ impl Uploads {
             }
             Ok(None) => UploadError::SessionNotFound.into(),
             Ok(Some(_)) | Err(_) => {
-                Error::Unavailable("this request could not keep its claim on the upload; send the chunk again".into())
+                Error::retry("This request could not keep its claim on the upload; send the chunk again.")
             }
         }
     }

@@ -72,6 +72,15 @@ fn statuses(server: &Server) -> Vec<u16> {
     server.log().lines().filter_map(|l| l.split("status=").nth(1)?.split_whitespace().next()?.parse().ok()).collect()
 }
 
+/// What a 503 (or `/healthz`) may never say: where the data is, how the database is reached, what its
+/// driver said. The log has those.
+fn assert_no_internals(body: &str, server: &Server) {
+    let data_dir = server.data_dir.display().to_string();
+    for secret in [data_dir.as_str(), "postgres://", "sqlite", "127.0.0.1", "error returned from", "/tmp/"] {
+        assert!(!body.contains(secret), "an answer carries {secret:?}: {body}");
+    }
+}
+
 fn assert_no_500(server: &Server) {
     let log = server.log();
     assert!(!statuses(server).contains(&500) && !log.contains("internal error"), "a 500 was answered:\n{log}");
@@ -112,6 +121,7 @@ async fn a_full_disk_answers_503_and_everything_works_again_once_space_is_back()
     let second = gemini.command(&url, "upload", Some(CHUNK as u64), bytes[CHUNK..2 * CHUNK].to_vec()).await;
     assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(&second, "x-goog-upload-status"), None);
+    assert_no_internals(&second.text().await.unwrap(), &server);
     assert_eq!(gemini.start(1, json!({})).await.status(), StatusCode::SERVICE_UNAVAILABLE, "no staging area fits");
     // Writes to the database fail too, once its journal cannot grow: an import's creation writes only
     // rows, and answers 503, not 500, as soon as they do not fit.
@@ -122,6 +132,7 @@ async fn a_full_disk_answers_503_and_everything_works_again_once_space_is_back()
         match create.status() {
             StatusCode::OK => {}
             StatusCode::SERVICE_UNAVAILABLE => {
+                assert_no_internals(&create.text().await.unwrap(), &server);
                 refused += 1;
                 if refused >= 5 {
                     break;
@@ -194,10 +205,11 @@ async fn a_database_file_moved_away_answers_503_until_it_is_back() {
     std::fs::rename(&db, &aside).unwrap();
     let (status, body) = health(&server).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(body["database"].as_str().unwrap().contains("is gone"), "{body}");
+    assert_eq!(body, json!({"status": "unavailable", "database": "failing", "blob_store": "ok"}));
     let (status, _, message) = rpc_error(gemini.start(1, json!({})).await).await;
     assert_eq!(status, 503);
-    assert!(message.contains("is gone"), "{message}");
+    assert_eq!(message, "The metadata database is temporarily unavailable; retry the request.");
+    assert!(server.log().contains("is gone"), "the log says what happened");
 
     std::fs::rename(&aside, &db).unwrap();
     assert_eq!(health(&server).await.0, StatusCode::OK);
@@ -263,6 +275,9 @@ async fn postgres_going_away_for_ten_seconds_under_an_upload_loses_nothing() {
     let chunk = gemini.command(&url, "upload", Some(CHUNK as u64), bytes[CHUNK..2 * CHUNK].to_vec()).await;
     assert_eq!(chunk.status(), StatusCode::SERVICE_UNAVAILABLE, "a retryable answer while the database is down");
     assert_eq!(header(&chunk, "x-goog-upload-status"), None, "so the SDK resends it");
+    assert_no_internals(&chunk.text().await.unwrap(), &server);
+    let (_, health_body) = health(&server).await;
+    assert_no_internals(&health_body.to_string(), &server);
     assert_eq!(health(&server).await.0, StatusCode::SERVICE_UNAVAILABLE);
     while went_down.elapsed() < Duration::from_secs(10) {
         let query = gemini.command(&url, "query", None, vec![]).await;
@@ -313,4 +328,26 @@ async fn open_sessions_and_files_are_limited_per_project_and_the_refusal_names_t
 
     assert_eq!(gemini.delete(&format!("v1/files/{}", file_id(&file))).await.status(), StatusCode::OK);
     gemini.upload(b"four", json!({})).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_bucket_answers_503_without_its_address() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let server = sqlite_on_data_dir()
+        .env("FILEGATE_BLOB_STORE", "s3://private-bucket-name/prefix")
+        .env("AWS_ENDPOINT", format!("http://{closed}"))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .start();
+    let start = server.gemini(ALPHA_KEY).start(10, json!({})).await;
+    assert_eq!(start.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = start.text().await.unwrap();
+    assert_no_internals(&body, &server);
+    assert!(!body.contains("private-bucket-name") && !body.contains(&closed.port().to_string()), "{body}");
+    assert!(body.contains("File storage is temporarily unavailable"), "{body}");
+    let (status, health) = health(&server).await;
+    assert_eq!((status, health["blob_store"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("failing")));
+    assert!(server.log().contains("private-bucket-name"), "the log names the bucket");
 }

@@ -5,6 +5,8 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+#[cfg(test)]
+use crate::error::Unavailable;
 use crate::error::{Error, UploadError, UpstreamError};
 use crate::wire::gemini::{ErrorEnvelope, RpcStatus};
 
@@ -35,7 +37,7 @@ pub const UPLOAD_STATUS: HeaderName = HeaderName::from_static("x-goog-upload-sta
 /// where it is known (`docs/API-QUIRKS.md`).
 fn classify(err: &Error) -> (StatusCode, &'static str, String, Vec<serde_json::Value>) {
     use StatusCode as S;
-    let msg = err.to_string();
+    let msg = err.public_message();
     match err {
         Error::InvalidArgument(_) | Error::InvalidField { .. } | Error::FileTooLarge { .. } => {
             (S::BAD_REQUEST, "INVALID_ARGUMENT", msg, vec![])
@@ -88,7 +90,7 @@ fn classify(err: &Error) -> (StatusCode, &'static str, String, Vec<serde_json::V
         Error::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "UNIMPLEMENTED", msg, vec![]),
         Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE", msg, vec![]),
         Error::BodyStalled(_) => (S::REQUEST_TIMEOUT, "DEADLINE_EXCEEDED", msg, vec![]),
-        Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal error encountered.".into(), vec![]),
+        Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "INTERNAL", msg, vec![]),
         Error::Upstream(upstream) => match upstream.as_ref() {
             UpstreamError::Credentials { .. } => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE", msg, vec![]),
             UpstreamError::Unreachable { .. } | UpstreamError::Unauthorized { .. } => {
@@ -193,7 +195,7 @@ mod tests {
         assert_eq!(offset.headers()[UPLOAD_STATUS], "final");
         let cancelled = UploadUrlError(UploadError::Cancelled.into()).into_response();
         assert_eq!(cancelled.headers()[UPLOAD_STATUS], "cancelled");
-        let busy = UploadUrlError(Error::Unavailable("db".into())).into_response();
+        let busy = UploadUrlError(Error::Unavailable(Unavailable::Database("pool".into()))).into_response();
         assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(busy.headers().get(UPLOAD_STATUS).is_none());
     }

@@ -21,7 +21,7 @@ impl<E: Into<Error>> From<E> for ImportApiError {
 /// speaks the same error format).
 pub(crate) fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, String) {
     use StatusCode as S;
-    let msg = err.to_string();
+    let msg = err.public_message();
     match err {
         Error::InvalidField { code, .. } => (S::BAD_REQUEST, "invalid_request_error", code, msg),
         Error::InvalidArgument(_) | Error::Upload(_) | Error::RangeNotSatisfiable { .. } => {
@@ -46,7 +46,7 @@ pub(crate) fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, 
         Error::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", msg),
         Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "api_error", "unavailable", msg),
         Error::BodyStalled(_) => (S::REQUEST_TIMEOUT, "invalid_request_error", "request_timeout", msg),
-        Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "api_error", "internal_error", "Internal error.".into()),
+        Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "api_error", "internal_error", msg),
         Error::Upstream(upstream) => match upstream.as_ref() {
             UpstreamError::Credentials { .. } => (S::SERVICE_UNAVAILABLE, "api_error", "upstream_credentials", msg),
             UpstreamError::Unreachable { .. } => (S::BAD_GATEWAY, "api_error", "upstream_unreachable", msg),

@@ -361,6 +361,13 @@ pub fn stream_error_event(message: &str, code: &str) -> Bytes {
     sse(&json!({"error": {"message": message, "type": "api_error", "code": code}}))
 }
 
+/// The error event for a failure after the reply began: logged whole here (the response is already
+/// under way, so no surface will log it), told to the caller without internals.
+fn failed_mid_stream(err: &Error) -> Bytes {
+    tracing::warn!(error = %err, "a streamed model reply failed mid-way");
+    stream_error_event(&err.public_message(), "upstream_error")
+}
+
 /// Maps an upstream SSE body to chat completion chunks, ending with `data: [DONE]`, or with an error
 /// event if the upstream fails.
 pub fn chunks(
@@ -374,9 +381,9 @@ pub fn chunks(
         match upstream.next().await {
             Some(Ok(bytes)) => match mapper.events(&bytes) {
                 Ok(events) => Some((events, Some((upstream, mapper)))),
-                Err(e) => Some((vec![stream_error_event(&e.to_string(), "upstream_error")], None)),
+                Err(e) => Some((vec![failed_mid_stream(&e)], None)),
             },
-            Some(Err(e)) => Some((vec![stream_error_event(&e.to_string(), "upstream_error")], None)),
+            Some(Err(e)) => Some((vec![failed_mid_stream(&e)], None)),
             None => Some((mapper.finish(), None)),
         }
     })
