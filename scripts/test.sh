@@ -16,6 +16,8 @@
 #   scripts/test.sh rust       only cargo test
 #   scripts/test.sh sdk        only the SDK suites
 #   scripts/test.sh fuzz       only the OpenAPI fuzzer (schemathesis)
+#   scripts/test.sh image      only the container image (scripts/image.sh, run from its root file system in a
+#                              chroot, driven by google-genai) and deploy/compose.yaml
 #   FILEGATE_TEST_CONFIGS="sqlite-local postgres-s3" scripts/test.sh     some configurations only
 #
 # Installs what the suites need once (nginx, PostgreSQL, moto and Azurite through scripts/services, jq,
@@ -35,7 +37,7 @@ mkdir -p "$CACHE"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 wants() { [[ $WHAT == all || $WHAT == "$1" ]]; }
-needs() { [[ $WHAT != fuzz && " $CONFIGS " == *"$1"* ]]; }
+needs() { [[ $WHAT != fuzz && $WHAT != image && " $CONFIGS " == *"$1"* ]]; }
 apt_install() {
   apt-get install -y -q "$@" >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q "$@" >/dev/null; }
 }
@@ -71,12 +73,18 @@ command -v script >/dev/null || { step "installing script (bsdutils)"; apt_insta
 command -v systemd-analyze >/dev/null || { step "installing systemd-analyze (systemd)"; apt_install systemd; }
 step "building filegate and its tests"
 cargo build --locked --all-targets
-if wants sdk; then
+if wants sdk || wants image; then
   step "installing the Python SDK suite (google-genai, pinned)"
   VENV=$CACHE/venv-$(sha256sum conformance/python/requirements.txt | cut -c1-12)
   [[ -x $VENV/bin/pytest ]] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q -r conformance/python/requirements.txt; }
-  step "installing the Node SDK suite (@google/genai, pinned)"
-  (cd conformance/node && npm ci --no-audit --no-fund --loglevel=error --cache "$CACHE/npm")
+  if wants sdk; then
+    step "installing the Node SDK suite (@google/genai, pinned)"
+    (cd conformance/node && npm ci --no-audit --no-fund --loglevel=error --cache "$CACHE/npm")
+  fi
+fi
+if wants image; then
+  step "building the container image (scripts/image.sh: a static release build, no registry)"
+  scripts/image.sh >/dev/null
 fi
 if wants fuzz; then
   step "installing the OpenAPI fuzzer (schemathesis, pinned)"
@@ -162,6 +170,10 @@ run_tests() {
       run_sdk_suites "$config"
     fi
   done
+  if wants image; then
+    step "the container image, run from its root file system as its user; deploy/compose.yaml"
+    "$VENV/bin/pytest" -q -p no:cacheprovider conformance/image
+  fi
   if wants fuzz; then
     step "OpenAPI fuzzing (schemathesis against GET /openapi.json)"
     conformance/fuzz/run.sh "$FUZZ_VENV/bin/schemathesis" "$FILEGATE_BIN"

@@ -96,6 +96,18 @@ fn bucket_error(err: object_store::Error) -> Error {
     }
 }
 
+/// A provider's secret read from the file `{name}_FILE` names, when `name` itself is not set: container
+/// platforms mount secrets as files, and `object_store` reads only the variables.
+fn secret_from_file(name: &str) -> Result<Option<String>> {
+    let Some(path) = std::env::var_os(format!("{name}_FILE")) else { return Ok(None) };
+    if std::env::var_os(name).is_some() {
+        return Err(Error::internal(format!("{name} and {name}_FILE are both set: keep one")));
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::internal(format!("{name}_FILE: cannot read {}: {e}", path.to_string_lossy())))?;
+    Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()))
+}
+
 fn retries() -> RetryConfig {
     RetryConfig { max_retries: 3, retry_timeout: Duration::from_secs(30), ..RetryConfig::default() }
 }
@@ -106,11 +118,11 @@ impl ObjectBlobStore {
         let config = |e: object_store::Error| Error::internal(format!("configuring {url}: {e}"));
         let (store, parts): (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>) = match url.provider {
             Provider::S3 => {
-                let s3 = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(&url.bucket)
-                    .with_retry(retries())
-                    .build()
-                    .map_err(config)?;
+                let mut builder = object_store::aws::AmazonS3Builder::from_env();
+                if let Some(secret) = secret_from_file("AWS_SECRET_ACCESS_KEY")? {
+                    builder = builder.with_secret_access_key(secret);
+                }
+                let s3 = builder.with_bucket_name(&url.bucket).with_retry(retries()).build().map_err(config)?;
                 let s3 = Arc::new(s3);
                 (s3.clone(), s3)
             }
@@ -124,11 +136,11 @@ impl ObjectBlobStore {
                 (gcs.clone(), gcs)
             }
             Provider::Azure => {
-                let azure = object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_container_name(&url.bucket)
-                    .with_retry(retries())
-                    .build()
-                    .map_err(config)?;
+                let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env();
+                if let Some(key) = secret_from_file("AZURE_STORAGE_ACCOUNT_KEY")? {
+                    builder = builder.with_access_key(key);
+                }
+                let azure = builder.with_container_name(&url.bucket).with_retry(retries()).build().map_err(config)?;
                 let azure = Arc::new(azure);
                 (azure.clone(), azure)
             }

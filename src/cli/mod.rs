@@ -182,11 +182,34 @@ fn print_problems(problems: &Problems) {
 
 /// `filegate config check`: every problem at once, exit status 2 when there is any.
 fn config_check(args: ServeArgs) -> Exit {
-    match Config::from_args(args) {
+    let checked = Config::from_args(args).and_then(|config| {
+        // A bucket's client is built from its provider's variables (nothing is sent): they are settings too.
+        if let crate::config::Blobs::Bucket(url) = &config.storage.blobs {
+            if let Err(e) = crate::blob::ObjectBlobStore::from_env(url.clone()) {
+                let mut problems = Problems::default();
+                problems.push(format!("FILEGATE_BLOB_STORE {url}: {}", crate::error::Error::to_string(&e)));
+                return Err(problems);
+            }
+        }
+        Ok(config)
+    });
+    match checked {
         Ok(config) => {
             out!("The settings are valid.");
-            out!("  database: {:?}", config.storage.database);
-            out!("  blobs:    {:?}", config.storage.blobs);
+            out!(
+                "  database: {}",
+                match &config.storage.database {
+                    crate::config::Database::Sqlite(path) => format!("SQLite at {}", path.display()),
+                    crate::config::Database::Postgres(_) => "PostgreSQL (FILEGATE_DATABASE_URL)".into(),
+                }
+            );
+            out!(
+                "  blobs:    {}",
+                match &config.storage.blobs {
+                    crate::config::Blobs::Local(path) => format!("the local disk at {}", path.display()),
+                    crate::config::Blobs::Bucket(url) => url.to_string(),
+                }
+            );
             out!(
                 "  listen:   {} (public URL {})",
                 config.listen,
