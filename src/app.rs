@@ -159,6 +159,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         grace: app.config.shutdown_grace,
     };
     tracing::info!(max_connections = limits.max_connections, "accepting connections");
+    if let Some(address) = app.config.metrics_listen {
+        let metrics = TcpListener::bind(address).await.with_context(|| format!("binding {address} for /metrics"))?;
+        tracing::info!("metrics on http://{}/metrics", metrics.local_addr()?);
+        let router = http::metrics_router(app.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(metrics, router).with_graceful_shutdown(stop.cancelled_owned()).await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     http::serve(listener, http::router(app.clone()), limits, shutdown.clone()).await;
     // Workers stop fetching and hand their tasks back to the queue; the janitor finishes its sweep.
     let _ = import_workers.await;

@@ -20,6 +20,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutPa
 use super::{BlobStore, ByteStream, Layout, Staging};
 use crate::domain::random_alphanumeric;
 use crate::error::{Error, Result, Unavailable};
+use crate::telemetry::metric;
 
 /// One part per 8 MiB granule: the granularity the upload protocol advertises, and above the 5 MiB
 /// minimum of S3 and Google Cloud Storage.
@@ -33,7 +34,7 @@ pub enum Provider {
 }
 
 impl Provider {
-    fn scheme(self) -> &'static str {
+    pub const fn scheme(self) -> &'static str {
         match self {
             Self::S3 => "s3",
             Self::Gcs => "gs",
@@ -167,26 +168,33 @@ impl BlobStore for ObjectBlobStore {
         Layout::Parts { granule: PART_BYTES }
     }
 
+    #[tracing::instrument(name = "bucket.begin", skip_all, fields(cloud.provider = self.url.provider.scheme()))]
     async fn begin(&self, staging: &Staging) -> Result<Option<String>> {
         let id = self.parts.create_multipart(&self.path(&staging.dest)).await.map_err(bucket_error)?;
         Ok(Some(id))
     }
 
+    #[tracing::instrument(name = "bucket.write_at", skip_all, fields(cloud.provider = self.url.provider.scheme()))]
     async fn write_at(&self, _staging: &Staging, _offset: u64, _data: ByteStream) -> Result<u64> {
         Err(Error::internal("a bucket takes parts, not bytes at offsets"))
     }
 
+    #[tracing::instrument(name = "bucket.put_part", skip_all, fields(cloud.provider = self.url.provider.scheme()))]
     async fn put_part(&self, staging: &Staging, index: u64, data: Bytes) -> Result<String> {
         let id = self.upload_id(staging)?;
         let index = usize::try_from(index).map_err(Error::internal)?;
+        let started = std::time::Instant::now();
         let part = self
             .parts
             .put_part(&self.path(&staging.dest), id, index, PutPayload::from(data))
             .await
             .map_err(bucket_error)?;
+        metrics::histogram!(metric::STORE_PART_SECONDS, "provider" => self.url.provider.scheme())
+            .record(started.elapsed().as_secs_f64());
         Ok(part.content_id)
     }
 
+    #[tracing::instrument(name = "bucket.complete", skip_all, fields(cloud.provider = self.url.provider.scheme()))]
     async fn complete(&self, staging: &Staging, size: u64, parts: Vec<String>) -> Result<()> {
         let dest = self.path(&staging.dest);
         if size == 0 {
@@ -199,6 +207,7 @@ impl BlobStore for ObjectBlobStore {
         Ok(())
     }
 
+    #[tracing::instrument(name = "bucket.abort", skip_all, fields(cloud.provider = self.url.provider.scheme()))]
     async fn abort(&self, staging: &Staging) -> Result<()> {
         let Some(id) = &staging.upload_id else { return Ok(()) };
         match self.parts.abort_multipart(&self.path(&staging.dest), id).await {
@@ -207,11 +216,13 @@ impl BlobStore for ObjectBlobStore {
         }
     }
 
+    #[tracing::instrument(name = "bucket.put", skip_all, fields(cloud.provider = self.url.provider.scheme()))]
     async fn put(&self, key: &str, data: Bytes) -> Result<()> {
         self.store.put(&self.path(key), PutPayload::from(data)).await.map_err(bucket_error)?;
         Ok(())
     }
 
+    #[tracing::instrument(name = "bucket.read", skip_all, fields(cloud.provider = self.url.provider.scheme()))]
     async fn read(&self, key: &str, range: Range<u64>) -> Result<ByteStream> {
         if range.is_empty() {
             return Ok(stream::empty().boxed());
@@ -221,6 +232,7 @@ impl BlobStore for ObjectBlobStore {
         Ok(result.into_stream().map_err(bucket_error).boxed())
     }
 
+    #[tracing::instrument(name = "bucket.delete", skip_all, fields(cloud.provider = self.url.provider.scheme()))]
     async fn delete(&self, key: &str) -> Result<()> {
         match self.store.delete(&self.path(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -228,6 +240,7 @@ impl BlobStore for ObjectBlobStore {
         }
     }
 
+    #[tracing::instrument(name = "bucket.size", skip_all, fields(cloud.provider = self.url.provider.scheme()))]
     async fn size(&self, key: &str) -> Result<Option<u64>> {
         match self.store.head(&self.path(key)).await {
             Ok(meta) => Ok(Some(meta.size)),
@@ -236,10 +249,12 @@ impl BlobStore for ObjectBlobStore {
         }
     }
 
+    #[tracing::instrument(name = "bucket.list_staging", skip_all, fields(cloud.provider = self.url.provider.scheme()))]
     async fn list_staging(&self) -> Result<Option<Vec<String>>> {
         Ok(None)
     }
 
+    #[tracing::instrument(name = "bucket.list_objects", skip_all, fields(cloud.provider = self.url.provider.scheme()))]
     async fn list_objects(&self) -> Result<Option<Vec<String>>> {
         Ok(None)
     }
@@ -248,6 +263,7 @@ impl BlobStore for ObjectBlobStore {
         Some(format!("{}://{}/{}", self.url.provider.scheme(), self.url.bucket, self.path(key)))
     }
 
+    #[tracing::instrument(name = "bucket.probe", skip_all, fields(cloud.provider = self.url.provider.scheme()))]
     async fn probe(&self) -> Result<()> {
         let key = format!(".health-probe/{}", random_alphanumeric(16));
         self.put(&key, Bytes::from_static(b"ok")).await?;

@@ -163,8 +163,20 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(Exit::Usage as u8);
         }
     };
-    crate::telemetry::init_tracing(config.log_format);
-    match crate::app::serve(config).await {
+    let traces = match config.traces.as_ref().map(crate::telemetry::traces::provider).transpose() {
+        Ok(traces) => traces,
+        Err(err) => {
+            eprintln!("Error: setting up the OTLP trace exporter: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    crate::telemetry::init_tracing(config.log_format, traces.as_ref());
+    let served = crate::app::serve(config).await;
+    if let Some(traces) = traces {
+        // Sends the spans still batched.
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("Error: {err:?}");

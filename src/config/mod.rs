@@ -15,10 +15,12 @@ use ipnet::IpNet;
 
 mod problems;
 mod storage;
+mod traces;
 mod upstream;
 
 pub use problems::Problems;
 pub use storage::{Blobs, Database, Storage, StorageArgs, parse_blob_url};
+pub use traces::TraceSettings;
 pub use upstream::{ApiKeySecret, ModelConfig, Upstream, UpstreamArgs, UpstreamKind, VertexAuth};
 
 use crate::domain::{ApiKey, MediaTypePolicy, ProjectId};
@@ -28,6 +30,10 @@ pub struct ServeArgs {
     /// Address to bind (port 0 picks a free port; the chosen one is logged as `listening on http://…`).
     #[arg(long, env = "FILEGATE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Serve `GET /metrics` on this address of its own (a port only the monitoring network reaches), and
+    /// not on the public one.
+    #[arg(long, env = "FILEGATE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Base of the URLs filegate hands out (upload URLs, `uri`); default `http://<listen address>`.
     #[arg(long, env = "FILEGATE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -160,6 +166,8 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served instead of the public address, if set.
+    pub metrics_listen: Option<SocketAddr>,
     pub public_url: Option<String>,
     pub storage: Storage,
     pub static_keys: Vec<(ProjectId, ApiKey)>,
@@ -171,6 +179,8 @@ pub struct Config {
     pub max_connections: usize,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    /// OpenTelemetry traces (the standard `OTEL_*` variables); `None`: off.
+    pub traces: Option<TraceSettings>,
     pub model: ModelConfig,
     /// `gs://` patterns of the objects callers may register.
     pub register_buckets: Vec<String>,
@@ -216,10 +226,16 @@ impl Config {
             "FILEGATE_ALLOWED_MIME_TYPES must name at least one pattern (\"*\" allows every type)",
         );
         let model = ModelConfig::from_args(args.upstream, &mut problems);
+        let traces = traces::trace_settings(&mut problems);
+        problems.check(
+            args.metrics_listen.is_none_or(|m| m != args.listen || m.port() == 0),
+            "FILEGATE_METRICS_LISTEN must differ from FILEGATE_LISTEN",
+        );
         let (Some(storage), Some(model)) = (storage, model) else { return Err(problems) };
         problems.into_result()?;
         Ok(Self {
             listen: args.listen,
+            metrics_listen: args.metrics_listen,
             public_url,
             storage,
             static_keys,
@@ -249,6 +265,7 @@ impl Config {
             max_connections: args.max_connections.unwrap_or_else(default_max_connections),
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
             log_format: args.log_format,
+            traces,
             model,
             register_buckets,
         })

@@ -22,7 +22,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::domain::random_alphanumeric;
@@ -45,8 +45,11 @@ const EXPOSED_HEADERS: [&str; 6] = [
     "x-request-id",
 ];
 
+/// The routes of the public address; `/metrics` is among them unless it has an address of its own.
 pub fn router(app: AppState) -> Router {
-    Router::new()
+    let routes = Router::new();
+    let routes = if app.config.metrics_listen.is_none() { routes.route("/metrics", get(ops::metrics)) } else { routes };
+    routes
         .route("/upload/{version}/files", post(gemini::upload::upload).put(gemini::upload::upload))
         .route(
             "/{prefix}/upload/{version}/files",
@@ -58,7 +61,6 @@ pub fn router(app: AppState) -> Router {
         .route("/{version}/models/{target}", post(model::native))
         .route("/v1/chat/completions", post(model::chat_completions))
         .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .fallback(|| async { gemini::GeminiError(Error::UnknownRoute) })
         .method_not_allowed_fallback(|| async { gemini::GeminiError(Error::MethodNotAllowed) })
@@ -72,15 +74,15 @@ pub fn router(app: AppState) -> Router {
         .layer(middleware::from_fn(track_metrics))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    // The path only: query strings carry API keys (`?key=`) and upload capabilities.
-                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-                    // Both are chosen by the client: cut so that one request cannot write megabytes of log.
-                    let method = truncated(req.method().as_str(), 32);
-                    let path = truncated(req.uri().path(), 512);
-                    tracing::info_span!("request", method = %method, path = %path, request_id = %id)
+                .make_span_with(request_span)
+                .on_response(|response: &Response, latency: Duration, span: &tracing::Span| {
+                    let status = response.status().as_u16();
+                    span.record("http.response.status_code", status);
+                    if response.status().is_server_error() {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                    tracing::info!(status, latency_ms = latency.as_millis() as u64, "answered");
                 })
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
                 // Errors are logged once, by the surface that answers them (`error::log_server_side`).
                 .on_failure(()),
         )
@@ -96,6 +98,34 @@ pub fn router(app: AppState) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .with_state(app)
+}
+
+/// The routes of `FILEGATE_METRICS_LISTEN`: `/metrics` only.
+pub fn metrics_router(app: AppState) -> Router {
+    Router::new().route("/metrics", get(ops::metrics)).with_state(app)
+}
+
+/// The span of one request: named by its route template (never the path a client chose, nor the query,
+/// which carries API keys and upload capabilities), continuing the caller's trace when it sends a W3C
+/// `traceparent`.
+fn request_span(req: &Request) -> tracing::Span {
+    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    // Chosen by the client: cut so that one request cannot write megabytes of log.
+    let path = truncated(req.uri().path(), 512);
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {route}", method_label(req.method())),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method_label(req.method()),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        url.path = %path,
+        request_id = %id,
+    );
+    crate::telemetry::traces::continue_from(&span, req.headers());
+    span
 }
 
 /// `POST /v1/files` is the import surface's create; the Gemini surface creates files by uploading.

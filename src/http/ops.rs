@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::domain::Timestamp;
+use crate::telemetry::metric;
 
 /// 200 when both write paths work: the metadata store commits a small write and the blob store makes a
 /// small file durable. Otherwise 503 with what failed (a full disk, a read-only or vanished database, an
@@ -37,6 +38,10 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(app): State<AppState>) -> Response {
+    let (open, idle) = app.meta.connections();
+    let in_use = f64::from(open) - idle as f64;
+    metrics::gauge!(metric::DATABASE_CONNECTIONS, "state" => "idle").set(idle as f64);
+    metrics::gauge!(metric::DATABASE_CONNECTIONS, "state" => "in_use").set(in_use);
     app.metrics.run_upkeep();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
 }

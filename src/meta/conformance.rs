@@ -138,6 +138,7 @@ fn import_for(file: &FileRecord) -> NewImport {
         staging_key: format!("staging/import-{}", file.blob_key.replace('/', "-")),
         hasher_state: vec![9],
         created_at: file.created_at,
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
     }
 }
 
@@ -333,6 +334,7 @@ contract!(
         let later = Timestamp::from_micros(t0.as_micros() + 10);
         let second = store.claim_import("new", later, later.plus_seconds(600)).await.unwrap().unwrap();
         assert_eq!((first.blob_key.as_str(), second.attempts), (second.blob_key.as_str(), 2));
+        assert_eq!(second.traceparent, import_for(&task_file).traceparent, "the creating request's trace is kept");
         assert!(!store.renew_import_lease(&first.blob_key, "old", later.plus_seconds(600)).await.unwrap());
         assert!(!store.release_import(&first.blob_key, "old", later, "x", later).await.unwrap());
         let mut tx = store.write().await.unwrap();

@@ -145,6 +145,8 @@ pub struct NewImport {
     pub staging_key: String,
     pub hasher_state: Vec<u8>,
     pub created_at: Timestamp,
+    /// The W3C `traceparent` of the request that created it, if traces are on.
+    pub traceparent: Option<String>,
 }
 
 /// A claimed import task: everything a worker needs to continue it.
@@ -168,6 +170,8 @@ pub struct ImportTask {
     /// The multipart upload of a bucket store, once created.
     pub upload_id: Option<String>,
     pub created_at: Timestamp,
+    /// The trace the task's creation belongs to, which its fetch continues.
+    pub traceparent: Option<String>,
 }
 
 impl ImportTask {
@@ -431,6 +435,8 @@ pub trait WriteTx: Send {
 pub trait MetaStore: Send + Sync + 'static {
     /// One line for the start-up log.
     fn describe(&self) -> String;
+    /// The connection pool now: `(open, idle)` connections (for `/metrics`).
+    fn connections(&self) -> (u32, usize);
     /// Begins a write transaction.
     async fn write(&self) -> MetaResult<Box<dyn WriteTx>>;
 

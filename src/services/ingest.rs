@@ -38,6 +38,7 @@ pub struct Cap {
 
 /// Appends `body` after the `received` committed bytes of `staging`: hashes it (continuing `hasher`),
 /// fails past `cap`, and makes it durable.
+#[tracing::instrument(name = "ingest", skip_all, fields(offset = received, bytes = tracing::field::Empty, parts = tracing::field::Empty))]
 pub async fn append(
     blobs: &dyn BlobStore,
     staging: &Staging,
@@ -56,6 +57,9 @@ pub async fn append(
         Layout::Parts { granule } => append_parts(blobs, staging, received, granule, body).await?,
     };
     let meter = std::mem::take(&mut *meter.lock().expect("meter poisoned"));
+    let span = tracing::Span::current();
+    span.record("bytes", meter.bytes);
+    span.record("parts", parts.len());
     Ok(Appended { written: meter.bytes, hasher: meter.hasher, parts })
 }
 

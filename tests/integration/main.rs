@@ -16,4 +16,5 @@ mod ops;
 mod register;
 mod sources;
 mod support;
+mod traces;
 mod uploads;

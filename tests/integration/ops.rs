@@ -133,3 +133,40 @@ fn the_systemd_unit_verifies_and_is_locked_down() {
     let stderr = String::from_utf8_lossy(&verify.stderr);
     assert!(verify.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
 }
+
+#[tokio::test]
+async fn metrics_may_have_an_address_of_their_own_and_count_upstream_calls_and_the_pool() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let fake = crate::fake_google::FakeGoogle::start(&["--api-key", crate::fake_google::GEMINI_KEY]);
+    let server = Server::builder()
+        .env("FILEGATE_METRICS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FILEGATE_UPSTREAM", "gemini")
+        .env("FILEGATE_GEMINI_ENDPOINT", &fake.url)
+        .env("FILEGATE_GEMINI_API_KEY", crate::fake_google::GEMINI_KEY)
+        .start();
+    let public = reqwest::get(format!("{}/metrics", server.url)).await.unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND, "not on the public address");
+    let body = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+    for model in ["gemini-test", "missing-model"] {
+        reqwest::Client::new()
+            .post(format!("{}/v1beta/models/{model}:generateContent", server.url))
+            .header("x-goog-api-key", ALPHA_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+    }
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
+    for expected in [
+        r#"filegate_upstream_requests_total{model="gemini-test",status="200"} 1"#,
+        r#"filegate_upstream_requests_total{model="unknown",status="404"} 1"#,
+        r#"filegate_upstream_tokens_total{model="gemini-test",kind="input"}"#,
+        r#"filegate_database_connections{state="idle"}"#,
+    ] {
+        assert!(metrics.contains(expected), "{expected} missing from:\n{metrics}");
+    }
+    assert!(!metrics.contains("missing-model"), "an invented model name is no label");
+}

@@ -45,6 +45,14 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// The OpenTelemetry name of the database system (`db.system.name`), for the store's spans.
+    pub const fn system(&self) -> &'static str {
+        match self {
+            Self::Sqlite { .. } => "sqlite",
+            Self::Postgres { .. } => "postgresql",
+        }
+    }
+
     /// The statement that begins a write transaction.
     fn begin(&self) -> &'static str {
         match self {

@@ -143,7 +143,7 @@ impl From<ChunkRow> for ChunkRecord {
 
 pub const TASK_COLUMNS: &str = "t.blob_key, t.project_id, t.file_id, t.source_url, t.expected_sha256, t.staging_key, \
      t.attempts, t.received_bytes, t.total_bytes, t.hasher_state, t.validator, t.upload_id, t.created_at, \
-     f.mime_type, f.charged_bytes";
+     t.traceparent, f.mime_type, f.charged_bytes";
 
 #[derive(FromRow)]
 pub struct TaskRow {
@@ -160,6 +160,7 @@ pub struct TaskRow {
     validator: Option<String>,
     upload_id: Option<String>,
     created_at: i64,
+    traceparent: Option<String>,
     mime_type: String,
     charged_bytes: i64,
 }
@@ -182,6 +183,7 @@ impl From<TaskRow> for ImportTask {
             charged_bytes: uint(row.charged_bytes),
             upload_id: row.upload_id,
             created_at: Timestamp::from_micros(row.created_at),
+            traceparent: row.traceparent,
         }
     }
 }

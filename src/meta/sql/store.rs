@@ -55,10 +55,16 @@ impl MetaStore for SqlMeta {
         }
     }
 
+    fn connections(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn write(&self) -> MetaResult<Box<dyn WriteTx>> {
         Ok(Box::new(self.begin().await?))
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn ensure_project(&self, project: &ProjectId) -> MetaResult<()> {
         sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
             .bind(project.as_str())
@@ -69,6 +75,7 @@ impl MetaStore for SqlMeta {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn insert_api_key(&self, project: &ProjectId, key_hash: &str, label: &str) -> MetaResult<()> {
         sqlx::query("INSERT INTO api_keys (key_hash, project_id, label, created_at) VALUES ($1, $2, $3, $4)")
             .bind(key_hash)
@@ -81,6 +88,7 @@ impl MetaStore for SqlMeta {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn project_for_key(&self, key_hash: &str) -> MetaResult<Option<ProjectId>> {
         let project: Option<String> =
             sqlx::query_scalar("SELECT project_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
@@ -91,6 +99,7 @@ impl MetaStore for SqlMeta {
         Ok(project.map(ProjectId::from_stored))
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn count_api_keys(&self) -> MetaResult<u64> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")
             .fetch_one(&self.pool)
@@ -99,18 +108,22 @@ impl MetaStore for SqlMeta {
         Ok(uint(count))
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn list_api_keys(&self, project: Option<&ProjectId>) -> MetaResult<Vec<ApiKeyInfo>> {
         self.keys(project).await
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn revoke_api_key(&self, id: &str, now: Timestamp) -> MetaResult<Option<ApiKeyInfo>> {
         self.revoke_key(id, now).await
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn key_used(&self, key_hash: &str, now: Timestamp) -> MetaResult<()> {
         self.touch_key(key_hash, now).await
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn get_file(&self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>> {
         let sql = format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.project_id = $1 AND f.id = $2");
         let row: Option<FileRow> = sqlx::query_as(&sql)
@@ -122,6 +135,7 @@ impl MetaStore for SqlMeta {
         row.map(FileRecord::try_from).transpose()
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn list_files(
         &self,
         project: &ProjectId,
@@ -153,6 +167,7 @@ impl MetaStore for SqlMeta {
         rows.into_iter().map(FileRecord::try_from).collect()
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn get_upload(&self, token_hash: &str) -> MetaResult<Option<UploadSession>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.token_hash = $1");
         let row: Option<SessionRow> =
@@ -160,6 +175,7 @@ impl MetaStore for SqlMeta {
         row.map(UploadSession::try_from).transpose()
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn chunk_at(&self, token_hash: &str, offset: u64) -> MetaResult<Option<(Option<Vec<u8>>, ChunkRecord)>> {
         let chunk: Option<ChunkRow> = sqlx::query_as(
             "SELECT offset_bytes, length_bytes, hasher_state FROM upload_chunks \
@@ -187,6 +203,7 @@ impl MetaStore for SqlMeta {
         Ok(Some((Some(before), chunk.into())))
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn commit_chunk(
         &self,
         token_hash: &str,
@@ -230,6 +247,7 @@ impl MetaStore for SqlMeta {
         Ok(true)
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn claim_writer(&self, token_hash: &str, writer: &str, until: Timestamp, now: Timestamp) -> MetaResult<bool> {
         let claimed = sqlx::query(
             "UPDATE upload_sessions SET writer = $1, writer_until = $2 \
@@ -246,6 +264,7 @@ impl MetaStore for SqlMeta {
         Ok(claimed.rows_affected() == 1)
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn release_writer(&self, token_hash: &str, writer: &str) -> MetaResult<()> {
         sqlx::query(
             "UPDATE upload_sessions SET writer = NULL, writer_until = NULL WHERE token_hash = $1 AND writer = $2",
@@ -258,6 +277,7 @@ impl MetaStore for SqlMeta {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn set_upload_id(&self, staging_key: &str, upload_id: &str) -> MetaResult<()> {
         for table in ["upload_sessions", "import_tasks"] {
             sqlx::query(&format!("UPDATE {table} SET upload_id = $1 WHERE staging_key = $2"))
@@ -270,6 +290,7 @@ impl MetaStore for SqlMeta {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn parts(&self, staging_key: &str) -> MetaResult<Vec<PartRecord>> {
         let rows: Vec<PartRow> =
             sqlx::query_as("SELECT part_index, part_id FROM blob_parts WHERE staging_key = $1 ORDER BY part_index")
@@ -280,6 +301,7 @@ impl MetaStore for SqlMeta {
         Ok(rows.into_iter().map(PartRecord::from).collect())
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn claim_import(
         &self,
         owner: &str,
@@ -318,6 +340,7 @@ impl MetaStore for SqlMeta {
         Ok(Some(task.into()))
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn renew_import_lease(&self, blob_key: &str, owner: &str, lease_until: Timestamp) -> MetaResult<bool> {
         let done = sqlx::query(
             "UPDATE import_tasks SET lease_until = $1 \
@@ -332,6 +355,7 @@ impl MetaStore for SqlMeta {
         Ok(done.rows_affected() == 1)
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn release_import(
         &self,
         blob_key: &str,
@@ -355,6 +379,7 @@ impl MetaStore for SqlMeta {
         Ok(done.rows_affected() == 1)
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn expired_files(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<(ProjectId, String)>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT project_id, blob_key FROM files WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2",
@@ -367,6 +392,7 @@ impl MetaStore for SqlMeta {
         Ok(rows.into_iter().map(|(project, key)| (ProjectId::from_stored(project), key)).collect())
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn purge(&self, now: Timestamp, idempotency_cutoff: Timestamp) -> MetaResult<u64> {
         let sessions = sqlx::query("DELETE FROM upload_sessions WHERE expires_at <= $1 AND status <> 'active'")
             .bind(now.as_micros())
@@ -381,6 +407,7 @@ impl MetaStore for SqlMeta {
         Ok(sessions.rows_affected())
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn garbage(&self, limit: u32) -> MetaResult<Vec<Garbage>> {
         let rows: Vec<GarbageRow> =
             sqlx::query_as("SELECT blob_key, kind, dest_key, upload_id FROM blob_garbage ORDER BY queued_at LIMIT $1")
@@ -391,6 +418,7 @@ impl MetaStore for SqlMeta {
         rows.into_iter().map(Garbage::try_from).collect()
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn garbage_done(&self, keys: &[&str]) -> MetaResult<()> {
         if keys.is_empty() {
             return Ok(());
@@ -411,6 +439,7 @@ impl MetaStore for SqlMeta {
         tx.end().await
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn live_staging_keys(&self) -> MetaResult<Vec<String>> {
         sqlx::query_scalar(
             "SELECT staging_key FROM upload_sessions WHERE status = 'active' \
@@ -421,10 +450,12 @@ impl MetaStore for SqlMeta {
         .map_err(|e| self.err(e))
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn live_blob_keys(&self) -> MetaResult<Vec<String>> {
         sqlx::query_scalar("SELECT blob_key FROM files").fetch_all(&self.pool).await.map_err(|e| self.err(e))
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn usage(&self) -> MetaResult<Vec<ProjectReport>> {
         let sql = format!("SELECT {USAGE_COLUMNS} FROM projects ORDER BY id");
         let rows: Vec<UsageRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
@@ -434,6 +465,7 @@ impl MetaStore for SqlMeta {
             .collect())
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn stored_files(&self, after: Option<&str>, limit: u32) -> MetaResult<Vec<StoredFile>> {
         let rows: Vec<(String, i64, Option<Vec<u8>>)> = sqlx::query_as(
             "SELECT blob_key, size_bytes, sha256 FROM files WHERE state = 'ready' AND blob_key > $1 \
@@ -454,6 +486,7 @@ impl MetaStore for SqlMeta {
             .collect()
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn unfinished_files(&self) -> MetaResult<u64> {
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM files WHERE state IN ('uploading', 'pending', 'processing')")
@@ -463,6 +496,7 @@ impl MetaStore for SqlMeta {
         Ok(uint(count))
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn recompute_usage(&self) -> MetaResult<Vec<UsageRepair>> {
         let mut tx = self.begin().await?;
         let sql = format!("SELECT {USAGE_COLUMNS} FROM projects ORDER BY id{}", self.engine.lock_rows(None));
@@ -481,27 +515,33 @@ impl MetaStore for SqlMeta {
             .collect())
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<Option<UpstreamCopy>> {
         self.copy_of(blob_key, target).await
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn put_upstream_copy(&self, copy: &UpstreamCopy) -> MetaResult<UpstreamCopy> {
         self.insert_copy(copy).await
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn stale_upstream_copies(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<UpstreamCopy>> {
         self.stale_copies(now, limit).await
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delete_upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<()> {
         self.delete_copy(blob_key, target).await
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn ping(&self) -> MetaResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|e| self.err(e))?;
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn probe_write(&self, now: Timestamp) -> MetaResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
@@ -515,6 +555,7 @@ impl MetaStore for SqlMeta {
         tx.end().await
     }
 
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn close(&self) {
         self.pool.close().await;
     }

@@ -373,8 +373,8 @@ impl WriteTx for SqlTx {
     async fn insert_import(&mut self, task: &NewImport) -> MetaResult<()> {
         sqlx::query(
             "INSERT INTO import_tasks (blob_key, project_id, file_id, source_url, model, expected_sha256, \
-               staging_key, next_attempt_at, hasher_state, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $8)",
+               staging_key, next_attempt_at, hasher_state, created_at, updated_at, traceparent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $8, $10)",
         )
         .bind(&task.blob_key)
         .bind(task.project.as_str())
@@ -385,6 +385,7 @@ impl WriteTx for SqlTx {
         .bind(&task.staging_key)
         .bind(task.created_at.as_micros())
         .bind(&task.hasher_state)
+        .bind(task.traceparent.as_deref())
         .execute(self.conn())
         .await
         .map_err(|e| self.err(e))?;

@@ -85,7 +85,10 @@ impl Fetcher {
                     Failure::permanent("source_unreachable", format!("redirect refused: {why}"))
                 }
             })?;
-            let mut request = self.client.get(url.clone());
+            // The trace of the request that created the import goes on to the source.
+            let mut traced = header::HeaderMap::new();
+            crate::telemetry::traces::inject_current(&mut traced);
+            let mut request = self.client.get(url.clone()).headers(traced);
             if let Some((offset, validator)) = resume {
                 request = request.header(header::RANGE, format!("bytes={offset}-")).header(header::IF_RANGE, validator);
             }

@@ -197,6 +197,7 @@ impl Imports {
             staging_key: staging_key(&format!("import-{}", random_alphanumeric(24))),
             hasher_state: ResumableSha256::new().to_bytes(),
             created_at: now,
+            traceparent: crate::telemetry::traces::current_traceparent(),
         };
         let idempotency = request.idempotency_key.map(|key| (key, fingerprint));
         match self.enqueue(&file, &task, idempotency.as_ref()).await? {

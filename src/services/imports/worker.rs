@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::fetch::{Failure, Fetcher};
 use super::source::PartSource;
@@ -114,7 +115,19 @@ impl Workers {
             let claimed =
                 self.meta.claim_import(&self.owner, now, now.plus_seconds(self.settings.config.lease.as_secs())).await;
             match claimed {
-                Ok(Some(task)) => self.run_task(task, &shutdown).await,
+                Ok(Some(task)) => {
+                    // The import's own span, in the trace of the request that created it.
+                    let span = tracing::info_span!(
+                        "import",
+                        otel.name = "import fetch",
+                        file.id = %task.file_id,
+                        attempt = task.attempts,
+                    );
+                    if let Some(traceparent) = &task.traceparent {
+                        crate::telemetry::traces::continue_from_traceparent(&span, traceparent);
+                    }
+                    self.run_task(task, &shutdown).instrument(span).await;
+                }
                 Ok(None) => {
                     tokio::select! {
                         () = shutdown.cancelled() => return,
@@ -130,7 +143,6 @@ impl Workers {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(file.id = %task.file_id, attempt = task.attempts))]
     async fn run_task(&self, task: ImportTask, shutdown: &CancellationToken) {
         let started = std::time::Instant::now();
         let running = self.queue.running.register(&task.blob_key, Some(shutdown));

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::blob::BlobStore;
 use crate::error::{Error, Result};
+use crate::telemetry::metric;
 
 /// A file to splice in as base64, where the placeholder `"{base}-{index}"` stands (`index` is its place in
 /// the list handed to [`OutgoingBody::new`]).
@@ -104,7 +105,10 @@ impl OutgoingBody {
                 async move {
                     match segment {
                         Segment::Json(bytes) => Ok::<_, Error>(stream::once(async { Ok(bytes) }).boxed()),
-                        Segment::Inline { blob_key, size } => Ok(base64_stream(blobs.read(&blob_key, 0..size).await?)),
+                        Segment::Inline { blob_key, size } => {
+                            metrics::counter!(metric::MODEL_BYTES, "how" => "inline").increment(size);
+                            Ok(base64_stream(blobs.read(&blob_key, 0..size).await?))
+                        }
                     }
                 }
             })

@@ -84,6 +84,7 @@ impl Copies {
             self.delete_remote(&made).await;
         }
         metrics::counter!(metric::MODEL_FILE_COPIES, "target" => target.as_str()).increment(1);
+        metrics::counter!(metric::MODEL_BYTES, "how" => "copy").increment(file.size_bytes.unwrap_or(0));
         Ok((kept.uri, false))
     }
 

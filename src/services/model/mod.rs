@@ -30,6 +30,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde_json::Value;
+use tracing::Instrument as _;
 
 pub use copies::Copies;
 pub use limits::REQUEST_MAX_BYTES;
@@ -177,8 +178,9 @@ impl Models {
     pub async fn call(&self, call: ModelCall) -> Result<ModelReply> {
         let upstream = self.upstream()?;
         let model = self.upstream_model(&call.model)?;
-        let meter = CallMeter::start(&call.project, &model, call.method.as_str());
-        match self.forward(upstream, &model, &call).await {
+        let meter = CallMeter::start(&call.project, &model, call.method.as_str(), upstream.provider());
+        let forwarded = self.forward(upstream, &model, &call).instrument(meter.span.clone()).await;
+        match forwarded {
             Ok(reply) => Ok(ModelReply {
                 content_type: reply.content_type,
                 body: meter.tap(reply.body).map_err(Error::from).boxed(),

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::config::{ModelConfig, Upstream, VertexAuth};
 use crate::error::UpstreamError;
+use crate::telemetry::metric;
 
 /// A model method filegate forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +127,11 @@ impl UpstreamClient {
         self.name
     }
 
+    /// The OpenTelemetry GenAI name of the upstream (`gen_ai.provider.name`).
+    pub fn provider(&self) -> &'static str {
+        if self.is_vertex() { "gcp.vertex_ai" } else { "gcp.gemini" }
+    }
+
     pub fn is_vertex(&self) -> bool {
         self.files_base.is_none()
     }
@@ -164,17 +170,30 @@ impl UpstreamClient {
         len: u64,
     ) -> Result<Reply, UpstreamError> {
         let url = format!("{}/{model}:{}", self.models_base, method.as_str());
+        let mut headers = self.auth_headers().await?;
+        crate::telemetry::traces::inject_current(&mut headers);
         let mut request = self
             .http
             .post(url)
-            .headers(self.auth_headers().await?)
+            .headers(headers)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(body);
         if sse {
             request = request.query(&[("alt", "sse")]);
         }
-        let response = self.send(request).await?;
+        let response = self.send(request).await;
+        let status = match &response {
+            Ok(response) => response.status().as_str().to_owned(),
+            Err(UpstreamError::Status { status, .. }) => status.to_string(),
+            Err(UpstreamError::Unauthorized { .. }) => "401".into(),
+            Err(_) => "error".into(),
+        };
+        // The model as a label only once the upstream knows it: invented names cannot make time series.
+        let known = !matches!(status.as_str(), "404" | "error");
+        let label = if known { model.to_owned() } else { "unknown".into() };
+        metrics::counter!(metric::UPSTREAM_REQUESTS, "model" => label, "status" => status).increment(1);
+        let response = response?;
         let content_type = header_string(response.headers(), reqwest::header::CONTENT_TYPE);
         let (name, idle) = (self.name, self.idle);
         let body = response.bytes_stream().map_err(move |e| transport_error(name, idle, &e)).boxed();

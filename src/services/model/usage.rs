@@ -56,17 +56,31 @@ pub fn last_usage(body: &[u8]) -> Option<Tokens> {
     }
 }
 
-/// One model call being measured.
+/// One model call being measured, with its span (OpenTelemetry's GenAI conventions: the operation, the
+/// provider, the model, and the tokens once the reply has ended).
 pub struct CallMeter {
     project: ProjectId,
     model: String,
     method: &'static str,
     started: Instant,
+    pub span: tracing::Span,
 }
 
 impl CallMeter {
-    pub fn start(project: &ProjectId, model: &str, method: &'static str) -> Self {
-        Self { project: project.clone(), model: model.to_owned(), method, started: Instant::now() }
+    pub fn start(project: &ProjectId, model: &str, method: &'static str, provider: &'static str) -> Self {
+        let operation = if method == "countTokens" { "count_tokens" } else { "generate_content" };
+        let span = tracing::info_span!(
+            "gen_ai",
+            otel.name = %format_args!("{operation} {model}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = operation,
+            gen_ai.provider.name = provider,
+            gen_ai.request.model = model,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+        );
+        Self { project: project.clone(), model: model.to_owned(), method, started: Instant::now(), span }
     }
 
     /// Records a call that ended before any reply body: refused by filegate or failed upstream.
@@ -84,6 +98,7 @@ impl CallMeter {
             None => "refused",
         };
         let known = matches!(upstream, Some(UpstreamError::Status { status, .. }) if *status != 404);
+        self.span.record("otel.status_code", "ERROR");
         self.record(if known { self.model.clone() } else { "unknown".into() }, outcome, None);
     }
 
@@ -92,9 +107,14 @@ impl CallMeter {
         metrics::counter!(metric::MODEL_CALLS, &labels).increment(1);
         metrics::histogram!(metric::MODEL_CALL_DURATION, &labels[..2]).record(self.started.elapsed().as_secs_f64());
         if let Some(tokens) = tokens {
+            self.span.record("gen_ai.usage.input_tokens", tokens.prompt);
+            self.span.record("gen_ai.usage.output_tokens", tokens.completion);
             for (kind, count) in [("prompt", tokens.prompt), ("completion", tokens.completion)] {
                 let labels = [("project", self.project.to_string()), ("model", model.clone()), ("kind", kind.into())];
                 metrics::counter!(metric::MODEL_TOKENS, &labels).increment(count);
+            }
+            for (kind, count) in [("input", tokens.prompt), ("output", tokens.completion)] {
+                metrics::counter!(metric::UPSTREAM_TOKENS, "model" => model.clone(), "kind" => kind).increment(count);
             }
         }
     }

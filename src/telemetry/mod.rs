@@ -1,8 +1,14 @@
-//! Logs and metrics. Log lines go to stderr (`RUST_LOG` filters, `FILEGATE_LOG_FORMAT=json` for
-//! machines); metrics are Prometheus text at `GET /metrics`. Metric names live here, in one place.
+//! Logs, traces and metrics. Log lines go to stderr (`RUST_LOG` filters, `FILEGATE_LOG_FORMAT=json` for
+//! machines); traces go to an OTLP collector when one is configured ([`traces`]); metrics are Prometheus
+//! text at `GET /metrics` (or on `FILEGATE_METRICS_LISTEN`). Metric names live here, in one place.
+
+pub mod traces;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _, Registry};
 
 use crate::config::LogFormat;
 
@@ -23,17 +29,27 @@ pub mod metric {
     pub const MODEL_CALL_DURATION: &str = "filegate_model_call_duration_seconds";
     pub const MODEL_TOKENS: &str = "filegate_model_tokens_total";
     pub const MODEL_FILE_COPIES: &str = "filegate_model_file_copies_total";
+    pub const UPSTREAM_REQUESTS: &str = "filegate_upstream_requests_total";
+    pub const UPSTREAM_TOKENS: &str = "filegate_upstream_tokens_total";
+    pub const MODEL_BYTES: &str = "filegate_model_bytes_total";
+    pub const STORE_PART_SECONDS: &str = "filegate_store_part_seconds";
+    pub const DATABASE_CONNECTIONS: &str = "filegate_database_connections";
 }
 
-pub fn init_tracing(format: LogFormat) {
+/// Installs the log (and, with `traces`, the OpenTelemetry) subscriber.
+pub fn init_tracing(format: LogFormat, traces: Option<&SdkTracerProvider>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     // Colours only for a person at a terminal: a log file or a collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let logs: Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Pretty => logs.with_filter(filter).boxed(),
+        LogFormat::Json => logs.json().flatten_event(true).with_filter(filter).boxed(),
     };
+    // filegate's own spans only: the exporter's HTTP client (hyper, reqwest) would otherwise trace itself.
+    let spans =
+        traces.map(|provider| traces::layer(provider).with_filter(EnvFilter::new("off,filegate=info,tower_http=info")));
+    let _ = tracing_subscriber::registry().with(logs).with(spans).try_init();
 }
 
 /// Installs the global Prometheus recorder and describes every metric.
@@ -60,5 +76,27 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     );
     metrics::describe_counter!(metric::MODEL_TOKENS, "tokens the upstream counted, by project, model and kind");
     metrics::describe_counter!(metric::MODEL_FILE_COPIES, "files copied so that an upstream can read them, by target");
+    metrics::describe_counter!(
+        metric::UPSTREAM_REQUESTS,
+        "requests to the model upstream, by model (unknown until the upstream knows it) and HTTP status (error: none)"
+    );
+    metrics::describe_counter!(
+        metric::UPSTREAM_TOKENS,
+        "tokens the upstream counted, by model and kind (input, output)"
+    );
+    metrics::describe_counter!(
+        metric::MODEL_BYTES,
+        metrics::Unit::Bytes,
+        "file bytes sent to the model upstream, by how (inline, copy)"
+    );
+    metrics::describe_histogram!(
+        metric::STORE_PART_SECONDS,
+        metrics::Unit::Seconds,
+        "time to store one part in a bucket, by provider"
+    );
+    metrics::describe_gauge!(
+        metric::DATABASE_CONNECTIONS,
+        "the metadata database pool's connections, by state (idle, in_use)"
+    );
     Ok(handle)
 }
