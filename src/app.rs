@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -46,7 +47,7 @@ pub async fn open_meta(storage: &Storage, migrate: bool) -> anyhow::Result<Arc<d
             .await
             .with_context(|| format!("opening the database {}", path.display()))?,
         Database::Postgres(url) => {
-            SqlMeta::open_postgres(url, pool, migrate).await.context("connecting to PostgreSQL")?
+            SqlMeta::open_postgres(url.expose_secret(), pool, migrate).await.context("connecting to PostgreSQL")?
         }
     };
     Ok(Arc::new(meta))

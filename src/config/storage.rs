@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use secrecy::SecretString;
+
 use super::{Problems, secret};
 use crate::blob::BucketUrl;
 
@@ -37,8 +39,8 @@ pub enum Blobs {
 #[derive(Clone)]
 pub enum Database {
     Sqlite(PathBuf),
-    /// The URL, password included: never logged as is.
-    Postgres(String),
+    /// The URL, password included: never logged, wiped from memory when dropped.
+    Postgres(SecretString),
 }
 
 impl std::fmt::Debug for Database {
@@ -101,7 +103,7 @@ fn parse_database_url(url: &str) -> Result<Database, String> {
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err("FILEGATE_DATABASE_URL must name a host: postgres://USER:PASSWORD@HOST[:PORT]/DATABASE".into());
         }
-        return Ok(Database::Postgres(url.to_owned()));
+        return Ok(Database::Postgres(url.into()));
     }
     let path =
         url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).map(|p| p.split('?').next().unwrap_or(p));

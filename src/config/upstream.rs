@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
+use secrecy::SecretString;
+
 use super::{Problems, secret};
 use crate::blob::BucketUrl;
 
@@ -67,7 +69,7 @@ pub enum UpstreamKind {
 /// How Vertex AI calls authenticate.
 #[derive(Clone)]
 pub enum VertexAuth {
-    Static(String),
+    Static(SecretString),
     ApplicationDefault,
 }
 
@@ -88,15 +90,8 @@ pub enum Upstream {
     Gemini { api_key: ApiKeySecret, endpoint: String },
 }
 
-/// An upstream API key: never printed.
-#[derive(Clone)]
-pub struct ApiKeySecret(pub String);
-
-impl std::fmt::Debug for ApiKeySecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKeySecret(..)")
-    }
-}
+/// An upstream API key: never printed, wiped from memory when dropped.
+pub type ApiKeySecret = SecretString;
 
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
@@ -135,7 +130,7 @@ impl ModelConfig {
                     None => format!("https://{location}-aiplatform.googleapis.com"),
                 };
                 let auth = match bearer {
-                    Some(token) if !token.trim().is_empty() => VertexAuth::Static(token.trim().to_owned()),
+                    Some(token) if !token.trim().is_empty() => VertexAuth::Static(token.trim().into()),
                     _ => VertexAuth::ApplicationDefault,
                 };
                 let staging = match &args.vertex_staging_bucket {
@@ -161,7 +156,7 @@ impl ModelConfig {
                 let api_key = gemini_api_key.filter(|k| !k.trim().is_empty());
                 problems.check(api_key.is_some(), "FILEGATE_UPSTREAM=gemini needs FILEGATE_GEMINI_API_KEY");
                 api_key.map(|api_key| Upstream::Gemini {
-                    api_key: ApiKeySecret(api_key),
+                    api_key: api_key.into(),
                     endpoint: trimmed(&args.gemini_endpoint),
                 })
             }

@@ -2,6 +2,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use rand::{Rng as _, RngCore as _, rngs::OsRng};
+use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::Error;
@@ -118,28 +119,29 @@ fn sha256_hex(value: &str) -> String {
 
 /// The secret part of an upload URL. Whoever holds it may write to that one upload session: the Python
 /// SDK sends no API key with chunks, so the token is the credential. 256 bits from the OS CSPRNG; the
-/// database stores only its SHA-256, so a leaked database grants no upload access.
-#[derive(Clone, PartialEq, Eq)]
-pub struct UploadToken(String);
+/// database stores only its SHA-256, so a leaked database grants no upload access. Held as a
+/// [`SecretString`]: never printed, wiped from memory when dropped.
+#[derive(Clone)]
+pub struct UploadToken(SecretString);
 
 impl UploadToken {
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
         OsRng.fill_bytes(&mut bytes);
-        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes).into())
     }
 
     pub fn from_request(token: &str) -> Self {
-        Self(token.to_owned())
+        Self(token.into())
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 
     /// What the metadata store keeps and looks sessions up by.
     pub fn hash(&self) -> String {
-        sha256_hex(&self.0)
+        sha256_hex(self.0.expose_secret())
     }
 }
 
@@ -149,26 +151,27 @@ impl fmt::Debug for UploadToken {
     }
 }
 
-/// An API key in clear, as a client presents it. Only its SHA-256 is ever stored.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
+/// An API key in clear, as a client presents it. Only its SHA-256 is ever stored; in memory it is a
+/// [`SecretString`] (never printed, wiped when dropped).
+#[derive(Clone)]
+pub struct ApiKey(SecretString);
 
 impl ApiKey {
     /// `fg_` followed by 40 characters of `[a-z0-9]` (about 206 bits).
     pub fn generate() -> Self {
-        Self(format!("fg_{}", random_alphanumeric(40)))
+        Self(format!("fg_{}", random_alphanumeric(40)).into())
     }
 
     pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into())
+        Self(key.into().into())
     }
 
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 
     pub fn hash(&self) -> String {
-        sha256_hex(&self.0)
+        sha256_hex(self.0.expose_secret())
     }
 }
 

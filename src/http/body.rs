@@ -229,6 +229,15 @@ pub async fn read_to_limit(body: Body, limit: usize, too_large: impl FnOnce() ->
     axum::body::to_bytes(body, limit).await.map_err(|e| body_error(&e, too_large))
 }
 
+/// Parses a JSON request body into `T`, saying where it is wrong: `messages[2].content: invalid type: …`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| match e.path().to_string().as_str() {
+        "." => e.inner().to_string(),
+        path => format!("{path}: {}", e.inner()),
+    })
+}
+
 /// A body as a stream of domain results (for the bytes of a file, which are never held whole).
 pub fn into_stream(body: Body) -> ByteStream {
     Box::pin(body.into_data_stream().map_err(|e| body_error(&e, || Error::internal("unexpected body limit"))))
@@ -268,6 +277,23 @@ mod tests {
         assert!(matches!(err, Error::InvalidArgument(m) if m == "big"));
         let mut stream = into_stream(limited(Body::from("xyz")));
         assert_eq!(stream.next().await.unwrap().unwrap(), "xyz");
+    }
+
+    #[test]
+    fn json_errors_name_the_field_that_is_wrong() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Part {
+            #[allow(dead_code)]
+            text: String,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        struct Request {
+            #[allow(dead_code)]
+            parts: Vec<Part>,
+        }
+        let err = parse_json::<Request>(br#"{"parts": [{"text": "a"}, {"text": 7}]}"#).unwrap_err();
+        assert!(err.starts_with("parts[1].text: invalid type: integer `7`"), "{err}");
+        assert!(parse_json::<Request>(b"[").unwrap_err().contains("EOF"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -120,7 +120,7 @@ pub async fn chat_completions(State(app): State<AppState>, req: Request) -> Resp
         let (parts, body) = req.into_parts();
         let project = app.import_project(&parts).await?;
         let bytes = super::body::read_to_limit(body, REQUEST_MAX_BYTES as usize, too_large).await?;
-        let request: ChatRequest = serde_json::from_slice(&bytes)
+        let request: ChatRequest = super::body::parse_json(&bytes)
             .map_err(|e| Error::invalid(format!("The request body is not a valid chat completion request: {e}")))?;
         let completion = Completion::new(&request.model);
         let include_usage = request.stream_options.as_ref().is_some_and(|o| o.include_usage);

@@ -1,5 +1,5 @@
 //! Gemini Files API JSON (proto3 JSON of `google.ai.generativelanguage.v1beta.File`): camelCase,
-//! int64 as strings, RFC 3339 `Z` timestamps. See `docs/gemini-files-protocol.md` §3.
+//! int64 as strings, RFC 3339 `Z` timestamps. See `docs/api-quirks.md`.
 
 use serde::{Deserialize, Serialize};
 

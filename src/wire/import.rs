@@ -1,5 +1,5 @@
 //! The URL import surface's JSON (`POST /v1/files {source_url, …}` → `qfile-…`): snake_case, Unix-second
-//! times and OpenAI-style errors. See `docs/api-import.md`.
+//! times and OpenAI-style errors. See `docs/imports.md`.
 
 use serde::{Deserialize, Serialize};
 

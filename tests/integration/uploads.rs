@@ -1,4 +1,4 @@
-//! The resumable upload protocol as `docs/gemini-files-protocol.md` §4.2 and §6 describe it.
+//! The resumable upload protocol as Google's Files API and the official SDKs speak it (`docs/api-quirks.md`).
 
 use reqwest::StatusCode;
 use serde_json::json;

@@ -34,7 +34,7 @@ impl<E: Into<Error>> From<E> for UploadUrlError {
 pub const UPLOAD_STATUS: HeaderName = HeaderName::from_static("x-goog-upload-status");
 
 /// HTTP status, canonical code name, message and details of an error, as Google's service words them
-/// where it is known (`docs/API-QUIRKS.md`).
+/// where it is known (`docs/api-quirks.md`).
 fn classify(err: &Error) -> (StatusCode, &'static str, String, Vec<serde_json::Value>) {
     use StatusCode as S;
     let msg = err.public_message();

@@ -117,7 +117,7 @@ pub async fn register(app: &App, parts: &Parts, body: axum::body::Body) -> Resul
         Error::invalid("The request is larger than 256 KiB; register at most 100 objects per call.")
     })
     .await?;
-    let request: RegisterRequest = serde_json::from_slice(&bytes).map_err(|e| {
+    let request: RegisterRequest = crate::http::body::parse_json(&bytes).map_err(|e| {
         Error::invalid(format!("Invalid JSON payload received: expected {{\"uris\": [\"gs://…\"]}} ({e})."))
     })?;
     let files = app.registrar.register(&project, request.uris).await?;

@@ -1,4 +1,5 @@
-//! The Gemini Files API surface (`docs/gemini-files-protocol.md`).
+//! The Gemini Files API surface, as the official SDKs speak it (where filegate differs from Google:
+//! `docs/api-quirks.md`).
 
 pub mod error;
 mod files;

@@ -103,7 +103,7 @@ pub fn parse_metadata(bytes: &[u8]) -> Result<CreateFileRequest, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(CreateFileRequest::default());
     }
-    serde_json::from_slice(bytes).or_else(|strict| {
+    crate::http::body::parse_json(bytes).or_else(|strict| {
         std::str::from_utf8(bytes)
             .ok()
             .and_then(|text| json5::from_str(text).ok())

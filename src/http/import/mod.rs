@@ -1,4 +1,4 @@
-//! The URL import surface (`docs/api-import.md`): `POST /v1/files`, `GET` and `DELETE /v1/files/qfile-…`.
+//! The URL import surface (`docs/imports.md`): `POST /v1/files`, `GET` and `DELETE /v1/files/qfile-…`.
 
 pub mod error;
 mod view;

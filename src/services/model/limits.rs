@@ -1,7 +1,7 @@
 //! What the upstreams accept, checked before a call so that the caller gets a clear 400 naming the file and
 //! the limit instead of a confusing upstream error after a long copy.
 //!
-//! Sources (see `docs/model-calls.md`): Vertex AI's inference reference and Gemini 3 technical
+//! Sources (see `docs/models.md`): Vertex AI's inference reference and Gemini 3 technical
 //! specifications: images read from Cloud Storage up to 30 MiB (Vertex's own error says 31457280 bytes),
 //! PDFs up to 50 MiB, plain text up to 7 MiB; a request, inline data included, up to 20 MiB on both APIs.
 

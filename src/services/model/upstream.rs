@@ -12,6 +12,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use object_store::gcp::GcpCredentialProvider;
 use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 
 use crate::config::{ModelConfig, Upstream, VertexAuth};
@@ -104,13 +105,17 @@ impl UpstreamClient {
             Upstream::Vertex { project, location, endpoint, auth, .. } => {
                 let base = format!("{endpoint}/v1/projects/{project}/locations/{location}/publishers/google/models");
                 let auth = match auth {
-                    VertexAuth::Static(token) => Auth::Bearer(HeaderValue::from_str(&format!("Bearer {token}"))?),
+                    VertexAuth::Static(token) => {
+                        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))?;
+                        value.set_sensitive(true);
+                        Auth::Bearer(value)
+                    }
                     VertexAuth::ApplicationDefault => Auth::Google(google_credentials()?),
                 };
                 ("Vertex AI", base, None, auth)
             }
             Upstream::Gemini { api_key, endpoint } => {
-                let mut key = HeaderValue::from_str(&api_key.0)?;
+                let mut key = HeaderValue::from_str(api_key.expose_secret())?;
                 key.set_sensitive(true);
                 ("the Gemini API", format!("{endpoint}/v1beta/models"), Some(endpoint.clone()), Auth::ApiKey(key))
             }
