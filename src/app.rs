@@ -1,9 +1,9 @@
-//! Wiring: open the stores, build the services, reconcile, serve, and shut down in order.
+//! Wiring: open the stores, build the services and the handlers' state, start the background work,
+//! serve, and shut down in order. No request is handled here (`http`), no rule decided (`services`).
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -11,31 +11,15 @@ use tokio_util::sync::CancellationToken;
 use crate::blob::{BlobStore, BucketUrl, LocalBlobStore, ObjectBlobStore, Provider, WithRegistered};
 use crate::config::Upstream;
 use crate::config::{Blobs, Config, Database, Storage};
+use crate::http::body::BodyLimits;
+use crate::http::state::Handles;
 use crate::meta::MetaStore;
 use crate::meta::sql::SqlMeta;
 use crate::services::imports::{ImportQueue, ImportSettings};
 use crate::services::model::ReferenceRules;
 use crate::services::register::Registrar;
-use crate::services::{Auth, Files, Imports, Janitor, Models, Uploads};
+use crate::services::{Auth, Files, Health, Imports, Janitor, Models, Uploads};
 use crate::{http, telemetry};
-
-/// Everything a request handler can reach.
-pub struct App {
-    pub config: Config,
-    /// Base of every URL handed out (upload URLs, `uri`), without a trailing slash.
-    pub public_url: String,
-    pub meta: Arc<dyn MetaStore>,
-    pub blobs: Arc<dyn BlobStore>,
-    pub auth: Auth,
-    pub files: Files,
-    pub uploads: Uploads,
-    pub imports: Imports,
-    pub models: Models,
-    pub registrar: Registrar,
-    pub metrics: PrometheusHandle,
-}
-
-pub type AppState = Arc<App>;
 
 /// Opens the metadata store of `storage` (for the serve command and the admin commands alike), applying
 /// pending migrations unless `migrate` is false (PostgreSQL only: there, migrating may be left to
@@ -121,49 +105,54 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         rules.own.clone(),
     );
     let models = Models::new(&config.model, meta.clone(), blobs.clone(), rules)?;
-    let app = Arc::new(App {
+    let imports = Imports::new(meta.clone(), blobs.clone(), import_settings, import_queue.clone());
+    let mut workers = imports.workers();
+    let models = Arc::new(models);
+    if let Some(copies) = models.copies() {
+        tokio::spawn(copies.run(config.sweep_interval, shutdown.child_token()));
+        // An imported file that a model will read through a copy is copied as soon as it is ready.
+        let models = models.clone();
+        workers = workers.on_ready(Arc::new(move |file| {
+            let models = models.clone();
+            tokio::spawn(async move { models.prepare(&file).await });
+        }));
+    }
+    let state = Arc::new(Handles {
         public_url,
         models,
         registrar,
         files: Files::new(meta.clone(), blobs.clone(), import_queue.clone()),
-        imports: Imports::new(meta.clone(), blobs.clone(), import_settings, import_queue.clone()),
+        imports,
         uploads: Uploads::new(meta.clone(), blobs.clone(), config.limits.clone()),
         auth,
-        meta: meta.clone(),
-        blobs,
+        health: Health::new(meta.clone(), blobs.clone()),
         metrics: telemetry::init_metrics()?,
-        config,
+        body_limits: BodyLimits {
+            idle: config.request_idle_timeout,
+            min_bytes_per_second: config.request_min_bytes_per_second,
+        },
+        metrics_on_public: config.metrics_listen.is_none(),
     });
 
     let janitor_task = tokio::spawn(janitor.run(shutdown.child_token()));
-    let mut workers = app.imports.workers();
-    if let Some(copies) = app.models.copies() {
-        tokio::spawn(copies.run(app.config.sweep_interval, shutdown.child_token()));
-        // An imported file that a model will read through a copy is copied as soon as it is ready.
-        let app = app.clone();
-        workers = workers.on_ready(Arc::new(move |file| {
-            let app = app.clone();
-            tokio::spawn(async move { app.models.prepare(&file).await });
-        }));
-    }
     let import_workers = tokio::spawn(workers.run(shutdown.child_token()));
-    tracing::info!(workers = app.config.imports.workers, "import workers started");
+    tracing::info!(workers = config.imports.workers, "import workers started");
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
-    tracing::info!(public_url = %app.public_url, "listening on http://{addr}");
+    tracing::info!(public_url = %state.public_url, "listening on http://{addr}");
     // A stable line on stdout for scripts and tests that start filegate on port 0.
     println!("listening on http://{addr}");
 
     let limits = http::ConnectionLimits {
-        idle: app.config.request_idle_timeout,
-        max_connections: app.config.max_connections,
-        grace: app.config.shutdown_grace,
+        idle: config.request_idle_timeout,
+        max_connections: config.max_connections,
+        grace: config.shutdown_grace,
     };
     tracing::info!(max_connections = limits.max_connections, "accepting connections");
-    if let Some(address) = app.config.metrics_listen {
+    if let Some(address) = config.metrics_listen {
         let metrics = TcpListener::bind(address).await.with_context(|| format!("binding {address} for /metrics"))?;
         tracing::info!("metrics on http://{}/metrics", metrics.local_addr()?);
-        let router = http::metrics_router(app.clone());
+        let router = http::metrics_router(state.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let served = axum::serve(metrics, router).with_graceful_shutdown(stop.cancelled_owned()).await;
@@ -172,11 +161,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
         });
     }
-    http::serve(listener, http::router(app.clone()), limits, shutdown.clone()).await;
+    http::serve(listener, http::router(state.clone()), limits, shutdown.clone()).await;
     // Workers stop fetching and hand their tasks back to the queue; the janitor finishes its sweep.
     let _ = import_workers.await;
     let _ = janitor_task.await;
-    drop(app);
+    drop(state);
     meta.close().await;
     tracing::info!("stopped");
     Ok(())

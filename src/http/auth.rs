@@ -2,12 +2,15 @@
 //! `?key=` and `Authorization: Bearer`; the import surface's original clients send the bare key in
 //! `Authorization`.
 
-use axum::extract::Query;
+use axum::extract::{FromRequestParts, Query};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::Deserialize;
 
-use crate::app::App;
+use super::gemini::GeminiError;
+use super::import::ImportApiError;
+use super::model::ChatError;
+use super::state::{Handles, HttpState};
 use crate::domain::ProjectId;
 use crate::error::Result;
 
@@ -34,15 +37,46 @@ pub fn presented_key(parts: &Parts, bare_authorization: bool) -> Option<String> 
     }
 }
 
-impl App {
-    /// The project of a request on the Gemini surface.
-    pub async fn gemini_project(&self, parts: &Parts) -> Result<ProjectId> {
-        self.auth.authenticate(presented_key(parts, false).as_deref()).await
-    }
+/// The project of a request on the Gemini surfaces (`x-goog-api-key`, `?key=`, `Authorization: Bearer`).
+pub async fn gemini_project(state: &Handles, parts: &Parts) -> Result<ProjectId> {
+    state.auth.authenticate(presented_key(parts, false).as_deref()).await
+}
 
-    /// The project of a request on the import surface.
-    pub async fn import_project(&self, parts: &Parts) -> Result<ProjectId> {
-        self.auth.authenticate(presented_key(parts, true).as_deref()).await
+/// The project of a request on the import and OpenAI surfaces (the bare key in `Authorization` too).
+pub async fn import_project(state: &Handles, parts: &Parts) -> Result<ProjectId> {
+    state.auth.authenticate(presented_key(parts, true).as_deref()).await
+}
+
+/// The caller's project on a Gemini route; a missing or unknown key is refused in Google's format.
+pub(crate) struct GeminiCaller(pub ProjectId);
+
+/// The caller's project on an import route (OpenAI-style errors).
+pub(crate) struct ImportCaller(pub ProjectId);
+
+/// The caller's project on an OpenAI route (`/v1/chat/completions`).
+pub(crate) struct ChatCaller(pub ProjectId);
+
+impl FromRequestParts<HttpState> for GeminiCaller {
+    type Rejection = GeminiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, GeminiError> {
+        Ok(Self(gemini_project(state, parts).await?))
+    }
+}
+
+impl FromRequestParts<HttpState> for ImportCaller {
+    type Rejection = ImportApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, ImportApiError> {
+        Ok(Self(import_project(state, parts).await?))
+    }
+}
+
+impl FromRequestParts<HttpState> for ChatCaller {
+    type Rejection = ChatError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, ChatError> {
+        Ok(Self(import_project(state, parts).await?))
     }
 }
 

@@ -9,11 +9,12 @@ mod model;
 mod openapi;
 mod ops;
 mod serve;
+pub mod state;
 
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRequestParts as _, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,9 +25,9 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::app::AppState;
 use crate::domain::random_alphanumeric;
 use crate::error::Error;
+use crate::http::state::HttpState;
 use crate::telemetry::metric;
 use extract::GPath;
 
@@ -46,9 +47,9 @@ const EXPOSED_HEADERS: [&str; 6] = [
 ];
 
 /// The routes of the public address; `/metrics` is among them unless it has an address of its own.
-pub fn router(app: AppState) -> Router {
+pub fn router(app: HttpState) -> Router {
     let routes = Router::new();
-    let routes = if app.config.metrics_listen.is_none() { routes.route("/metrics", get(ops::metrics)) } else { routes };
+    let routes = if app.metrics_on_public { routes.route("/metrics", get(ops::metrics)) } else { routes };
     routes
         .route("/upload/{version}/files", post(gemini::upload::upload).put(gemini::upload::upload))
         .route(
@@ -64,13 +65,7 @@ pub fn router(app: AppState) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .fallback(|| async { gemini::GeminiError(Error::UnknownRoute) })
         .method_not_allowed_fallback(|| async { gemini::GeminiError(Error::MethodNotAllowed) })
-        .layer(middleware::from_fn_with_state(
-            body::BodyLimits {
-                idle: app.config.request_idle_timeout,
-                min_bytes_per_second: app.config.request_min_bytes_per_second,
-            },
-            body::limit_idle_bodies,
-        ))
+        .layer(middleware::from_fn_with_state(app.body_limits, body::limit_idle_bodies))
         .layer(middleware::from_fn(track_metrics))
         .layer(
             TraceLayer::new_for_http()
@@ -101,7 +96,7 @@ pub fn router(app: AppState) -> Router {
 }
 
 /// The routes of `FILEGATE_METRICS_LISTEN`: `/metrics` only.
-pub fn metrics_router(app: AppState) -> Router {
+pub fn metrics_router(app: HttpState) -> Router {
     Router::new().route("/metrics", get(ops::metrics)).with_state(app)
 }
 
@@ -129,17 +124,21 @@ fn request_span(req: &Request) -> tracing::Span {
 }
 
 /// `POST /v1/files` is the import surface's create; the Gemini surface creates files by uploading.
-async fn create_file(State(app): State<AppState>, GPath(version): GPath<String>, req: Request) -> Response {
+async fn create_file(State(app): State<HttpState>, GPath(version): GPath<String>, req: Request) -> Response {
     if version != "v1" {
         return gemini::create_without_bytes(&version).into_response();
     }
-    let (parts, body) = req.into_parts();
-    import::create(&app, &parts, body).await.unwrap_or_else(IntoResponse::into_response)
+    let (mut parts, body) = req.into_parts();
+    let created = async {
+        let auth::ImportCaller(project) = auth::ImportCaller::from_request_parts(&mut parts, &app).await?;
+        import::create(&app, project, &parts, body).await
+    };
+    created.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /{v}/files/{segment}`: an import (`v1`, `qfile-…`) or a Gemini file (or its `:download`).
 async fn get_file(
-    State(app): State<AppState>,
+    State(app): State<HttpState>,
     GPath((version, segment)): GPath<(String, String)>,
     req: Request,
 ) -> Response {
@@ -150,7 +149,7 @@ async fn get_file(
 }
 
 async fn delete_file(
-    State(app): State<AppState>,
+    State(app): State<HttpState>,
     GPath((version, segment)): GPath<(String, String)>,
     req: Request,
 ) -> Response {

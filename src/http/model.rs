@@ -10,11 +10,12 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use serde_json::Value;
 
+use super::auth::ChatCaller;
 use super::extract::GPath;
 use super::gemini::{self, GeminiError};
 use super::import::error::{classify as openai_classify, openai_response};
-use crate::app::AppState;
 use crate::error::Error;
+use crate::http::state::HttpState;
 use crate::services::model::openai::{self, Completion};
 use crate::services::model::{ModelCall, ModelMethod, ModelReply, REQUEST_MAX_BYTES};
 use crate::wire::openai::ChatRequest;
@@ -28,7 +29,7 @@ fn too_large() -> Error {
 
 /// `POST /{v}/models/{model}:{method}`: the body passes through untouched but for file references.
 pub async fn native(
-    State(app): State<AppState>,
+    State(app): State<HttpState>,
     GPath((version, target)): GPath<(String, String)>,
     req: Request,
 ) -> Response {
@@ -39,7 +40,7 @@ pub async fn native(
             .and_then(|(model, method)| Some((model, ModelMethod::parse(method)?)))
             .ok_or_else(gemini::not_found)?;
         let (parts, body) = req.into_parts();
-        let project = app.gemini_project(&parts).await?;
+        let project = crate::http::auth::gemini_project(&app, &parts).await?;
         let sse = parts
             .uri
             .query()
@@ -80,7 +81,7 @@ fn sse_headers(response: &mut Response) {
 
 /// An error on the chat completions route: OpenAI's envelope, with Google's wording for files a caller
 /// cannot use.
-struct ChatError(Error);
+pub(crate) struct ChatError(Error);
 
 impl<E: Into<Error>> From<E> for ChatError {
     fn from(err: E) -> Self {
@@ -115,10 +116,9 @@ impl IntoResponse for ChatError {
 }
 
 /// `POST /v1/chat/completions`
-pub async fn chat_completions(State(app): State<AppState>, req: Request) -> Response {
+pub async fn chat_completions(State(app): State<HttpState>, ChatCaller(project): ChatCaller, req: Request) -> Response {
     let answer = async {
-        let (parts, body) = req.into_parts();
-        let project = app.import_project(&parts).await?;
+        let body = req.into_body();
         let bytes = super::body::read_to_limit(body, REQUEST_MAX_BYTES as usize, too_large).await?;
         let request: ChatRequest = super::body::parse_json(&bytes)
             .map_err(|e| Error::invalid(format!("The request body is not a valid chat completion request: {e}")))?;

@@ -6,8 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::app::AppState;
-use crate::domain::Timestamp;
+use crate::http::state::HttpState;
 use crate::telemetry::metric;
 
 /// 200 when both write paths work: the metadata store commits a small write and the blob store makes a
@@ -15,30 +14,24 @@ use crate::telemetry::metric;
 /// unreachable PostgreSQL), so that a load balancer stops sending traffic until it works again.
 /// `GET /healthz`, keyless: `ok` or `failing` per dependency and nothing more; why a dependency fails goes to
 /// the log.
-pub async fn healthz(State(app): State<AppState>) -> Response {
-    let database = app.meta.probe_write(Timestamp::now()).await;
-    let blobs = app.blobs.probe().await;
+pub async fn healthz(State(app): State<HttpState>) -> Response {
+    let report = app.health.check().await;
     let word = |ok: bool| if ok { "ok" } else { "failing" };
-    let healthy = database.is_ok() && blobs.is_ok();
     let body = json!({
-        "status": if healthy { "ok" } else { "unavailable" },
-        "database": word(database.is_ok()),
-        "blob_store": word(blobs.is_ok()),
+        "status": if report.healthy() { "ok" } else { "unavailable" },
+        "database": word(report.database.is_ok()),
+        "blob_store": word(report.blob_store.is_ok()),
     });
-    if healthy {
+    if report.healthy() {
         return Json(body).into_response();
     }
-    let why = |result: Result<(), String>| result.err().unwrap_or_else(|| "ok".into());
-    tracing::warn!(
-        database = %why(database.map_err(|e| e.to_string())),
-        blob_store = %why(blobs.map_err(|e| e.to_string())),
-        "health check failed"
-    );
+    let why = |result: &Result<(), String>| result.as_ref().err().cloned().unwrap_or_else(|| "ok".into());
+    tracing::warn!(database = %why(&report.database), blob_store = %why(&report.blob_store), "health check failed");
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
-pub async fn metrics(State(app): State<AppState>) -> Response {
-    let (open, idle) = app.meta.connections();
+pub async fn metrics(State(app): State<HttpState>) -> Response {
+    let (open, idle) = app.health.connections();
     let in_use = f64::from(open) - idle as f64;
     metrics::gauge!(metric::DATABASE_CONNECTIONS, "state" => "idle").set(idle as f64);
     metrics::gauge!(metric::DATABASE_CONNECTIONS, "state" => "in_use").set(in_use);

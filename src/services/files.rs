@@ -75,6 +75,12 @@ pub async fn visible_file(meta: &dyn MetaStore, project: &ProjectId, id: &FileId
 }
 
 impl Files {
+    /// The `gs://`, `s3://` or `az://` URI of a ready file's bytes (none on the local disk, none before the
+    /// bytes are whole).
+    pub fn storage_uri(&self, file: &FileRecord) -> Option<String> {
+        (file.state == FileState::Ready).then(|| self.blobs.storage_uri(&file.blob_key)).flatten()
+    }
+
     pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, imports: Arc<ImportQueue>) -> Self {
         Self { meta, blobs, imports }
     }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod files;
 mod garbage;
+pub mod health;
 pub mod imports;
 mod ingest;
 pub mod janitor;
@@ -18,6 +19,7 @@ pub mod uploads;
 
 pub use auth::Auth;
 pub use files::Files;
+pub use health::Health;
 pub use imports::Imports;
 pub use janitor::Janitor;
 pub use model::Models;

@@ -9,9 +9,9 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 
 use super::error::GeminiError;
-use crate::app::App;
-use crate::domain::FileId;
+use crate::domain::{FileId, ProjectId};
 use crate::error::Error;
+use crate::http::state::Handles;
 use crate::services::files::ByteRange;
 use crate::telemetry::metric;
 use crate::wire::gemini::ListFilesResponse;
@@ -25,34 +25,33 @@ pub struct ListQuery {
     page_token: Option<String>,
 }
 
-pub async fn list(app: &App, parts: &Parts) -> Result<Response> {
-    let project = app.gemini_project(parts).await?;
+pub async fn list(app: &Handles, project: ProjectId, parts: &Parts) -> Result<Response> {
     let query: ListQuery = query_params(parts)?;
     let page_size = query
         .page_size
         .map(|s| s.parse::<i64>().map_err(|_| Error::invalid(format!("Invalid value for pageSize: \"{s}\""))))
         .transpose()?;
     let (files, next_page_token) = app.files.list(&project, page_size, query.page_token.as_deref()).await?;
-    let files = files.iter().map(|f| app.gemini_file(f)).collect();
+    let files = files.iter().map(|f| crate::http::gemini::view::gemini_file(app, f)).collect();
     Ok(Json(ListFilesResponse { files, next_page_token }).into_response())
 }
 
-pub async fn get(app: &App, parts: &Parts, id: &str) -> Result<Response> {
-    let project = app.gemini_project(parts).await?;
+pub async fn get(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
+    let project = crate::http::auth::gemini_project(app, parts).await?;
     let file = app.files.get(&project, &FileId::from_path(id)).await?;
-    Ok(Json(app.gemini_file(&file)).into_response())
+    Ok(Json(crate::http::gemini::view::gemini_file(app, &file)).into_response())
 }
 
 /// Replies `{}` with 200: the Python SDK parses the body and rejects a 204.
-pub async fn delete(app: &App, parts: &Parts, id: &str) -> Result<Response> {
-    let project = app.gemini_project(parts).await?;
+pub async fn delete(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
+    let project = crate::http::auth::gemini_project(app, parts).await?;
     app.files.delete(&project, &FileId::from_path(id)).await?;
     Ok(Json(serde_json::json!({})).into_response())
 }
 
 /// The bytes of an ACTIVE file, whole (200) or one `Range` (206).
-pub async fn download(app: &App, parts: &Parts, id: &str) -> Result<Response> {
-    let project = app.gemini_project(parts).await?;
+pub async fn download(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
+    let project = crate::http::auth::gemini_project(app, parts).await?;
     let range = parts.headers.get(header::RANGE).map(parse_range).transpose()?;
     let download = app.files.download(&project, &FileId::from_path(id), range).await?;
     let len = download.range.end - download.range.start;
@@ -107,12 +106,11 @@ fn attachment(file: &crate::domain::FileRecord) -> HeaderValue {
 /// `files:register {"uris": ["gs://…"]}` → `{"files": [File…]}`: objects in the caller's bucket become files
 /// without a copy (the SDK also sends a Google token, for Google's service; filegate reads the objects with
 /// its own credentials, from the buckets its operator allows).
-pub async fn register(app: &App, parts: &Parts, body: axum::body::Body) -> Result<Response> {
+pub async fn register(app: &Handles, project: ProjectId, body: axum::body::Body) -> Result<Response> {
     #[derive(Deserialize)]
     struct RegisterRequest {
         uris: Vec<String>,
     }
-    let project = app.gemini_project(parts).await?;
     let bytes = crate::http::body::read_to_limit(body, 256 * 1024, || {
         Error::invalid("The request is larger than 256 KiB; register at most 100 objects per call.")
     })
@@ -121,7 +119,7 @@ pub async fn register(app: &App, parts: &Parts, body: axum::body::Body) -> Resul
         Error::invalid(format!("Invalid JSON payload received: expected {{\"uris\": [\"gs://…\"]}} ({e})."))
     })?;
     let files = app.registrar.register(&project, request.uris).await?;
-    let files: Vec<_> = files.iter().map(|f| app.gemini_file(f)).collect();
+    let files: Vec<_> = files.iter().map(|f| crate::http::gemini::view::gemini_file(app, f)).collect();
     Ok(Json(serde_json::json!({ "files": files })).into_response())
 }
 

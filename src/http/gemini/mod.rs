@@ -8,14 +8,16 @@ mod session;
 pub mod upload;
 pub mod view;
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
 pub use error::{GeminiError, UploadUrlError};
 
-use crate::app::AppState;
 use crate::error::Error;
+use crate::http::auth::GeminiCaller;
 use crate::http::extract::GPath;
+use crate::http::state::HttpState;
 
 pub use crate::domain::API_VERSIONS as VERSIONS;
 
@@ -28,13 +30,32 @@ pub fn not_found() -> GeminiError {
     GeminiError(Error::UnknownRoute)
 }
 
-/// `GET /{v}/files`
-pub async fn list(State(app): State<AppState>, GPath(version): GPath<String>, req: Request) -> Response {
-    respond(async {
+/// The `{version}` of a Gemini route: `v1`, `v1beta` or `v1alpha`; any other answers like an unknown
+/// route (before the key is looked at, as Google's front end does).
+pub struct Version(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Version {
+    type Rejection = GeminiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, GeminiError> {
+        #[derive(serde::Deserialize)]
+        struct Params {
+            version: String,
+        }
+        let GPath(Params { version }) = GPath::from_request_parts(parts, state).await?;
         check_version(&version)?;
-        files::list(&app, &req.into_parts().0).await
-    })
-    .await
+        Ok(Self(version))
+    }
+}
+
+/// `GET /{v}/files`
+pub(crate) async fn list(
+    State(app): State<HttpState>,
+    _: Version,
+    GeminiCaller(project): GeminiCaller,
+    req: Request,
+) -> Response {
+    respond(files::list(&app, project, &req.into_parts().0)).await
 }
 
 /// `POST /{v}/files` on the Gemini surface: Google's "metadata-only create", which the SDKs never use.
@@ -49,19 +70,19 @@ pub fn create_without_bytes(version: &str) -> GeminiError {
 }
 
 /// `POST /{v}/files:register`
-pub async fn register(State(app): State<AppState>, GPath(version): GPath<String>, req: Request) -> Response {
-    respond(async {
-        check_version(&version)?;
-        let (parts, body) = req.into_parts();
-        files::register(&app, &parts, body).await
-    })
-    .await
+pub(crate) async fn register(
+    State(app): State<HttpState>,
+    _: Version,
+    GeminiCaller(project): GeminiCaller,
+    req: Request,
+) -> Response {
+    respond(files::register(&app, project, req.into_body())).await
 }
 
 /// `GET /{v}/files/{id}` and `GET /{v}/files/{id}:download`. The colon form is one path segment, so it
 /// is split here rather than routed.
 pub async fn get(
-    State(app): State<AppState>,
+    State(app): State<HttpState>,
     GPath((version, segment)): GPath<(String, String)>,
     req: Request,
 ) -> Response {
@@ -79,7 +100,7 @@ pub async fn get(
 
 /// `DELETE /{v}/files/{id}`
 pub async fn delete(
-    State(app): State<AppState>,
+    State(app): State<HttpState>,
     GPath((version, id)): GPath<(String, String)>,
     req: Request,
 ) -> Response {

@@ -12,10 +12,10 @@ use futures_util::{StreamExt as _, stream};
 
 use super::error::GeminiError;
 use super::upload::{MAX_METADATA_BYTES, header_str, header_u64, parse_metadata};
-use crate::app::App;
 use crate::blob::ByteStream;
 use crate::error::Error;
 use crate::http::body::into_stream;
+use crate::http::state::Handles;
 use crate::services::uploads::{DeclaredSize, StartUpload};
 use crate::wire::gemini::FileEnvelope;
 
@@ -28,8 +28,8 @@ fn content_length(parts: &Parts, protocol: &str) -> Result<u64, Error> {
 /// `multipart/related` (or `multipart/form-data`): exactly two parts, the JSON metadata and then the media.
 /// Anything else (no media, a second metadata part, a third part) is refused before the file is
 /// finalized, so nothing of such a request is kept.
-pub async fn multipart(app: &App, parts: &Parts, body: Body) -> Result<Response, GeminiError> {
-    let project = app.gemini_project(parts).await?;
+pub async fn multipart(app: &Handles, parts: &Parts, body: Body) -> Result<Response, GeminiError> {
+    let project = crate::http::auth::gemini_project(app, parts).await?;
     let content_type = header_str(&parts.headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
     let boundary = content_type
         .parse::<mime_guess::mime::Mime>()
@@ -68,7 +68,7 @@ pub async fn multipart(app: &App, parts: &Parts, body: Body) -> Result<Response,
         size: DeclaredSize::AtMost(total),
     };
     let file = app.uploads.upload_whole(request, media_then_end(multipart, media)).await?;
-    Ok(Json(FileEnvelope { file: app.gemini_file(&file) }).into_response())
+    Ok(Json(FileEnvelope { file: crate::http::gemini::view::gemini_file(app, &file) }).into_response())
 }
 
 fn malformed(e: multer::Error) -> Error {
@@ -108,13 +108,13 @@ fn media_then_end(multipart: multer::Multipart<'static>, media: multer::Field<'s
 }
 
 /// The body is the file; its type comes from `X-Goog-Upload-Header-Content-Type` or `Content-Type`.
-pub async fn raw(app: &App, parts: &Parts, body: Body) -> Result<Response, GeminiError> {
-    let project = app.gemini_project(parts).await?;
+pub async fn raw(app: &Handles, parts: &Parts, body: Body) -> Result<Response, GeminiError> {
+    let project = crate::http::auth::gemini_project(app, parts).await?;
     let size = content_length(parts, "raw")?;
     let mime_type = header_str(&parts.headers, "x-goog-upload-header-content-type")
         .or_else(|| header_str(&parts.headers, header::CONTENT_TYPE.as_str()))
         .map(str::to_owned);
     let request = StartUpload { project, name: None, display_name: None, mime_type, size: DeclaredSize::Exact(size) };
     let file = app.uploads.upload_whole(request, into_stream(body)).await?;
-    Ok(Json(FileEnvelope { file: app.gemini_file(&file) }).into_response())
+    Ok(Json(FileEnvelope { file: crate::http::gemini::view::gemini_file(app, &file) }).into_response())
 }

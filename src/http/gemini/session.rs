@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{UPLOAD_STATUS, UploadUrlError};
 use super::upload::{header_str, header_u64};
-use crate::app::App;
 use crate::domain::UploadToken;
 use crate::error::{Error, UploadError};
 use crate::http::body::into_stream;
+use crate::http::state::Handles;
 use crate::services::uploads::{CHUNK_GRANULARITY, Progress};
 use crate::wire::gemini::FileEnvelope;
 
@@ -53,11 +53,11 @@ fn parse_command(headers: &HeaderMap) -> Result<Command, Error> {
     })
 }
 
-pub async fn handle(app: &App, token: &str, req: Request) -> Response {
+pub async fn handle(app: &Handles, token: &str, req: Request) -> Response {
     run(app, token, req).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn run(app: &App, token: &str, req: Request) -> Result<Response, UploadUrlError> {
+async fn run(app: &Handles, token: &str, req: Request) -> Result<Response, UploadUrlError> {
     let token = UploadToken::from_request(token);
     let (parts, body) = req.into_parts();
     let command = parse_command(&parts.headers)?;
@@ -80,7 +80,7 @@ async fn run(app: &App, token: &str, req: Request) -> Result<Response, UploadUrl
     Ok(progress_response(app, progress))
 }
 
-fn progress_response(app: &App, progress: Progress) -> Response {
+fn progress_response(app: &Handles, progress: Progress) -> Response {
     match progress {
         Progress::Active { received } => (
             [
@@ -96,7 +96,7 @@ fn progress_response(app: &App, progress: Progress) -> Response {
                 (UPLOAD_STATUS, HeaderValue::from_static("final")),
                 (SIZE_RECEIVED, HeaderValue::from(file.size_bytes.unwrap_or(0))),
             ],
-            Json(FileEnvelope { file: app.gemini_file(&file) }),
+            Json(FileEnvelope { file: crate::http::gemini::view::gemini_file(app, &file) }),
         )
             .into_response(),
     }

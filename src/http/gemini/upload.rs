@@ -10,9 +10,9 @@ use serde::Deserialize;
 
 use super::error::{GeminiError, UPLOAD_STATUS};
 use super::multipart;
-use crate::app::{App, AppState};
 use crate::error::Error;
 use crate::http::extract::{GPath, GQuery};
+use crate::http::state::{Handles, HttpState};
 use crate::services::uploads::{CHUNK_GRANULARITY, DeclaredSize, StartUpload};
 use crate::wire::gemini::CreateFileRequest;
 
@@ -28,7 +28,7 @@ pub struct UploadQuery {
 
 /// `/upload/{v}/files`
 pub async fn upload(
-    State(app): State<AppState>,
+    State(app): State<HttpState>,
     GPath(version): GPath<String>,
     GQuery(q): GQuery<UploadQuery>,
     req: Request,
@@ -38,7 +38,7 @@ pub async fn upload(
 
 /// `/{v}/upload/{v}/files`, which js-genai 1.34 sent when a baseUrl was set (js-genai#1206).
 pub async fn upload_aliased(
-    State(app): State<AppState>,
+    State(app): State<HttpState>,
     GPath((_, version)): GPath<(String, String)>,
     GQuery(q): GQuery<UploadQuery>,
     req: Request,
@@ -46,7 +46,7 @@ pub async fn upload_aliased(
     dispatch(&app, &version, q, req).await
 }
 
-async fn dispatch(app: &App, version: &str, query: UploadQuery, req: Request) -> Response {
+async fn dispatch(app: &Handles, version: &str, query: UploadQuery, req: Request) -> Response {
     if let Some(token) = query.upload_id {
         return super::session::handle(app, &token, req).await;
     }
@@ -111,7 +111,7 @@ pub fn parse_metadata(bytes: &[u8]) -> Result<CreateFileRequest, Error> {
     })
 }
 
-async fn start_resumable(app: &App, version: &str, parts: &Parts, body: Body) -> Result<Response, GeminiError> {
+async fn start_resumable(app: &Handles, version: &str, parts: &Parts, body: Body) -> Result<Response, GeminiError> {
     let headers = &parts.headers;
     match header_str(headers, "x-goog-upload-command").map(str::to_ascii_lowercase).as_deref() {
         Some("start") => {}
@@ -122,7 +122,7 @@ async fn start_resumable(app: &App, version: &str, parts: &Parts, body: Body) ->
             .into());
         }
     }
-    let project = app.gemini_project(parts).await?;
+    let project = crate::http::auth::gemini_project(app, parts).await?;
     let metadata = read_metadata(body).await?.file.unwrap_or_default();
     let header_size = match header_u64(headers, "x-goog-upload-header-content-length")? {
         Some(size) => Some(size),

@@ -13,9 +13,9 @@ use serde_json::{Map, Value};
 
 pub use error::ImportApiError;
 
-use crate::app::App;
-use crate::domain::IMPORT_ID_PREFIX;
+use crate::domain::{IMPORT_ID_PREFIX, ProjectId};
 use crate::error::Error;
+use crate::http::state::Handles;
 use crate::services::imports::{CreateImport, MAX_WAIT};
 
 type Result<T> = std::result::Result<T, ImportApiError>;
@@ -61,8 +61,7 @@ fn parse_create(bytes: &[u8]) -> std::result::Result<CreateImport, Error> {
 }
 
 /// `POST /v1/files`
-pub async fn create(app: &App, parts: &Parts, body: Body) -> Result<Response> {
-    let project = app.import_project(parts).await?;
+pub async fn create(app: &Handles, project: ProjectId, parts: &Parts, body: Body) -> Result<Response> {
     let bytes = crate::http::body::read_to_limit(body, MAX_BODY_BYTES, || {
         invalid("body_too_large", format!("the body is larger than {MAX_BODY_BYTES} bytes"))
     })
@@ -77,12 +76,12 @@ pub async fn create(app: &App, parts: &Parts, body: Body) -> Result<Response> {
         ),
     };
     let file = app.imports.create(project, request).await?;
-    Ok(Json(app.import_file(&file)).into_response())
+    Ok(Json(view::import_file(app, &file)).into_response())
 }
 
 /// `GET /v1/files/qfile-…[?wait=N]`
-pub async fn get(app: &App, parts: &Parts, id: &str) -> Result<Response> {
-    let project = app.import_project(parts).await?;
+pub async fn get(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
+    let project = crate::http::auth::import_project(app, parts).await?;
     let wait =
         match parts.uri.query().and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "wait")) {
             None => None,
@@ -100,14 +99,14 @@ pub async fn get(app: &App, parts: &Parts, id: &str) -> Result<Response> {
             }
         };
     let file = app.imports.get(&project, id, wait).await?;
-    Ok(Json(app.import_file(&file)).into_response())
+    Ok(Json(view::import_file(app, &file)).into_response())
 }
 
 /// `DELETE /v1/files/qfile-…`
-pub async fn delete(app: &App, parts: &Parts, id: &str) -> Result<Response> {
-    let project = app.import_project(parts).await?;
+pub async fn delete(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
+    let project = crate::http::auth::import_project(app, parts).await?;
     let file = app.imports.delete(&project, id).await?;
-    Ok(Json(app.deleted_import(&file)).into_response())
+    Ok(Json(view::deleted_import(&file)).into_response())
 }
 
 #[cfg(test)]

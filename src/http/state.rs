@@ -1,0 +1,29 @@
+//! What request handlers reach: the service handles, and how filegate spells its own URLs. `app.rs` builds
+//! it (opening the stores, starting the background work); nothing here opens or owns a store, so a test
+//! can build one over in-memory stores and drive [`super::router`] in-process.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use super::body::BodyLimits;
+use crate::services::register::Registrar;
+use crate::services::{Auth, Files, Health, Imports, Models, Uploads};
+
+pub struct Handles {
+    pub auth: Auth,
+    pub files: Files,
+    pub uploads: Uploads,
+    pub imports: Imports,
+    pub models: Arc<Models>,
+    pub registrar: Registrar,
+    pub health: Health,
+    pub metrics: PrometheusHandle,
+    /// Base of every URL handed out (upload URLs, `uri`), without a trailing slash.
+    pub public_url: String,
+    pub body_limits: BodyLimits,
+    /// Whether `/metrics` is served on the public address (it is not when it has one of its own).
+    pub metrics_on_public: bool,
+}
+
+pub type HttpState = Arc<Handles>;
