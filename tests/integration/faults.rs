@@ -109,7 +109,9 @@ async fn a_full_disk_answers_503_and_everything_works_again_once_space_is_back()
         .env("FILEGATE_PROJECT_QUOTA_BYTES", 1 << 30)
         .env("FILEGATE_IMPORT_MAX_ACTIVE_PER_PROJECT", 10_000)
         .env("FILEGATE_IMPORT_ALLOW_CIDRS", "127.0.0.1/32");
-    let Some((server, tmpfs)) = server_on_tmpfs("48m", builder) else { return };
+    let Some((server, tmpfs)) = server_on_tmpfs("48m", builder) else {
+        return skip("mounting a small tmpfs needs root in a mount namespace");
+    };
     let gemini = server.gemini(ALPHA_KEY);
     let bytes = data(3 * CHUNK, 11);
     let url = gemini.start_ok(bytes.len() as u64, json!({})).await;
@@ -166,10 +168,10 @@ async fn a_full_disk_answers_503_and_everything_works_again_once_space_is_back()
 /// filesystem cannot be turned read-only under files open for writing: Linux refuses with EBUSY; the full
 /// disk above and the moved file below are the local faults.)
 #[tokio::test]
-async fn a_database_made_read_only_answers_503_until_it_is_writable_again() {
+async fn postgres_made_read_only_answers_503_until_it_is_writable_again() {
     let server = Server::start();
     let TestDatabase::Postgres(_, name) = server.database() else {
-        return; // run in the PostgreSQL pass of scripts/test.sh
+        return skip("needs PostgreSQL");
     };
     let restart_sessions = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
     let gemini = server.gemini(ALPHA_KEY);
@@ -261,7 +263,7 @@ impl Drop for OwnPostgres {
 #[tokio::test]
 async fn postgres_going_away_for_ten_seconds_under_an_upload_loses_nothing() {
     if std::env::var("FILEGATE_TEST_DATABASE").as_deref() != Ok("postgres") {
-        return; // run in the PostgreSQL pass of scripts/test.sh
+        return skip("needs PostgreSQL");
     }
     let pg = OwnPostgres::start();
     let mut server = Server::builder().env("FILEGATE_DATABASE_URL", &pg.url).start();

@@ -553,12 +553,12 @@ async fn a_crash_during_an_import_resumes_after_restart_with_the_right_digest() 
     let task = importer.settle(&id).await;
     assert_eq!(task["status"], "ready", "{task}");
     assert_eq!(task["sha256"], json!(sha256_hex(&bytes)));
-    let sent = nginx.bytes_sent("crash.bin");
-    assert!(
-        sent < (bytes.len() + 9 * MIB) as u64,
-        "resumed, not restarted: nginx sent {sent} bytes for {}",
-        bytes.len()
-    );
+    // After the restart the source was asked for the rest only: a 206 for fewer bytes than the file. (What
+    // the crash wasted in flight depends on the machine's load, so it is not counted.)
+    let requests = nginx.requests("crash.bin");
+    let (status, sent) = *requests.last().unwrap();
+    assert_eq!(status, 206, "resumed with Range, not started over: {requests:?}");
+    assert!(sent <= (bytes.len() - 8 * MIB) as u64, "at least one stored part was not fetched again: {requests:?}");
 }
 
 #[tokio::test]

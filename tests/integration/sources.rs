@@ -37,13 +37,16 @@ impl Nginx {
         format!("{}/files/{name}", self.url)
     }
 
-    /// Bytes nginx sent for requests whose line contains `needle` (from its access log).
-    pub fn bytes_sent(&self, needle: &str) -> u64 {
+    /// `(status, bytes sent)` of each request whose line contains `needle`, in the order they ended.
+    pub fn requests(&self, needle: &str) -> Vec<(u16, u64)> {
         let log = std::fs::read_to_string(self.dir.path().join("src/access.log")).unwrap_or_default();
         log.lines()
             .filter(|l| l.contains(needle))
-            .filter_map(|l| l.split('"').nth(2)?.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum()
+            .filter_map(|l| {
+                let mut fields = l.split('"').nth(2)?.split_whitespace();
+                Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+            })
+            .collect()
     }
 }
 

@@ -273,6 +273,8 @@ impl Workers {
         if !self.commit(task, &step).await? {
             return Ok(None);
         }
+        // The earlier attempt's tail, queued by that commit, goes now rather than at the next sweep.
+        crate::services::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), dropped_tail.as_slice()).await;
 
         // Detected from the first part; `None` keeps the type recorded by an earlier attempt.
         let mut mime_type = None;
