@@ -8,6 +8,11 @@
 use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 use sha2::{Digest, Sha256};
 
+/// The layout of a stored state: `sha2` 0.11's serialization.
+const STATE_VERSION: u8 = 1;
+/// Its length, which `sha2` fixes per algorithm.
+const STATE_LEN: usize = <<Sha256 as SerializableState>::SerializedStateSize as sha2::digest::typenum::Unsigned>::USIZE;
+
 /// A SHA-256 computation that can be saved and resumed.
 #[derive(Clone, Default)]
 pub struct ResumableSha256(Sha256);
@@ -26,13 +31,25 @@ impl ResumableSha256 {
         self.0.clone().finalize().into()
     }
 
-    /// The state as bytes for the metadata store (stable within `sha2` 0.11.x).
+    /// The state as bytes for the metadata store: a format version ([`STATE_VERSION`]), then `sha2`
+    /// 0.11's own serialization. A state outlives the process that wrote it (an upload resumed after an
+    /// upgrade, on another node), so a future change of `sha2`'s layout gets a new version, and the old
+    /// one stays readable.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.0.serialize().to_vec()
+        let mut bytes = Vec::with_capacity(1 + STATE_LEN);
+        bytes.push(STATE_VERSION);
+        bytes.extend_from_slice(&self.0.serialize());
+        bytes
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        let state = SerializedState::<Sha256>::try_from(bytes).ok()?;
+        let serialized = match bytes {
+            [STATE_VERSION, rest @ ..] if rest.len() == STATE_LEN => rest,
+            // Written before the version byte (filegate 0.1, with the same `sha2` layout).
+            legacy if legacy.len() == STATE_LEN => legacy,
+            _ => return None,
+        };
+        let state = SerializedState::<Sha256>::try_from(serialized).ok()?;
         Sha256::deserialize(&state).ok().map(Self)
     }
 }
@@ -63,6 +80,19 @@ mod tests {
     #[test]
     fn garbage_state_is_refused() {
         assert!(ResumableSha256::from_bytes(b"not a state").is_none());
+    }
+
+    #[test]
+    fn states_carry_their_version_and_unversioned_ones_still_read() {
+        let mut hasher = ResumableSha256::new();
+        hasher.update(b"some bytes");
+        let stored = hasher.to_bytes();
+        assert_eq!((stored[0], stored.len()), (STATE_VERSION, 1 + STATE_LEN));
+        let legacy = hasher.0.serialize().to_vec();
+        assert_eq!(ResumableSha256::from_bytes(&legacy).unwrap().digest(), hasher.digest(), "written before versions");
+        let mut future = stored.clone();
+        future[0] = 2;
+        assert!(ResumableSha256::from_bytes(&future).is_none(), "a layout this build does not know");
     }
 
     #[test]
