@@ -180,8 +180,8 @@ run_tests() {
     export FAKE_GCS_ACCOUNT
   fi
   if wants rust; then
-    step "unit tests and the metadata contract (on every engine)"
-    cargo nextest run --locked --offline --lib
+    step "unit tests, the metadata contract (on every engine) and the blob contract (on every store)"
+    FILEGATE_TEST_GCS=1 cargo nextest run --locked --offline --lib
   fi
   local first=${CONFIGS%% *}
   for config in $CONFIGS; do

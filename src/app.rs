@@ -8,9 +8,9 @@ use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::blob::{BlobStore, BucketUrl, LocalBlobStore, ObjectBlobStore, Provider, WithRegistered};
+use crate::blob::{Blobs, BucketUrl, Provider};
 use crate::config::Upstream;
-use crate::config::{Blobs, Config, Database, Storage};
+use crate::config::{BlobStore, Config, Database, Storage};
 use crate::http::body::BodyLimits;
 use crate::http::state::Handles;
 use crate::meta::MetaStore;
@@ -37,13 +37,14 @@ pub async fn open_meta(storage: &Storage, migrate: bool) -> anyhow::Result<Arc<d
     Ok(Arc::new(meta))
 }
 
-/// Opens the blob store `blobs`, which also reads files registered from callers' buckets.
-pub async fn open_blobs(blobs: &Blobs) -> anyhow::Result<Arc<dyn BlobStore>> {
-    let own: Arc<dyn BlobStore> = match blobs {
-        Blobs::Local(root) => Arc::new(LocalBlobStore::open(root.clone()).await?),
-        Blobs::Bucket(url) => Arc::new(ObjectBlobStore::from_env(url.clone())?),
+/// Opens the blob store `FILEGATE_BLOB_STORE` names (which also reads files registered from callers'
+/// buckets).
+pub async fn open_blobs(store: &BlobStore) -> anyhow::Result<Arc<Blobs>> {
+    let blobs = match store {
+        BlobStore::Local(root) => Blobs::local(root.clone()).await?,
+        BlobStore::Bucket(url) => Blobs::from_env(url)?,
     };
-    Ok(Arc::new(WithRegistered::new(own)))
+    Ok(Arc::new(blobs))
 }
 
 /// The Cloud Storage locations that hold filegate's own bytes (its blob store, the Vertex staging bucket):
@@ -54,8 +55,8 @@ fn own_gcs_locations(config: &Config) -> Vec<BucketUrl> {
         _ => None,
     };
     let store = match &config.storage.blobs {
-        Blobs::Bucket(url) => Some(url),
-        Blobs::Local(_) => None,
+        BlobStore::Bucket(url) => Some(url),
+        BlobStore::Local(_) => None,
     };
     store.into_iter().chain(staging).filter(|url| url.provider == Provider::Gcs).cloned().collect()
 }

@@ -1,122 +1,237 @@
 //! The blob port: where file bytes live while they arrive (a staging area) and once they are complete (one
 //! object per file, holding exactly its bytes).
 //!
-//! Two kinds of store sit behind it, told apart by their [`Layout`]:
+//! A store is a set of capabilities, each a narrow interface, so no adapter ever has a method it must
+//! refuse at run time:
 //!
-//! - **positional** (the local disk): a staging file takes bytes at any offset, durably (`fdatasync`) when
-//!   the write returns, and completing it links it in place as the object;
-//! - **parts** (S3, Google Cloud Storage, Azure Blob through `object_store`): a staging area is one
-//!   multipart upload on the object's key; bytes go up in parts of a fixed size (the granule), and
-//!   completing the upload turns its parts into the object. A part is durable once stored. Bytes that do not
-//!   fill a part yet (a chunk that is not a multiple of the granule, an import that stalled mid-part) are
-//!   kept as a small *tail* object next to the upload until the next bytes or the finalize make a part of
-//!   them: acknowledged means stored in the bucket, readable by any node.
+//! - [`Objects`]: read a range, size, put a small object, delete, list: every store, through
+//!   `object_store` (the local disk is its `LocalFileSystem`; tests use its `InMemory`);
+//! - a [`Writer`], how the store takes an upload's bytes as they arrive, one of two:
+//!   - [`PositionalStaging`] (the local disk): a staging file takes bytes at any offset, durably
+//!     (`fdatasync`) when the write returns, and completing it links it in place as the object;
+//!   - [`PartStaging`] (S3, Google Cloud Storage, Azure Blob): a staging area is one multipart upload on
+//!     the object's key; bytes go up in parts of the store's granule, and completing the upload turns
+//!     its parts into the object. Bytes that do not fill a part yet are kept as a small *tail* object
+//!     next to the upload until the next bytes or the finalize make a part of them: acknowledged means
+//!     stored in the bucket, readable by any node.
 //!
-//! Everything a node needs to continue an upload (its staging key, multipart id and part ids) is in the
-//! database, so any node can take the next chunk or complete it; cleanup is driven from the database too,
-//! never by listing a shared bucket. Hashing, offsets and sessions are the services' business
-//! (`services/ingest.rs`); a store only keeps bytes.
+//! [`Blobs`] puts them together with the reading of objects registered from callers' buckets. Everything
+//! a node needs to continue an upload (its staging key, multipart id and part ids) is in the database,
+//! so any node can take the next chunk or complete it; cleanup is driven from the database too, never by
+//! listing a shared bucket. Hashing, offsets and sessions are the services' business
+//! (`services/ingest.rs`); a store only keeps bytes. Failures have meanings ([`BlobError`]).
 
+mod bucket;
+#[cfg(test)]
+mod conformance;
+mod error;
 mod gcs;
 mod local;
-mod object;
+mod objects;
 mod registered;
 
 use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
+use object_store::ObjectStore;
+use object_store::multipart::MultipartStore;
 
+pub use bucket::{BucketClients, BucketParts, BucketUrl, PART_BYTES, Provider};
+pub use error::{BlobError, BlobResult};
 pub use gcs::GcsObject;
-pub use local::LocalBlobStore;
-pub use object::{BucketUrl, ObjectBlobStore, PART_BYTES, Provider};
-pub use registered::{WithRegistered, registered_key, registered_uri};
+pub use local::LocalStaging;
+pub use objects::Objects;
 
-use crate::domain::{FileId, ProjectId, random_alphanumeric};
-use crate::error::Result;
+use self::registered::Registered;
+use crate::domain::{Staging, registered_uri};
 
 /// A stream of bytes between the HTTP layer, the services and a store. Its errors are domain errors, so
 /// a body that stalls or overflows surfaces with its own meaning through a store's write.
-pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+pub type ByteStream = BoxStream<'static, crate::error::Result<Bytes>>;
 
-/// The key of a new file's object: `files/{project}/{id}.{generation}`. The random generation makes
-/// every key unique for good, so a name deleted and reused never meets its predecessor's bytes.
-pub fn new_object_key(project: &ProjectId, id: &FileId) -> String {
-    format!("files/{project}/{id}.{}", random_alphanumeric(8))
-}
-
-/// The key of the staging area of an upload or import: `staging/{name}`.
-pub fn staging_key(name: &str) -> String {
-    format!("staging/{name}")
-}
-
-/// How a store takes bytes while they arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// Any bytes at any offset, durable when written (the local disk).
-    Positional,
-    /// Parts of exactly `granule` bytes (the last may be shorter), durable once stored (a bucket).
-    Parts { granule: u64 },
-}
-
-/// An upload's staging area, as the database records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Staging {
-    /// `staging/{name}`: the local staging file, or the prefix of a bucket upload's tail objects.
-    pub key: String,
-    /// The object the finished bytes become.
-    pub dest: String,
-    /// The multipart upload (buckets), once created.
-    pub upload_id: Option<String>,
-}
-
-impl Staging {
-    /// The tail object that holds the bytes after the last full part, while `received` bytes are committed.
-    pub fn tail_key(&self, received: u64) -> String {
-        format!("{}/tail-{received}", self.key)
-    }
-}
-
+/// Taking bytes at any offset, durable when written (the local disk).
 #[async_trait]
-pub trait BlobStore: Send + Sync + 'static {
+pub trait PositionalStaging: Send + Sync {
+    /// Creates the staging file (idempotent).
+    async fn begin(&self, staging: &Staging) -> BlobResult<()>;
+    /// Writes `data` at `offset`; returns how many bytes it wrote, once they are durable. Bytes past what
+    /// the caller commits may be overwritten by the next write. The body's own errors come back as they
+    /// are (a client that stalled).
+    async fn write_at(&self, staging: &Staging, offset: u64, data: ByteStream) -> crate::error::Result<u64>;
+    /// Makes the first `size` staged bytes the object `staging.dest`, durably. The staging file stays
+    /// until [`PositionalStaging::abort`], so a crash before the caller records completion loses nothing.
+    async fn complete(&self, staging: &Staging, size: u64) -> BlobResult<()>;
+    /// Removes the staging file (idempotent).
+    async fn abort(&self, staging: &Staging) -> BlobResult<()>;
+}
+
+/// Taking parts of a fixed size, durable once stored (a bucket's multipart upload on `dest`).
+#[async_trait]
+pub trait PartStaging: Send + Sync {
+    /// The size of every part but the last.
+    fn granule(&self) -> u64;
+    /// Creates the multipart upload; returns its id.
+    async fn begin(&self, dest: &str) -> BlobResult<String>;
+    /// Stores part `index` (0-based) and returns its id.
+    async fn put_part(&self, dest: &str, upload_id: &str, index: u64, data: Bytes) -> BlobResult<String>;
+    /// Makes the given parts, in order, the object `dest` (no parts: an empty object).
+    async fn complete(&self, dest: &str, upload_id: &str, parts: Vec<String>) -> BlobResult<()>;
+    /// Abandons the upload and its parts (idempotent).
+    async fn abort(&self, dest: &str, upload_id: &str) -> BlobResult<()>;
+}
+
+/// How a store takes an upload's bytes.
+#[derive(Clone)]
+pub enum Writer {
+    Positional(Arc<dyn PositionalStaging>),
+    Parts(Arc<dyn PartStaging>),
+}
+
+/// A store's capabilities, and the reading of registered objects.
+pub struct Blobs {
+    objects: Objects,
+    writer: Writer,
+    registered: Registered,
+    describe: String,
+    /// Only a store this node alone uses (the local disk) may be listed for reconciliation.
+    listable: bool,
+}
+
+impl Blobs {
+    /// The local disk under `root`: staging files in `staging/`, objects in `files/`.
+    pub async fn local(root: PathBuf) -> BlobResult<Self> {
+        let staging = LocalStaging::open(root.clone()).await?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&root)?;
+        Ok(Self {
+            objects: Objects::new(Arc::new(store), "", None),
+            writer: Writer::Positional(Arc::new(staging)),
+            registered: Registered::default(),
+            describe: format!("local filesystem at {} (fdatasync per write, hard-link completion)", root.display()),
+            listable: true,
+        })
+    }
+
+    /// A bucket, given its clients (from the environment: [`Blobs::from_env`]; in tests, `InMemory`).
+    pub fn bucket(url: &BucketUrl, store: Arc<dyn ObjectStore>, parts: Arc<dyn MultipartStore>) -> Self {
+        let base = format!("{}://{}", url.provider.scheme(), url.bucket);
+        let objects = Objects::new(store, &url.prefix, Some(base));
+        let staging = BucketParts::new(objects.clone(), parts, url.provider.scheme());
+        Self {
+            describe: format!("{url} (multipart uploads in {} MiB parts)", staging.granule() / (1024 * 1024)),
+            objects,
+            writer: Writer::Parts(Arc::new(staging)),
+            registered: Registered::default(),
+            listable: false,
+        }
+    }
+
+    /// A bucket, its clients built from the provider's environment variables.
+    pub fn from_env(url: &BucketUrl) -> BlobResult<Self> {
+        let clients = BucketClients::from_env(url)?;
+        Ok(Self::bucket(url, clients.store, clients.parts))
+    }
+
+    /// A bucket in memory (`object_store`'s `InMemory`, multipart uploads included), for tests.
+    pub fn in_memory() -> Self {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let url = BucketUrl::parse("s3://memory/filegate").expect("a valid bucket URL");
+        let mut blobs = Self::bucket(&url, store.clone(), store);
+        blobs.describe = "memory (multipart uploads in 8 MiB parts)".into();
+        blobs
+    }
+
     /// One line for the start-up log: backend, location and what it can do.
-    fn describe(&self) -> String;
-    fn layout(&self) -> Layout;
+    pub fn describe(&self) -> &str {
+        &self.describe
+    }
 
-    /// Creates a staging area (idempotent for the local disk); returns the multipart upload's id, if the
-    /// store has one.
-    async fn begin(&self, staging: &Staging) -> Result<Option<String>>;
-    /// Positional stores: writes `data` at `offset` and returns how many bytes it wrote, once they are
-    /// durable. Bytes past what the caller commits may be overwritten by the next write.
-    async fn write_at(&self, staging: &Staging, offset: u64, data: ByteStream) -> Result<u64>;
-    /// Parts stores: stores part `index` (0-based) and returns its id.
-    async fn put_part(&self, staging: &Staging, index: u64, data: Bytes) -> Result<String>;
-    /// Makes the staged bytes (the first `size` bytes; for parts stores, the given parts in order) the
-    /// object `staging.dest`, durably. A positional staging area stays until [`BlobStore::abort`], so a
-    /// crash before the caller records completion loses nothing.
-    async fn complete(&self, staging: &Staging, size: u64, parts: Vec<String>) -> Result<()>;
-    /// Removes a staging area and whatever it holds (idempotent).
-    async fn abort(&self, staging: &Staging) -> Result<()>;
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
 
-    /// Stores a small object whole (a tail).
-    async fn put(&self, key: &str, data: Bytes) -> Result<()>;
-    /// Streams `range` of an object.
-    async fn read(&self, key: &str, range: Range<u64>) -> Result<ByteStream>;
-    /// Removes an object (idempotent).
-    async fn delete(&self, key: &str) -> Result<()>;
+    /// The store's own objects (tails included), without registered ones.
+    pub fn objects(&self) -> &Objects {
+        &self.objects
+    }
+
+    /// Creates a staging area; returns the multipart upload's id, if the store has one.
+    pub async fn begin(&self, staging: &Staging) -> BlobResult<Option<String>> {
+        match &self.writer {
+            Writer::Positional(store) => store.begin(staging).await.map(|()| None),
+            Writer::Parts(store) => store.begin(&staging.dest).await.map(Some),
+        }
+    }
+
+    /// Removes a staging area and whatever it holds (idempotent); one never begun has nothing to remove.
+    pub async fn abort(&self, staging: &Staging) -> BlobResult<()> {
+        match (&self.writer, &staging.upload_id) {
+            (Writer::Positional(store), _) => store.abort(staging).await,
+            (Writer::Parts(store), Some(upload_id)) => store.abort(&staging.dest, upload_id).await,
+            (Writer::Parts(_), None) => Ok(()),
+        }
+    }
+
+    /// Streams `range` of a file's object, its own or a registered one.
+    pub async fn read(&self, key: &str, range: Range<u64>) -> crate::error::Result<ByteStream> {
+        match registered_uri(key) {
+            Some(uri) => {
+                let (bucket, object) = self.registered.bucket_of(uri)?;
+                // The caller may delete their object: that is their doing, not lost data (a 500).
+                if bucket.size(object).await?.is_none() {
+                    return Err(crate::error::Error::FailedPrecondition(format!(
+                        "The registered object {uri} no longer exists."
+                    )));
+                }
+                Ok(bucket.read(object, range).await?)
+            }
+            None => Ok(self.objects.read(key, range).await?),
+        }
+    }
+
     /// An object's size, `None` when there is no such object.
-    async fn size(&self, key: &str) -> Result<Option<u64>>;
+    pub async fn size(&self, key: &str) -> BlobResult<Option<u64>> {
+        match registered_uri(key) {
+            Some(uri) => {
+                let (bucket, object) = self.registered.bucket_of(uri)?;
+                bucket.size(object).await
+            }
+            None => self.objects.size(key).await,
+        }
+    }
 
-    /// Every staging area and object present, for the start-up reconciliation of a store only this node
-    /// uses (the local disk). A shared bucket is never listed: `None`.
-    async fn list_staging(&self) -> Result<Option<Vec<String>>>;
-    async fn list_objects(&self) -> Result<Option<Vec<String>>>;
+    /// Removes an object (idempotent). A registered file's object is the caller's: forgetting the file
+    /// leaves it where it is.
+    pub async fn delete(&self, key: &str) -> BlobResult<()> {
+        match registered_uri(key) {
+            Some(_) => Ok(()),
+            None => self.objects.delete(key).await,
+        }
+    }
 
     /// The object's URI for services that read buckets directly (`gs://…`, `s3://…`, `az://…`); `None` on
-    /// local disk.
-    fn storage_uri(&self, key: &str) -> Option<String>;
+    /// the local disk.
+    pub fn storage_uri(&self, key: &str) -> Option<String> {
+        match registered_uri(key) {
+            Some(uri) => Some(uri.to_owned()),
+            None => self.objects.storage_uri(key),
+        }
+    }
 
-    /// A small durable write and its removal, for the health check: fails while writes fail.
-    async fn probe(&self) -> Result<()>;
+    /// The keys under `dir` (`staging`, `files`), for the start-up reconciliation of a store only this
+    /// node uses; `None` for a shared bucket, which is never listed.
+    pub async fn list(&self, dir: &str) -> BlobResult<Option<Vec<String>>> {
+        if !self.listable {
+            return Ok(None);
+        }
+        self.objects.list(dir).await.map(Some)
+    }
+
+    /// A small write and its removal, for the health check: fails while writes fail.
+    pub async fn probe(&self) -> BlobResult<()> {
+        self.objects.probe().await
+    }
 }

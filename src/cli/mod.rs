@@ -196,10 +196,10 @@ fn print_problems(problems: &Problems) {
 fn config_check(args: ServeArgs) -> Exit {
     let checked = Config::from_args(args).and_then(|config| {
         // A bucket's client is built from its provider's variables (nothing is sent): they are settings too.
-        if let crate::config::Blobs::Bucket(url) = &config.storage.blobs {
-            if let Err(e) = crate::blob::ObjectBlobStore::from_env(url.clone()) {
+        if let crate::config::BlobStore::Bucket(url) = &config.storage.blobs {
+            if let Err(e) = crate::blob::BucketClients::from_env(url) {
                 let mut problems = Problems::default();
-                problems.push(format!("FILEGATE_BLOB_STORE {url}: {}", crate::error::Error::to_string(&e)));
+                problems.push(format!("FILEGATE_BLOB_STORE {url}: {e}"));
                 return Err(problems);
             }
         }
@@ -218,8 +218,8 @@ fn config_check(args: ServeArgs) -> Exit {
             out!(
                 "  blobs:    {}",
                 match &config.storage.blobs {
-                    crate::config::Blobs::Local(path) => format!("the local disk at {}", path.display()),
-                    crate::config::Blobs::Bucket(url) => url.to_string(),
+                    crate::config::BlobStore::Local(path) => format!("the local disk at {}", path.display()),
+                    crate::config::BlobStore::Bucket(url) => url.to_string(),
                 }
             );
             out!(

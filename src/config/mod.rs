@@ -19,7 +19,7 @@ mod traces;
 mod upstream;
 
 pub use problems::Problems;
-pub use storage::{Blobs, Database, Storage, StorageArgs, parse_blob_url};
+pub use storage::{BlobStore, Database, Storage, StorageArgs, parse_blob_url};
 pub use traces::TraceSettings;
 pub use upstream::{ApiKeySecret, ModelConfig, Upstream, UpstreamArgs, UpstreamKind, VertexAuth};
 

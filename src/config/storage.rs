@@ -28,9 +28,9 @@ pub struct StorageArgs {
     pub blob_store: Option<String>,
 }
 
-/// Where the bytes live.
+/// Where the bytes live (`FILEGATE_BLOB_STORE`).
 #[derive(Debug, Clone)]
-pub enum Blobs {
+pub enum BlobStore {
     Local(PathBuf),
     Bucket(BucketUrl),
 }
@@ -58,7 +58,7 @@ pub struct Storage {
     pub data_dir: PathBuf,
     pub database: Database,
     pub database_max_connections: u32,
-    pub blobs: Blobs,
+    pub blobs: BlobStore,
 }
 
 impl Storage {
@@ -80,7 +80,7 @@ impl Storage {
             (None, _) => 8,
         };
         let blobs = match args.blob_store.as_deref() {
-            None => Some(Blobs::Local(args.data_dir.join("blobs"))),
+            None => Some(BlobStore::Local(args.data_dir.join("blobs"))),
             Some(url) => problems.take(parse_blob_url(url)),
         };
         Some(Self { data_dir: args.data_dir.clone(), database: database?, database_max_connections, blobs: blobs? })
@@ -113,14 +113,14 @@ fn parse_database_url(url: &str) -> Result<Database, String> {
     }
 }
 
-pub fn parse_blob_url(url: &str) -> Result<Blobs, String> {
+pub fn parse_blob_url(url: &str) -> Result<BlobStore, String> {
     if let Some(path) = url.strip_prefix("file://") {
         if !path.starts_with('/') {
             return Err(format!("FILEGATE_BLOB_STORE \"{url}\" must be file:///ABSOLUTE/PATH"));
         }
-        return Ok(Blobs::Local(PathBuf::from(path)));
+        return Ok(BlobStore::Local(PathBuf::from(path)));
     }
-    BucketUrl::parse(url).map(Blobs::Bucket).ok_or_else(|| {
+    BucketUrl::parse(url).map(BlobStore::Bucket).ok_or_else(|| {
         format!(
             "FILEGATE_BLOB_STORE \"{url}\" must be file:///PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX"
         )
@@ -140,9 +140,9 @@ mod tests {
         assert!(parse_database_url("postgres:///nohost").is_err());
         assert!(parse_database_url("mysql://h/db").is_err());
         assert!(
-            matches!(parse_blob_url("file:///srv/blobs").unwrap(), Blobs::Local(p) if p == std::path::Path::new("/srv/blobs"))
+            matches!(parse_blob_url("file:///srv/blobs").unwrap(), BlobStore::Local(p) if p == std::path::Path::new("/srv/blobs"))
         );
-        assert!(matches!(parse_blob_url("s3://bucket/p").unwrap(), Blobs::Bucket(b) if b.bucket == "bucket"));
+        assert!(matches!(parse_blob_url("s3://bucket/p").unwrap(), BlobStore::Bucket(b) if b.bucket == "bucket"));
         assert!(parse_blob_url("file://relative").is_err());
         assert!(parse_blob_url("ftp://x/y").is_err());
     }

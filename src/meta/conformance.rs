@@ -512,7 +512,7 @@ contract!(
     |store: Arc<dyn MetaStore>| async move {
         let p = project("alpha");
         let mut tx = store.write().await.unwrap();
-        let staging = crate::blob::Staging { key: "staging/y".into(), dest: "files/y".into(), upload_id: Some("u-1".into()) };
+        let staging = crate::domain::Staging { key: "staging/y".into(), dest: "files/y".into(), upload_id: Some("u-1".into()) };
         let g = [Garbage::object("files/x"), Garbage::Staging(staging)];
         tx.queue_garbage(&g, Timestamp::now()).await.unwrap();
         tx.queue_garbage(&g[..1], Timestamp::now()).await.unwrap();

@@ -37,7 +37,7 @@ use async_trait::async_trait;
 
 pub use error::{MetaError, MetaResult};
 
-use crate::blob::Staging;
+use crate::domain::Staging;
 use crate::domain::{FileError, FileId, FileRecord, FileState, ProjectId, Timestamp};
 
 /// Where a page of the file list ends: `(createTime, id)` of its last file, listing newest first.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 
-use crate::blob::{BlobStore, ByteStream};
+use crate::blob::{Blobs, ByteStream};
 use crate::domain::{FileId, FileRecord, FileState, ProjectId, Timestamp};
 use crate::error::{Error, Result};
 use crate::meta::{ListCursor, MetaStore};
@@ -16,7 +16,7 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 
 pub struct Files {
     meta: Arc<dyn MetaStore>,
-    blobs: Arc<dyn BlobStore>,
+    blobs: Arc<Blobs>,
     imports: Arc<ImportQueue>,
 }
 
@@ -81,7 +81,7 @@ impl Files {
         (file.state == FileState::Ready).then(|| self.blobs.storage_uri(&file.blob_key)).flatten()
     }
 
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, imports: Arc<ImportQueue>) -> Self {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<Blobs>, imports: Arc<ImportQueue>) -> Self {
         Self { meta, blobs, imports }
     }
 

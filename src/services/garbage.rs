@@ -1,14 +1,14 @@
 //! The blob garbage queue: bytes whose rows are gone, deleted right after the transaction that queued them
 //! (by the request that made them garbage) or later by the janitor, whichever gets there first.
 
-use crate::blob::BlobStore;
+use crate::blob::Blobs;
 use crate::domain::{FileId, ProjectId};
 use crate::meta::{Garbage, MetaStore};
 use crate::telemetry::metric;
 
 /// Deletes queued blobs, then takes those that went off the queue in one transaction; returns how many
 /// went, and whether all did (what failed stays queued for the next sweep).
-async fn reclaim(meta: &dyn MetaStore, blobs: &dyn BlobStore, items: &[Garbage]) -> (u64, bool) {
+async fn reclaim(meta: &dyn MetaStore, blobs: &Blobs, items: &[Garbage]) -> (u64, bool) {
     let mut done = Vec::with_capacity(items.len());
     let mut all = true;
     for item in items {
@@ -35,12 +35,12 @@ async fn reclaim(meta: &dyn MetaStore, blobs: &dyn BlobStore, items: &[Garbage])
 
 /// Deletes the blobs a request just queued, so their bytes go at once; whatever fails is left to the
 /// janitor. Requests never drain the whole queue: that is the janitor's work, not a client's latency.
-pub async fn reclaim_now(meta: &dyn MetaStore, blobs: &dyn BlobStore, garbage: &[Garbage]) {
+pub async fn reclaim_now(meta: &dyn MetaStore, blobs: &Blobs, garbage: &[Garbage]) {
     reclaim(meta, blobs, garbage).await;
 }
 
 /// Deletes queued blobs until the queue is empty or the store fails (the next sweep retries).
-pub async fn collect_garbage(meta: &dyn MetaStore, blobs: &dyn BlobStore) -> u64 {
+pub async fn collect_garbage(meta: &dyn MetaStore, blobs: &Blobs) -> u64 {
     let mut deleted = 0;
     loop {
         let batch = match meta.garbage(GARBAGE_BATCH).await {
@@ -66,13 +66,7 @@ const GARBAGE_BATCH: u32 = 500;
 /// while its upload or import finished). The row's removal queued the key as garbage, but possibly before
 /// the object existed. Only when no row owns the key: a key is unique to one file generation, so a live
 /// row with it means the object is in use (another worker finished the same import).
-pub async fn drop_if_orphaned(
-    meta: &dyn MetaStore,
-    blobs: &dyn BlobStore,
-    project: &ProjectId,
-    id: &FileId,
-    blob_key: &str,
-) {
+pub async fn drop_if_orphaned(meta: &dyn MetaStore, blobs: &Blobs, project: &ProjectId, id: &FileId, blob_key: &str) {
     match meta.get_file(project, id).await {
         Ok(Some(file)) if file.blob_key == blob_key => {}
         Ok(_) => {

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use crate::blob::BlobStore;
+use crate::blob::Blobs;
 use crate::domain::Timestamp;
 use crate::meta::MetaStore;
 
 pub struct Health {
     meta: Arc<dyn MetaStore>,
-    blobs: Arc<dyn BlobStore>,
+    blobs: Arc<Blobs>,
 }
 
 /// Each dependency's state: `Err` says why it fails (for the log, never for callers).
@@ -25,7 +25,7 @@ impl HealthReport {
 }
 
 impl Health {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>) -> Self {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<Blobs>) -> Self {
         Self { meta, blobs }
     }
 

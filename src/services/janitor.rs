@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::garbage::collect_garbage;
 use super::imports::IDEMPOTENCY_WINDOW;
 use super::lifecycle;
-use crate::blob::{BlobStore, Staging};
+use crate::blob::Blobs;
+use crate::domain::Staging;
 use crate::domain::{ProjectId, Timestamp};
 use crate::error::Result;
 use crate::meta::MetaStore;
@@ -25,7 +26,7 @@ const EXPIRY_BATCH: u32 = 500;
 
 pub struct Janitor {
     meta: Arc<dyn MetaStore>,
-    blobs: Arc<dyn BlobStore>,
+    blobs: Arc<Blobs>,
     interval: Duration,
 }
 
@@ -38,7 +39,7 @@ pub struct SweepReport {
 }
 
 impl Janitor {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, interval: Duration) -> Self {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<Blobs>, interval: Duration) -> Self {
         Self { meta, blobs, interval }
     }
 
@@ -88,7 +89,7 @@ impl Janitor {
     /// otherwise not listen until they were all removed.
     pub async fn reconcile(&self) -> Result<u64> {
         let mut removed = 0;
-        if let Some(staged) = self.blobs.list_staging().await? {
+        if let Some(staged) = self.blobs.list("staging").await? {
             let live: HashSet<String> = self.meta.live_staging_keys().await?.into_iter().collect();
             for key in staged.into_iter().filter(|key| !live.contains(key)) {
                 let orphan = Staging { key, dest: String::new(), upload_id: None };
@@ -96,7 +97,7 @@ impl Janitor {
                 removed += 1;
             }
         }
-        if let Some(objects) = self.blobs.list_objects().await? {
+        if let Some(objects) = self.blobs.list("files").await? {
             let live: HashSet<String> = self.meta.live_blob_keys().await?.into_iter().collect();
             for key in objects.into_iter().filter(|key| !live.contains(key)) {
                 self.blobs.delete(&key).await?;

@@ -10,7 +10,7 @@
 //! the way of a request.
 
 use super::locks::Running;
-use crate::blob::BlobStore;
+use crate::blob::Blobs;
 use crate::config::Limits;
 use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
 use crate::error::{Error, Result};
@@ -195,7 +195,7 @@ pub async fn remove_many(
 /// lease renewal), and its bytes go right after (the janitor retries whatever fails).
 pub async fn delete(
     meta: &dyn MetaStore,
-    blobs: &dyn BlobStore,
+    blobs: &Blobs,
     running_imports: &Running,
     project: &ProjectId,
     id: &FileId,
@@ -214,11 +214,11 @@ pub async fn delete(
 }
 
 /// What an ended staging area leaves to delete: the area itself (a local staging file, or a multipart
-/// upload to abort) and, on a bucket, a tail object past its last full part. A tail exists only for an
-/// offset that is not a part boundary; deleting one that does not exist is harmless.
+/// upload to abort) and, on a bucket, the tail object past its last full part, if there is one (the
+/// metadata layer does not know the store's granule, and deleting a tail that does not exist is harmless).
 pub fn staged_garbage(staged: &StagedBytes) -> Vec<Garbage> {
     let mut garbage = vec![Garbage::Staging(staged.staging.clone())];
-    if staged.staging.upload_id.is_some() && staged.received % crate::blob::PART_BYTES != 0 {
+    if staged.staging.upload_id.is_some() && staged.received > 0 {
         garbage.push(Garbage::object(&staged.staging.tail_key(staged.received)));
     }
     garbage

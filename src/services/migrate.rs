@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
-use super::ingest::{self, Cap};
-use crate::blob::{BlobStore, Staging, registered_uri, staging_key};
+use super::ingest::{Cap, Ingest};
+use crate::blob::Blobs;
 use crate::domain::random_alphanumeric;
+use crate::domain::{Staging, registered_uri, staging_key};
 use crate::error::{Error, Result};
-use crate::hash::ResumableSha256;
 use crate::meta::{MetaStore, StoredFile};
 
 /// What a run did.
@@ -36,8 +36,8 @@ pub type OnFile<'a> = dyn Fn(&StoredFile, u64) + Send + Sync + 'a;
 
 pub async fn migrate(
     meta: &dyn MetaStore,
-    from: Arc<dyn BlobStore>,
-    to: Arc<dyn BlobStore>,
+    from: Arc<Blobs>,
+    to: Arc<Blobs>,
     on_file: &OnFile<'_>,
 ) -> Result<MigrationReport> {
     let mut report = MigrationReport { unfinished: meta.unfinished_files().await?, ..MigrationReport::default() };
@@ -69,42 +69,45 @@ pub async fn migrate(
 }
 
 /// Copies one file through a staging area of the destination, verifying it before completing it.
-async fn copy(from: &dyn BlobStore, to: &dyn BlobStore, file: &StoredFile) -> Result<()> {
-    let mut staging = Staging {
+async fn copy(from: &Blobs, to: &Blobs, file: &StoredFile) -> Result<()> {
+    let staging = Staging {
         key: staging_key(&format!("migrate-{}", random_alphanumeric(16))),
         dest: file.blob_key.clone(),
         upload_id: None,
     };
-    staging.upload_id = to.begin(&staging).await?;
+    let mut ingest = Ingest::begin(to, staging).await?;
     let body = from.read(&file.blob_key, 0..file.size).await?;
     let size = file.size;
     let cap = Cap { bytes: size, overflow: Box::new(move || Error::internal(format!("more than {size} bytes"))) };
     let result = async {
-        let appended = ingest::append(to, &staging, 0, ResumableSha256::new(), body, cap).await?;
-        if appended.written != file.size || appended.hasher.digest() != file.sha256 {
+        let chunk = ingest.stage(body, cap).await?;
+        if chunk.written != file.size || chunk.hasher.digest() != file.sha256 {
             return Err(Error::FailedPrecondition(format!(
                 "{}: the bytes read do not match the recorded size and SHA-256; not copied",
                 file.blob_key
             )));
         }
-        let tail = ingest::complete(to, &staging, appended.written, &appended.parts).await?;
-        if let Some(tail) = tail {
-            to.delete(tail.key()).await?;
-        }
-        Ok(())
+        let parts = chunk.parts.clone();
+        // No database records a copy's progress: the session moves on by itself.
+        ingest.commit_unrecorded(chunk);
+        ingest.complete(&parts).await
     }
     .await;
-    // The local disk keeps a staging file until it is aborted; a bucket's completed upload is gone already.
-    let _ = to.abort(&staging).await;
-    if result.is_err() {
-        let _ = to.delete(&staging.tail_key(file.size)).await;
+    // What the copy leaves (the staging area, a tail), complete or not: nothing of it is kept.
+    let mut leftovers = vec![crate::meta::Garbage::Staging(ingest.staging().clone())];
+    leftovers.push(crate::meta::Garbage::object(&ingest.staging().tail_key(file.size)));
+    for garbage in result.as_ref().map(Vec::as_slice).unwrap_or(&leftovers) {
+        let _ = match garbage {
+            crate::meta::Garbage::Object(key) => to.objects().delete(key).await,
+            crate::meta::Garbage::Staging(staging) => to.abort(staging).await,
+        };
     }
-    result
+    result.map(drop)
 }
 
 /// Reads a whole small stream (tests).
 #[cfg(test)]
-async fn read_all(blobs: &dyn BlobStore, key: &str, size: u64) -> Vec<u8> {
+async fn read_all(blobs: &Blobs, key: &str, size: u64) -> Vec<u8> {
     use futures_util::StreamExt as _;
     let mut out = Vec::new();
     let mut stream = blobs.read(key, 0..size).await.unwrap();
@@ -117,26 +120,34 @@ async fn read_all(blobs: &dyn BlobStore, key: &str, size: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blob::LocalBlobStore;
+    use crate::hash::ResumableSha256;
 
     #[tokio::test]
     async fn a_copy_is_verified_and_whole_or_absent() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let from = LocalBlobStore::open(a.path().into()).await.unwrap();
-        let to = LocalBlobStore::open(b.path().into()).await.unwrap();
-        let bytes = vec![7u8; 100_000];
-        from.put("files/p/one.abc", bytes.clone().into()).await.unwrap();
+        let from = Blobs::local(a.path().into()).await.unwrap();
+        for to in [Blobs::local(b.path().into()).await.unwrap(), Blobs::in_memory()] {
+            copies_are_verified(&from, &to).await;
+        }
+    }
+
+    async fn copies_are_verified(from: &Blobs, to: &Blobs) {
+        let bytes: Vec<u8> = (0..(crate::blob::PART_BYTES as usize + 100_000)).map(|i| (i % 251) as u8).collect();
+        from.objects().put("files/p/one.abc", bytes.clone().into()).await.unwrap();
         let mut hasher = ResumableSha256::new();
         hasher.update(&bytes);
-        let file = StoredFile { blob_key: "files/p/one.abc".into(), size: 100_000, sha256: hasher.digest() };
-        copy(&from, &to, &file).await.unwrap();
-        assert_eq!(read_all(&to, "files/p/one.abc", 100_000).await, bytes);
-        assert_eq!(to.size("files/p/one.abc").await.unwrap(), Some(100_000));
+        let size = bytes.len() as u64;
+        let file = StoredFile { blob_key: "files/p/one.abc".into(), size, sha256: hasher.digest() };
+        copy(from, to, &file).await.unwrap();
+        assert_eq!(read_all(to, "files/p/one.abc", size).await, bytes);
+        assert_eq!(to.size("files/p/one.abc").await.unwrap(), Some(size));
 
-        let wrong = StoredFile { blob_key: "files/p/one.abc".into(), size: 100_000, sha256: [0; 32] };
+        let wrong = StoredFile { blob_key: "files/p/one.abc".into(), size, sha256: [0; 32] };
         to.delete("files/p/one.abc").await.unwrap();
-        assert!(matches!(copy(&from, &to, &wrong).await, Err(Error::FailedPrecondition(_))));
+        assert!(matches!(copy(from, to, &wrong).await, Err(Error::FailedPrecondition(_))));
         assert_eq!(to.size("files/p/one.abc").await.unwrap(), None, "nothing of a bad copy is left");
-        assert_eq!(to.list_staging().await.unwrap(), Some(vec![]));
+        if let Some(staged) = to.list("staging").await.unwrap() {
+            assert_eq!(staged, Vec::<String>::new());
+        }
     }
 }

@@ -17,8 +17,9 @@ use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use sha2::{Digest as _, Sha256};
 
 use super::lifecycle::{self, Companion, Demand};
-use crate::blob::{BlobStore, BucketUrl, GcsObject, registered_key};
+use crate::blob::{Blobs, BucketUrl, GcsObject};
 use crate::config::Limits;
+use crate::domain::registered_key;
 use crate::domain::{FileId, FileRecord, FileState, Origin, ProjectId, Timestamp, glob_matches};
 use crate::error::{Error, Result};
 use crate::meta::MetaStore;
@@ -32,7 +33,7 @@ const HEAD_BYTES: usize = 8192;
 
 pub struct Registrar {
     meta: Arc<dyn MetaStore>,
-    blobs: Arc<dyn BlobStore>,
+    blobs: Arc<Blobs>,
     limits: Limits,
     /// `gs://` patterns of what may be registered.
     allowed: Vec<String>,
@@ -73,7 +74,7 @@ fn check_uri(uri: &str, allowed: &[String], own: &[BucketUrl]) -> Result<GcsObje
 impl Registrar {
     pub fn new(
         meta: Arc<dyn MetaStore>,
-        blobs: Arc<dyn BlobStore>,
+        blobs: Arc<Blobs>,
         limits: Limits,
         allowed: Vec<String>,
         own: Vec<BucketUrl>,

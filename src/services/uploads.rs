@@ -12,15 +12,16 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 
-use super::ingest::{self, Cap};
+use super::ingest::{Cap, Ingest};
 use super::lease;
 use super::lifecycle::{self, Companion, Demand};
 use super::locks::{KeyedLocks, Running};
 use super::meter::{Meter, metered};
-use crate::blob::{BlobStore, ByteStream, Layout, Staging, new_object_key, staging_key};
+use crate::blob::{Blobs, ByteStream, Writer};
 use crate::config::Limits;
 use crate::domain::mime::DEFAULT_MIME_TYPE;
 use crate::domain::{FileId, FileRecord, FileState, Origin, ProjectId, Timestamp, UploadToken, random_alphanumeric};
+use crate::domain::{Staging, new_object_key, staging_key};
 use crate::error::{Error, Result, UploadError};
 use crate::hash::ResumableSha256;
 use crate::meta::{
@@ -35,7 +36,7 @@ const MAX_DISPLAY_NAME_CHARS: usize = 512;
 
 pub struct Uploads {
     meta: Arc<dyn MetaStore>,
-    blobs: Arc<dyn BlobStore>,
+    blobs: Arc<Blobs>,
     limits: Limits,
     /// Requests on one session run one at a time on this node.
     locks: KeyedLocks,
@@ -77,7 +78,7 @@ pub enum Progress {
 }
 
 impl Uploads {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, limits: Limits) -> Self {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<Blobs>, limits: Limits) -> Self {
         Self { meta, blobs, limits, locks: KeyedLocks::default(), running: Running::default() }
     }
 
@@ -142,7 +143,7 @@ impl Uploads {
         let created = match self.blobs.begin(&staging).await {
             Ok(Some(upload_id)) => self.meta.set_upload_id(&staging.key, &upload_id).await.map_err(Error::from),
             Ok(None) => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => Err(Error::from(e)),
         };
         if let Err(e) = created {
             if let Ok(Some(session)) = self.meta.get_upload(&session.token_hash).await {
@@ -254,39 +255,39 @@ impl Uploads {
                 (max - received, Box::new(move || Error::FileTooLarge { size: max + 1, limit: max }))
             }
         };
-        let staging = session.staging();
+        let mut ingest = Ingest::resume(self.blobs.as_ref(), session.staging(), received, hasher);
         let running = self.running.register(&session.token_hash, None);
         let cap = Cap { bytes: limit, overflow };
-        let appended = tokio::select! {
-            appended = ingest::append(self.blobs.as_ref(), &staging, received, hasher, body, cap) => appended,
+        let staged = tokio::select! {
+            staged = ingest.stage(body, cap) => staged,
             // A cancel took effect meanwhile: stop reading the chunk now, not when the client is done.
             () = running.token.cancelled() => Err(UploadError::Cancelled.into()),
         };
         drop(running);
-        let appended = appended?;
-        let hasher_state = appended.hasher.to_bytes();
-        let written = appended.written;
+        let chunk = staged?;
+        let written = chunk.written;
         if written == 0 {
-            return Ok((received, hasher_state));
+            return Ok((received, chunk.hasher.to_bytes()));
         }
-        let chunk = ChunkRecord { offset: received, length: written, hasher_state: hasher_state.clone() };
-        let garbage = ingest::superseded_tail(self.blobs.layout(), &staging, received, written);
-        let committed = self
-            .meta
-            .commit_chunk(&session.token_hash, &chunk, &appended.parts, garbage.as_slice(), writer, Timestamp::now())
+        let token_hash = &session.token_hash;
+        let committed = ingest
+            .commit(self.meta.as_ref(), chunk, async |chunk| {
+                let record =
+                    ChunkRecord { offset: chunk.offset, length: written, hasher_state: chunk.hasher.to_bytes() };
+                let garbage = chunk.superseded.as_slice();
+                Ok(self.meta.commit_chunk(token_hash, &record, &chunk.parts, garbage, writer, Timestamp::now()).await?)
+            })
             .await?;
         if !committed {
             // Cancelled meanwhile (on another node), or another request committed this offset first.
-            let status = self.meta.get_upload(&session.token_hash).await?.map(|s| s.status);
+            let status = self.meta.get_upload(token_hash).await?.map(|s| s.status);
             return Err(match status {
                 Some(SessionStatus::Cancelled) => UploadError::Cancelled.into(),
                 _ => UploadError::ResendMismatch { offset: received, len: written }.into(),
             });
         }
         metrics::counter!(metric::UPLOAD_BYTES).increment(written);
-        // The tail this chunk superseded was queued in its commit; it goes now rather than at the sweep.
-        super::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), garbage.as_slice()).await;
-        Ok((received + written, hasher_state))
+        Ok((ingest.received(), ingest.hasher().to_bytes()))
     }
 
     /// How long a request waits for another that keeps its claim alive before answering 503.
@@ -299,7 +300,7 @@ impl Uploads {
     /// offset — what it would see on one node, where requests on one session run one after the other.
     /// `None` on the local disk: one node, whose requests on one session already run one at a time.
     async fn claim_writer(&self, token_hash: &str) -> Result<Option<String>> {
-        if self.blobs.layout() == Layout::Positional {
+        if matches!(self.blobs.writer(), Writer::Positional(_)) {
             return Ok(None);
         }
         let writer = random_alphanumeric(16);
@@ -370,18 +371,16 @@ impl Uploads {
             .digest();
         let blob_key = session.blob_key.as_deref().ok_or(UploadError::SessionNotFound)?;
         // A session read before the chunk just committed: the parts and offset are the database's now.
-        let staging = session.staging();
-        let parts = self.meta.parts(&staging.key).await?;
-        let tail = ingest::complete(self.blobs.as_ref(), &staging, received, &parts).await?;
-        let mut garbage = vec![Garbage::Staging(staging)];
-        garbage.extend(tail);
+        let ingest = Ingest::resume(self.blobs.as_ref(), session.staging(), received, ResumableSha256::new());
+        let parts = self.meta.parts(&ingest.staging().key).await?;
+        let garbage = ingest.complete(&parts).await?;
         let Some(file) = self.mark_final(session, received, digest, &garbage, Timestamp::now()).await? else {
             let (meta, blobs) = (self.meta.as_ref(), self.blobs.as_ref());
             super::garbage::drop_if_orphaned(meta, blobs, &session.project, &session.file_id, blob_key).await;
             return Err(UploadError::SessionNotFound.into());
         };
         // The finalize queued the staging area as garbage; remove it now rather than at the sweep.
-        super::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &garbage).await;
+        ingest.reclaim(self.meta.as_ref(), &garbage).await;
         metrics::counter!(metric::UPLOADS_FINALIZED).increment(1);
         Ok(Progress::Final(Box::new(file)))
     }

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 
-use crate::blob::registered_uri;
+use crate::domain::registered_uri;
 use crate::domain::{FileRecord, FileState};
 use crate::http::state::Handles;
 use crate::wire::gemini::{File, FileStatus};

@@ -3,7 +3,7 @@
 
 use sqlx::FromRow;
 
-use crate::blob::Staging;
+use crate::domain::Staging;
 use crate::domain::{FileError, FileId, FileRecord, FileState, ImportInfo, Origin, ProjectId, Timestamp};
 use crate::meta::{
     ChunkRecord, Garbage, IdempotencyRecord, ImportTask, MetaError, MetaResult, PartRecord, ProjectUsage,

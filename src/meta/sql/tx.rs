@@ -17,7 +17,7 @@ use super::rows::{
     USAGE_COLUMNS, UsageRow, garbage_row, int, uint,
 };
 use super::{Engine, SqlMeta};
-use crate::blob::Staging;
+use crate::domain::Staging;
 use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
 use crate::meta::{
     FileUpdate, Garbage, IdempotencyRecord, ImportProgress, ImportTask, MetaResult, NewImport, NewSession, PartRecord,

@@ -2,6 +2,7 @@
 //! store; clients poll (or long-poll) the task. An import is an ordinary file with a second view, so it
 //! shares the file table, the blob store, quotas and expiry with uploads.
 
+mod attempt;
 mod fetch;
 mod mime;
 mod source;
@@ -22,12 +23,13 @@ pub use worker::Workers;
 
 use super::lifecycle::{self, Companion, Demand};
 use super::locks::Running;
-use crate::blob::{BlobStore, new_object_key, staging_key};
+use crate::blob::Blobs;
 use crate::config::{ImportConfig, Limits};
 use crate::domain::{
     FileId, FileRecord, FileState, IMPORT_ID_PREFIX, ImportInfo, Origin, ProjectId, Timestamp, glob_matches,
     random_alphanumeric,
 };
+use crate::domain::{new_object_key, staging_key};
 use crate::error::{Error, Result};
 use crate::hash::ResumableSha256;
 use crate::meta::{MetaStore, NewImport};
@@ -88,7 +90,7 @@ impl ImportQueue {
 
 pub struct Imports {
     meta: Arc<dyn MetaStore>,
-    blobs: Arc<dyn BlobStore>,
+    blobs: Arc<Blobs>,
     settings: ImportSettings,
     queue: Arc<ImportQueue>,
 }
@@ -105,12 +107,7 @@ fn name_from_url(url: &url::Url) -> Option<String> {
 }
 
 impl Imports {
-    pub fn new(
-        meta: Arc<dyn MetaStore>,
-        blobs: Arc<dyn BlobStore>,
-        settings: ImportSettings,
-        queue: Arc<ImportQueue>,
-    ) -> Self {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<Blobs>, settings: ImportSettings, queue: Arc<ImportQueue>) -> Self {
         Self { meta, blobs, settings, queue }
     }
 

@@ -1,27 +1,21 @@
 //! Import workers: claim a task, keep its lease alive, fetch the source part by part into staging,
 //! and finish, fail or reschedule it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng as _;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::attempt::{Attempt, storage_failure};
 use super::fetch::{Failure, Fetcher};
-use super::source::PartSource;
-use super::{ImportQueue, ImportSettings, mime, task};
-use crate::blob::{BlobStore, Layout, Staging};
+use super::{ImportQueue, ImportSettings, task};
+use crate::blob::Blobs;
+use crate::domain::Staging;
 use crate::domain::{FileError, FileRecord, Timestamp, random_alphanumeric};
-use crate::error::Error;
-use crate::hash::ResumableSha256;
-use crate::meta::{Garbage, ImportProgress, ImportTask, MetaStore};
-use crate::services::ingest::{self, Cap};
+use crate::meta::{Garbage, ImportTask, MetaStore};
 use crate::telemetry::metric;
-
-/// Bytes staged between two commits of an import's progress on the local disk (a bucket commits every
-/// part it stores).
-const PART_BYTES: u64 = 8 * 1024 * 1024;
 
 /// How a claimed task's run ended.
 enum Outcome {
@@ -50,13 +44,13 @@ pub type ReadyHook = Arc<dyn Fn(FileRecord) + Send + Sync>;
 
 pub struct Workers {
     on_ready: Option<ReadyHook>,
-    meta: Arc<dyn MetaStore>,
-    blobs: Arc<dyn BlobStore>,
-    fetcher: Fetcher,
-    settings: ImportSettings,
+    pub(super) meta: Arc<dyn MetaStore>,
+    pub(super) blobs: Arc<Blobs>,
+    pub(super) fetcher: Fetcher,
+    pub(super) settings: ImportSettings,
     queue: Arc<ImportQueue>,
     /// This process's name on leases.
-    owner: String,
+    pub(super) owner: String,
 }
 
 /// Exponential backoff from 1 s, doubling, capped at 60 s, with ±20 % jitter so retries spread out.
@@ -65,29 +59,8 @@ fn backoff(attempts: u32) -> Duration {
     Duration::from_secs_f64(base * rand::thread_rng().gen_range(0.8..1.2))
 }
 
-fn storage_failure(err: Error) -> Failure {
-    match err {
-        Error::FileTooLarge { limit, .. } => {
-            Failure::permanent("too_large", format!("the file is larger than the limit of {limit} bytes"))
-        }
-        Error::QuotaExceeded { requested, available, .. } => Failure::permanent(
-            "quota_exceeded",
-            format!("the file needs {requested} bytes but the project has {available} bytes of quota left"),
-        ),
-        other => {
-            tracing::warn!(error = %other, "import storage step failed");
-            Failure::transient("internal", "storing the file failed; it will be retried")
-        }
-    }
-}
-
 impl Workers {
-    pub fn new(
-        meta: Arc<dyn MetaStore>,
-        blobs: Arc<dyn BlobStore>,
-        settings: ImportSettings,
-        queue: Arc<ImportQueue>,
-    ) -> Self {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<Blobs>, settings: ImportSettings, queue: Arc<ImportQueue>) -> Self {
         let fetcher =
             Fetcher::new(settings.policy.clone(), settings.config.connect_timeout, settings.config.stall_timeout);
         let owner = format!("node-{}", random_alphanumeric(12));
@@ -156,7 +129,7 @@ impl Workers {
         ));
         let out_of_time = tokio::time::sleep_until(instant_of(self.deadline(&task)));
         let outcome = tokio::select! {
-            attempt = self.attempt(&task) => Outcome::from(attempt),
+            attempt = Attempt::run(self, &task) => Outcome::from(attempt),
             () = out_of_time => Outcome::Failed(Failure::permanent("timeout", "the import exceeded its total time limit")),
             () = cancel.cancelled() => if shutdown.is_cancelled() { Outcome::Shutdown } else { Outcome::LeaseLost },
         };
@@ -234,137 +207,9 @@ impl Workers {
         Ok(())
     }
 
-    /// One attempt: `Ok(Some(file, garbage))` when the import is ready (with the staging it leaves to
-    /// delete), `Ok(None)` when the lease was lost.
-    async fn attempt(&self, task: &ImportTask) -> Result<Option<(FileRecord, Vec<Garbage>)>, Failure> {
-        let limit = self.settings.limits.max_file_bytes;
-        let mut received = task.received_bytes;
-        let hasher = ResumableSha256::from_bytes(&task.hasher_state);
-        let resume = match (&task.validator, &hasher) {
-            (Some(validator), Some(_)) if received > 0 => Some((received, validator.as_str())),
-            _ => None,
-        };
-        let source = self.fetcher.open(&task.source_url, resume).await?;
-        // No usable resume (no validator, or the source changed and sent the whole file): start over.
-        let restart = received > 0 && (source.offset != received || hasher.is_none());
-        if restart || hasher.is_none() {
-            received = 0;
-        }
-        let mut hasher = hasher.filter(|_| received > 0).unwrap_or_default();
-        if let Some(total) = source.total.filter(|&t| t > limit) {
-            return Err(Failure::permanent(
-                "too_large",
-                format!("the source announces {total} bytes, over the limit of {limit} bytes"),
-            ));
-        }
-        let staging = self.staging_area(task).await.map_err(storage_failure)?;
-        let layout = self.blobs.layout();
-        let mut progress = ImportProgress {
-            received_bytes: received,
-            hasher_state: hasher.to_bytes(),
-            validator: source.validator.clone(),
-            total_bytes: source.total,
-        };
-        // Recording the announced size first reserves it against the quota before any byte is stored.
-        let dropped_tail =
-            if restart { ingest::superseded_tail(layout, &staging, task.received_bytes, 1) } else { None };
-        let step =
-            task::Step { progress: &progress, mime_type: None, parts: &[], garbage: dropped_tail.as_slice(), restart };
-        if !self.commit(task, &step).await? {
-            return Ok(None);
-        }
-        // The earlier attempt's tail, queued by that commit, goes now rather than at the next sweep.
-        crate::services::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), dropped_tail.as_slice()).await;
-
-        // Detected from the first part; `None` keeps the type recorded by an earlier attempt.
-        let mut mime_type = None;
-        let mut body = PartSource::new(source.body, self.settings.config.stall_timeout);
-        loop {
-            // A part ends on a part boundary of the store, so a stalled import's tail never outgrows one.
-            let part_len = match layout {
-                Layout::Parts { granule } => granule - received % granule,
-                Layout::Positional => PART_BYTES,
-            };
-            let head = (received == 0).then(|| Arc::new(Mutex::new(Vec::new())));
-            let (part, returned) = body.part(part_len, head.clone());
-            // Stalls are the part source's business (it ends the part early): no idle limit here.
-            let cap = Cap {
-                bytes: limit - received,
-                overflow: Box::new(move || Error::FileTooLarge { size: limit + 1, limit }),
-            };
-            let appended = ingest::append(self.blobs.as_ref(), &staging, received, hasher.clone(), part, cap)
-                .await
-                .map_err(storage_failure)?;
-            body =
-                returned.await.map_err(|_| Failure::transient("internal", "the source stream ended unexpectedly"))?;
-            let written = appended.written;
-            let dropped_tail = ingest::superseded_tail(layout, &staging, received, written);
-            received += written;
-            hasher = appended.hasher;
-            if let Some(head) = head {
-                let head = head.lock().expect("sniff buffer poisoned");
-                let detected = mime::detect(source.content_type.as_deref(), &head, &source.url);
-                // Refused as soon as it is known, before the rest of the file is fetched.
-                if let Err(e) = self.settings.limits.media_types.check(&detected) {
-                    return Err(Failure::permanent("unsupported_mime_type", e.to_string()));
-                }
-                mime_type = Some(detected);
-            }
-            progress.received_bytes = received;
-            progress.hasher_state = hasher.to_bytes();
-            if written > 0 {
-                let step = task::Step {
-                    progress: &progress,
-                    mime_type: mime_type.as_deref(),
-                    parts: &appended.parts,
-                    garbage: dropped_tail.as_slice(),
-                    restart: false,
-                };
-                if !self.commit(task, &step).await? {
-                    return Ok(None);
-                }
-                metrics::counter!(metric::IMPORT_BYTES).increment(written);
-                let (meta, blobs) = (self.meta.as_ref(), self.blobs.as_ref());
-                crate::services::garbage::reclaim_now(meta, blobs, dropped_tail.as_slice()).await;
-            }
-            if let Some(failure) = body.failure.take() {
-                return Err(failure);
-            }
-            if body.done {
-                break;
-            }
-        }
-        if let Some(total) = source.total.filter(|&t| t != received) {
-            return Err(Failure::transient(
-                "source_unreachable",
-                format!("the source closed the connection after {received} of {total} bytes"),
-            ));
-        }
-        let digest = hasher.digest();
-        if let Some(expected) = task.expected_sha256.as_deref().filter(|e| *e != hex::encode(digest)) {
-            return Err(Failure::permanent(
-                "checksum_mismatch",
-                format!("the file's SHA-256 is {}, not the expected {expected}", hex::encode(digest)),
-            ));
-        }
-        let parts = self.meta.parts(&staging.key).await.map_err(|e| storage_failure(e.into()))?;
-        let tail = ingest::complete(self.blobs.as_ref(), &staging, received, &parts).await.map_err(storage_failure)?;
-        let mut garbage = vec![Garbage::Staging(staging)];
-        garbage.extend(tail);
-        let mime_type = mime_type.unwrap_or_else(|| task.mime_type.clone());
-        let finished = task::finish(self.meta.as_ref(), task, &self.owner, (received, digest, &mime_type), &garbage)
-            .await
-            .map_err(storage_failure)?;
-        if finished.is_none() {
-            let (meta, blobs) = (self.meta.as_ref(), self.blobs.as_ref());
-            crate::services::garbage::drop_if_orphaned(meta, blobs, &task.project, &task.file_id, &task.blob_key).await;
-        }
-        Ok(finished.map(|file| (file, garbage)))
-    }
-
     /// The task's staging area, created if it is not yet: the database knew its key before (a bucket's
     /// multipart upload id is recorded as soon as it exists).
-    async fn staging_area(&self, task: &ImportTask) -> crate::error::Result<Staging> {
+    pub(super) async fn staging_area(&self, task: &ImportTask) -> crate::error::Result<Staging> {
         let mut staging = task.staging();
         if staging.upload_id.is_none() {
             if let Some(upload_id) = self.blobs.begin(&staging).await? {
@@ -375,7 +220,8 @@ impl Workers {
         Ok(staging)
     }
 
-    async fn commit(&self, task: &ImportTask, step: &task::Step<'_>) -> Result<bool, Failure> {
+    /// Records an import's progress with its lease (see `task::record_progress`); `false` once it is lost.
+    pub(super) async fn record(&self, task: &ImportTask, step: &task::Step<'_>) -> Result<bool, Failure> {
         let limits = &self.settings.limits;
         task::record_progress(self.meta.as_ref(), limits, task, &self.owner, step).await.map_err(storage_failure)
     }

@@ -10,7 +10,7 @@ use futures_util::stream::{self, BoxStream};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde_json::Value;
 
-use crate::blob::BlobStore;
+use crate::blob::Blobs;
 use crate::error::{Error, Result};
 use crate::telemetry::metric;
 
@@ -97,7 +97,7 @@ impl OutgoingBody {
     }
 
     /// The body as a stream, reading inline files from `blobs` as it goes.
-    pub fn stream(&self, blobs: Arc<dyn BlobStore>) -> BoxStream<'static, Result<Bytes>> {
+    pub fn stream(&self, blobs: Arc<Blobs>) -> BoxStream<'static, Result<Bytes>> {
         let segments = self.segments.clone();
         stream::iter(segments)
             .then(move |segment| {

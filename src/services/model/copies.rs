@@ -6,15 +6,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures_util::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::upstream::UpstreamClient;
-use crate::blob::{BlobStore, ObjectBlobStore, PART_BYTES, Staging};
+use crate::blob::Blobs;
 use crate::domain::{FileRecord, Timestamp};
+use crate::domain::{Staging, random_alphanumeric, staging_key};
 use crate::error::{Error, Result, UpstreamError};
-use crate::meta::{CopyTarget, MetaStore, UpstreamCopy};
+use crate::meta::{CopyTarget, Garbage, MetaStore, UpstreamCopy};
+use crate::services::ingest::{Cap, Ingest};
 use crate::services::locks::KeyedLocks;
 use crate::telemetry::metric;
 
@@ -24,9 +25,9 @@ const GOOGLE_EXPIRY_MARGIN_SECONDS: i64 = 3600;
 
 pub struct Copies {
     meta: Arc<dyn MetaStore>,
-    blobs: Arc<dyn BlobStore>,
+    blobs: Arc<Blobs>,
     upstream: Arc<UpstreamClient>,
-    staging: Option<ObjectBlobStore>,
+    staging: Option<Arc<Blobs>>,
     /// One copy of a file at a time on this node; racing nodes settle on one row (`put_upstream_copy`).
     locks: KeyedLocks,
     /// How long to wait for the Gemini API to process an uploaded file.
@@ -36,9 +37,9 @@ pub struct Copies {
 impl Copies {
     pub fn new(
         meta: Arc<dyn MetaStore>,
-        blobs: Arc<dyn BlobStore>,
+        blobs: Arc<Blobs>,
         upstream: Arc<UpstreamClient>,
-        staging: Option<ObjectBlobStore>,
+        staging: Option<Arc<Blobs>>,
         processing_timeout: Duration,
     ) -> Self {
         Self { meta, blobs, upstream, staging, locks: KeyedLocks::default(), processing_timeout }
@@ -108,32 +109,43 @@ impl Copies {
         Ok(self.meta.delete_upstream_copy(&file.blob_key, target).await?)
     }
 
-    /// Copies the file into the staging bucket, part by part (one part in memory at a time).
+    /// Copies the file into the staging bucket through an ingest session (one part in memory at a time),
+    /// its SHA-256 checked against the file's on the way.
     async fn stage(&self, file: &FileRecord) -> Result<UpstreamCopy> {
         let staging_store = self.staging.as_ref().ok_or_else(|| Error::internal("no staging bucket"))?;
         let size = file.size_bytes.unwrap_or(0);
-        let mut staging = Staging { key: String::new(), dest: file.blob_key.clone(), upload_id: None };
-        staging.upload_id = staging_store.begin(&staging).await?;
+        let staging = Staging {
+            key: staging_key(&format!("copy-{}", random_alphanumeric(16))),
+            dest: file.blob_key.clone(),
+            upload_id: None,
+        };
+        let mut ingest = Ingest::begin(staging_store, staging).await?;
         let copied = async {
-            let mut parts = Vec::new();
-            let mut offset = 0;
-            while offset < size {
-                let end = (offset + PART_BYTES).min(size);
-                let mut part = BytesMut::with_capacity(usize::try_from(end - offset).unwrap_or(0));
-                let mut bytes = self.blobs.read(&file.blob_key, offset..end).await?;
-                while let Some(chunk) = bytes.next().await {
-                    part.extend_from_slice(&chunk?);
-                }
-                parts.push(staging_store.put_part(&staging, parts.len() as u64, part.freeze()).await?);
-                offset = end;
+            let body = self.blobs.read(&file.blob_key, 0..size).await?;
+            let cap =
+                Cap { bytes: size, overflow: Box::new(move || Error::internal(format!("more than {size} bytes"))) };
+            let chunk = ingest.stage(body, cap).await?;
+            if chunk.written != size || file.sha256.is_some_and(|digest| chunk.hasher.digest() != digest) {
+                return Err(Error::internal(format!("{}: the bytes read are not the file's", file.blob_key)));
             }
-            staging_store.complete(&staging, size, parts).await
+            let parts = chunk.parts.clone();
+            ingest.commit_unrecorded(chunk);
+            ingest.complete(&parts).await
         }
         .await;
-        if let Err(e) = copied {
-            let _ = staging_store.abort(&staging).await;
-            return Err(e);
+        let leftovers = match &copied {
+            Ok(garbage) => garbage.clone(),
+            Err(_) => {
+                vec![Garbage::Staging(ingest.staging().clone()), Garbage::object(&ingest.staging().tail_key(size))]
+            }
+        };
+        for garbage in &leftovers {
+            let _ = match garbage {
+                Garbage::Object(key) => staging_store.objects().delete(key).await,
+                Garbage::Staging(staging) => staging_store.abort(staging).await,
+            };
         }
+        copied?;
         let uri = staging_store.storage_uri(&file.blob_key).ok_or_else(|| Error::internal("no gs:// URI"))?;
         Ok(UpstreamCopy {
             blob_key: file.blob_key.clone(),
@@ -196,7 +208,7 @@ impl Copies {
     async fn delete_remote(&self, copy: &UpstreamCopy) -> bool {
         let Some(name) = &copy.remote_name else { return true };
         let deleted = match (copy.target, &self.staging) {
-            (CopyTarget::VertexStaging, Some(store)) => store.delete(name).await,
+            (CopyTarget::VertexStaging, Some(store)) => store.delete(name).await.map_err(Error::from),
             (CopyTarget::GeminiFiles, _) if !self.upstream.is_vertex() => {
                 self.upstream.delete_file(name).await.map_err(Error::from)
             }

@@ -41,7 +41,7 @@ pub use self::refs::ReferenceRules;
 use self::refs::{FileRef, Rewrite, Target};
 use self::upstream::UpstreamClient;
 use self::usage::CallMeter;
-use crate::blob::{BlobStore, ObjectBlobStore};
+use crate::blob::Blobs;
 use crate::config::{ModelConfig, Upstream};
 use crate::domain::{FileId, FileRecord, FileState, ProjectId, random_alphanumeric};
 use crate::error::{Error, Result, UpstreamError};
@@ -69,7 +69,7 @@ pub struct Models {
     upstream: Option<Arc<UpstreamClient>>,
     copies: Option<Arc<Copies>>,
     meta: Arc<dyn MetaStore>,
-    blobs: Arc<dyn BlobStore>,
+    blobs: Arc<Blobs>,
     inline_max_bytes: u64,
     model_map: HashMap<String, String>,
     rules: ReferenceRules,
@@ -118,13 +118,13 @@ impl Models {
     pub fn new(
         config: &ModelConfig,
         meta: Arc<dyn MetaStore>,
-        blobs: Arc<dyn BlobStore>,
+        blobs: Arc<Blobs>,
         rules: ReferenceRules,
     ) -> anyhow::Result<Self> {
         let upstream = UpstreamClient::new(config)?.map(Arc::new);
         let copies = match (&upstream, &config.upstream) {
             (Some(client), Upstream::Vertex { staging, .. }) => {
-                let staging = staging.clone().map(ObjectBlobStore::from_env).transpose()?;
+                let staging = staging.as_ref().map(Blobs::from_env).transpose()?.map(Arc::new);
                 Some(Copies::new(meta.clone(), blobs.clone(), client.clone(), staging, config.idle_timeout))
             }
             (Some(client), _) => {

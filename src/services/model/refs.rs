@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 
 use crate::blob::{BucketUrl, GcsObject};
-use crate::domain::{API_VERSIONS, FileId, IMPORT_ID_PREFIX, ProjectId, glob_matches};
+use crate::domain::{API_VERSIONS, BlobKey, FileId, IMPORT_ID_PREFIX, ProjectId, glob_matches};
 use crate::error::{Error, Result};
 
 /// What a caller's file URIs are checked against.
@@ -91,14 +91,10 @@ pub fn filegate_file(uri: &str, public_url: &str) -> Option<FileId> {
 
 /// The file an object key of filegate's own layout names: `files/{project}/{id}.{generation}`.
 fn stored_file(key: &str) -> Option<(ProjectId, FileId)> {
-    let rest = key.strip_prefix("files/")?;
-    let (project, object) = rest.split_once('/')?;
-    let (id, generation) = object.split_once('.')?;
-    let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if !plain(id) || !plain(generation) {
-        return None;
+    match BlobKey::parse(key)? {
+        BlobKey::File { project, id, .. } => Some((ProjectId::parse(project).ok()?, FileId::from_path(id))),
+        _ => None,
     }
-    Some((ProjectId::parse(project).ok()?, FileId::from_path(id)))
 }
 
 impl ReferenceRules {

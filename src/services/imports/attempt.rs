@@ -1,0 +1,214 @@
+//! One attempt at a claimed import task, in three steps: [`open`] the source (resuming with `Range` and
+//! `If-Range` where the bytes already staged allow), [`Attempt::ingest`] it part by part through the
+//! ingest session (each part committed with the task's lease, the first one [`sniff`]ed for its type),
+//! and [`Attempt::finish`] (digest checked, staging completed, file ready).
+
+use std::sync::{Arc, Mutex};
+
+use super::fetch::{Failure, SourceResponse};
+use super::source::PartSource;
+use super::worker::Workers;
+use super::{mime, task};
+use crate::blob::Writer;
+use crate::domain::{FileRecord, Staging};
+use crate::error::Error;
+use crate::hash::ResumableSha256;
+use crate::meta::{Garbage, ImportProgress, ImportTask};
+use crate::services::ingest::{Cap, Ingest};
+use crate::services::uploads::CHUNK_GRANULARITY;
+use crate::telemetry::metric;
+
+/// What a store failure means for an import: over a limit is final, anything else is retried.
+pub fn storage_failure(err: Error) -> Failure {
+    match err {
+        Error::FileTooLarge { limit, .. } => {
+            Failure::permanent("too_large", format!("the file is larger than the limit of {limit} bytes"))
+        }
+        Error::QuotaExceeded { requested, available, .. } => Failure::permanent(
+            "quota_exceeded",
+            format!("the file needs {requested} bytes but the project has {available} bytes of quota left"),
+        ),
+        other => {
+            tracing::warn!(error = %other, "import storage step failed");
+            Failure::transient("internal", "storing the file failed; it will be retried")
+        }
+    }
+}
+
+/// Opens the source: from the staged bytes on when a validator lets the source prove it unchanged, else
+/// from the start. Returns the response and whether the task starts over (the source changed, or the
+/// staged bytes cannot be continued).
+async fn open(workers: &Workers, task: &ImportTask) -> Result<(SourceResponse, bool), Failure> {
+    let hasher = ResumableSha256::from_bytes(&task.hasher_state);
+    let resume = match (&task.validator, &hasher) {
+        (Some(validator), Some(_)) if task.received_bytes > 0 => Some((task.received_bytes, validator.as_str())),
+        _ => None,
+    };
+    let source = workers.fetcher.open(&task.source_url, resume).await?;
+    let limit = workers.settings.limits.max_file_bytes;
+    if let Some(total) = source.total.filter(|&t| t > limit) {
+        return Err(Failure::permanent(
+            "too_large",
+            format!("the source announces {total} bytes, over the limit of {limit} bytes"),
+        ));
+    }
+    let restart = task.received_bytes > 0 && (source.offset != task.received_bytes || hasher.is_none());
+    Ok((source, restart))
+}
+
+/// What the response said of the file, for [`sniff`]: its `Content-Type` and the URL it came from.
+struct Described {
+    content_type: Option<String>,
+    url: url::Url,
+}
+
+/// The file's type, from the response's `Content-Type`, its first bytes and its URL; refused as soon as
+/// it is known if the deployment does not take it.
+fn sniff(workers: &Workers, source: &Described, head: &[u8]) -> Result<String, Failure> {
+    let detected = mime::detect(source.content_type.as_deref(), head, &source.url);
+    workers
+        .settings
+        .limits
+        .media_types
+        .check(&detected)
+        .map_err(|e| Failure::permanent("unsupported_mime_type", e.to_string()))?;
+    Ok(detected)
+}
+
+/// A running attempt: the task, its source and its ingest session.
+pub struct Attempt<'a> {
+    workers: &'a Workers,
+    task: &'a ImportTask,
+    ingest: Ingest<'a>,
+    progress: ImportProgress,
+    /// Detected from the first part; `None` keeps the type recorded by an earlier attempt.
+    mime_type: Option<String>,
+}
+
+/// `Ok(Some(file, garbage))` when the import is ready (with the staging it leaves to delete), `Ok(None)`
+/// when the lease was lost.
+pub type Finished = Option<(FileRecord, Vec<Garbage>)>;
+
+impl<'a> Attempt<'a> {
+    pub async fn run(workers: &'a Workers, task: &'a ImportTask) -> Result<Finished, Failure> {
+        let (source, restart) = open(workers, task).await?;
+        let staging = workers.staging_area(task).await.map_err(storage_failure)?;
+        let hasher = ResumableSha256::from_bytes(&task.hasher_state).unwrap_or_default();
+        let mut ingest = Ingest::resume(workers.blobs.as_ref(), staging, task.received_bytes, hasher);
+        let dropped = if restart || source.offset == 0 { ingest.restart() } else { None };
+        let progress = ImportProgress {
+            received_bytes: ingest.received(),
+            hasher_state: ingest.hasher().to_bytes(),
+            validator: source.validator.clone(),
+            total_bytes: source.total,
+        };
+        let mut attempt = Self { workers, task, ingest, progress, mime_type: None };
+        // Recording the announced size first reserves it against the quota before any byte is stored.
+        let garbage = dropped.as_slice();
+        let step = task::Step { progress: &attempt.progress, mime_type: None, parts: &[], garbage, restart };
+        if !attempt.record(&step).await? {
+            return Ok(None);
+        }
+        // The earlier attempt's tail, queued by that commit, goes now rather than at the next sweep.
+        attempt.ingest.reclaim(workers.meta.as_ref(), garbage).await;
+        let described = Described { content_type: source.content_type, url: source.url };
+        if !attempt.ingest_source(source.body, &described).await? {
+            return Ok(None);
+        }
+        if let Some(total) = source.total.filter(|&t| t != attempt.ingest.received()) {
+            return Err(Failure::transient(
+                "source_unreachable",
+                format!("the source closed the connection after {} of {total} bytes", attempt.ingest.received()),
+            ));
+        }
+        attempt.finish().await
+    }
+
+    /// Stages the source part by part, committing each with the lease; `false` once the lease is lost.
+    async fn ingest_source(
+        &mut self,
+        body: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
+        source: &Described,
+    ) -> Result<bool, Failure> {
+        let limit = self.workers.settings.limits.max_file_bytes;
+        let mut body = PartSource::new(body, self.workers.settings.config.stall_timeout);
+        loop {
+            let received = self.ingest.received();
+            // A part ends on a part boundary of the store, so a stalled import's tail never outgrows one;
+            // the local disk commits its progress every granule of the upload protocol.
+            let part_len = match self.workers.blobs.writer() {
+                Writer::Parts(store) => store.granule() - received % store.granule(),
+                Writer::Positional(_) => CHUNK_GRANULARITY,
+            };
+            let head = (received == 0).then(|| Arc::new(Mutex::new(Vec::new())));
+            let (part, returned) = body.part(part_len, head.clone());
+            // Stalls are the part source's business (it ends the part early): no idle limit here.
+            let cap = Cap {
+                bytes: limit - received,
+                overflow: Box::new(move || Error::FileTooLarge { size: limit + 1, limit }),
+            };
+            let chunk = self.ingest.stage(part, cap).await.map_err(storage_failure)?;
+            body =
+                returned.await.map_err(|_| Failure::transient("internal", "the source stream ended unexpectedly"))?;
+            if let Some(head) = head {
+                let head = head.lock().expect("sniff buffer poisoned");
+                self.mime_type = Some(sniff(self.workers, source, &head)?);
+            }
+            let written = chunk.written;
+            if written > 0 {
+                self.progress.received_bytes = received + written;
+                self.progress.hasher_state = chunk.hasher.to_bytes();
+                let (workers, task, progress) = (self.workers, self.task, &self.progress);
+                let mime_type = self.mime_type.as_deref();
+                let (meta, limits, owner) = (workers.meta.as_ref(), &workers.settings.limits, workers.owner.as_str());
+                let recorded = self
+                    .ingest
+                    .commit(meta, chunk, async |chunk| {
+                        let garbage = chunk.superseded.as_slice();
+                        let step = task::Step { progress, mime_type, parts: &chunk.parts, garbage, restart: false };
+                        task::record_progress(meta, limits, task, owner, &step).await
+                    })
+                    .await
+                    .map_err(storage_failure)?;
+                if !recorded {
+                    return Ok(false);
+                }
+                metrics::counter!(metric::IMPORT_BYTES).increment(written);
+            }
+            if let Some(failure) = body.failure.take() {
+                return Err(failure);
+            }
+            if body.done {
+                return Ok(true);
+            }
+        }
+    }
+
+    async fn record(&self, step: &task::Step<'_>) -> Result<bool, Failure> {
+        self.workers.record(self.task, step).await
+    }
+
+    /// Checks the digest, completes the staging area into the file's object and marks the file ready.
+    async fn finish(self) -> Result<Finished, Failure> {
+        let (workers, task) = (self.workers, self.task);
+        let digest = self.ingest.hasher().digest();
+        if let Some(expected) = task.expected_sha256.as_deref().filter(|e| *e != hex::encode(digest)) {
+            return Err(Failure::permanent(
+                "checksum_mismatch",
+                format!("the file's SHA-256 is {}, not the expected {expected}", hex::encode(digest)),
+            ));
+        }
+        let staging: &Staging = self.ingest.staging();
+        let parts = workers.meta.parts(&staging.key).await.map_err(|e| storage_failure(e.into()))?;
+        let garbage = self.ingest.complete(&parts).await.map_err(storage_failure)?;
+        let mime_type = self.mime_type.unwrap_or_else(|| task.mime_type.clone());
+        let done = (self.ingest.received(), digest, mime_type.as_str());
+        let finished =
+            task::finish(workers.meta.as_ref(), task, &workers.owner, done, &garbage).await.map_err(storage_failure)?;
+        if finished.is_none() {
+            let (meta, blobs) = (workers.meta.as_ref(), workers.blobs.as_ref());
+            crate::services::garbage::drop_if_orphaned(meta, blobs, &task.project, &task.file_id, &task.blob_key).await;
+        }
+        Ok(finished.map(|file| (file, garbage)))
+    }
+}
