@@ -137,11 +137,22 @@ impl Blobs {
 
     /// A bucket in memory (`object_store`'s `InMemory`, multipart uploads included), for tests.
     pub fn in_memory() -> Self {
+        Self::in_memory_with_granule(PART_BYTES)
+    }
+
+    /// A bucket in memory whose parts are `granule` bytes (tests of parts and tails with small files).
+    pub fn in_memory_with_granule(granule: u64) -> Self {
         let store = Arc::new(object_store::memory::InMemory::new());
         let url = BucketUrl::parse("s3://memory/filegate").expect("a valid bucket URL");
-        let mut blobs = Self::bucket(&url, store.clone(), store);
-        blobs.describe = "memory (multipart uploads in 8 MiB parts)".into();
-        blobs
+        let objects = Objects::new(store.clone(), &url.prefix, Some("s3://memory".into()));
+        let staging = BucketParts::new(objects.clone(), store, "memory").with_granule(granule);
+        Self {
+            describe: format!("memory (multipart uploads in parts of {granule} bytes)"),
+            objects,
+            writer: Writer::Parts(Arc::new(staging)),
+            registered: Registered::default(),
+            listable: false,
+        }
     }
 
     /// One line for the start-up log: backend, location and what it can do.
