@@ -12,7 +12,7 @@
 use super::locks::Running;
 use crate::blob::Blobs;
 use crate::config::Limits;
-use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
+use crate::domain::{FileId, FileRecord, Limit, ProjectId, Timestamp};
 use crate::error::{Error, Result};
 use crate::meta::{Garbage, MetaStore, NewImport, NewSession, ProjectUsage, StagedBytes, UsageDelta, WriteTx};
 
@@ -40,34 +40,13 @@ pub fn check(limits: &Limits, usage: &ProjectUsage, demand: &Demand) -> Result<(
         return Err(Error::QuotaExceeded { requested: demand.bytes.max(u64::from(demand.import)), available, quota });
     }
     if demand.file && usage.files >= limits.project_max_files {
-        return Err(Error::LimitReached {
-            code: "too_many_files",
-            message: format!(
-                "The project holds {} files, the most allowed (FILEGATE_PROJECT_MAX_FILES); delete some or let \
-                 them expire.",
-                usage.files
-            ),
-        });
+        return Err(Error::LimitReached(Limit::Files { held: usage.files }));
     }
     if demand.upload && usage.open_uploads >= limits.project_max_open_uploads {
-        return Err(Error::LimitReached {
-            code: "too_many_uploads",
-            message: format!(
-                "The project has {} open upload sessions, the most allowed (FILEGATE_PROJECT_MAX_OPEN_UPLOADS); \
-                 finish or cancel some first.",
-                usage.open_uploads
-            ),
-        });
+        return Err(Error::LimitReached(Limit::OpenUploads { open: usage.open_uploads }));
     }
     if demand.import && usage.active_imports >= limits.project_max_active_imports {
-        return Err(Error::LimitReached {
-            code: "too_many_imports",
-            message: format!(
-                "The project has {} imports in flight, the most allowed (FILEGATE_IMPORT_MAX_ACTIVE_PER_PROJECT); \
-                 retry when some have finished.",
-                usage.active_imports
-            ),
-        });
+        return Err(Error::LimitReached(Limit::ActiveImports { active: usage.active_imports }));
     }
     Ok(())
 }
@@ -230,6 +209,7 @@ fn signed(bytes: u64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
@@ -264,7 +244,7 @@ mod tests {
             Err(Error::QuotaExceeded { available: 99, .. })
         ));
         let code = |r: Result<()>| match r {
-            Err(Error::LimitReached { code, .. }) => code,
+            Err(Error::LimitReached(limit)) => limit.code(),
             other => panic!("{other:?}"),
         };
         assert_eq!(code(check(&limits_with(5), &usage(0, 3, 0, 0), &upload(1))), "too_many_files");
@@ -273,5 +253,99 @@ mod tests {
         assert!(matches!(check(&limits_with(5), &usage(1000, 0, 0, 0), &import), Err(Error::QuotaExceeded { .. })));
         let own_quota = ProjectUsage { quota_bytes: Some(5000), ..usage(4000, 0, 0, 0) };
         assert!(check(&limits_with(5), &own_quota, &upload(100)).is_ok(), "a project's own quota wins");
+    }
+
+    async fn sqlite() -> (tempfile::TempDir, Arc<dyn MetaStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::meta::sql::SqlMeta::open_sqlite(&dir.path().join("meta.db"), 8).await.unwrap();
+        (dir, Arc::new(store))
+    }
+
+    /// An upload's row and session, `charged` bytes, expiring in `expires_in` seconds.
+    fn upload_of(project: &ProjectId, id: &str, charged: u64, expires_in: i64) -> (FileRecord, NewSession) {
+        let now = Timestamp::now();
+        let expires_at = Timestamp::from_micros(now.as_micros() + expires_in * 1_000_000);
+        let blob_key = format!("files/{project}/{id}");
+        let file = FileRecord {
+            project: project.clone(),
+            id: FileId::from_stored(id.to_owned()),
+            display_name: None,
+            mime_type: "video/mp4".into(),
+            size_bytes: Some(charged),
+            sha256: None,
+            state: crate::domain::FileState::Uploading,
+            origin: crate::domain::Origin::Upload,
+            blob_key: blob_key.clone(),
+            charged_bytes: charged,
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            error: None,
+            import: None,
+        };
+        let session = NewSession {
+            token_hash: format!("token-{id}"),
+            project: project.clone(),
+            file_id: file.id.clone(),
+            blob_key,
+            declared_size: Some(charged),
+            hasher_state: vec![],
+            staging_key: format!("staging/{id}"),
+            created_at: now,
+            expires_at,
+        };
+        (file, session)
+    }
+
+    /// Admits and adds an upload the way the upload service does.
+    async fn start(meta: &dyn MetaStore, limits: &Limits, id: &str, charged: u64, expires_in: i64) -> Result<()> {
+        let project = ProjectId::parse("alpha").unwrap();
+        let (file, session) = upload_of(&project, id, charged, expires_in);
+        let mut tx = meta.write().await?;
+        let demand = Demand { bytes: charged, file: true, upload: true, import: false };
+        admit(tx.as_mut(), &project, limits, &demand, Timestamp::now()).await?;
+        add(tx.as_mut(), &file, Companion::Session(&session)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn starts_racing_near_the_quota_admit_as_many_as_fit_and_never_one_more() {
+        let (_dir, meta) = sqlite().await;
+        let limits =
+            Limits { max_file_bytes: 1000, project_max_open_uploads: 100, project_max_files: 100, ..limits_with(1) };
+        let racers: Vec<_> = (0..24)
+            .map(|i| {
+                let (meta, limits) = (meta.clone(), limits.clone());
+                tokio::spawn(async move { start(meta.as_ref(), &limits, &format!("q{i}"), 100, 3600).await })
+            })
+            .collect();
+        let mut admitted = 0;
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(()) => admitted += 1,
+                Err(Error::QuotaExceeded { .. }) => {}
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert_eq!(admitted, 10);
+        let usage = meta.usage().await.unwrap();
+        assert_eq!((usage[0].usage.used_bytes, usage[0].usage.open_uploads), (1000, 10));
+    }
+
+    #[tokio::test]
+    async fn an_admission_blocked_by_expired_files_removes_them_and_queues_their_bytes() {
+        let (_dir, meta) = sqlite().await;
+        let limits = limits_with(1);
+        start(meta.as_ref(), &limits, "old", 90, -10).await.unwrap();
+        start(meta.as_ref(), &limits, "older", 800, -20).await.unwrap();
+        // 890 of 1000 bytes are held by expired files: the next start removes them and fits.
+        start(meta.as_ref(), &limits, "new", 100, 3600).await.unwrap();
+        let usage = meta.usage().await.unwrap();
+        assert_eq!((usage[0].usage.used_bytes, usage[0].usage.files, usage[0].usage.open_uploads), (100, 1, 1));
+        let mut queued: Vec<String> = meta.garbage(10).await.unwrap().iter().map(|g| g.key().to_owned()).collect();
+        queued.sort();
+        assert_eq!(queued, ["files/alpha/old", "files/alpha/older", "staging/old", "staging/older"]);
+        assert!(meta.recompute_usage().await.unwrap().is_empty(), "the counters agree with the rows");
     }
 }
