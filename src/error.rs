@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::domain::{FieldCode, Limit};
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A boxed error from below the domain (database, disk, network), kept whole for the server log.
@@ -18,7 +20,7 @@ pub enum Error {
     FileNotFound(String),
     /// One field of a request is invalid; `code` names the problem for machines (`invalid_source_url`).
     #[error("{message}")]
-    InvalidField { code: &'static str, message: String },
+    InvalidField { code: FieldCode, message: String },
     /// A user-chosen file name is already taken in the project.
     #[error("files/{0} already exists")]
     AlreadyExists(String),
@@ -29,16 +31,15 @@ pub enum Error {
     /// An Idempotency-Key reused with a different request.
     #[error("the Idempotency-Key \"{0}\" was already used with a different request")]
     IdempotencyConflict(String),
-    /// A per-project limit other than the quota is reached; `code` names it for machines
-    /// (`too_many_files`, `too_many_uploads`, `too_many_imports`), the message for people.
-    #[error("{message}")]
-    LimitReached { code: &'static str, message: String },
+    /// A per-project limit other than the quota is reached.
+    #[error("{0}")]
+    LimitReached(Limit),
     /// The request is valid but the resource is in the wrong state for it.
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("the request carries no API key")]
     MissingApiKey,
-    #[error("API key not valid. Please pass a valid API key.")]
+    #[error("the API key is not valid")]
     InvalidApiKey,
     #[error(transparent)]
     Upload(#[from] UploadError),
@@ -50,11 +51,6 @@ pub enum Error {
     RangeNotSatisfiable { size: u64 },
     #[error("{0}")]
     NotImplemented(String),
-    /// No route matches the request path.
-    #[error("Method not found.")]
-    UnknownRoute,
-    #[error("The HTTP method is not allowed on this path.")]
-    MethodNotAllowed,
     /// The client stopped sending its request body, or sends it too slowly to be worth a connection.
     #[error("{0}")]
     BodyStalled(Stall),
@@ -111,6 +107,10 @@ impl Error {
 
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidArgument(message.into())
+    }
+
+    pub fn invalid_field(code: FieldCode, message: impl Into<String>) -> Self {
+        Self::InvalidField { code, message: message.into() }
     }
 }
 

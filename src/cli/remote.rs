@@ -74,6 +74,9 @@ impl CliError {
     }
 
     /// A reply whose status says it failed: the status line, the server's own message, and a hint.
+    /// What went wrong is read from the error's machine fields — the HTTP status, `error.status` and the
+    /// `ErrorInfo` reason on the Gemini surface, `error.code` on the import surface — never from its
+    /// sentence, which is for people and may change.
     pub async fn from_reply(response: Response) -> Self {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
@@ -93,34 +96,7 @@ impl CliError {
             .as_array()
             .and_then(|details| details.iter().find_map(|d| d["reason"].as_str()))
             .unwrap_or("");
-        let lower = message.to_lowercase();
-        let key_refused = status == 401
-            || reason == "API_KEY_INVALID"
-            || name == "invalid_api_key"
-            || lower.contains("api key")
-            || lower.contains("unregistered callers");
-        let (exit, hint) = if key_refused {
-            (
-                Exit::KeyRefused,
-                Some("check --key / FILEGATE_KEY; an operator makes one with `filegate keys create --project P`"),
-            )
-        } else if status == 404 || (status == 403 && lower.contains("may not exist")) {
-            (
-                Exit::NotFound,
-                Some("`filegate ls` lists this key's files; files expire 48 hours after upload unless told otherwise"),
-            )
-        } else if status == 429 && (lower.contains("quota") || name == "quota_exceeded") {
-            (
-                Exit::Limit,
-                Some("the project's quota is full: delete files (`filegate rm`) or ask the operator for more"),
-            )
-        } else if status == 429 {
-            (Exit::Limit, Some("too many at once for this project: let some finish, or retry later"))
-        } else if status == 413 || lower.contains("over the limit") || lower.contains("too large") {
-            (Exit::Limit, Some("the server's limit per file is smaller than this file (filegate's default is 2 GiB)"))
-        } else {
-            (Exit::Failure, None)
-        };
+        let (exit, hint) = classify(status.as_u16(), name, reason);
         let label = if name.is_empty() { String::new() } else { format!(" {name}") };
         let mut err = Self::new(exit, format!("{}{label}: {message}", status.as_u16()));
         err.hint = hint.map(str::to_owned);
@@ -251,6 +227,42 @@ pub fn file_path(id: &str) -> CliResult<String> {
     Ok(if id.starts_with("qfile-") { format!("/v1/files/{id}") } else { format!("/v1beta/files/{id}") })
 }
 
+/// The exit status and hint for a failed reply, from its HTTP status, its `error.status` or `error.code`
+/// (`name`) and its `ErrorInfo` reason.
+fn classify(status: u16, name: &str, reason: &str) -> (Exit, Option<&'static str>) {
+    let key_refused = status == 401
+        || matches!(reason, "API_KEY_INVALID" | "CREDENTIALS_MISSING")
+        || matches!(name, "invalid_api_key" | "missing_api_key");
+    if key_refused {
+        return (
+            Exit::KeyRefused,
+            Some("check --key / FILEGATE_KEY; an operator makes one with `filegate keys create --project P`"),
+        );
+    }
+    if status == 404 || reason == "FILE_NOT_FOUND" || name == "file_not_found" {
+        return (
+            Exit::NotFound,
+            Some("`filegate ls` lists this key's files; files expire 48 hours after upload unless told otherwise"),
+        );
+    }
+    if reason == "QUOTA_EXCEEDED" || name == "quota_exceeded" {
+        return (
+            Exit::Limit,
+            Some("the project's quota is full: delete files (`filegate rm`) or ask the operator for more"),
+        );
+    }
+    if reason == "FILE_TOO_LARGE" || name == "too_large" || status == 413 {
+        return (
+            Exit::Limit,
+            Some("the server's limit per file is smaller than this file (filegate's default is 2 GiB)"),
+        );
+    }
+    if status == 429 {
+        return (Exit::Limit, Some("too many at once for this project: let some finish, or retry later"));
+    }
+    (Exit::Failure, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +275,23 @@ mod tests {
         assert_eq!(file_path("qfile-k3j").unwrap(), "/v1/files/qfile-k3j");
         assert!(file_path("a/../b").is_err());
         assert!(file_path("files/").is_err());
+    }
+
+    #[test]
+    fn replies_are_told_apart_by_their_machine_fields() {
+        let exit = |status, name, reason| classify(status, name, reason).0 as i32;
+        assert_eq!(exit(403, "PERMISSION_DENIED", "FILE_NOT_FOUND"), Exit::NotFound as i32);
+        assert_eq!(exit(403, "PERMISSION_DENIED", "CREDENTIALS_MISSING"), Exit::KeyRefused as i32);
+        assert_eq!(exit(400, "INVALID_ARGUMENT", "API_KEY_INVALID"), Exit::KeyRefused as i32);
+        assert_eq!(
+            exit(403, "PERMISSION_DENIED", ""),
+            Exit::Failure as i32,
+            "a 403 without a reason is not a lost file"
+        );
+        assert_eq!(exit(404, "file_not_found", ""), Exit::NotFound as i32);
+        assert_eq!(exit(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED"), Exit::Limit as i32);
+        assert_eq!(exit(429, "too_many_imports", ""), Exit::Limit as i32);
+        assert_eq!(exit(400, "INVALID_ARGUMENT", "FILE_TOO_LARGE"), Exit::Limit as i32);
+        assert_eq!(exit(400, "INVALID_ARGUMENT", ""), Exit::Failure as i32);
     }
 }

@@ -1,4 +1,4 @@
-use super::{FileId, ProjectId, Timestamp};
+use super::{FailureCode, FileId, ProjectId, Timestamp};
 
 /// The one internal lifecycle of a file, whichever surface created it.
 ///
@@ -68,7 +68,7 @@ impl Origin {
 /// Why a file failed: a machine code (the import surface's `error.code`) and a sentence for humans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileError {
-    pub code: String,
+    pub code: FailureCode,
     pub message: String,
 }
 

@@ -1,6 +1,7 @@
 //! Domain types: identifiers, names and the file record, with the rules that make them valid.
 //! Nothing here performs I/O; values are parsed once at the edge and trusted afterwards.
 
+mod codes;
 mod file;
 mod glob;
 mod ids;
@@ -8,6 +9,7 @@ pub mod mime;
 mod storage;
 mod time;
 
+pub use codes::{FailureCode, FieldCode, Limit};
 pub use file::{FileError, FileRecord, FileState, ImportInfo, Origin};
 pub use glob::glob_matches;
 pub use ids::{ApiKey, FileId, IMPORT_ID_PREFIX, ProjectId, UploadToken, random_alphanumeric};

@@ -22,7 +22,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for GPath<T
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(value)) => Ok(Self(value)),
             Err(rejection) => {
-                Err(GeminiError(Error::invalid(format!("Invalid request path: {}", rejection.body_text()))))
+                Err(GeminiError::Failed(Error::invalid(format!("Invalid request path: {}", rejection.body_text()))))
             }
         }
     }
@@ -35,7 +35,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for GQuery<
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(Self(value)),
             Err(rejection) => {
-                Err(GeminiError(Error::invalid(format!("Invalid query string: {}", rejection.body_text()))))
+                Err(GeminiError::Failed(Error::invalid(format!("Invalid query string: {}", rejection.body_text()))))
             }
         }
     }

@@ -8,17 +8,18 @@ pub mod import;
 mod model;
 mod openapi;
 mod ops;
+mod routes;
 mod serve;
 pub mod state;
 
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{FromRequestParts as _, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::response::Response;
+use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -29,7 +30,7 @@ use crate::domain::random_alphanumeric;
 use crate::error::Error;
 use crate::http::state::HttpState;
 use crate::telemetry::metric;
-use extract::GPath;
+use gemini::error::RouteRejection;
 
 pub use auth::presented_key;
 pub use serve::{ConnectionLimits, serve};
@@ -46,25 +47,26 @@ const EXPOSED_HEADERS: [&str; 6] = [
     "x-request-id",
 ];
 
+/// The domain error a reply answers, carried on the response so that the trace layer logs it once, in
+/// the request's span, whichever surface wrote the reply (`error::log_server_side` decides what is worth
+/// a line).
+#[derive(Clone)]
+pub struct AnsweredError(pub std::sync::Arc<Error>);
+
+impl AnsweredError {
+    pub fn new(err: Error) -> Self {
+        Self(std::sync::Arc::new(err))
+    }
+}
+
 /// The routes of the public address; `/metrics` is among them unless it has an address of its own.
 pub fn router(app: HttpState) -> Router {
-    let routes = Router::new();
-    let routes = if app.metrics_on_public { routes.route("/metrics", get(ops::metrics)) } else { routes };
+    let routes = routes::endpoints(app.metrics_on_public)
+        .into_iter()
+        .fold(Router::new(), |router, endpoint| router.route(endpoint.mount, endpoint.handler));
     routes
-        .route("/upload/{version}/files", post(gemini::upload::upload).put(gemini::upload::upload))
-        .route(
-            "/{prefix}/upload/{version}/files",
-            post(gemini::upload::upload_aliased).put(gemini::upload::upload_aliased),
-        )
-        .route("/{version}/files", get(gemini::list).post(create_file))
-        .route("/{version}/files:register", post(gemini::register))
-        .route("/{version}/files/{segment}", get(get_file).delete(delete_file))
-        .route("/{version}/models/{target}", post(model::native))
-        .route("/v1/chat/completions", post(model::chat_completions))
-        .route("/healthz", get(ops::healthz))
-        .route("/openapi.json", get(ops::openapi))
-        .fallback(|| async { gemini::GeminiError(Error::UnknownRoute) })
-        .method_not_allowed_fallback(|| async { gemini::GeminiError(Error::MethodNotAllowed) })
+        .fallback(|| async { RouteRejection::UnknownRoute })
+        .method_not_allowed_fallback(|| async { RouteRejection::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(app.body_limits, body::limit_idle_bodies))
         .layer(middleware::from_fn(track_metrics))
         .layer(
@@ -77,14 +79,20 @@ pub fn router(app: HttpState) -> Router {
                         span.record("otel.status_code", "ERROR");
                     }
                     tracing::info!(status, latency_ms = latency.as_millis() as u64, "answered");
+                    if let Some(AnsweredError(err)) = response.extensions().get() {
+                        crate::error::log_server_side(err);
+                    }
                 })
-                // Errors are logged once, by the surface that answers them (`error::log_server_side`).
+                // Errors are logged once, above, from the error the surface answered (`AnsweredError`).
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
         .layer(CatchPanicLayer::custom(|_| {
-            gemini::error::status_response(&Error::internal("a request handler panicked"))
+            // Outside the trace layer (which a panic unwinds through): logged here.
+            let err = Error::internal("a request handler panicked");
+            crate::error::log_server_side(&err);
+            gemini::error::status_response(err)
         }))
         .layer(cors())
         // No response of filegate is ever to be sniffed into another type (an error body into HTML, say).
@@ -121,42 +129,6 @@ fn request_span(req: &Request) -> tracing::Span {
     );
     crate::telemetry::traces::continue_from(&span, req.headers());
     span
-}
-
-/// `POST /v1/files` is the import surface's create; the Gemini surface creates files by uploading.
-async fn create_file(State(app): State<HttpState>, GPath(version): GPath<String>, req: Request) -> Response {
-    if version != "v1" {
-        return gemini::create_without_bytes(&version).into_response();
-    }
-    let (mut parts, body) = req.into_parts();
-    let created = async {
-        let auth::ImportCaller(project) = auth::ImportCaller::from_request_parts(&mut parts, &app).await?;
-        import::create(&app, project, &parts, body).await
-    };
-    created.await.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// `GET /{v}/files/{segment}`: an import (`v1`, `qfile-…`) or a Gemini file (or its `:download`).
-async fn get_file(
-    State(app): State<HttpState>,
-    GPath((version, segment)): GPath<(String, String)>,
-    req: Request,
-) -> Response {
-    if import::is_import(&version, &segment) {
-        return import::get(&app, &req.into_parts().0, &segment).await.unwrap_or_else(IntoResponse::into_response);
-    }
-    gemini::get(State(app), GPath((version, segment)), req).await
-}
-
-async fn delete_file(
-    State(app): State<HttpState>,
-    GPath((version, segment)): GPath<(String, String)>,
-    req: Request,
-) -> Response {
-    if import::is_import(&version, &segment) {
-        return import::delete(&app, &req.into_parts().0, &segment).await.unwrap_or_else(IntoResponse::into_response);
-    }
-    gemini::delete(State(app), GPath((version, segment)), req).await
 }
 
 fn cors() -> CorsLayer {

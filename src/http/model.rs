@@ -49,7 +49,9 @@ pub async fn native(
         let body: Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::invalid(format!("Invalid JSON payload received. {e}")))?;
         if !body.is_object() {
-            return Err(GeminiError(Error::invalid("Invalid JSON payload received: the body must be an object.")));
+            return Err(GeminiError::Failed(Error::invalid(
+                "Invalid JSON payload received: the body must be an object.",
+            )));
         }
         let call = ModelCall { project, model: model.to_owned(), method, sse, body };
         let reply = app.models.call(call).await?;
@@ -111,7 +113,7 @@ pub(crate) fn chat_status_of(err: &Error) -> StatusCode {
 
 impl IntoResponse for ChatError {
     fn into_response(self) -> Response {
-        openai_response(&self.0, chat_classify)
+        openai_response(self.0, chat_classify)
     }
 }
 

@@ -345,7 +345,12 @@ async fn an_unreachable_bucket_answers_503_without_its_address() {
         .start();
     let start = server.gemini(ALPHA_KEY).start(10, json!({})).await;
     assert_eq!(start.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let request_id = start.headers()["x-request-id"].to_str().unwrap().to_owned();
     let body = start.text().await.unwrap();
+    let log = server.log();
+    let logged: Vec<_> = log.lines().filter(|line| line.contains("answering 503")).collect();
+    assert_eq!(logged.len(), 1, "the cause is logged once:\n{log}");
+    assert!(logged[0].contains(&request_id), "in the request's span: {}", logged[0]);
     assert_no_internals(&body, &server);
     assert!(!body.contains("private-bucket-name") && !body.contains(&closed.port().to_string()), "{body}");
     assert!(body.contains("File storage is temporarily unavailable"), "{body}");

@@ -5,14 +5,29 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::domain::Limit;
 #[cfg(test)]
 use crate::error::Unavailable;
 use crate::error::{Error, UploadError, UpstreamError};
+use crate::http::AnsweredError;
 use crate::wire::gemini::{ErrorEnvelope, RpcStatus};
 
 /// An error on a Gemini metadata route or an upload start.
 #[derive(Debug)]
-pub struct GeminiError(pub Error);
+pub enum GeminiError {
+    /// What a service (or the HTTP layer, for a malformed request) refused.
+    Failed(Error),
+    /// A request no route takes; no service was asked.
+    Route(RouteRejection),
+}
+
+/// Requests that name no operation: an unknown path or API version, or a method the path does not take.
+/// HTTP's concern, not the domain's, so they are answered here, in Google's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteRejection {
+    UnknownRoute,
+    MethodNotAllowed,
+}
 
 /// An error on an upload URL: the same body, plus `x-goog-upload-status` so that the SDKs stop
 /// (`final`, `cancelled`) or, for transient failures where the header is left out, resend the chunk.
@@ -21,7 +36,13 @@ pub struct UploadUrlError(pub Error);
 
 impl<E: Into<Error>> From<E> for GeminiError {
     fn from(err: E) -> Self {
-        Self(err.into())
+        Self::Failed(err.into())
+    }
+}
+
+impl From<RouteRejection> for GeminiError {
+    fn from(rejection: RouteRejection) -> Self {
+        Self::Route(rejection)
     }
 }
 
@@ -33,74 +54,105 @@ impl<E: Into<Error>> From<E> for UploadUrlError {
 
 pub const UPLOAD_STATUS: HeaderName = HeaderName::from_static("x-goog-upload-status");
 
+/// How one error is answered.
+struct Answer {
+    status: StatusCode,
+    /// The canonical code name (`PERMISSION_DENIED`).
+    code: &'static str,
+    message: String,
+    /// The `reason` of an `ErrorInfo` detail, for errors a client may want to tell apart beyond the
+    /// status (two 403s, say: a missing file and a missing key). Google's own reasons keep Google's domain;
+    /// filegate's are in the `filegate` domain, which the SDKs ignore and filegate's CLI reads.
+    reason: Option<(&'static str, &'static str)>,
+}
+
+impl Answer {
+    fn new(status: StatusCode, code: &'static str, message: String) -> Self {
+        Self { status, code, message, reason: None }
+    }
+
+    fn reason(mut self, domain: &'static str, reason: &'static str) -> Self {
+        self.reason = Some((domain, reason));
+        self
+    }
+
+    fn details(&self) -> Vec<serde_json::Value> {
+        let Some((domain, reason)) = self.reason else { return vec![] };
+        let mut info = json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": domain});
+        if domain == GOOGLE {
+            info["metadata"] = json!({"service": "generativelanguage.googleapis.com"});
+        }
+        vec![info]
+    }
+}
+
+const GOOGLE: &str = "googleapis.com";
+const FILEGATE: &str = "filegate";
+
 /// HTTP status, canonical code name, message and details of an error, as Google's service words them
 /// where it is known (`docs/api-quirks.md`).
-fn classify(err: &Error) -> (StatusCode, &'static str, String, Vec<serde_json::Value>) {
+fn classify(err: &Error) -> Answer {
     use StatusCode as S;
     let msg = err.public_message();
+    let answer = |status, code, message| Answer::new(status, code, message);
     match err {
-        Error::InvalidArgument(_) | Error::InvalidField { .. } | Error::FileTooLarge { .. } => {
-            (S::BAD_REQUEST, "INVALID_ARGUMENT", msg, vec![])
+        Error::InvalidArgument(_) | Error::InvalidField { .. } => answer(S::BAD_REQUEST, "INVALID_ARGUMENT", msg),
+        Error::FileTooLarge { .. } => {
+            answer(S::BAD_REQUEST, "INVALID_ARGUMENT", msg).reason(FILEGATE, "FILE_TOO_LARGE")
         }
-        Error::FileNotFound(id) => (
+        Error::FileNotFound(id) => answer(
             S::FORBIDDEN,
             "PERMISSION_DENIED",
             format!("You do not have permission to access the File {id} or it may not exist."),
-            vec![],
-        ),
-        Error::AlreadyExists(id) => (S::CONFLICT, "ALREADY_EXISTS", format!("files/{id} already exists."), vec![]),
-        Error::IdempotencyConflict(_) => (S::CONFLICT, "ABORTED", msg, vec![]),
-        Error::QuotaExceeded { .. } | Error::LimitReached { .. } => {
-            (S::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", msg, vec![])
+        )
+        .reason(FILEGATE, "FILE_NOT_FOUND"),
+        Error::AlreadyExists(id) => answer(S::CONFLICT, "ALREADY_EXISTS", format!("files/{id} already exists.")),
+        Error::IdempotencyConflict(_) => answer(S::CONFLICT, "ABORTED", msg),
+        Error::QuotaExceeded { .. } => {
+            answer(S::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", msg).reason(FILEGATE, "QUOTA_EXCEEDED")
         }
-        Error::FailedPrecondition(_) => (S::BAD_REQUEST, "FAILED_PRECONDITION", msg, vec![]),
-        Error::MissingApiKey => (
+        Error::LimitReached(limit) => {
+            answer(S::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", msg).reason(FILEGATE, limit_reason(*limit))
+        }
+        Error::FailedPrecondition(_) => answer(S::BAD_REQUEST, "FAILED_PRECONDITION", msg),
+        Error::MissingApiKey => answer(
             S::FORBIDDEN,
             "PERMISSION_DENIED",
             "Method doesn't allow unregistered callers (callers without established identity). \
              Please use API Key or other form of API consumer identity to call this API."
                 .into(),
-            vec![],
-        ),
-        Error::InvalidApiKey => (
-            S::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            msg,
-            vec![json!({
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "API_KEY_INVALID",
-                "domain": "googleapis.com",
-                "metadata": {"service": "generativelanguage.googleapis.com"}
-            })],
-        ),
+        )
+        .reason(GOOGLE, "CREDENTIALS_MISSING"),
+        Error::InvalidApiKey => {
+            answer(S::BAD_REQUEST, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.".into())
+                .reason(GOOGLE, "API_KEY_INVALID")
+        }
         Error::Upload(upload) => match upload {
-            UploadError::SessionNotFound => (S::NOT_FOUND, "NOT_FOUND", msg, vec![]),
+            UploadError::SessionNotFound => answer(S::NOT_FOUND, "NOT_FOUND", msg),
             UploadError::Cancelled | UploadError::AlreadyFinalized => {
-                (S::BAD_REQUEST, "FAILED_PRECONDITION", msg, vec![])
+                answer(S::BAD_REQUEST, "FAILED_PRECONDITION", msg)
             }
-            UploadError::ResendMismatch { .. } => (S::CONFLICT, "ABORTED", msg, vec![]),
+            UploadError::ResendMismatch { .. } => answer(S::CONFLICT, "ABORTED", msg),
             UploadError::OffsetMismatch { .. }
             | UploadError::TooManyBytes { .. }
             | UploadError::SizeMismatch { .. }
-            | UploadError::BadRequest(_) => (S::BAD_REQUEST, "INVALID_ARGUMENT", msg, vec![]),
+            | UploadError::BadRequest(_) => answer(S::BAD_REQUEST, "INVALID_ARGUMENT", msg),
         },
-        Error::RangeNotSatisfiable { .. } => (S::RANGE_NOT_SATISFIABLE, "OUT_OF_RANGE", msg, vec![]),
-        Error::NotImplemented(_) => (S::NOT_IMPLEMENTED, "UNIMPLEMENTED", msg, vec![]),
-        Error::UnknownRoute => (S::NOT_FOUND, "NOT_FOUND", msg, vec![]),
-        Error::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "UNIMPLEMENTED", msg, vec![]),
-        Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE", msg, vec![]),
-        Error::BodyStalled(_) => (S::REQUEST_TIMEOUT, "DEADLINE_EXCEEDED", msg, vec![]),
-        Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "INTERNAL", msg, vec![]),
+        Error::RangeNotSatisfiable { .. } => answer(S::RANGE_NOT_SATISFIABLE, "OUT_OF_RANGE", msg),
+        Error::NotImplemented(_) => answer(S::NOT_IMPLEMENTED, "UNIMPLEMENTED", msg),
+        Error::Unavailable(_) => answer(S::SERVICE_UNAVAILABLE, "UNAVAILABLE", msg),
+        Error::BodyStalled(_) => answer(S::REQUEST_TIMEOUT, "DEADLINE_EXCEEDED", msg),
+        Error::Internal(_) => answer(S::INTERNAL_SERVER_ERROR, "INTERNAL", msg),
         Error::Upstream(upstream) => match upstream.as_ref() {
-            UpstreamError::Credentials { .. } => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE", msg, vec![]),
+            UpstreamError::Credentials { .. } => answer(S::SERVICE_UNAVAILABLE, "UNAVAILABLE", msg),
             UpstreamError::Unreachable { .. } | UpstreamError::Unauthorized { .. } => {
-                (S::BAD_GATEWAY, "UNAVAILABLE", msg, vec![])
+                answer(S::BAD_GATEWAY, "UNAVAILABLE", msg)
             }
-            UpstreamError::Stalled { .. } => (S::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED", msg, vec![]),
+            UpstreamError::Stalled { .. } => answer(S::GATEWAY_TIMEOUT, "DEADLINE_EXCEEDED", msg),
             // A google.rpc.Status is answered verbatim by `status_response`; anything else in these words.
             UpstreamError::Status { status, .. } => {
                 let status = S::from_u16(*status).unwrap_or(S::BAD_GATEWAY);
-                (status, code_of_status(status), msg, vec![])
+                answer(status, code_of_status(status), msg)
             }
         },
     }
@@ -137,40 +189,86 @@ fn code_of_status(status: StatusCode) -> &'static str {
     }
 }
 
-/// The HTTP status this surface answers `err` with (for the OpenAPI description).
-pub(crate) fn status_of(err: &Error) -> StatusCode {
-    classify(err).0
+fn limit_reason(limit: Limit) -> &'static str {
+    match limit {
+        Limit::Files { .. } => "TOO_MANY_FILES",
+        Limit::OpenUploads { .. } => "TOO_MANY_UPLOADS",
+        Limit::ActiveImports { .. } => "TOO_MANY_IMPORTS",
+    }
 }
 
-/// The google.rpc.Status response for `err`.
-pub fn status_response(err: &Error) -> Response {
-    crate::error::log_server_side(err);
-    if let Error::Upstream(upstream) = err {
-        if let UpstreamError::Status { status, rpc_body: Some(body), retry_after, .. } = upstream.as_ref() {
-            return upstream_reply(*status, body, retry_after.as_deref());
+/// The HTTP status this surface answers `err` with (for the OpenAPI description).
+pub(crate) fn status_of(err: &Error) -> StatusCode {
+    classify(err).status
+}
+
+impl RouteRejection {
+    fn answer(self) -> Answer {
+        match self {
+            Self::UnknownRoute => Answer::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Method not found.".into()),
+            Self::MethodNotAllowed => Answer::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNIMPLEMENTED",
+                "The HTTP method is not allowed on this path.".into(),
+            ),
         }
     }
-    let (status, code, message, details) = classify(err);
+
+    /// The HTTP status of the rejection (for the OpenAPI description).
+    pub(crate) fn status(self) -> StatusCode {
+        self.answer().status
+    }
+}
+
+fn rpc_reply(answer: Answer) -> Response {
+    let details = answer.details();
+    let Answer { status, code, message, .. } = answer;
     let body = ErrorEnvelope { error: RpcStatus { code: status.as_u16(), message, status: code.into(), details } };
-    let mut response = (status, Json(body)).into_response();
-    if let Error::RangeNotSatisfiable { size } = err {
-        if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
-            response.headers_mut().insert(header::CONTENT_RANGE, value);
+    (status, Json(body)).into_response()
+}
+
+/// The google.rpc.Status response for `err`, which it carries for the access log (`AnsweredError`).
+pub fn status_response(err: Error) -> Response {
+    let mut response = match &err {
+        Error::Upstream(upstream) => match upstream.as_ref() {
+            UpstreamError::Status { status, rpc_body: Some(body), retry_after, .. } => {
+                upstream_reply(*status, body, retry_after.as_deref())
+            }
+            _ => rpc_reply(classify(&err)),
+        },
+        Error::RangeNotSatisfiable { size } => {
+            let mut response = rpc_reply(classify(&err));
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            response
         }
-    }
+        _ => rpc_reply(classify(&err)),
+    };
+    response.extensions_mut().insert(AnsweredError::new(err));
     response
+}
+
+impl IntoResponse for RouteRejection {
+    fn into_response(self) -> Response {
+        rpc_reply(self.answer())
+    }
 }
 
 impl IntoResponse for GeminiError {
     fn into_response(self) -> Response {
-        status_response(&self.0)
+        match self {
+            Self::Failed(err) => status_response(err),
+            Self::Route(rejection) => rejection.into_response(),
+        }
     }
 }
 
 impl IntoResponse for UploadUrlError {
     fn into_response(self) -> Response {
-        let mut response = status_response(&self.0);
-        if let Some(status) = self.0.upload_status() {
+        let upload_status = self.0.upload_status();
+        let mut response = status_response(self.0);
+        if let Some(status) = upload_status {
             response.headers_mut().insert(UPLOAD_STATUS, HeaderValue::from_static(status.as_str()));
         }
         response
@@ -183,9 +281,11 @@ mod tests {
 
     #[test]
     fn a_missing_file_answers_like_googles_permission_denied() {
-        let (status, code, message, _) = classify(&Error::FileNotFound("abc".into()));
-        assert_eq!((status, code), (StatusCode::FORBIDDEN, "PERMISSION_DENIED"));
-        assert_eq!(message, "You do not have permission to access the File abc or it may not exist.");
+        let answer = classify(&Error::FileNotFound("abc".into()));
+        assert_eq!((answer.status, answer.code), (StatusCode::FORBIDDEN, "PERMISSION_DENIED"));
+        assert_eq!(answer.message, "You do not have permission to access the File abc or it may not exist.");
+        assert_eq!(answer.details()[0]["reason"], "FILE_NOT_FOUND", "the CLI tells it from a missing key by this");
+        assert_eq!(classify(&Error::MissingApiKey).details()[0]["reason"], "CREDENTIALS_MISSING");
     }
 
     #[test]
@@ -202,8 +302,8 @@ mod tests {
 
     #[test]
     fn internal_errors_do_not_leak_their_cause() {
-        let (status, _, message, _) = classify(&Error::internal("disk /secret/path exploded"));
-        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(!message.contains("secret"));
+        let answer = classify(&Error::internal("disk /secret/path exploded"));
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!answer.message.contains("secret"));
     }
 }

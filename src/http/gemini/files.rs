@@ -134,7 +134,8 @@ fn query_params<T: serde::de::DeserializeOwned + Default>(parts: &Parts) -> Resu
 
 /// One `bytes=` range; several ranges are refused rather than answered with the whole file.
 fn parse_range(value: &HeaderValue) -> Result<ByteRange> {
-    let invalid = || GeminiError(Error::invalid("Invalid Range header: expected bytes=START-[END] or bytes=-SUFFIX."));
+    let invalid =
+        || GeminiError::Failed(Error::invalid("Invalid Range header: expected bytes=START-[END] or bytes=-SUFFIX."));
     let spec = value.to_str().ok().and_then(|v| v.trim().strip_prefix("bytes=")).ok_or_else(invalid)?;
     if spec.contains(',') {
         return Err(invalid());

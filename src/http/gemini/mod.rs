@@ -27,7 +27,7 @@ pub fn check_version(version: &str) -> Result<(), GeminiError> {
 }
 
 pub fn not_found() -> GeminiError {
-    GeminiError(Error::UnknownRoute)
+    GeminiError::Route(error::RouteRejection::UnknownRoute)
 }
 
 /// The `{version}` of a Gemini route: `v1`, `v1beta` or `v1alpha`; any other answers like an unknown
@@ -63,7 +63,7 @@ pub fn create_without_bytes(version: &str) -> GeminiError {
     if let Err(e) = check_version(version) {
         return e;
     }
-    GeminiError(Error::NotImplemented(format!(
+    GeminiError::Failed(Error::NotImplemented(format!(
         "Creating a file without its bytes is not supported: upload it with POST /upload/{version}/files, \
          or import a URL with POST /v1/files {{\"source_url\": …}}."
     )))

@@ -3,18 +3,23 @@
 use base64::Engine as _;
 
 use crate::domain::registered_uri;
-use crate::domain::{FileRecord, FileState};
+use crate::domain::{FailureCode, FileRecord, FileState};
 use crate::http::state::Handles;
 use crate::wire::gemini::{File, FileStatus};
 
 /// google.rpc code numbers for the `error` of a FAILED file, from the failure's machine code.
-fn rpc_code(code: &str) -> i32 {
+fn rpc_code(code: FailureCode) -> i32 {
+    use FailureCode as F;
     match code {
-        "timeout" => 4,             // DEADLINE_EXCEEDED
-        "quota_exceeded" => 8,      // RESOURCE_EXHAUSTED
-        "internal" => 13,           // INTERNAL
-        "source_unreachable" => 14, // UNAVAILABLE
-        _ => 9,                     // FAILED_PRECONDITION
+        F::Timeout => 4,                     // DEADLINE_EXCEEDED
+        F::QuotaExceeded | F::TooLarge => 8, // RESOURCE_EXHAUSTED
+        F::Internal | F::Unknown => 13,      // INTERNAL
+        F::SourceUnreachable => 14,          // UNAVAILABLE
+        F::SourceHttpStatus
+        | F::TooManyRedirects
+        | F::ForbiddenAddress
+        | F::UnsupportedMimeType
+        | F::ChecksumMismatch => 9, // FAILED_PRECONDITION
     }
 }
 
@@ -49,7 +54,7 @@ pub fn gemini_file(state: &Handles, file: &FileRecord) -> File {
         error: file
             .error
             .as_ref()
-            .map(|e| FileStatus { code: rpc_code(&e.code), message: format!("{}: {}", e.code, e.message) }),
+            .map(|e| FileStatus { code: rpc_code(e.code), message: format!("{}: {}", e.code, e.message) }),
         storage_uri: state.files.storage_uri(file),
     }
 }

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::{Error, UpstreamError};
+use crate::http::AnsweredError;
 use crate::wire::import::{ErrorBody, ErrorEnvelope};
 
 #[derive(Debug)]
@@ -23,7 +24,7 @@ pub(crate) fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, 
     use StatusCode as S;
     let msg = err.public_message();
     match err {
-        Error::InvalidField { code, .. } => (S::BAD_REQUEST, "invalid_request_error", code, msg),
+        Error::InvalidField { code, .. } => (S::BAD_REQUEST, "invalid_request_error", code.as_str(), msg),
         Error::InvalidArgument(_) | Error::Upload(_) | Error::RangeNotSatisfiable { .. } => {
             (S::BAD_REQUEST, "invalid_request_error", "invalid_request", msg)
         }
@@ -40,10 +41,8 @@ pub(crate) fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, 
         Error::IdempotencyConflict(_) => (S::CONFLICT, "invalid_request_error", "idempotency_conflict", msg),
         Error::FailedPrecondition(_) => (S::CONFLICT, "invalid_request_error", "failed_precondition", msg),
         Error::QuotaExceeded { .. } => (S::TOO_MANY_REQUESTS, "rate_limit_error", "quota_exceeded", msg),
-        Error::LimitReached { code, .. } => (S::TOO_MANY_REQUESTS, "rate_limit_error", code, msg),
+        Error::LimitReached(limit) => (S::TOO_MANY_REQUESTS, "rate_limit_error", limit.code(), msg),
         Error::NotImplemented(_) => (S::NOT_IMPLEMENTED, "invalid_request_error", "not_implemented", msg),
-        Error::UnknownRoute => (S::NOT_FOUND, "not_found_error", "unknown_route", msg),
-        Error::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", msg),
         Error::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "api_error", "unavailable", msg),
         Error::BodyStalled(_) => (S::REQUEST_TIMEOUT, "invalid_request_error", "request_timeout", msg),
         Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "api_error", "internal_error", msg),
@@ -69,20 +68,20 @@ pub(crate) fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, 
 
 /// The OpenAI-style reply to `err` under `classify`, with an upstream's `Retry-After` kept.
 pub(crate) fn openai_response(
-    err: &Error,
+    err: Error,
     classify: fn(&Error) -> (StatusCode, &'static str, &'static str, String),
 ) -> Response {
-    crate::error::log_server_side(err);
-    let (status, kind, code, message) = classify(err);
+    let (status, kind, code, message) = classify(&err);
     let body = ErrorEnvelope { error: ErrorBody { message, kind: kind.into(), code: code.into() } };
     let mut response = (status, Json(body)).into_response();
-    if let Error::Upstream(upstream) = err {
+    if let Error::Upstream(upstream) = &err {
         if let UpstreamError::Status { retry_after: Some(after), .. } = upstream.as_ref() {
             if let Ok(value) = axum::http::HeaderValue::from_str(after) {
                 response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
             }
         }
     }
+    response.extensions_mut().insert(AnsweredError::new(err));
     response
 }
 
@@ -93,7 +92,7 @@ pub(crate) fn status_of(err: &Error) -> StatusCode {
 
 impl IntoResponse for ImportApiError {
     fn into_response(self) -> Response {
-        openai_response(&self.0, classify)
+        openai_response(self.0, classify)
     }
 }
 
@@ -104,7 +103,7 @@ mod tests {
     #[test]
     fn field_errors_keep_their_machine_code() {
         let (status, kind, code, message) =
-            classify(&Error::InvalidField { code: "invalid_source_url", message: "bad url".into() });
+            classify(&Error::invalid_field(crate::domain::FieldCode::InvalidSourceUrl, "bad url"));
         assert_eq!(
             (status, kind, code, message.as_str()),
             (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_source_url", "bad url")

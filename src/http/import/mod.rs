@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 pub use error::ImportApiError;
 
-use crate::domain::{IMPORT_ID_PREFIX, ProjectId};
+use crate::domain::{FieldCode, IMPORT_ID_PREFIX, ProjectId};
 use crate::error::Error;
 use crate::http::state::Handles;
 use crate::services::imports::{CreateImport, MAX_WAIT};
@@ -27,28 +27,28 @@ pub fn is_import(version: &str, segment: &str) -> bool {
     version == "v1" && segment.starts_with(IMPORT_ID_PREFIX)
 }
 
-fn invalid(code: &'static str, message: impl Into<String>) -> Error {
-    Error::InvalidField { code, message: message.into() }
+fn invalid(code: FieldCode, message: impl Into<String>) -> Error {
+    Error::invalid_field(code, message)
 }
 
 /// Reads the JSON body field by field, so that every wrong field gets its own message.
 fn parse_create(bytes: &[u8]) -> std::result::Result<CreateImport, Error> {
     let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| invalid("invalid_json", format!("the body is not valid JSON: {e}")))?;
+        .map_err(|e| invalid(FieldCode::InvalidJson, format!("the body is not valid JSON: {e}")))?;
     let Value::Object(fields) = value else {
-        return Err(invalid("invalid_json", "the body must be a JSON object"));
+        return Err(invalid(FieldCode::InvalidJson, "the body must be a JSON object"));
     };
     let string = |fields: &Map<String, Value>, name: &str| match fields.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid("invalid_type", format!("{name} must be a string"))),
+        Some(_) => Err(invalid(FieldCode::InvalidType, format!("{name} must be a string"))),
     };
     let expires_in = match fields.get("expires_in") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => Some(n.as_i64().ok_or_else(|| {
-            invalid("invalid_expires_in", format!("expires_in must be a whole number of seconds, got {n}"))
+            invalid(FieldCode::InvalidExpiresIn, format!("expires_in must be a whole number of seconds, got {n}"))
         })?),
-        Some(_) => return Err(invalid("invalid_expires_in", "expires_in must be a number of seconds")),
+        Some(_) => return Err(invalid(FieldCode::InvalidExpiresIn, "expires_in must be a number of seconds")),
     };
     Ok(CreateImport {
         source_url: string(&fields, "source_url")?,
@@ -63,7 +63,7 @@ fn parse_create(bytes: &[u8]) -> std::result::Result<CreateImport, Error> {
 /// `POST /v1/files`
 pub async fn create(app: &Handles, project: ProjectId, parts: &Parts, body: Body) -> Result<Response> {
     let bytes = crate::http::body::read_to_limit(body, MAX_BODY_BYTES, || {
-        invalid("body_too_large", format!("the body is larger than {MAX_BODY_BYTES} bytes"))
+        invalid(FieldCode::BodyTooLarge, format!("the body is larger than {MAX_BODY_BYTES} bytes"))
     })
     .await?;
     let mut request = parse_create(&bytes)?;
@@ -71,7 +71,7 @@ pub async fn create(app: &Handles, project: ProjectId, parts: &Parts, body: Body
         None => None,
         Some(v) => Some(
             v.to_str()
-                .map_err(|_| invalid("invalid_idempotency_key", "Idempotency-Key must be printable ASCII"))?
+                .map_err(|_| invalid(FieldCode::InvalidIdempotencyKey, "Idempotency-Key must be printable ASCII"))?
                 .to_owned(),
         ),
     };
@@ -86,11 +86,12 @@ pub async fn get(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
         match parts.uri.query().and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "wait")) {
             None => None,
             Some((_, value)) => {
-                let seconds: u64 =
-                    value.parse().map_err(|_| invalid("invalid_wait", "wait must be a whole number of seconds"))?;
+                let seconds: u64 = value
+                    .parse()
+                    .map_err(|_| invalid(FieldCode::InvalidWait, "wait must be a whole number of seconds"))?;
                 if Duration::from_secs(seconds) > MAX_WAIT {
                     return Err(invalid(
-                        "invalid_wait",
+                        FieldCode::InvalidWait,
                         format!("wait must be at most {} seconds", MAX_WAIT.as_secs()),
                     )
                     .into());

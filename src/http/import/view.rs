@@ -38,7 +38,7 @@ pub fn import_file(state: &Handles, file: &FileRecord) -> ImportFile {
         progress: Progress { received_bytes: import.received_bytes, total_bytes: import.total_bytes },
         gemini_file: GeminiFileRef { name: format!("files/{}", file.id), uri: file_uri(state, file) },
         storage_uri: state.files.storage_uri(file),
-        error: file.error.as_ref().map(|e| ImportError { code: e.code.clone(), message: e.message.clone() }),
+        error: file.error.as_ref().map(|e| ImportError { code: e.code.as_str().into(), message: e.message.clone() }),
     }
 }
 

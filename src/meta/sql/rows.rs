@@ -4,7 +4,7 @@
 use sqlx::FromRow;
 
 use crate::domain::Staging;
-use crate::domain::{FileError, FileId, FileRecord, FileState, ImportInfo, Origin, ProjectId, Timestamp};
+use crate::domain::{FailureCode, FileError, FileId, FileRecord, FileState, ImportInfo, Origin, ProjectId, Timestamp};
 use crate::meta::{
     ChunkRecord, Garbage, IdempotencyRecord, ImportTask, MetaError, MetaResult, PartRecord, ProjectUsage,
     SessionStatus, UploadSession,
@@ -73,7 +73,10 @@ impl TryFrom<FileRow> for FileRecord {
             created_at: Timestamp::from_micros(row.created_at),
             updated_at: Timestamp::from_micros(row.updated_at),
             expires_at: Timestamp::from_micros(row.expires_at),
-            error: row.error_code.map(|code| FileError { code, message: row.error_message.unwrap_or_default() }),
+            error: row.error_code.map(|code| FileError {
+                code: FailureCode::from_stored(&code),
+                message: row.error_message.unwrap_or_default(),
+            }),
             import: row.source_url.map(|source_url| ImportInfo {
                 source_url,
                 model: row.model.unwrap_or_default(),

@@ -10,7 +10,7 @@ use super::source::PartSource;
 use super::worker::Workers;
 use super::{mime, task};
 use crate::blob::Writer;
-use crate::domain::{FileRecord, Staging};
+use crate::domain::{FailureCode, FileRecord, Staging};
 use crate::error::Error;
 use crate::hash::ResumableSha256;
 use crate::meta::{Garbage, ImportProgress, ImportTask};
@@ -22,15 +22,15 @@ use crate::telemetry::metric;
 pub fn storage_failure(err: Error) -> Failure {
     match err {
         Error::FileTooLarge { limit, .. } => {
-            Failure::permanent("too_large", format!("the file is larger than the limit of {limit} bytes"))
+            Failure::permanent(FailureCode::TooLarge, format!("the file is larger than the limit of {limit} bytes"))
         }
         Error::QuotaExceeded { requested, available, .. } => Failure::permanent(
-            "quota_exceeded",
+            FailureCode::QuotaExceeded,
             format!("the file needs {requested} bytes but the project has {available} bytes of quota left"),
         ),
         other => {
             tracing::warn!(error = %other, "import storage step failed");
-            Failure::transient("internal", "storing the file failed; it will be retried")
+            Failure::transient(FailureCode::Internal, "storing the file failed; it will be retried")
         }
     }
 }
@@ -48,7 +48,7 @@ async fn open(workers: &Workers, task: &ImportTask) -> Result<(SourceResponse, b
     let limit = workers.settings.limits.max_file_bytes;
     if let Some(total) = source.total.filter(|&t| t > limit) {
         return Err(Failure::permanent(
-            "too_large",
+            FailureCode::TooLarge,
             format!("the source announces {total} bytes, over the limit of {limit} bytes"),
         ));
     }
@@ -71,7 +71,7 @@ fn sniff(workers: &Workers, source: &Described, head: &[u8]) -> Result<String, F
         .limits
         .media_types
         .check(&detected)
-        .map_err(|e| Failure::permanent("unsupported_mime_type", e.to_string()))?;
+        .map_err(|e| Failure::permanent(FailureCode::UnsupportedMimeType, e.to_string()))?;
     Ok(detected)
 }
 
@@ -117,7 +117,7 @@ impl<'a> Attempt<'a> {
         }
         if let Some(total) = source.total.filter(|&t| t != attempt.ingest.received()) {
             return Err(Failure::transient(
-                "source_unreachable",
+                FailureCode::SourceUnreachable,
                 format!("the source closed the connection after {} of {total} bytes", attempt.ingest.received()),
             ));
         }
@@ -148,8 +148,9 @@ impl<'a> Attempt<'a> {
                 overflow: Box::new(move || Error::FileTooLarge { size: limit + 1, limit }),
             };
             let chunk = self.ingest.stage(part, cap).await.map_err(storage_failure)?;
-            body =
-                returned.await.map_err(|_| Failure::transient("internal", "the source stream ended unexpectedly"))?;
+            body = returned
+                .await
+                .map_err(|_| Failure::transient(FailureCode::Internal, "the source stream ended unexpectedly"))?;
             if let Some(head) = head {
                 let head = head.lock().expect("sniff buffer poisoned");
                 self.mime_type = Some(sniff(self.workers, source, &head)?);
@@ -194,7 +195,7 @@ impl<'a> Attempt<'a> {
         let digest = self.ingest.hasher().digest();
         if let Some(expected) = task.expected_sha256.as_deref().filter(|e| *e != hex::encode(digest)) {
             return Err(Failure::permanent(
-                "checksum_mismatch",
+                FailureCode::ChecksumMismatch,
                 format!("the file's SHA-256 is {}, not the expected {expected}", hex::encode(digest)),
             ));
         }

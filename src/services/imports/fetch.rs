@@ -11,7 +11,7 @@ use reqwest::header::{self, HeaderMap};
 use url::Url;
 
 use super::ssrf::{AddressPolicy, ForbiddenHost, GuardedResolver, UrlProblem, check_parsed};
-use crate::domain::FileError;
+use crate::domain::{FailureCode, FileError};
 
 /// Redirects followed before the task fails with `too_many_redirects`.
 pub const MAX_REDIRECTS: usize = 5;
@@ -27,12 +27,12 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn permanent(code: &str, message: impl Into<String>) -> Self {
-        Self::Permanent(FileError { code: code.into(), message: message.into() })
+    pub fn permanent(code: FailureCode, message: impl Into<String>) -> Self {
+        Self::Permanent(FileError { code, message: message.into() })
     }
 
-    pub fn transient(code: &str, message: impl Into<String>) -> Self {
-        Self::Transient { error: FileError { code: code.into(), message: message.into() }, retry_after: None }
+    pub fn transient(code: FailureCode, message: impl Into<String>) -> Self {
+        Self::Transient { error: FileError { code, message: message.into() }, retry_after: None }
     }
 }
 
@@ -75,14 +75,15 @@ impl Fetcher {
     /// GETs `url` (from `offset` with `If-Range: validator` when resuming) and follows up to
     /// [`MAX_REDIRECTS`] redirects, checking every hop's URL before connecting to it.
     pub async fn open(&self, url: &str, resume: Option<(u64, &str)>) -> Result<SourceResponse, Failure> {
-        let mut url = Url::parse(url).map_err(|e| Failure::permanent("source_unreachable", e.to_string()))?;
+        let mut url = Url::parse(url).map_err(|e| Failure::permanent(FailureCode::SourceUnreachable, e.to_string()))?;
         for redirects in 0..=MAX_REDIRECTS {
             url = check_parsed(url, &self.policy).map_err(|problem| match problem {
-                UrlProblem::Forbidden(ip) => {
-                    Failure::permanent("forbidden_address", format!("{ip} is an address imports may not reach"))
-                }
+                UrlProblem::Forbidden(ip) => Failure::permanent(
+                    FailureCode::ForbiddenAddress,
+                    format!("{ip} is an address imports may not reach"),
+                ),
                 UrlProblem::Invalid(why) => {
-                    Failure::permanent("source_unreachable", format!("redirect refused: {why}"))
+                    Failure::permanent(FailureCode::SourceUnreachable, format!("redirect refused: {why}"))
                 }
             })?;
             // The trace of the request that created the import goes on to the source.
@@ -95,7 +96,7 @@ impl Fetcher {
             let response = match tokio::time::timeout(self.stall, request.send()).await {
                 Err(_) => {
                     return Err(Failure::transient(
-                        "timeout",
+                        FailureCode::Timeout,
                         format!("the source sent no response headers within {} s", self.stall.as_secs()),
                     ));
                 }
@@ -106,19 +107,19 @@ impl Fetcher {
             if status.is_redirection() {
                 let Some(location) = response.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()) else {
                     return Err(Failure::permanent(
-                        "source_http_status",
+                        FailureCode::SourceHttpStatus,
                         format!("the source answered {status} without a Location"),
                     ));
                 };
                 if redirects == MAX_REDIRECTS {
                     return Err(Failure::permanent(
-                        "too_many_redirects",
+                        FailureCode::TooManyRedirects,
                         format!("the source redirected more than {MAX_REDIRECTS} times"),
                     ));
                 }
-                url = url
-                    .join(location)
-                    .map_err(|e| Failure::permanent("source_unreachable", format!("bad redirect Location: {e}")))?;
+                url = url.join(location).map_err(|e| {
+                    Failure::permanent(FailureCode::SourceUnreachable, format!("bad redirect Location: {e}"))
+                })?;
                 continue;
             }
             return self.accept(response, url, resume.map(|(offset, _)| offset));
@@ -138,11 +139,14 @@ impl Fetcher {
             StatusCode::OK => (0, response.content_length()),
             StatusCode::PARTIAL_CONTENT => {
                 let (start, total) = content_range(headers).ok_or_else(|| {
-                    Failure::transient("source_http_status", "the source answered 206 without a usable Content-Range")
+                    Failure::transient(
+                        FailureCode::SourceHttpStatus,
+                        "the source answered 206 without a usable Content-Range",
+                    )
                 })?;
                 if Some(start) != resume_from {
                     return Err(Failure::transient(
-                        "source_http_status",
+                        FailureCode::SourceHttpStatus,
                         format!("the source resumed at byte {start}, not where the import stopped"),
                     ));
                 }
@@ -169,7 +173,7 @@ impl Fetcher {
 }
 
 fn http_status_error(status: StatusCode) -> FileError {
-    FileError { code: "source_http_status".into(), message: format!("the source answered HTTP {status}") }
+    FileError { code: FailureCode::SourceHttpStatus, message: format!("the source answered HTTP {status}") }
 }
 
 /// A connection-level failure: a refused resolution (SSRF guard) is final, anything else transient.
@@ -177,12 +181,12 @@ pub fn connect_failure(error: &reqwest::Error) -> Failure {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
         if let Some(forbidden) = e.downcast_ref::<ForbiddenHost>() {
-            return Failure::permanent("forbidden_address", forbidden.to_string());
+            return Failure::permanent(FailureCode::ForbiddenAddress, forbidden.to_string());
         }
         source = e.source();
     }
     let what = if error.is_connect() { "could not connect to the source" } else { "the request to the source failed" };
-    Failure::transient("source_unreachable", format!("{what}: {}", root_cause(error)))
+    Failure::transient(FailureCode::SourceUnreachable, format!("{what}: {}", root_cause(error)))
 }
 
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {

@@ -26,7 +26,7 @@ use super::locks::Running;
 use crate::blob::Blobs;
 use crate::config::{ImportConfig, Limits};
 use crate::domain::{
-    FileId, FileRecord, FileState, IMPORT_ID_PREFIX, ImportInfo, Origin, ProjectId, Timestamp, glob_matches,
+    FieldCode, FileId, FileRecord, FileState, IMPORT_ID_PREFIX, ImportInfo, Origin, ProjectId, Timestamp, glob_matches,
     random_alphanumeric,
 };
 use crate::domain::{new_object_key, staging_key};
@@ -95,8 +95,8 @@ pub struct Imports {
     queue: Arc<ImportQueue>,
 }
 
-fn invalid(code: &'static str, message: impl Into<String>) -> Error {
-    Error::InvalidField { code, message: message.into() }
+fn invalid(code: FieldCode, message: impl Into<String>) -> Error {
+    Error::invalid_field(code, message)
 }
 
 /// The file's name from the URL: its last path segment, percent-decoded.
@@ -118,44 +118,46 @@ impl Imports {
 
     /// Validates and enqueues an import; answers at once, before any byte is fetched.
     pub async fn create(&self, project: ProjectId, request: CreateImport) -> Result<FileRecord> {
-        let raw_url = request.source_url.ok_or_else(|| invalid("missing_source_url", "source_url is required"))?;
+        let raw_url =
+            request.source_url.ok_or_else(|| invalid(FieldCode::MissingSourceUrl, "source_url is required"))?;
         let url = ssrf::check_url(&raw_url, &self.settings.policy).map_err(|problem| match problem {
-            ssrf::UrlProblem::Invalid(why) => invalid("invalid_source_url", why),
-            ssrf::UrlProblem::Forbidden(ip) => {
-                invalid("forbidden_address", format!("source_url points at {ip}, an address imports may not reach"))
-            }
+            ssrf::UrlProblem::Invalid(why) => invalid(FieldCode::InvalidSourceUrl, why),
+            ssrf::UrlProblem::Forbidden(ip) => invalid(
+                FieldCode::ForbiddenAddress,
+                format!("source_url points at {ip}, an address imports may not reach"),
+            ),
         })?;
-        let model = request.model.ok_or_else(|| invalid("missing_model", "model is required"))?;
+        let model = request.model.ok_or_else(|| invalid(FieldCode::MissingModel, "model is required"))?;
         if model.is_empty() || model.chars().count() > 128 {
-            return Err(invalid("invalid_model", "model must be 1 to 128 characters"));
+            return Err(invalid(FieldCode::InvalidModel, "model must be 1 to 128 characters"));
         }
         if !self.settings.config.models.iter().any(|pattern| glob_matches(pattern, &model)) {
             return Err(invalid(
-                "model_not_allowed",
+                FieldCode::ModelNotAllowed,
                 format!("model \"{model}\" is not allowed here (allowed: {})", self.settings.config.models.join(", ")),
             ));
         }
         let expires_in = request.expires_in.unwrap_or(self.settings.limits.default_ttl.as_secs() as i64);
         if !(MIN_EXPIRES_IN..=MAX_EXPIRES_IN).contains(&expires_in) {
             return Err(invalid(
-                "invalid_expires_in",
+                FieldCode::InvalidExpiresIn,
                 format!("expires_in must be between {MIN_EXPIRES_IN} and {MAX_EXPIRES_IN} seconds, got {expires_in}"),
             ));
         }
         if request.display_name.as_ref().is_some_and(|n| n.chars().count() > 512) {
-            return Err(invalid("invalid_display_name", "display_name is longer than 512 characters"));
+            return Err(invalid(FieldCode::InvalidDisplayName, "display_name is longer than 512 characters"));
         }
         let sha256 = match request.sha256 {
             Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Some(hex.to_ascii_lowercase())
             }
-            Some(_) => return Err(invalid("invalid_sha256", "sha256 must be 64 hexadecimal characters")),
+            Some(_) => return Err(invalid(FieldCode::InvalidSha256, "sha256 must be 64 hexadecimal characters")),
             None => None,
         };
         if let Some(key) = &request.idempotency_key {
             if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
                 return Err(invalid(
-                    "invalid_idempotency_key",
+                    FieldCode::InvalidIdempotencyKey,
                     "Idempotency-Key must be 1 to 255 printable ASCII characters",
                 ));
             }

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use super::fetch::Failure;
 use crate::blob::ByteStream;
+use crate::domain::FailureCode;
 
 /// How many bytes of a file's beginning are kept to recognise its type.
 pub const SNIFF_BYTES: usize = 512;
@@ -43,11 +44,12 @@ impl PartSource {
             Ok(Some(Ok(bytes))) => return Some(bytes),
             Ok(None) => None,
             Ok(Some(Err(e))) => {
-                Some(Failure::transient("source_unreachable", format!("the source connection broke: {e}")))
+                Some(Failure::transient(FailureCode::SourceUnreachable, format!("the source connection broke: {e}")))
             }
-            Err(_) => {
-                Some(Failure::transient("timeout", format!("the source sent nothing for {} s", self.stall.as_secs())))
-            }
+            Err(_) => Some(Failure::transient(
+                FailureCode::Timeout,
+                format!("the source sent nothing for {} s", self.stall.as_secs()),
+            )),
         };
         self.failure = failure;
         self.done = true;

@@ -103,7 +103,7 @@ pub async fn fail(
     let mut tx = meta.write().await?;
     tx.lock_project(&task.project).await?;
     let Some(held) = tx.leased_import(&task.blob_key, owner).await? else { return Ok(None) };
-    tx.finish_import_task(&task.blob_key, Some(&error.code), now).await?;
+    tx.finish_import_task(&task.blob_key, Some(error.code.as_str()), now).await?;
     let update = FileUpdate {
         state: Some(FileState::Failed),
         charged_bytes: Some(0),

@@ -13,7 +13,7 @@ use super::fetch::{Failure, Fetcher};
 use super::{ImportQueue, ImportSettings, task};
 use crate::blob::Blobs;
 use crate::domain::Staging;
-use crate::domain::{FileError, FileRecord, Timestamp, random_alphanumeric};
+use crate::domain::{FailureCode, FileError, FileRecord, Timestamp, random_alphanumeric};
 use crate::meta::{Garbage, ImportTask, MetaStore};
 use crate::telemetry::metric;
 
@@ -130,7 +130,7 @@ impl Workers {
         let out_of_time = tokio::time::sleep_until(instant_of(self.deadline(&task)));
         let outcome = tokio::select! {
             attempt = Attempt::run(self, &task) => Outcome::from(attempt),
-            () = out_of_time => Outcome::Failed(Failure::permanent("timeout", "the import exceeded its total time limit")),
+            () = out_of_time => Outcome::Failed(Failure::permanent(FailureCode::Timeout, "the import exceeded its total time limit")),
             () = cancel.cancelled() => if shutdown.is_cancelled() { Outcome::Shutdown } else { Outcome::LeaseLost },
         };
         heartbeat.abort();
@@ -185,12 +185,12 @@ impl Workers {
                 let wait = backoff(task.attempts).max(retry_after.unwrap_or_default());
                 tracing::info!(code = %error.code, reason = %error.message, retry_in_ms = wait.as_millis() as u64, "import attempt failed; retrying");
                 let at = Timestamp::from_micros(now.as_micros() + wait.as_micros() as i64);
-                self.meta.release_import(&task.blob_key, &self.owner, at, &error.code, now).await?;
+                self.meta.release_import(&task.blob_key, &self.owner, at, error.code.as_str(), now).await?;
                 return Ok(());
             }
             // A transient failure with no time left to retry is a timeout.
             Failure::Transient { error, .. } if out_of_time => FileError {
-                code: "timeout".into(),
+                code: FailureCode::Timeout,
                 message: format!(
                     "the import did not finish within {} s (last error: {})",
                     self.settings.config.total_timeout.as_secs(),

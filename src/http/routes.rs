@@ -1,0 +1,126 @@
+//! The one list of endpoints: each pairs a method and a path with its handler and with the operations
+//! the OpenAPI document describes for it. The router and the document are both built from this list, so
+//! an endpoint cannot be served undocumented, or documented and not served.
+
+use axum::extract::{FromRequestParts as _, Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+
+use super::extract::GPath;
+use super::openapi::{Route, operations as doc};
+use super::state::HttpState;
+use super::{auth, gemini, import, model, ops};
+
+/// One method on one path.
+pub struct Endpoint {
+    pub method: Method,
+    /// The path as the router matches it.
+    pub mount: &'static str,
+    pub handler: MethodRouter<HttpState>,
+    /// What it serves, as the document describes it: usually one operation; several where the handler
+    /// dispatches on a path segment (`{name}`, `{name}:download` and `qfile-…` share one segment); none for
+    /// an alias, which its original's description mentions.
+    pub operations: &'static [fn() -> Route],
+}
+
+impl Endpoint {
+    fn new<H, T>(method: Method, mount: &'static str, handler: H, operations: &'static [fn() -> Route]) -> Self
+    where
+        H: Handler<T, HttpState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+        Self { method, mount, handler: on(filter, handler), operations }
+    }
+}
+
+/// Every endpoint of the public address; `/metrics` only when it has no address of its own.
+pub fn endpoints(metrics_on_public: bool) -> Vec<Endpoint> {
+    use Method as M;
+    let mut all = vec![
+        Endpoint::new(M::POST, "/upload/{version}/files", gemini::upload::upload, &[doc::upload]),
+        Endpoint::new(M::PUT, "/upload/{version}/files", gemini::upload::upload, &[]),
+        Endpoint::new(M::POST, "/{prefix}/upload/{version}/files", gemini::upload::upload_aliased, &[]),
+        Endpoint::new(M::PUT, "/{prefix}/upload/{version}/files", gemini::upload::upload_aliased, &[]),
+        Endpoint::new(M::GET, "/{version}/files", gemini::list, &[doc::list_files]),
+        Endpoint::new(M::POST, "/{version}/files", create_file, &[doc::create_import]),
+        Endpoint::new(M::POST, "/{version}/files:register", gemini::register, &[doc::register]),
+        Endpoint::new(M::GET, "/{version}/files/{segment}", get_file, &[doc::get_file, doc::download, doc::get_import]),
+        Endpoint::new(M::DELETE, "/{version}/files/{segment}", delete_file, &[doc::delete_file, doc::delete_import]),
+        Endpoint::new(M::POST, "/{version}/models/{target}", model::native, &[doc::call_model]),
+        Endpoint::new(M::POST, "/v1/chat/completions", model::chat_completions, &[doc::chat_completions]),
+        Endpoint::new(M::GET, "/healthz", ops::healthz, &[doc::healthz]),
+        Endpoint::new(M::GET, "/openapi.json", ops::openapi, &[doc::openapi]),
+    ];
+    if metrics_on_public {
+        all.push(Endpoint::new(M::GET, "/metrics", ops::metrics, &[doc::metrics]));
+    }
+    all
+}
+
+/// `POST /v1/files` is the import surface's create; the Gemini surface creates files by uploading.
+async fn create_file(State(app): State<HttpState>, GPath(version): GPath<String>, req: Request) -> Response {
+    if version != "v1" {
+        return gemini::create_without_bytes(&version).into_response();
+    }
+    let (mut parts, body) = req.into_parts();
+    let created = async {
+        let auth::ImportCaller(project) = auth::ImportCaller::from_request_parts(&mut parts, &app).await?;
+        import::create(&app, project, &parts, body).await
+    };
+    created.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /{v}/files/{segment}`: an import (`v1`, `qfile-…`) or a Gemini file (or its `:download`).
+async fn get_file(
+    State(app): State<HttpState>,
+    GPath((version, segment)): GPath<(String, String)>,
+    req: Request,
+) -> Response {
+    if import::is_import(&version, &segment) {
+        return import::get(&app, &req.into_parts().0, &segment).await.unwrap_or_else(IntoResponse::into_response);
+    }
+    gemini::get(State(app), GPath((version, segment)), req).await
+}
+
+/// `DELETE /{v}/files/{segment}`: an import (`v1`, `qfile-…`) or a Gemini file.
+async fn delete_file(
+    State(app): State<HttpState>,
+    GPath((version, segment)): GPath<(String, String)>,
+    req: Request,
+) -> Response {
+    if import::is_import(&version, &segment) {
+        return import::delete(&app, &req.into_parts().0, &segment).await.unwrap_or_else(IntoResponse::into_response);
+    }
+    gemini::delete(State(app), GPath((version, segment)), req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether an OpenAPI path is one the router's pattern takes: literal segments equal, a `{param}`
+    /// segment of the pattern taking any one segment (`{name}:download` included).
+    fn served_at(mount: &str, documented: &str) -> bool {
+        let (mount, documented): (Vec<_>, Vec<_>) = (mount.split('/').collect(), documented.split('/').collect());
+        mount.len() == documented.len()
+            && mount.iter().zip(&documented).all(|(m, d)| m == d || (m.starts_with('{') && m.ends_with('}')))
+    }
+
+    #[test]
+    fn every_operation_is_served_by_its_endpoint_and_documented_once() {
+        let mut documented = std::collections::HashSet::new();
+        for endpoint in endpoints(true) {
+            for operation in endpoint.operations {
+                let route = operation();
+                assert!(served_at(endpoint.mount, route.path), "{} is not served at {}", route.path, endpoint.mount);
+                assert!(documented.insert((route.path, endpoint.method.clone())), "{} documented twice", route.path);
+            }
+        }
+        let undocumented: Vec<_> =
+            endpoints(true).into_iter().filter(|e| e.operations.is_empty()).map(|e| (e.method, e.mount)).collect();
+        assert_eq!(undocumented.len(), 3, "only the upload aliases go undocumented: {undocumented:?}");
+    }
+}
