@@ -16,12 +16,9 @@ use super::gemini::{self, GeminiError};
 use super::import::error::{classify as openai_classify, openai_response};
 use crate::error::Error;
 use crate::http::state::HttpState;
-use crate::services::model::openai::{self, Completion};
+use crate::services::model::chat::ChatReply;
 use crate::services::model::{ModelCall, ModelMethod, ModelReply, REQUEST_MAX_BYTES};
 use crate::wire::openai::ChatRequest;
-
-/// A chat completion's reply is read whole to be translated; bigger than this, something is wrong.
-const MAX_COMPLETION_BYTES: usize = 64 * 1024 * 1024;
 
 fn too_large() -> Error {
     Error::invalid(format!("Request payload size exceeds the limit: {REQUEST_MAX_BYTES} bytes."))
@@ -120,32 +117,18 @@ impl IntoResponse for ChatError {
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(State(app): State<HttpState>, ChatCaller(project): ChatCaller, req: Request) -> Response {
     let answer = async {
-        let body = req.into_body();
-        let bytes = super::body::read_to_limit(body, REQUEST_MAX_BYTES as usize, too_large).await?;
+        let bytes = super::body::read_to_limit(req.into_body(), REQUEST_MAX_BYTES as usize, too_large).await?;
         let request: ChatRequest = super::body::parse_json(&bytes)
             .map_err(|e| Error::invalid(format!("The request body is not a valid chat completion request: {e}")))?;
-        let completion = Completion::new(&request.model);
-        let include_usage = request.stream_options.as_ref().is_some_and(|o| o.include_usage);
-        let method = if request.stream { ModelMethod::StreamGenerateContent } else { ModelMethod::GenerateContent };
-        let body = openai::to_generate_content(&request)?;
-        let call = ModelCall { project, model: request.model, method, sse: request.stream, body };
-        let reply = app.models.call(call).await?;
-        if request.stream {
-            let mut response = Response::new(Body::from_stream(openai::chunks(reply.body, completion, include_usage)));
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-            sse_headers(&mut response);
-            return Ok(response);
-        }
-        let mut whole = Vec::new();
-        let mut body = reply.body;
-        while let Some(chunk) = body.next().await {
-            whole.extend_from_slice(&chunk?);
-            if whole.len() > MAX_COMPLETION_BYTES {
-                return Err(ChatError(Error::internal("the upstream's reply is larger than 64 MiB")));
+        Ok::<_, ChatError>(match app.models.chat(project, request).await? {
+            ChatReply::Whole(completion) => Json(completion).into_response(),
+            ChatReply::Events(events) => {
+                let mut response = Response::new(Body::from_stream(events));
+                response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                sse_headers(&mut response);
+                response
             }
-        }
-        let response: Value = serde_json::from_slice(&whole).map_err(Error::internal)?;
-        Ok::<_, ChatError>(Json(completion.from_response(&response)).into_response())
+        })
     };
     answer.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -2,5 +2,6 @@
 //! domain records into these; tests and clients deserialize them.
 
 pub mod gemini;
+pub mod generate;
 pub mod import;
 pub mod openai;

@@ -1,6 +1,6 @@
 //! The OpenAI chat completions JSON (`POST /v1/chat/completions`): the request as the `openai` SDKs send
 //! it, and the completion and `chat.completion.chunk` replies. Content parts stay JSON values: their shapes
-//! vary (`image_url` as a string or an object, extra keys such as `format`), and `services::model::openai`
+//! vary (`image_url` as a string or an object, extra keys such as `format`), and `services::model::chat`
 //! reads each with a precise error.
 
 use serde::{Deserialize, Serialize};
@@ -37,10 +37,11 @@ pub struct ChatRequest {
     pub presence_penalty: Option<f64>,
     #[serde(default)]
     pub frequency_penalty: Option<f64>,
-    /// Function calling is not translated (yet): a request with tools is refused clearly.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub tools: Option<Value>,
+    /// Every other parameter, which `services::model::chat` ignores (`user`, `store`, …) or refuses by
+    /// name (`tools`, `logprobs`, an unknown one): none is dropped silently.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub other: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]

@@ -16,9 +16,9 @@
 //! anything is sent upstream; the caller's own key never leaves filegate.
 
 mod body;
+pub mod chat;
 mod copies;
 mod limits;
-pub mod openai;
 mod refs;
 pub mod upstream;
 mod usage;

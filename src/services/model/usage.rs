@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use serde_json::Value;
 
 use crate::domain::ProjectId;
 use crate::error::{Error, UpstreamError};
 use crate::telemetry::metric;
+use crate::wire::generate::{GenerateContentResponse, UsageMetadata};
 
 /// A reply body is inspected for `usageMetadata` up to this many bytes (a JSON reply is parsed whole if it
 /// fits; of a stream only the newest event matters, which is within its last bytes).
@@ -30,29 +30,35 @@ pub struct Tokens {
     pub total: u64,
 }
 
-impl Tokens {
-    pub fn from_usage(usage: &Value) -> Option<Self> {
-        let count = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
-        let prompt = count("promptTokenCount");
-        let completion = count("candidatesTokenCount") + count("thoughtsTokenCount");
-        let total = usage.get("totalTokenCount").and_then(Value::as_u64).unwrap_or(prompt + completion);
-        usage.is_object().then_some(Self { prompt, completion, total })
+impl From<&UsageMetadata> for Tokens {
+    fn from(usage: &UsageMetadata) -> Self {
+        let prompt = usage.prompt_token_count;
+        let completion = usage.candidates_token_count + usage.thoughts_token_count;
+        Self { prompt, completion, total: usage.total_token_count.unwrap_or(prompt + completion) }
     }
+}
+
+/// A reply as far as its usage goes: one response, or (a stream without `alt=sse`) a JSON array of them.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Replies {
+    Many(Vec<GenerateContentResponse>),
+    One(GenerateContentResponse),
 }
 
 /// The `usageMetadata` of the newest response in `body`: one JSON object, a JSON array of them, or SSE
 /// `data:` lines.
 pub fn last_usage(body: &[u8]) -> Option<Tokens> {
-    let from = |v: &Value| v.get("usageMetadata").and_then(Tokens::from_usage);
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Array(items)) => items.iter().rev().find_map(from),
-        Ok(value) => from(&value),
+    let usage = |r: &GenerateContentResponse| r.usage_metadata.as_ref().map(Tokens::from);
+    match serde_json::from_slice::<Replies>(body) {
+        Ok(Replies::Many(responses)) => responses.iter().rev().find_map(usage),
+        Ok(Replies::One(response)) => usage(&response),
         Err(_) => String::from_utf8_lossy(body)
             .lines()
             .rev()
             .filter_map(|line| line.strip_prefix("data:"))
-            .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-            .find_map(|v| from(&v)),
+            .filter_map(|data| serde_json::from_str::<GenerateContentResponse>(data.trim()).ok())
+            .find_map(|r| usage(&r)),
     }
 }
 

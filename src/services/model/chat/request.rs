@@ -1,0 +1,301 @@
+//! An OpenAI chat completion request → a Gemini `generateContent` request.
+//!
+//! System and developer messages become `systemInstruction`; user and assistant messages become
+//! `contents` (roles `user` and `model`); content parts map to Gemini parts: `text`; `image_url` (a string
+//! or `{url, format}`; a `data:` URL goes inline); `input_audio` (inline); `file` (`file_id` of a filegate
+//! file — `qfile-…`, `files/…` — or a `file_data` `data:` URL), with the MIME type from `format` or
+//! `mime_type` when given, else filled from the file. Sampling settings map to `generationConfig`.
+//! Parameters are taken from a closed list ([`IGNORED`], [`REFUSED`], the typed fields of
+//! [`ChatRequest`]); anything else is refused by name rather than silently dropped.
+
+use serde_json::Value;
+
+use crate::domain::IMPORT_ID_PREFIX;
+use crate::error::{Error, Result};
+use crate::wire::generate::{Content, GenerateContentRequest, GenerationConfig, Part};
+use crate::wire::openai::{ChatMessage, ChatRequest};
+
+/// Parameters accepted and without effect: they change nothing the model answers (`user`, `store`,
+/// `metadata` and `service_tier` are OpenAI's bookkeeping; `parallel_tool_calls` means nothing without
+/// tools).
+pub const IGNORED: [&str; 7] =
+    ["user", "store", "metadata", "service_tier", "safety_identifier", "prompt_cache_key", "parallel_tool_calls"];
+
+/// Parameters whose meaning filegate cannot keep, with what to do instead. Refused when set (a `null`,
+/// `false`, empty list or `tool_choice: "none"` is not a request for the feature).
+pub const REFUSED: [(&str, &str); 12] = [
+    ("tools", "function calling is not translated: use the native generateContent route for it"),
+    ("tool_choice", "function calling is not translated: use the native generateContent route for it"),
+    ("functions", "function calling is not translated: use the native generateContent route for it"),
+    ("function_call", "function calling is not translated: use the native generateContent route for it"),
+    ("logprobs", "log probabilities are not translated: use responseLogprobs on the native route"),
+    ("top_logprobs", "log probabilities are not translated: use logprobs on the native route"),
+    ("logit_bias", "Gemini has no logit bias"),
+    ("audio", "audio output is not translated"),
+    ("modalities", "only text output is translated"),
+    ("prediction", "predicted outputs are not supported by Gemini"),
+    ("web_search_options", "web search is not translated: use the googleSearch tool on the native route"),
+    ("reasoning_effort", "thinking settings are not translated: use thinkingConfig on the native route"),
+];
+
+/// The `generateContent` request for a chat request.
+pub fn to_generate_content(request: &ChatRequest) -> Result<GenerateContentRequest> {
+    check_parameters(request)?;
+    let mut system = Vec::new();
+    let mut contents = Vec::new();
+    for (index, message) in request.messages.iter().enumerate() {
+        let parts = message_parts(message, index)?;
+        match message.role.as_str() {
+            "system" | "developer" => system.extend(parts),
+            "user" => contents.push(Content { role: Some("user"), parts }),
+            "assistant" => contents.push(Content { role: Some("model"), parts }),
+            other => {
+                return Err(Error::invalid(format!(
+                    "messages[{index}]: the role \"{other}\" is not supported (use system, developer, user or assistant)."
+                )));
+            }
+        }
+    }
+    if contents.is_empty() {
+        return Err(Error::invalid("messages must contain at least one user or assistant message."));
+    }
+    Ok(GenerateContentRequest {
+        contents,
+        system_instruction: (!system.is_empty()).then_some(Content { role: None, parts: system }),
+        generation_config: generation_config(request)?,
+    })
+}
+
+fn check_parameters(request: &ChatRequest) -> Result<()> {
+    for (name, value) in &request.other {
+        if IGNORED.contains(&name.as_str()) || !is_set(name, value) {
+            continue;
+        }
+        return Err(match REFUSED.iter().find(|(refused, _)| refused == name) {
+            Some((_, why)) => Error::invalid(format!("{name} is not supported by filegate's chat completions: {why}.")),
+            None => Error::invalid(format!(
+                "Unrecognized request argument supplied: {name} (filegate's chat completions take the parameters \
+                 listed in docs/models.md)."
+            )),
+        });
+    }
+    Ok(())
+}
+
+fn is_set(name: &str, value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => false,
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(fields) => !fields.is_empty(),
+        Value::String(choice) => !(name == "tool_choice" && choice == "none"),
+        _ => true,
+    }
+}
+
+fn generation_config(request: &ChatRequest) -> Result<GenerationConfig> {
+    let stop_sequences = match &request.stop {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(vec![s.clone()]),
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| Error::invalid("stop must be a string or a list of strings."))?,
+        ),
+        Some(_) => return Err(Error::invalid("stop must be a string or a list of strings.")),
+    };
+    let mut config = GenerationConfig {
+        max_output_tokens: request.max_completion_tokens.or(request.max_tokens),
+        temperature: request.temperature,
+        top_p: request.top_p,
+        candidate_count: request.n.filter(|&n| n != 1),
+        seed: request.seed,
+        presence_penalty: request.presence_penalty,
+        frequency_penalty: request.frequency_penalty,
+        stop_sequences,
+        ..GenerationConfig::default()
+    };
+    match request.response_format.as_ref().map(|f| (f.get("type").and_then(Value::as_str), f)) {
+        None | Some((Some("text"), _)) => {}
+        Some((Some("json_object"), _)) => config.response_mime_type = Some("application/json"),
+        Some((Some("json_schema"), format)) => {
+            config.response_mime_type = Some("application/json");
+            config.response_json_schema = format.pointer("/json_schema/schema").cloned();
+        }
+        Some(_) => {
+            return Err(Error::invalid("response_format.type must be text, json_object or json_schema."));
+        }
+    }
+    Ok(config)
+}
+
+fn message_parts(message: &ChatMessage, index: usize) -> Result<Vec<Part>> {
+    match &message.content {
+        Some(Value::String(text)) => Ok(vec![Part::Text(text.clone())]),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(i, part)| content_part(part, &format!("messages[{index}].content[{i}]")))
+            .collect(),
+        None | Some(Value::Null) => {
+            Err(Error::invalid(format!("messages[{index}] has no content (tool calls are not supported).")))
+        }
+        Some(_) => Err(Error::invalid(format!("messages[{index}].content must be a string or a list of parts."))),
+    }
+}
+
+fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn content_part(part: &Value, at: &str) -> Result<Part> {
+    let missing = |what: &str| Error::invalid(format!("{at}: {what}"));
+    match str_at(part, "type") {
+        Some("text") => Ok(Part::Text(str_at(part, "text").unwrap_or_default().to_owned())),
+        Some("image_url") => {
+            let image = part.get("image_url").ok_or_else(|| missing("image_url is missing"))?;
+            let (url, mime) = match image {
+                Value::String(url) => (url.as_str(), None),
+                _ => (
+                    str_at(image, "url").ok_or_else(|| missing("image_url.url is missing"))?,
+                    str_at(image, "format").or_else(|| str_at(image, "mime_type")),
+                ),
+            };
+            media(url, mime, Some("image/jpeg"), at)
+        }
+        Some("input_audio") => {
+            let audio = part.get("input_audio").ok_or_else(|| missing("input_audio is missing"))?;
+            let data = str_at(audio, "data").ok_or_else(|| missing("input_audio.data is missing"))?;
+            let format = str_at(audio, "format").unwrap_or("wav");
+            let mime_type = if format.contains('/') { format.to_owned() } else { format!("audio/{format}") };
+            Ok(Part::InlineData { mime_type, data: data.to_owned() })
+        }
+        Some("file") => {
+            let file = part.get("file").ok_or_else(|| missing("file is missing"))?;
+            let mime = str_at(file, "format").or_else(|| str_at(file, "mime_type"));
+            if let Some(id) = str_at(file, "file_id") {
+                // A bare filegate id is taken as `files/{id}`; anything with a scheme passes as a URI.
+                let uri = if id.contains(':') || id.contains('/') || id.starts_with(IMPORT_ID_PREFIX) {
+                    id.to_owned()
+                } else {
+                    format!("files/{id}")
+                };
+                return media(&uri, mime, None, at);
+            }
+            let data = str_at(file, "file_data").ok_or_else(|| missing("file needs file_id or file_data"))?;
+            if data.starts_with("data:") {
+                return media(data, mime, None, at);
+            }
+            let mime_type = mime
+                .map(str::to_owned)
+                .or_else(|| {
+                    str_at(file, "filename").and_then(|n| mime_guess::from_path(n).first()).map(|m| m.to_string())
+                })
+                .ok_or_else(|| missing("file.file_data needs a format (its MIME type) or a filename"))?;
+            Ok(Part::InlineData { mime_type, data: data.to_owned() })
+        }
+        Some(other) => Err(Error::invalid(format!("{at}: the part type \"{other}\" is not supported."))),
+        None => Err(missing("type is missing")),
+    }
+}
+
+/// A part for a URL: `data:` URLs inline, anything else by reference (filegate files are resolved later,
+/// with their MIME type filled in when none is given here).
+fn media(url: &str, mime: Option<&str>, fallback: Option<&str>, at: &str) -> Result<Part> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (meta, data) = rest.split_once(',').ok_or_else(|| Error::invalid(format!("{at}: malformed data: URL")))?;
+        let media_type = meta
+            .strip_suffix(";base64")
+            .ok_or_else(|| Error::invalid(format!("{at}: only base64 data: URLs are supported")))?;
+        let media_type = mime.unwrap_or(if media_type.is_empty() { "application/octet-stream" } else { media_type });
+        return Ok(Part::InlineData { mime_type: media_type.to_owned(), data: data.to_owned() });
+    }
+    let guessed = || {
+        let path = url.split(['?', '#']).next().unwrap_or_default();
+        mime_guess::from_path(path).first().map(|m| m.to_string())
+    };
+    let is_filegate = url.starts_with("files/") || url.starts_with(IMPORT_ID_PREFIX);
+    let mime_type = match mime {
+        Some(m) => Some(m.to_owned()),
+        None if is_filegate => None,
+        None => guessed().or_else(|| fallback.map(str::to_owned)),
+    };
+    Ok(Part::FileData { file_uri: url.to_owned(), mime_type })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn request(value: Value) -> ChatRequest {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn translated(value: Value) -> Value {
+        serde_json::to_value(to_generate_content(&request(value)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_chat_request_becomes_generate_content() {
+        let body = translated(json!({
+            "model": "gemini-2.5-flash",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What is in these?"},
+                    {"type": "file", "file": {"file_id": "qfile-abc", "format": "video/mp4"}},
+                    {"type": "file", "file": {"file_id": "def"}},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw=="}},
+                    {"type": "image_url", "image_url": "gs://bucket/cat.webp"},
+                    {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "mp3"}}
+                ]},
+                {"role": "assistant", "content": "A cat."},
+                {"role": "user", "content": "And?"}
+            ],
+            "max_tokens": 100, "max_completion_tokens": 50, "temperature": 0.2, "top_p": 0.9, "stop": "END",
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+            "user": "someone", "tools": [], "logprobs": false, "tool_choice": "none"
+        }));
+        assert_eq!(body["systemInstruction"], json!({"parts": [{"text": "Be brief."}]}));
+        let parts = &body["contents"][0]["parts"];
+        assert_eq!(parts[1], json!({"fileData": {"fileUri": "qfile-abc", "mimeType": "video/mp4"}}));
+        assert_eq!(parts[2], json!({"fileData": {"fileUri": "files/def"}}), "the MIME type is filled from the file");
+        assert_eq!(parts[3], json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw=="}}));
+        assert_eq!(parts[4], json!({"fileData": {"fileUri": "gs://bucket/cat.webp", "mimeType": "image/webp"}}));
+        assert_eq!(parts[5], json!({"inlineData": {"mimeType": "audio/mp3", "data": "UklGRg=="}}));
+        assert_eq!(body["contents"][1], json!({"role": "model", "parts": [{"text": "A cat."}]}));
+        assert_eq!(
+            body["generationConfig"],
+            json!({"maxOutputTokens": 50, "temperature": 0.2, "topP": 0.9, "stopSequences": ["END"],
+                   "responseMimeType": "application/json", "responseJsonSchema": {"type": "object"}})
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_translated_is_refused_by_name() {
+        let err = |v: Value| to_generate_content(&request(v)).unwrap_err().to_string();
+        let user = |content: Value| json!({"model": "m", "messages": [{"role": "user", "content": content}]});
+        assert!(err(user(json!([{"type": "video"}]))).contains("messages[0].content[0]: the part type \"video\""));
+        assert!(
+            err(user(json!([{"type": "image_url", "image_url": {"url": "data:image/png,abc"}}]))).contains("base64")
+        );
+        assert!(err(json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]})).contains("\"tool\""));
+        assert!(err(json!({"model": "m", "messages": [{"role": "system", "content": "x"}]})).contains("at least one"));
+        for (name, value) in [
+            ("tools", json!([{"type": "function"}])),
+            ("logprobs", json!(true)),
+            ("tool_choice", json!("auto")),
+            ("logit_bias", json!({"50256": -100})),
+        ] {
+            let mut refused = user(json!("hi"));
+            refused[name] = value;
+            assert!(err(refused).starts_with(&format!("{name} is not supported")), "{name}");
+        }
+        let mut unknown = user(json!("hi"));
+        unknown["temprature"] = json!(0.5);
+        assert!(err(unknown).contains("Unrecognized request argument supplied: temprature"));
+    }
+}
