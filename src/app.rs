@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -11,11 +12,12 @@ use tokio_util::sync::CancellationToken;
 use crate::blob::{Blobs, BucketUrl, Provider};
 use crate::config::Upstream;
 use crate::config::{BlobStore, Config, Database, Storage};
+use crate::domain::ApiKey;
 use crate::http::body::BodyLimits;
 use crate::http::state::Handles;
 use crate::meta::MetaStore;
 use crate::meta::sql::SqlMeta;
-use crate::services::imports::{ImportQueue, ImportSettings};
+use crate::services::imports::{ImportQueue, ImportSettings, Workers};
 use crate::services::model::ReferenceRules;
 use crate::services::register::Registrar;
 use crate::services::{Auth, Files, Health, Imports, Janitor, Models, Uploads};
@@ -61,36 +63,39 @@ fn own_gcs_locations(config: &Config) -> Vec<BucketUrl> {
     store.into_iter().chain(staging).filter(|url| url.provider == Provider::Gcs).cloned().collect()
 }
 
-/// Runs `filegate serve` until SIGTERM or Ctrl-C.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// A node's parts, opened and connected but not yet running: the handlers' state, and the background
+/// work [`serve`] starts. Built apart from the listener and the process-wide metrics recorder so that a
+/// test can assemble a node over a temporary directory and drive [`http::router`] in-process.
+pub struct Node {
+    pub meta: Arc<dyn MetaStore>,
+    pub state: Arc<Handles>,
+    pub janitor: Janitor,
+    pub workers: Workers,
+    /// The key `Auth::bootstrap` created because none was configured, shown once.
+    pub created_key: Option<ApiKey>,
+}
+
+/// Opens the stores of `config` and builds the services over them. `public_url` is the base of the URLs
+/// handed out; `metrics` renders `/metrics`; background work started here (Vertex staging copies) stops
+/// with `shutdown`.
+pub async fn assemble(
+    config: &Config,
+    public_url: String,
+    metrics: PrometheusHandle,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Node> {
     let meta = open_meta(&config.storage, true).await?;
     let blobs = open_blobs(&config.storage.blobs).await?;
     tracing::info!("metadata store: {}", meta.describe());
     tracing::info!("blob store: {}", blobs.describe());
-
     let (auth, created_key) = Auth::bootstrap(meta.clone(), &config.static_keys).await?;
-    if let Some(key) = created_key {
-        println!(
-            "No API key was configured, so one was created for project \"{}\". It is shown only now \
-             (the database keeps its hash):\n\n    {}\n",
-            crate::services::auth::DEFAULT_PROJECT,
-            key.expose()
-        );
-    }
 
     let janitor = Janitor::new(meta.clone(), blobs.clone(), config.sweep_interval);
-    let orphans = janitor.reconcile().await.context("reconciling storage with the database")?;
-    tracing::info!(orphans_removed = orphans, "storage reconciled");
-
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-    let shutdown = CancellationToken::new();
     let import_queue = Arc::new(ImportQueue::new(shutdown.child_token()));
     let import_settings = ImportSettings::new(config.imports.clone(), config.limits.clone());
     let rules = ReferenceRules {
         public_url: public_url.clone(),
-        own: own_gcs_locations(&config),
+        own: own_gcs_locations(config),
         allowed_gcs: config.register_buckets.clone(),
         gemini_files_base: match &config.model.upstream {
             Upstream::Gemini { endpoint, .. } => Some(endpoint.clone()),
@@ -127,13 +132,34 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         uploads: Uploads::new(meta.clone(), blobs.clone(), config.limits.clone()),
         auth,
         health: Health::new(meta.clone(), blobs.clone()),
-        metrics: telemetry::init_metrics()?,
+        metrics,
         body_limits: BodyLimits {
             idle: config.request_idle_timeout,
             min_bytes_per_second: config.request_min_bytes_per_second,
         },
         metrics_on_public: config.metrics_listen.is_none(),
     });
+    Ok(Node { meta, state, janitor, workers, created_key })
+}
+
+/// Runs `filegate serve` until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let shutdown = CancellationToken::new();
+    let Node { meta, state, janitor, workers, created_key } =
+        assemble(&config, public_url, telemetry::init_metrics()?, &shutdown).await?;
+    if let Some(key) = created_key {
+        println!(
+            "No API key was configured, so one was created for project \"{}\". It is shown only now \
+             (the database keeps its hash):\n\n    {}\n",
+            crate::services::auth::DEFAULT_PROJECT,
+            key.expose()
+        );
+    }
+    let orphans = janitor.reconcile().await.context("reconciling storage with the database")?;
+    tracing::info!(orphans_removed = orphans, "storage reconciled");
 
     let janitor_task = tokio::spawn(janitor.run(shutdown.child_token()));
     let import_workers = tokio::spawn(workers.run(shutdown.child_token()));

@@ -4,6 +4,8 @@ mod auth;
 pub mod body;
 mod extract;
 pub mod gemini;
+#[cfg(test)]
+mod harness;
 pub mod import;
 mod model;
 mod openapi;

@@ -4,6 +4,8 @@
 pub mod error;
 mod files;
 mod multipart;
+#[cfg(test)]
+mod protocol_tests;
 mod session;
 pub mod upload;
 pub mod view;
