@@ -4,10 +4,15 @@
 #   - a multipart PUT loop (boto3 from moto's venv: create, 8 MiB parts one after another, complete), the
 #     shape of filegate's own writes;
 #   - boto3's upload_file (what `aws s3 cp` does: 8 MiB parts, 10 in parallel);
-#   - filegate: a resumable upload in 8 MiB chunks and a URL import from nginx, to moto and to local disk;
+#   - `rclone copyurl` (Debian's rclone) from nginx into the same bucket: the plain way to put a URL in a
+#     bucket (streamed, 4 parts in parallel);
+#   - filegate: a resumable upload in 8 MiB chunks (the SDKs' shape: each chunk's reply waits for its part),
+#     the same file in one raw request (curl: parts in flight), and a URL import from nginx, to moto and to
+#     local disk;
 # with filegate's peak RSS for two file sizes (it must not grow with the file).
 #
 #   bench/buckets.sh [SIZE_MIB]       default 512
+#   FILEGATE_PARTS_IN_FLIGHT=1 bench/buckets.sh 256     filegate's settings pass through
 #
 # Prints Markdown rows for docs/benchmarks.md.
 set -euo pipefail
@@ -25,6 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cargo build --release --locked -q
+command -v rclone >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q rclone >/dev/null; }
 now() { date +%s.%N; }
 
 bash "$SERVICES/s3.sh" "$WORK/s3" >/dev/null 2>&1
@@ -78,6 +84,40 @@ serve() { # store → starts filegate (FG, FG_PID)
 stop() { kill "$FG_PID"; wait "$FG_PID" 2>/dev/null || true; FG_PID=; }
 rss() { awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$FG_PID/status"; }
 
+raw_upload() { # store MiB → "seconds rss"
+  serve "$1" "raw-$2"
+  local start
+  start=$(now)
+  curl -sf -o /dev/null -H 'x-goog-api-key: bench-key-0001' -H 'X-Goog-Upload-Protocol: raw' \
+    -H 'Content-Type: application/octet-stream' -H 'Expect:' -T "$(source_file "$2")" "$FG/upload/v1beta/files"
+  echo "$(python3 -c "print($(now) - $start)") $(rss)"
+  stop
+}
+
+concurrent_uploads() { # store MiB N → "seconds rss": N raw uploads of the same file at once
+  serve "$1" "conc-$2"
+  local start pids=()
+  start=$(now)
+  for _ in $(seq 1 "$3"); do
+    curl -sf -o /dev/null -H 'x-goog-api-key: bench-key-0001' -H 'X-Goog-Upload-Protocol: raw' \
+      -H 'Content-Type: application/octet-stream' -H 'Expect:' -T "$(source_file "$2")" "$FG/upload/v1beta/files" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+  echo "$(python3 -c "print($(now) - $start)") $(rss)"
+  stop
+}
+
+rclone_copyurl() { # MiB → seconds (the remote from the environment: moto's endpoint and keys)
+  local start
+  start=$(now)
+  env -u AWS_CA_BUNDLE RCLONE_CONFIG_MOTO_TYPE=s3 RCLONE_CONFIG_MOTO_PROVIDER=Other RCLONE_CONFIG_MOTO_ENDPOINT=$AWS_ENDPOINT \
+    RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
+    RCLONE_CONFIG_MOTO_REGION=${AWS_DEFAULT_REGION:-us-east-1} \
+    rclone copyurl --config /dev/null "$NGINX/files/source-$1.bin" "moto:$AWS_BUCKET/baseline/rclone-$1"
+  python3 -c "print($(now) - $start)"
+}
+
 upload() { # store MiB → "seconds rss"
   serve "$1" "up-$2"
   read -r seconds _ < <(python3 bench/upload_client.py "$FG" bench-key-0001 "$(source_file "$2")")
@@ -103,10 +143,13 @@ import() { # store MiB → "seconds rss"
 
 LOOP_S=$(baseline loop "$SIZE_MIB")
 CP_S=$(baseline cp "$SIZE_MIB")
+RCLONE_S=$(rclone_copyurl "$SIZE_MIB")
+read -r RAW_S3 RSS_RAW_S3 < <(raw_upload s3 "$SIZE_MIB")
 read -r UP_S3 RSS_UP_S3 < <(upload s3 "$SIZE_MIB")
 read -r UP_LOCAL RSS_UP_LOCAL < <(upload local "$SIZE_MIB")
 read -r IMP_S3 RSS_IMP_S3 < <(import s3 "$SIZE_MIB")
 read -r IMP_LOCAL RSS_IMP_LOCAL < <(import local "$SIZE_MIB")
+read -r CONC_S RSS_CONC < <(concurrent_uploads s3 "$SIZE_MIB" 8)
 SMALL=$((SIZE_MIB / 8))
 read -r _ RSS_UP_S3_SMALL < <(upload s3 "$SMALL")
 
@@ -115,6 +158,9 @@ echo "|---|---|---|---|"
 printf '| moto: multipart PUT loop (boto3, 8 MiB parts in sequence) | %.1f s | %s | |\n' "$LOOP_S" "$(mbps "$SIZE_MIB" "$LOOP_S")"
 printf '| moto: boto3 upload_file (aws s3 cp: 8 MiB parts, 10 in parallel) | %.1f s | %s | |\n' "$CP_S" "$(mbps "$SIZE_MIB" "$CP_S")"
 printf '| **filegate upload → moto** | %.1f s | **%s** | %s MiB (%s MiB for %s MiB) |\n' "$UP_S3" "$(mbps "$SIZE_MIB" "$UP_S3")" "$RSS_UP_S3" "$RSS_UP_S3_SMALL" "$SMALL"
+printf '| **filegate raw upload → moto** (one request) | %.1f s | **%s** | %s MiB |\n' "$RAW_S3" "$(mbps "$SIZE_MIB" "$RAW_S3")" "$RSS_RAW_S3"
+printf '| filegate: 8 raw uploads at once → moto | %.1f s | %s (together) | %s MiB |\n' "$CONC_S" "$(mbps $((8 * SIZE_MIB)) "$CONC_S")" "$RSS_CONC"
 printf '| filegate upload → local disk | %.1f s | %s | %s MiB |\n' "$UP_LOCAL" "$(mbps "$SIZE_MIB" "$UP_LOCAL")" "$RSS_UP_LOCAL"
+printf '| rclone copyurl nginx → moto | %.1f s | %s | |\n' "$RCLONE_S" "$(mbps "$SIZE_MIB" "$RCLONE_S")"
 printf '| **filegate import nginx → moto** | %.1f s | **%s** | %s MiB |\n' "$IMP_S3" "$(mbps "$SIZE_MIB" "$IMP_S3")" "$RSS_IMP_S3"
 printf '| filegate import nginx → local disk | %.1f s | %s | %s MiB |\n' "$IMP_LOCAL" "$(mbps "$SIZE_MIB" "$IMP_LOCAL")" "$RSS_IMP_LOCAL"

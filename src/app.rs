@@ -9,7 +9,7 @@ use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::blob::{Blobs, BucketUrl, Provider};
+use crate::blob::{Blobs, BucketUrl, PartBudget, Provider};
 use crate::config::Upstream;
 use crate::config::{BlobStore, Config, Database, Storage};
 use crate::domain::ApiKey;
@@ -41,12 +41,12 @@ pub async fn open_meta(storage: &Storage, migrate: bool) -> anyhow::Result<Arc<d
 
 /// Opens the blob store `FILEGATE_BLOB_STORE` names (which also reads files registered from callers'
 /// buckets).
-pub async fn open_blobs(store: &BlobStore) -> anyhow::Result<Arc<Blobs>> {
+pub async fn open_blobs(store: &BlobStore, budget: PartBudget) -> anyhow::Result<Arc<Blobs>> {
     let blobs = match store {
         BlobStore::Local(root) => Blobs::local(root.clone()).await?,
         BlobStore::Bucket(url) => Blobs::from_env(url)?,
     };
-    Ok(Arc::new(blobs))
+    Ok(Arc::new(blobs.with_part_budget(budget)))
 }
 
 /// The Cloud Storage locations that hold filegate's own bytes (its blob store, the Vertex staging bucket):
@@ -85,7 +85,7 @@ pub async fn assemble(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Node> {
     let meta = open_meta(&config.storage, true).await?;
-    let blobs = open_blobs(&config.storage.blobs).await?;
+    let blobs = open_blobs(&config.storage.blobs, config.storage.part_budget()).await?;
     tracing::info!("metadata store: {}", meta.describe());
     tracing::info!("blob store: {}", blobs.describe());
     let (auth, created_key) = Auth::bootstrap(meta.clone(), &config.static_keys).await?;

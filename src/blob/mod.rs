@@ -22,6 +22,7 @@
 //! (`services/ingest.rs`); a store only keeps bytes. Failures have meanings ([`BlobError`]).
 
 mod bucket;
+mod budget;
 #[cfg(test)]
 mod conformance;
 mod error;
@@ -41,6 +42,7 @@ use object_store::ObjectStore;
 use object_store::multipart::MultipartStore;
 
 pub use bucket::{BucketClients, BucketParts, BucketUrl, PART_BYTES, Provider};
+pub use budget::{DEFAULT_PARTS_IN_FLIGHT, DEFAULT_TRANSFER_MEMORY_BYTES, PartBudget, Reservation};
 pub use error::{BlobError, BlobResult};
 pub use gcs::GcsObject;
 pub use local::LocalStaging;
@@ -99,6 +101,8 @@ pub struct Blobs {
     describe: String,
     /// Only a store this node alone uses (the local disk) may be listed for reconciliation.
     listable: bool,
+    /// Parts in flight per transfer, and the node's memory for them (buckets only).
+    budget: PartBudget,
 }
 
 impl Blobs {
@@ -112,6 +116,7 @@ impl Blobs {
             registered: Registered::default(),
             describe: format!("local filesystem at {} (fdatasync per write, hard-link completion)", root.display()),
             listable: true,
+            budget: PartBudget::default(),
         })
     }
 
@@ -126,6 +131,7 @@ impl Blobs {
             writer: Writer::Parts(Arc::new(staging)),
             registered: Registered::default(),
             listable: false,
+            budget: PartBudget::default(),
         }
     }
 
@@ -143,21 +149,37 @@ impl Blobs {
     /// A bucket in memory whose parts are `granule` bytes (tests of parts and tails with small files).
     pub fn in_memory_with_granule(granule: u64) -> Self {
         let store = Arc::new(object_store::memory::InMemory::new());
+        Self::in_memory_over(store.clone(), store, granule)
+    }
+
+    /// A bucket in memory whose multipart uploads go through `parts` (tests that watch or slow them).
+    pub fn in_memory_over(store: Arc<dyn ObjectStore>, parts: Arc<dyn MultipartStore>, granule: u64) -> Self {
         let url = BucketUrl::parse("s3://memory/filegate").expect("a valid bucket URL");
-        let objects = Objects::new(store.clone(), &url.prefix, Some("s3://memory".into()));
-        let staging = BucketParts::new(objects.clone(), store, "memory").with_granule(granule);
+        let objects = Objects::new(store, &url.prefix, Some("s3://memory".into()));
+        let staging = BucketParts::new(objects.clone(), parts, "memory").with_granule(granule);
         Self {
             describe: format!("memory (multipart uploads in parts of {granule} bytes)"),
             objects,
             writer: Writer::Parts(Arc::new(staging)),
             registered: Registered::default(),
             listable: false,
+            budget: PartBudget::default(),
         }
     }
 
     /// One line for the start-up log: backend, location and what it can do.
     pub fn describe(&self) -> &str {
         &self.describe
+    }
+
+    /// The same store with another budget for parts in flight (the node's settings).
+    pub fn with_part_budget(mut self, budget: PartBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    pub fn part_budget(&self) -> &PartBudget {
+        &self.budget
     }
 
     pub fn writer(&self) -> &Writer {

@@ -198,8 +198,9 @@ pub async fn migrate_store(to: String, storage: StorageArgs) -> CliResult<Exit> 
     let (storage, meta) = open(storage).await?;
     let destination = crate::config::parse_blob_url(&to).map_err(CliError::usage)?;
     let failed = |e: anyhow::Error| CliError::failure(format!("{e:#}"));
-    let from = crate::app::open_blobs(&storage.blobs).await.map_err(failed)?;
-    let to = crate::app::open_blobs(&destination).await.map_err(failed)?;
+    let budget = storage.part_budget();
+    let from = crate::app::open_blobs(&storage.blobs, budget.clone()).await.map_err(failed)?;
+    let to = crate::app::open_blobs(&destination, budget).await.map_err(failed)?;
     out!("copying from {} to {}", from.describe(), to.describe());
     let total = meta.usage().await.map_err(meta_failed)?.iter().map(|p| p.usage.used_bytes).sum::<u64>();
     let progress = super::output::Progress::new(false);

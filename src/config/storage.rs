@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 
 use super::{Problems, secret};
-use crate::blob::BucketUrl;
+use crate::blob::{BucketUrl, PART_BYTES, PartBudget};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StorageArgs {
@@ -26,6 +26,13 @@ pub struct StorageArgs {
     /// `az://CONTAINER[/PREFIX]` (credentials from the provider's usual environment variables).
     #[arg(long, env = "FILEGATE_BLOB_STORE")]
     pub blob_store: Option<String>,
+    /// Parts of one transfer into a bucket stored at once, while the next part is received.
+    #[arg(long, env = "FILEGATE_PARTS_IN_FLIGHT", default_value_t = crate::blob::DEFAULT_PARTS_IN_FLIGHT)]
+    pub parts_in_flight: usize,
+    /// Bytes the parts of all transfers into a bucket may hold in this process's memory; a transfer waits
+    /// for its share rather than exceed it. At least one part (8 MiB).
+    #[arg(long, env = "FILEGATE_TRANSFER_MEMORY_BYTES", default_value_t = crate::blob::DEFAULT_TRANSFER_MEMORY_BYTES)]
+    pub transfer_memory_bytes: u64,
 }
 
 /// Where the bytes live (`FILEGATE_BLOB_STORE`).
@@ -59,6 +66,8 @@ pub struct Storage {
     pub database: Database,
     pub database_max_connections: u32,
     pub blobs: BlobStore,
+    pub parts_in_flight: usize,
+    pub transfer_memory_bytes: u64,
 }
 
 impl Storage {
@@ -83,7 +92,24 @@ impl Storage {
             None => Some(BlobStore::Local(args.data_dir.join("blobs"))),
             Some(url) => problems.take(parse_blob_url(url)),
         };
-        Some(Self { data_dir: args.data_dir.clone(), database: database?, database_max_connections, blobs: blobs? })
+        problems.check(args.parts_in_flight > 0, "FILEGATE_PARTS_IN_FLIGHT must be at least 1");
+        problems.check(
+            args.transfer_memory_bytes >= PART_BYTES,
+            format!("FILEGATE_TRANSFER_MEMORY_BYTES must hold one part at least ({PART_BYTES} bytes)"),
+        );
+        Some(Self {
+            data_dir: args.data_dir.clone(),
+            database: database?,
+            database_max_connections,
+            blobs: blobs?,
+            parts_in_flight: args.parts_in_flight,
+            transfer_memory_bytes: args.transfer_memory_bytes,
+        })
+    }
+
+    /// The node's budget for parts in flight (one per process: every store it opens shares it).
+    pub fn part_budget(&self) -> PartBudget {
+        PartBudget::new(self.parts_in_flight, self.transfer_memory_bytes)
     }
 
     /// The same settings, by themselves (the operator commands).

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use futures_util::{StreamExt as _, TryStreamExt as _};
+use tokio::task::{JoinError, JoinSet};
+use tracing::Instrument as _;
 
 use super::meter::{Meter, metered};
 use crate::blob::{Blobs, ByteStream, PartStaging, Writer};
@@ -45,6 +47,15 @@ pub struct Chunk {
     pub parts: Vec<PartRecord>,
     /// The tail object this chunk supersedes: to be queued as garbage in the chunk's commit.
     pub superseded: Option<Garbage>,
+}
+
+/// A part's upload, joined: its record, or why it was not stored.
+fn stored(joined: Option<std::result::Result<Result<PartRecord>, JoinError>>) -> Result<PartRecord> {
+    match joined {
+        Some(Ok(part)) => part,
+        Some(Err(e)) => Err(Error::internal(format!("storing a part: {e}"))),
+        None => Err(Error::internal("a part was awaited where none was on its way")),
+    }
 }
 
 /// The session: where the bytes are staged, how many are committed, and their running SHA-256.
@@ -108,7 +119,7 @@ impl<'a> Ingest<'a> {
                 store.write_at(&self.staging, self.received, body).await?;
                 Vec::new()
             }
-            Writer::Parts(store) => self.stage_parts(store.as_ref(), body).await?,
+            Writer::Parts(store) => self.stage_parts(store.clone(), body).await?,
         };
         let meter = std::mem::take(&mut *meter.lock().expect("meter poisoned"));
         let span = tracing::Span::current();
@@ -118,28 +129,53 @@ impl<'a> Ingest<'a> {
         Ok(Chunk { offset: self.received, written: meter.bytes, hasher: meter.hasher, parts, superseded })
     }
 
-    async fn stage_parts(&self, store: &dyn PartStaging, mut body: ByteStream) -> Result<Vec<PartRecord>> {
+    /// Re-chunks `body` into parts and stores them, up to the budget's parts in flight at once: the next
+    /// part fills while the previous ones are on their way. Returns once every part is stored (in index
+    /// order); on an error, the parts still on their way are abandoned (unrecorded, so the upload's abort
+    /// removes them).
+    async fn stage_parts(&self, store: Arc<dyn PartStaging>, mut body: ByteStream) -> Result<Vec<PartRecord>> {
         let granule = store.granule();
         let size = usize::try_from(granule).map_err(Error::internal)?;
-        let upload_id = self.upload_id()?;
+        let upload_id = self.upload_id()?.to_owned();
+        let budget = self.blobs.part_budget();
+        let mut reservation = Some(budget.reserve(granule).await);
         let mut pending = self.read_tail(self.received, granule).await?;
         let mut index = self.received / granule;
+        let mut on_their_way = JoinSet::new();
         let mut parts = Vec::new();
         let mut end = self.received;
         while let Some(bytes) = body.next().await {
             let mut bytes = bytes?;
             end += bytes.len() as u64;
             while !bytes.is_empty() {
+                if reservation.is_none() {
+                    reservation = Some(budget.reserve(granule).await);
+                    pending = BytesMut::with_capacity(size);
+                }
                 let take = (size - pending.len()).min(bytes.len());
                 pending.extend_from_slice(&bytes.split_to(take));
                 if pending.len() == size {
-                    let part = std::mem::replace(&mut pending, BytesMut::with_capacity(size)).freeze();
-                    let id = store.put_part(&self.staging.dest, upload_id, index, part).await?;
-                    parts.push(PartRecord { index, id });
+                    while on_their_way.len() >= budget.in_flight() {
+                        parts.push(stored(on_their_way.join_next().await)?);
+                    }
+                    let part = std::mem::take(&mut pending).freeze();
+                    let (store, dest, upload_id) = (store.clone(), self.staging.dest.clone(), upload_id.clone());
+                    // The part keeps its share of the budget until it is stored.
+                    let held = reservation.take();
+                    let put = async move {
+                        let id = store.put_part(&dest, &upload_id, index, part).await?;
+                        drop(held);
+                        Ok(PartRecord { index, id })
+                    };
+                    on_their_way.spawn(put.instrument(tracing::Span::current()));
                     index += 1;
                 }
             }
         }
+        while let Some(joined) = on_their_way.join_next().await {
+            parts.push(stored(Some(joined))?);
+        }
+        parts.sort_by_key(|part| part.index);
         if end > self.received && !pending.is_empty() {
             self.blobs.objects().put(&self.staging.tail_key(end), pending.freeze()).await?;
         }
@@ -192,6 +228,19 @@ impl<'a> Ingest<'a> {
         Ok(true)
     }
 
+    /// Deletes the tail `chunk` staged, when no commit will record it (its parts go with the staging
+    /// area's abort): a chunk refused after it was staged leaves nothing behind.
+    pub async fn discard(&self, chunk: &Chunk) {
+        if chunk.written == 0 {
+            return;
+        }
+        if let Some(Garbage::Object(key)) = self.tail_of(chunk.offset + chunk.written) {
+            if let Err(e) = self.blobs.objects().delete(&key).await {
+                tracing::warn!(error = %e, key, "deleting the tail of a discarded chunk failed");
+            }
+        }
+    }
+
     /// Moves past `chunk` where no database records progress (a store migration, an upstream copy: they
     /// complete in one go or start over).
     pub fn commit_unrecorded(&mut self, chunk: Chunk) {
@@ -216,6 +265,8 @@ impl<'a> Ingest<'a> {
                     )));
                 }
                 let mut ids: Vec<String> = parts.iter().map(|p| p.id.clone()).collect();
+                // The tail is a part in memory too.
+                let _reservation = self.blobs.part_budget().reserve(granule).await;
                 let tail = self.read_tail(self.received, granule).await?;
                 if !tail.is_empty() {
                     let index = self.received / granule;
@@ -231,5 +282,133 @@ impl<'a> Ingest<'a> {
     /// Deletes garbage whose queuing was just recorded (the janitor retries what fails).
     pub async fn reclaim(&self, meta: &dyn MetaStore, garbage: &[Garbage]) {
         super::garbage::reclaim_now(meta, self.blobs, garbage).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use futures_util::stream;
+    use object_store::memory::InMemory;
+    use object_store::multipart::{MultipartStore, PartId};
+    use object_store::path::Path;
+    use object_store::{MultipartId, PutPayload};
+
+    use super::*;
+    use crate::blob::PartBudget;
+    use crate::domain::staging_key;
+
+    const GRANULE: u64 = 1024;
+
+    /// `InMemory`'s multipart uploads, each part taking a while, counting how many are stored at once.
+    #[derive(Debug, Default)]
+    struct SlowParts {
+        store: Arc<InMemory>,
+        now: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl std::fmt::Display for SlowParts {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("SlowParts")
+        }
+    }
+
+    #[async_trait]
+    impl MultipartStore for SlowParts {
+        async fn create_multipart(&self, path: &Path) -> object_store::Result<MultipartId> {
+            self.store.create_multipart(path).await
+        }
+        async fn put_part(
+            &self,
+            path: &Path,
+            id: &MultipartId,
+            part_idx: usize,
+            data: PutPayload,
+        ) -> object_store::Result<PartId> {
+            let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            self.store.put_part(path, id, part_idx, data).await
+        }
+        async fn complete_multipart(
+            &self,
+            path: &Path,
+            id: &MultipartId,
+            parts: Vec<PartId>,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.store.complete_multipart(path, id, parts).await
+        }
+        async fn abort_multipart(&self, path: &Path, id: &MultipartId) -> object_store::Result<()> {
+            self.store.abort_multipart(path, id).await
+        }
+    }
+
+    fn slow_bucket(budget: PartBudget) -> (Blobs, Arc<SlowParts>) {
+        let parts = Arc::new(SlowParts::default());
+        let blobs = Blobs::in_memory_over(parts.store.clone(), parts.clone(), GRANULE).with_part_budget(budget);
+        (blobs, parts)
+    }
+
+    fn content(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed)).collect()
+    }
+
+    /// Stages `bytes` (in uneven frames) as one chunk into a new object and completes it; the object's key.
+    async fn transfer(blobs: &Blobs, bytes: Vec<u8>) -> String {
+        let name = crate::domain::random_alphanumeric(12);
+        let staging = Staging { key: staging_key(&name), dest: format!("files/t/{name}"), upload_id: None };
+        let mut ingest = Ingest::begin(blobs, staging).await.unwrap();
+        let frames: Vec<Result<Bytes>> = bytes.chunks(700).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let cap = Cap { bytes: u64::MAX, overflow: Box::new(|| Error::internal("overflow")) };
+        let chunk = ingest.stage(stream::iter(frames).boxed(), cap).await.unwrap();
+        assert_eq!(
+            chunk.parts.iter().map(|p| p.index).collect::<Vec<_>>(),
+            (0..chunk.parts.len() as u64).collect::<Vec<_>>()
+        );
+        let parts = chunk.parts.clone();
+        ingest.commit_unrecorded(chunk);
+        ingest.complete(&parts).await.unwrap();
+        ingest.staging().dest.clone()
+    }
+
+    async fn stored(blobs: &Blobs, key: &str, size: usize) -> Vec<u8> {
+        let bytes: Vec<Bytes> = blobs.read(key, 0..size as u64).await.unwrap().try_collect().await.unwrap();
+        bytes.concat()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parts_are_stored_several_at_once_and_never_more_than_the_budget_allows() {
+        let (blobs, parts) = slow_bucket(PartBudget::new(3, 100 * GRANULE));
+        let bytes = content(10 * GRANULE as usize + 300, 1);
+        let key = transfer(&blobs, bytes.clone()).await;
+        assert_eq!(stored(&blobs, &key, bytes.len()).await, bytes, "whole, in order");
+        assert_eq!(parts.most.load(Ordering::SeqCst), 3, "three parts in flight, not more, not fewer");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transfers_sharing_a_small_memory_budget_wait_for_it_and_all_finish_whole() {
+        // Room for two parts in the whole node: four transfers take turns.
+        let (blobs, parts) = slow_bucket(PartBudget::new(4, 2 * GRANULE));
+        let blobs = Arc::new(blobs);
+        let transfers: Vec<_> = (0..4u8)
+            .map(|seed| {
+                let blobs = blobs.clone();
+                tokio::spawn(async move {
+                    let bytes = content(5 * GRANULE as usize + 100 * seed as usize, seed);
+                    let key = transfer(&blobs, bytes.clone()).await;
+                    assert_eq!(stored(&blobs, &key, bytes.len()).await, bytes, "transfer {seed}");
+                })
+            })
+            .collect();
+        for transfer in transfers {
+            tokio::time::timeout(Duration::from_secs(30), transfer).await.expect("no transfer waits forever").unwrap();
+        }
+        assert!(parts.most.load(Ordering::SeqCst) <= 2, "the parts in memory fit the budget");
     }
 }

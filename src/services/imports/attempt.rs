@@ -85,6 +85,10 @@ pub struct Attempt<'a> {
     mime_type: Option<String>,
 }
 
+/// Parts an import stores between two commits of its progress, at least: a crash refetches at most
+/// this many, and the pause while the last parts of a span are stored comes once per span.
+const MIN_PARTS_PER_COMMIT: usize = 8;
+
 /// `Ok(Some(file, garbage))` when the import is ready (with the staging it leaves to delete), `Ok(None)`
 /// when the lease was lost.
 pub type Finished = Option<(FileRecord, Vec<Garbage>)>;
@@ -124,7 +128,8 @@ impl<'a> Attempt<'a> {
         attempt.finish().await
     }
 
-    /// Stages the source part by part, committing each with the lease; `false` once the lease is lost.
+    /// Stages the source span by span (several parts of the store each), committing each span with the
+    /// lease; `false` once the lease is lost.
     async fn ingest_source(
         &mut self,
         body: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
@@ -134,10 +139,17 @@ impl<'a> Attempt<'a> {
         let mut body = PartSource::new(body, self.workers.settings.config.stall_timeout);
         loop {
             let received = self.ingest.received();
-            // A part ends on a part boundary of the store, so a stalled import's tail never outgrows one;
-            // the local disk commits its progress every granule of the upload protocol.
+            // A span ends on a part boundary of the store, so a stalled import's tail never outgrows one;
+            // it holds several parts, so that they go up while the next ones are fetched (the budget's
+            // parts in flight), and its progress is committed once they are all stored. The first span is
+            // one part, so that a type the deployment refuses is refused before more is fetched. The
+            // local disk commits every granule of the upload protocol.
             let part_len = match self.workers.blobs.writer() {
-                Writer::Parts(store) => store.granule() - received % store.granule(),
+                Writer::Parts(store) => {
+                    let in_flight = self.workers.blobs.part_budget().in_flight();
+                    let parts = if received == 0 { 1 } else { (2 * in_flight).max(MIN_PARTS_PER_COMMIT) as u64 };
+                    parts * store.granule() - received % store.granule()
+                }
                 Writer::Positional(_) => CHUNK_GRANULARITY,
             };
             let head = (received == 0).then(|| Arc::new(Mutex::new(Vec::new())));
@@ -152,8 +164,14 @@ impl<'a> Attempt<'a> {
                 .await
                 .map_err(|_| Failure::transient(FailureCode::Internal, "the source stream ended unexpectedly"))?;
             if let Some(head) = head {
-                let head = head.lock().expect("sniff buffer poisoned");
-                self.mime_type = Some(sniff(self.workers, source, &head)?);
+                let sniffed = sniff(self.workers, source, &head.lock().expect("sniff buffer poisoned"));
+                match sniffed {
+                    Ok(mime_type) => self.mime_type = Some(mime_type),
+                    Err(refused) => {
+                        self.ingest.discard(&chunk).await;
+                        return Err(refused);
+                    }
+                }
             }
             let written = chunk.written;
             if written > 0 {

@@ -122,7 +122,7 @@ impl Fetcher {
                 })?;
                 continue;
             }
-            return self.accept(response, url, resume.map(|(offset, _)| offset));
+            return self.accept(response, url, resume);
         }
         unreachable!("the loop returns on its last iteration")
     }
@@ -131,10 +131,26 @@ impl Fetcher {
         &self,
         response: reqwest::Response,
         url: Url,
-        resume_from: Option<u64>,
+        resume: Option<(u64, &str)>,
     ) -> Result<SourceResponse, Failure> {
         let status = response.status();
         let headers = response.headers();
+        let resume_from = resume.map(|(offset, _)| offset);
+        if let Some((offset, validator)) = resume
+            && status == StatusCode::RANGE_NOT_SATISFIABLE
+            && unsatisfied_length(headers) == Some(offset)
+        {
+            // Every byte is already staged (an attempt ended between its last commit and its finish),
+            // and the source, unchanged (`If-Range` held), says there are no more: nothing to fetch.
+            return Ok(SourceResponse {
+                offset,
+                total: Some(offset),
+                validator: Some(validator.to_owned()),
+                content_type: None,
+                url,
+                body: futures_util::stream::empty().boxed(),
+            });
+        }
         let (offset, total) = match status {
             StatusCode::OK => (0, response.content_length()),
             StatusCode::PARTIAL_CONTENT => {
@@ -205,6 +221,12 @@ fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
     Some((start, total.trim().parse().ok()))
 }
 
+/// `Content-Range: bytes */LENGTH` (a 416's) → LENGTH.
+fn unsatisfied_length(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    value.strip_prefix("bytes */")?.trim().parse().ok()
+}
+
 /// A strong ETag, else Last-Modified: what `If-Range` may carry (weak ETags may not).
 fn validator(headers: &HeaderMap) -> Option<String> {
     let get = |name| headers.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok()).map(str::to_owned);
@@ -238,6 +260,8 @@ mod tests {
     fn content_range_gives_start_and_total() {
         assert_eq!(content_range(&headers(&[(header::CONTENT_RANGE, "bytes 100-199/1000")])), Some((100, Some(1000))));
         assert_eq!(content_range(&headers(&[(header::CONTENT_RANGE, "bytes 100-199/*")])), Some((100, None)));
+        assert_eq!(unsatisfied_length(&headers(&[(header::CONTENT_RANGE, "bytes */1000")])), Some(1000));
+        assert_eq!(unsatisfied_length(&headers(&[(header::CONTENT_RANGE, "bytes 0-1/1000")])), None);
         assert_eq!(content_range(&headers(&[(header::CONTENT_RANGE, "items 1-2/3")])), None);
     }
 

@@ -1,5 +1,6 @@
-//! A source body cut into parts. Each part is handed to the blob store as its own stream and made
-//! durable before the next one starts, so an import's progress survives a crash every part. A source
+//! A source body cut into spans (`part`: a run of the store's parts). Each span is handed to the ingest
+//! session as its own stream and made durable and committed before the next one starts, so an import's
+//! progress survives a crash every span. A source
 //! error or stall does not fail the part: it ends the stream early and is kept aside, so the bytes that
 //! did arrive are still stored and committed, and the next attempt resumes right after them.
 
