@@ -204,6 +204,30 @@ async fn small_objects_tails_and_abandoned_staging_areas() {
 }
 
 #[tokio::test]
+async fn many_objects_are_deleted_at_once_and_each_one_gone_is_reported() {
+    for subject in subjects().await {
+        let (name, blobs) = (subject.name, &subject.blobs);
+        let base = staging_key(&random_alphanumeric(12));
+        let present: Vec<String> = (0..5).map(|i| format!("{base}/tail-{i}")).collect();
+        for key in &present {
+            blobs.objects().put(key, Bytes::from_static(b"bytes")).await.unwrap();
+        }
+        let absent = format!("{base}/never-written");
+        let registered = crate::domain::registered_key("gs://caller-bucket/their-object");
+        let mut keys = present.clone();
+        keys.extend([absent, registered]);
+        let mut gone = blobs.delete_many(&keys).await;
+        gone.sort();
+        keys.sort();
+        assert_eq!(gone, keys, "{name}: every key reported gone, the absent and the registered included");
+        for key in &present {
+            assert_eq!(blobs.objects().size(key).await.unwrap(), None, "{name}: {key} deleted");
+        }
+        assert!(blobs.delete_many(&[]).await.is_empty(), "{name}");
+    }
+}
+
+#[tokio::test]
 async fn storage_uris_and_listing_follow_the_kind_of_store() {
     let dir = tempfile::tempdir().unwrap();
     let local = Blobs::local(dir.path().to_owned()).await.unwrap();

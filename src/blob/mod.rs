@@ -245,6 +245,16 @@ impl Blobs {
         }
     }
 
+    /// Removes many objects at once (see [`Objects::delete_many`]); returns the keys that are gone. A
+    /// registered file's object is the caller's, and counts as gone without being touched.
+    pub async fn delete_many(&self, keys: &[String]) -> Vec<String> {
+        let (registered, own): (Vec<String>, Vec<String>) =
+            keys.iter().cloned().partition(|key| registered_uri(key).is_some());
+        let mut gone = registered;
+        gone.extend(self.objects.delete_many(&own).await);
+        gone
+    }
+
     /// The object's URI for services that read buckets directly (`gs://…`, `s3://…`, `az://…`); `None` on
     /// the local disk.
     pub fn storage_uri(&self, key: &str) -> Option<String> {

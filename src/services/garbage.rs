@@ -7,24 +7,30 @@ use crate::meta::{Garbage, MetaStore};
 use crate::telemetry::metric;
 
 /// Deletes queued blobs, then takes those that went off the queue in one transaction; returns how many
-/// went, and whether all did (what failed stays queued for the next sweep).
+/// went, and whether all did (what failed stays queued for the next sweep). Objects go in the store's bulk
+/// deletes; staging areas (multipart uploads) one by one, as no store aborts them in bulk.
 async fn reclaim(meta: &dyn MetaStore, blobs: &Blobs, items: &[Garbage]) -> (u64, bool) {
-    let mut done = Vec::with_capacity(items.len());
-    let mut all = true;
+    let objects: Vec<String> = items
+        .iter()
+        .filter_map(|item| match item {
+            Garbage::Object(key) => Some(key.clone()),
+            Garbage::Staging(_) => None,
+        })
+        .collect();
+    let mut done = blobs.delete_many(&objects).await;
+    let mut all = done.len() == objects.len();
     for item in items {
-        let removed = match item {
-            Garbage::Object(key) => blobs.delete(key).await,
-            Garbage::Staging(staging) => blobs.abort(staging).await,
-        };
-        match removed {
-            Ok(()) => done.push(item.key()),
+        let Garbage::Staging(staging) = item else { continue };
+        match blobs.abort(staging).await {
+            Ok(()) => done.push(item.key().to_owned()),
             Err(e) => {
-                tracing::warn!(blob.key = %item.key(), error = %e, "deleting a blob failed; the janitor retries");
+                tracing::warn!(blob.key = %item.key(), error = %e, "deleting a staging area failed; the janitor retries");
                 all = false;
                 break;
             }
         }
     }
+    let done: Vec<&str> = done.iter().map(String::as_str).collect();
     if let Err(e) = meta.garbage_done(&done).await {
         tracing::warn!(error = %e, blobs = done.len(), "unqueueing deleted blobs failed; the janitor retries");
         return (0, false);
