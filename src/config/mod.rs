@@ -81,6 +81,14 @@ pub struct ServeArgs {
     /// Unfinished imports a project may have at once; more are refused with 429.
     #[arg(long, env = "FILEGATE_IMPORT_MAX_ACTIVE_PER_PROJECT", default_value_t = 100)]
     pub import_max_active_per_project: u64,
+    /// Connections one import may use at once, each fetching an 8 MiB range, when the source takes ranges
+    /// and names its version (ETag or Last-Modified); 1 fetches every source as one stream.
+    #[arg(long, env = "FILEGATE_IMPORT_CONNECTIONS", default_value_t = 4)]
+    pub import_connections: usize,
+    /// Bytes of ranges fetched ahead of where imports are, held in memory by all imports of this node
+    /// together (8 MiB each); when none is free, an import reads on with one connection.
+    #[arg(long, env = "FILEGATE_IMPORT_READ_AHEAD_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub import_read_ahead_bytes: u64,
     /// Comma-separated glob patterns (`*` wildcard) the `model` of an import must match.
     #[arg(long, env = "FILEGATE_IMPORT_MODELS", default_value = "*")]
     pub import_models: String,
@@ -142,6 +150,9 @@ pub struct ImportConfig {
     pub stall_timeout: Duration,
     pub total_timeout: Duration,
     pub max_attempts: u32,
+    /// Connections per import (ranges), and the node's memory for ranges read ahead.
+    pub connections: usize,
+    pub read_ahead_bytes: u64,
     /// Glob patterns (`*` only) an import's `model` must match.
     pub models: Vec<String>,
 }
@@ -199,6 +210,7 @@ impl Config {
         problems.check(args.default_ttl_seconds > 0, "FILEGATE_DEFAULT_TTL_SECONDS must be at least 1");
         problems.check(args.sweep_interval_seconds > 0, "FILEGATE_SWEEP_INTERVAL_SECONDS must be at least 1");
         problems.check(args.import_workers > 0, "FILEGATE_IMPORT_WORKERS must be at least 1");
+        problems.check(args.import_connections > 0, "FILEGATE_IMPORT_CONNECTIONS must be at least 1");
         problems.check(args.import_lease_seconds >= 3, "FILEGATE_IMPORT_LEASE_SECONDS must be at least 3");
         for (value, name) in [
             (args.import_connect_timeout_seconds, "FILEGATE_IMPORT_CONNECT_TIMEOUT_SECONDS"),
@@ -258,6 +270,8 @@ impl Config {
                 stall_timeout: Duration::from_secs(args.import_stall_timeout_seconds),
                 total_timeout: Duration::from_secs(args.import_total_timeout_seconds),
                 max_attempts: args.import_max_attempts,
+                connections: args.import_connections,
+                read_ahead_bytes: args.import_read_ahead_bytes,
                 models,
             },
             request_idle_timeout: Duration::from_secs(args.request_idle_timeout_seconds),

@@ -176,6 +176,76 @@ async fn a_source_that_changed_is_started_over_never_spliced() {
     assert_eq!(task["bytes"], json!(new.len()));
 }
 
+/// A source that takes ranges: `version(i)` is the file and its ETag when request `i` arrives.
+fn ranged_source(
+    version: impl Fn(usize) -> (Vec<u8>, &'static str) + Send + Sync + 'static,
+) -> impl Fn(usize, &crate::sources::Seen) -> Reply + Send + Sync + 'static {
+    move |i, req| {
+        let (bytes, etag) = version(i);
+        let whole = || Reply::new(200, bytes.clone()).header("accept-ranges", "bytes").header("etag", etag);
+        if req.headers.get("if-range").is_some_and(|v| v != etag) {
+            return whole(); // a real server's answer when the version changed
+        }
+        let Some(range) = req.headers.get("range").and_then(|r| r.strip_prefix("bytes=")) else { return whole() };
+        let (from, to) = range.split_once('-').unwrap();
+        let from: usize = from.parse().unwrap();
+        let to: usize = if to.is_empty() { bytes.len() - 1 } else { to.parse().unwrap() };
+        Reply::new(206, bytes[from..=to].to_vec())
+            .header("accept-ranges", "bytes")
+            .header("etag", etag)
+            .header("content-range", format!("bytes {from}-{to}/{}", bytes.len()))
+    }
+}
+
+#[tokio::test]
+async fn a_source_that_takes_ranges_is_fetched_over_several_connections_in_order() {
+    let bytes = data(40 * MIB + 123, 41);
+    let source = {
+        let bytes = bytes.clone();
+        Scripted::start(ranged_source(move |_| (bytes.clone(), "\"v1\""))).await
+    };
+    let server = import_server().start();
+    let importer = server.importer(ALPHA_KEY);
+    let task = importer
+        .settle(&importer.create_ok(json!({"source_url": format!("{}/big.bin", source.url), "model": "m"})).await)
+        .await;
+    assert_eq!(task["status"], "ready", "{task}");
+    assert_eq!(task["sha256"], json!(sha256_hex(&bytes)), "the bytes in order");
+    let requests = source.requests();
+    let ranges: Vec<&str> = requests.iter().filter_map(|r| r.headers.get("range").map(String::as_str)).collect();
+    // One GET for the first 8 MiB, then every other 8 MiB segment by a closed range, each with If-Range.
+    assert_eq!(requests.len(), 6, "{ranges:?}");
+    assert!(ranges.contains(&"bytes=8388608-16777215") && ranges.contains(&"bytes=41943040-41943162"), "{ranges:?}");
+    assert!(requests[1..].iter().all(|r| r.headers.get("if-range").map(String::as_str) == Some("\"v1\"")));
+}
+
+#[tokio::test]
+async fn a_source_that_changes_between_two_ranges_is_started_over_and_ends_with_the_new_bytes() {
+    let old = data(40 * MIB, 42);
+    let new = data(40 * MIB + 7, 43);
+    let source = {
+        let (old, new) = (old.clone(), new.clone());
+        // The file changes after the third request: ranges asked for later are of another version.
+        Scripted::start(ranged_source(move |i| if i < 3 { (old.clone(), "\"old\"") } else { (new.clone(), "\"new\"") }))
+            .await
+    };
+    let server = import_server().start();
+    let importer = server.importer(ALPHA_KEY);
+    let task = importer
+        .settle(&importer.create_ok(json!({"source_url": format!("{}/moving.bin", source.url), "model": "m"})).await)
+        .await;
+    assert_eq!(task["status"], "ready", "{task}");
+    assert_eq!(task["sha256"], json!(sha256_hex(&new)), "the new version, whole, never spliced");
+    assert_eq!(task["bytes"], json!(new.len()));
+    let asked_for_old = source
+        .requests()
+        .iter()
+        .skip(3)
+        .filter(|r| r.headers.get("if-range").map(String::as_str) == Some("\"old\""))
+        .count();
+    assert!(asked_for_old > 0, "the change was met mid-import, by a range of the old version");
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_and_client_errors_fail_at_once() {
     let bytes = data(4000, 7);

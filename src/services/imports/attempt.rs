@@ -130,11 +130,7 @@ impl<'a> Attempt<'a> {
 
     /// Stages the source span by span (several parts of the store each), committing each span with the
     /// lease; `false` once the lease is lost.
-    async fn ingest_source(
-        &mut self,
-        body: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
-        source: &Described,
-    ) -> Result<bool, Failure> {
+    async fn ingest_source(&mut self, body: super::ranged::SourceBody, source: &Described) -> Result<bool, Failure> {
         let limit = self.workers.settings.limits.max_file_bytes;
         let mut body = PartSource::new(body, self.workers.settings.config.stall_timeout);
         loop {

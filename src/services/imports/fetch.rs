@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 use url::Url;
 
+use super::ranged::{self, RangedFetches, SourceBody};
 use super::ssrf::{AddressPolicy, ForbiddenHost, GuardedResolver, UrlProblem, check_parsed};
 use crate::domain::{FailureCode, FileError};
 
@@ -48,7 +48,7 @@ pub struct SourceResponse {
     pub content_type: Option<String>,
     /// The final URL, after redirects (its last path segment names the file).
     pub url: Url,
-    pub body: futures_util::stream::BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    pub body: SourceBody,
 }
 
 /// The HTTP client of imports: SSRF-guarded resolution, no proxies, no automatic redirects or
@@ -57,10 +57,11 @@ pub struct Fetcher {
     client: reqwest::Client,
     policy: Arc<AddressPolicy>,
     stall: Duration,
+    ranged: RangedFetches,
 }
 
 impl Fetcher {
-    pub fn new(policy: Arc<AddressPolicy>, connect_timeout: Duration, stall: Duration) -> Self {
+    pub fn new(policy: Arc<AddressPolicy>, connect_timeout: Duration, stall: Duration, ranged: RangedFetches) -> Self {
         let client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -69,7 +70,7 @@ impl Fetcher {
             .user_agent(concat!("filegate/", env!("CARGO_PKG_VERSION"), " (URL import)"))
             .build()
             .expect("the import HTTP client configuration is valid");
-        Self { client, policy, stall }
+        Self { client, policy, stall, ranged }
     }
 
     /// GETs `url` (from `offset` with `If-Range: validator` when resuming) and follows up to
@@ -177,14 +178,26 @@ impl Fetcher {
             || headers.get(header::ACCEPT_RANGES).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("bytes"));
         let validator = takes_ranges.then(|| validator(headers)).flatten();
         let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Ok(SourceResponse {
-            offset,
-            total,
-            validator,
-            content_type,
-            url,
-            body: response.bytes_stream().into_stream().boxed(),
-        })
+        let body = response
+            .bytes_stream()
+            .map_err(|e| {
+                Failure::transient(FailureCode::SourceUnreachable, format!("the source connection broke: {e}"))
+            })
+            .boxed();
+        let body = match (&validator, total) {
+            (Some(validator), Some(total)) if self.ranged.applies(total - offset) => {
+                let source = ranged::Source {
+                    client: self.client.clone(),
+                    url: url.clone(),
+                    validator: validator.clone(),
+                    total,
+                    stall: self.stall,
+                };
+                ranged::body(&self.ranged, source, offset, body)
+            }
+            _ => body,
+        };
+        Ok(SourceResponse { offset, total, validator, content_type, url, body })
     }
 }
 
@@ -214,7 +227,7 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// `Content-Range: bytes START-END/TOTAL` → (START, TOTAL if known).
-fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
+pub(super) fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
     let value = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
     let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;
     let start = range.split_once('-')?.0.trim().parse().ok()?;

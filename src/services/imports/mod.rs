@@ -5,6 +5,7 @@
 mod attempt;
 mod fetch;
 mod mime;
+mod ranged;
 mod source;
 pub mod ssrf;
 mod task;

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, stream};
 use tokio::sync::oneshot;
 
 use super::fetch::Failure;
+use super::ranged::SourceBody;
 use crate::blob::ByteStream;
 use crate::domain::FailureCode;
 
@@ -20,7 +20,7 @@ use crate::domain::FailureCode;
 pub const SNIFF_BYTES: usize = 512;
 
 pub struct PartSource {
-    body: BoxStream<'static, Result<Bytes, reqwest::Error>>,
+    body: SourceBody,
     leftover: Option<Bytes>,
     stall: Duration,
     /// Why the body ended early, if it did.
@@ -30,7 +30,7 @@ pub struct PartSource {
 }
 
 impl PartSource {
-    pub fn new(body: BoxStream<'static, Result<Bytes, reqwest::Error>>, stall: Duration) -> Self {
+    pub fn new(body: SourceBody, stall: Duration) -> Self {
         Self { body, leftover: None, stall, failure: None, done: false }
     }
 
@@ -44,9 +44,7 @@ impl PartSource {
         let failure = match tokio::time::timeout(self.stall, self.body.next()).await {
             Ok(Some(Ok(bytes))) => return Some(bytes),
             Ok(None) => None,
-            Ok(Some(Err(e))) => {
-                Some(Failure::transient(FailureCode::SourceUnreachable, format!("the source connection broke: {e}")))
-            }
+            Ok(Some(Err(failure))) => Some(failure),
             Err(_) => Some(Failure::transient(
                 FailureCode::Timeout,
                 format!("the source sent nothing for {} s", self.stall.as_secs()),

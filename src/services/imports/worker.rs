@@ -10,6 +10,7 @@ use tracing::Instrument as _;
 
 use super::attempt::{Attempt, storage_failure};
 use super::fetch::{Failure, Fetcher};
+use super::ranged::RangedFetches;
 use super::{ImportQueue, ImportSettings, task};
 use crate::blob::Blobs;
 use crate::domain::Staging;
@@ -61,8 +62,9 @@ fn backoff(attempts: u32) -> Duration {
 
 impl Workers {
     pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<Blobs>, settings: ImportSettings, queue: Arc<ImportQueue>) -> Self {
-        let fetcher =
-            Fetcher::new(settings.policy.clone(), settings.config.connect_timeout, settings.config.stall_timeout);
+        let config = &settings.config;
+        let ranged = RangedFetches::new(config.connections, config.read_ahead_bytes);
+        let fetcher = Fetcher::new(settings.policy.clone(), config.connect_timeout, config.stall_timeout, ranged);
         let owner = format!("node-{}", random_alphanumeric(12));
         Self { on_ready: None, meta, blobs, fetcher, settings, queue, owner }
     }
