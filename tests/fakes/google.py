@@ -83,13 +83,13 @@ class Handler(BaseHTTPRequestHandler):
     # --- plumbing -----------------------------------------------------------------------------------
     def body(self):
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            data = b""
+            chunks = []
             while True:
                 size = int(self.rfile.readline().strip().split(b";")[0], 16)
                 if size == 0:
                     self.rfile.readline()
-                    return data
-                data += self.rfile.read(size)
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
                 self.rfile.readline()
         return self.rfile.read(int(self.headers.get("content-length") or 0))
 
@@ -211,14 +211,15 @@ class Handler(BaseHTTPRequestHandler):
                     return self.reply(204)
                 if self.command == "POST":
                     text = data.decode()
-                    assembled = b""
+                    pieces = []
                     for entry in text.split("<Part>")[1:]:
                         number = re.search(r"<PartNumber>(\d+)</PartNumber>", entry).group(1)
                         tag = re.search(r"<ETag>([^<]*)</ETag>", entry).group(1)
                         part = UPLOADS[upload]["parts"].get(int(number))
                         if part is None or etag(part).strip('"') != tag.replace("&quot;", "").strip('"'):
                             return self.reply(400, b"<Error><Code>InvalidPart</Code></Error>", content_type=xml)
-                        assembled += part
+                        pieces.append(part)
+                    assembled = b"".join(pieces)
                     OBJECTS[full] = assembled
                     del UPLOADS[upload]
                     body = (f"<CompleteMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
