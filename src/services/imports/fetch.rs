@@ -298,3 +298,56 @@ mod tests {
         assert_eq!(retry_after(&headers(&[(header::RETRY_AFTER, "soon")])), None);
     }
 }
+
+#[cfg(test)]
+mod resume_tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// A source on loopback that answers every request with `reply` (a whole HTTP/1.1 response head).
+    async fn source(reply: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/file.bin", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut head = [0u8; 4096];
+                let _ = socket.read(&mut head).await;
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    fn fetcher() -> Fetcher {
+        let policy = Arc::new(AddressPolicy::new(vec!["127.0.0.1/32".parse().unwrap()]));
+        Fetcher::new(policy, Duration::from_secs(5), Duration::from_secs(5), RangedFetches::new(1, 0))
+    }
+
+    #[tokio::test]
+    async fn resuming_where_the_file_ends_is_a_finished_fetch_not_a_failure() {
+        // An attempt that ended between its last commit and its finish: every byte is staged, the
+        // unchanged source (If-Range held) says there is nothing after them.
+        let ended =
+            source("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */100\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        let response = fetcher().open(&ended, Some((100, "\"v1\""))).await.unwrap();
+        assert_eq!((response.offset, response.total), (100, Some(100)));
+        assert_eq!(response.validator.as_deref(), Some("\"v1\""));
+        assert!(response.body.collect::<Vec<_>>().await.is_empty(), "nothing to fetch");
+
+        // A 416 that says the file is of another length is not that: the task fails as before.
+        let other =
+            source("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */50\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        let refused = fetcher().open(&other, Some((100, "\"v1\""))).await.err().expect("a 416 of another length fails");
+        assert!(
+            matches!(refused, Failure::Permanent(FileError { code: FailureCode::SourceHttpStatus, .. })),
+            "{refused:?}"
+        );
+        // Without a resume, a 416 is an HTTP error like any other.
+        assert!(fetcher().open(&ended, None).await.is_err());
+    }
+}

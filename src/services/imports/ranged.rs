@@ -157,11 +157,7 @@ async fn send_all(tx: &Sender, frames: Vec<Bytes>) -> Result<(), Gone> {
 async fn pass(tx: &Sender, mut stream: SourceBody, len: u64, stall: Duration) -> Result<Result<(), Gone>, Failure> {
     let mut left = len;
     while left > 0 {
-        let mut frame = next_frame(&mut stream, stall).await?;
-        if frame.len() as u64 > left {
-            frame.truncate(left as usize);
-        }
-        left -= frame.len() as u64;
+        let frame = next_within(&mut stream, &mut left, stall).await?;
         if tx.send(Ok(frame)).await.is_err() {
             return Ok(Err(Gone));
         }
@@ -169,16 +165,28 @@ async fn pass(tx: &Sender, mut stream: SourceBody, len: u64, stall: Duration) ->
     Ok(Ok(()))
 }
 
-async fn next_frame(stream: &mut SourceBody, stall: Duration) -> Result<Bytes, Failure> {
-    match tokio::time::timeout(stall, stream.next()).await {
-        Ok(Some(frame)) => frame,
+/// The next frame of a range with `left` bytes to go, cut at its end (a source may send more than asked).
+async fn next_within(stream: &mut SourceBody, left: &mut u64, stall: Duration) -> Result<Bytes, Failure> {
+    let mut frame = match tokio::time::timeout(stall, stream.next()).await {
+        Ok(Some(frame)) => frame?,
         Ok(None) => {
-            Err(Failure::transient(FailureCode::SourceUnreachable, "the source ended a range before its last byte"))
+            return Err(Failure::transient(
+                FailureCode::SourceUnreachable,
+                "the source ended a range before its last byte",
+            ));
         }
         Err(_) => {
-            Err(Failure::transient(FailureCode::Timeout, format!("the source sent nothing for {} s", stall.as_secs())))
+            return Err(Failure::transient(
+                FailureCode::Timeout,
+                format!("the source sent nothing for {} s", stall.as_secs()),
+            ));
         }
+    };
+    if frame.len() as u64 > *left {
+        frame.truncate(*left as usize);
     }
+    *left -= frame.len() as u64;
+    Ok(frame)
 }
 
 async fn read_ahead(
@@ -191,12 +199,7 @@ async fn read_ahead(
     let mut frames = Vec::new();
     let mut left = end - start;
     while left > 0 {
-        let mut frame = next_frame(&mut stream, source.stall).await?;
-        if frame.len() as u64 > left {
-            frame.truncate(left as usize);
-        }
-        left -= frame.len() as u64;
-        frames.push(frame);
+        frames.push(next_within(&mut stream, &mut left, source.stall).await?);
     }
     Ok(ReadAhead { frames, _slot: slot })
 }
