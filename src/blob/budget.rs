@@ -30,34 +30,33 @@ const UNIT: u64 = 1024;
 pub struct PartBudget {
     in_flight: usize,
     memory: Arc<Semaphore>,
-    memory_bytes: u64,
+    /// The whole budget, in units: the most one reservation may hold.
+    units: u32,
 }
 
 /// A part's share of the memory budget, given back when dropped.
-pub struct Reservation(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct Reservation {
+    _permit: OwnedSemaphorePermit,
+}
 
 impl PartBudget {
     /// `in_flight` parts per transfer at most (at least one), `memory_bytes` for all transfers.
     pub fn new(in_flight: usize, memory_bytes: u64) -> Self {
-        let units = usize::try_from(memory_bytes.div_ceil(UNIT)).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
-        Self { in_flight: in_flight.max(1), memory: Arc::new(Semaphore::new(units)), memory_bytes }
+        let units = u32::try_from(memory_bytes.div_ceil(UNIT)).unwrap_or(u32::MAX);
+        let permits = usize::try_from(units).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+        Self { in_flight: in_flight.max(1), memory: Arc::new(Semaphore::new(permits)), units }
     }
 
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }
 
-    pub fn memory_bytes(&self) -> u64 {
-        self.memory_bytes
-    }
-
     /// Waits until `bytes` fit in the budget and holds them. A part larger than the whole budget holds
     /// all of it (configuration refuses a budget smaller than a part, so only tests get there).
     pub async fn reserve(&self, bytes: u64) -> Reservation {
-        let total = u32::try_from(self.memory_bytes.div_ceil(UNIT)).unwrap_or(u32::MAX);
-        let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).min(total);
+        let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).min(self.units);
         let permit = self.memory.clone().acquire_many_owned(units).await.expect("the budget is never closed");
-        Reservation(permit)
+        Reservation { _permit: permit }
     }
 }
 

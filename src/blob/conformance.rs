@@ -97,9 +97,8 @@ fn body(bytes: &[u8]) -> ByteStream {
     stream::iter(pieces).boxed()
 }
 
-/// Stages `data` as the store takes bytes (at offsets, or in parts of its granule) and completes it into
-/// a new object; returns the object's key.
-async fn upload(blobs: &Blobs, data: &[u8]) -> String {
+/// A staging area begun in `blobs`, for a new object.
+async fn begun(blobs: &Blobs) -> Staging {
     let project = ProjectId::parse("conformance").unwrap();
     let mut staging = Staging {
         key: staging_key(&random_alphanumeric(12)),
@@ -107,6 +106,13 @@ async fn upload(blobs: &Blobs, data: &[u8]) -> String {
         upload_id: None,
     };
     staging.upload_id = blobs.begin(&staging).await.unwrap();
+    staging
+}
+
+/// Stages `data` as the store takes bytes (at offsets, or in parts of its granule) and completes it into
+/// a new object; returns the object's key.
+async fn upload(blobs: &Blobs, data: &[u8]) -> String {
+    let staging = begun(blobs).await;
     match blobs.writer() {
         Writer::Positional(store) => {
             let half = data.len() / 2;
@@ -181,13 +187,7 @@ async fn small_objects_tails_and_abandoned_staging_areas() {
         assert_eq!(blobs.objects().size(&tail).await.unwrap(), None, "{name}");
 
         // A staging area begun and abandoned leaves nothing: its file, or its multipart upload, goes.
-        let project = ProjectId::parse("conformance").unwrap();
-        let mut staging = Staging {
-            key: staging_key(&random_alphanumeric(12)),
-            dest: new_object_key(&project, &FileId::generate()),
-            upload_id: None,
-        };
-        staging.upload_id = blobs.begin(&staging).await.unwrap();
+        let staging = begun(blobs).await;
         if let Writer::Parts(store) = blobs.writer() {
             store
                 .put_part(&staging.dest, staging.upload_id.as_ref().unwrap(), 0, Bytes::from(vec![1; 1000]))

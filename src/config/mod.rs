@@ -86,7 +86,8 @@ pub struct ServeArgs {
     #[arg(long, env = "FILEGATE_IMPORT_CONNECTIONS", default_value_t = 4)]
     pub import_connections: usize,
     /// Bytes of ranges fetched ahead of where imports are, held in memory by all imports of this node
-    /// together (8 MiB each); when none is free, an import reads on with one connection.
+    /// together (8 MiB each); when none is free, an import reads on with one connection. Under 8 MiB,
+    /// every source is fetched as one stream.
     #[arg(long, env = "FILEGATE_IMPORT_READ_AHEAD_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub import_read_ahead_bytes: u64,
     /// Comma-separated glob patterns (`*` wildcard) the `model` of an import must match.

@@ -138,8 +138,11 @@ impl<'a> Ingest<'a> {
         let size = usize::try_from(granule).map_err(Error::internal)?;
         let upload_id = self.upload_id()?.to_owned();
         let budget = self.blobs.part_budget();
-        let mut reservation = Some(budget.reserve(granule).await);
-        let mut pending = self.read_tail(self.received, granule).await?;
+        // A part's buffer is reserved and allocated when its first byte arrives (an empty body, a bare
+        // finalize, takes neither); the first one continues the committed tail.
+        let mut reservation = None;
+        let mut pending = BytesMut::new();
+        let mut continues_tail = true;
         let mut index = self.received / granule;
         let mut on_their_way = JoinSet::new();
         let mut parts = Vec::new();
@@ -150,7 +153,11 @@ impl<'a> Ingest<'a> {
             while !bytes.is_empty() {
                 if reservation.is_none() {
                     reservation = Some(budget.reserve(granule).await);
-                    pending = BytesMut::with_capacity(size);
+                    pending = if std::mem::take(&mut continues_tail) {
+                        self.read_tail(self.received, granule).await?
+                    } else {
+                        BytesMut::with_capacity(size)
+                    };
                 }
                 let take = (size - pending.len()).min(bytes.len());
                 pending.extend_from_slice(&bytes.split_to(take));
@@ -265,10 +272,10 @@ impl<'a> Ingest<'a> {
                     )));
                 }
                 let mut ids: Vec<String> = parts.iter().map(|p| p.id.clone()).collect();
-                // The tail is a part in memory too.
-                let _reservation = self.blobs.part_budget().reserve(granule).await;
-                let tail = self.read_tail(self.received, granule).await?;
-                if !tail.is_empty() {
+                if self.received % granule != 0 {
+                    // The tail is a part in memory too.
+                    let _reservation = self.blobs.part_budget().reserve(granule).await;
+                    let tail = self.read_tail(self.received, granule).await?;
                     let index = self.received / granule;
                     ids.push(store.put_part(&self.staging.dest, self.upload_id()?, index, tail.freeze()).await?);
                     garbage.extend(self.tail_of(self.received));

@@ -37,6 +37,9 @@ pub type SourceBody = BoxStream<'static, Result<Bytes, Failure>>;
 pub struct RangedFetches {
     per_import: usize,
     slots: Arc<Semaphore>,
+    /// Whether the node has any read-ahead slot at all: without one, ranges would only be fetched one
+    /// after another, each on a new request — one stream is better.
+    can_read_ahead: bool,
 }
 
 impl RangedFetches {
@@ -44,12 +47,12 @@ impl RangedFetches {
     /// segments held by all imports of the node.
     pub fn new(per_import: usize, read_ahead_bytes: u64) -> Self {
         let slots = usize::try_from(read_ahead_bytes / SEGMENT_BYTES).unwrap_or(usize::MAX);
-        Self { per_import: per_import.max(1), slots: Arc::new(Semaphore::new(slots)) }
+        Self { per_import: per_import.max(1), slots: Arc::new(Semaphore::new(slots)), can_read_ahead: slots > 0 }
     }
 
     /// Whether a source of `remaining` bytes is worth several connections.
     pub fn applies(&self, remaining: u64) -> bool {
-        self.per_import > 1 && remaining > 2 * SEGMENT_BYTES
+        self.per_import > 1 && self.can_read_ahead && remaining > 2 * SEGMENT_BYTES
     }
 }
 
@@ -109,8 +112,8 @@ async fn produce(
     let mut ahead: VecDeque<(u64, AbortOnDropHandle<Result<ReadAhead, Failure>>)> = VecDeque::new();
     let mut position = offset;
     let mut first = Some(first);
-    // The first byte no read-ahead covers yet.
-    let mut claimed = segment_end(offset, source.total);
+    // The first byte neither the current segment nor a read-ahead covers yet.
+    let mut claimed = offset;
     while position < source.total {
         let end = segment_end(position, source.total);
         claimed = claimed.max(end);
