@@ -18,6 +18,9 @@ pub enum Error {
     /// Missing, expired or another project's file: callers cannot tell these apart, on purpose.
     #[error("file {0} not found")]
     FileNotFound(String),
+    /// Missing, expired or another project's context cache, alike.
+    #[error("cached content {0} not found")]
+    CacheNotFound(String),
     /// One field of a request is invalid; `code` names the problem for machines (`invalid_source_url`).
     #[error("{message}")]
     InvalidField { code: FieldCode, message: String },

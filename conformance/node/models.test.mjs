@@ -123,3 +123,32 @@ test('a missing file is refused with Google\'s wording before any upstream call'
     return true;
   });
 });
+
+test('in Vertex AI express mode (vertexai: true, an API key) calls, streams, counts and caches', async () => {
+  const gemini = new GoogleGenAI({ apiKey: ALPHA_KEY, httpOptions: { baseUrl } });
+  const vertex = new GoogleGenAI({ vertexai: true, apiKey: ALPHA_KEY, httpOptions: { baseUrl } });
+  const bytes = randomBytes(100_000);
+  // Vertex AI has no Files API: the file is uploaded in Gemini API mode and named by its URI.
+  const file = await gemini.files.upload({ file: new Blob([bytes]), config: { mimeType: 'video/mp4' } });
+  const clip = { ...createPartFromUri(file.uri, 'video/mp4'), videoMetadata: { startOffset: '3s', endOffset: '9s' } };
+  const contents = createUserContent([clip, 'What happens?']);
+
+  const seen = saw((await vertex.models.generateContent({ model: 'gemini-test', contents })).text);
+  assert.equal(seen[0].sha256, sha(bytes));
+  const offsets = Object.fromEntries(Object.entries(seen[0].videoMetadata).map(([k, v]) => [k.replace('_o', 'O'), v]));
+  assert.deepEqual(offsets, { startOffset: '3s', endOffset: '9s' });
+  let text = '';
+  for await (const chunk of await vertex.models.generateContentStream({ model: 'gemini-test', contents })) {
+    text += chunk.text;
+  }
+  assert.equal(saw(text)[0].sha256, sha(bytes));
+  assert.equal((await vertex.models.countTokens({ model: 'gemini-test', contents })).totalTokens, 20);
+
+  const cache = await vertex.caches.create({ model: 'gemini-test', config: { contents: [clip], ttl: '300s' } });
+  const cached = await vertex.models.generateContent({
+    model: 'gemini-test', contents: 'And then?', config: { cachedContent: cache.name },
+  });
+  assert.equal(saw(cached.text)[0].sha256, sha(bytes));
+  await vertex.caches.delete({ name: cache.name });
+  await assert.rejects(vertex.caches.get({ name: cache.name }), (err) => err.status === 403);
+});

@@ -222,3 +222,79 @@ def test_objects_in_a_bucket_are_registered_and_read_by_the_model(front):
     assert seen[0]["via"] == ("gs" if front.upstream == "vertex" else "files")
     if front.upstream == "vertex":
         assert seen[0]["uri"] == "gs://caller-bucket/lectures/intro.mp4", "no copy"
+
+
+def cache_creations(fake):
+    return [r["json"] for r in fake.control("requests")
+            if r["method"] == "POST" and r["path"].endswith("/cachedContents")]
+
+
+def test_caches_of_an_uploaded_video(front):
+    alpha, beta = front.client(), front.client(BETA_KEY)
+    video = os.urandom(150_000)
+    file = upload(alpha, video, "video/mp4")
+    first = alpha.caches.create(model=MODEL, config={"contents": [file], "ttl": "300s", "display_name": "talk"})
+    second = alpha.caches.create(model=MODEL, config={"contents": [file], "ttl": "600s"})
+    assert first.name.startswith("cachedContents/") and first.name != second.name
+    assert first.display_name == "talk" and first.expire_time < second.expire_time
+
+    # The upstream got the file's rewritten reference, the same copy for both caches.
+    uris = [c["contents"][0]["parts"][0]["fileData"]["fileUri"] for c in cache_creations(front.fake)[-2:]]
+    assert uris[0] == uris[1] and uris[0] != file.uri, uris
+    answer = alpha.models.generate_content(model=MODEL, contents="Summarize",
+                                           config={"cached_content": first.name})
+    seen = saw(answer.text)
+    assert seen[0]["sha256"] == sha(video) and seen[-1] == {"text": "Summarize"}
+
+    # Another project sees none of it.
+    with pytest.raises(errors.ClientError) as refused:
+        beta.caches.get(name=first.name)
+    assert refused.value.code == 403
+    with pytest.raises(errors.ClientError) as refused:
+        beta.models.generate_content(model=MODEL, contents="Hi", config={"cached_content": first.name})
+    assert refused.value.code == 403 and "CachedContent not found" in refused.value.message
+    assert first.name not in [c.name for c in beta.caches.list()]
+
+    assert {first.name, second.name} <= {c.name for c in alpha.caches.list()}
+    longer = alpha.caches.update(name=first.name, config={"ttl": "3600s"})
+    assert longer.expire_time > first.expire_time
+    assert alpha.caches.get(name=first.name).expire_time == longer.expire_time
+    for cache in (first, second):
+        alpha.caches.delete(name=cache.name)
+    assert not {first.name, second.name} & {c.name for c in alpha.caches.list()}
+
+
+@pytest.mark.parametrize("mode", ["express", "project"])
+def test_vertex_mode_clients(front, mode):
+    """google-genai with vertexai=True and filegate's base URL: in express mode (an API key), and with a
+    project, a location and Google credentials, the filegate key in a header; the Google token stays here."""
+    options = {"base_url": front.server.url}
+    if mode == "express":
+        vertex = genai.Client(vertexai=True, api_key=ALPHA_KEY, http_options=options)
+    else:
+        options["headers"] = {"x-goog-api-key": ALPHA_KEY}
+        vertex = genai.Client(vertexai=True, project="callers-project", location="us-central1",
+                              credentials=Credentials(token="callers-google-token"), http_options=options)
+    # Vertex AI has no Files API: the file is uploaded in Gemini API mode and named by its URI.
+    gemini = front.client()
+    data = os.urandom(100_000)
+    file = upload(gemini, data, "video/mp4")
+    clip = genai.types.Part(file_data=genai.types.FileData(file_uri=file.uri, mime_type="video/mp4"),
+                            video_metadata=genai.types.VideoMetadata(start_offset="2s", end_offset="8s"))
+
+    seen = saw(vertex.models.generate_content(model=MODEL, contents=[clip, "What happens?"]).text)
+    assert seen[0]["sha256"] == sha(data)
+    assert {k.replace("_o", "O"): v for k, v in seen[0]["videoMetadata"].items()} == \
+        {"startOffset": "2s", "endOffset": "8s"}
+    streamed = "".join(c.text for c in vertex.models.generate_content_stream(model=MODEL, contents=[clip, "Go"]))
+    assert saw(streamed)[0]["sha256"] == sha(data)
+    assert vertex.models.count_tokens(model=MODEL, contents=[clip, "Count"]).total_tokens == 20
+
+    cache = vertex.caches.create(model=MODEL, config={"contents": [clip], "ttl": "300s"})
+    answer = vertex.models.generate_content(model=MODEL, contents="And?", config={"cached_content": cache.name})
+    assert saw(answer.text)[0]["sha256"] == sha(data)
+    assert vertex.caches.get(name=cache.name).expire_time == cache.expire_time
+    vertex.caches.delete(name=cache.name)
+    for call in front.fake.control("requests"):
+        text = json.dumps(call)
+        assert "callers-google-token" not in text and "callers-project" not in text and ALPHA_KEY not in text

@@ -29,6 +29,11 @@ impl Timestamp {
         Self(self.0.saturating_add(micros))
     }
 
+    /// A time Google's APIs wrote (RFC 3339, any offset and precision), to the microsecond.
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        DateTime::parse_from_rfc3339(text).ok().map(|t| Self(t.timestamp_micros()))
+    }
+
     /// RFC 3339 in UTC with a `Z` and six fractional digits, as the Gemini API writes timestamps.
     pub fn to_rfc3339(self) -> String {
         DateTime::<Utc>::from_timestamp_micros(self.0).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -44,6 +49,9 @@ mod tests {
         let t = Timestamp::from_micros(1_770_727_746_152_401);
         assert_eq!(t.to_rfc3339(), "2026-02-10T12:49:06.152401Z");
         assert_eq!(t.unix_seconds(), 1_770_727_746);
+        assert_eq!(Timestamp::parse_rfc3339("2026-02-10T12:49:06.152401Z"), Some(t));
+        assert_eq!(Timestamp::parse_rfc3339("2026-02-10T13:49:06.152401123+01:00"), Some(t));
+        assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
     }
 
     #[test]

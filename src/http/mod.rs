@@ -2,6 +2,7 @@
 
 mod auth;
 pub mod body;
+mod caches;
 mod extract;
 pub mod gemini;
 #[cfg(test)]
@@ -136,7 +137,7 @@ fn request_span(req: &Request) -> tracing::Span {
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
         // Whatever the preflight asks for: the x-goog-upload-* family, x-goog-api-key, content types.
         .allow_headers(AllowHeaders::mirror_request())
         .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static))

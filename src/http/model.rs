@@ -30,31 +30,63 @@ pub async fn native(
     GPath((version, target)): GPath<(String, String)>,
     req: Request,
 ) -> Response {
-    let answer = async {
-        gemini::check_version(&version)?;
-        let (model, method) = target
-            .split_once(':')
-            .and_then(|(model, method)| Some((model, ModelMethod::parse(method)?)))
-            .ok_or_else(gemini::not_found)?;
-        let (parts, body) = req.into_parts();
-        let project = crate::http::auth::gemini_project(&app, &parts).await?;
-        let sse = parts
-            .uri
-            .query()
-            .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "alt" && v == "sse"));
-        let bytes = super::body::read_to_limit(body, REQUEST_MAX_BYTES as usize, too_large).await?;
-        let body: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::invalid(format!("Invalid JSON payload received. {e}")))?;
-        if !body.is_object() {
-            return Err(GeminiError::Failed(Error::invalid(
-                "Invalid JSON payload received: the body must be an object.",
-            )));
-        }
-        let call = ModelCall { project, model: model.to_owned(), method, sse, body };
-        let reply = app.models.call(call).await?;
-        Ok::<_, GeminiError>(streaming(reply, "application/json"))
-    };
-    answer.await.unwrap_or_else(IntoResponse::into_response)
+    let checked = gemini::check_version(&version);
+    forward(app, checked, &target, req).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The path parameters of the Vertex AI shaped model routes.
+#[derive(serde::Deserialize)]
+pub struct VertexModelPath {
+    version: String,
+    target: String,
+}
+
+/// `POST /{v}/publishers/google/models/{model}:{method}`, and the same under
+/// `/{v}/projects/{project}/locations/{location}/`: the paths google-genai and @google/genai build in Vertex
+/// AI mode (`vertexai=True`), express mode (an API key) and with a project and location. Served like
+/// [`native`]: the caller's project and location are the caller's idea of Google's, not filegate's
+/// upstream settings, and never replace them; the call goes wherever `FILEGATE_UPSTREAM` says.
+pub async fn vertex_native(
+    State(app): State<HttpState>,
+    GPath(path): GPath<VertexModelPath>,
+    req: Request,
+) -> Response {
+    let checked = gemini::check_vertex_version(&path.version);
+    forward(app, checked, &path.target, req).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn forward(
+    app: HttpState,
+    version: Result<(), GeminiError>,
+    target: &str,
+    req: Request,
+) -> Result<Response, GeminiError> {
+    version?;
+    let (model, method) = target
+        .split_once(':')
+        .and_then(|(model, method)| Some((model, ModelMethod::parse(method)?)))
+        .ok_or_else(gemini::not_found)?;
+    let (parts, body) = req.into_parts();
+    let project = crate::http::auth::gemini_project(&app, &parts).await?;
+    let sse = parts
+        .uri
+        .query()
+        .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "alt" && v == "sse"));
+    let body = read_json_object(body).await?;
+    let call = ModelCall { project, model: model.to_owned(), method, sse, body };
+    let reply = app.models.call(call).await?;
+    Ok(streaming(reply, "application/json"))
+}
+
+/// A request body that must be one JSON object, at most the upstream's request size.
+pub(crate) async fn read_json_object(body: Body) -> Result<Value, GeminiError> {
+    let bytes = super::body::read_to_limit(body, REQUEST_MAX_BYTES as usize, too_large).await?;
+    let body: Value =
+        serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("Invalid JSON payload received. {e}")))?;
+    if !body.is_object() {
+        return Err(GeminiError::Failed(Error::invalid("Invalid JSON payload received: the body must be an object.")));
+    }
+    Ok(body)
 }
 
 /// A reply streamed as it arrives. A failure mid-stream ends the response abruptly: the client sees a

@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use super::extract::GPath;
 use super::openapi::{Route, operations as doc};
 use super::state::HttpState;
-use super::{auth, gemini, import, model, ops};
+use super::{auth, caches, gemini, import, model, ops};
 
 /// One method on one path.
 pub struct Endpoint {
@@ -36,6 +36,10 @@ impl Endpoint {
     }
 }
 
+/// The caches as the SDKs name them in Vertex AI mode with a project and location.
+const VERTEX_CACHES: &str = "/{version}/projects/{project}/locations/{location}/cachedContents";
+const VERTEX_CACHE: &str = "/{version}/projects/{project}/locations/{location}/cachedContents/{id}";
+
 /// Every endpoint of the public address; `/metrics` only when it has no address of its own.
 pub fn endpoints(metrics_on_public: bool) -> Vec<Endpoint> {
     use Method as M;
@@ -50,6 +54,23 @@ pub fn endpoints(metrics_on_public: bool) -> Vec<Endpoint> {
         Endpoint::new(M::GET, "/{version}/files/{segment}", get_file, &[doc::get_file, doc::download, doc::get_import]),
         Endpoint::new(M::DELETE, "/{version}/files/{segment}", delete_file, &[doc::delete_file, doc::delete_import]),
         Endpoint::new(M::POST, "/{version}/models/{target}", model::native, &[doc::call_model]),
+        Endpoint::new(M::POST, "/{version}/publishers/google/models/{target}", model::vertex_native, &[]),
+        Endpoint::new(
+            M::POST,
+            "/{version}/projects/{project}/locations/{location}/publishers/google/models/{target}",
+            model::vertex_native,
+            &[],
+        ),
+        Endpoint::new(M::POST, "/{version}/cachedContents", caches::create, &[doc::create_cache]),
+        Endpoint::new(M::GET, "/{version}/cachedContents", caches::list, &[doc::list_caches]),
+        Endpoint::new(M::GET, "/{version}/cachedContents/{id}", caches::get, &[doc::get_cache]),
+        Endpoint::new(M::PATCH, "/{version}/cachedContents/{id}", caches::update, &[doc::update_cache]),
+        Endpoint::new(M::DELETE, "/{version}/cachedContents/{id}", caches::delete, &[doc::delete_cache]),
+        Endpoint::new(M::POST, VERTEX_CACHES, caches::create, &[]),
+        Endpoint::new(M::GET, VERTEX_CACHES, caches::list, &[]),
+        Endpoint::new(M::GET, VERTEX_CACHE, caches::get, &[]),
+        Endpoint::new(M::PATCH, VERTEX_CACHE, caches::update, &[]),
+        Endpoint::new(M::DELETE, VERTEX_CACHE, caches::delete, &[]),
         Endpoint::new(M::POST, "/v1/chat/completions", model::chat_completions, &[doc::chat_completions]),
         Endpoint::new(M::GET, "/healthz", ops::healthz, &[doc::healthz]),
         Endpoint::new(M::GET, "/openapi.json", ops::openapi, &[doc::openapi]),
@@ -121,6 +142,6 @@ mod tests {
         }
         let undocumented: Vec<_> =
             endpoints(true).into_iter().filter(|e| e.operations.is_empty()).map(|e| (e.method, e.mount)).collect();
-        assert_eq!(undocumented.len(), 3, "only the upload aliases go undocumented: {undocumented:?}");
+        assert_eq!(undocumented.len(), 10, "only the upload and Vertex aliases go undocumented: {undocumented:?}");
     }
 }

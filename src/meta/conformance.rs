@@ -681,3 +681,71 @@ contract!(
         assert!(store.upstream_copy(&kept.blob_key, CopyTarget::GeminiFiles).await.unwrap().is_some());
     }
 );
+
+contract!(
+    /// A cache belongs to its project; a copy it holds outlives its file until the cache's expiry, and a
+    /// hold is only ever raised (several caches may hold one copy).
+    cached_contents_are_per_project_and_hold_their_copies,
+    |store: Arc<dyn MetaStore>| async move {
+        let (alpha, beta) = (project("alpha"), project("beta"));
+        let video = file(&alpha, "video", FileState::Uploading, 10, 3600);
+        open_upload(store.as_ref(), &video, 1000).await.unwrap();
+        let now = Timestamp::now();
+        let later = |seconds: u64| now.plus_seconds(seconds);
+        let copy = UpstreamCopy {
+            blob_key: video.blob_key.clone(),
+            target: CopyTarget::VertexStaging,
+            project: alpha.clone(),
+            uri: "gs://staging/video".into(),
+            remote_name: None,
+            created_at: now,
+            expires_at: later(3600),
+        };
+        store.put_upstream_copy(&copy).await.unwrap();
+        let cache = |id: &str, expires_at| CachedContent {
+            id: id.into(),
+            project: alpha.clone(),
+            upstream_name: format!("cachedContents/up-{id}"),
+            model: "models/gemini-test".into(),
+            view: "{}".into(),
+            copies: vec![(video.blob_key.clone(), CopyTarget::VertexStaging)],
+            created_at: now,
+            expires_at,
+        };
+        for (id, expires_at) in [("c1", later(7200)), ("c2", later(60)), ("c0", now)] {
+            store.put_cached_content(&cache(id, expires_at)).await.unwrap();
+        }
+        let held = [(video.blob_key.clone(), CopyTarget::VertexStaging)];
+        store.hold_upstream_copies(&held, later(7200)).await.unwrap();
+        store.hold_upstream_copies(&held, later(60)).await.unwrap();
+
+        assert_eq!(store.cached_content(&alpha, "c1").await.unwrap(), Some(cache("c1", later(7200))));
+        assert_eq!(store.cached_content(&beta, "c1").await.unwrap(), None, "another project's cache is missing");
+        let listed = |after| {
+            let (store, alpha) = (store.clone(), alpha.clone());
+            async move {
+                let caches = store.cached_contents(&alpha, now, after, 1).await.unwrap();
+                caches.into_iter().map(|c| c.id).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(listed(None).await, ["c1"], "the expired c0 is not listed");
+        assert_eq!(listed(Some("c1")).await, ["c2"]);
+        assert!(store.cached_contents(&beta, now, None, 10).await.unwrap().is_empty());
+        assert!(!store.update_cached_content(&beta, "c2", "{\"x\": 1}", later(90)).await.unwrap());
+        assert!(store.update_cached_content(&alpha, "c2", "{\"x\": 1}", later(90)).await.unwrap());
+        assert_eq!(store.cached_content(&alpha, "c2").await.unwrap().unwrap().expires_at, later(90));
+
+        // The file goes: its copy stays while a cache holds it, past the copy's own expiry too.
+        let mut tx = store.write().await.unwrap();
+        tx.lock_project(&alpha).await.unwrap();
+        remove(tx.as_mut(), std::slice::from_ref(&video.blob_key)).await;
+        tx.commit().await.unwrap();
+        assert!(store.stale_upstream_copies(later(7000), 10).await.unwrap().is_empty(), "held until c1 expires");
+        assert_eq!(store.stale_upstream_copies(later(7200), 10).await.unwrap().len(), 1);
+
+        assert!(!store.delete_cached_content(&beta, "c1").await.unwrap());
+        assert!(store.delete_cached_content(&alpha, "c1").await.unwrap());
+        assert_eq!(store.delete_expired_cached_contents(later(100)).await.unwrap(), 2, "c0 and c2 expired");
+        assert!(store.cached_contents(&alpha, now, None, 10).await.unwrap().is_empty());
+    }
+);

@@ -9,6 +9,10 @@ One process serves:
 - the model APIs: Vertex AI (POST /v1/projects/P/locations/L/publishers/google/models/M:method, Bearer) and the
   Gemini API (POST /{v1,v1beta,v1alpha}/models/M:method, x-goog-api-key): generateContent, streamGenerateContent (?alt=sse
   or a JSON array) and countTokens;
+- context caches (cachedContents: create, get, PATCH ttl/expireTime, delete) in both shapes, Vertex AI's
+  (/v1/projects/P/locations/L/cachedContents, the model as a full resource name) and the Gemini API's
+  (/v1beta/cachedContents, models/M); a cache reads its parts when made, and a model call naming it in
+  `cachedContent` sees the cache's parts first ("saw");
 - the Gemini API's Files API: resumable upload (/upload/v1beta/files: start with an 8 MiB granularity, upload,
   query, finalize), get with PROCESSING then ACTIVE and `sha256Hash` in Google's spelling, delete.
 
@@ -28,6 +32,7 @@ prints "listening on http://127.0.0.1:PORT".
 
 import argparse
 import base64
+import calendar
 import hashlib
 import json
 import os
@@ -43,12 +48,15 @@ LOCK = threading.RLock()
 OBJECTS = {}  # "bucket/key" -> bytes
 UPLOADS = {}  # multipart upload id -> {"key": "bucket/key", "parts": {n: bytes}}
 FILES = {}  # Google file id -> {"bytes", "mime", "polls", "deleted", "key"}
+CACHES = {}  # full cache name -> {"flavour", "name", "model", "saw", "created", "updated", "expire", "display"}
 SESSIONS = {}  # resumable upload id -> {"mime", "size", "name", "key"}
 REQUESTS = []
 SCRIPT = []
 COUNTER = [0]
 ARGS = None
 PROCESSING_POLLS = 1
+PART_OPTIONS = [("videoMetadata", "videoMetadata"), ("video_metadata", "videoMetadata"),
+                ("mediaResolution", "mediaResolution"), ("media_resolution", "mediaResolution")]
 
 
 def next_id(prefix):
@@ -69,6 +77,37 @@ def b64decode_any(text):
 
 def rpc_error(code, status, message):
     return {"error": {"code": code, "message": message, "status": status}}
+
+
+def rfc3339(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
+
+
+def expiry(request, now):
+    """A cache's expiry from its `ttl` ("300s", "1.5s") or `expireTime` (RFC 3339); an hour by default."""
+    if request.get("ttl"):
+        return now + float(request["ttl"].rstrip("s"))
+    if request.get("expireTime"):
+        text = request["expireTime"].rstrip("Z").split(".")[0]
+        return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    return now + 3600
+
+
+def live_cache(flavour, name):
+    with LOCK:
+        cache = CACHES.get(name)
+    if cache is None or cache["flavour"] != flavour or cache["expire"] <= time.time():
+        return None
+    return cache
+
+
+def cache_view(cache, parts):
+    view = {"name": cache["name"], "model": cache["model"], "createTime": rfc3339(cache["created"]),
+            "updateTime": rfc3339(cache["updated"]), "expireTime": rfc3339(cache["expire"]),
+            "usageMetadata": {"totalTokenCount": 10 * parts}}
+    if cache["display"]:
+        view["displayName"] = cache["display"]
+    return view
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -114,7 +153,7 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         path = urllib.parse.unquote(url.path)
-        data = self.body() if self.command in ("POST", "PUT") else b""
+        data = self.body() if self.command in ("POST", "PUT", "PATCH") else b""
         if path.startswith("/_fake/"):
             return self.control(path, data)
         if path.startswith("/gcs/"):
@@ -126,6 +165,12 @@ class Handler(BaseHTTPRequestHandler):
         model = re.fullmatch(r"/v1(?:beta|alpha)?/models/([^/:]+):(\w+)", path)
         if model:
             return self.model_call("gemini", model.group(1), model.group(2), query, data, record)
+        cache = re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+/cachedContents)(?:/([^/]+))?", path)
+        if cache:
+            return self.caches("vertex", cache.group(1), cache.group(2), query, data)
+        cache = re.fullmatch(r"/v1(?:beta|alpha)?/(cachedContents)(?:/([^/]+))?", path)
+        if cache:
+            return self.caches("gemini", cache.group(1), cache.group(2), query, data)
         if re.fullmatch(r"/upload/v1(?:beta|alpha)?/files", path):
             return self.files_upload(query, data)
         found = re.fullmatch(r"/v1(?:beta|alpha)?/files/([a-z0-9]+)", path)
@@ -140,7 +185,7 @@ class Handler(BaseHTTPRequestHandler):
             # The client gave up (filegate's idle timeout, a cancelled stream): nothing to answer.
             self.close_connection = True
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = route
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = route
 
     def record(self, path, query, data):
         try:
@@ -310,29 +355,17 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(scripted["status"], body.encode() if isinstance(body, str) else body,
                               scripted.get("headers"), scripted.get("content_type", "application/json"))
         request = json.loads(data)
-        seen = []
         parts = [p for c in request.get("contents", []) for p in c.get("parts", [])]
         parts += request.get("systemInstruction", {}).get("parts", [])
-        for part in parts:
-            if "text" in part:
-                seen.append({"text": part["text"]})
-                continue
-            inline = part.get("inlineData") or part.get("inline_data")
-            if inline:
-                raw = b64decode_any(inline["data"])
-                seen.append({"via": "inline", "mime": inline.get("mimeType") or inline.get("mime_type"),
-                             "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)})
-                continue
-            file_data = part.get("fileData") or part.get("file_data") or {}
-            uri = file_data.get("fileUri") or file_data.get("file_uri", "")
-            raw = self.resolve(flavour, uri)
-            if raw is None:
-                if flavour == "gemini":
-                    return self.reply(403, rpc_error(403, "PERMISSION_DENIED", f"You do not have permission to access the File {uri} or it may not exist."))
-                return self.reply(400, rpc_error(400, "INVALID_ARGUMENT", f"Cannot fetch content from the provided URL {uri}."))
-            seen.append({"via": "gs" if uri.startswith("gs://") else "files", "uri": uri,
-                         "mime": file_data.get("mimeType") or file_data.get("mime_type"),
-                         "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)})
+        seen = self.read_parts(flavour, parts)
+        if seen is None:
+            return
+        cached = request.get("cachedContent")
+        if cached:
+            cache = live_cache(flavour, cached)
+            if cache is None:
+                return self.cache_missing(flavour)
+            seen = cache["saw"] + seen
         prompt_tokens = 10 * len(parts)
         if method == "countTokens":
             return self.reply(200, {"totalTokens": prompt_tokens})
@@ -382,6 +415,92 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             record["aborted"] = True
             self.close_connection = True
+
+    def read_parts(self, flavour, parts, for_cache=False):
+        """What a model reads in `parts` (a list like the answer's "saw"), or None after replying with the
+        upstream's error for a file it cannot read."""
+        seen = []
+        for part in parts:
+            if "text" in part:
+                seen.append({"text": part["text"]})
+                continue
+            # Per-part options the model applies to a file (a clip of a video, a resolution) are echoed.
+            options = {camel: part[key] for key, camel in PART_OPTIONS if key in part}
+            inline = part.get("inlineData") or part.get("inline_data")
+            if inline:
+                mime = inline.get("mimeType") or inline.get("mime_type")
+                if for_cache and flavour == "gemini" and (mime or "").startswith("video/"):
+                    # As the Gemini API: a cached video must be a Files API reference.
+                    self.reply(400, rpc_error(400, "INVALID_ARGUMENT", "fake: a video in a cache must be a file"))
+                    return None
+                raw = b64decode_any(inline["data"])
+                seen.append({"via": "inline", "mime": mime,
+                             "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw), **options})
+                continue
+            file_data = part.get("fileData") or part.get("file_data") or {}
+            uri = file_data.get("fileUri") or file_data.get("file_uri", "")
+            raw = self.resolve(flavour, uri)
+            if raw is None:
+                if flavour == "gemini":
+                    self.reply(403, rpc_error(403, "PERMISSION_DENIED", f"You do not have permission to access the File {uri} or it may not exist."))
+                else:
+                    self.reply(400, rpc_error(400, "INVALID_ARGUMENT", f"Cannot fetch content from the provided URL {uri}."))
+                return None
+            seen.append({"via": "gs" if uri.startswith("gs://") else "files", "uri": uri,
+                         "mime": file_data.get("mimeType") or file_data.get("mime_type"),
+                         "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw), **options})
+        return seen
+
+    # --- context caches (cachedContents), in both upstreams' shapes ---------------------------------
+    def cache_missing(self, flavour):
+        if flavour == "gemini":
+            return self.reply(403, rpc_error(403, "PERMISSION_DENIED", "CachedContent not found (or permission denied)"))
+        return self.reply(404, rpc_error(404, "NOT_FOUND", "The cached content was not found."))
+
+    def caches(self, flavour, collection, cache_id, query, data):
+        """POST {collection} creates; GET, PATCH (?updateMask=ttl|expireTime), DELETE {collection}/{id}. The
+        cache reads its parts when it is made, as Google's do: a file deleted afterwards does not matter."""
+        if not self.authorized(flavour):
+            return
+        if cache_id is None and self.command == "POST":
+            request = json.loads(data)
+            model = request.get("model", "")
+            shape = (r"models/[^/]+" if flavour == "gemini"
+                     else r"projects/[^/]+/locations/[^/]+/publishers/google/models/[^/]+")
+            if not re.fullmatch(shape, model):
+                return self.reply(400, rpc_error(400, "INVALID_ARGUMENT", f"fake: model {model!r} is not a full name"))
+            parts = [p for c in request.get("contents", []) for p in c.get("parts", [])]
+            parts += request.get("systemInstruction", {}).get("parts", [])
+            seen = self.read_parts(flavour, parts, for_cache=True)
+            if seen is None:
+                return
+            name = f"{collection}/{next_id('c')}"
+            now = time.time()
+            cache = {"flavour": flavour, "name": name, "model": model, "saw": seen, "created": now,
+                     "updated": now, "expire": expiry(request, now), "display": request.get("displayName")}
+            with LOCK:
+                CACHES[name] = cache
+            return self.reply(200, cache_view(cache, len(parts)))
+        name = f"{collection}/{cache_id}"
+        cache = live_cache(flavour, name)
+        if cache is None:
+            return self.cache_missing(flavour)
+        if self.command == "GET":
+            return self.reply(200, cache_view(cache, len(cache["saw"])))
+        if self.command == "DELETE":
+            with LOCK:
+                CACHES.pop(name, None)
+            return self.reply(200, {})
+        if self.command == "PATCH":
+            request = json.loads(data or b"{}")
+            # Without an updateMask (the SDKs send none) the fields present are the mask.
+            mask = query.get("updateMask") or ",".join(request)
+            if mask not in ("ttl", "expireTime", "expire_time"):
+                return self.reply(400, rpc_error(400, "INVALID_ARGUMENT", "fake: only ttl or expireTime may change"))
+            cache["expire"] = expiry(request, time.time())
+            cache["updated"] = time.time()
+            return self.reply(200, cache_view(cache, len(cache["saw"])))
+        self.reply(405, rpc_error(405, "UNIMPLEMENTED", "fake: no such method on caches"))
 
     # --- the Gemini API's Files API ---------------------------------------------------------------
     def google_file(self, name):

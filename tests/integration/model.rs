@@ -11,11 +11,11 @@ use crate::fake_google::{FakeGoogle, GEMINI_KEY};
 use crate::sources::Nginx;
 use crate::support::*;
 
-const BEARER: &str = "vertex-test-token";
+pub(crate) const BEARER: &str = "vertex-test-token";
 
 /// A fake Vertex AI that reads `gs://` objects where this run's filegate stores files (the shared fake of
 /// Cloud Storage when the run tests GCS).
-fn fake_vertex() -> FakeGoogle {
+pub(crate) fn fake_vertex() -> FakeGoogle {
     if std::env::var("FILEGATE_TEST_BLOBS").as_deref() == Ok("gcs") {
         FakeGoogle::start(&["--bearer", BEARER, "--gcs-url", &FakeGoogle::shared_gcs().gcs_url()])
     } else {
@@ -24,7 +24,7 @@ fn fake_vertex() -> FakeGoogle {
 }
 
 /// A filegate whose model calls go to Vertex AI at `fake`, with a fixed bearer token.
-fn vertex(fake: &FakeGoogle) -> crate::support::ServerBuilder {
+pub(crate) fn vertex(fake: &FakeGoogle) -> crate::support::ServerBuilder {
     Server::builder()
         .env("FILEGATE_UPSTREAM", "vertex")
         .env("FILEGATE_VERTEX_PROJECT", "test-project")
@@ -34,7 +34,7 @@ fn vertex(fake: &FakeGoogle) -> crate::support::ServerBuilder {
 }
 
 /// A filegate whose model calls go to the Gemini API at `fake`.
-fn gemini_api(fake: &FakeGoogle) -> crate::support::ServerBuilder {
+pub(crate) fn gemini_api(fake: &FakeGoogle) -> crate::support::ServerBuilder {
     Server::builder()
         .env("FILEGATE_UPSTREAM", "gemini")
         .env("FILEGATE_GEMINI_ENDPOINT", &fake.url)
@@ -42,7 +42,7 @@ fn gemini_api(fake: &FakeGoogle) -> crate::support::ServerBuilder {
         .env("FILEGATE_SWEEP_INTERVAL_SECONDS", 1)
 }
 
-async fn call(server: &Server, key: &str, path: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn call(server: &Server, key: &str, path: &str, body: Value) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{}/{path}", server.url))
         .header("x-goog-api-key", key)
@@ -63,7 +63,7 @@ async fn chat(server: &Server, key: &str, body: Value) -> reqwest::Response {
 }
 
 /// A user turn with one file part and a question.
-fn asking_about(uri: &str, mime: Option<&str>) -> Value {
+pub(crate) fn asking_about(uri: &str, mime: Option<&str>) -> Value {
     let mut file_data = json!({"fileUri": uri});
     if let Some(mime) = mime {
         file_data["mimeType"] = json!(mime);
@@ -72,17 +72,17 @@ fn asking_about(uri: &str, mime: Option<&str>) -> Value {
 }
 
 /// What the fake model says it saw: its answer text is JSON.
-fn saw(response: &Value) -> Vec<Value> {
+pub(crate) fn saw(response: &Value) -> Vec<Value> {
     let text = response["candidates"][0]["content"]["parts"][0]["text"].as_str().unwrap();
     serde_json::from_str::<Value>(text).unwrap()["saw"].as_array().unwrap().clone()
 }
 
-async fn upload(server: &Server, bytes: &[u8], mime: &str) -> Value {
+pub(crate) async fn upload(server: &Server, bytes: &[u8], mime: &str) -> Value {
     server.gemini(ALPHA_KEY).upload(bytes, json!({"file": {"mimeType": mime}})).await
 }
 
 /// No request the fake received carries a filegate key, in any header or body.
-fn assert_no_client_key(fake: &FakeGoogle) {
+pub(crate) fn assert_no_client_key(fake: &FakeGoogle) {
     for request in fake.requests() {
         let text = request.to_string();
         assert!(!text.contains(ALPHA_KEY) && !text.contains(BETA_KEY), "a filegate key went upstream: {text}");

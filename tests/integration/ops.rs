@@ -32,6 +32,8 @@ async fn openapi_describes_every_route() {
         "/{version}/files/{name}:download",
         "/{version}/files:register",
         "/v1/files/{import_id}",
+        "/{version}/cachedContents",
+        "/{version}/cachedContents/{id}",
         "/healthz",
         "/metrics",
     ] {

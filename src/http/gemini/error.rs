@@ -106,6 +106,11 @@ fn classify(err: &Error) -> Answer {
             format!("You do not have permission to access the File {id} or it may not exist."),
         )
         .reason(FILEGATE, "FILE_NOT_FOUND"),
+        // Google's words for a cache that is missing or not the caller's.
+        Error::CacheNotFound(_) => {
+            answer(S::FORBIDDEN, "PERMISSION_DENIED", "CachedContent not found (or permission denied)".into())
+                .reason(FILEGATE, "CACHE_NOT_FOUND")
+        }
         Error::AlreadyExists(id) => answer(S::CONFLICT, "ALREADY_EXISTS", format!("files/{id} already exists.")),
         Error::IdempotencyConflict(_) => answer(S::CONFLICT, "ABORTED", msg),
         Error::QuotaExceeded { .. } => {

@@ -28,6 +28,14 @@ pub fn check_version(version: &str) -> Result<(), GeminiError> {
     if VERSIONS.contains(&version) { Ok(()) } else { Err(not_found()) }
 }
 
+/// The versions of Vertex AI's API the SDKs use in Vertex mode (`v1beta1` by default, `v1`).
+pub const VERTEX_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
+
+/// An unknown version of a Vertex AI shaped route answers like an unknown route.
+pub fn check_vertex_version(version: &str) -> Result<(), GeminiError> {
+    if VERTEX_VERSIONS.contains(&version) { Ok(()) } else { Err(not_found()) }
+}
+
 pub fn not_found() -> GeminiError {
     GeminiError::Route(error::RouteRejection::UnknownRoute)
 }

@@ -37,6 +37,9 @@ pub(crate) fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, 
         ),
         Error::InvalidApiKey => (S::UNAUTHORIZED, "authentication_error", "invalid_api_key", "Invalid API key.".into()),
         Error::FileNotFound(id) => (S::NOT_FOUND, "not_found_error", "file_not_found", format!("No file {id}.")),
+        Error::CacheNotFound(name) => {
+            (S::NOT_FOUND, "not_found_error", "cache_not_found", format!("No cached content {name}."))
+        }
         Error::AlreadyExists(_) => (S::CONFLICT, "invalid_request_error", "already_exists", msg),
         Error::IdempotencyConflict(_) => (S::CONFLICT, "invalid_request_error", "idempotency_conflict", msg),
         Error::FailedPrecondition(_) => (S::CONFLICT, "invalid_request_error", "failed_precondition", msg),

@@ -134,6 +134,7 @@ fn reason(refusal: &Refusal) -> &'static str {
     match err {
         Error::InvalidArgument(_) | Error::InvalidField { .. } => "a malformed request (the message names the field)",
         Error::FileNotFound(_) => "a missing, expired or other project's file",
+        Error::CacheNotFound(_) => "a missing, expired or other project's context cache",
         Error::AlreadyExists(_) => "the name is taken",
         Error::FileTooLarge { .. } => "over the per-file limit",
         Error::QuotaExceeded { .. } => "over the project's quota",
@@ -335,6 +336,7 @@ fn http_method(method: &Method) -> HttpMethod {
         Method::POST => HttpMethod::Post,
         Method::PUT => HttpMethod::Put,
         Method::DELETE => HttpMethod::Delete,
+        Method::PATCH => HttpMethod::Patch,
         ref other => unreachable!("no endpoint takes {other}"),
     }
 }

@@ -304,7 +304,11 @@ pub fn call_model() -> Route {
         description: "Forwarded to the configured upstream (FILEGATE_UPSTREAM: Vertex AI or the Gemini API; 501 \
             when off) with the body untouched except for `fileData` parts naming filegate files (`files/{id}`, \
             filegate's `uri`, `qfile-…`), which become a `gs://` URI, inline data or an upstream copy. \
-            `?alt=sse` streams server-sent events. The upstream's own errors are passed on as they come.",
+            `?alt=sse` streams server-sent events. The upstream's own errors are passed on as they come. \
+            The same call is served at the paths the SDKs build in Vertex AI mode: \
+            `/{v1,v1beta1}/publishers/google/models/{model}:{method}` and \
+            `/{v1,v1beta1}/projects/{project}/locations/{location}/publishers/google/models/{model}:{method}` \
+            (the caller's project and location are ignored).",
         parameters: vec![
             version(),
             param("model", ParameterIn::Path, true, "The model (or an alias of FILEGATE_MODEL_MAP)"),
@@ -390,5 +394,106 @@ pub fn openapi() -> Route {
         ok: vec![reply(StatusCode::OK, "OpenAPI 3.1", "application/json", ObjectBuilder::new().into())],
         errors: vec![],
         authenticated: false,
+    }
+}
+
+/// The `{id}` of `cachedContents/{id}`.
+fn cache_id() -> utoipa::openapi::path::Parameter {
+    param("id", ParameterIn::Path, true, "The cache's id (the part after `cachedContents/`)")
+}
+
+fn any_object() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    ObjectBuilder::new().into()
+}
+
+fn object_body() -> utoipa::openapi::request_body::RequestBody {
+    RequestBodyBuilder::new()
+        .content("application/json", ContentBuilder::new().schema(Some(ObjectBuilder::new())).build())
+        .required(Some(Required::True))
+        .build()
+}
+
+fn cache_errors() -> Vec<(super::Surface, super::Refusal)> {
+    let mut errors = model_errors();
+    errors.push(Error::CacheNotFound(String::new()));
+    with(gemini_common(), Gemini, errors)
+}
+
+const VERTEX_CACHES: &str = "Also served at `/{v1,v1beta1}/projects/{project}/locations/{location}/cachedContents…`, \
+    as the SDKs send it in Vertex AI mode (the caller's project and location are ignored).";
+
+/// `POST /{version}/cachedContents`
+pub fn create_cache() -> Route {
+    Route {
+        path: "/{version}/cachedContents",
+        summary: "Create a context cache from contents that may reference filegate files",
+        description: "Forwarded to the configured upstream with file references rewritten as for generateContent \
+            (on the Gemini API always as a Files API copy). The cache is the caller's project's: it answers as \
+            `cachedContents/{id}`, and the copies it was made from are kept until it expires.",
+        parameters: vec![version()],
+        body: Some(object_body()),
+        ok: vec![reply(StatusCode::OK, "The cache", "application/json", any_object())],
+        errors: cache_errors(),
+        authenticated: true,
+    }
+}
+
+/// `GET /{version}/cachedContents`
+pub fn list_caches() -> Route {
+    Route {
+        path: "/{version}/cachedContents",
+        summary: "List the project's live context caches",
+        description: VERTEX_CACHES,
+        parameters: vec![
+            version(),
+            integer_param("pageSize", ParameterIn::Query, "Default 100, at most 1000", None),
+            param("pageToken", ParameterIn::Query, false, "A nextPageToken, unchanged"),
+        ],
+        body: None,
+        ok: vec![reply(StatusCode::OK, "A page (`cachedContents`, `nextPageToken`)", "application/json", any_object())],
+        errors: cache_errors(),
+        authenticated: true,
+    }
+}
+
+/// `GET /{version}/cachedContents/{id}`
+pub fn get_cache() -> Route {
+    Route {
+        path: "/{version}/cachedContents/{id}",
+        summary: "Get a context cache",
+        description: VERTEX_CACHES,
+        parameters: vec![version(), cache_id()],
+        body: None,
+        ok: vec![reply(StatusCode::OK, "The cache", "application/json", any_object())],
+        errors: cache_errors(),
+        authenticated: true,
+    }
+}
+
+/// `PATCH /{version}/cachedContents/{id}`
+pub fn update_cache() -> Route {
+    Route {
+        path: "/{version}/cachedContents/{id}",
+        summary: "Change a context cache's expiry (`ttl` or `expireTime`, nothing else)",
+        description: VERTEX_CACHES,
+        parameters: vec![version(), cache_id()],
+        body: Some(object_body()),
+        ok: vec![reply(StatusCode::OK, "The cache", "application/json", any_object())],
+        errors: cache_errors(),
+        authenticated: true,
+    }
+}
+
+/// `DELETE /{version}/cachedContents/{id}`
+pub fn delete_cache() -> Route {
+    Route {
+        path: "/{version}/cachedContents/{id}",
+        summary: "Delete a context cache",
+        description: "Answers `{}`.",
+        parameters: vec![version(), cache_id()],
+        body: None,
+        ok: vec![reply(StatusCode::OK, "`{}`", "application/json", any_object())],
+        errors: cache_errors(),
+        authenticated: true,
     }
 }

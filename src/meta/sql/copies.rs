@@ -73,7 +73,8 @@ impl SqlMeta {
     pub(super) async fn stale_copies(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<UpstreamCopy>> {
         let rows: Vec<CopyRow> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM upstream_copies c \
-             WHERE c.expires_at <= $1 OR NOT EXISTS (SELECT 1 FROM files f WHERE f.blob_key = c.blob_key) \
+             WHERE c.held_until <= $1 \
+               AND (c.expires_at <= $1 OR NOT EXISTS (SELECT 1 FROM files f WHERE f.blob_key = c.blob_key)) \
              ORDER BY c.expires_at LIMIT $2"
         ))
         .bind(now.as_micros())
@@ -82,6 +83,22 @@ impl SqlMeta {
         .await
         .map_err(|e| self.err(e))?;
         rows.into_iter().map(UpstreamCopy::try_from).collect()
+    }
+
+    /// Raises each copy's hold to `until` (never lowers it: several caches may hold one copy).
+    pub(super) async fn hold_copies(&self, copies: &[(String, CopyTarget)], until: Timestamp) -> MetaResult<()> {
+        for (blob_key, target) in copies {
+            sqlx::query(
+                "UPDATE upstream_copies SET held_until = $3 WHERE blob_key = $1 AND target = $2 AND held_until < $3",
+            )
+            .bind(blob_key)
+            .bind(target.as_str())
+            .bind(until.as_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
     pub(super) async fn delete_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<()> {

@@ -11,6 +11,7 @@
 //! SQLite runs in WAL mode with `synchronous=FULL`: a committed chunk survives a power cut, not only a
 //! crash. PostgreSQL commits are durable by its own defaults (`synchronous_commit=on`).
 
+mod caches;
 mod copies;
 mod keys;
 mod rows;

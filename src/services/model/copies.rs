@@ -226,8 +226,10 @@ impl Copies {
         }
     }
 
-    /// Deletes the copies of files that are gone and copies that expired; returns how many went.
+    /// Deletes the copies of files that are gone and copies that expired, unless a live cache holds them;
+    /// returns how many went. Expired caches are forgotten on the way (the upstream drops them itself).
     pub async fn sweep(&self) -> Result<u64> {
+        self.meta.delete_expired_cached_contents(Timestamp::now()).await?;
         let mut removed = 0;
         for copy in self.meta.stale_upstream_copies(Timestamp::now(), 100).await? {
             if self.delete_remote(&copy).await {

@@ -16,6 +16,7 @@
 //! anything is sent upstream; the caller's own key never leaves filegate.
 
 mod body;
+mod caches;
 pub mod chat;
 mod copies;
 mod limits;
@@ -90,6 +91,24 @@ fn request_too_large(bytes: u64, upstream: &str) -> Error {
         "The request is {bytes} bytes, over the {} bytes {upstream} takes; send large data as files.",
         limits::REQUEST_MAX_BYTES
     ))
+}
+
+/// Where a forwarded request goes.
+#[derive(Clone, Copy)]
+enum Destination<'a> {
+    Model {
+        model: &'a str,
+        method: ModelMethod,
+        sse: bool,
+    },
+    /// A new context cache (`caches.rs`).
+    NewCache,
+}
+
+/// A forwarded request's reply, and the upstream copies of files it was sent (a cache holds them).
+struct Forwarded {
+    reply: upstream::Reply,
+    copies: Vec<(String, CopyTarget)>,
 }
 
 /// How one file reaches the upstream.
@@ -179,9 +198,14 @@ impl Models {
         let upstream = self.upstream()?;
         let model = self.upstream_model(&call.model)?;
         let meter = CallMeter::start(&call.project, &model, call.method.as_str(), upstream.provider());
-        let forwarded = self.forward(upstream, &model, &call).instrument(meter.span.clone()).await;
-        match forwarded {
-            Ok(reply) => Ok(ModelReply {
+        let destination = Destination::Model { model: &model, method: call.method, sse: call.sse };
+        let mut body = call.body;
+        let forwarded = async {
+            self.resolve_cache_name(&call.project, &mut body).await?;
+            self.forward(upstream, destination, &call.project, &body).await
+        };
+        match forwarded.instrument(meter.span.clone()).await {
+            Ok(Forwarded { reply, .. }) => Ok(ModelReply {
                 content_type: reply.content_type,
                 body: meter.tap(reply.body).map_err(Error::from).boxed(),
             }),
@@ -192,18 +216,29 @@ impl Models {
         }
     }
 
-    async fn forward(&self, upstream: &UpstreamClient, model: &str, call: &ModelCall) -> Result<upstream::Reply> {
+    /// Sends `request` (a body whose file references name filegate files) to `destination`, each reference
+    /// rewritten to what the upstream can read; answers the upstream's reply and the copies it was sent.
+    async fn forward(
+        &self,
+        upstream: &UpstreamClient,
+        destination: Destination<'_>,
+        project: &ProjectId,
+        request: &Value,
+    ) -> Result<Forwarded> {
         // Size first, references next, each bounded before any per-reference work (a lookup, a rewrite).
-        let client_bytes = serde_json::to_vec(&call.body).map_err(Error::internal)?.len() as u64;
+        let client_bytes = serde_json::to_vec(request).map_err(Error::internal)?.len() as u64;
         if client_bytes > limits::REQUEST_MAX_BYTES {
             return Err(request_too_large(client_bytes, upstream.name()));
         }
-        let found = self.rules.find(&call.body)?;
-        let files = self.resolve(&call.project, &found).await?;
+        let found = self.rules.find(request)?;
+        let files = self.resolve(project, &found).await?;
+        // The Gemini API caches a video only from a Files API file, whatever its size: a cache made there
+        // gets every file by reference (one upload, reused by every later cache and call).
+        let may_inline = upstream.is_vertex() || !matches!(destination, Destination::NewCache);
         for attempt in 0..2 {
-            let routes = self.routes(upstream, &files, client_bytes).await?;
+            let routes = self.routes(upstream, &files, client_bytes, may_inline).await?;
             let placeholders = format!("filegate-inline-{}", random_alphanumeric(24));
-            let mut body = call.body.clone();
+            let mut body = request.clone();
             let mut inline = Vec::new();
             for (reference, file) in found.iter().zip(&files.per_reference) {
                 let rewrite = match (&reference.target, file) {
@@ -239,8 +274,13 @@ impl Models {
                 return Err(request_too_large(outgoing.len(), upstream.name()));
             }
             let stream = outgoing.stream(self.blobs.clone()).map_err(std::io::Error::other);
-            let sent =
-                upstream.call(model, call.method, call.sse, reqwest::Body::wrap_stream(stream), outgoing.len()).await;
+            let stream = reqwest::Body::wrap_stream(stream);
+            let sent = match destination {
+                Destination::Model { model, method, sse } => {
+                    upstream.call(model, method, sse, stream, outgoing.len()).await
+                }
+                Destination::NewCache => upstream.create_cache(stream, outgoing.len()).await,
+            };
             match sent {
                 Err(err) if attempt == 0 && may_be_about_a_copy(&err) => {
                     // A copy made earlier may be gone upstream (deleted, or expired early): each is checked
@@ -248,9 +288,19 @@ impl Models {
                     if !self.forget_vanished_copies(&files, &routes).await? {
                         return Err(err.into());
                     }
-                    tracing::info!(model, "the upstream lost a copy filegate made: copying again");
+                    tracing::info!("the upstream lost a copy filegate made: copying again");
                 }
-                other => return other.map_err(Error::from),
+                Err(err) => return Err(err.into()),
+                Ok(reply) => {
+                    let copies = routes
+                        .iter()
+                        .filter_map(|(id, route)| match route {
+                            Route::Uri { copy: Some(target), .. } => Some((files.by_id[id].blob_key.clone(), *target)),
+                            _ => None,
+                        })
+                        .collect();
+                    return Ok(Forwarded { reply, copies });
+                }
             }
         }
         Err(Error::internal("the retry loop ended without an answer"))
@@ -329,6 +379,7 @@ impl Models {
         upstream: &UpstreamClient,
         files: &ResolvedFiles,
         client_bytes: u64,
+        may_inline: bool,
     ) -> Result<HashMap<FileId, Route>> {
         // The rewrite itself adds a little (an `inlineData` key where a `fileData` was): keep 4 KiB for it.
         let mut budget = limits::REQUEST_MAX_BYTES.saturating_sub(client_bytes + 4096);
@@ -342,7 +393,7 @@ impl Models {
                     limits::check_vertex_reference(file)?;
                     Route::Uri { uri, copy: None, cached: false }
                 }
-                _ if size <= self.inline_max_bytes && inline_cost <= budget => {
+                _ if may_inline && size <= self.inline_max_bytes && inline_cost <= budget => {
                     budget -= inline_cost;
                     Route::Inline
                 }

@@ -85,6 +85,10 @@ enum Auth {
 pub struct UpstreamClient {
     /// "Vertex AI" or "the Gemini API", for messages.
     name: &'static str,
+    /// The versioned API root: `{endpoint}/v1beta` (Gemini API), `{endpoint}/v1` (Vertex AI).
+    api_base: String,
+    /// Where resources live under it: `projects/{p}/locations/{l}` at Vertex AI, nothing at the Gemini API.
+    parent: Option<String>,
     /// Everything before `/{model}:{method}`.
     models_base: String,
     /// The Gemini API's base URL, for its Files API.
@@ -100,10 +104,9 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 impl UpstreamClient {
     /// The client for `config`, `None` when model calls are off.
     pub fn new(config: &ModelConfig) -> anyhow::Result<Option<Self>> {
-        let (name, models_base, files_base, auth) = match &config.upstream {
+        let (name, api_base, parent, files_base, auth) = match &config.upstream {
             Upstream::Off => return Ok(None),
             Upstream::Vertex { project, location, endpoint, auth, .. } => {
-                let base = format!("{endpoint}/v1/projects/{project}/locations/{location}/publishers/google/models");
                 let auth = match auth {
                     VertexAuth::Static(token) => {
                         let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))?;
@@ -112,20 +115,25 @@ impl UpstreamClient {
                     }
                     VertexAuth::ApplicationDefault => Auth::Google(google_credentials()?),
                 };
-                ("Vertex AI", base, None, auth)
+                let parent = format!("projects/{project}/locations/{location}");
+                ("Vertex AI", format!("{endpoint}/v1"), Some(parent), None, auth)
             }
             Upstream::Gemini { api_key, endpoint } => {
                 let mut key = HeaderValue::from_str(api_key.expose_secret())?;
                 key.set_sensitive(true);
-                ("the Gemini API", format!("{endpoint}/v1beta/models"), Some(endpoint.clone()), Auth::ApiKey(key))
+                ("the Gemini API", format!("{endpoint}/v1beta"), None, Some(endpoint.clone()), Auth::ApiKey(key))
             }
+        };
+        let models_base = match &parent {
+            Some(parent) => format!("{api_base}/{parent}/publishers/google/models"),
+            None => format!("{api_base}/models"),
         };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(config.idle_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
-        Ok(Some(Self { name, models_base, files_base, auth, http, idle: config.idle_timeout }))
+        Ok(Some(Self { name, api_base, parent, models_base, files_base, auth, http, idle: config.idle_timeout }))
     }
 
     pub fn name(&self) -> &'static str {
@@ -203,6 +211,66 @@ impl UpstreamClient {
         let (name, idle) = (self.name, self.idle);
         let body = response.bytes_stream().map_err(move |e| transport_error(name, idle, &e)).boxed();
         Ok(Reply { content_type, body })
+    }
+
+    /// A model's full name as a cache names it: `models/{m}`, or at Vertex AI
+    /// `projects/{p}/locations/{l}/publishers/google/models/{m}` (filegate's project, never the caller's).
+    pub fn cache_model(&self, model: &str) -> String {
+        match &self.parent {
+            Some(parent) => format!("{parent}/publishers/google/models/{model}"),
+            None => format!("models/{model}"),
+        }
+    }
+
+    /// Creates a context cache from `body` (streamed, `len` bytes exactly: it may carry inline files).
+    pub async fn create_cache(&self, body: reqwest::Body, len: u64) -> Result<Reply, UpstreamError> {
+        let collection = match &self.parent {
+            Some(parent) => format!("{}/{parent}/cachedContents", self.api_base),
+            None => format!("{}/cachedContents", self.api_base),
+        };
+        let request = self
+            .http
+            .post(collection)
+            .headers(self.auth_headers().await?)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body);
+        let response = self.send(request).await?;
+        let content_type = header_string(response.headers(), reqwest::header::CONTENT_TYPE);
+        let (name, idle) = (self.name, self.idle);
+        Ok(Reply {
+            content_type,
+            body: response.bytes_stream().map_err(move |e| transport_error(name, idle, &e)).boxed(),
+        })
+    }
+
+    /// Reads (`GET`), changes (`PATCH` with `body`) or deletes a cache by the upstream's own name for it.
+    /// The reply's JSON, `{}` for a delete.
+    pub async fn cache_request(
+        &self,
+        method: reqwest::Method,
+        name: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, UpstreamError> {
+        // The name came from the upstream; still, nothing but a resource path goes into the URL.
+        let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b)) && !name.contains("..");
+        if !plain || !(name.starts_with("cachedContents/") || name.starts_with("projects/")) {
+            return Err(UpstreamError::Unreachable { upstream: self.name, detail: format!("a cache name {name:?}") });
+        }
+        let mut request =
+            self.http.request(method, format!("{}/{name}", self.api_base)).headers(self.auth_headers().await?);
+        if let Some(body) = body {
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
+        }
+        let response = self.send(request).await?;
+        let bytes = response.bytes().await.map_err(|e| transport_error(self.name, self.idle, &e))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::json!({}));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Unreachable {
+            upstream: self.name,
+            detail: format!("an unexpected reply about a cache: {e}"),
+        })
     }
 
     /// Sends a request and turns transport failures and error statuses into [`UpstreamError`]s.

@@ -1,0 +1,224 @@
+//! Context caches (`cachedContents`) made through filegate: created at the upstream from contents whose file
+//! references are resolved and rewritten as for `generateContent`, owned by the project that made them.
+//!
+//! **Names.** Callers see `cachedContents/{id}` with filegate's own random id; the upstream's name (which
+//! at Vertex AI carries filegate's Google project) stays in the database. A name that is not the caller's
+//! project's, or that expired, answers like a missing cache, before any upstream call — in
+//! `generateContent`'s `cachedContent` too.
+//!
+//! **A copy never dies before a cache made from it.** The upstream copies of files a cache was made from
+//! (a staging-bucket object, a Files API file) are held until the cache expires, its later extensions
+//! included: deleting or expiring the filegate file leaves them for the sweeper to take after that. (A Files
+//! API file still goes at Google's own 48 hours; Google's caches keep what they read when they were made,
+//! as do caches made from a file's own `gs://` object, so neither breaks a live cache.) Deleting a cache
+//! does not shorten a hold: another cache may share the copy, and the sweeper takes it at the latest
+//! expiry it was held for.
+
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+
+use super::{Destination, Forwarded, Models};
+use crate::domain::{ProjectId, Timestamp, random_alphanumeric};
+use crate::error::{Error, Result};
+use crate::meta::CachedContent;
+
+/// A cache's reply from the upstream is a small JSON view; more is refused.
+const MAX_VIEW_BYTES: usize = 1 << 20;
+/// At most this many caches per page of a list.
+const MAX_PAGE_SIZE: u32 = 1000;
+const DEFAULT_PAGE_SIZE: u32 = 100;
+
+/// The id in a cache name as callers spell it: `cachedContents/{id}`, or the Vertex AI SDKs'
+/// `projects/{p}/locations/{l}/cachedContents/{id}` (whose project and location are not filegate's).
+pub fn cache_id(name: &str) -> Option<&str> {
+    let id = name.rsplit_once("cachedContents/").map_or(name, |(_, id)| id);
+    let plain = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    plain.then_some(id)
+}
+
+/// The model name inside any of the spellings the SDKs send: `m`, `models/m`, `publishers/google/models/m`,
+/// `projects/{p}/locations/{l}/publishers/google/models/m`.
+fn model_of(name: &str) -> &str {
+    name.rsplit_once("models/").map_or(name, |(_, model)| model)
+}
+
+fn not_found(name: &str) -> Error {
+    Error::CacheNotFound(name.to_owned())
+}
+
+impl Models {
+    /// Replaces a `cachedContent` naming one of the caller's caches with the upstream's name for it; a name
+    /// that is not one answers like a missing cache.
+    pub(super) async fn resolve_cache_name(&self, project: &ProjectId, body: &mut Value) -> Result<()> {
+        let Some(named) = body.get("cachedContent").or_else(|| body.get("cached_content")) else { return Ok(()) };
+        let Some(named) = named.as_str() else {
+            return Err(Error::invalid("cachedContent must be the name of a cache (cachedContents/…)."));
+        };
+        let cache = self.live_cache(project, named).await?;
+        let key = if body.get("cachedContent").is_some() { "cachedContent" } else { "cached_content" };
+        body[key] = Value::String(cache.upstream_name);
+        Ok(())
+    }
+
+    async fn live_cache(&self, project: &ProjectId, name: &str) -> Result<CachedContent> {
+        let id = cache_id(name).ok_or_else(|| not_found(name))?;
+        match self.meta.cached_content(project, id).await? {
+            Some(cache) if cache.expires_at > Timestamp::now() => Ok(cache),
+            _ => Err(not_found(name)),
+        }
+    }
+
+    /// `caches.create`: the upstream makes the cache from the rewritten contents; the copies it was given
+    /// are held until it expires.
+    pub async fn create_cache(&self, project: ProjectId, mut body: Value) -> Result<Value> {
+        let upstream = self.upstream()?;
+        let Some(named_model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
+            return Err(Error::invalid("A cache needs a model (models/gemini-2.5-flash, say)."));
+        };
+        let model = self.upstream_model(model_of(&named_model))?;
+        body["model"] = Value::String(upstream.cache_model(&model));
+        let Forwarded { reply, copies } = self.forward(upstream, Destination::NewCache, &project, &body).await?;
+        let view = read_view(reply.body).await?;
+        let upstream_name = view
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| Error::internal(format!("{} answered a cache without a name", upstream.name())))?;
+        let expires_at = expiry_of(&view)?;
+        let id = random_alphanumeric(24);
+        let shown = rename(view, &id, &named_model);
+        if !copies.is_empty() {
+            self.meta.hold_upstream_copies(&copies, expires_at).await?;
+        }
+        let cache = CachedContent {
+            id,
+            project,
+            upstream_name,
+            model: named_model,
+            view: shown.to_string(),
+            copies,
+            created_at: Timestamp::now(),
+            expires_at,
+        };
+        self.meta.put_cached_content(&cache).await?;
+        Ok(shown)
+    }
+
+    /// `caches.get`: asked of the upstream, so that the view is current.
+    pub async fn get_cache(&self, project: &ProjectId, name: &str) -> Result<Value> {
+        let cache = self.live_cache(project, name).await?;
+        let view = self.upstream()?.cache_request(reqwest::Method::GET, &cache.upstream_name, None).await?;
+        Ok(rename(view, &cache.id, &cache.model))
+    }
+
+    /// `caches.list`: the project's live caches as last seen, `pageSize` at a time, in id order.
+    pub async fn list_caches(
+        &self,
+        project: &ProjectId,
+        page_size: Option<u32>,
+        page_token: Option<&str>,
+    ) -> Result<Value> {
+        self.upstream()?;
+        let limit = page_size.filter(|n| *n > 0).unwrap_or(DEFAULT_PAGE_SIZE).min(MAX_PAGE_SIZE);
+        let after = page_token.filter(|t| !t.is_empty());
+        if after.is_some_and(|t| cache_id(t) != Some(t)) {
+            return Err(Error::invalid("Invalid page token."));
+        }
+        let caches = self.meta.cached_contents(project, Timestamp::now(), after, limit + 1).await?;
+        let more = caches.len() > limit as usize;
+        let page = &caches[..caches.len().min(limit as usize)];
+        let views: Vec<Value> = page.iter().filter_map(|c| serde_json::from_str(&c.view).ok()).collect();
+        let mut list = json!({ "cachedContents": views });
+        if let (true, Some(last)) = (more, page.last()) {
+            list["nextPageToken"] = Value::String(last.id.clone());
+        }
+        Ok(list)
+    }
+
+    /// `caches.update`: only the expiry may change (`ttl` or `expireTime`); the held copies follow it.
+    pub async fn update_cache(&self, project: &ProjectId, name: &str, body: Value) -> Result<Value> {
+        let fields = body.as_object().map(|o| o.keys().map(String::as_str).collect::<Vec<_>>()).unwrap_or_default();
+        let allowed = ["ttl", "expireTime", "expire_time"];
+        if fields.is_empty() || fields.iter().any(|f| !allowed.contains(f)) || fields.len() > 1 {
+            return Err(Error::invalid(
+                "Only the expiry of a cache can be updated: send exactly one of ttl or expireTime.",
+            ));
+        }
+        let cache = self.live_cache(project, name).await?;
+        let upstream = self.upstream()?;
+        let view = upstream.cache_request(reqwest::Method::PATCH, &cache.upstream_name, Some(&body)).await?;
+        let expires_at = expiry_of(&view)?;
+        if !cache.copies.is_empty() {
+            self.meta.hold_upstream_copies(&cache.copies, expires_at).await?;
+        }
+        let shown = rename(view, &cache.id, &cache.model);
+        if !self.meta.update_cached_content(project, &cache.id, &shown.to_string(), expires_at).await? {
+            return Err(not_found(name));
+        }
+        Ok(shown)
+    }
+
+    /// `caches.delete`: at the upstream (one already gone there counts as deleted), then here.
+    pub async fn delete_cache(&self, project: &ProjectId, name: &str) -> Result<()> {
+        let cache = self.live_cache(project, name).await?;
+        match self.upstream()?.cache_request(reqwest::Method::DELETE, &cache.upstream_name, None).await {
+            Ok(_) => {}
+            Err(crate::error::UpstreamError::Status { status: 403 | 404, .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+        self.meta.delete_cached_content(project, &cache.id).await?;
+        Ok(())
+    }
+}
+
+/// The upstream's JSON reply about a cache, read whole (it is small: a view, bounded).
+async fn read_view(
+    mut body: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, crate::error::UpstreamError>>,
+) -> Result<Value> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        bytes.extend_from_slice(&chunk?);
+        if bytes.len() > MAX_VIEW_BYTES {
+            return Err(Error::internal("the upstream's view of a cache is over 1 MiB"));
+        }
+    }
+    serde_json::from_slice(&bytes).map_err(|e| Error::internal(format!("the upstream's view of a cache: {e}")))
+}
+
+fn expiry_of(view: &Value) -> Result<Timestamp> {
+    view.get("expireTime")
+        .and_then(Value::as_str)
+        .and_then(Timestamp::parse_rfc3339)
+        .ok_or_else(|| Error::internal("the upstream answered a cache without an expireTime"))
+}
+
+/// The upstream's view with filegate's name for the cache and the model as the caller named it.
+fn rename(mut view: Value, id: &str, model: &str) -> Value {
+    if let Some(object) = view.as_object_mut() {
+        object.insert("name".into(), Value::String(format!("cachedContents/{id}")));
+        object.insert("model".into(), Value::String(model.to_owned()));
+    }
+    view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_names_and_models_are_read_in_every_spelling_the_sdks_send() {
+        assert_eq!(cache_id("cachedContents/abc123"), Some("abc123"));
+        assert_eq!(cache_id("projects/p/locations/us-central1/cachedContents/abc123"), Some("abc123"));
+        assert_eq!(cache_id("abc123"), Some("abc123"));
+        assert_eq!(cache_id("cachedContents/../x"), None);
+        assert_eq!(cache_id("cachedContents/"), None);
+        for name in [
+            "gemini-2.5-flash",
+            "models/gemini-2.5-flash",
+            "publishers/google/models/gemini-2.5-flash",
+            "projects/None/locations/None/publishers/google/models/gemini-2.5-flash",
+        ] {
+            assert_eq!(model_of(name), "gemini-2.5-flash", "{name}");
+        }
+    }
+}
