@@ -20,7 +20,7 @@ use crate::meta::sql::SqlMeta;
 use crate::services::imports::{ImportQueue, ImportSettings, Workers};
 use crate::services::model::ReferenceRules;
 use crate::services::register::Registrar;
-use crate::services::{Auth, Files, Health, Imports, Janitor, Models, Uploads};
+use crate::services::{Auth, Batches, Files, Health, Imports, Janitor, Models, Uploads};
 use crate::{http, telemetry};
 
 /// Opens the metadata store of `storage` (for the serve command and the admin commands alike), applying
@@ -123,13 +123,17 @@ pub async fn assemble(
             tokio::spawn(async move { models.prepare(&file).await });
         }));
     }
+    let uploads = Arc::new(Uploads::new(meta.clone(), blobs.clone(), config.limits.clone()));
+    let batches =
+        Arc::new(Batches::new(meta.clone(), blobs.clone(), models.clone(), uploads.clone(), config.model.idle_timeout));
     let state = Arc::new(Handles {
         public_url,
         models,
+        batches,
         registrar,
         files: Files::new(meta.clone(), blobs.clone(), import_queue.clone()),
         imports,
-        uploads: Uploads::new(meta.clone(), blobs.clone(), config.limits.clone()),
+        uploads,
         auth,
         health: Health::new(meta.clone(), blobs.clone()),
         metrics,

@@ -21,6 +21,9 @@ pub enum Error {
     /// Missing, expired or another project's context cache, alike.
     #[error("cached content {0} not found")]
     CacheNotFound(String),
+    /// Missing or another project's batch job, alike.
+    #[error("batch {0} not found")]
+    BatchNotFound(String),
     /// One field of a request is invalid; `code` names the problem for machines (`invalid_source_url`).
     #[error("{message}")]
     InvalidField { code: FieldCode, message: String },

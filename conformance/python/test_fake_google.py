@@ -8,6 +8,7 @@ import io
 import json
 import os
 import time
+import urllib.request
 
 import pytest
 from google import genai
@@ -111,5 +112,53 @@ def test_the_sdk_in_vertex_mode_speaks_to_the_fake_as_to_vertex_ai():
                                                config={"cached_content": cache.name})
         assert json.loads(reply.text)["saw"][0]["videoMetadata"]["fps"] == 2.0
         client.caches.delete(name=cache.name)
+    finally:
+        vertex.stop()
+
+
+def test_the_sdk_runs_batches_at_the_fake_as_at_the_gemini_api(fake):
+    client = genai.Client(api_key=KEY, http_options={"base_url": fake.url})
+    lines = [{"key": f"k{i}", "request": {"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}]}}
+             for i in range(3)]
+    jsonl = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    requests = client.files.upload(file=io.BytesIO(jsonl), config={"mime_type": "jsonl"})
+    job = client.batches.create(model="gemini-test", src=requests.name, config={"display_name": "nightly"})
+    assert job.name.startswith("batches/") and job.state.name == "JOB_STATE_PENDING"
+    while not job.done:
+        job = client.batches.get(name=job.name)
+    assert job.state.name == "JOB_STATE_SUCCEEDED" and job.display_name == "nightly"
+    results = client.files.download(file=job.dest.file_name)
+    answers = [json.loads(line) for line in results.decode().splitlines()]
+    assert [a["key"] for a in answers] == ["k0", "k1", "k2"]
+    assert json.loads(answers[1]["response"]["candidates"][0]["content"]["parts"][0]["text"])["saw"] == \
+        [{"text": "q1"}]
+    client.batches.delete(name=job.name)
+
+
+def test_the_sdk_in_vertex_mode_runs_batch_prediction_jobs_at_the_fake():
+    from google.oauth2.credentials import Credentials
+
+    vertex = Fake("--bearer", "vertex-token")
+    try:
+        line = {"request": {"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}}
+        put = urllib.request.Request(f"{vertex.url}/gcs/in-bucket/requests.jsonl",
+                                     data=(json.dumps(line) + "\n").encode(), method="PUT")
+        urllib.request.urlopen(put).read()
+        client = genai.Client(vertexai=True, project="p", location="us-central1",
+                              credentials=Credentials(token="vertex-token"),
+                              http_options={"base_url": vertex.url, "api_version": "v1"})
+        job = client.batches.create(model="gemini-test", src="gs://in-bucket/requests.jsonl",
+                                    config={"dest": "gs://out-bucket/results/"})
+        assert job.name.startswith("projects/p/locations/us-central1/batchPredictionJobs/")
+        while not job.done:
+            job = client.batches.get(name=job.name)
+        assert job.state.name == "JOB_STATE_SUCCEEDED"
+        assert job.dest.gcs_uri == "gs://out-bucket/results/"
+        directory = job.output_info.gcs_output_directory.removeprefix("gs://")
+        with urllib.request.urlopen(f"{vertex.url}/gcs/{directory}/predictions.jsonl") as response:
+            prediction = json.loads(response.read())
+        assert prediction["request"] == line["request"]
+        assert json.loads(prediction["response"]["candidates"][0]["content"]["parts"][0]["text"])["saw"] == \
+            [{"text": "hello"}]
     finally:
         vertex.stop()

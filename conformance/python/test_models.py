@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import urllib.request
@@ -298,3 +299,34 @@ def test_vertex_mode_clients(front, mode):
     for call in front.fake.control("requests"):
         text = json.dumps(call)
         assert "callers-google-token" not in text and "callers-project" not in text and ALPHA_KEY not in text
+
+
+def test_batches_over_uploaded_files(front):
+    """client.batches with a JSONL file of requests naming uploaded files, as Google's batch guide writes
+    it (uploaded with mime_type="jsonl"); the results come back as a filegate file."""
+    alpha, beta = front.client(), front.client(BETA_KEY)
+    media = os.urandom(90_000)
+    file = upload(alpha, media, "video/mp4")
+    lines = [{"key": "with-file", "request": {"contents": [{"role": "user", "parts": [
+                 {"file_data": {"file_uri": file.uri, "mime_type": "video/mp4"}}, {"text": "Describe"}]}]}},
+             {"key": "text-only", "request": {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}}]
+    jsonl = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    requests = alpha.files.upload(file=io.BytesIO(jsonl), config={"mime_type": "jsonl", "display_name": "reqs"})
+    job = alpha.batches.create(model=MODEL, src=requests.name, config={"display_name": "nightly"})
+    assert job.name.startswith("batches/") and job.display_name == "nightly"
+    with pytest.raises(errors.ClientError) as refused:
+        beta.batches.get(name=job.name)
+    assert refused.value.code == 404
+    for _ in range(100):
+        job = alpha.batches.get(name=job.name)
+        if job.done:
+            break
+        time.sleep(0.1)
+    assert job.state.name == "JOB_STATE_SUCCEEDED", open(front.server.log.name).read()[-3000:]
+    results = alpha.files.download(file=job.dest.file_name)
+    answers = {a["key"]: a for a in map(json.loads, results.decode().splitlines())}
+    seen = saw(answers["with-file"]["response"]["candidates"][0]["content"]["parts"][0]["text"])
+    assert seen[0]["sha256"] == sha(media)
+    assert alpha.files.get(name=job.dest.file_name).source.name == "GENERATED"
+    assert job.name in [j.name for j in alpha.batches.list()]
+    alpha.batches.delete(name=job.name)

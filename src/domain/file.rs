@@ -46,6 +46,8 @@ impl FileState {
 pub enum Origin {
     Upload,
     Import,
+    /// Made by filegate itself: the results of a batch job (`services::batches`).
+    Generated,
 }
 
 impl Origin {
@@ -53,6 +55,7 @@ impl Origin {
         match self {
             Self::Upload => "upload",
             Self::Import => "import",
+            Self::Generated => "generated",
         }
     }
 
@@ -60,6 +63,7 @@ impl Origin {
         match s {
             "upload" => Some(Self::Upload),
             "import" => Some(Self::Import),
+            "generated" => Some(Self::Generated),
             _ => None,
         }
     }

@@ -43,6 +43,12 @@ pub fn essence(mime: &str) -> Option<String> {
     (token(kind) && token(sub) && REGISTERED_TOP_LEVEL.contains(&kind)).then_some(essence)
 }
 
+/// The media type a caller means: Google's batch guide uploads request files as `jsonl`, which Google's
+/// Files API takes; filegate stores them as `application/jsonl`. Anything else is as given.
+pub fn resolve_alias(mime: String) -> String {
+    if mime.trim().eq_ignore_ascii_case("jsonl") { "application/jsonl".into() } else { mime }
+}
+
 impl MediaTypePolicy {
     pub fn new(allowed: Vec<String>) -> Self {
         Self { allowed: allowed.into_iter().map(|g| g.to_ascii_lowercase()).collect() }

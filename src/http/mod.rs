@@ -1,6 +1,7 @@
 //! The HTTP layer: one route list, thin handlers, and the layers every request passes through.
 
 mod auth;
+mod batches;
 pub mod body;
 mod caches;
 mod extract;

@@ -31,7 +31,7 @@ pub async fn native(
     req: Request,
 ) -> Response {
     let checked = gemini::check_version(&version);
-    forward(app, checked, &target, req).await.unwrap_or_else(IntoResponse::into_response)
+    forward(app, checked, false, &target, req).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The path parameters of the Vertex AI shaped model routes.
@@ -52,16 +52,24 @@ pub async fn vertex_native(
     req: Request,
 ) -> Response {
     let checked = gemini::check_vertex_version(&path.version);
-    forward(app, checked, &path.target, req).await.unwrap_or_else(IntoResponse::into_response)
+    forward(app, checked, true, &path.target, req).await.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// A model call; `vertex` for the Vertex AI shaped paths (which take no batches: Vertex AI's batch jobs are
+/// another resource, not served).
 async fn forward(
     app: HttpState,
     version: Result<(), GeminiError>,
+    vertex: bool,
     target: &str,
     req: Request,
 ) -> Result<Response, GeminiError> {
     version?;
+    if let Some(model) = target.strip_suffix(":batchGenerateContent").filter(|_| !vertex) {
+        let (parts, body) = req.into_parts();
+        let project = crate::http::auth::gemini_project(&app, &parts).await?;
+        return super::batches::create(&app, project, model, Request::from_parts(parts, body)).await;
+    }
     let (model, method) = target
         .split_once(':')
         .and_then(|(model, method)| Some((model, ModelMethod::parse(method)?)))

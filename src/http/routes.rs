@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use super::extract::GPath;
 use super::openapi::{Route, operations as doc};
 use super::state::HttpState;
-use super::{auth, caches, gemini, import, model, ops};
+use super::{auth, batches, caches, gemini, import, model, ops};
 
 /// One method on one path.
 pub struct Endpoint {
@@ -71,6 +71,10 @@ pub fn endpoints(metrics_on_public: bool) -> Vec<Endpoint> {
         Endpoint::new(M::GET, VERTEX_CACHE, caches::get, &[]),
         Endpoint::new(M::PATCH, VERTEX_CACHE, caches::update, &[]),
         Endpoint::new(M::DELETE, VERTEX_CACHE, caches::delete, &[]),
+        Endpoint::new(M::GET, "/{version}/batches", batches::list, &[doc::list_batches]),
+        Endpoint::new(M::GET, "/{version}/batches/{id}", batches::get, &[doc::get_batch]),
+        Endpoint::new(M::POST, "/{version}/batches/{id}", batches::cancel, &[doc::cancel_batch]),
+        Endpoint::new(M::DELETE, "/{version}/batches/{id}", batches::delete, &[doc::delete_batch]),
         Endpoint::new(M::POST, "/v1/chat/completions", model::chat_completions, &[doc::chat_completions]),
         Endpoint::new(M::GET, "/healthz", ops::healthz, &[doc::healthz]),
         Endpoint::new(M::GET, "/openapi.json", ops::openapi, &[doc::openapi]),

@@ -8,14 +8,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::body::BodyLimits;
 use crate::services::register::Registrar;
-use crate::services::{Auth, Files, Health, Imports, Models, Uploads};
+use crate::services::{Auth, Batches, Files, Health, Imports, Models, Uploads};
 
 pub struct Handles {
     pub auth: Auth,
     pub files: Files,
-    pub uploads: Uploads,
+    pub uploads: Arc<Uploads>,
     pub imports: Imports,
     pub models: Arc<Models>,
+    pub batches: Arc<Batches>,
     pub registrar: Registrar,
     pub health: Health,
     pub metrics: PrometheusHandle,

@@ -749,3 +749,68 @@ contract!(
         assert!(store.cached_contents(&alpha, now, None, 10).await.unwrap().is_empty());
     }
 );
+
+contract!(
+    /// A batch belongs to its project; its results are collected by one claimer at a time, and never once
+    /// they are recorded.
+    batches_are_per_project_and_collected_once,
+    |store: Arc<dyn MetaStore>| async move {
+        let (alpha, beta) = (project("alpha"), project("beta"));
+        let now = Timestamp::now();
+        let batch = |id: &str| BatchRecord {
+            id: id.into(),
+            project: alpha.clone(),
+            upstream_name: format!("batches/up-{id}"),
+            model: "models/gemini-test".into(),
+            display_name: Some("nightly".into()),
+            state: "BATCH_STATE_PENDING".into(),
+            input_file: Some(FileId::from_stored("requests".into())),
+            output_file: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            end_time: None,
+        };
+        for id in ["b2", "b1", "b3"] {
+            store.put_batch(&batch(id)).await.unwrap();
+        }
+        assert_eq!(store.batch(&alpha, "b1").await.unwrap(), Some(batch("b1")));
+        assert_eq!(store.batch(&beta, "b1").await.unwrap(), None);
+        let ids = |batches: Vec<BatchRecord>| batches.into_iter().map(|b| b.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.batches(&alpha, None, 2).await.unwrap()), ["b1", "b2"]);
+        assert_eq!(ids(store.batches(&alpha, Some("b2"), 2).await.unwrap()), ["b3"]);
+        assert!(store.batches(&beta, None, 10).await.unwrap().is_empty());
+
+        let racers: Vec<_> = (0..6)
+            .map(|_| {
+                let (store, alpha) = (store.clone(), alpha.clone());
+                tokio::spawn(async move {
+                    store.claim_batch_collection(&alpha, "b1", now.plus_seconds(60), now).await.unwrap()
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for racer in racers {
+            won += usize::from(racer.await.unwrap());
+        }
+        assert_eq!(won, 1, "one claimer collects");
+        assert!(!store.claim_batch_collection(&alpha, "b1", now.plus_seconds(120), now.plus_seconds(30)).await.unwrap());
+        assert!(store.claim_batch_collection(&alpha, "b1", now.plus_seconds(200), now.plus_seconds(61)).await.unwrap());
+        assert!(!store.claim_batch_collection(&beta, "b2", now.plus_seconds(60), now).await.unwrap());
+
+        let done = BatchRecord {
+            state: "BATCH_STATE_SUCCEEDED".into(),
+            output_file: Some(FileId::from_stored("results".into())),
+            end_time: Some(now.plus_seconds(5)),
+            updated_at: now.plus_seconds(5),
+            ..batch("b1")
+        };
+        assert!(store.update_batch(&done).await.unwrap());
+        assert_eq!(store.batch(&alpha, "b1").await.unwrap(), Some(done));
+        assert!(!store.claim_batch_collection(&alpha, "b1", now.plus_seconds(900), now.plus_seconds(800)).await.unwrap());
+        assert!(!store.update_batch(&BatchRecord { project: beta.clone(), ..batch("b2") }).await.unwrap());
+        assert!(!store.delete_batch(&beta, "b1").await.unwrap());
+        assert!(store.delete_batch(&alpha, "b1").await.unwrap());
+        assert_eq!(store.batch(&alpha, "b1").await.unwrap(), None);
+    }
+);

@@ -31,11 +31,13 @@
 #[cfg(test)]
 mod conformance;
 mod error;
+mod model;
 pub mod sql;
 
 use async_trait::async_trait;
 
 pub use error::{MetaError, MetaResult};
+pub use model::{BatchRecord, CachedContent, ModelRecords};
 
 use crate::domain::Staging;
 use crate::domain::{FileError, FileId, FileRecord, FileState, ProjectId, Timestamp};
@@ -342,24 +344,6 @@ pub struct UpstreamCopy {
     pub expires_at: Timestamp,
 }
 
-/// A context cache made through filegate: the upstream holds it, filegate knows whose it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedContent {
-    /// filegate's id: callers name the cache `cachedContents/{id}`.
-    pub id: String,
-    pub project: ProjectId,
-    /// The upstream's name (`cachedContents/…`, `projects/…/locations/…/cachedContents/…`).
-    pub upstream_name: String,
-    /// The model as the caller named it, as the cache's views show it.
-    pub model: String,
-    /// The upstream's view of the cache as last seen (JSON), with filegate's names in it.
-    pub view: String,
-    /// The upstream copies of files it was made from, held until it expires.
-    pub copies: Vec<(String, CopyTarget)>,
-    pub created_at: Timestamp,
-    pub expires_at: Timestamp,
-}
-
 /// An API key as operators see it: never the key, only an id derived from its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyInfo {
@@ -450,7 +434,9 @@ pub trait WriteTx: Send {
 
 /// Everything the services need of the metadata store.
 #[async_trait]
-pub trait MetaStore: Send + Sync + 'static {
+/// The records of the model surfaces (context caches, batch jobs) are their own trait (`model.rs`), a part
+/// of every store.
+pub trait MetaStore: ModelRecords + Send + Sync + 'static {
     /// One line for the start-up log.
     fn describe(&self) -> String;
     /// The connection pool now: `(open, idle)` connections (for `/metrics`).
@@ -558,33 +544,6 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Copies to delete: expired at or before `now`, or whose file row is gone.
     async fn stale_upstream_copies(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<UpstreamCopy>>;
     async fn delete_upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<()>;
-
-    /// Keeps these copies (blob key, target) from the sweeper until at least `until`, whatever their file does.
-    async fn hold_upstream_copies(&self, copies: &[(String, CopyTarget)], until: Timestamp) -> MetaResult<()>;
-
-    async fn put_cached_content(&self, cache: &CachedContent) -> MetaResult<()>;
-    /// A project's cache by id, expired or not; another project's is `None`.
-    async fn cached_content(&self, project: &ProjectId, id: &str) -> MetaResult<Option<CachedContent>>;
-    /// A project's caches unexpired at `now`, in id order after `after`, `limit` at most.
-    async fn cached_contents(
-        &self,
-        project: &ProjectId,
-        now: Timestamp,
-        after: Option<&str>,
-        limit: u32,
-    ) -> MetaResult<Vec<CachedContent>>;
-    /// Records a cache's new view and expiry; `false` when the project has no such cache.
-    async fn update_cached_content(
-        &self,
-        project: &ProjectId,
-        id: &str,
-        view: &str,
-        expires_at: Timestamp,
-    ) -> MetaResult<bool>;
-    /// `false` when the project has no such cache.
-    async fn delete_cached_content(&self, project: &ProjectId, id: &str) -> MetaResult<bool>;
-    /// Forgets caches that expired at or before `now` (the upstream drops them itself); returns how many.
-    async fn delete_expired_cached_contents(&self, now: Timestamp) -> MetaResult<u64>;
 
     /// A cheap read, for the health check.
     async fn ping(&self) -> MetaResult<()>;

@@ -292,6 +292,40 @@ impl<'a> Ingest<'a> {
     }
 }
 
+/// Writes `body`, `size` bytes exactly, as the object `dest` of `store` in one session that no database
+/// records (an upstream's copy of a file, a batch's requests): it completes, or nothing is left behind.
+/// Returns the bytes' SHA-256.
+pub async fn write_object(store: &Blobs, dest: String, body: ByteStream, size: u64) -> Result<[u8; 32]> {
+    let staging = Staging {
+        key: crate::domain::staging_key(&format!("object-{}", crate::domain::random_alphanumeric(16))),
+        dest,
+        upload_id: None,
+    };
+    let mut ingest = Ingest::begin(store, staging).await?;
+    let written = async {
+        let cap = Cap { bytes: size, overflow: Box::new(move || Error::internal(format!("more than {size} bytes"))) };
+        let chunk = ingest.stage(body, cap).await?;
+        if chunk.written != size {
+            return Err(Error::internal(format!("{} bytes written of {size}", chunk.written)));
+        }
+        let (parts, digest) = (chunk.parts.clone(), chunk.hasher.digest());
+        ingest.commit_unrecorded(chunk);
+        Ok((ingest.complete(&parts).await?, digest))
+    }
+    .await;
+    let leftovers = match &written {
+        Ok((garbage, _)) => garbage.clone(),
+        Err(_) => vec![Garbage::Staging(ingest.staging().clone()), Garbage::object(&ingest.staging().tail_key(size))],
+    };
+    for garbage in &leftovers {
+        let _ = match garbage {
+            Garbage::Object(key) => store.objects().delete(key).await,
+            Garbage::Staging(staging) => store.abort(staging).await,
+        };
+    }
+    written.map(|(_, digest)| digest)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,6 +2,7 @@
 //! expires. Services take and return domain types and report [`crate::error::Error`].
 
 pub mod auth;
+pub mod batches;
 pub mod files;
 mod garbage;
 pub mod health;
@@ -18,6 +19,7 @@ pub mod register;
 pub mod uploads;
 
 pub use auth::Auth;
+pub use batches::Batches;
 pub use files::Files;
 pub use health::Health;
 pub use imports::Imports;

@@ -13,6 +13,10 @@ One process serves:
   (/v1/projects/P/locations/L/cachedContents, the model as a full resource name) and the Gemini API's
   (/v1beta/cachedContents, models/M); a cache reads its parts when made, and a model call naming it in
   `cachedContent` sees the cache's parts first ("saw");
+- batch jobs in both shapes: the Gemini API's (POST models/M:batchGenerateContent from a Files API file,
+  GET batches/N, :cancel, DELETE; results as a Files API file, downloadable) and Vertex AI's
+  (batchPredictionJobs reading gs:// and writing predictions.jsonl under the output prefix); a job is
+  PENDING, then RUNNING, then SUCCEEDED at its third look, each line run through the "model";
 - the Gemini API's Files API: resumable upload (/upload/v1beta/files: start with an 8 MiB granularity, upload,
   query, finalize), get with PROCESSING then ACTIVE and `sha256Hash` in Google's spelling, delete.
 
@@ -48,6 +52,7 @@ LOCK = threading.RLock()
 OBJECTS = {}  # "bucket/key" -> bytes
 UPLOADS = {}  # multipart upload id -> {"key": "bucket/key", "parts": {n: bytes}}
 FILES = {}  # Google file id -> {"bytes", "mime", "polls", "deleted", "key"}
+BATCHES = {}  # full job name -> {"flavour", "name", "model", "display", "lines", "output", "state", "polls", ...}
 CACHES = {}  # full cache name -> {"flavour", "name", "model", "saw", "created", "updated", "expire", "display"}
 SESSIONS = {}  # resumable upload id -> {"mime", "size", "name", "key"}
 REQUESTS = []
@@ -110,6 +115,27 @@ def cache_view(cache, parts):
     return view
 
 
+class Refusal(Exception):
+    """An upstream error reply: status code, canonical status, message."""
+
+    def __init__(self, code, status, message):
+        super().__init__(message)
+        self.code, self.status, self.message = code, status, message
+
+    def body(self):
+        return rpc_error(self.code, self.status, self.message)
+
+
+def model_response(model, text, prompt_tokens, last=True):
+    candidate = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+    out = {"candidates": [candidate], "modelVersion": model}
+    if last:
+        candidate["finishReason"] = "STOP"
+        out["usageMetadata"] = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": 5,
+                                "totalTokenCount": prompt_tokens + 5}
+    return out
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body leave in separate writes; without this, Nagle and the client's delayed ACK add
@@ -162,9 +188,21 @@ class Handler(BaseHTTPRequestHandler):
         model = re.fullmatch(r"/v1/projects/[^/]+/locations/[^/]+/publishers/google/models/([^/:]+):(\w+)", path)
         if model:
             return self.model_call("vertex", model.group(1), model.group(2), query, data, record)
+        jobs = re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+/batchPredictionJobs)(?:/([0-9]+)(:cancel)?)?", path)
+        if jobs:
+            return self.batches("vertex", jobs.group(1), jobs.group(2), jobs.group(3), None, data)
+        model = re.fullmatch(r"/v1(?:beta|alpha)?/models/([^/:]+):batchGenerateContent", path)
+        if model:
+            return self.batches("gemini", "batches", None, None, model.group(1), data)
+        jobs = re.fullmatch(r"/v1(?:beta|alpha)?/(batches)/([0-9a-z]+)(:cancel)?", path)
+        if jobs:
+            return self.batches("gemini", jobs.group(1), jobs.group(2), jobs.group(3), None, data)
         model = re.fullmatch(r"/v1(?:beta|alpha)?/models/([^/:]+):(\w+)", path)
         if model:
             return self.model_call("gemini", model.group(1), model.group(2), query, data, record)
+        found = re.fullmatch(r"/v1(?:beta|alpha)?/files/([a-z0-9]+):download", path)
+        if found:
+            return self.files_download(found.group(1))
         cache = re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+/cachedContents)(?:/([^/]+))?", path)
         if cache:
             return self.caches("vertex", cache.group(1), cache.group(2), query, data)
@@ -357,9 +395,10 @@ class Handler(BaseHTTPRequestHandler):
         request = json.loads(data)
         parts = [p for c in request.get("contents", []) for p in c.get("parts", [])]
         parts += request.get("systemInstruction", {}).get("parts", [])
-        seen = self.read_parts(flavour, parts)
-        if seen is None:
-            return
+        try:
+            seen = self.read_parts(flavour, parts)
+        except Refusal as refusal:
+            return self.reply(refusal.code, refusal.body())
         cached = request.get("cachedContent")
         if cached:
             cache = live_cache(flavour, cached)
@@ -370,15 +409,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "countTokens":
             return self.reply(200, {"totalTokens": prompt_tokens})
         answer = json.dumps({"model": model, "saw": seen})
-        usage = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": 5, "totalTokenCount": prompt_tokens + 5}
 
         def response(text, last):
-            candidate = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
-            out = {"candidates": [candidate], "modelVersion": model}
-            if last:
-                candidate["finishReason"] = "STOP"
-                out["usageMetadata"] = usage
-            return out
+            return model_response(model, text, prompt_tokens, last)
 
         if method == "generateContent":
             return self.reply(200, response(answer, True))
@@ -417,8 +450,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def read_parts(self, flavour, parts, for_cache=False):
-        """What a model reads in `parts` (a list like the answer's "saw"), or None after replying with the
-        upstream's error for a file it cannot read."""
+        """What a model reads in `parts` (a list like the answer's "saw"); raises Refusal with the upstream's
+        error for a file it cannot read."""
         seen = []
         for part in parts:
             if "text" in part:
@@ -431,8 +464,7 @@ class Handler(BaseHTTPRequestHandler):
                 mime = inline.get("mimeType") or inline.get("mime_type")
                 if for_cache and flavour == "gemini" and (mime or "").startswith("video/"):
                     # As the Gemini API: a cached video must be a Files API reference.
-                    self.reply(400, rpc_error(400, "INVALID_ARGUMENT", "fake: a video in a cache must be a file"))
-                    return None
+                    raise Refusal(400, "INVALID_ARGUMENT", "fake: a video in a cache must be a file")
                 raw = b64decode_any(inline["data"])
                 seen.append({"via": "inline", "mime": mime,
                              "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw), **options})
@@ -442,10 +474,9 @@ class Handler(BaseHTTPRequestHandler):
             raw = self.resolve(flavour, uri)
             if raw is None:
                 if flavour == "gemini":
-                    self.reply(403, rpc_error(403, "PERMISSION_DENIED", f"You do not have permission to access the File {uri} or it may not exist."))
-                else:
-                    self.reply(400, rpc_error(400, "INVALID_ARGUMENT", f"Cannot fetch content from the provided URL {uri}."))
-                return None
+                    raise Refusal(403, "PERMISSION_DENIED",
+                                  f"You do not have permission to access the File {uri} or it may not exist.")
+                raise Refusal(400, "INVALID_ARGUMENT", f"Cannot fetch content from the provided URL {uri}.")
             seen.append({"via": "gs" if uri.startswith("gs://") else "files", "uri": uri,
                          "mime": file_data.get("mimeType") or file_data.get("mime_type"),
                          "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw), **options})
@@ -471,9 +502,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(400, rpc_error(400, "INVALID_ARGUMENT", f"fake: model {model!r} is not a full name"))
             parts = [p for c in request.get("contents", []) for p in c.get("parts", [])]
             parts += request.get("systemInstruction", {}).get("parts", [])
-            seen = self.read_parts(flavour, parts, for_cache=True)
-            if seen is None:
-                return
+            try:
+                seen = self.read_parts(flavour, parts, for_cache=True)
+            except Refusal as refusal:
+                return self.reply(refusal.code, refusal.body())
             name = f"{collection}/{next_id('c')}"
             now = time.time()
             cache = {"flavour": flavour, "name": name, "model": model, "saw": seen, "created": now,
@@ -501,6 +533,114 @@ class Handler(BaseHTTPRequestHandler):
             cache["updated"] = time.time()
             return self.reply(200, cache_view(cache, len(cache["saw"])))
         self.reply(405, rpc_error(405, "UNIMPLEMENTED", "fake: no such method on caches"))
+
+    # --- batch jobs: the Gemini API's batches and Vertex AI's batchPredictionJobs ------------------------
+    def batches(self, flavour, collection, job_id, cancel, model, data):
+        """Create (Gemini: POST models/M:batchGenerateContent with inputConfig.fileName; Vertex: POST
+        batchPredictionJobs with gcsSource/gcsDestination), GET (PENDING, then RUNNING, then SUCCEEDED with
+        the results written: a Files API file, or predictions.jsonl under the output prefix), :cancel, DELETE."""
+        if not self.authorized(flavour):
+            return
+        if job_id is None:
+            request = json.loads(data)
+            if flavour == "gemini":
+                batch = request.get("batch", {})
+                name = batch.get("inputConfig", {}).get("fileName", "")
+                with LOCK:
+                    f = FILES.get(name.removeprefix("files/"))
+                if f is None or f["deleted"]:
+                    return self.reply(400, rpc_error(400, "INVALID_ARGUMENT", f"fake: no input file {name!r}"))
+                lines, display, output = f["bytes"], batch.get("displayName"), None
+            else:
+                uri = request.get("inputConfig", {}).get("gcsSource", {}).get("uris", [""])[0]
+                lines = self.resolve("vertex", uri)
+                if lines is None or not request.get("model", "").startswith("publishers/google/models/"):
+                    return self.reply(400, rpc_error(400, "INVALID_ARGUMENT", f"fake: cannot read {uri!r}"))
+                model = request["model"].rsplit("/", 1)[-1]
+                display = request.get("displayName")
+                output = request.get("outputConfig", {}).get("gcsDestination", {}).get("outputUriPrefix")
+            job = {"flavour": flavour, "name": f"{collection}/{next_id('')}", "model": model, "display": display,
+                   "lines": lines, "output": output, "state": "PENDING", "polls": 0, "created": time.time(),
+                   "request": request}
+            with LOCK:
+                BATCHES[job["name"]] = job
+            return self.reply(200, self.job_view(job))
+        name = f"{collection}/{job_id}"
+        with LOCK:
+            job = BATCHES.get(name)
+        if job is None or job["flavour"] != flavour:
+            return self.reply(404, rpc_error(404, "NOT_FOUND", f"fake: no batch {name}"))
+        if cancel:
+            if job["state"] in ("PENDING", "RUNNING"):
+                job["state"] = "CANCELLED"
+            return self.reply(200, {})
+        if self.command == "DELETE":
+            with LOCK:
+                BATCHES.pop(name, None)
+            return self.reply(200, {})
+        job["polls"] += 1
+        if job["state"] == "PENDING":
+            job["state"] = "RUNNING"
+        elif job["state"] == "RUNNING":
+            self.finish_job(job)
+        return self.reply(200, self.job_view(job))
+
+    def finish_job(self, job):
+        """Runs every line through the "model" and writes the results where the upstream would."""
+        out = []
+        for line in job["lines"].decode().splitlines():
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            request = item.get("request", {})
+            parts = [p for c in request.get("contents", []) for p in c.get("parts", [])]
+            try:
+                seen = self.read_parts(job["flavour"], parts)
+                response = model_response(job["model"], json.dumps({"model": job["model"], "saw": seen}),
+                                          10 * len(parts))
+                result = {"response": response}
+            except Refusal as refusal:
+                result = {"error" if job["flavour"] == "gemini" else "status": refusal.body()["error"]}
+            if job["flavour"] == "gemini":
+                out.append({"key": item.get("key"), **result})
+            else:
+                out.append({**item, **result})
+        results = "".join(json.dumps(line) + "\n" for line in out).encode()
+        if job["flavour"] == "gemini":
+            file_id = next_id("results")
+            with LOCK:
+                FILES[file_id] = {"bytes": results, "mime": "application/jsonl", "polls": PROCESSING_POLLS + 1,
+                                  "deleted": False}
+            job["results"] = f"files/{file_id}"
+        else:
+            directory = f"{job['output'].rstrip('/')}/prediction-model-{next_id('')}"
+            bucket_key = f"{directory.removeprefix('gs://')}/predictions.jsonl"
+            if ARGS.gcs_url:
+                put = urllib.request.Request(f"{ARGS.gcs_url}/{bucket_key}", data=results, method="PUT")
+                urllib.request.urlopen(put).read()
+            else:
+                with LOCK:
+                    OBJECTS[bucket_key] = results
+            job["results"] = directory
+        job["state"] = "SUCCEEDED"
+        job["ended"] = time.time()
+
+    def job_view(self, job):
+        if job["flavour"] == "vertex":
+            view = {"name": job["name"], "displayName": job["display"], "state": f"JOB_STATE_{job['state']}",
+                    "model": f"publishers/google/models/{job['model']}", "createTime": rfc3339(job["created"]),
+                    "inputConfig": job["request"].get("inputConfig"), "outputConfig": job["request"].get("outputConfig")}
+            if job["state"] == "SUCCEEDED":
+                view["outputInfo"] = {"gcsOutputDirectory": job["results"]}
+                view["endTime"] = rfc3339(job["ended"])
+            return view
+        metadata = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+                    "name": job["name"], "model": f"models/{job['model']}", "displayName": job["display"],
+                    "state": f"BATCH_STATE_{job['state']}", "createTime": rfc3339(job["created"])}
+        if job["state"] == "SUCCEEDED":
+            metadata["output"] = {"responsesFile": job["results"]}
+            metadata["endTime"] = rfc3339(job["ended"])
+        return {"name": job["name"], "metadata": metadata, "done": job["state"] == "SUCCEEDED"}
 
     # --- the Gemini API's Files API ---------------------------------------------------------------
     def google_file(self, name):
@@ -558,6 +698,16 @@ class Handler(BaseHTTPRequestHandler):
             f["polls"] += 1
             view = self.google_file(name)
         self.reply(200, view)
+
+    def files_download(self, name):
+        """GET /v1beta/files/N:download?alt=media (as google-genai asks): a file's bytes (a batch's results)."""
+        if not self.authorized("gemini"):
+            return
+        with LOCK:
+            f = FILES.get(name)
+        if f is None or f["deleted"]:
+            return self.reply(404, rpc_error(404, "NOT_FOUND", f"fake: no file {name}"))
+        self.reply(200, f["bytes"], content_type=f["mime"])
 
 
 def watch_parent(pid):

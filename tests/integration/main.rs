@@ -1,6 +1,7 @@
 //! Integration tests: each one starts the real `filegate` binary on loopback and speaks HTTP to it.
 
 mod auth;
+mod batches;
 mod caches;
 mod cli;
 mod fake_google;

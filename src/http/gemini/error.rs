@@ -111,6 +111,9 @@ fn classify(err: &Error) -> Answer {
             answer(S::FORBIDDEN, "PERMISSION_DENIED", "CachedContent not found (or permission denied)".into())
                 .reason(FILEGATE, "CACHE_NOT_FOUND")
         }
+        Error::BatchNotFound(name) => {
+            answer(S::NOT_FOUND, "NOT_FOUND", format!("Batch {name} not found.")).reason(FILEGATE, "BATCH_NOT_FOUND")
+        }
         Error::AlreadyExists(id) => answer(S::CONFLICT, "ALREADY_EXISTS", format!("files/{id} already exists.")),
         Error::IdempotencyConflict(_) => answer(S::CONFLICT, "ABORTED", msg),
         Error::QuotaExceeded { .. } => {

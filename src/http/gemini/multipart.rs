@@ -13,6 +13,7 @@ use futures_util::{StreamExt as _, stream};
 use super::error::GeminiError;
 use super::upload::{MAX_METADATA_BYTES, header_str, header_u64, parse_metadata};
 use crate::blob::ByteStream;
+use crate::domain::Origin;
 use crate::error::Error;
 use crate::http::body::into_stream;
 use crate::http::state::Handles;
@@ -66,6 +67,7 @@ pub async fn multipart(app: &Handles, parts: &Parts, body: Body) -> Result<Respo
         display_name: metadata.display_name,
         mime_type,
         size: DeclaredSize::AtMost(total),
+        origin: Origin::Upload,
     };
     let file = app.uploads.upload_whole(request, media_then_end(multipart, media)).await?;
     Ok(Json(FileEnvelope { file: crate::http::gemini::view::gemini_file(app, &file) }).into_response())
@@ -114,7 +116,14 @@ pub async fn raw(app: &Handles, parts: &Parts, body: Body) -> Result<Response, G
     let mime_type = header_str(&parts.headers, "x-goog-upload-header-content-type")
         .or_else(|| header_str(&parts.headers, header::CONTENT_TYPE.as_str()))
         .map(str::to_owned);
-    let request = StartUpload { project, name: None, display_name: None, mime_type, size: DeclaredSize::Exact(size) };
+    let request = StartUpload {
+        project,
+        name: None,
+        display_name: None,
+        mime_type,
+        size: DeclaredSize::Exact(size),
+        origin: Origin::Upload,
+    };
     let file = app.uploads.upload_whole(request, into_stream(body)).await?;
     Ok(Json(FileEnvelope { file: crate::http::gemini::view::gemini_file(app, &file) }).into_response())
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::error::{GeminiError, UPLOAD_STATUS};
 use super::multipart;
+use crate::domain::Origin;
 use crate::error::Error;
 use crate::http::extract::{GPath, GQuery};
 use crate::http::state::{Handles, HttpState};
@@ -160,6 +161,7 @@ async fn start_resumable(app: &Handles, version: &str, parts: &Parts, body: Body
             display_name: metadata.display_name,
             mime_type,
             size: DeclaredSize::Exact(size),
+            origin: Origin::Upload,
         })
         .await?;
 

@@ -3,7 +3,7 @@
 use base64::Engine as _;
 
 use crate::domain::registered_uri;
-use crate::domain::{FailureCode, FileRecord, FileState};
+use crate::domain::{FailureCode, FileRecord, FileState, Origin};
 use crate::http::state::Handles;
 use crate::wire::gemini::{File, FileStatus};
 
@@ -50,7 +50,12 @@ pub fn gemini_file(state: &Handles, file: &FileRecord) -> File {
         uri: file_uri(state, file),
         download_uri: ready.then(|| format!("{}/v1beta/files/{}:download?alt=media", state.public_url, file.id)),
         state: gemini_state(file.state).into(),
-        source: if registered_uri(&file.blob_key).is_some() { "REGISTERED" } else { "UPLOADED" }.into(),
+        source: match (file.origin, registered_uri(&file.blob_key)) {
+            (Origin::Generated, _) => "GENERATED",
+            (_, Some(_)) => "REGISTERED",
+            _ => "UPLOADED",
+        }
+        .into(),
         error: file
             .error
             .as_ref()

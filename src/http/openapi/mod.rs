@@ -135,6 +135,7 @@ fn reason(refusal: &Refusal) -> &'static str {
         Error::InvalidArgument(_) | Error::InvalidField { .. } => "a malformed request (the message names the field)",
         Error::FileNotFound(_) => "a missing, expired or other project's file",
         Error::CacheNotFound(_) => "a missing, expired or other project's context cache",
+        Error::BatchNotFound(_) => "a missing or other project's batch job",
         Error::AlreadyExists(_) => "the name is taken",
         Error::FileTooLarge { .. } => "over the per-file limit",
         Error::QuotaExceeded { .. } => "over the project's quota",

@@ -308,7 +308,8 @@ pub fn call_model() -> Route {
             The same call is served at the paths the SDKs build in Vertex AI mode: \
             `/{v1,v1beta1}/publishers/google/models/{model}:{method}` and \
             `/{v1,v1beta1}/projects/{project}/locations/{location}/publishers/google/models/{model}:{method}` \
-            (the caller's project and location are ignored).",
+            (the caller's project and location are ignored). `batchGenerateContent` creates a batch job \
+            (`{\"batch\": {\"inputConfig\": {\"fileName\": \"files/…\"}}}`, see `/{version}/batches`).",
         parameters: vec![
             version(),
             param("model", ParameterIn::Path, true, "The model (or an alias of FILEGATE_MODEL_MAP)"),
@@ -317,7 +318,7 @@ pub fn call_model() -> Route {
                 ParameterIn::Path,
                 true,
                 "The model method",
-                &["generateContent", "streamGenerateContent", "countTokens"],
+                &["generateContent", "streamGenerateContent", "countTokens", "batchGenerateContent"],
             ),
             enum_param("alt", ParameterIn::Query, false, "`sse` for server-sent events", &["sse"]),
         ],
@@ -494,6 +495,78 @@ pub fn delete_cache() -> Route {
         body: None,
         ok: vec![reply(StatusCode::OK, "`{}`", "application/json", any_object())],
         errors: cache_errors(),
+        authenticated: true,
+    }
+}
+
+fn batch_errors() -> Vec<(super::Surface, super::Refusal)> {
+    let mut errors = model_errors();
+    errors.push(Error::BatchNotFound(String::new()));
+    with(gemini_common(), Gemini, errors)
+}
+
+fn batch_id() -> utoipa::openapi::path::Parameter {
+    param("id", ParameterIn::Path, true, "The batch's id (the part after `batches/`)")
+}
+
+/// `GET /{version}/batches`
+pub fn list_batches() -> Route {
+    Route {
+        path: "/{version}/batches",
+        summary: "List the project's batch jobs, as last seen",
+        description: "Batches are created with `POST /{version}/models/{model}:batchGenerateContent` (see the model \
+            call) and answer as long-running operations whose `metadata` is the batch.",
+        parameters: vec![
+            version(),
+            integer_param("pageSize", ParameterIn::Query, "Default 50, at most 1000", None),
+            param("pageToken", ParameterIn::Query, false, "A nextPageToken, unchanged"),
+        ],
+        body: None,
+        ok: vec![reply(StatusCode::OK, "A page (`operations`, `nextPageToken`)", "application/json", any_object())],
+        errors: batch_errors(),
+        authenticated: true,
+    }
+}
+
+/// `GET /{version}/batches/{id}`
+pub fn get_batch() -> Route {
+    Route {
+        path: "/{version}/batches/{id}",
+        summary: "Get a batch job: its state now, and its results file once it succeeded",
+        description: "A job the upstream finished shows BATCH_STATE_RUNNING until its results are a filegate file \
+            (`metadata.output.responsesFile`, source GENERATED).",
+        parameters: vec![version(), batch_id()],
+        body: None,
+        ok: vec![reply(StatusCode::OK, "The batch", "application/json", any_object())],
+        errors: batch_errors(),
+        authenticated: true,
+    }
+}
+
+/// `POST /{version}/batches/{id}:cancel`
+pub fn cancel_batch() -> Route {
+    Route {
+        path: "/{version}/batches/{id}:cancel",
+        summary: "Cancel a batch job",
+        description: "",
+        parameters: vec![version(), batch_id()],
+        body: None,
+        ok: vec![reply(StatusCode::OK, "The batch", "application/json", any_object())],
+        errors: batch_errors(),
+        authenticated: true,
+    }
+}
+
+/// `DELETE /{version}/batches/{id}`
+pub fn delete_batch() -> Route {
+    Route {
+        path: "/{version}/batches/{id}",
+        summary: "Delete a batch job (its results file stays)",
+        description: "",
+        parameters: vec![version(), batch_id()],
+        body: None,
+        ok: vec![reply(StatusCode::OK, "`{\"name\", \"done\": true}`", "application/json", any_object())],
+        errors: batch_errors(),
         authenticated: true,
     }
 }

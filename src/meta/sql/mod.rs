@@ -11,9 +11,11 @@
 //! SQLite runs in WAL mode with `synchronous=FULL`: a committed chunk survives a power cut, not only a
 //! crash. PostgreSQL commits are durable by its own defaults (`synchronous_commit=on`).
 
+mod batches;
 mod caches;
 mod copies;
 mod keys;
+mod model;
 mod rows;
 mod store;
 mod tx;

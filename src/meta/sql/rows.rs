@@ -21,7 +21,7 @@ pub fn uint(v: i64) -> u64 {
 
 /// The columns [`FileRow`] reads, selected `FROM files f {FILE_JOIN}`.
 pub const FILE_COLUMNS: &str = "f.project_id, f.id, f.display_name, f.mime_type, f.size_bytes, f.sha256, f.state, \
-     f.origin, f.blob_key, f.charged_bytes, f.created_at, f.updated_at, f.expires_at, f.error_code, f.error_message, \
+     f.origin, f.generated, f.blob_key, f.charged_bytes, f.created_at, f.updated_at, f.expires_at, f.error_code, f.error_message, \
      t.source_url, t.model, t.received_bytes, t.total_bytes";
 
 /// Joins a file (`files f`) with its import task, if it has one. Kept apart from the table so that a query
@@ -38,6 +38,7 @@ pub struct FileRow {
     sha256: Option<Vec<u8>>,
     state: String,
     origin: String,
+    generated: i64,
     blob_key: String,
     charged_bytes: i64,
     created_at: i64,
@@ -67,7 +68,10 @@ impl TryFrom<FileRow> for FileRecord {
             size_bytes: row.size_bytes.map(uint),
             sha256,
             state: FileState::parse(&row.state).ok_or_else(|| MetaError::corrupt("file state", &row.state))?,
-            origin: Origin::parse(&row.origin).ok_or_else(|| MetaError::corrupt("file origin", &row.origin))?,
+            origin: match row.generated {
+                0 => Origin::parse(&row.origin).ok_or_else(|| MetaError::corrupt("file origin", &row.origin))?,
+                _ => Origin::Generated,
+            },
             blob_key: row.blob_key,
             charged_bytes: uint(row.charged_bytes),
             created_at: Timestamp::from_micros(row.created_at),

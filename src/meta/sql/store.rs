@@ -12,8 +12,8 @@ use super::tx::{insert_parts, numbered, queue_garbage};
 use super::{Engine, SqlMeta};
 use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
 use crate::meta::{
-    ApiKeyInfo, CachedContent, ChunkRecord, CopyTarget, Garbage, ImportTask, ListCursor, MetaError, MetaResult,
-    MetaStore, PartRecord, ProjectReport, ProjectUsage, StoredFile, UploadSession, UpstreamCopy, UsageRepair, WriteTx,
+    ApiKeyInfo, ChunkRecord, CopyTarget, Garbage, ImportTask, ListCursor, MetaError, MetaResult, MetaStore, PartRecord,
+    ProjectReport, ProjectUsage, StoredFile, UploadSession, UpstreamCopy, UsageRepair, WriteTx,
 };
 
 /// Every project's counters, recomputed from its rows.
@@ -533,53 +533,6 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delete_upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<()> {
         self.delete_copy(blob_key, target).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn hold_upstream_copies(&self, copies: &[(String, CopyTarget)], until: Timestamp) -> MetaResult<()> {
-        self.hold_copies(copies, until).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn put_cached_content(&self, cache: &CachedContent) -> MetaResult<()> {
-        self.insert_cache(cache).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn cached_content(&self, project: &ProjectId, id: &str) -> MetaResult<Option<CachedContent>> {
-        self.cache_of(project, id).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn cached_contents(
-        &self,
-        project: &ProjectId,
-        now: Timestamp,
-        after: Option<&str>,
-        limit: u32,
-    ) -> MetaResult<Vec<CachedContent>> {
-        self.list_caches(project, now, after, limit).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn update_cached_content(
-        &self,
-        project: &ProjectId,
-        id: &str,
-        view: &str,
-        expires_at: Timestamp,
-    ) -> MetaResult<bool> {
-        self.update_cache(project, id, view, expires_at).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn delete_cached_content(&self, project: &ProjectId, id: &str) -> MetaResult<bool> {
-        self.delete_cache(project, id).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn delete_expired_cached_contents(&self, now: Timestamp) -> MetaResult<u64> {
-        self.delete_expired_caches(now).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]

@@ -18,7 +18,7 @@ use super::rows::{
 };
 use super::{Engine, SqlMeta};
 use crate::domain::Staging;
-use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
+use crate::domain::{FileId, FileRecord, Origin, ProjectId, Timestamp};
 use crate::meta::{
     FileUpdate, Garbage, IdempotencyRecord, ImportProgress, ImportTask, MetaResult, NewImport, NewSession, PartRecord,
     ProjectUsage, RemovedFile, SessionStatus, StagedBytes, UploadSession, UsageDelta, WriteTx,
@@ -213,8 +213,8 @@ impl WriteTx for SqlTx {
     async fn insert_file(&mut self, file: &FileRecord) -> MetaResult<()> {
         sqlx::query(
             "INSERT INTO files (project_id, id, display_name, mime_type, size_bytes, state, origin, blob_key, \
-               charged_bytes, created_at, updated_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+               charged_bytes, created_at, updated_at, expires_at, generated) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(file.project.as_str())
         .bind(file.id.as_str())
@@ -222,12 +222,15 @@ impl WriteTx for SqlTx {
         .bind(&file.mime_type)
         .bind(file.size_bytes.map(int))
         .bind(file.state.as_str())
-        .bind(file.origin.as_str())
+        // The column's CHECK predates generated files (a CHECK cannot change in SQLite without rebuilding a
+        // table others cascade from): they are stored as uploads, marked by `generated`.
+        .bind(if file.origin == Origin::Generated { Origin::Upload.as_str() } else { file.origin.as_str() })
         .bind(&file.blob_key)
         .bind(int(file.charged_bytes))
         .bind(file.created_at.as_micros())
         .bind(file.updated_at.as_micros())
         .bind(file.expires_at.as_micros())
+        .bind(i64::from(file.origin == Origin::Generated))
         .execute(self.conn())
         .await
         .map_err(|e| self.err(e))?;

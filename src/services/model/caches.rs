@@ -107,7 +107,7 @@ impl Models {
     /// `caches.get`: asked of the upstream, so that the view is current.
     pub async fn get_cache(&self, project: &ProjectId, name: &str) -> Result<Value> {
         let cache = self.live_cache(project, name).await?;
-        let view = self.upstream()?.cache_request(reqwest::Method::GET, &cache.upstream_name, None).await?;
+        let view = self.upstream()?.resource_request(reqwest::Method::GET, &cache.upstream_name, None).await?;
         Ok(rename(view, &cache.id, &cache.model))
     }
 
@@ -146,7 +146,7 @@ impl Models {
         }
         let cache = self.live_cache(project, name).await?;
         let upstream = self.upstream()?;
-        let view = upstream.cache_request(reqwest::Method::PATCH, &cache.upstream_name, Some(&body)).await?;
+        let view = upstream.resource_request(reqwest::Method::PATCH, &cache.upstream_name, Some(&body)).await?;
         let expires_at = expiry_of(&view)?;
         if !cache.copies.is_empty() {
             self.meta.hold_upstream_copies(&cache.copies, expires_at).await?;
@@ -161,7 +161,7 @@ impl Models {
     /// `caches.delete`: at the upstream (one already gone there counts as deleted), then here.
     pub async fn delete_cache(&self, project: &ProjectId, name: &str) -> Result<()> {
         let cache = self.live_cache(project, name).await?;
-        match self.upstream()?.cache_request(reqwest::Method::DELETE, &cache.upstream_name, None).await {
+        match self.upstream()?.resource_request(reqwest::Method::DELETE, &cache.upstream_name, None).await {
             Ok(_) => {}
             Err(crate::error::UpstreamError::Status { status: 403 | 404, .. }) => {}
             Err(err) => return Err(err.into()),

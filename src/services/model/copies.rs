@@ -12,10 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::upstream::UpstreamClient;
 use crate::blob::Blobs;
 use crate::domain::{FileRecord, Timestamp};
-use crate::domain::{Staging, random_alphanumeric, staging_key};
 use crate::error::{Error, Result, UpstreamError};
-use crate::meta::{CopyTarget, Garbage, MetaStore, UpstreamCopy};
-use crate::services::ingest::{Cap, Ingest};
+use crate::meta::{CopyTarget, MetaStore, UpstreamCopy};
+use crate::services::ingest::write_object;
 use crate::services::locks::KeyedLocks;
 use crate::telemetry::metric;
 
@@ -43,6 +42,11 @@ impl Copies {
         processing_timeout: Duration,
     ) -> Self {
         Self { meta, blobs, upstream, staging, locks: KeyedLocks::default(), processing_timeout }
+    }
+
+    /// The Vertex staging bucket, if one is set.
+    pub fn staging(&self) -> Option<Arc<Blobs>> {
+        self.staging.clone()
     }
 
     /// Where a copy of a file that cannot go inline or by its own URI would be made, if anywhere.
@@ -114,38 +118,12 @@ impl Copies {
     async fn stage(&self, file: &FileRecord) -> Result<UpstreamCopy> {
         let staging_store = self.staging.as_ref().ok_or_else(|| Error::internal("no staging bucket"))?;
         let size = file.size_bytes.unwrap_or(0);
-        let staging = Staging {
-            key: staging_key(&format!("copy-{}", random_alphanumeric(16))),
-            dest: file.blob_key.clone(),
-            upload_id: None,
-        };
-        let mut ingest = Ingest::begin(staging_store, staging).await?;
-        let copied = async {
-            let body = self.blobs.read(&file.blob_key, 0..size).await?;
-            let cap =
-                Cap { bytes: size, overflow: Box::new(move || Error::internal(format!("more than {size} bytes"))) };
-            let chunk = ingest.stage(body, cap).await?;
-            if chunk.written != size || file.sha256.is_some_and(|digest| chunk.hasher.digest() != digest) {
-                return Err(Error::internal(format!("{}: the bytes read are not the file's", file.blob_key)));
-            }
-            let parts = chunk.parts.clone();
-            ingest.commit_unrecorded(chunk);
-            ingest.complete(&parts).await
+        let body = self.blobs.read(&file.blob_key, 0..size).await?;
+        let digest = write_object(staging_store, file.blob_key.clone(), body, size).await?;
+        if file.sha256.is_some_and(|sha256| sha256 != digest) {
+            let _ = staging_store.objects().delete(&file.blob_key).await;
+            return Err(Error::internal(format!("{}: the bytes read are not the file's", file.blob_key)));
         }
-        .await;
-        let leftovers = match &copied {
-            Ok(garbage) => garbage.clone(),
-            Err(_) => {
-                vec![Garbage::Staging(ingest.staging().clone()), Garbage::object(&ingest.staging().tail_key(size))]
-            }
-        };
-        for garbage in &leftovers {
-            let _ = match garbage {
-                Garbage::Object(key) => staging_store.objects().delete(key).await,
-                Garbage::Staging(staging) => staging_store.abort(staging).await,
-            };
-        }
-        copied?;
         let uri = staging_store.storage_uri(&file.blob_key).ok_or_else(|| Error::internal("no gs:// URI"))?;
         Ok(UpstreamCopy {
             blob_key: file.blob_key.clone(),

@@ -15,6 +15,7 @@
 //! (`copies.rs`). Every check (the caller's project, the file's state, per-type limits) happens before
 //! anything is sent upstream; the caller's own key never leaves filegate.
 
+mod batch_refs;
 mod body;
 mod caches;
 pub mod chat;
@@ -33,6 +34,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde_json::Value;
 use tracing::Instrument as _;
 
+pub use batch_refs::{BatchReferences, RewritePlan};
 pub use copies::Copies;
 pub use limits::REQUEST_MAX_BYTES;
 pub use upstream::ModelMethod;
@@ -167,7 +169,7 @@ impl Models {
         self.copies.clone()
     }
 
-    fn upstream(&self) -> Result<&Arc<UpstreamClient>> {
+    pub(crate) fn upstream(&self) -> Result<&Arc<UpstreamClient>> {
         self.upstream.as_ref().ok_or_else(|| {
             Error::NotImplemented(
                 "Model calls are off on this server: its operator can forward them to Vertex AI or the Gemini \

@@ -63,6 +63,9 @@ pub struct GoogleFile {
     pub state: String,
     #[serde(default)]
     pub expiration_time: Option<String>,
+    /// A decimal number, as Google spells int64 in JSON.
+    #[serde(default)]
+    pub size_bytes: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -244,21 +247,31 @@ impl UpstreamClient {
         })
     }
 
-    /// Reads (`GET`), changes (`PATCH` with `body`) or deletes a cache by the upstream's own name for it.
-    /// The reply's JSON, `{}` for a delete.
-    pub async fn cache_request(
+    /// Where the upstream keeps resources: `projects/{p}/locations/{l}` at Vertex AI, none at the Gemini API.
+    pub fn parent(&self) -> Option<&str> {
+        self.parent.as_deref()
+    }
+
+    /// A JSON request about a resource (a cache, a batch job) by the upstream's own name for it, or to a
+    /// collection or custom method (`models/m:batchGenerateContent`, `…/batchPredictionJobs`, `…:cancel`).
+    /// The reply's JSON, `{}` for an empty one.
+    pub async fn resource_request(
         &self,
         method: reqwest::Method,
-        name: &str,
+        path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, UpstreamError> {
-        // The name came from the upstream; still, nothing but a resource path goes into the URL.
-        let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b)) && !name.contains("..");
-        if !plain || !(name.starts_with("cachedContents/") || name.starts_with("projects/")) {
-            return Err(UpstreamError::Unreachable { upstream: self.name, detail: format!("a cache name {name:?}") });
+        // Names come from the upstream or from filegate; still, nothing but a resource path goes into the URL.
+        let plain = path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.:@".contains(&b)) && !path.contains("..");
+        let known = ["cachedContents", "batches/", "projects/", "models/"].iter().any(|p| path.starts_with(p));
+        if !plain || !known {
+            return Err(UpstreamError::Unreachable {
+                upstream: self.name,
+                detail: format!("a resource path {path:?}"),
+            });
         }
         let mut request =
-            self.http.request(method, format!("{}/{name}", self.api_base)).headers(self.auth_headers().await?);
+            self.http.request(method, format!("{}/{path}", self.api_base)).headers(self.auth_headers().await?);
         if let Some(body) = body {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
         }
@@ -269,8 +282,21 @@ impl UpstreamClient {
         }
         serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Unreachable {
             upstream: self.name,
-            detail: format!("an unexpected reply about a cache: {e}"),
+            detail: format!("an unexpected reply about {path}: {e}"),
         })
+    }
+
+    /// Streams a file of the Gemini API's Files API (`files/abc`), such as a batch job's results.
+    pub async fn download_file(
+        &self,
+        name: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes, UpstreamError>>, UpstreamError> {
+        // As google-genai asks for a file's bytes.
+        let url = format!("{}/v1beta/{name}:download", self.files_base()?);
+        let request = self.http.get(url).query(&[("alt", "media")]).headers(self.auth_headers().await?);
+        let response = self.send(request).await?;
+        let (upstream, idle) = (self.name, self.idle);
+        Ok(response.bytes_stream().map_err(move |e| transport_error(upstream, idle, &e)).boxed())
     }
 
     /// Sends a request and turns transport failures and error statuses into [`UpstreamError`]s.

@@ -60,6 +60,8 @@ pub struct StartUpload {
     pub display_name: Option<String>,
     pub mime_type: Option<String>,
     pub size: DeclaredSize,
+    /// `Upload`, or `Generated` for a file filegate makes itself (a batch's results).
+    pub origin: Origin,
 }
 
 #[derive(Debug)]
@@ -93,6 +95,7 @@ impl Uploads {
             }
         }
         let mime_type = request.mime_type.filter(|m| !m.trim().is_empty()).unwrap_or_else(|| DEFAULT_MIME_TYPE.into());
+        let mime_type = crate::domain::mime::resolve_alias(mime_type);
         self.limits.media_types.check(&mime_type)?;
         let (declared_size, reserve) = match request.size {
             DeclaredSize::Exact(size) if size > self.limits.max_file_bytes => {
@@ -115,7 +118,7 @@ impl Uploads {
             size_bytes: declared_size,
             sha256: None,
             state: FileState::Uploading,
-            origin: Origin::Upload,
+            origin: request.origin,
             charged_bytes: reserve,
             created_at: now,
             updated_at: now,

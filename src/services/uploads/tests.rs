@@ -16,7 +16,7 @@ use sha2::Digest as _;
 use super::{DeclaredSize, Progress, StartUpload, Uploads};
 use crate::blob::{Blobs, ByteStream};
 use crate::config::Limits;
-use crate::domain::{MediaTypePolicy, ProjectId, UploadToken};
+use crate::domain::{MediaTypePolicy, Origin, ProjectId, UploadToken};
 use crate::error::{Error, UploadError};
 use crate::meta::MetaStore;
 use crate::meta::sql::SqlMeta;
@@ -111,6 +111,7 @@ async fn start(uploads: &Uploads, size: usize) -> UploadToken {
         display_name: None,
         mime_type: Some("application/octet-stream".into()),
         size: DeclaredSize::Exact(size as u64),
+        origin: Origin::Upload,
     };
     uploads.start(request).await.unwrap().token
 }

@@ -1,0 +1,148 @@
+//! The `batches` table: batch jobs submitted through filegate (`services::batches`).
+
+use sqlx::FromRow;
+
+use super::SqlMeta;
+use super::rows::int;
+use crate::domain::{FileId, ProjectId, Timestamp};
+use crate::meta::{BatchRecord, MetaResult};
+
+const COLUMNS: &str = "id, project_id, upstream_name, model, display_name, state, input_file, output_file, error, \
+     created_at, updated_at, end_time";
+
+#[derive(FromRow)]
+struct BatchRow {
+    id: String,
+    project_id: String,
+    upstream_name: String,
+    model: String,
+    display_name: Option<String>,
+    state: String,
+    input_file: Option<String>,
+    output_file: Option<String>,
+    error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    end_time: Option<i64>,
+}
+
+impl From<BatchRow> for BatchRecord {
+    fn from(row: BatchRow) -> Self {
+        Self {
+            id: row.id,
+            project: ProjectId::from_stored(row.project_id),
+            upstream_name: row.upstream_name,
+            model: row.model,
+            display_name: row.display_name,
+            state: row.state,
+            input_file: row.input_file.map(FileId::from_stored),
+            output_file: row.output_file.map(FileId::from_stored),
+            error: row.error,
+            created_at: Timestamp::from_micros(row.created_at),
+            updated_at: Timestamp::from_micros(row.updated_at),
+            end_time: row.end_time.map(Timestamp::from_micros),
+        }
+    }
+}
+
+impl SqlMeta {
+    pub(super) async fn insert_batch(&self, batch: &BatchRecord) -> MetaResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO batches ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(&batch.id)
+        .bind(batch.project.as_str())
+        .bind(&batch.upstream_name)
+        .bind(&batch.model)
+        .bind(batch.display_name.as_deref())
+        .bind(&batch.state)
+        .bind(batch.input_file.as_ref().map(FileId::as_str))
+        .bind(batch.output_file.as_ref().map(FileId::as_str))
+        .bind(batch.error.as_deref())
+        .bind(batch.created_at.as_micros())
+        .bind(batch.updated_at.as_micros())
+        .bind(batch.end_time.map(Timestamp::as_micros))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub(super) async fn batch_of(&self, project: &ProjectId, id: &str) -> MetaResult<Option<BatchRecord>> {
+        let row: Option<BatchRow> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM batches WHERE project_id = $1 AND id = $2"))
+                .bind(project.as_str())
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(row.map(BatchRecord::from))
+    }
+
+    pub(super) async fn list_batches(
+        &self,
+        project: &ProjectId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> MetaResult<Vec<BatchRecord>> {
+        let rows: Vec<BatchRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM batches WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(project.as_str())
+        .bind(after.unwrap_or(""))
+        .bind(int(u64::from(limit)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(rows.into_iter().map(BatchRecord::from).collect())
+    }
+
+    pub(super) async fn update_batch_row(&self, batch: &BatchRecord) -> MetaResult<bool> {
+        let done = sqlx::query(
+            "UPDATE batches SET state = $3, output_file = $4, error = $5, updated_at = $6, end_time = $7 \
+             WHERE project_id = $1 AND id = $2",
+        )
+        .bind(batch.project.as_str())
+        .bind(&batch.id)
+        .bind(&batch.state)
+        .bind(batch.output_file.as_ref().map(FileId::as_str))
+        .bind(batch.error.as_deref())
+        .bind(batch.updated_at.as_micros())
+        .bind(batch.end_time.map(Timestamp::as_micros))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(super) async fn claim_collection(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> MetaResult<bool> {
+        let done = sqlx::query(
+            "UPDATE batches SET collecting_until = $3 \
+             WHERE project_id = $1 AND id = $2 AND output_file IS NULL AND collecting_until <= $4",
+        )
+        .bind(project.as_str())
+        .bind(id)
+        .bind(until.as_micros())
+        .bind(now.as_micros())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(super) async fn delete_batch_row(&self, project: &ProjectId, id: &str) -> MetaResult<bool> {
+        let done = sqlx::query("DELETE FROM batches WHERE project_id = $1 AND id = $2")
+            .bind(project.as_str())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+}

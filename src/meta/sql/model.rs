@@ -1,0 +1,93 @@
+//! The model surfaces' records (`meta::model`): caches (`caches.rs`) and batches (`batches.rs`).
+
+use async_trait::async_trait;
+
+use super::SqlMeta;
+use crate::domain::{ProjectId, Timestamp};
+use crate::meta::{BatchRecord, CachedContent, CopyTarget, MetaResult, ModelRecords};
+
+#[async_trait]
+impl ModelRecords for SqlMeta {
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn hold_upstream_copies(&self, copies: &[(String, CopyTarget)], until: Timestamp) -> MetaResult<()> {
+        self.hold_copies(copies, until).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn put_cached_content(&self, cache: &CachedContent) -> MetaResult<()> {
+        self.insert_cache(cache).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn cached_content(&self, project: &ProjectId, id: &str) -> MetaResult<Option<CachedContent>> {
+        self.cache_of(project, id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn cached_contents(
+        &self,
+        project: &ProjectId,
+        now: Timestamp,
+        after: Option<&str>,
+        limit: u32,
+    ) -> MetaResult<Vec<CachedContent>> {
+        self.list_caches(project, now, after, limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn update_cached_content(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        view: &str,
+        expires_at: Timestamp,
+    ) -> MetaResult<bool> {
+        self.update_cache(project, id, view, expires_at).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn delete_cached_content(&self, project: &ProjectId, id: &str) -> MetaResult<bool> {
+        self.delete_cache(project, id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn delete_expired_cached_contents(&self, now: Timestamp) -> MetaResult<u64> {
+        self.delete_expired_caches(now).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn put_batch(&self, batch: &BatchRecord) -> MetaResult<()> {
+        self.insert_batch(batch).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn batch(&self, project: &ProjectId, id: &str) -> MetaResult<Option<BatchRecord>> {
+        self.batch_of(project, id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn batches(&self, project: &ProjectId, after: Option<&str>, limit: u32) -> MetaResult<Vec<BatchRecord>> {
+        self.list_batches(project, after, limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn update_batch(&self, batch: &BatchRecord) -> MetaResult<bool> {
+        self.update_batch_row(batch).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn claim_batch_collection(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> MetaResult<bool> {
+        self.claim_collection(project, id, until, now).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn delete_batch(&self, project: &ProjectId, id: &str) -> MetaResult<bool> {
+        self.delete_batch_row(project, id).await
+    }
+}
