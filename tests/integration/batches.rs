@@ -179,3 +179,37 @@ async fn a_batch_at_vertex_reads_its_requests_from_the_staging_bucket_and_its_pr
     assert_eq!(lines[1]["key"], "p2", "Vertex AI's lines keep the request line's fields");
     assert_no_client_key(&fake);
 }
+
+#[tokio::test]
+async fn a_copy_the_upstream_lost_is_made_again_before_a_batch_is_submitted() {
+    let fake = FakeGoogle::start(&["--api-key", GEMINI_KEY]);
+    let server = gemini_api(&fake).start();
+    let bytes = data(5_000, 8);
+    let file = upload(&server, &bytes, "text/plain").await;
+    let input = upload_jsonl(&server, ALPHA_KEY, &line("k", json!([{"fileData": {"fileUri": file["uri"]}}]))).await;
+    let first = json_of(create(&server, ALPHA_KEY, &input).await, StatusCode::OK).await;
+    finished(&server, first["name"].as_str().unwrap()).await;
+    let copies: Vec<String> = fake
+        .google_files()
+        .into_iter()
+        .filter(|(_, f)| f["sha256"] == sha256_hex(&bytes) && f["deleted"] == false)
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(copies.len(), 1);
+
+    // Deleted behind filegate's back (Google's 48 hours, an operator's cleanup).
+    let gone = reqwest::Client::new()
+        .delete(format!("{}/v1beta/files/{}", fake.url, copies[0]))
+        .header("x-goog-api-key", GEMINI_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success());
+    let second = json_of(create(&server, ALPHA_KEY, &input).await, StatusCode::OK).await;
+    let batch = finished(&server, second["name"].as_str().unwrap()).await;
+    let lines = results(&server, &batch).await;
+    assert_eq!(saw(&lines[0])[0]["sha256"], sha256_hex(&bytes), "{lines:?}");
+    let live =
+        fake.google_files().into_iter().filter(|(_, f)| f["sha256"] == sha256_hex(&bytes) && f["deleted"] == false);
+    assert_eq!(live.count(), 1, "a new copy replaced the lost one");
+}

@@ -4,6 +4,7 @@
 //! A batch is read twice, line by line, never whole: the first pass resolves every reference (the caller's
 //! own, ready file; each file looked up and copied once) and learns where each file goes; the second
 //! rewrites each line from what the first learnt, synchronously, as the rewritten requests stream upstream.
+//! Each copy a batch reuses is first checked to still exist upstream (a batch cannot retry once submitted).
 //! A batch reads every file by reference, never inline (thousands of requests each carrying a file's bytes
 //! would multiply them): Vertex AI gets `gs://` URIs (a file's own object, else a staging copy), the Gemini
 //! API its Files API copies.
@@ -82,7 +83,13 @@ impl BatchReferences<'_> {
                     if self.upstream.is_vertex() {
                         super::limits::check_vertex_reference(file)?;
                     }
-                    let (uri, _) = copies.uri(file, target).await?;
+                    let (mut uri, reused) = copies.uri(file, target).await?;
+                    // A model call retries when a copy it reused turns out gone; a batch fails hours later
+                    // instead: a reused copy is checked now, and made again if the upstream lost it.
+                    if reused && copies.vanished(file, target).await? {
+                        copies.forget(file, target).await?;
+                        uri = copies.uri(file, target).await?.0;
+                    }
                     self.plan.copies.push((file.blob_key.clone(), target));
                     uri
                 }
