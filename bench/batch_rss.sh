@@ -2,9 +2,11 @@
 # Benchmark: a batch's memory must not grow with its requests file. A fresh release filegate per size, its
 # model calls going to the fake Gemini API (tests/fakes/google.py); 20 uploaded files; a JSONL of N requests
 # (each naming one of the files and carrying ~1 KB of prompt) uploaded, then one batchGenerateContent, which
-# reads the JSONL twice line by line (check, then rewrite while streaming to the upstream). Reports, for
-# N = 10 000 and 100 000: the JSONL's size, the create's wall time, and filegate's peak RSS (VmHWM) before
-# and after the create.
+# reads the JSONL twice line by line (check, then rewrite while streaming to the upstream); then polls the
+# batch until its results are a filegate file (streamed in from the fake's Files API) and downloads them
+# through filegate. Reports, for N = 10 000 and 100 000: the JSONL's size, the create's wall time, filegate's
+# peak RSS (VmHWM) before the create, after it, and after the results were collected and downloaded, and the
+# results' size.
 #
 #   bench/batch_rss.sh
 #
@@ -73,13 +75,31 @@ def run(n):
         created = post("/v1beta/models/gemini-test:batchGenerateContent", body, {"Content-Type": "application/json"})
         assert created["name"].startswith("batches/"), created
         wall = time.monotonic() - started
-        print(f"| {n:,} | {size / 1e6:.0f} MB | {wall:.1f} s | {before:.0f} MiB | {vm_hwm(proc.pid):.0f} MiB |", flush=True)
+        after_create = vm_hwm(proc.pid)
+        while True:
+            request = urllib.request.Request(f"{url}/v1beta/{created['name']}", headers={"x-goog-api-key": KEY})
+            with urllib.request.urlopen(request, timeout=600) as response:
+                batch = json.loads(response.read())
+            if batch["done"]:
+                break
+            time.sleep(0.5)
+        results = batch["metadata"]["output"]["responsesFile"]
+        request = urllib.request.Request(f"{url}/v1beta/{results}:download?alt=media", headers={"x-goog-api-key": KEY})
+        lines = received = 0
+        with urllib.request.urlopen(request, timeout=600) as response:
+            while chunk := response.read(1 << 20):
+                received += len(chunk)
+                lines += chunk.count(b"\n")
+        assert lines == n, (lines, n)
+        print(f"| {n:,} | {size / 1e6:.0f} MB | {wall:.1f} s | {before:.0f} MiB | {after_create:.0f} MiB "
+              f"| {received / 1e6:.0f} MB | {vm_hwm(proc.pid):.0f} MiB |", flush=True)
     finally:
         proc.terminate()
         proc.wait()
 
-print("| requests | JSONL | create (2 passes + upload to the fake) | peak RSS before | peak RSS after |")
-print("|---|---|---|---|---|")
+print("| requests | JSONL | create (2 passes + upload to the fake) | peak RSS before | after the create "
+      "| results | after collecting and downloading them |")
+print("|---|---|---|---|---|---|---|")
 for n in (10_000, 100_000):
     run(n)
 PY

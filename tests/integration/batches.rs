@@ -213,3 +213,19 @@ async fn a_copy_the_upstream_lost_is_made_again_before_a_batch_is_submitted() {
         fake.google_files().into_iter().filter(|(_, f)| f["sha256"] == sha256_hex(&bytes) && f["deleted"] == false);
     assert_eq!(live.count(), 1, "a new copy replaced the lost one");
 }
+
+#[tokio::test]
+async fn a_batch_is_cancelled_by_its_project_only() {
+    let fake = FakeGoogle::start(&["--api-key", GEMINI_KEY]);
+    let server = gemini_api(&fake).start();
+    let input = upload_jsonl(&server, ALPHA_KEY, &line("k", json!([{"text": "Hi"}]))).await;
+    let created = json_of(create(&server, ALPHA_KEY, &input).await, StatusCode::OK).await;
+    let cancel = format!("v1beta/{}:cancel", created["name"].as_str().unwrap());
+    let refused = call(&server, BETA_KEY, &cancel, json!({})).await;
+    assert_eq!(rpc_error(refused).await.0, 404, "another project's batch is missing to it");
+    let cancelled = json_of(call(&server, ALPHA_KEY, &cancel, json!({})).await, StatusCode::OK).await;
+    assert_eq!((&cancelled["metadata"]["state"], &cancelled["done"]), (&json!("BATCH_STATE_CANCELLED"), &json!(true)));
+    assert!(cancelled["metadata"].get("output").is_none());
+    let cancels = fake.requests().into_iter().filter(|r| r["path"].as_str().unwrap().ends_with(":cancel")).count();
+    assert_eq!(cancels, 1, "only the owner's cancel reached the upstream");
+}
