@@ -5,21 +5,13 @@
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 use super::auth::GeminiCaller;
-use super::extract::{GPath, GQuery};
+use super::extract::{GPath, GQuery, PageQuery};
 use super::gemini::{self, GeminiError, Version};
 use super::model::read_json_object;
 use super::state::HttpState;
 use crate::domain::ProjectId;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListQuery {
-    page_size: Option<u32>,
-    page_token: Option<String>,
-}
 
 async fn answer(result: impl Future<Output = Result<Response, GeminiError>>) -> Response {
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -36,7 +28,7 @@ pub async fn list(
     State(app): State<HttpState>,
     _: Version,
     GeminiCaller(project): GeminiCaller,
-    GQuery(query): GQuery<ListQuery>,
+    GQuery(query): GQuery<PageQuery>,
 ) -> Response {
     answer(async {
         let list = app.batches.list(&project, query.page_size, query.page_token.as_deref()).await?;

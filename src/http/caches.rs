@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::GeminiCaller;
-use super::extract::{GPath, GQuery};
+use super::extract::{GPath, GQuery, PageQuery};
 use super::gemini::{self, GeminiError};
 use super::model::read_json_object;
 use super::state::HttpState;
@@ -31,13 +31,6 @@ impl CachePath {
         }
         Ok(format!("cachedContents/{}", self.id.as_deref().unwrap_or_default()))
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListQuery {
-    page_size: Option<u32>,
-    page_token: Option<String>,
 }
 
 async fn answer(result: impl Future<Output = Result<Response, GeminiError>>) -> Response {
@@ -64,7 +57,7 @@ pub async fn list(
     State(app): State<HttpState>,
     GPath(path): GPath<CachePath>,
     GeminiCaller(project): GeminiCaller,
-    GQuery(query): GQuery<ListQuery>,
+    GQuery(query): GQuery<PageQuery>,
 ) -> Response {
     answer(async {
         path.check()?;

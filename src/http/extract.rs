@@ -15,6 +15,14 @@ pub struct GPath<T>(pub T);
 /// `Query<T>`, rejecting with a google.rpc.Status `INVALID_ARGUMENT`.
 pub struct GQuery<T>(pub T);
 
+/// `?pageSize=&pageToken=` of Google's list methods.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageQuery {
+    pub page_size: Option<u32>,
+    pub page_token: Option<String>,
+}
+
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for GPath<T> {
     type Rejection = GeminiError;
 

@@ -61,6 +61,17 @@ pub struct Batches {
     processing_timeout: Duration,
 }
 
+/// A batch ready to go upstream: its rewritten requests, streaming, and their exact length.
+struct Submission<'a> {
+    id: &'a str,
+    project: &'a ProjectId,
+    /// The upstream's name of the model.
+    model: &'a str,
+    display_name: String,
+    requests: ByteStream,
+    bytes: u64,
+}
+
 /// Where a finished job's results are at the upstream.
 enum Results {
     /// A file of the Gemini API's Files API.
@@ -130,12 +141,18 @@ impl Batches {
         if !plan.copies.is_empty() {
             self.meta.hold_upstream_copies(&plan.copies, now.plus_seconds(HOLD.as_secs())).await?;
         }
-        let rewritten = self.rewritten(&source, Arc::new(plan)).await?;
+        let submission = Submission {
+            id: &id,
+            project: &project,
+            model: &upstream_model,
+            display_name: display_name.clone().unwrap_or_else(|| format!("filegate batch {id}")),
+            requests: self.rewritten(&source, Arc::new(plan)).await?,
+            bytes,
+        };
         let (upstream_name, state) = if upstream.is_vertex() {
-            self.submit_to_vertex(&upstream, &project, &id, &upstream_model, display_name.as_deref(), rewritten, bytes)
-                .await?
+            self.submit_to_vertex(&upstream, submission).await?
         } else {
-            self.submit_to_gemini(&upstream, &id, &upstream_model, display_name.as_deref(), rewritten, bytes).await?
+            self.submit_to_gemini(&upstream, submission).await?
         };
         tracing::info!(batch = id, lines, bytes, upstream = upstream.name(), "batch submitted");
         let record = BatchRecord {
@@ -197,26 +214,20 @@ impl Batches {
     async fn submit_to_gemini(
         &self,
         upstream: &UpstreamClient,
-        id: &str,
-        model: &str,
-        display_name: Option<&str>,
-        requests: ByteStream,
-        bytes: u64,
+        batch: Submission<'_>,
     ) -> Result<(String, &'static str)> {
-        let body = reqwest::Body::wrap_stream(requests.map_err(std::io::Error::other));
+        let body = reqwest::Body::wrap_stream(batch.requests.map_err(std::io::Error::other));
         // "jsonl" is the MIME type Google's batch guide uploads requests with.
-        let mut google = upstream.upload_file(&format!("filegate batch {id}"), "jsonl", bytes, body).await?;
+        let name = format!("filegate batch {}", batch.id);
+        let mut google = upstream.upload_file(&name, "jsonl", batch.bytes, body).await?;
         let deadline = tokio::time::Instant::now() + self.processing_timeout;
         while google.state == "PROCESSING" && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
             google = upstream.get_file(&google.name).await?;
         }
-        let batch = json!({"batch": {
-            "displayName": display_name.map_or_else(|| format!("filegate batch {id}"), str::to_owned),
-            "inputConfig": {"fileName": google.name},
-        }});
-        let path = format!("models/{model}:batchGenerateContent");
-        let operation = upstream.resource_request(reqwest::Method::POST, &path, Some(&batch)).await?;
+        let create = json!({"batch": {"displayName": batch.display_name, "inputConfig": {"fileName": google.name}}});
+        let path = format!("models/{}:batchGenerateContent", batch.model);
+        let operation = upstream.resource_request(reqwest::Method::POST, &path, Some(&create)).await?;
         let name = operation
             .get("name")
             .and_then(Value::as_str)
@@ -226,16 +237,10 @@ impl Batches {
         Ok((name.to_owned(), state))
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn submit_to_vertex(
         &self,
         upstream: &UpstreamClient,
-        project: &ProjectId,
-        id: &str,
-        model: &str,
-        display_name: Option<&str>,
-        requests: ByteStream,
-        bytes: u64,
+        batch: Submission<'_>,
     ) -> Result<(String, &'static str)> {
         let staging = self.models.copies().and_then(|c| c.staging()).ok_or_else(|| {
             Error::invalid(
@@ -243,12 +248,12 @@ impl Batches {
                  FILEGATE_VERTEX_STAGING_BUCKET=gs://… for filegate to put them there.",
             )
         })?;
-        let key = new_object_key(project, &FileId::from_stored(format!("batch-{id}")));
-        write_object(&staging, key.clone(), requests, bytes).await?;
+        let key = new_object_key(batch.project, &FileId::from_stored(format!("batch-{}", batch.id)));
+        write_object(&staging, key.clone(), batch.requests, batch.bytes).await?;
         let input = staging.storage_uri(&key).ok_or_else(|| Error::internal("the staging bucket has no gs:// URI"))?;
         let job = json!({
-            "displayName": display_name.map_or_else(|| format!("filegate batch {id}"), str::to_owned),
-            "model": format!("publishers/google/models/{model}"),
+            "displayName": batch.display_name,
+            "model": format!("publishers/google/models/{}", batch.model),
             "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": [input]}},
             "outputConfig": {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": format!("{input}-output/")}},
         });
