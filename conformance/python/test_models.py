@@ -330,3 +330,34 @@ def test_batches_over_uploaded_files(front):
     assert alpha.files.get(name=job.dest.file_name).source.name == "GENERATED"
     assert job.name in [j.name for j in alpha.batches.list()]
     alpha.batches.delete(name=job.name)
+
+
+def test_openai_files_create_then_chat_with_its_id(front):
+    """The openai SDK's files.create → chat completion with that file_id; list, retrieve, content, delete;
+    and google-genai on api_version v1 beside it on the same paths."""
+    client = OpenAI(base_url=f"{front.server.url}/v1", api_key=ALPHA_KEY)
+    other = OpenAI(base_url=f"{front.server.url}/v1", api_key=BETA_KEY)
+    data = os.urandom(120_000)
+    created = client.files.create(file=("clip.mp4", io.BytesIO(data)), purpose="user_data")
+    assert created.id.startswith("file-") and created.bytes == len(data) and created.filename == "clip.mp4"
+    reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is it?"}, {"type": "file", "file": {"file_id": created.id}}]}])
+    seen = saw(reply.choices[0].message.content)
+    assert seen[1]["sha256"] == sha(data) and seen[1]["mime"] == "video/mp4", seen
+
+    assert created.id in [f.id for f in client.files.list()]
+    assert client.files.retrieve(created.id).status == "processed"
+    assert client.files.content(created.id).read() == data
+    assert created.id not in [f.id for f in other.files.list()]
+    with pytest.raises(Exception) as refused:
+        other.files.retrieve(created.id)
+    assert getattr(refused.value, "status_code", None) == 404
+
+    gemini_v1 = genai.Client(api_key=ALPHA_KEY, http_options={"base_url": front.server.url, "api_version": "v1"})
+    as_gemini = gemini_v1.files.get(name=created.id.removeprefix("file-"))
+    assert as_gemini.size_bytes == len(data) and as_gemini.mime_type == "video/mp4"
+    assert as_gemini.name in [f.name for f in gemini_v1.files.list()]
+
+    assert client.files.delete(created.id).deleted
+    with pytest.raises(errors.ClientError):
+        gemini_v1.files.get(name=created.id.removeprefix("file-"))

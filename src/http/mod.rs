@@ -10,6 +10,7 @@ pub mod gemini;
 mod harness;
 pub mod import;
 mod model;
+mod openai;
 mod openapi;
 mod ops;
 mod routes;

@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use super::extract::GPath;
 use super::openapi::{Route, operations as doc};
 use super::state::HttpState;
-use super::{auth, batches, caches, gemini, import, model, ops};
+use super::{auth, batches, caches, gemini, import, model, openai, ops};
 
 /// One method on one path.
 pub struct Endpoint {
@@ -48,11 +48,12 @@ pub fn endpoints(metrics_on_public: bool) -> Vec<Endpoint> {
         Endpoint::new(M::PUT, "/upload/{version}/files", gemini::upload::upload, &[]),
         Endpoint::new(M::POST, "/{prefix}/upload/{version}/files", gemini::upload::upload_aliased, &[]),
         Endpoint::new(M::PUT, "/{prefix}/upload/{version}/files", gemini::upload::upload_aliased, &[]),
-        Endpoint::new(M::GET, "/{version}/files", gemini::list, &[doc::list_files]),
+        Endpoint::new(M::GET, "/{version}/files", list_files, &[doc::list_files]),
         Endpoint::new(M::POST, "/{version}/files", create_file, &[doc::create_import]),
         Endpoint::new(M::POST, "/{version}/files:register", gemini::register, &[doc::register]),
         Endpoint::new(M::GET, "/{version}/files/{segment}", get_file, &[doc::get_file, doc::download, doc::get_import]),
         Endpoint::new(M::DELETE, "/{version}/files/{segment}", delete_file, &[doc::delete_file, doc::delete_import]),
+        Endpoint::new(M::GET, "/{version}/files/{segment}/content", file_content, &[doc::file_content]),
         Endpoint::new(M::POST, "/{version}/models/{target}", model::native, &[doc::call_model]),
         Endpoint::new(M::POST, "/{version}/publishers/google/models/{target}", model::vertex_native, &[]),
         Endpoint::new(
@@ -85,12 +86,47 @@ pub fn endpoints(metrics_on_public: bool) -> Vec<Endpoint> {
     all
 }
 
-/// `POST /v1/files` is the import surface's create; the Gemini surface creates files by uploading.
+/// Whether a request on `v1`'s shared file paths is the OpenAI surface's (`http/openai/mod.rs`).
+fn openai_on(version: &str, parts: &axum::http::request::Parts) -> bool {
+    version == "v1" && !openai::from_gemini_client(parts)
+}
+
+/// `GET /{v}/files`: the Gemini list, or on `v1` the OpenAI list for an OpenAI client.
+async fn list_files(State(app): State<HttpState>, GPath(version): GPath<String>, req: Request) -> Response {
+    let mut parts = req.into_parts().0;
+    if openai_on(&version, &parts) {
+        return openai::files::list(&app, &parts).await.unwrap_or_else(IntoResponse::into_response);
+    }
+    let answer = async {
+        let gemini::Version(_) = gemini::Version::from_request_parts(&mut parts, &app).await?;
+        let auth::GeminiCaller(project) = auth::GeminiCaller::from_request_parts(&mut parts, &app).await?;
+        Ok::<_, gemini::GeminiError>(gemini::list_for(&app, project, &parts).await)
+    };
+    answer.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /v1/files/{id}/content`: an OpenAI client's download.
+async fn file_content(
+    State(app): State<HttpState>,
+    GPath((version, segment)): GPath<(String, String)>,
+    req: Request,
+) -> Response {
+    if version != "v1" {
+        return gemini::not_found().into_response();
+    }
+    openai::files::content(&app, &req.into_parts().0, &segment).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /v1/files` is the import surface's create, or with a form an OpenAI upload; the Gemini surface
+/// creates files by uploading.
 async fn create_file(State(app): State<HttpState>, GPath(version): GPath<String>, req: Request) -> Response {
     if version != "v1" {
         return gemini::create_without_bytes(&version).into_response();
     }
     let (mut parts, body) = req.into_parts();
+    if openai::is_form_upload(&parts) {
+        return openai::files::create(&app, &parts, body).await.unwrap_or_else(IntoResponse::into_response);
+    }
     let created = async {
         let auth::ImportCaller(project) = auth::ImportCaller::from_request_parts(&mut parts, &app).await?;
         import::create(&app, project, &parts, body).await
@@ -107,7 +143,11 @@ async fn get_file(
     if import::is_import(&version, &segment) {
         return import::get(&app, &req.into_parts().0, &segment).await.unwrap_or_else(IntoResponse::into_response);
     }
-    gemini::get(State(app), GPath((version, segment)), req).await
+    let (parts, body) = req.into_parts();
+    if openai_on(&version, &parts) && !segment.contains(':') {
+        return openai::files::retrieve(&app, &parts, &segment).await.unwrap_or_else(IntoResponse::into_response);
+    }
+    gemini::get(State(app), GPath((version, segment)), Request::from_parts(parts, body)).await
 }
 
 /// `DELETE /{v}/files/{segment}`: an import (`v1`, `qfile-…`) or a Gemini file.
@@ -119,7 +159,11 @@ async fn delete_file(
     if import::is_import(&version, &segment) {
         return import::delete(&app, &req.into_parts().0, &segment).await.unwrap_or_else(IntoResponse::into_response);
     }
-    gemini::delete(State(app), GPath((version, segment)), req).await
+    let (parts, body) = req.into_parts();
+    if openai_on(&version, &parts) {
+        return openai::files::delete(&app, &parts, &segment).await.unwrap_or_else(IntoResponse::into_response);
+    }
+    gemini::delete(State(app), GPath((version, segment)), Request::from_parts(parts, body)).await
 }
 
 #[cfg(test)]

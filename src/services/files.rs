@@ -115,6 +115,24 @@ impl Files {
         Ok((files, next))
     }
 
+    /// One page newest first after the file `after` (the OpenAI surface's cursor), and whether more follow.
+    pub async fn list_after(
+        &self,
+        project: &ProjectId,
+        after: Option<&FileId>,
+        limit: u32,
+    ) -> Result<(Vec<FileRecord>, bool)> {
+        let token = match after {
+            Some(id) => {
+                let file = self.get(project, id).await?;
+                Some(encode_cursor(&ListCursor { created_at: file.created_at, id: file.id }))
+            }
+            None => None,
+        };
+        let (files, next) = self.list(project, Some(i64::from(limit.max(1))), token.as_deref()).await?;
+        Ok((files, next.is_some()))
+    }
+
     /// Deletes a file: its row goes at once (freeing its name and quota), its bytes right after; if that
     /// fails the janitor retries from the garbage queue. A running import of it stops.
     pub async fn delete(&self, project: &ProjectId, id: &FileId) -> Result<FileRecord> {

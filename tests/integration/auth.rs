@@ -12,17 +12,22 @@ async fn keys_are_accepted_in_every_form_google_accepts() {
     let http = &gemini.http;
     let by_query = http.get(format!("{}/v1/files?key={ALPHA_KEY}", server.url)).send().await.unwrap();
     assert_eq!(by_query.status(), StatusCode::OK);
-    let by_bearer = http.get(format!("{}/v1/files", server.url)).bearer_auth(ALPHA_KEY).send().await.unwrap();
-    assert_eq!(by_bearer.status(), StatusCode::OK);
+    let by_bearer = http.get(format!("{}/v1beta/files", server.url)).bearer_auth(ALPHA_KEY).send().await.unwrap();
+    assert!(json_of(by_bearer, StatusCode::OK).await.get("object").is_none(), "Gemini's list");
+    // On v1 the paths are shared with the OpenAI surface: a bare Bearer there is an OpenAI client.
+    let openai = http.get(format!("{}/v1/files", server.url)).bearer_auth(ALPHA_KEY).send().await.unwrap();
+    assert_eq!(json_of(openai, StatusCode::OK).await["object"], "list");
 }
 
 #[tokio::test]
 async fn a_missing_key_is_403_and_a_wrong_key_is_api_key_invalid() {
     let server = Server::start();
     let http = reqwest::Client::new();
-    let missing = http.get(format!("{}/v1/files", server.url)).send().await.unwrap();
+    let missing = http.get(format!("{}/v1beta/files", server.url)).send().await.unwrap();
     let (status, code, _) = rpc_error(missing).await;
     assert_eq!((status, code.as_str()), (403, "PERMISSION_DENIED"));
+    let missing_openai = http.get(format!("{}/v1/files", server.url)).send().await.unwrap();
+    assert_eq!(json_of(missing_openai, StatusCode::UNAUTHORIZED).await["error"]["code"], "missing_api_key");
     let wrong = server.gemini("not-a-key").get("v1/files").await;
     let body = json_of(wrong, StatusCode::BAD_REQUEST).await;
     assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");

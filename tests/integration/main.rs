@@ -14,6 +14,7 @@ mod lifecycle;
 mod migrate;
 mod model;
 mod nodes;
+mod openai_files;
 mod ops;
 mod register;
 mod sources;

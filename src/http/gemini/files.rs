@@ -52,8 +52,19 @@ pub async fn delete(app: &Handles, parts: &Parts, id: &str) -> Result<Response> 
 /// The bytes of an ACTIVE file, whole (200) or one `Range` (206).
 pub async fn download(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
     let project = crate::http::auth::gemini_project(app, parts).await?;
+    Ok(file_bytes(app, &project, parts, &FileId::from_path(id)).await?)
+}
+
+/// A file's bytes as every surface serves them: whole (200) or the one `Range` asked for (206), as an
+/// attachment a browser saves rather than renders.
+pub(crate) async fn file_bytes(
+    app: &Handles,
+    project: &ProjectId,
+    parts: &Parts,
+    id: &FileId,
+) -> std::result::Result<Response, Error> {
     let range = parts.headers.get(header::RANGE).map(parse_range).transpose()?;
-    let download = app.files.download(&project, &FileId::from_path(id), range).await?;
+    let download = app.files.download(project, id, range).await?;
     let len = download.range.end - download.range.start;
     let body = download.body.map(|chunk| {
         if let Ok(bytes) = &chunk {
@@ -133,9 +144,8 @@ fn query_params<T: serde::de::DeserializeOwned + Default>(parts: &Parts) -> Resu
 }
 
 /// One `bytes=` range; several ranges are refused rather than answered with the whole file.
-fn parse_range(value: &HeaderValue) -> Result<ByteRange> {
-    let invalid =
-        || GeminiError::Failed(Error::invalid("Invalid Range header: expected bytes=START-[END] or bytes=-SUFFIX."));
+fn parse_range(value: &HeaderValue) -> std::result::Result<ByteRange, Error> {
+    let invalid = || Error::invalid("Invalid Range header: expected bytes=START-[END] or bytes=-SUFFIX.");
     let spec = value.to_str().ok().and_then(|v| v.trim().strip_prefix("bytes=")).ok_or_else(invalid)?;
     if spec.contains(',') {
         return Err(invalid());

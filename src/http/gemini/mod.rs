@@ -2,7 +2,7 @@
 //! `docs/api-quirks.md`).
 
 pub mod error;
-mod files;
+pub(crate) mod files;
 mod multipart;
 #[cfg(test)]
 mod protocol_tests;
@@ -58,14 +58,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Version {
     }
 }
 
-/// `GET /{v}/files`
-pub(crate) async fn list(
-    State(app): State<HttpState>,
-    _: Version,
-    GeminiCaller(project): GeminiCaller,
-    req: Request,
-) -> Response {
-    respond(files::list(&app, project, &req.into_parts().0)).await
+/// `GET /{v}/files` (the route shares `v1` with the OpenAI surface: `http/routes.rs` picks).
+pub(crate) async fn list_for(app: &HttpState, project: crate::domain::ProjectId, parts: &Parts) -> Response {
+    respond(files::list(app, project, parts)).await
 }
 
 /// `POST /{v}/files` on the Gemini surface: Google's "metadata-only create", which the SDKs never use.

@@ -68,6 +68,7 @@ pub async fn multipart(app: &Handles, parts: &Parts, body: Body) -> Result<Respo
         mime_type,
         size: DeclaredSize::AtMost(total),
         origin: Origin::Upload,
+        ttl: None,
     };
     let file = app.uploads.upload_whole(request, media_then_end(multipart, media)).await?;
     Ok(Json(FileEnvelope { file: crate::http::gemini::view::gemini_file(app, &file) }).into_response())
@@ -123,6 +124,7 @@ pub async fn raw(app: &Handles, parts: &Parts, body: Body) -> Result<Response, G
         mime_type,
         size: DeclaredSize::Exact(size),
         origin: Origin::Upload,
+        ttl: None,
     };
     let file = app.uploads.upload_whole(request, into_stream(body)).await?;
     Ok(Json(FileEnvelope { file: crate::http::gemini::view::gemini_file(app, &file) }).into_response())

@@ -162,6 +162,7 @@ async fn start_resumable(app: &Handles, version: &str, parts: &Parts, body: Body
             mime_type,
             size: DeclaredSize::Exact(size),
             origin: Origin::Upload,
+            ttl: None,
         })
         .await?;
 

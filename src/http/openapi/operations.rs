@@ -570,3 +570,35 @@ pub fn delete_batch() -> Route {
         authenticated: true,
     }
 }
+
+/// `GET /v1/files/{name}/content`
+pub fn file_content() -> Route {
+    Route {
+        path: "/{version}/files/{name}/content",
+        summary: "Download a file's bytes as the openai SDKs ask (files.content); one Range supported",
+        description: "`v1` only. The OpenAI surface shares `/v1/files` and `/v1/files/{name}` with the Gemini \
+            Files API: a request with `x-goog-api-key`, `?key=`, `pageSize` or `pageToken` is Gemini's, any \
+            other (`Authorization: Bearer`) OpenAI's, with OpenAI's shapes (`file-{id}` ids, `after`/`limit` \
+            lists) and a `multipart/form-data` `POST /v1/files` as its upload.",
+        parameters: vec![
+            version(),
+            param("name", ParameterIn::Path, true, "The file (`file-{id}` or `{id}`)"),
+            param("Range", ParameterIn::Header, false, "`bytes=START-[END]` or `bytes=-SUFFIX`"),
+        ],
+        body: None,
+        ok: vec![
+            reply(StatusCode::OK, "The file's bytes", "application/octet-stream", binary()),
+            reply(StatusCode::PARTIAL_CONTENT, "The range asked for", "application/octet-stream", binary()),
+        ],
+        errors: {
+            let mut errors = with(
+                import_common(),
+                Import,
+                [not_found(), Error::FailedPrecondition(String::new()), Error::invalid("")],
+            );
+            errors.push((Gemini, RouteRejection::UnknownRoute.into()));
+            errors
+        },
+        authenticated: true,
+    }
+}

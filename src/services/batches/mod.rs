@@ -339,6 +339,7 @@ impl Batches {
                 mime_type: Some("application/jsonl".into()),
                 size: DeclaredSize::Exact(size),
                 origin: Origin::Generated,
+                ttl: None,
             };
             self.uploads.upload_whole(request, body).await
         }

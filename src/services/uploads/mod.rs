@@ -62,6 +62,8 @@ pub struct StartUpload {
     pub size: DeclaredSize,
     /// `Upload`, or `Generated` for a file filegate makes itself (a batch's results).
     pub origin: Origin,
+    /// How long the file is kept; `FILEGATE_DEFAULT_TTL_SECONDS` when `None`.
+    pub ttl: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -106,7 +108,7 @@ impl Uploads {
         };
 
         let now = Timestamp::now();
-        let expires_at = now.plus_seconds(self.limits.default_ttl.as_secs());
+        let expires_at = now.plus_seconds(request.ttl.unwrap_or(self.limits.default_ttl).as_secs());
         let token = UploadToken::generate();
         let token_hash = token.hash();
         let file = FileRecord {

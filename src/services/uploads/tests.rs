@@ -112,6 +112,7 @@ async fn start(uploads: &Uploads, size: usize) -> UploadToken {
         mime_type: Some("application/octet-stream".into()),
         size: DeclaredSize::Exact(size as u64),
         origin: Origin::Upload,
+        ttl: None,
     };
     uploads.start(request).await.unwrap().token
 }

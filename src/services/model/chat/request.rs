@@ -3,7 +3,7 @@
 //! System and developer messages become `systemInstruction`; user and assistant messages become
 //! `contents` (roles `user` and `model`); content parts map to Gemini parts: `text`; `image_url` (a string
 //! or `{url, format}`; a `data:` URL goes inline); `input_audio` (inline); `file` (`file_id` of a filegate
-//! file — `qfile-…`, `files/…` — or a `file_data` `data:` URL), with the MIME type from `format` or
+//! file — `file-…` as the OpenAI Files surface names it, `qfile-…`, `files/…` — or a `file_data` `data:` URL), with the MIME type from `format` or
 //! `mime_type` when given, else filled from the file. Sampling settings map to `generationConfig`.
 //! Parameters are taken from a closed list ([`IGNORED`], [`REFUSED`], the typed fields of
 //! [`ChatRequest`]); anything else is refused by name rather than silently dropped.
@@ -175,11 +175,12 @@ fn content_part(part: &Value, at: &str) -> Result<Part> {
             let file = part.get("file").ok_or_else(|| missing("file is missing"))?;
             let mime = str_at(file, "format").or_else(|| str_at(file, "mime_type"));
             if let Some(id) = str_at(file, "file_id") {
-                // A bare filegate id is taken as `files/{id}`; anything with a scheme passes as a URI.
+                // An OpenAI id (`file-{id}`, as `POST /v1/files` hands out) or a bare filegate id is taken as
+                // `files/{id}`; anything with a scheme passes as a URI.
                 let uri = if id.contains(':') || id.contains('/') || id.starts_with(IMPORT_ID_PREFIX) {
                     id.to_owned()
                 } else {
-                    format!("files/{id}")
+                    format!("files/{}", id.strip_prefix("file-").unwrap_or(id))
                 };
                 return media(&uri, mime, None, at);
             }
@@ -250,7 +251,8 @@ mod tests {
                     {"type": "file", "file": {"file_id": "def"}},
                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw=="}},
                     {"type": "image_url", "image_url": "gs://bucket/cat.webp"},
-                    {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "mp3"}}
+                    {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "mp3"}},
+                    {"type": "file", "file": {"file_id": "file-ghi"}}
                 ]},
                 {"role": "assistant", "content": "A cat."},
                 {"role": "user", "content": "And?"}
@@ -266,6 +268,7 @@ mod tests {
         assert_eq!(parts[3], json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw=="}}));
         assert_eq!(parts[4], json!({"fileData": {"fileUri": "gs://bucket/cat.webp", "mimeType": "image/webp"}}));
         assert_eq!(parts[5], json!({"inlineData": {"mimeType": "audio/mp3", "data": "UklGRg=="}}));
+        assert_eq!(parts[6], json!({"fileData": {"fileUri": "files/ghi"}}), "OpenAI's id of files/ghi");
         assert_eq!(body["contents"][1], json!({"role": "model", "parts": [{"text": "A cat."}]}));
         assert_eq!(
             body["generationConfig"],

@@ -1,0 +1,63 @@
+//! The OpenAI surface's Files API (`client.files.*` of the openai SDKs) on the paths it shares with the
+//! Gemini Files API on `v1` and with the import API:
+//!
+//! | request | who answers |
+//! |---|---|
+//! | `POST /v1/files` with `multipart/form-data` | OpenAI: an upload (`files.create`) |
+//! | `POST /v1/files` with anything else (JSON) | the import API |
+//! | `/v1/files/qfile-…` | the import API |
+//! | `/v1/files[/{id}]` with `x-goog-api-key`, `?key=`, `pageSize` or `pageToken` | the Gemini Files API (google-genai and @google/genai always send `x-goog-api-key`; Google's curl guide sends one of the two) |
+//! | `/v1/files[/{id}]` otherwise (`Authorization: Bearer`, as the openai SDKs send it) | OpenAI |
+//! | `/v1/files/{id}/content` | OpenAI |
+//!
+//! One file, one id space: the OpenAI id of `files/{id}` is `file-{id}` (at most 45 characters, within
+//! OpenAI's 64), and either spelling names the same file on either surface.
+
+pub mod files;
+
+use axum::http::request::Parts;
+
+/// Whether a request on a path the surfaces share comes from a Gemini client (see the table above).
+pub fn from_gemini_client(parts: &Parts) -> bool {
+    if parts.headers.contains_key("x-goog-api-key") {
+        return true;
+    }
+    parts.uri.query().is_some_and(|query| {
+        url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "key" || k == "pageSize" || k == "pageToken")
+    })
+}
+
+/// Whether a `POST /v1/files` body is a form upload (the openai SDKs' `files.create`).
+pub fn is_form_upload(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut req = Request::builder().uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn gemini_clients_are_told_apart_from_openai_clients_by_what_they_send() {
+        assert!(from_gemini_client(&parts("/v1/files", &[("x-goog-api-key", "k")])));
+        assert!(from_gemini_client(&parts("/v1/files?key=k", &[])));
+        assert!(from_gemini_client(&parts("/v1/files?pageSize=5", &[("authorization", "Bearer k")])));
+        assert!(!from_gemini_client(&parts("/v1/files?limit=5&after=file-x", &[("authorization", "Bearer k")])));
+        assert!(!from_gemini_client(&parts("/v1/files", &[("authorization", "Bearer k")])));
+        assert!(is_form_upload(&parts("/v1/files", &[("content-type", "multipart/form-data; boundary=x")])));
+        assert!(!is_form_upload(&parts("/v1/files", &[("content-type", "application/json")])));
+    }
+}
