@@ -88,7 +88,7 @@ if wants sdk || wants image; then
   VENV=$CACHE/venv-$(sha256sum conformance/python/requirements.txt | cut -c1-12)
   [[ -x $VENV/bin/pytest ]] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q -r conformance/python/requirements.txt; }
   if wants sdk; then
-    step "installing the Node SDK suite (@google/genai, pinned)"
+    step "installing the Node SDK suite (@google/genai and openai, pinned)"
     (cd conformance/node && npm ci --no-audit --no-fund --loglevel=error --cache "$CACHE/npm")
   fi
 fi

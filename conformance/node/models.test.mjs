@@ -152,3 +152,35 @@ test('in Vertex AI express mode (vertexai: true, an API key) calls, streams, cou
   await vertex.caches.delete({ name: cache.name });
   await assert.rejects(vertex.caches.get({ name: cache.name }), (err) => err.status === 403);
 });
+
+test('the openai SDK: files.create, a chat reading the file, a tool call round trip, files.content and del', async () => {
+  const { default: OpenAI, toFile } = await import('openai');
+  const client = new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: ALPHA_KEY });
+  const bytes = randomBytes(50_000);
+  // The Node SDK sends the file before the purpose: filegate checks the purpose once the bytes are in.
+  const file = await client.files.create({ file: await toFile(bytes, 'clip.mp4'), purpose: 'user_data' });
+  assert.ok(file.id.startsWith('file-'));
+  assert.equal(file.bytes, bytes.length);
+  assert.equal((await client.files.retrieve(file.id)).filename, 'clip.mp4');
+  assert.ok((await client.files.list()).data.some((f) => f.id === file.id));
+  const content = Buffer.from(await (await client.files.content(file.id)).arrayBuffer());
+  assert.ok(content.equals(bytes));
+
+  const tools = [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object' } } }];
+  const messages = [{ role: 'user', content: [{ type: 'file', file: { file_id: file.id } }, { type: 'text', text: 'What is it?' }] }];
+  const first = await client.chat.completions.create({ model: 'gemini-test', messages, tools });
+  const call = first.choices[0].message.tool_calls[0];
+  assert.equal(first.choices[0].finish_reason, 'tool_calls');
+  assert.deepEqual(JSON.parse(call.function.arguments), { asked: 'What is it?' });
+  const final = await client.chat.completions.create({
+    model: 'gemini-test',
+    tools,
+    messages: [...messages, first.choices[0].message, { role: 'tool', tool_call_id: call.id, content: 'a clip' }],
+  });
+  const seen = saw(final.choices[0].message.content);
+  assert.equal(seen[0].sha256, sha(bytes));
+  assert.deepEqual(seen.at(-1), { functionResponse: { name: 'lookup', response: { content: 'a clip' } } });
+
+  assert.equal((await client.files.delete(file.id)).deleted, true);
+  await assert.rejects(client.files.retrieve(file.id), (err) => err.status === 404);
+});

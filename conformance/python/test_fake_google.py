@@ -162,3 +162,22 @@ def test_the_sdk_in_vertex_mode_runs_batch_prediction_jobs_at_the_fake():
             [{"text": "hello"}]
     finally:
         vertex.stop()
+
+
+def test_the_sdk_calls_functions_at_the_fake_as_at_the_gemini_api(fake):
+    client = genai.Client(api_key=KEY, http_options={"base_url": fake.url})
+    weather = genai.types.FunctionDeclaration(name="weather", description="Weather of a city",
+                                              parameters_json_schema={"type": "object"})
+    config = {"tools": [genai.types.Tool(function_declarations=[weather])],
+              "automatic_function_calling": {"disable": True}}
+    reply = client.models.generate_content(model="gemini-test", contents="Oslo?", config=config)
+    assert reply.function_calls[0].name == "weather" and reply.function_calls[0].args == {"asked": "Oslo?"}
+    streamed = list(client.models.generate_content_stream(model="gemini-test", contents="Bergen?", config=config))
+    assert streamed[0].function_calls[0].args == {"asked": "Bergen?"}
+    answer = genai.types.Part.from_function_response(name="weather", response={"content": "12 C"})
+    history = [genai.types.Content(role="user", parts=[genai.types.Part(text="Oslo?")]),
+               reply.candidates[0].content, genai.types.Content(role="user", parts=[answer])]
+    seen = json.loads(client.models.generate_content(model="gemini-test", contents=history, config=config).text)["saw"]
+    assert seen[-1] == {"functionResponse": {"name": "weather", "response": {"content": "12 C"}}}
+    none = dict(config, tool_config={"function_calling_config": {"mode": "NONE"}})
+    assert "saw" in json.loads(client.models.generate_content(model="gemini-test", contents="Hi", config=none).text)

@@ -361,3 +361,45 @@ def test_openai_files_create_then_chat_with_its_id(front):
     assert client.files.delete(created.id).deleted
     with pytest.raises(errors.ClientError):
         gemini_v1.files.get(name=created.id.removeprefix("file-"))
+
+
+def test_openai_chat_tool_calls_round_trip_streaming_and_not(front):
+    """Function calling through chat completions: tools out, tool_calls back (whole, or as one streamed
+    delta), the tool's answer in, the model reading it with the file the conversation began with."""
+    client = OpenAI(base_url=f"{front.server.url}/v1", api_key=ALPHA_KEY)
+    data = os.urandom(20_000)
+    doc = client.files.create(file=("notes.txt", io.BytesIO(data)), purpose="user_data")
+    tools = [{"type": "function", "function": {"name": "lookup", "description": "Look a word up",
+                                               "parameters": {"type": "object",
+                                                              "properties": {"asked": {"type": "string"}}}}}]
+    messages = [{"role": "user", "content": [{"type": "file", "file": {"file_id": doc.id}},
+                                             {"type": "text", "text": "What does it say?"}]}]
+    first = client.chat.completions.create(model=MODEL, messages=messages, tools=tools, tool_choice="required")
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls" and first.choices[0].message.content is None
+    assert call.function.name == "lookup" and json.loads(call.function.arguments) == {"asked": "What does it say?"}
+
+    chunks = list(client.chat.completions.create(model=MODEL, messages=messages, tools=tools, stream=True))
+    deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert [d.function.name for d in deltas] == ["lookup"] and deltas[0].index == 0 and deltas[0].id
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+    answered = messages + [first.choices[0].message.model_dump(exclude_none=True),
+                           {"role": "tool", "tool_call_id": call.id, "content": "a greeting"}]
+    final = client.chat.completions.create(model=MODEL, messages=answered, tools=tools)
+    seen = saw(final.choices[0].message.content)
+    assert seen[0]["sha256"] == sha(data)
+    assert seen[-1] == {"functionResponse": {"name": "lookup", "response": {"content": "a greeting"}}}
+    assert final.choices[0].finish_reason == "stop"
+
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    structured = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}],
+                                                response_format={"type": "json_schema",
+                                                                 "json_schema": {"name": "a", "schema": schema}})
+    sent = [r for r in front.fake.control("requests") if "/models/" in r["path"]][-1]["json"]
+    assert sent["generationConfig"]["responseJsonSchema"] == schema
+    assert structured.choices[0].message.content
+    from openai import BadRequestError
+    with pytest.raises(BadRequestError) as refused:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], logit_bias={"1": 5})
+    assert "logit_bias" in refused.value.message

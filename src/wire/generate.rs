@@ -14,6 +14,12 @@ pub struct GenerateContentRequest {
     pub system_instruction: Option<Content>,
     #[serde(skip_serializing_if = "GenerationConfig::is_empty")]
     pub generation_config: GenerationConfig,
+    /// `[{"functionDeclarations": [...]}]`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Value>>,
+    /// `{"functionCallingConfig": {"mode", "allowedFunctionNames"}}`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_config: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -39,6 +45,16 @@ pub enum Part {
         /// Left out for a filegate file: the reference rewriter fills it from the file.
         #[serde(skip_serializing_if = "Option::is_none")]
         mime_type: Option<String>,
+    },
+    /// A call the model made, as the conversation so far holds it.
+    FunctionCall {
+        name: String,
+        args: Value,
+    },
+    /// The result of a call, for the model to read.
+    FunctionResponse {
+        name: String,
+        response: Value,
     },
 }
 
@@ -98,13 +114,22 @@ pub struct CandidateContent {
     pub parts: Vec<ResponsePart>,
 }
 
-/// A part of a reply, as far as filegate reads it: its text, and whether it is a thought (left out of a
-/// chat completion). Other kinds of part (function calls, inline data) read as text-less.
+/// A part of a reply, as far as filegate reads it: its text, whether it is a thought (left out of a chat
+/// completion), and a function call. Other kinds of part (inline data) read as text-less.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ResponsePart {
     pub text: Option<String>,
     pub thought: bool,
+    pub function_call: Option<FunctionCall>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct FunctionCall {
+    pub name: String,
+    /// The arguments, a JSON object.
+    pub args: Value,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -141,6 +166,7 @@ mod tests {
             }],
             system_instruction: None,
             generation_config: GenerationConfig { max_output_tokens: Some(5), ..GenerationConfig::default() },
+            ..GenerateContentRequest::default()
         };
         assert_eq!(
             serde_json::to_value(&request).unwrap(),
@@ -163,7 +189,8 @@ mod tests {
         }))
         .unwrap();
         let parts = &response.candidates[0].content.as_ref().unwrap().parts;
-        assert_eq!(parts[0], ResponsePart { text: None, thought: false });
+        let call = FunctionCall { name: "f".into(), args: Value::Null };
+        assert_eq!(parts[0], ResponsePart { text: None, thought: false, function_call: Some(call) });
         assert!(parts[1].thought);
         assert_eq!(serde_json::from_value::<GenerateContentResponse>(json!({})).unwrap(), Default::default());
     }

@@ -37,6 +37,14 @@ pub struct ChatRequest {
     pub presence_penalty: Option<f64>,
     #[serde(default)]
     pub frequency_penalty: Option<f64>,
+    /// `[{"type": "function", "function": {"name", "description", "parameters"}}]`
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tools: Option<Vec<Value>>,
+    /// `none`, `auto`, `required`, or `{"type": "function", "function": {"name"}}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub tool_choice: Option<Value>,
     /// Every other parameter, which `services::model::chat` ignores (`user`, `store`, …) or refuses by
     /// name (`tools`, `logprobs`, an unknown one): none is dropped silently.
     #[serde(flatten)]
@@ -57,6 +65,13 @@ pub struct ChatMessage {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub content: Option<Value>,
+    /// An assistant message's calls: `[{"id", "type": "function", "function": {"name", "arguments"}}]`.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tool_calls: Option<Vec<Value>>,
+    /// A `tool` message's answer to the call with this id.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -87,7 +102,28 @@ pub struct Choice {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AssistantMessage {
     pub role: String,
-    pub content: String,
+    /// `null` when the model only called tools.
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+}
+
+/// A function call the model made: `arguments` is JSON text, as OpenAI spells it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ToolCall {
+    /// Position among the choice's calls (stream deltas only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCallText,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct FunctionCallText {
+    pub name: String,
+    pub arguments: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -115,4 +151,6 @@ pub struct Delta {
     pub role: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }

@@ -136,6 +136,21 @@ def model_response(model, text, prompt_tokens, last=True):
     return out
 
 
+def function_call(request):
+    """The call the fake "model" makes: with functions declared and calling allowed (toolConfig mode not
+    NONE), it calls the first allowed one with {"asked": the last text} — unless the last turn answers a call,
+    which it then reads like any part."""
+    declared = [d for t in request.get("tools", []) for d in t.get("functionDeclarations", [])]
+    config = request.get("toolConfig", {}).get("functionCallingConfig", {})
+    contents = request.get("contents", [])
+    answered = any("functionResponse" in p for p in (contents[-1].get("parts", []) if contents else []))
+    if not declared or config.get("mode") == "NONE" or answered:
+        return None
+    name = (config.get("allowedFunctionNames") or [declared[0]["name"]])[0]
+    texts = [p["text"] for c in contents for p in c.get("parts", []) if "text" in p]
+    return {"name": name, "args": {"asked": texts[-1] if texts else ""}}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body leave in separate writes; without this, Nagle and the client's delayed ACK add
@@ -409,6 +424,16 @@ class Handler(BaseHTTPRequestHandler):
         if method == "countTokens":
             return self.reply(200, {"totalTokens": prompt_tokens})
         answer = json.dumps({"model": model, "saw": seen})
+        call = function_call(request)
+        if call is not None:
+            # The "model" calls a declared function, whole, in one event (as Gemini streams calls).
+            out = model_response(model, "", prompt_tokens, True)
+            out["candidates"][0]["content"]["parts"] = [{"functionCall": call}]
+            if method == "generateContent":
+                return self.reply(200, out)
+            if query.get("alt") == "sse":
+                return self.reply(200, f"data: {json.dumps(out)}\r\n\r\n".encode(), content_type="text/event-stream")
+            return self.reply(200, [out])
 
         def response(text, last):
             return model_response(model, text, prompt_tokens, last)
@@ -456,6 +481,9 @@ class Handler(BaseHTTPRequestHandler):
         for part in parts:
             if "text" in part:
                 seen.append({"text": part["text"]})
+                continue
+            if "functionCall" in part or "functionResponse" in part:
+                seen.append({k: part[k] for k in ("functionCall", "functionResponse") if k in part})
                 continue
             # Per-part options the model applies to a file (a clip of a video, a resolution) are echoed.
             options = {camel: part[key] for key, camel in PART_OPTIONS if key in part}

@@ -7,6 +7,7 @@
 
 mod reply;
 mod request;
+mod tools;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;

@@ -14,10 +14,11 @@ use futures_util::stream::{self, BoxStream};
 use futures_util::{Stream, StreamExt as _};
 use serde_json::json;
 
+use super::tools;
 use crate::error::{Error, Result};
 use crate::services::model::usage::Tokens;
 use crate::wire::generate::{Candidate, GenerateContentResponse, UsageMetadata};
-use crate::wire::openai::{AssistantMessage, ChatChunk, ChatCompletion, Choice, ChunkChoice, Delta, Usage};
+use crate::wire::openai::{AssistantMessage, ChatChunk, ChatCompletion, Choice, ChunkChoice, Delta, ToolCall, Usage};
 
 /// Events longer than this in an upstream stream are refused rather than buffered without end.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024 * 1024;
@@ -39,6 +40,21 @@ fn usage(metadata: &UsageMetadata) -> Usage {
 fn candidate_text(candidate: &Candidate) -> String {
     let parts = candidate.content.iter().flat_map(|content| &content.parts);
     parts.filter(|p| !p.thought).filter_map(|p| p.text.as_deref()).collect()
+}
+
+/// The function calls of a candidate, as OpenAI's tool calls (`index` set for stream deltas).
+fn candidate_calls(candidate: &Candidate, numbered: bool) -> Vec<ToolCall> {
+    let parts = candidate.content.iter().flat_map(|content| &content.parts);
+    let calls = parts.filter_map(|p| p.function_call.as_ref());
+    calls.enumerate().map(|(i, call)| tools::tool_call(call, numbered.then_some(i as u32))).collect()
+}
+
+/// `finish_reason` of a candidate: `tool_calls` when it called tools and stopped to hear back.
+fn candidate_finish(candidate: &Candidate, called: bool) -> &'static str {
+    match candidate.finish_reason.as_deref().map_or("stop", finish_reason) {
+        "stop" if called => "tool_calls",
+        other => other,
+    }
 }
 
 /// Candidates with their index (the upstream's, else their position).
@@ -66,10 +82,18 @@ impl Completion {
     /// The completion for a whole `generateContent` response.
     pub fn from_response(&self, response: &GenerateContentResponse) -> ChatCompletion {
         let mut choices: Vec<Choice> = indexed(response)
-            .map(|(index, c)| Choice {
-                index,
-                message: AssistantMessage { role: "assistant".into(), content: candidate_text(c) },
-                finish_reason: Some(c.finish_reason.as_deref().map_or("stop", finish_reason).into()),
+            .map(|(index, c)| {
+                let calls = candidate_calls(c, false);
+                let text = candidate_text(c);
+                Choice {
+                    index,
+                    message: AssistantMessage {
+                        role: "assistant".into(),
+                        content: (!text.is_empty() || calls.is_empty()).then_some(text),
+                        tool_calls: (!calls.is_empty()).then_some(calls.clone()),
+                    },
+                    finish_reason: Some(candidate_finish(c, !calls.is_empty()).into()),
+                }
             })
             .collect();
         if choices.is_empty() {
@@ -77,7 +101,7 @@ impl Completion {
             let blocked = response.prompt_feedback.as_ref().is_some_and(|f| f.block_reason.is_some());
             choices.push(Choice {
                 index: 0,
-                message: AssistantMessage { role: "assistant".into(), content: String::new() },
+                message: AssistantMessage { role: "assistant".into(), content: Some(String::new()), tool_calls: None },
                 finish_reason: Some(if blocked { "content_filter" } else { "stop" }.into()),
             });
         }
@@ -108,6 +132,8 @@ struct ChunkMapper {
     completion: Completion,
     include_usage: bool,
     role_sent: Vec<u32>,
+    /// Choices that called a tool (their `finish_reason` is `tool_calls`).
+    called: Vec<u32>,
     usage: Option<Usage>,
 }
 
@@ -123,9 +149,20 @@ impl ChunkMapper {
                 self.role_sent.push(index);
             }
             let text = candidate_text(candidate);
-            let delta =
-                Delta { role: first.then(|| "assistant".into()), content: (!text.is_empty() || first).then_some(text) };
-            let finish = candidate.finish_reason.as_deref().map(|r| finish_reason(r).to_owned());
+            // Gemini sends each function call whole, in one event: it goes out whole, in one delta.
+            let calls = candidate_calls(candidate, true);
+            if !calls.is_empty() && !self.called.contains(&index) {
+                self.called.push(index);
+            }
+            let delta = Delta {
+                role: first.then(|| "assistant".into()),
+                content: (!text.is_empty() || (first && calls.is_empty())).then_some(text),
+                tool_calls: (!calls.is_empty()).then_some(calls),
+            };
+            let finish = candidate
+                .finish_reason
+                .is_some()
+                .then(|| candidate_finish(candidate, self.called.contains(&index)).to_owned());
             chunks.push(self.completion.chunk(vec![ChunkChoice { index, delta, finish_reason: finish }], None));
         }
         chunks
@@ -163,7 +200,7 @@ pub fn chunks(
     include_usage: bool,
 ) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
     let events = EventBound::new(upstream).eventsource().boxed();
-    let mapper = ChunkMapper { completion, include_usage, role_sent: Vec::new(), usage: None };
+    let mapper = ChunkMapper { completion, include_usage, role_sent: Vec::new(), called: Vec::new(), usage: None };
     stream::unfold(Some((events, mapper)), |state| async move {
         let (mut events, mut mapper) = state?;
         match events.next().await {
@@ -262,7 +299,7 @@ mod tests {
         }))
         .unwrap();
         let chat = completion().from_response(&response);
-        assert_eq!(chat.choices[0].message.content, "Hello world");
+        assert_eq!(chat.choices[0].message.content.as_deref(), Some("Hello world"));
         assert_eq!(chat.choices[0].finish_reason.as_deref(), Some("length"));
         assert_eq!(chat.usage, Some(Usage { prompt_tokens: 3, completion_tokens: 3, total_tokens: 6 }));
         let blocked: GenerateContentResponse =
@@ -284,9 +321,12 @@ mod tests {
             assert_eq!(text.len(), 4, "cut at {cut}: {text:?}");
             assert_eq!(
                 chunk(&text[0]).choices[0].delta,
-                Delta { role: Some("assistant".into()), content: Some("Hél".into()) }
+                Delta { role: Some("assistant".into()), content: Some("Hél".into()), tool_calls: None }
             );
-            assert_eq!(chunk(&text[1]).choices[0].delta, Delta { role: None, content: Some("lo".into()) });
+            assert_eq!(
+                chunk(&text[1]).choices[0].delta,
+                Delta { role: None, content: Some("lo".into()), tool_calls: None }
+            );
             assert_eq!(chunk(&text[1]).choices[0].finish_reason.as_deref(), Some("stop"));
             assert_eq!(chunk(&text[2]).usage, Some(Usage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }));
             assert!(chunk(&text[2]).choices.is_empty());

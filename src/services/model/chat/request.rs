@@ -8,7 +8,11 @@
 //! Parameters are taken from a closed list ([`IGNORED`], [`REFUSED`], the typed fields of
 //! [`ChatRequest`]); anything else is refused by name rather than silently dropped.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
+
+use super::tools;
 
 use crate::domain::IMPORT_ID_PREFIX;
 use crate::error::{Error, Result};
@@ -23,11 +27,9 @@ pub const IGNORED: [&str; 7] =
 
 /// Parameters whose meaning filegate cannot keep, with what to do instead. Refused when set (a `null`,
 /// `false`, empty list or `tool_choice: "none"` is not a request for the feature).
-pub const REFUSED: [(&str, &str); 12] = [
-    ("tools", "function calling is not translated: use the native generateContent route for it"),
-    ("tool_choice", "function calling is not translated: use the native generateContent route for it"),
-    ("functions", "function calling is not translated: use the native generateContent route for it"),
-    ("function_call", "function calling is not translated: use the native generateContent route for it"),
+pub const REFUSED: [(&str, &str); 10] = [
+    ("functions", "the deprecated functions parameter is not translated: use tools"),
+    ("function_call", "the deprecated function_call parameter is not translated: use tool_choice"),
     ("logprobs", "log probabilities are not translated: use responseLogprobs on the native route"),
     ("top_logprobs", "log probabilities are not translated: use logprobs on the native route"),
     ("logit_bias", "Gemini has no logit bias"),
@@ -42,16 +44,37 @@ pub const REFUSED: [(&str, &str); 12] = [
 pub fn to_generate_content(request: &ChatRequest) -> Result<GenerateContentRequest> {
     check_parameters(request)?;
     let mut system = Vec::new();
-    let mut contents = Vec::new();
+    let mut contents: Vec<Content> = Vec::new();
+    // Each tool call's name by its id: a `tool` message answers by id, Gemini by name.
+    let mut call_names = HashMap::new();
     for (index, message) in request.messages.iter().enumerate() {
-        let parts = message_parts(message, index)?;
+        let at = format!("messages[{index}]");
         match message.role.as_str() {
-            "system" | "developer" => system.extend(parts),
-            "user" => contents.push(Content { role: Some("user"), parts }),
-            "assistant" => contents.push(Content { role: Some("model"), parts }),
+            "system" | "developer" => system.extend(message_parts(message, index)?),
+            "user" => contents.push(Content { role: Some("user"), parts: message_parts(message, index)? }),
+            "assistant" => {
+                let calls = message.tool_calls.as_deref().unwrap_or_default();
+                let mut parts = match (&message.content, calls.is_empty()) {
+                    (None | Some(Value::Null), false) => Vec::new(),
+                    _ => message_parts(message, index)?,
+                };
+                parts.extend(tools::calls(calls, &at, &mut call_names)?);
+                contents.push(Content { role: Some("model"), parts });
+            }
+            "tool" => {
+                let answer =
+                    tools::response(message.tool_call_id.as_deref(), message.content.as_ref(), &at, &call_names)?;
+                // Answers to one turn's calls go back together, in one user turn.
+                match contents.last_mut() {
+                    Some(last) if last.parts.iter().all(|p| matches!(p, Part::FunctionResponse { .. })) => {
+                        last.parts.push(answer);
+                    }
+                    _ => contents.push(Content { role: Some("user"), parts: vec![answer] }),
+                }
+            }
             other => {
                 return Err(Error::invalid(format!(
-                    "messages[{index}]: the role \"{other}\" is not supported (use system, developer, user or assistant)."
+                    "{at}: the role \"{other}\" is not supported (use system, developer, user, assistant or tool)."
                 )));
             }
         }
@@ -59,10 +82,25 @@ pub fn to_generate_content(request: &ChatRequest) -> Result<GenerateContentReque
     if contents.is_empty() {
         return Err(Error::invalid("messages must contain at least one user or assistant message."));
     }
+    let declared = tools::declarations(request.tools.as_deref().unwrap_or_default())?;
+    let tool_config = tools::tool_config(request.tool_choice.as_ref())?;
+    let tool_config = match (&declared, tool_config) {
+        (Some(_), config) => config,
+        // Without tools, "none" and "auto" ask for nothing; anything else asks for a tool there is not.
+        (None, None) => None,
+        (None, Some(config))
+            if ["NONE", "AUTO"].contains(&config["functionCallingConfig"]["mode"].as_str().unwrap_or_default()) =>
+        {
+            None
+        }
+        (None, Some(_)) => return Err(Error::invalid("tool_choice asks for a tool call, but tools declares none.")),
+    };
     Ok(GenerateContentRequest {
         contents,
         system_instruction: (!system.is_empty()).then_some(Content { role: None, parts: system }),
         generation_config: generation_config(request)?,
+        tools: declared,
+        tool_config,
     })
 }
 
@@ -138,9 +176,7 @@ fn message_parts(message: &ChatMessage, index: usize) -> Result<Vec<Part>> {
             .enumerate()
             .map(|(i, part)| content_part(part, &format!("messages[{index}].content[{i}]")))
             .collect(),
-        None | Some(Value::Null) => {
-            Err(Error::invalid(format!("messages[{index}] has no content (tool calls are not supported).")))
-        }
+        None | Some(Value::Null) => Err(Error::invalid(format!("messages[{index}] has no content."))),
         Some(_) => Err(Error::invalid(format!("messages[{index}].content must be a string or a list of parts."))),
     }
 }
@@ -278,6 +314,36 @@ mod tests {
     }
 
     #[test]
+    fn a_tool_calling_conversation_becomes_function_calls_and_responses() {
+        let body = translated(json!({
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "Weather in Oslo and Bergen?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_a", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Oslo\"}"}},
+                    {"id": "call_b", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Bergen\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_a", "content": "12 C"},
+                {"role": "tool", "tool_call_id": "call_b", "content": [{"type": "text", "text": "9 C"}]}
+            ],
+            "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+            "tool_choice": "auto"
+        }));
+        assert_eq!(body["contents"][1]["role"], "model");
+        assert_eq!(
+            body["contents"][1]["parts"][1],
+            json!({"functionCall": {"name": "weather", "args": {"city": "Bergen"}}})
+        );
+        assert_eq!(
+            body["contents"][2],
+            json!({"role": "user", "parts": [
+                {"functionResponse": {"name": "weather", "response": {"content": "12 C"}}},
+                {"functionResponse": {"name": "weather", "response": {"content": "9 C"}}}]})
+        );
+        assert_eq!(body["tools"][0]["functionDeclarations"][0]["name"], "weather");
+        assert_eq!(body["toolConfig"], json!({"functionCallingConfig": {"mode": "AUTO"}}));
+    }
+
+    #[test]
     fn what_cannot_be_translated_is_refused_by_name() {
         let err = |v: Value| to_generate_content(&request(v)).unwrap_err().to_string();
         let user = |content: Value| json!({"model": "m", "messages": [{"role": "user", "content": content}]});
@@ -285,12 +351,17 @@ mod tests {
         assert!(
             err(user(json!([{"type": "image_url", "image_url": {"url": "data:image/png,abc"}}]))).contains("base64")
         );
-        assert!(err(json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]})).contains("\"tool\""));
+        assert!(err(json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]})).contains("tool_call_id"));
+        assert!(err(json!({"model": "m", "messages": [{"role": "critic", "content": "x"}]})).contains("\"critic\""));
         assert!(err(json!({"model": "m", "messages": [{"role": "system", "content": "x"}]})).contains("at least one"));
+        assert!(
+            err(json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}))
+                .contains("tools[0].function needs a name")
+        );
         for (name, value) in [
-            ("tools", json!([{"type": "function"}])),
+            ("functions", json!([{"name": "f"}])),
             ("logprobs", json!(true)),
-            ("tool_choice", json!("auto")),
+            ("function_call", json!("auto")),
             ("logit_bias", json!({"50256": -100})),
         ] {
             let mut refused = user(json!("hi"));
