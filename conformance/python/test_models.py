@@ -403,3 +403,53 @@ def test_openai_chat_tool_calls_round_trip_streaming_and_not(front):
     with pytest.raises(BadRequestError) as refused:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], logit_bias={"1": 5})
     assert "logit_bias" in refused.value.message
+
+
+def test_openai_responses_read_files_call_tools_and_stream(front):
+    client = OpenAI(base_url=f"{front.server.url}/v1", api_key=ALPHA_KEY)
+    data = os.urandom(30_000)
+    doc = client.files.create(file=("report.pdf", io.BytesIO(data)), purpose="user_data")
+    content = [{"type": "input_file", "file_id": doc.id}, {"type": "input_text", "text": "Summarize"}]
+    response = client.responses.create(model=MODEL, instructions="Be brief.",
+                                       input=[{"role": "user", "content": content}], max_output_tokens=100)
+    assert response.status == "completed" and response.id.startswith("resp_")
+    seen = saw(response.output_text)
+    assert seen[0]["sha256"] == sha(data) and seen[0]["mime"] == "application/pdf"
+    assert {"text": "Be brief."} in seen
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+
+    events = list(client.responses.create(model=MODEL, input=[{"role": "user", "content": content}], stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert saw(streamed)[0]["sha256"] == sha(data)
+    assert events[-1].response.output_text == streamed and events[-1].response.usage.total_tokens > 0
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+    tools = [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]
+    first = client.responses.create(model=MODEL, input="Look up filegate", tools=tools, tool_choice="required")
+    call = next(item for item in first.output if item.type == "function_call")
+    assert call.name == "lookup" and json.loads(call.arguments) == {"asked": "Look up filegate"}
+    followed = client.responses.create(model=MODEL, tools=tools, input=[
+        {"role": "user", "content": "Look up filegate"},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "a file server"}])
+    assert saw(followed.output_text)[-1] == {"functionResponse": {"name": "lookup", "response": {"content": "a file server"}}}
+    stream_calls = [e for e in client.responses.create(model=MODEL, input="Again", tools=tools, stream=True)
+                    if e.type == "response.function_call_arguments.done"]
+    assert json.loads(stream_calls[0].arguments) == {"asked": "Again"}
+
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    client.responses.create(model=MODEL, input="Hi",
+                            text={"format": {"type": "json_schema", "name": "a", "schema": schema}})
+    sent = [r for r in front.fake.control("requests") if "/models/" in r["path"]][-1]["json"]
+    assert sent["generationConfig"]["responseJsonSchema"] == schema
+
+    from openai import BadRequestError
+    with pytest.raises(BadRequestError) as refused:
+        client.responses.create(model=MODEL, input="Hi", previous_response_id=response.id)
+    assert "previous_response_id" in refused.value.message
+    other = OpenAI(base_url=f"{front.server.url}/v1", api_key=BETA_KEY)
+    with pytest.raises(Exception) as foreign:
+        other.responses.create(model=MODEL, input=[{"role": "user", "content": content}])
+    assert getattr(foreign.value, "status_code", None) == 403

@@ -17,6 +17,7 @@ use super::import::error::{classify as openai_classify, openai_response};
 use crate::error::Error;
 use crate::http::state::HttpState;
 use crate::services::model::chat::ChatReply;
+use crate::services::model::responses::ResponsesReply;
 use crate::services::model::{ModelCall, ModelMethod, ModelReply, REQUEST_MAX_BYTES};
 use crate::wire::openai::ChatRequest;
 
@@ -163,6 +164,25 @@ pub async fn chat_completions(State(app): State<HttpState>, ChatCaller(project):
         Ok::<_, ChatError>(match app.models.chat(project, request).await? {
             ChatReply::Whole(completion) => Json(completion).into_response(),
             ChatReply::Events(events) => {
+                let mut response = Response::new(Body::from_stream(events));
+                response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                sse_headers(&mut response);
+                response
+            }
+        })
+    };
+    answer.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /v1/responses` (OpenAI's Responses API), translated like chat completions.
+pub async fn responses(State(app): State<HttpState>, ChatCaller(project): ChatCaller, req: Request) -> Response {
+    let answer = async {
+        let bytes = super::body::read_to_limit(req.into_body(), REQUEST_MAX_BYTES as usize, too_large).await?;
+        let request: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(format!("The request body is not valid JSON: {e}")))?;
+        Ok::<_, ChatError>(match app.models.respond(project, request).await? {
+            ResponsesReply::Whole(response) => Json(response).into_response(),
+            ResponsesReply::Events(events) => {
                 let mut response = Response::new(Body::from_stream(events));
                 response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
                 sse_headers(&mut response);

@@ -77,6 +77,7 @@ pub fn endpoints(metrics_on_public: bool) -> Vec<Endpoint> {
         Endpoint::new(M::POST, "/{version}/batches/{id}", batches::cancel, &[doc::cancel_batch]),
         Endpoint::new(M::DELETE, "/{version}/batches/{id}", batches::delete, &[doc::delete_batch]),
         Endpoint::new(M::POST, "/v1/chat/completions", model::chat_completions, &[doc::chat_completions]),
+        Endpoint::new(M::POST, "/v1/responses", model::responses, &[doc::responses]),
         Endpoint::new(M::GET, "/healthz", ops::healthz, &[doc::healthz]),
         Endpoint::new(M::GET, "/openapi.json", ops::openapi, &[doc::openapi]),
     ];

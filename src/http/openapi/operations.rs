@@ -351,6 +351,24 @@ pub fn chat_completions() -> Route {
     }
 }
 
+/// `POST /v1/responses`
+pub fn responses() -> Route {
+    Route {
+        path: "/v1/responses",
+        summary: "OpenAI's Responses API, translated to generateContent, reading filegate files",
+        description: "`input` as a string or items (messages with `input_text`, `input_image`, `input_file` by \
+            `file_id`, `file_url` or `file_data`; `function_call` and `function_call_output`); `instructions`, \
+            `max_output_tokens`, `temperature`, `top_p`, `text.format`, function `tools`, `tool_choice`. \
+            `stream: true` answers the Responses event stream. No state is kept: `previous_response_id` and \
+            `store: true` are refused.",
+        parameters: vec![],
+        body: Some(object_body()),
+        ok: vec![reply(StatusCode::OK, "The Response, or its events", "application/json", any_object())],
+        errors: with(import_common(), Chat, model_errors()),
+        authenticated: true,
+    }
+}
+
 /// `GET /healthz`
 pub fn healthz() -> Route {
     Route {

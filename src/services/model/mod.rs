@@ -22,6 +22,7 @@ pub mod chat;
 mod copies;
 mod limits;
 mod refs;
+pub mod responses;
 pub mod upstream;
 mod usage;
 

@@ -5,9 +5,9 @@
 //! The parameters taken, ignored and refused are listed in `docs/models.md` and in [`request::IGNORED`]
 //! and [`request::REFUSED`].
 
-mod reply;
-mod request;
-mod tools;
+pub(super) mod reply;
+pub(super) mod request;
+pub(super) mod tools;
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -45,15 +45,18 @@ impl Models {
             let include_usage = request.stream_options.as_ref().is_some_and(|o| o.include_usage);
             return Ok(ChatReply::Events(reply::chunks(reply.body, completion, include_usage)));
         }
-        let mut whole = Vec::new();
-        let mut body = reply.body;
-        while let Some(chunk) = body.next().await {
-            whole.extend_from_slice(&chunk?);
-            if whole.len() > MAX_COMPLETION_BYTES {
-                return Err(Error::internal("the upstream's reply is larger than 64 MiB"));
-            }
-        }
-        let response: GenerateContentResponse = serde_json::from_slice(&whole).map_err(Error::internal)?;
-        Ok(ChatReply::Whole(completion.from_response(&response)))
+        Ok(ChatReply::Whole(completion.from_response(&whole_response(reply.body).await?)))
     }
+}
+
+/// A whole (not streamed) `generateContent` reply, read and parsed.
+pub(super) async fn whole_response(mut body: BoxStream<'static, Result<Bytes>>) -> Result<GenerateContentResponse> {
+    let mut whole = Vec::new();
+    while let Some(chunk) = body.next().await {
+        whole.extend_from_slice(&chunk?);
+        if whole.len() > MAX_COMPLETION_BYTES {
+            return Err(Error::internal("the upstream's reply is larger than 64 MiB"));
+        }
+    }
+    serde_json::from_slice(&whole).map_err(Error::internal)
 }

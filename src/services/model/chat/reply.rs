@@ -31,13 +31,13 @@ fn finish_reason(reason: &str) -> &'static str {
     }
 }
 
-fn usage(metadata: &UsageMetadata) -> Usage {
+pub(in crate::services::model) fn usage(metadata: &UsageMetadata) -> Usage {
     let tokens = Tokens::from(metadata);
     Usage { prompt_tokens: tokens.prompt, completion_tokens: tokens.completion, total_tokens: tokens.total }
 }
 
 /// The text of a candidate, thoughts left out.
-fn candidate_text(candidate: &Candidate) -> String {
+pub(in crate::services::model) fn candidate_text(candidate: &Candidate) -> String {
     let parts = candidate.content.iter().flat_map(|content| &content.parts);
     parts.filter(|p| !p.thought).filter_map(|p| p.text.as_deref()).collect()
 }
@@ -199,27 +199,38 @@ pub fn chunks(
     completion: Completion,
     include_usage: bool,
 ) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
-    let events = EventBound::new(upstream).eventsource().boxed();
+    let events = parsed_events(upstream);
     let mapper = ChunkMapper { completion, include_usage, role_sent: Vec::new(), called: Vec::new(), usage: None };
     stream::unfold(Some((events, mapper)), |state| async move {
         let (mut events, mut mapper) = state?;
         match events.next().await {
-            Some(Ok(event)) => {
-                let chunks = match serde_json::from_str::<GenerateContentResponse>(&event.data) {
-                    Ok(response) => mapper.map(&response).iter().map(sse).collect(),
-                    Err(_) => Vec::new(),
-                };
+            Some(Ok(response)) => {
+                let chunks = mapper.map(&response).iter().map(sse).collect();
                 Some((chunks, Some((events, mapper))))
             }
-            Some(Err(eventsource_stream::EventStreamError::Transport(err))) => {
-                Some((vec![failed_mid_stream(&err)], None))
-            }
-            Some(Err(other)) => Some((vec![failed_mid_stream(&Error::internal(other.to_string()))], None)),
+            Some(Err(err)) => Some((vec![failed_mid_stream(&err)], None)),
             None => Some((mapper.finish(), None)),
         }
     })
     .flat_map(|events| stream::iter(events.into_iter().map(Ok)))
     .boxed()
+}
+
+/// The `generateContent` responses of an upstream SSE body, as they come (events that are not one —
+/// comments, keep-alives — skipped); a transport failure or an oversized event ends it with an error.
+pub(in crate::services::model) fn parsed_events(
+    upstream: BoxStream<'static, Result<Bytes>>,
+) -> BoxStream<'static, Result<GenerateContentResponse>> {
+    EventBound::new(upstream)
+        .eventsource()
+        .filter_map(|event| async move {
+            match event {
+                Ok(event) => serde_json::from_str::<GenerateContentResponse>(&event.data).ok().map(Ok),
+                Err(eventsource_stream::EventStreamError::Transport(err)) => Some(Err(err)),
+                Err(other) => Some(Err(Error::internal(other.to_string()))),
+            }
+        })
+        .boxed()
 }
 
 /// Passes an SSE byte stream through unchanged, failing once more than [`MAX_EVENT_BYTES`] arrive without

@@ -181,7 +181,7 @@ fn message_parts(message: &ChatMessage, index: usize) -> Result<Vec<Part>> {
     }
 }
 
-fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+pub(in crate::services::model) fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
@@ -211,14 +211,7 @@ fn content_part(part: &Value, at: &str) -> Result<Part> {
             let file = part.get("file").ok_or_else(|| missing("file is missing"))?;
             let mime = str_at(file, "format").or_else(|| str_at(file, "mime_type"));
             if let Some(id) = str_at(file, "file_id") {
-                // An OpenAI id (`file-{id}`, as `POST /v1/files` hands out) or a bare filegate id is taken as
-                // `files/{id}`; anything with a scheme passes as a URI.
-                let uri = if id.contains(':') || id.contains('/') || id.starts_with(IMPORT_ID_PREFIX) {
-                    id.to_owned()
-                } else {
-                    format!("files/{}", id.strip_prefix("file-").unwrap_or(id))
-                };
-                return media(&uri, mime, None, at);
+                return media(&file_id_uri(id), mime, None, at);
             }
             let data = str_at(file, "file_data").ok_or_else(|| missing("file needs file_id or file_data"))?;
             if data.starts_with("data:") {
@@ -237,9 +230,24 @@ fn content_part(part: &Value, at: &str) -> Result<Part> {
     }
 }
 
+/// The reference an OpenAI `file_id` makes: an OpenAI id (`file-{id}`, as `POST /v1/files` hands out) or
+/// a bare filegate id is `files/{id}`; `qfile-…` and anything with a scheme pass as they are.
+pub(in crate::services::model) fn file_id_uri(id: &str) -> String {
+    if id.contains(':') || id.contains('/') || id.starts_with(IMPORT_ID_PREFIX) {
+        id.to_owned()
+    } else {
+        format!("files/{}", id.strip_prefix("file-").unwrap_or(id))
+    }
+}
+
 /// A part for a URL: `data:` URLs inline, anything else by reference (filegate files are resolved later,
 /// with their MIME type filled in when none is given here).
-fn media(url: &str, mime: Option<&str>, fallback: Option<&str>, at: &str) -> Result<Part> {
+pub(in crate::services::model) fn media(
+    url: &str,
+    mime: Option<&str>,
+    fallback: Option<&str>,
+    at: &str,
+) -> Result<Part> {
     if let Some(rest) = url.strip_prefix("data:") {
         let (meta, data) = rest.split_once(',').ok_or_else(|| Error::invalid(format!("{at}: malformed data: URL")))?;
         let media_type = meta
