@@ -184,3 +184,23 @@ test('the openai SDK: files.create, a chat reading the file, a tool call round t
   assert.equal((await client.files.delete(file.id)).deleted, true);
   await assert.rejects(client.files.retrieve(file.id), (err) => err.status === 404);
 });
+
+test('the openai SDK: responses.create reading an uploaded file, and its event stream', async () => {
+  const { default: OpenAI, toFile } = await import('openai');
+  const client = new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: ALPHA_KEY });
+  const bytes = randomBytes(10_000);
+  const file = await client.files.create({ file: await toFile(bytes, 'notes.txt'), purpose: 'user_data' });
+  const input = [{ role: 'user', content: [{ type: 'input_file', file_id: file.id }, { type: 'input_text', text: 'Summarize' }] }];
+  const response = await client.responses.create({ model: 'gemini-test', input });
+  assert.equal(response.status, 'completed');
+  assert.equal(saw(response.output_text)[0].sha256, sha(bytes));
+  const kinds = [];
+  let text = '';
+  for await (const event of await client.responses.create({ model: 'gemini-test', input, stream: true })) {
+    kinds.push(event.type);
+    if (event.type === 'response.output_text.delta') text += event.delta;
+  }
+  assert.equal(kinds[0], 'response.created');
+  assert.equal(kinds.at(-1), 'response.completed');
+  assert.equal(saw(text)[0].sha256, sha(bytes));
+});

@@ -82,7 +82,7 @@ async fn forward(
         .query()
         .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "alt" && v == "sse"));
     let body = read_json_object(body).await?;
-    let call = ModelCall { project, model: model.to_owned(), method, sse, body };
+    let call = ModelCall { project, model: model.to_owned(), method, sse, body, readable_only: false };
     let reply = app.models.call(call).await?;
     Ok(streaming(reply, "application/json"))
 }

@@ -52,7 +52,7 @@ pub(crate) async fn call(server: &Server, key: &str, path: &str, body: Value) ->
         .unwrap()
 }
 
-async fn chat(server: &Server, key: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn chat(server: &Server, key: &str, body: Value) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", server.url))
         .bearer_auth(key)

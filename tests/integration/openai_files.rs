@@ -1,10 +1,12 @@
-//! The OpenAI Files surface on the paths it shares with the Gemini Files API and the import API: uploads
-//! as `multipart/form-data` streamed like any upload, OpenAI's shapes, one file in both id spellings, and
-//! each client told apart by what it sends.
+//! The OpenAI surfaces: Files on the paths it shares with the Gemini Files API and the import API (uploads
+//! as `multipart/form-data` streamed like any upload, OpenAI's shapes, one file in both id spellings, each
+//! client told apart by what it sends), and what chat completions and responses refuse before any call.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::fake_google::{FakeGoogle, GEMINI_KEY};
+use crate::model::{call, gemini_api, upload};
 use crate::support::*;
 
 /// A `multipart/form-data` body: `fields` (name, value) around one file part.
@@ -201,4 +203,37 @@ async fn lists_page_with_after_and_the_gemini_client_keeps_its_shape_on_v1() {
     let gemini = json_of(server.gemini(ALPHA_KEY).get("v1/files?pageSize=2").await, StatusCode::OK).await;
     assert_eq!(gemini["files"].as_array().unwrap().len(), 2);
     assert!(gemini["nextPageToken"].is_string());
+}
+
+#[tokio::test]
+async fn a_file_the_model_cannot_read_is_refused_on_the_openai_surfaces_before_any_call() {
+    let fake = FakeGoogle::start(&["--api-key", GEMINI_KEY]);
+    let server = gemini_api(&fake).start();
+    let archive = upload(&server, &data(2_000, 6), "application/zip").await;
+    let file_part = json!({"type": "file", "file": {"file_id": format!("file-{}", file_id(&archive))}});
+    let asked = json!({"model": "gemini-test", "messages": [{"role": "user", "content": [file_part, {"type": "text", "text": "Read it"}]}]});
+    let refused = json_of(crate::model::chat(&server, ALPHA_KEY, asked).await, StatusCode::BAD_REQUEST).await;
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains("application/zip") && message.contains("cannot read"), "{message}");
+    let responses = reqwest::Client::new()
+        .post(format!("{}/v1/responses", server.url))
+        .bearer_auth(ALPHA_KEY)
+        .json(&json!({"model": "gemini-test", "input": [{"role": "user", "content": [
+            {"type": "input_file", "file_id": format!("file-{}", file_id(&archive))}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(responses.status(), StatusCode::BAD_REQUEST);
+    assert!(fake.model_calls().is_empty(), "nothing reached the model");
+    // The native route leaves the verdict to the upstream, as Google's own API would give it.
+    let native = call(
+        &server,
+        ALPHA_KEY,
+        "v1beta/models/gemini-test:generateContent",
+        json!({"contents": [{"role": "user",
+        "parts": [{"fileData": {"fileUri": archive["uri"]}}]}]}),
+    )
+    .await;
+    assert_eq!(native.status(), StatusCode::OK);
+    assert_eq!(fake.model_calls().len(), 1);
 }

@@ -37,9 +37,53 @@ pub fn check_vertex_reference(file: &FileRecord) -> Result<()> {
     }
 }
 
+/// Whether Gemini reads files of this type: images, video, audio, text and PDF documents, and the text
+/// formats Google lists under other names (JSON, JavaScript, Python, XML). Anything else — an archive, a
+/// spreadsheet, `application/octet-stream` — reaches the model as nothing it can use.
+pub fn model_reads(mime_type: &str) -> bool {
+    let essence = mime_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let (kind, _) = essence.split_once('/').unwrap_or_default();
+    matches!(kind, "image" | "video" | "audio" | "text")
+        || matches!(
+            essence.as_str(),
+            "application/pdf"
+                | "application/json"
+                | "application/x-javascript"
+                | "application/javascript"
+                | "application/x-python"
+                | "application/xml"
+                | "application/rtf"
+        )
+}
+
+/// Refuses, on the OpenAI surfaces, a file the model could not read: those clients would otherwise get an
+/// answer written as if no file had been sent.
+pub fn check_model_reads(file: &FileRecord, mime_type: &str) -> Result<()> {
+    if model_reads(mime_type) {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "The file {} is {mime_type}, a type Gemini cannot read (it reads images, video, audio, text and PDF): \
+         the request was not sent rather than answered without the file.",
+        file.id
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_types_gemini_reads_are_known() {
+        for readable in
+            ["video/mp4", "image/png", "audio/mpeg", "text/csv; charset=utf-8", "application/pdf", "application/json"]
+        {
+            assert!(model_reads(readable), "{readable}");
+        }
+        for unreadable in ["application/zip", "application/octet-stream", "application/vnd.ms-excel", "font/woff2"] {
+            assert!(!model_reads(unreadable), "{unreadable}");
+        }
+    }
 
     #[test]
     fn per_type_limits_follow_vertex() {

@@ -61,6 +61,9 @@ pub struct ModelCall {
     /// `?alt=sse`: a stream of server-sent events (else the upstream's JSON, an array for a stream).
     pub sse: bool,
     pub body: Value,
+    /// Refuse files of types the model cannot read (the OpenAI surfaces; the native routes leave that to
+    /// the upstream, which answers such a file with its own error).
+    pub readable_only: bool,
 }
 
 /// The upstream's reply, streaming.
@@ -103,6 +106,7 @@ enum Destination<'a> {
         model: &'a str,
         method: ModelMethod,
         sse: bool,
+        readable_only: bool,
     },
     /// A new context cache (`caches.rs`).
     NewCache,
@@ -123,6 +127,14 @@ enum Route {
         copy: Option<CopyTarget>,
         cached: bool,
     },
+}
+
+/// The MIME type a file goes by: the one the reference gives, unless missing or generic, else the file's.
+fn effective_mime(reference: &FileRef, file: &FileRecord) -> String {
+    match reference.mime_type.as_deref().map(str::trim) {
+        Some(m) if !m.is_empty() && m != "application/octet-stream" => m.to_owned(),
+        _ => file.mime_type.clone(),
+    }
 }
 
 /// Whether an upstream error may be about a file it cannot find or read (Google answers a missing or
@@ -201,7 +213,8 @@ impl Models {
         let upstream = self.upstream()?;
         let model = self.upstream_model(&call.model)?;
         let meter = CallMeter::start(&call.project, &model, call.method.as_str(), upstream.provider());
-        let destination = Destination::Model { model: &model, method: call.method, sse: call.sse };
+        let destination =
+            Destination::Model { model: &model, method: call.method, sse: call.sse, readable_only: call.readable_only };
         let mut body = call.body;
         let forwarded = async {
             self.resolve_cache_name(&call.project, &mut body).await?;
@@ -235,6 +248,12 @@ impl Models {
         }
         let found = self.rules.find(request)?;
         let files = self.resolve(project, &found).await?;
+        if let Destination::Model { readable_only: true, .. } = destination {
+            for (reference, file) in found.iter().zip(&files.per_reference) {
+                let Some(file) = file.as_ref().map(|id| &files.by_id[id]) else { continue };
+                limits::check_model_reads(file, &effective_mime(reference, file))?;
+            }
+        }
         // The Gemini API caches a video only from a Files API file, whatever its size: a cache made there
         // gets every file by reference (one upload, reused by every later cache and call).
         let may_inline = upstream.is_vertex() || !matches!(destination, Destination::NewCache);
@@ -250,10 +269,7 @@ impl Models {
                     }
                     (_, Some(id)) => {
                         let file = &files.by_id[id];
-                        let mime_type = match reference.mime_type.as_deref().map(str::trim) {
-                            Some(m) if !m.is_empty() && m != "application/octet-stream" => m.to_owned(),
-                            _ => file.mime_type.clone(),
-                        };
+                        let mime_type = effective_mime(reference, file);
                         match &routes[id] {
                             Route::Uri { uri, .. } => {
                                 Rewrite::FileData { uri: uri.clone(), mime_type: Some(mime_type) }
@@ -279,7 +295,7 @@ impl Models {
             let stream = outgoing.stream(self.blobs.clone()).map_err(std::io::Error::other);
             let stream = reqwest::Body::wrap_stream(stream);
             let sent = match destination {
-                Destination::Model { model, method, sse } => {
+                Destination::Model { model, method, sse, .. } => {
                     upstream.call(model, method, sse, stream, outgoing.len()).await
                 }
                 Destination::NewCache => upstream.create_cache(stream, outgoing.len()).await,

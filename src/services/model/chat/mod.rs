@@ -39,7 +39,7 @@ impl Models {
         let completion = Completion::new(&request.model);
         let method = if request.stream { ModelMethod::StreamGenerateContent } else { ModelMethod::GenerateContent };
         let body = serde_json::to_value(body).map_err(Error::internal)?;
-        let call = ModelCall { project, model: request.model, method, sse: request.stream, body };
+        let call = ModelCall { project, model: request.model, method, sse: request.stream, body, readable_only: true };
         let reply = self.call(call).await?;
         if request.stream {
             let include_usage = request.stream_options.as_ref().is_some_and(|o| o.include_usage);

@@ -30,7 +30,7 @@ impl Models {
         let building = Building::new(&asked.model, asked.instructions, asked.echo);
         let method = if asked.stream { ModelMethod::StreamGenerateContent } else { ModelMethod::GenerateContent };
         let body = serde_json::to_value(body).map_err(Error::internal)?;
-        let call = ModelCall { project, model: asked.model, method, sse: asked.stream, body };
+        let call = ModelCall { project, model: asked.model, method, sse: asked.stream, body, readable_only: true };
         let reply = self.call(call).await?;
         if asked.stream {
             return Ok(ResponsesReply::Events(reply::events(reply.body, building)));
