@@ -181,3 +181,12 @@ def test_the_sdk_calls_functions_at_the_fake_as_at_the_gemini_api(fake):
     assert seen[-1] == {"functionResponse": {"name": "weather", "response": {"content": "12 C"}}}
     none = dict(config, tool_config={"function_calling_config": {"mode": "NONE"}})
     assert "saw" in json.loads(client.models.generate_content(model="gemini-test", contents="Hi", config=none).text)
+
+
+def test_the_sdk_reads_log_probabilities_from_the_fake(fake):
+    client = genai.Client(api_key=KEY, http_options={"base_url": fake.url})
+    reply = client.models.generate_content(model="gemini-test", contents="Hi",
+                                           config={"response_logprobs": True, "logprobs": 3})
+    result = reply.candidates[0].logprobs_result
+    assert result.chosen_candidates[0].log_probability == -0.25
+    assert [c.token for c in result.top_candidates[0].candidates][1:] == ["alt1", "alt2"]

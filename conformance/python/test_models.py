@@ -453,3 +453,17 @@ def test_openai_responses_read_files_call_tools_and_stream(front):
     with pytest.raises(Exception) as foreign:
         other.responses.create(model=MODEL, input=[{"role": "user", "content": content}])
     assert getattr(foreign.value, "status_code", None) == 403
+
+
+def test_openai_chat_log_probabilities(front):
+    client = OpenAI(base_url=f"{front.server.url}/v1", api_key=ALPHA_KEY)
+    messages = [{"role": "user", "content": "Hi"}]
+    reply = client.chat.completions.create(model=MODEL, messages=messages, logprobs=True, top_logprobs=3)
+    tokens = reply.choices[0].logprobs.content
+    assert tokens[0].token == reply.choices[0].message.content and tokens[0].logprob == -0.25
+    assert [t.token for t in tokens[0].top_logprobs][1:] == ["alt1", "alt2"]
+    assert bytes(tokens[0].bytes) == tokens[0].token.encode()
+    chunks = list(client.chat.completions.create(model=MODEL, messages=messages, logprobs=True, stream=True))
+    streamed = [t.token for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert "".join(streamed) == "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert client.chat.completions.create(model=MODEL, messages=messages).choices[0].logprobs is None

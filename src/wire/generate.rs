@@ -81,6 +81,11 @@ pub struct GenerationConfig {
     pub response_mime_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_json_schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_logprobs: Option<bool>,
+    /// How many alternatives per token `logprobsResult.topCandidates` lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u32>,
 }
 
 impl GenerationConfig {
@@ -106,6 +111,30 @@ pub struct Candidate {
     pub content: Option<CandidateContent>,
     /// `STOP`, `MAX_TOKENS`, `SAFETY`, …
     pub finish_reason: Option<String>,
+    /// With `responseLogprobs`: each chosen token's log probability, and the most likely alternatives.
+    pub logprobs_result: Option<LogprobsResult>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LogprobsResult {
+    /// The most likely tokens at each step (as many as `logprobs` asked).
+    pub top_candidates: Vec<TopCandidates>,
+    /// The token chosen at each step.
+    pub chosen_candidates: Vec<TokenLogprob>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TopCandidates {
+    pub candidates: Vec<TokenLogprob>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub log_probability: f64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

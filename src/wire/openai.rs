@@ -37,6 +37,10 @@ pub struct ChatRequest {
     pub presence_penalty: Option<f64>,
     #[serde(default)]
     pub frequency_penalty: Option<f64>,
+    #[serde(default)]
+    pub logprobs: Option<bool>,
+    #[serde(default)]
+    pub top_logprobs: Option<u32>,
     /// `[{"type": "function", "function": {"name", "description", "parameters"}}]`
     #[serde(default)]
     #[schema(value_type = Option<Vec<Object>>)]
@@ -97,6 +101,9 @@ pub struct Choice {
     pub index: u32,
     pub message: AssistantMessage,
     pub finish_reason: Option<String>,
+    /// `{"content": [{"token", "logprob", "bytes", "top_logprobs"}]}` when asked for, else `null`.
+    #[schema(value_type = Option<Object>)]
+    pub logprobs: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -143,6 +150,8 @@ pub struct ChunkChoice {
     pub index: u32,
     pub delta: Delta,
     pub finish_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -126,8 +126,14 @@ class Refusal(Exception):
         return rpc_error(self.code, self.status, self.message)
 
 
-def model_response(model, text, prompt_tokens, last=True):
+def model_response(model, text, prompt_tokens, last=True, logprobs=None):
     candidate = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+    if logprobs is not None:
+        # One "token" per piece of text, its alternatives invented, all with fixed log probabilities.
+        candidate["logprobsResult"] = {
+            "chosenCandidates": [{"token": text, "logProbability": -0.25}],
+            "topCandidates": [{"candidates": [{"token": text, "logProbability": -0.25}]
+                               + [{"token": f"alt{i}", "logProbability": -1.0 - i} for i in range(1, logprobs)]}]}
     out = {"candidates": [candidate], "modelVersion": model}
     if last:
         candidate["finishReason"] = "STOP"
@@ -435,8 +441,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, f"data: {json.dumps(out)}\r\n\r\n".encode(), content_type="text/event-stream")
             return self.reply(200, [out])
 
+        config = request.get("generationConfig", {})
+        logprobs = config.get("logprobs", 1) if config.get("responseLogprobs") else None
+
         def response(text, last):
-            return model_response(model, text, prompt_tokens, last)
+            return model_response(model, text, prompt_tokens, last, logprobs)
 
         if method == "generateContent":
             return self.reply(200, response(answer, True))

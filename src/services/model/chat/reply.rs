@@ -57,6 +57,25 @@ fn candidate_finish(candidate: &Candidate, called: bool) -> &'static str {
     }
 }
 
+/// OpenAI's `logprobs` for a candidate's `logprobsResult`: each chosen token with its log probability, its
+/// UTF-8 bytes, and the alternatives Gemini listed at that step.
+fn logprobs(candidate: &Candidate) -> Option<serde_json::Value> {
+    let result = candidate.logprobs_result.as_ref()?;
+    let entry = |token: &crate::wire::generate::TokenLogprob| json!({"token": token.token, "logprob": token.log_probability, "bytes": token.token.as_bytes()});
+    let content: Vec<serde_json::Value> = result
+        .chosen_candidates
+        .iter()
+        .enumerate()
+        .map(|(step, chosen)| {
+            let mut token = entry(chosen);
+            let top = result.top_candidates.get(step).map(|top| top.candidates.iter().map(entry).collect::<Vec<_>>());
+            token["top_logprobs"] = json!(top.unwrap_or_default());
+            token
+        })
+        .collect();
+    Some(json!({"content": content, "refusal": null}))
+}
+
 /// Candidates with their index (the upstream's, else their position).
 fn indexed(response: &GenerateContentResponse) -> impl Iterator<Item = (u32, &Candidate)> {
     response.candidates.iter().enumerate().map(|(i, c)| (c.index.unwrap_or(u32::try_from(i).unwrap_or(0)), c))
@@ -93,6 +112,7 @@ impl Completion {
                         tool_calls: (!calls.is_empty()).then_some(calls.clone()),
                     },
                     finish_reason: Some(candidate_finish(c, !calls.is_empty()).into()),
+                    logprobs: logprobs(c),
                 }
             })
             .collect();
@@ -103,6 +123,7 @@ impl Completion {
                 index: 0,
                 message: AssistantMessage { role: "assistant".into(), content: Some(String::new()), tool_calls: None },
                 finish_reason: Some(if blocked { "content_filter" } else { "stop" }.into()),
+                logprobs: None,
             });
         }
         ChatCompletion {
@@ -163,7 +184,9 @@ impl ChunkMapper {
                 .finish_reason
                 .is_some()
                 .then(|| candidate_finish(candidate, self.called.contains(&index)).to_owned());
-            chunks.push(self.completion.chunk(vec![ChunkChoice { index, delta, finish_reason: finish }], None));
+            let logprobs = logprobs(candidate);
+            chunks
+                .push(self.completion.chunk(vec![ChunkChoice { index, delta, finish_reason: finish, logprobs }], None));
         }
         chunks
     }

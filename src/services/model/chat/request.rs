@@ -27,11 +27,9 @@ pub const IGNORED: [&str; 7] =
 
 /// Parameters whose meaning filegate cannot keep, with what to do instead. Refused when set (a `null`,
 /// `false`, empty list or `tool_choice: "none"` is not a request for the feature).
-pub const REFUSED: [(&str, &str); 10] = [
+pub const REFUSED: [(&str, &str); 8] = [
     ("functions", "the deprecated functions parameter is not translated: use tools"),
     ("function_call", "the deprecated function_call parameter is not translated: use tool_choice"),
-    ("logprobs", "log probabilities are not translated: use responseLogprobs on the native route"),
-    ("top_logprobs", "log probabilities are not translated: use logprobs on the native route"),
     ("logit_bias", "Gemini has no logit bias"),
     ("audio", "audio output is not translated"),
     ("modalities", "only text output is translated"),
@@ -152,6 +150,13 @@ fn generation_config(request: &ChatRequest) -> Result<GenerationConfig> {
         presence_penalty: request.presence_penalty,
         frequency_penalty: request.frequency_penalty,
         stop_sequences,
+        response_logprobs: request.logprobs.filter(|&asked| asked),
+        logprobs: match (request.logprobs, request.top_logprobs) {
+            (_, None | Some(0)) => None,
+            (Some(true), Some(n)) if n <= 20 => Some(n),
+            (Some(true), Some(n)) => return Err(Error::invalid(format!("top_logprobs must be at most 20, got {n}."))),
+            (_, Some(_)) => return Err(Error::invalid("top_logprobs needs logprobs: true.")),
+        },
         ..GenerationConfig::default()
     };
     match request.response_format.as_ref().map(|f| (f.get("type").and_then(Value::as_str), f)) {
@@ -368,7 +373,7 @@ mod tests {
         );
         for (name, value) in [
             ("functions", json!([{"name": "f"}])),
-            ("logprobs", json!(true)),
+            ("audio", json!({"voice": "alloy"})),
             ("function_call", json!("auto")),
             ("logit_bias", json!({"50256": -100})),
         ] {
@@ -379,5 +384,14 @@ mod tests {
         let mut unknown = user(json!("hi"));
         unknown["temprature"] = json!(0.5);
         assert!(err(unknown).contains("Unrecognized request argument supplied: temprature"));
+        let mut top_alone = user(json!("hi"));
+        top_alone["top_logprobs"] = json!(3);
+        assert!(err(top_alone).contains("top_logprobs needs logprobs: true"));
+        let mut asked = user(json!("hi"));
+        asked["logprobs"] = json!(true);
+        asked["top_logprobs"] = json!(3);
+        let config =
+            serde_json::to_value(to_generate_content(&request(asked)).unwrap()).unwrap()["generationConfig"].clone();
+        assert_eq!((&config["responseLogprobs"], &config["logprobs"]), (&json!(true), &json!(3)));
     }
 }
