@@ -81,18 +81,7 @@ pub fn to_generate_content(request: &ChatRequest) -> Result<GenerateContentReque
         return Err(Error::invalid("messages must contain at least one user or assistant message."));
     }
     let declared = tools::declarations(request.tools.as_deref().unwrap_or_default())?;
-    let tool_config = tools::tool_config(request.tool_choice.as_ref())?;
-    let tool_config = match (&declared, tool_config) {
-        (Some(_), config) => config,
-        // Without tools, "none" and "auto" ask for nothing; anything else asks for a tool there is not.
-        (None, None) => None,
-        (None, Some(config))
-            if ["NONE", "AUTO"].contains(&config["functionCallingConfig"]["mode"].as_str().unwrap_or_default()) =>
-        {
-            None
-        }
-        (None, Some(_)) => return Err(Error::invalid("tool_choice asks for a tool call, but tools declares none.")),
-    };
+    let tool_config = tools::tool_config(declared.is_some(), request.tool_choice.as_ref())?;
     Ok(GenerateContentRequest {
         contents,
         system_instruction: (!system.is_empty()).then_some(Content { role: None, parts: system }),

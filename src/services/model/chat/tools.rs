@@ -45,8 +45,19 @@ pub fn declarations(tools: &[Value]) -> Result<Option<Vec<Value>>> {
     Ok(Some(vec![json!({"functionDeclarations": declared})]))
 }
 
-/// Gemini's `toolConfig` for OpenAI's `tool_choice`.
-pub fn tool_config(choice: Option<&Value>) -> Result<Option<Value>> {
+/// Gemini's `toolConfig` for OpenAI's `tool_choice`, given whether any tool is declared: without tools,
+/// `none` and `auto` ask for nothing, and anything else asks for a tool there is not.
+pub fn tool_config(declared: bool, choice: Option<&Value>) -> Result<Option<Value>> {
+    let config = choice_config(choice)?;
+    let mode = config.as_ref().and_then(|c| c.pointer("/functionCallingConfig/mode")).and_then(Value::as_str);
+    match (declared, mode) {
+        (true, _) => Ok(config),
+        (false, None | Some("NONE" | "AUTO")) => Ok(None),
+        (false, Some(_)) => Err(Error::invalid("tool_choice asks for a tool call, but tools declares none.")),
+    }
+}
+
+fn choice_config(choice: Option<&Value>) -> Result<Option<Value>> {
     let config = |mode: &str| json!({"functionCallingConfig": {"mode": mode}});
     match choice {
         None | Some(Value::Null) => Ok(None),
@@ -138,10 +149,15 @@ mod tests {
                                                "parametersJsonSchema": {"type": "object"}}]})]
         );
         assert!(declarations(&[json!({"type": "web_search"})]).unwrap_err().to_string().contains("tools[0]"));
-        assert_eq!(tool_config(Some(&json!("required"))).unwrap().unwrap()["functionCallingConfig"]["mode"], "ANY");
-        let named = tool_config(Some(&json!({"type": "function", "function": {"name": "weather"}}))).unwrap().unwrap();
-        assert_eq!(named["functionCallingConfig"]["allowedFunctionNames"], json!(["weather"]));
-        assert!(tool_config(Some(&json!("sometimes"))).is_err());
+        assert_eq!(
+            tool_config(true, Some(&json!("required"))).unwrap().unwrap()["functionCallingConfig"]["mode"],
+            "ANY"
+        );
+        let named = tool_config(true, Some(&json!({"type": "function", "function": {"name": "weather"}})));
+        assert_eq!(named.unwrap().unwrap()["functionCallingConfig"]["allowedFunctionNames"], json!(["weather"]));
+        assert!(tool_config(true, Some(&json!("sometimes"))).is_err());
+        assert_eq!(tool_config(false, Some(&json!("none"))).unwrap(), None, "no tools, nothing to configure");
+        assert!(tool_config(false, Some(&json!("required"))).is_err());
 
         let mut names = HashMap::new();
         let call = json!({"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Oslo\"}"}});

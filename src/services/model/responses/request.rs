@@ -132,16 +132,7 @@ pub fn to_generate_content(request: &Value) -> Result<(GenerateContentRequest, A
         Some("function") => json!({"type": "function", "function": {"name": choice.get("name")}}),
         _ => choice.clone(),
     });
-    let tool_config = match (&declared, tools::tool_config(choice.as_ref())?) {
-        (Some(_), config) => config,
-        (None, None) => None,
-        (None, Some(config))
-            if ["NONE", "AUTO"].contains(&config["functionCallingConfig"]["mode"].as_str().unwrap_or_default()) =>
-        {
-            None
-        }
-        (None, Some(_)) => return Err(Error::invalid("tool_choice asks for a tool call, but tools declares none.")),
-    };
+    let tool_config = tools::tool_config(declared.is_some(), choice.as_ref())?;
 
     let mut echo = Map::new();
     for name in ["temperature", "top_p", "max_output_tokens", "tool_choice", "tools", "text", "metadata"] {
