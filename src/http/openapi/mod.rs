@@ -22,6 +22,7 @@ use utoipa::openapi::{
     ContentBuilder, OpenApi, PathItem, PathsBuilder, Ref, RefOr, Required, Response, ResponseBuilder,
 };
 
+mod caches_and_batches;
 pub mod operations;
 
 use super::gemini::error::RouteRejection;
