@@ -796,6 +796,8 @@ contract!(
         assert_eq!(won, 1, "one claimer collects");
         assert!(!store.claim_batch_collection(&alpha, "b1", now.plus_seconds(120), now.plus_seconds(30)).await.unwrap());
         assert!(store.claim_batch_collection(&alpha, "b1", now.plus_seconds(200), now.plus_seconds(61)).await.unwrap());
+        store.release_batch_collection(&alpha, "b1").await.unwrap();
+        assert!(store.claim_batch_collection(&alpha, "b1", now.plus_seconds(200), now.plus_seconds(62)).await.unwrap());
         assert!(!store.claim_batch_collection(&beta, "b2", now.plus_seconds(60), now).await.unwrap());
 
         let done = BatchRecord {

@@ -94,6 +94,8 @@ pub trait ModelRecords: Send + Sync {
         until: Timestamp,
         now: Timestamp,
     ) -> MetaResult<bool>;
+    /// Gives a collection claim up (the collection failed), so that the next look at the batch retries.
+    async fn release_batch_collection(&self, project: &ProjectId, id: &str) -> MetaResult<()>;
     /// `false` when the project has no such batch.
     async fn delete_batch(&self, project: &ProjectId, id: &str) -> MetaResult<bool>;
 }

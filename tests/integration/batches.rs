@@ -24,16 +24,18 @@ async fn create(server: &Server, key: &str, input: &Value) -> reqwest::Response 
     call(server, key, "v1beta/models/gemini-test:batchGenerateContent", body).await
 }
 
-/// Polls the batch until it ends here (its results a file, or a failure).
+/// Polls the batch until it ends here (its results a file, or a failure). Patient: on a loaded machine the
+/// results' copy into a bucket (moto) takes seconds.
 async fn finished(server: &Server, name: &str) -> Value {
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while std::time::Instant::now() < deadline {
         let batch = json_of(server.gemini(ALPHA_KEY).get(&format!("v1beta/{name}")).await, StatusCode::OK).await;
         if batch["done"] == true {
             return batch;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("the batch {name} did not finish");
+    panic!("the batch {name} did not finish: {}", server.log());
 }
 
 /// The results file of a finished batch, its lines by key.

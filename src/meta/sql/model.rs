@@ -87,6 +87,11 @@ impl ModelRecords for SqlMeta {
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn release_batch_collection(&self, project: &ProjectId, id: &str) -> MetaResult<()> {
+        self.release_collection(project, id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delete_batch(&self, project: &ProjectId, id: &str) -> MetaResult<bool> {
         self.delete_batch_row(project, id).await
     }

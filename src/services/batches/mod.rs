@@ -360,8 +360,11 @@ impl Batches {
                 );
             }
             Err(err) => {
-                // The lease runs out and the next look at the batch tries again.
+                // Given up at once, so that the next look at the batch tries again.
                 tracing::warn!(batch = record.id, error = %err, "collecting batch results failed");
+                if let Err(e) = self.meta.release_batch_collection(&record.project, &record.id).await {
+                    tracing::warn!(batch = record.id, error = %e, "releasing a failed batch collection failed");
+                }
                 return;
             }
         }
