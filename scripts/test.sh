@@ -2,7 +2,7 @@
 # Runs every test filegate has, with cargo-nextest: Rust unit tests (the metadata store's contract on SQLite
 # and PostgreSQL), then the integration tests against the real binary and the official-SDK conformance
 # suites (google-genai for Python with Google's curl walk-through, @google/genai for Node, openai for
-# Python; model calls go to the fake of Google's services in tests/fakes/google.py), then the container
+# Python and Node; model calls go to the fake of Google's services in tests/fakes/google.py), then the container
 # image and the OpenAPI fuzzer.
 #
 #   configuration        metadata     bytes
@@ -128,7 +128,7 @@ run_sdk_suites() {
         step "Python SDK conformance (google-genai, openai, Google's curl walk-through) on $1"
         cd conformance/python && "$VENV/bin/pytest" -q -p no:cacheprovider
       else
-        step "Node SDK conformance (@google/genai) on $1"
+        step "Node SDK conformance (@google/genai, openai) on $1"
         cd conformance/node && npm test --silent
       fi
     )
