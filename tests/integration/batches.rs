@@ -73,6 +73,7 @@ async fn a_batch_over_uploaded_files_runs_at_the_gemini_api_and_its_results_beco
     let name = created["name"].as_str().unwrap().to_owned();
     assert!(name.starts_with("batches/"), "{created}");
     assert_eq!(created["metadata"]["state"], "BATCH_STATE_PENDING");
+    assert_eq!(created["metadata"]["model"], "models/gemini-test");
     assert_eq!(created["metadata"]["inputConfig"]["fileName"], input["name"]);
 
     // Upstream: each file copied once (never inline in a batch), then the rewritten requests uploaded.

@@ -159,7 +159,8 @@ impl Batches {
             id,
             project,
             upstream_name,
-            model: model.to_owned(),
+            // As the Gemini API names it in a batch (`models/…`), whatever spelling the path used.
+            model: if model.starts_with("models/") { model.to_owned() } else { format!("models/{model}") },
             display_name,
             state: state.to_owned(),
             input_file: match &source {
