@@ -50,6 +50,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.RLock()
 OBJECTS = {}  # "bucket/key" -> bytes
+ETAGS = {}  # "bucket/key" -> its ETag, computed once when stored (hashing 2 GiB on every HEAD would be the fake's cost)
 UPLOADS = {}  # multipart upload id -> {"key": "bucket/key", "parts": {n: bytes}}
 FILES = {}  # Google file id -> {"bytes", "mime", "polls", "deleted", "key"}
 BATCHES = {}  # full job name -> {"flavour", "name", "model", "display", "lines", "output", "state", "polls", ...}
@@ -308,38 +309,43 @@ class Handler(BaseHTTPRequestHandler):
                 if upload not in UPLOADS:
                     return self.reply(404, missing, content_type=xml)
                 if self.command == "PUT":
-                    UPLOADS[upload]["parts"][int(query.get("partNumber", 0))] = data
-                    return self.reply(200, headers={"ETag": etag(data)})
+                    tag = etag(data)
+                    UPLOADS[upload]["parts"][int(query.get("partNumber", 0))] = (data, tag)
+                    return self.reply(200, headers={"ETag": tag})
                 if self.command == "DELETE":
                     del UPLOADS[upload]
                     return self.reply(204)
                 if self.command == "POST":
                     text = data.decode()
-                    pieces = []
+                    pieces, tags = [], []
                     for entry in text.split("<Part>")[1:]:
                         number = re.search(r"<PartNumber>(\d+)</PartNumber>", entry).group(1)
                         tag = re.search(r"<ETag>([^<]*)</ETag>", entry).group(1)
                         part = UPLOADS[upload]["parts"].get(int(number))
-                        if part is None or etag(part).strip('"') != tag.replace("&quot;", "").strip('"'):
+                        if part is None or part[1].strip('"') != tag.replace("&quot;", "").strip('"'):
                             return self.reply(400, b"<Error><Code>InvalidPart</Code></Error>", content_type=xml)
-                        pieces.append(part)
-                    assembled = b"".join(pieces)
-                    OBJECTS[full] = assembled
+                        pieces.append(part[0])
+                        tags.append(part[1])
+                    OBJECTS[full] = b"".join(pieces)
+                    # As a multipart object's ETag is at Google: derived from its parts', not its bytes.
+                    ETAGS[full] = etag("".join(tags).encode())[:-1] + f'-{len(tags)}"'
                     del UPLOADS[upload]
                     body = (f"<CompleteMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
-                            f"<ETag>{etag(assembled)}</ETag></CompleteMultipartUploadResult>")
+                            f"<ETag>{ETAGS[full]}</ETag></CompleteMultipartUploadResult>")
                     return self.reply(200, body.encode(), content_type=xml)
             if self.command == "PUT":
                 OBJECTS[full] = data
-                return self.reply(200, headers={"ETag": etag(data)})
+                ETAGS[full] = etag(data)
+                return self.reply(200, headers={"ETag": ETAGS[full]})
             if self.command == "DELETE":
+                ETAGS.pop(full, None)
                 if OBJECTS.pop(full, None) is None:
                     return self.reply(404, missing, content_type=xml)
                 return self.reply(204)
-            stored = OBJECTS.get(full)
+            stored, stored_tag = OBJECTS.get(full), ETAGS.get(full)
         if stored is None:
             return self.reply(404, missing, content_type=xml)
-        headers = {"ETag": etag(stored), "Last-Modified": "Sat, 28 Nov 2026 12:00:00 GMT"}
+        headers = {"ETag": stored_tag, "Last-Modified": "Sat, 28 Nov 2026 12:00:00 GMT"}
         wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("range", ""))
         if wanted:
             start = int(wanted.group(1))
@@ -359,7 +365,7 @@ class Handler(BaseHTTPRequestHandler):
                 if key is not None and key.startswith(prefix):
                     contents += (f"<Contents><Key>{key}</Key><Size>{len(OBJECTS[full])}</Size>"
                                  "<LastModified>2026-11-28T12:00:00.000Z</LastModified>"
-                                 f"<ETag>{etag(OBJECTS[full])}</ETag></Contents>")
+                                 f"<ETag>{ETAGS[full]}</ETag></Contents>")
         body = (f"<ListBucketResult><Name>{bucket}</Name><Prefix>{prefix}</Prefix><KeyCount>0</KeyCount>"
                 f"<IsTruncated>false</IsTruncated>{contents}</ListBucketResult>")
         self.reply(200, body.encode(), content_type="application/xml")
@@ -658,6 +664,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 with LOCK:
                     OBJECTS[bucket_key] = results
+                    ETAGS[bucket_key] = etag(results)
             job["results"] = directory
         job["state"] = "SUCCEEDED"
         job["ended"] = time.time()
