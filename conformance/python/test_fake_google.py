@@ -25,13 +25,19 @@ def fake():
     f.stop()
 
 
-def test_the_sdk_speaks_to_the_fake_as_to_the_gemini_api(fake):
-    client = genai.Client(api_key=KEY, http_options={"base_url": fake.url})
-    data = os.urandom(300_000)
-    file = client.files.upload(file=io.BytesIO(data), config={"mime_type": "video/mp4"})
+def active_upload(client, data, mime):
+    """Uploads with the resumable protocol, then waits out the fake's PROCESSING as the SDK's users do."""
+    file = client.files.upload(file=io.BytesIO(data), config={"mime_type": mime})
     while file.state.name == "PROCESSING":
         time.sleep(0.1)
         file = client.files.get(name=file.name)
+    return file
+
+
+def test_the_sdk_speaks_to_the_fake_as_to_the_gemini_api(fake):
+    client = genai.Client(api_key=KEY, http_options={"base_url": fake.url})
+    data = os.urandom(300_000)
+    file = active_upload(client, data, "video/mp4")
     assert file.state.name == "ACTIVE"
 
     response = client.models.generate_content(model="gemini-test", contents=[file, "Describe"])
@@ -62,10 +68,7 @@ def test_the_sdk_speaks_to_the_fake_as_to_the_gemini_api(fake):
 def test_the_sdk_makes_and_uses_caches_at_the_fake_as_at_the_gemini_api(fake):
     client = genai.Client(api_key=KEY, http_options={"base_url": fake.url})
     data = os.urandom(50_000)
-    file = client.files.upload(file=io.BytesIO(data), config={"mime_type": "video/mp4"})
-    while file.state.name == "PROCESSING":
-        time.sleep(0.1)
-        file = client.files.get(name=file.name)
+    file = active_upload(client, data, "video/mp4")
     cache = client.caches.create(model="gemini-test", config={
         "contents": [file], "system_instruction": "Be brief", "ttl": "300s", "display_name": "talk"})
     assert cache.name.startswith("cachedContents/") and cache.model == "models/gemini-test"

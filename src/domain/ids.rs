@@ -70,7 +70,21 @@ impl FileId {
     pub fn import_id(&self) -> String {
         format!("{IMPORT_ID_PREFIX}{}", self.0)
     }
+
+    /// The id of this file on the OpenAI surfaces: `file-{id}` (at most 45 characters, within OpenAI's 64).
+    pub fn openai_id(&self) -> String {
+        format!("{OPENAI_ID_PREFIX}{}", self.0)
+    }
+
+    /// The file an OpenAI id names: `file-{id}`, or the bare id. (A Gemini name that itself begins with
+    /// `file-` is `file-file-…` there.)
+    pub fn from_openai(id: &str) -> Self {
+        Self::from_path(id.strip_prefix(OPENAI_ID_PREFIX).unwrap_or(id))
+    }
 }
+
+/// The prefix of file ids on the OpenAI surfaces.
+const OPENAI_ID_PREFIX: &str = "file-";
 
 impl fmt::Display for FileId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

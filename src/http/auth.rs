@@ -82,17 +82,8 @@ impl FromRequestParts<HttpState> for ChatCaller {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::Request;
-
     use super::*;
-
-    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
-        let mut req = Request::builder().uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        req.body(()).unwrap().into_parts().0
-    }
+    use crate::http::harness::request_parts as parts;
 
     #[test]
     fn keys_are_found_where_google_accepts_them() {

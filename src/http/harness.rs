@@ -111,3 +111,12 @@ impl Reply {
         self.json()["error"]["message"].as_str().unwrap_or_default().to_owned()
     }
 }
+
+/// The head of a request with `uri` and `headers`, for tests of what a request presents.
+pub fn request_parts(uri: &str, headers: &[(&str, &str)]) -> axum::http::request::Parts {
+    let mut request = Request::builder().uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(()).unwrap().into_parts().0
+}

@@ -5,9 +5,10 @@ mod batches;
 pub mod body;
 mod caches;
 mod extract;
+mod form;
 pub mod gemini;
 #[cfg(test)]
-mod harness;
+pub(crate) mod harness;
 pub mod import;
 mod model;
 mod openai;

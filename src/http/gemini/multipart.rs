@@ -7,15 +7,13 @@ use axum::body::Body;
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
-use futures_util::{StreamExt as _, stream};
 
 use super::error::GeminiError;
 use super::upload::{MAX_METADATA_BYTES, header_str, header_u64, parse_metadata};
-use crate::blob::ByteStream;
 use crate::domain::Origin;
 use crate::error::Error;
 use crate::http::body::into_stream;
+use crate::http::form::{field_then, malformed, read_field};
 use crate::http::state::Handles;
 use crate::services::uploads::{DeclaredSize, StartUpload};
 use crate::wire::gemini::FileEnvelope;
@@ -45,17 +43,13 @@ pub async fn multipart(app: &Handles, parts: &Parts, body: Body) -> Result<Respo
     let total = content_length(parts, "multipart")?;
 
     let mut multipart = multer::Multipart::new(into_stream(body), boundary);
-    let mut metadata_part = multipart.next_field().await.map_err(malformed)?.ok_or_else(|| {
+    let metadata_part = multipart.next_field().await.map_err(malformed)?.ok_or_else(|| {
         Error::invalid("The multipart body has no parts: send two, the JSON metadata and then the media.")
     })?;
-    let mut metadata = BytesMut::new();
-    while let Some(chunk) = metadata_part.chunk().await.map_err(malformed)? {
-        if metadata.len() + chunk.len() > MAX_METADATA_BYTES {
-            return Err(Error::invalid(format!("The metadata part is larger than {MAX_METADATA_BYTES} bytes.")).into());
-        }
-        metadata.extend_from_slice(&chunk);
-    }
-    drop(metadata_part); // multer hands out the next part only once this one is gone
+    let metadata = read_field(metadata_part, MAX_METADATA_BYTES, || {
+        Error::invalid(format!("The metadata part is larger than {MAX_METADATA_BYTES} bytes."))
+    })
+    .await?;
     let metadata = parse_metadata(&metadata)?.file.unwrap_or_default();
     let media = multipart.next_field().await.map_err(malformed)?.ok_or_else(|| {
         Error::invalid("The multipart body has no media part: send two parts, the JSON metadata and then the media.")
@@ -70,44 +64,17 @@ pub async fn multipart(app: &Handles, parts: &Parts, body: Body) -> Result<Respo
         origin: Origin::Upload,
         ttl: None,
     };
-    let file = app.uploads.upload_whole(request, media_then_end(multipart, media)).await?;
-    Ok(Json(FileEnvelope { file: crate::http::gemini::view::gemini_file(app, &file) }).into_response())
-}
-
-fn malformed(e: multer::Error) -> Error {
-    match e {
-        multer::Error::StreamReadFailed(cause) => match cause.downcast::<Error>() {
-            Ok(err) => *err, // the body's own error (a stalled client, a broken connection)
-            Err(cause) => Error::invalid(format!("Malformed multipart body: {cause}")),
-        },
-        other => Error::invalid(format!("Malformed multipart body: {other}")),
-    }
-}
-
-/// The media part's bytes, then an error if the body holds another part after it. The stream owns the
-/// multipart reader, which owns the request body.
-fn media_then_end(multipart: multer::Multipart<'static>, media: multer::Field<'static>) -> ByteStream {
-    stream::unfold(Some((multipart, Some(media))), |state| async move {
-        let (mut multipart, field) = state?;
-        if let Some(mut field) = field {
-            match field.chunk().await {
-                Ok(Some(bytes)) => return Some((Ok(bytes), Some((multipart, Some(field))))),
-                Ok(None) => {}
-                Err(e) => return Some((Err(malformed(e)), None)),
-            }
-        }
-        match multipart.next_field().await {
-            Ok(None) => None,
-            Ok(Some(_)) => Some((
-                Err(Error::invalid(
-                    "The multipart body has more than two parts: send exactly two, the JSON metadata and then the media.",
-                )),
-                None,
+    // Exactly two parts: anything after the media fails the upload.
+    let media = field_then(multipart, media, |mut rest| async move {
+        match rest.next_field().await.map_err(malformed)? {
+            None => Ok(()),
+            Some(_) => Err(Error::invalid(
+                "The multipart body has more than two parts: send exactly two, the JSON metadata and then the media.",
             )),
-            Err(e) => Some((Err(malformed(e)), None)),
         }
-    })
-    .boxed()
+    });
+    let file = app.uploads.upload_whole(request, media).await?;
+    Ok(Json(FileEnvelope { file: crate::http::gemini::view::gemini_file(app, &file) }).into_response())
 }
 
 /// The body is the file; its type comes from `X-Goog-Upload-Header-Content-Type` or `Content-Type`.

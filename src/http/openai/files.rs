@@ -7,8 +7,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
-use futures_util::{StreamExt as _, stream};
+
 use serde::Serialize;
 use serde_json::json;
 
@@ -16,6 +15,7 @@ use crate::blob::ByteStream;
 use crate::domain::{FileId, FileRecord, FileState, Origin};
 use crate::error::Error;
 use crate::http::body::into_stream;
+use crate::http::form::{field_then, malformed, read_field};
 use crate::http::import::ImportApiError;
 use crate::http::state::Handles;
 use crate::services::uploads::{DeclaredSize, StartUpload};
@@ -48,7 +48,7 @@ pub struct OpenAiFile {
 
 pub fn openai_file(file: &FileRecord) -> OpenAiFile {
     OpenAiFile {
-        id: format!("file-{}", file.id),
+        id: file.id.openai_id(),
         object: "file",
         bytes: file.size_bytes.unwrap_or(0),
         created_at: file.created_at.unix_seconds(),
@@ -62,11 +62,6 @@ pub fn openai_file(file: &FileRecord) -> OpenAiFile {
         },
         status_details: file.error.as_ref().map(|e| e.message.clone()),
     }
-}
-
-/// The file an OpenAI id names: `file-{id}`, or the bare id.
-fn file_id(id: &str) -> FileId {
-    FileId::from_path(id.strip_prefix("file-").unwrap_or(id))
 }
 
 /// The form's fields besides the file, as far as they have come.
@@ -122,24 +117,11 @@ impl Fields {
     }
 }
 
-fn malformed(e: multer::Error) -> Error {
-    match e {
-        multer::Error::StreamReadFailed(cause) => match cause.downcast::<Error>() {
-            Ok(err) => *err,
-            Err(cause) => Error::invalid(format!("Malformed multipart body: {cause}")),
-        },
-        other => Error::invalid(format!("Malformed multipart body: {other}")),
-    }
-}
-
-async fn text_field(mut field: multer::Field<'static>) -> std::result::Result<String, Error> {
-    let mut value = BytesMut::new();
-    while let Some(chunk) = field.chunk().await.map_err(malformed)? {
-        if value.len() + chunk.len() > MAX_FIELD_BYTES {
-            return Err(Error::invalid(format!("A form field is longer than {MAX_FIELD_BYTES} bytes.")));
-        }
-        value.extend_from_slice(&chunk);
-    }
+async fn text_field(field: multer::Field<'static>) -> std::result::Result<String, Error> {
+    let value = read_field(field, MAX_FIELD_BYTES, || {
+        Error::invalid(format!("A form field is longer than {MAX_FIELD_BYTES} bytes."))
+    })
+    .await?;
     String::from_utf8(value.to_vec()).map_err(|_| Error::invalid("A form field is not UTF-8 text."))
 }
 
@@ -199,36 +181,21 @@ pub async fn create(app: &Handles, parts: &Parts, body: Body) -> Result<Response
 
 /// The file part's bytes, then the fields after it, checked: `purpose` must have come and be right, and
 /// `expires_after` cannot come after the file (the file's expiry is set when it starts).
-fn file_then_fields(form: multer::Multipart<'static>, file: multer::Field<'static>, fields: Fields) -> ByteStream {
-    stream::unfold(Some((form, Some(file), fields)), |state| async move {
-        let (mut form, file, mut fields) = state?;
-        if let Some(mut file) = file {
-            match file.chunk().await {
-                Ok(Some(bytes)) => return Some((Ok(bytes), Some((form, Some(file), fields)))),
-                Ok(None) => {}
-                Err(e) => return Some((Err(malformed(e)), None)),
+fn file_then_fields(form: multer::Multipart<'static>, file: multer::Field<'static>, mut fields: Fields) -> ByteStream {
+    field_then(form, file, |mut form| async move {
+        while let Some(field) = form.next_field().await.map_err(malformed)? {
+            let name = field.name().unwrap_or_default().to_owned();
+            if name == "file" {
+                return Err(Error::invalid("The form has two files: send one per request."));
             }
-        }
-        let rest = async {
-            while let Some(field) = form.next_field().await.map_err(malformed)? {
-                let name = field.name().unwrap_or_default().to_owned();
-                if name == "file" {
-                    return Err(Error::invalid("The form has two files: send one per request."));
-                }
-                if name.starts_with("expires_after") {
-                    return Err(Error::invalid("Send expires_after before the file in the form."));
-                }
-                let value = text_field(field).await?;
-                fields.set(&name, value)?;
+            if name.starts_with("expires_after") {
+                return Err(Error::invalid("Send expires_after before the file in the form."));
             }
-            fields.check_purpose()
-        };
-        match rest.await {
-            Ok(()) => None,
-            Err(e) => Some((Err(e), None)),
+            let value = text_field(field).await?;
+            fields.set(&name, value)?;
         }
+        fields.check_purpose()
     })
-    .boxed()
 }
 
 /// `GET /v1/files[?after=&limit=&order=&purpose=]`: the caller's files, newest first.
@@ -237,7 +204,7 @@ pub async fn list(app: &Handles, parts: &Parts) -> Result<Response> {
     let (mut after, mut limit, mut purpose) = (None, DEFAULT_LIMIT, None);
     for (key, value) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
         match key.as_ref() {
-            "after" => after = Some(file_id(&value)),
+            "after" => after = Some(FileId::from_openai(&value)),
             "limit" => {
                 limit =
                     value.parse::<u32>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
@@ -269,19 +236,19 @@ pub async fn list(app: &Handles, parts: &Parts) -> Result<Response> {
 /// `GET /v1/files/{id}`
 pub async fn retrieve(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
     let project = crate::http::auth::import_project(app, parts).await?;
-    let file = app.files.get(&project, &file_id(id)).await?;
+    let file = app.files.get(&project, &FileId::from_openai(id)).await?;
     Ok(Json(openai_file(&file)).into_response())
 }
 
 /// `GET /v1/files/{id}/content`: the bytes, whole or one `Range`.
 pub async fn content(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
     let project = crate::http::auth::import_project(app, parts).await?;
-    Ok(crate::http::gemini::files::file_bytes(app, &project, parts, &file_id(id)).await?)
+    Ok(crate::http::gemini::files::file_bytes(app, &project, parts, &FileId::from_openai(id)).await?)
 }
 
 /// `DELETE /v1/files/{id}`
 pub async fn delete(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
     let project = crate::http::auth::import_project(app, parts).await?;
-    let file = app.files.delete(&project, &file_id(id)).await?;
-    Ok(Json(json!({"id": format!("file-{}", file.id), "object": "file", "deleted": true})).into_response())
+    let file = app.files.delete(&project, &FileId::from_openai(id)).await?;
+    Ok(Json(json!({"id": file.id.openai_id(), "object": "file", "deleted": true})).into_response())
 }

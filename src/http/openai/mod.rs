@@ -38,17 +38,8 @@ pub fn is_form_upload(parts: &Parts) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::Request;
-
     use super::*;
-
-    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
-        let mut req = Request::builder().uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        req.body(()).unwrap().into_parts().0
-    }
+    use crate::http::harness::request_parts as parts;
 
     #[test]
     fn gemini_clients_are_told_apart_from_openai_clients_by_what_they_send() {

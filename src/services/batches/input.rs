@@ -59,7 +59,7 @@ impl Source {
                     let bytes = serde_json::to_vec(&lines[i]).map_err(Error::internal)?;
                     Ok((i as u64 + 1, Bytes::from(bytes)))
                 });
-                Ok(stream::iter(numbered.collect::<Vec<_>>()).boxed())
+                Ok(stream::iter(numbered).boxed())
             }
         }
     }

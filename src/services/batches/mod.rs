@@ -87,10 +87,6 @@ fn batch_id(name: &str) -> Result<&str> {
     plain.then_some(id).ok_or_else(|| Error::BatchNotFound(name.to_owned()))
 }
 
-fn model_of(name: &str) -> &str {
-    name.rsplit_once("models/").map_or(name, |(_, model)| model)
-}
-
 impl Batches {
     pub fn new(
         meta: Arc<dyn MetaStore>,
@@ -106,7 +102,7 @@ impl Batches {
     /// {"fileName": "files/…"} | {"requests": {"requests": [...]}}}}`.
     pub async fn create(&self, project: ProjectId, model: &str, body: Value) -> Result<Value> {
         let upstream = self.models.upstream()?.clone();
-        let upstream_model = self.models.upstream_model(model_of(model))?;
+        let upstream_model = self.models.upstream_model(model)?;
         let batch = body.get("batch").filter(|b| b.is_object()).ok_or_else(|| {
             Error::invalid("The body is {\"batch\": {\"inputConfig\": {\"fileName\": \"files/…\"}}}.")
         })?;
@@ -186,8 +182,7 @@ impl Batches {
         while let Some(line) = lines.next().await {
             let (number, line) = line?;
             let mut request = parse_line(number, &line)?;
-            references.learn(&request["request"]).await.map_err(|e| at_line(number, e))?;
-            references.apply(&mut request["request"]).map_err(|e| at_line(number, e))?;
+            references.rewrite(&mut request["request"]).await.map_err(|e| at_line(number, e))?;
             bytes += serde_json::to_vec(&request).map_err(Error::internal)?.len() as u64 + 1;
             count += 1;
         }
@@ -298,11 +293,15 @@ impl Batches {
             let file = found.pointer("/metadata/output/responsesFile").and_then(Value::as_str);
             (state, found.pointer("/metadata/endTime"), file.map(|f| Results::GoogleFile(f.to_owned())))
         };
+        let before = (record.state.clone(), record.end_time, record.error.clone());
         record.state = state.to_owned();
         record.end_time = end.and_then(Value::as_str).and_then(Timestamp::parse_rfc3339).or(record.end_time);
         record.error = found.get("error").map(Value::to_string).or(record.error);
-        record.updated_at = Timestamp::now();
-        self.meta.update_batch(&record).await?;
+        // A client polling a running job writes nothing until something changed.
+        if before != (record.state.clone(), record.end_time, record.error.clone()) {
+            record.updated_at = Timestamp::now();
+            self.meta.update_batch(&record).await?;
+        }
         if state == view::SUCCEEDED && !collected {
             let now = Timestamp::now();
             let until = now.plus_seconds(COLLECTION_LEASE.as_secs());

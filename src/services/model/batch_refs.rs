@@ -13,9 +13,9 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::Models;
 use super::refs::{self, FileRef, ReferenceRules, Rewrite, Target};
 use super::upstream::UpstreamClient;
+use super::{Models, effective_mime};
 use crate::domain::{FileId, ProjectId};
 use crate::error::{Error, Result};
 use crate::meta::CopyTarget;
@@ -48,13 +48,19 @@ impl Models {
 }
 
 impl BatchReferences<'_> {
-    /// Resolves the references of one request: each file the caller's own and ready, and where it goes
-    /// (copied now if it must be). Files met before are not looked up again.
-    pub async fn learn(&mut self, request: &Value) -> Result<()> {
+    /// Resolves the references of one request — each file the caller's own and ready, and where it goes
+    /// (copied now if it must be; files met before are not looked up again) — and rewrites them.
+    pub async fn rewrite(&mut self, request: &mut Value) -> Result<()> {
         let found = self.models.rules.find(request)?;
+        self.learn(&found).await?;
+        self.plan.rewrite_found(request, found)
+    }
+
+    async fn learn(&mut self, found: &[FileRef]) -> Result<()> {
         let new: Vec<FileRef> = found
-            .into_iter()
+            .iter()
             .filter(|r| !matches!(&r.target, Target::File(id) if self.plan.files.contains_key(id)))
+            .cloned()
             .collect();
         if new.is_empty() {
             return Ok(());
@@ -99,11 +105,6 @@ impl BatchReferences<'_> {
         Ok(())
     }
 
-    /// Rewrites a request whose files were learnt.
-    pub fn apply(&self, request: &mut Value) -> Result<()> {
-        self.plan.apply(request)
-    }
-
     /// Everything learnt so far.
     pub fn into_plan(self) -> RewritePlan {
         self.plan
@@ -113,7 +114,12 @@ impl BatchReferences<'_> {
 impl RewritePlan {
     /// Rewrites the references of a request the first pass learnt.
     pub fn apply(&self, request: &mut Value) -> Result<()> {
-        for reference in self.rules.find(request)? {
+        let found = self.rules.find(request)?;
+        self.rewrite_found(request, found)
+    }
+
+    fn rewrite_found(&self, request: &mut Value, found: Vec<FileRef>) -> Result<()> {
+        for reference in found {
             let rewrite = match &reference.target {
                 Target::Gcs(uri) => Rewrite::FileData { uri: uri.clone(), mime_type: reference.mime_type.clone() },
                 Target::File(id) | Target::Stored { id, .. } => {
@@ -121,11 +127,7 @@ impl RewritePlan {
                         .files
                         .get(id)
                         .ok_or_else(|| Error::internal(format!("the file {id} was not met by the first pass")))?;
-                    let mime_type = match reference.mime_type.as_deref().map(str::trim) {
-                        Some(m) if !m.is_empty() && m != "application/octet-stream" => m.to_owned(),
-                        _ => file_mime.clone(),
-                    };
-                    Rewrite::FileData { uri: uri.clone(), mime_type: Some(mime_type) }
+                    Rewrite::FileData { uri: uri.clone(), mime_type: Some(effective_mime(&reference, file_mime)) }
                 }
                 Target::Refused(uri) => return Err(Error::FileNotFound(uri.clone())),
                 Target::Invalid(message) => return Err(Error::invalid(message.clone())),

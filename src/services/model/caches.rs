@@ -36,12 +36,6 @@ pub fn cache_id(name: &str) -> Option<&str> {
     plain.then_some(id)
 }
 
-/// The model name inside any of the spellings the SDKs send: `m`, `models/m`, `publishers/google/models/m`,
-/// `projects/{p}/locations/{l}/publishers/google/models/m`.
-fn model_of(name: &str) -> &str {
-    name.rsplit_once("models/").map_or(name, |(_, model)| model)
-}
-
 fn not_found(name: &str) -> Error {
     Error::CacheNotFound(name.to_owned())
 }
@@ -50,12 +44,13 @@ impl Models {
     /// Replaces a `cachedContent` naming one of the caller's caches with the upstream's name for it; a name
     /// that is not one answers like a missing cache.
     pub(super) async fn resolve_cache_name(&self, project: &ProjectId, body: &mut Value) -> Result<()> {
-        let Some(named) = body.get("cachedContent").or_else(|| body.get("cached_content")) else { return Ok(()) };
-        let Some(named) = named.as_str() else {
+        let Some(key) = ["cachedContent", "cached_content"].into_iter().find(|key| body.get(key).is_some()) else {
+            return Ok(());
+        };
+        let Some(named) = body[key].as_str() else {
             return Err(Error::invalid("cachedContent must be the name of a cache (cachedContents/…)."));
         };
         let cache = self.live_cache(project, named).await?;
-        let key = if body.get("cachedContent").is_some() { "cachedContent" } else { "cached_content" };
         body[key] = Value::String(cache.upstream_name);
         Ok(())
     }
@@ -75,7 +70,7 @@ impl Models {
         let Some(named_model) = body.get("model").and_then(Value::as_str).map(str::to_owned) else {
             return Err(Error::invalid("A cache needs a model (models/gemini-2.5-flash, say)."));
         };
-        let model = self.upstream_model(model_of(&named_model))?;
+        let model = self.upstream_model(&named_model)?;
         body["model"] = Value::String(upstream.cache_model(&model));
         let Forwarded { reply, copies } = self.forward(upstream, Destination::NewCache, &project, &body).await?;
         let view = read_view(reply.body).await?;
@@ -206,19 +201,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cache_names_and_models_are_read_in_every_spelling_the_sdks_send() {
+    fn cache_names_are_read_in_every_spelling_the_sdks_send() {
         assert_eq!(cache_id("cachedContents/abc123"), Some("abc123"));
         assert_eq!(cache_id("projects/p/locations/us-central1/cachedContents/abc123"), Some("abc123"));
         assert_eq!(cache_id("abc123"), Some("abc123"));
         assert_eq!(cache_id("cachedContents/../x"), None);
         assert_eq!(cache_id("cachedContents/"), None);
-        for name in [
-            "gemini-2.5-flash",
-            "models/gemini-2.5-flash",
-            "publishers/google/models/gemini-2.5-flash",
-            "projects/None/locations/None/publishers/google/models/gemini-2.5-flash",
-        ] {
-            assert_eq!(model_of(name), "gemini-2.5-flash", "{name}");
-        }
     }
 }

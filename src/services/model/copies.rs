@@ -166,8 +166,8 @@ impl Copies {
         let google_expiry = google
             .expiration_time
             .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| Timestamp::from_micros(t.timestamp_micros() - GOOGLE_EXPIRY_MARGIN_SECONDS * 1_000_000));
+            .and_then(Timestamp::parse_rfc3339)
+            .map(|t| Timestamp::from_micros(t.as_micros() - GOOGLE_EXPIRY_MARGIN_SECONDS * 1_000_000));
         let expires_at = google_expiry.map_or(file.expires_at, |g| g.min(file.expires_at));
         Ok(UpstreamCopy {
             blob_key: file.blob_key.clone(),

@@ -129,11 +129,16 @@ enum Route {
     },
 }
 
+/// The model's own name in any of its spellings (the part after the last `models/`).
+fn model_name(model: &str) -> &str {
+    model.rsplit_once("models/").map_or(model, |(_, name)| name)
+}
+
 /// The MIME type a file goes by: the one the reference gives, unless missing or generic, else the file's.
-fn effective_mime(reference: &FileRef, file: &FileRecord) -> String {
+fn effective_mime(reference: &FileRef, file_mime: &str) -> String {
     match reference.mime_type.as_deref().map(str::trim) {
         Some(m) if !m.is_empty() && m != "application/octet-stream" => m.to_owned(),
-        _ => file.mime_type.clone(),
+        _ => file_mime.to_owned(),
     }
 }
 
@@ -192,10 +197,12 @@ impl Models {
         })
     }
 
-    /// The upstream's name for `model`: mapped by `FILEGATE_MODEL_MAP`, and checked to be a plain name, so
-    /// that no path can be smuggled into the upstream URL.
+    /// The upstream's name for `model` in any spelling the SDKs send (`m`, `models/m`,
+    /// `publishers/google/models/m`, `projects/{p}/locations/{l}/publishers/google/models/m`): mapped by
+    /// `FILEGATE_MODEL_MAP`, and checked to be a plain name, so that no path can be smuggled into the
+    /// upstream URL.
     pub fn upstream_model(&self, model: &str) -> Result<String> {
-        let model = model.strip_prefix("models/").unwrap_or(model);
+        let model = model_name(model);
         let model = self.model_map.get(model).map_or(model, String::as_str);
         let plain = !model.is_empty()
             && model.len() <= 128
@@ -251,7 +258,7 @@ impl Models {
         if let Destination::Model { readable_only: true, .. } = destination {
             for (reference, file) in found.iter().zip(&files.per_reference) {
                 let Some(file) = file.as_ref().map(|id| &files.by_id[id]) else { continue };
-                limits::check_model_reads(file, &effective_mime(reference, file))?;
+                limits::check_model_reads(file, &effective_mime(reference, &file.mime_type))?;
             }
         }
         // The Gemini API caches a video only from a Files API file, whatever its size: a cache made there
@@ -269,7 +276,7 @@ impl Models {
                     }
                     (_, Some(id)) => {
                         let file = &files.by_id[id];
-                        let mime_type = effective_mime(reference, file);
+                        let mime_type = effective_mime(reference, &file.mime_type);
                         match &routes[id] {
                             Route::Uri { uri, .. } => {
                                 Rewrite::FileData { uri: uri.clone(), mime_type: Some(mime_type) }
@@ -451,6 +458,23 @@ impl Models {
         match copies.uri(file, target).await {
             Ok((uri, _)) => tracing::info!(file = %file.id, copy = %uri, "copied ahead for {}", upstream.name()),
             Err(e) => tracing::warn!(file = %file.id, error = %e, "copying ahead for {} failed", upstream.name()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_are_read_in_every_spelling_the_sdks_send() {
+        for name in [
+            "gemini-2.5-flash",
+            "models/gemini-2.5-flash",
+            "publishers/google/models/gemini-2.5-flash",
+            "projects/None/locations/None/publishers/google/models/gemini-2.5-flash",
+        ] {
+            assert_eq!(model_name(name), "gemini-2.5-flash", "{name}");
         }
     }
 }

@@ -209,11 +209,14 @@ impl UpstreamClient {
         let known = !matches!(status.as_str(), "404" | "error");
         let label = if known { model.to_owned() } else { "unknown".into() };
         metrics::counter!(metric::UPSTREAM_REQUESTS, "model" => label, "status" => status).increment(1);
-        let response = response?;
+        Ok(self.reply(response?))
+    }
+
+    /// A 2xx reply whose body streams on, a transport failure mid-way reported as this upstream's.
+    fn reply(&self, response: reqwest::Response) -> Reply {
         let content_type = header_string(response.headers(), reqwest::header::CONTENT_TYPE);
         let (name, idle) = (self.name, self.idle);
-        let body = response.bytes_stream().map_err(move |e| transport_error(name, idle, &e)).boxed();
-        Ok(Reply { content_type, body })
+        Reply { content_type, body: response.bytes_stream().map_err(move |e| transport_error(name, idle, &e)).boxed() }
     }
 
     /// A model's full name as a cache names it: `models/{m}`, or at Vertex AI
@@ -239,12 +242,7 @@ impl UpstreamClient {
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(body);
         let response = self.send(request).await?;
-        let content_type = header_string(response.headers(), reqwest::header::CONTENT_TYPE);
-        let (name, idle) = (self.name, self.idle);
-        Ok(Reply {
-            content_type,
-            body: response.bytes_stream().map_err(move |e| transport_error(name, idle, &e)).boxed(),
-        })
+        Ok(self.reply(response))
     }
 
     /// Where the upstream keeps resources: `projects/{p}/locations/{l}` at Vertex AI, none at the Gemini API.
@@ -294,9 +292,7 @@ impl UpstreamClient {
         // As google-genai asks for a file's bytes.
         let url = format!("{}/v1beta/{name}:download", self.files_base()?);
         let request = self.http.get(url).query(&[("alt", "media")]).headers(self.auth_headers().await?);
-        let response = self.send(request).await?;
-        let (upstream, idle) = (self.name, self.idle);
-        Ok(response.bytes_stream().map_err(move |e| transport_error(upstream, idle, &e)).boxed())
+        Ok(self.reply(self.send(request).await?).body)
     }
 
     /// Sends a request and turns transport failures and error statuses into [`UpstreamError`]s.

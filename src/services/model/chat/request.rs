@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::tools;
 
-use crate::domain::IMPORT_ID_PREFIX;
+use crate::domain::{FileId, IMPORT_ID_PREFIX};
 use crate::error::{Error, Result};
 use crate::wire::generate::{Content, GenerateContentRequest, GenerationConfig, Part};
 use crate::wire::openai::{ChatMessage, ChatRequest};
@@ -92,27 +92,38 @@ pub fn to_generate_content(request: &ChatRequest) -> Result<GenerateContentReque
 }
 
 fn check_parameters(request: &ChatRequest) -> Result<()> {
-    for (name, value) in &request.other {
-        if IGNORED.contains(&name.as_str()) || !is_set(name, value) {
+    check_closed_list(&request.other, &IGNORED, &REFUSED, "chat completions")
+}
+
+/// Checks the parameters an OpenAI surface does not translate against its closed lists: an ignored one
+/// passes, a refused one is a 400 saying what to do instead, any other a 400 naming it — unless it asks for
+/// nothing (a `null`, `false`, `[]` or `{}` is not a request for a feature).
+pub(in crate::services::model) fn check_closed_list<'a>(
+    parameters: impl IntoIterator<Item = (&'a String, &'a Value)>,
+    ignored: &[&str],
+    refused: &[(&str, &str)],
+    surface: &str,
+) -> Result<()> {
+    for (name, value) in parameters {
+        if ignored.contains(&name.as_str()) || !is_set(value) {
             continue;
         }
-        return Err(match REFUSED.iter().find(|(refused, _)| refused == name) {
-            Some((_, why)) => Error::invalid(format!("{name} is not supported by filegate's chat completions: {why}.")),
+        return Err(match refused.iter().find(|(refused, _)| refused == name) {
+            Some((_, why)) => Error::invalid(format!("{name} is not supported by filegate's {surface}: {why}.")),
             None => Error::invalid(format!(
-                "Unrecognized request argument supplied: {name} (filegate's chat completions take the parameters \
-                 listed in docs/models.md)."
+                "Unrecognized request argument supplied: {name} (filegate's {surface} take the parameters listed \
+                 in docs/models.md)."
             )),
         });
     }
     Ok(())
 }
 
-fn is_set(name: &str, value: &Value) -> bool {
+pub(in crate::services::model) fn is_set(value: &Value) -> bool {
     match value {
         Value::Null | Value::Bool(false) => false,
         Value::Array(items) => !items.is_empty(),
         Value::Object(fields) => !fields.is_empty(),
-        Value::String(choice) => !(name == "tool_choice" && choice == "none"),
         _ => true,
     }
 }
@@ -230,7 +241,7 @@ pub(in crate::services::model) fn file_id_uri(id: &str) -> String {
     if id.contains(':') || id.contains('/') || id.starts_with(IMPORT_ID_PREFIX) {
         id.to_owned()
     } else {
-        format!("files/{}", id.strip_prefix("file-").unwrap_or(id))
+        format!("files/{}", FileId::from_openai(id))
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
-use crate::services::model::chat::request::{file_id_uri, media, str_at};
+use crate::services::model::chat::request::{check_closed_list, file_id_uri, is_set, media, str_at};
 use crate::services::model::chat::tools;
 use crate::wire::generate::{Content, GenerateContentRequest, GenerationConfig, Part};
 
@@ -23,7 +23,7 @@ pub const IGNORED: [&str; 8] = [
 ];
 
 /// Refused when set, with what to do instead.
-pub const REFUSED: [(&str, &str); 10] = [
+pub const REFUSED: [(&str, &str); 9] = [
     ("previous_response_id", "filegate keeps no conversation state: send the whole conversation in input"),
     ("conversation", "filegate keeps no conversation state: send the whole conversation in input"),
     ("store", "filegate stores no responses: leave store out or set it to false"),
@@ -33,7 +33,6 @@ pub const REFUSED: [(&str, &str); 10] = [
     ("top_logprobs", "log probabilities are not translated: use logprobs on the native route"),
     ("max_tool_calls", "Gemini has no limit on tool calls per response"),
     ("prompt", "stored prompts are OpenAI's: send the input itself"),
-    ("text.verbosity", "Gemini has no verbosity setting"),
 ];
 
 /// What a Responses request asks beyond its `generateContent` body.
@@ -43,10 +42,6 @@ pub struct Asked {
     pub instructions: Option<String>,
     /// The request's settings echoed in the response object (`temperature`, `tools`, …).
     pub echo: Map<String, Value>,
-}
-
-fn is_set(value: &Value) -> bool {
-    !matches!(value, Value::Null | Value::Bool(false)) && value.as_array().is_none_or(|a| !a.is_empty())
 }
 
 /// The `generateContent` body for a Responses request.
@@ -66,15 +61,8 @@ pub fn to_generate_content(request: &Value) -> Result<(GenerateContentRequest, A
         "tool_choice",
         "stream",
     ];
-    for (name, value) in fields {
-        if known.contains(&name.as_str()) || IGNORED.contains(&name.as_str()) || !is_set(value) {
-            continue;
-        }
-        return Err(match REFUSED.iter().find(|(refused, _)| refused == name) {
-            Some((_, why)) => Error::invalid(format!("{name} is not supported by filegate's responses: {why}.")),
-            None => Error::invalid(format!("Unrecognized request argument supplied: {name}")),
-        });
-    }
+    let untranslated = fields.iter().filter(|(name, _)| !known.contains(&name.as_str()));
+    check_closed_list(untranslated, &IGNORED, &REFUSED, "responses")?;
     let model = str_at(request, "model").ok_or_else(|| Error::invalid("Missing required parameter: 'model'."))?;
     let instructions = match request.get("instructions") {
         None | Some(Value::Null) => None,
