@@ -17,10 +17,11 @@ use crate::http::body::BodyLimits;
 use crate::http::state::Handles;
 use crate::meta::MetaStore;
 use crate::meta::sql::SqlMeta;
-use crate::services::imports::{ImportQueue, ImportSettings, Workers};
+use crate::services::imports::{AddressPolicy, ImportQueue, ImportSettings, Workers};
 use crate::services::model::ReferenceRules;
 use crate::services::register::Registrar;
-use crate::services::{Auth, Batches, Files, Health, Imports, Janitor, Models, Uploads};
+use crate::services::webhooks::{Deliverer, WebhookSettings};
+use crate::services::{Auth, Batches, Files, Health, Imports, Janitor, Models, Uploads, Webhooks};
 use crate::{http, telemetry};
 
 /// Opens the metadata store of `storage` (for the serve command and the admin commands alike), applying
@@ -71,6 +72,7 @@ pub struct Node {
     pub state: Arc<Handles>,
     pub janitor: Janitor,
     pub workers: Workers,
+    pub deliverer: Deliverer,
     /// The key `Auth::bootstrap` created because none was configured, shown once.
     pub created_key: Option<ApiKey>,
 }
@@ -123,6 +125,17 @@ pub async fn assemble(
             tokio::spawn(async move { models.prepare(&file).await });
         }));
     }
+    let webhooks = Webhooks::new(
+        meta.clone(),
+        WebhookSettings {
+            allow_http: config.webhooks.allow_http,
+            policy: Arc::new(AddressPolicy::new(config.imports.allow_cidrs.clone())),
+            retry_for: config.webhooks.retry_for,
+            first_retry: config.webhooks.first_retry,
+            attempt_timeout: config.webhooks.attempt_timeout,
+            concurrency: config.webhooks.concurrency,
+        },
+    );
     let uploads = Arc::new(Uploads::new(meta.clone(), blobs.clone(), config.limits.clone()));
     let batches =
         Arc::new(Batches::new(meta.clone(), blobs.clone(), models.clone(), uploads.clone(), config.model.idle_timeout));
@@ -134,6 +147,7 @@ pub async fn assemble(
         files: Files::new(meta.clone(), blobs.clone(), import_queue.clone()),
         imports,
         uploads,
+        webhooks,
         auth,
         health: Health::new(meta.clone(), blobs.clone()),
         metrics,
@@ -143,7 +157,9 @@ pub async fn assemble(
         },
         metrics_on_public: config.metrics_listen.is_none(),
     });
-    Ok(Node { meta, state, janitor, workers, created_key })
+    // Events carry their files' views as the API shows them, rendered by the HTTP layer.
+    let deliverer = state.webhooks.deliverer(http::webhooks::file_views(state.clone()));
+    Ok(Node { meta, state, janitor, workers, deliverer, created_key })
 }
 
 /// Runs `filegate serve` until SIGTERM or Ctrl-C.
@@ -152,7 +168,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let shutdown = CancellationToken::new();
-    let Node { meta, state, janitor, workers, created_key } =
+    let Node { meta, state, janitor, workers, deliverer, created_key } =
         assemble(&config, public_url, telemetry::init_metrics()?, &shutdown).await?;
     if let Some(key) = created_key {
         println!(
@@ -168,6 +184,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let janitor_task = tokio::spawn(janitor.run(shutdown.child_token()));
     let import_workers = tokio::spawn(workers.run(shutdown.child_token()));
     tracing::info!(workers = config.imports.workers, "import workers started");
+    let webhook_deliveries = tokio::spawn(deliverer.run(shutdown.child_token()));
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
     tracing::info!(public_url = %state.public_url, "listening on http://{addr}");
@@ -196,6 +213,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Workers stop fetching and hand their tasks back to the queue; the janitor finishes its sweep.
     let _ = import_workers.await;
     let _ = janitor_task.await;
+    let _ = webhook_deliveries.await;
     drop(state);
     meta.close().await;
     tracing::info!("stopped");

@@ -24,6 +24,9 @@ pub enum Error {
     /// Missing or another project's batch job, alike.
     #[error("batch {0} not found")]
     BatchNotFound(String),
+    /// Missing or another project's webhook, alike.
+    #[error("{0} not found")]
+    WebhookNotFound(String),
     /// One field of a request is invalid; `code` names the problem for machines (`invalid_source_url`).
     #[error("{message}")]
     InvalidField { code: FieldCode, message: String },

@@ -131,6 +131,22 @@ pub struct ServeArgs {
     /// read with filegate's own Google credentials, so only buckets meant for it belong here.
     #[arg(long, env = "FILEGATE_REGISTER_BUCKETS", default_value = "")]
     pub register_buckets: String,
+    /// Deliver webhooks to plain `http://` receivers too (tests, private networks); by default only https.
+    /// Receivers are held to the import SSRF guard either way (`FILEGATE_IMPORT_ALLOW_CIDRS` opens it).
+    #[arg(long, env = "FILEGATE_WEBHOOK_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_http: bool,
+    /// How long after its event a webhook delivery is retried; then it is dropped and its webhook disabled.
+    #[arg(long, env = "FILEGATE_WEBHOOK_RETRY_SECONDS", default_value_t = 86_400)]
+    pub webhook_retry_seconds: u64,
+    /// The wait before a failed webhook delivery's first retry; it doubles each time, up to an hour.
+    #[arg(long, env = "FILEGATE_WEBHOOK_FIRST_RETRY_MS", default_value_t = 5_000)]
+    pub webhook_first_retry_ms: u64,
+    /// The time limit of one webhook delivery attempt (connecting, sending, the receiver's answer).
+    #[arg(long, env = "FILEGATE_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub webhook_timeout_seconds: u64,
+    /// Webhook delivery attempts in flight on this node (at most 8 of them to one receiver).
+    #[arg(long, env = "FILEGATE_WEBHOOK_CONCURRENCY", default_value_t = 64)]
+    pub webhook_concurrency: usize,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
 }
@@ -156,6 +172,16 @@ pub struct ImportConfig {
     pub read_ahead_bytes: u64,
     /// Glob patterns (`*` only) an import's `model` must match.
     pub models: Vec<String>,
+}
+
+/// How webhooks are delivered (`services::webhooks`).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub allow_http: bool,
+    pub retry_for: Duration,
+    pub first_retry: Duration,
+    pub attempt_timeout: Duration,
+    pub concurrency: usize,
 }
 
 /// Limits that apply to every file and project.
@@ -186,6 +212,7 @@ pub struct Config {
     pub limits: Limits,
     pub sweep_interval: Duration,
     pub imports: ImportConfig,
+    pub webhooks: WebhookConfig,
     pub request_idle_timeout: Duration,
     pub request_min_bytes_per_second: u64,
     pub max_connections: usize,
@@ -210,6 +237,9 @@ impl Config {
         problems.check(args.max_file_bytes > 0, "FILEGATE_MAX_FILE_BYTES must be at least 1");
         problems.check(args.default_ttl_seconds > 0, "FILEGATE_DEFAULT_TTL_SECONDS must be at least 1");
         problems.check(args.sweep_interval_seconds > 0, "FILEGATE_SWEEP_INTERVAL_SECONDS must be at least 1");
+        problems.check(args.webhook_timeout_seconds > 0, "FILEGATE_WEBHOOK_TIMEOUT_SECONDS must be at least 1");
+        problems.check(args.webhook_concurrency > 0, "FILEGATE_WEBHOOK_CONCURRENCY must be at least 1");
+        problems.check(args.webhook_first_retry_ms > 0, "FILEGATE_WEBHOOK_FIRST_RETRY_MS must be at least 1");
         problems.check(args.import_workers > 0, "FILEGATE_IMPORT_WORKERS must be at least 1");
         problems.check(args.import_connections > 0, "FILEGATE_IMPORT_CONNECTIONS must be at least 1");
         problems.check(args.import_lease_seconds >= 3, "FILEGATE_IMPORT_LEASE_SECONDS must be at least 3");
@@ -274,6 +304,13 @@ impl Config {
                 connections: args.import_connections,
                 read_ahead_bytes: args.import_read_ahead_bytes,
                 models,
+            },
+            webhooks: WebhookConfig {
+                allow_http: args.webhook_allow_http,
+                retry_for: Duration::from_secs(args.webhook_retry_seconds),
+                first_retry: Duration::from_millis(args.webhook_first_retry_ms),
+                attempt_timeout: Duration::from_secs(args.webhook_timeout_seconds),
+                concurrency: args.webhook_concurrency,
             },
             request_idle_timeout: Duration::from_secs(args.request_idle_timeout_seconds),
             request_min_bytes_per_second: args.request_min_bytes_per_second,

@@ -48,6 +48,8 @@ codes! {
         InvalidSha256 => "invalid_sha256",
         InvalidIdempotencyKey => "invalid_idempotency_key",
         InvalidWait => "invalid_wait",
+        /// A webhook receiver's URI is malformed, not https, or carries credentials.
+        InvalidWebhookUri => "invalid_webhook_uri",
     }
 }
 

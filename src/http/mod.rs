@@ -17,6 +17,7 @@ mod ops;
 mod routes;
 mod serve;
 pub mod state;
+pub(crate) mod webhooks;
 
 use std::time::{Duration, Instant};
 

@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use super::extract::GPath;
 use super::openapi::{Route, operations as doc};
 use super::state::HttpState;
-use super::{auth, batches, caches, gemini, import, model, openai, ops};
+use super::{auth, batches, caches, gemini, import, model, openai, ops, webhooks};
 
 /// One method on one path.
 pub struct Endpoint {
@@ -76,6 +76,23 @@ pub fn endpoints(metrics_on_public: bool) -> Vec<Endpoint> {
         Endpoint::new(M::GET, "/{version}/batches/{id}", batches::get, &[doc::get_batch]),
         Endpoint::new(M::POST, "/{version}/batches/{id}", batches::cancel, &[doc::cancel_batch]),
         Endpoint::new(M::DELETE, "/{version}/batches/{id}", batches::delete, &[doc::delete_batch]),
+        Endpoint::new(M::POST, "/{version}/webhooks", webhooks::create, &[doc::create_webhook]),
+        Endpoint::new(M::GET, "/{version}/webhooks", webhooks::list, &[doc::list_webhooks]),
+        Endpoint::new(
+            M::POST,
+            "/{version}/webhooks:rotateProjectSigningSecret",
+            webhooks::rotate_project_secret,
+            &[doc::rotate_project_secret],
+        ),
+        Endpoint::new(M::GET, "/{version}/webhooks/{id}", webhooks::get, &[doc::get_webhook]),
+        Endpoint::new(M::PATCH, "/{version}/webhooks/{id}", webhooks::update, &[doc::update_webhook]),
+        Endpoint::new(M::DELETE, "/{version}/webhooks/{id}", webhooks::delete, &[doc::delete_webhook]),
+        Endpoint::new(
+            M::POST,
+            "/{version}/webhooks/{id}",
+            webhooks::act,
+            &[doc::ping_webhook, doc::rotate_webhook_secret],
+        ),
         Endpoint::new(M::POST, "/v1/chat/completions", model::chat_completions, &[doc::chat_completions]),
         Endpoint::new(M::POST, "/v1/responses", model::responses, &[doc::responses]),
         Endpoint::new(M::GET, "/healthz", ops::healthz, &[doc::healthz]),

@@ -8,7 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::body::BodyLimits;
 use crate::services::register::Registrar;
-use crate::services::{Auth, Batches, Files, Health, Imports, Models, Uploads};
+use crate::services::{Auth, Batches, Files, Health, Imports, Models, Uploads, Webhooks};
 
 pub struct Handles {
     pub auth: Auth,
@@ -18,6 +18,7 @@ pub struct Handles {
     pub models: Arc<Models>,
     pub batches: Arc<Batches>,
     pub registrar: Registrar,
+    pub webhooks: Webhooks,
     pub health: Health,
     pub metrics: PrometheusHandle,
     /// Base of every URL handed out (upload URLs, `uri`), without a trailing slash.

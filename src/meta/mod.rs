@@ -33,11 +33,16 @@ mod conformance;
 mod error;
 mod model;
 pub mod sql;
+mod webhooks;
 
 use async_trait::async_trait;
 
 pub use error::{MetaError, MetaResult};
 pub use model::{BatchRecord, CachedContent, ModelRecords};
+pub use webhooks::{
+    Delivery, DeliveryBacklog, DeliveryOutcome, NewDelivery, SigningSecrets, Subscriber, Webhook, WebhookRecords,
+    WebhookState,
+};
 
 use crate::domain::Staging;
 use crate::domain::{FileError, FileId, FileRecord, FileState, ProjectId, Timestamp};
@@ -429,14 +434,23 @@ pub trait WriteTx: Send {
     /// Queues bytes for deletion (idempotent).
     async fn queue_garbage(&mut self, garbage: &[Garbage], now: Timestamp) -> MetaResult<()>;
 
+    /// The project's enabled webhooks, to queue its events for.
+    async fn webhook_subscribers(&mut self, project: &ProjectId) -> MetaResult<Vec<Subscriber>>;
+    /// The per-request webhooks (an import's `webhook_config`, JSON) of these files that have one.
+    async fn request_webhooks(&mut self, blob_keys: &[String]) -> MetaResult<Vec<(String, String)>>;
+    /// Records a file's per-request webhooks (`config` is JSON).
+    async fn set_request_webhooks(&mut self, blob_key: &str, config: &str) -> MetaResult<()>;
+    /// Queues deliveries; they become visible to the delivery workers when the transaction commits.
+    async fn queue_deliveries(&mut self, deliveries: &[NewDelivery]) -> MetaResult<()>;
+
     async fn commit(self: Box<Self>) -> MetaResult<()>;
 }
 
 /// Everything the services need of the metadata store.
 #[async_trait]
-/// The records of the model surfaces (context caches, batch jobs) are their own trait (`model.rs`), a part
-/// of every store.
-pub trait MetaStore: ModelRecords + Send + Sync + 'static {
+/// The records of the model surfaces (context caches, batch jobs) and of webhooks are their own traits
+/// (`model.rs`, `webhooks.rs`), a part of every store.
+pub trait MetaStore: ModelRecords + WebhookRecords + Send + Sync + 'static {
     /// One line for the start-up log.
     fn describe(&self) -> String;
     /// The connection pool now: `(open, idle)` connections (for `/metrics`).

@@ -8,8 +8,13 @@
 //! An expired file counts until the janitor removes it. So that expiry frees a project's quota and limits
 //! at once anyway, [`admit`] removes the project's expired files itself when they are all that stands in
 //! the way of a request.
+//!
+//! A visible file that goes tells its webhooks in the same transaction: `file.expired` if it had
+//! expired, else `file.deleted`.
 
 use super::locks::Running;
+use super::webhooks::EventType;
+use super::webhooks::event;
 use crate::blob::Blobs;
 use crate::config::Limits;
 use crate::domain::{FileId, FileRecord, Limit, ProjectId, Timestamp};
@@ -140,6 +145,8 @@ pub async fn remove_many(
     blob_keys: &[String],
     now: Timestamp,
 ) -> Result<Vec<(FileRecord, Vec<Garbage>)>> {
+    // An import's own webhooks are read while its row exists.
+    let request_webhooks = tx.request_webhooks(blob_keys).await?;
     let removed = tx.remove_files(blob_keys, now).await?;
     let mut deltas: Vec<(ProjectId, UsageDelta)> = Vec::new();
     let mut out = Vec::with_capacity(removed.len());
@@ -163,6 +170,9 @@ pub async fn remove_many(
     }
     let garbage: Vec<Garbage> = out.iter().flat_map(|(_, g)| g.iter().cloned()).collect();
     tx.queue_garbage(&garbage, now).await?;
+    let events: Vec<(EventType, &FileRecord)> =
+        out.iter().filter_map(|(file, _)| Some((event::removal(file, now)?, file))).collect();
+    event::queue_with(tx, &events, &request_webhooks, now).await?;
     for (project, delta) in deltas {
         tx.add_usage(&project, delta).await?;
     }

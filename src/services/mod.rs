@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod model;
 pub mod register;
 pub mod uploads;
+pub mod webhooks;
 
 pub use auth::Auth;
 pub use batches::Batches;
@@ -26,3 +27,4 @@ pub use imports::Imports;
 pub use janitor::Janitor;
 pub use model::Models;
 pub use uploads::Uploads;
+pub use webhooks::Webhooks;

@@ -17,6 +17,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use sha2::{Digest as _, Sha256};
 
 use super::lifecycle::{self, Companion, Demand};
+use super::webhooks::EventType;
 use crate::blob::{Blobs, BucketUrl, GcsObject};
 use crate::config::Limits;
 use crate::domain::registered_key;
@@ -129,6 +130,8 @@ impl Registrar {
             lifecycle::admit(tx.as_mut(), project, &self.limits, &demand, now).await?;
             lifecycle::add(tx.as_mut(), file, Companion::Registered).await?;
         }
+        let active: Vec<(EventType, &FileRecord)> = files.iter().map(|file| (EventType::FileActive, file)).collect();
+        super::webhooks::event::queue_file_events(tx.as_mut(), &active, now).await?;
         tx.commit().await?;
         Ok(files)
     }

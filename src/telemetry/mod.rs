@@ -34,6 +34,10 @@ pub mod metric {
     pub const MODEL_BYTES: &str = "filegate_model_bytes_total";
     pub const STORE_PART_SECONDS: &str = "filegate_store_part_seconds";
     pub const DATABASE_CONNECTIONS: &str = "filegate_database_connections";
+    pub const WEBHOOK_DELIVERIES: &str = "filegate_webhook_deliveries_total";
+    pub const WEBHOOK_LATENCY: &str = "filegate_webhook_delivery_latency_seconds";
+    pub const WEBHOOK_PENDING: &str = "filegate_webhook_pending_deliveries";
+    pub const WEBHOOK_OLDEST: &str = "filegate_webhook_oldest_pending_seconds";
 }
 
 /// Installs the log (and, with `traces`, the OpenTelemetry) subscriber.
@@ -97,6 +101,21 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_gauge!(
         metric::DATABASE_CONNECTIONS,
         "the metadata database pool's connections, by state (idle, in_use)"
+    );
+    metrics::describe_counter!(
+        metric::WEBHOOK_DELIVERIES,
+        "webhook delivery attempts, by outcome (delivered, failed, abandoned, deferred)"
+    );
+    metrics::describe_histogram!(
+        metric::WEBHOOK_LATENCY,
+        metrics::Unit::Seconds,
+        "from the change an event reports to the receiver's 2xx"
+    );
+    metrics::describe_gauge!(metric::WEBHOOK_PENDING, "webhook deliveries not yet delivered (all nodes)");
+    metrics::describe_gauge!(
+        metric::WEBHOOK_OLDEST,
+        metrics::Unit::Seconds,
+        "age of the oldest webhook delivery not yet delivered (0 when none)"
     );
     Ok(handle)
 }

@@ -114,6 +114,8 @@ fn classify(err: &Error) -> Answer {
         Error::BatchNotFound(name) => {
             answer(S::NOT_FOUND, "NOT_FOUND", format!("Batch {name} not found.")).reason(FILEGATE, "BATCH_NOT_FOUND")
         }
+        Error::WebhookNotFound(name) => answer(S::NOT_FOUND, "NOT_FOUND", format!("Webhook {name} not found."))
+            .reason(FILEGATE, "WEBHOOK_NOT_FOUND"),
         Error::AlreadyExists(id) => answer(S::CONFLICT, "ALREADY_EXISTS", format!("files/{id} already exists.")),
         Error::IdempotencyConflict(_) => answer(S::CONFLICT, "ABORTED", msg),
         Error::QuotaExceeded { .. } => {

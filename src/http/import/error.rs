@@ -37,6 +37,9 @@ pub(crate) fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, 
         ),
         Error::InvalidApiKey => (S::UNAUTHORIZED, "authentication_error", "invalid_api_key", "Invalid API key.".into()),
         Error::FileNotFound(id) => (S::NOT_FOUND, "not_found_error", "file_not_found", format!("No file {id}.")),
+        Error::WebhookNotFound(name) => {
+            (S::NOT_FOUND, "not_found_error", "webhook_not_found", format!("No webhook {name}."))
+        }
         Error::BatchNotFound(name) => (S::NOT_FOUND, "not_found_error", "batch_not_found", format!("No batch {name}.")),
         Error::CacheNotFound(name) => {
             (S::NOT_FOUND, "not_found_error", "cache_not_found", format!("No cached content {name}."))

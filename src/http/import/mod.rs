@@ -1,7 +1,7 @@
 //! The URL import surface (`docs/imports.md`): `POST /v1/files`, `GET` and `DELETE /v1/files/qfile-…`.
 
 pub mod error;
-mod view;
+pub mod view;
 
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use crate::domain::{FieldCode, IMPORT_ID_PREFIX, ProjectId};
 use crate::error::Error;
 use crate::http::state::Handles;
 use crate::services::imports::{CreateImport, MAX_WAIT};
+use crate::services::webhooks::RequestWebhooks;
 
 type Result<T> = std::result::Result<T, ImportApiError>;
 
@@ -31,8 +32,9 @@ fn invalid(code: FieldCode, message: impl Into<String>) -> Error {
     Error::invalid_field(code, message)
 }
 
-/// Reads the JSON body field by field, so that every wrong field gets its own message.
-fn parse_create(bytes: &[u8]) -> std::result::Result<CreateImport, Error> {
+/// Reads the JSON body field by field, so that every wrong field gets its own message; the import's own
+/// webhooks come apart, to be checked before they are kept.
+fn parse_create(bytes: &[u8]) -> std::result::Result<(CreateImport, Option<RequestWebhooks>), Error> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| invalid(FieldCode::InvalidJson, format!("the body is not valid JSON: {e}")))?;
     let Value::Object(fields) = value else {
@@ -50,14 +52,24 @@ fn parse_create(bytes: &[u8]) -> std::result::Result<CreateImport, Error> {
         })?),
         Some(_) => return Err(invalid(FieldCode::InvalidExpiresIn, "expires_in must be a number of seconds")),
     };
-    Ok(CreateImport {
+    let webhooks = match fields.get("webhook_config") {
+        None | Some(Value::Null) => None,
+        Some(config) => Some(serde_json::from_value(config.clone()).map_err(|e| {
+            Error::invalid(format!(
+                "webhook_config must be {{\"uris\": [\"https://…\"], \"user_metadata\": {{…}}}} ({e})"
+            ))
+        })?),
+    };
+    let request = CreateImport {
         source_url: string(&fields, "source_url")?,
         model: string(&fields, "model")?,
         expires_in,
         display_name: string(&fields, "display_name")?,
         sha256: string(&fields, "sha256")?,
         idempotency_key: None,
-    })
+        webhook_config: None,
+    };
+    Ok((request, webhooks))
 }
 
 /// `POST /v1/files`
@@ -66,7 +78,7 @@ pub async fn create(app: &Handles, project: ProjectId, parts: &Parts, body: Body
         invalid(FieldCode::BodyTooLarge, format!("the body is larger than {MAX_BODY_BYTES} bytes"))
     })
     .await?;
-    let mut request = parse_create(&bytes)?;
+    let (mut request, webhooks) = parse_create(&bytes)?;
     request.idempotency_key = match parts.headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
@@ -75,6 +87,9 @@ pub async fn create(app: &Handles, project: ProjectId, parts: &Parts, body: Body
                 .to_owned(),
         ),
     };
+    if let Some(config) = webhooks {
+        request.webhook_config = Some(app.webhooks.check_request(&project, config).await?);
+    }
     let file = app.imports.create(project, request).await?;
     Ok(Json(view::import_file(app, &file)).into_response())
 }
@@ -112,6 +127,8 @@ pub async fn delete(app: &Handles, parts: &Parts, id: &str) -> Result<Response> 
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -123,7 +140,13 @@ mod tests {
         assert_eq!(err(r#"{"model": []}"#), "model must be a string");
         assert!(err(r#"{"expires_in": "60"}"#).contains("expires_in must be a number"));
         assert!(err(r#"{"expires_in": 1.5}"#).contains("whole number"));
-        let ok = parse_create(br#"{"source_url": "https://x/y", "model": "m", "expires_in": 60, "extra": 1}"#).unwrap();
-        assert_eq!(ok.expires_in, Some(60));
+        assert!(err(r#"{"webhook_config": {"uris": "https://x"}}"#).starts_with("webhook_config must be"));
+        let (ok, webhooks) =
+            parse_create(br#"{"source_url": "https://x/y", "model": "m", "expires_in": 60, "extra": 1}"#).unwrap();
+        assert_eq!((ok.expires_in, webhooks), (Some(60), None));
+        let (_, webhooks) =
+            parse_create(br#"{"webhook_config": {"uris": ["https://r/"], "user_metadata": {"a": 1}}}"#).unwrap();
+        let webhooks = webhooks.unwrap();
+        assert_eq!((webhooks.uris, webhooks.user_metadata), (vec!["https://r/".to_owned()], Some(json!({"a": 1}))));
     }
 }

@@ -24,6 +24,7 @@ use utoipa::openapi::{
 
 mod caches_and_batches;
 pub mod operations;
+mod webhooks;
 
 use super::gemini::error::RouteRejection;
 use super::{gemini, import};
@@ -137,6 +138,7 @@ fn reason(refusal: &Refusal) -> &'static str {
         Error::FileNotFound(_) => "a missing, expired or other project's file",
         Error::CacheNotFound(_) => "a missing, expired or other project's context cache",
         Error::BatchNotFound(_) => "a missing or other project's batch job",
+        Error::WebhookNotFound(_) => "a missing or other project's webhook",
         Error::AlreadyExists(_) => "the name is taken",
         Error::FileTooLarge { .. } => "over the per-file limit",
         Error::QuotaExceeded { .. } => "over the project's quota",

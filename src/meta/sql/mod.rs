@@ -19,6 +19,7 @@ mod model;
 mod rows;
 mod store;
 mod tx;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

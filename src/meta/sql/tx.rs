@@ -20,8 +20,8 @@ use super::{Engine, SqlMeta};
 use crate::domain::Staging;
 use crate::domain::{FileId, FileRecord, Origin, ProjectId, Timestamp};
 use crate::meta::{
-    FileUpdate, Garbage, IdempotencyRecord, ImportProgress, ImportTask, MetaResult, NewImport, NewSession, PartRecord,
-    ProjectUsage, RemovedFile, SessionStatus, StagedBytes, UploadSession, UsageDelta, WriteTx,
+    FileUpdate, Garbage, IdempotencyRecord, ImportProgress, ImportTask, MetaResult, NewDelivery, NewImport, NewSession,
+    PartRecord, ProjectUsage, RemovedFile, SessionStatus, StagedBytes, Subscriber, UploadSession, UsageDelta, WriteTx,
 };
 
 pub struct SqlTx {
@@ -64,7 +64,7 @@ impl SqlTx {
         self.conn.as_mut().expect("a transaction is used only until it ends")
     }
 
-    fn err(&self, err: sqlx::Error) -> crate::meta::MetaError {
+    pub(super) fn err(&self, err: sqlx::Error) -> crate::meta::MetaError {
         self.engine.classify(err)
     }
 
@@ -496,6 +496,22 @@ impl WriteTx for SqlTx {
 
     async fn queue_garbage(&mut self, garbage: &[Garbage], now: Timestamp) -> MetaResult<()> {
         queue_garbage(self.conn(), garbage, now).await.map_err(|e| self.err(e))
+    }
+
+    async fn webhook_subscribers(&mut self, project: &ProjectId) -> MetaResult<Vec<Subscriber>> {
+        self.subscribers(project).await
+    }
+
+    async fn request_webhooks(&mut self, blob_keys: &[String]) -> MetaResult<Vec<(String, String)>> {
+        self.webhook_configs(blob_keys).await
+    }
+
+    async fn set_request_webhooks(&mut self, blob_key: &str, config: &str) -> MetaResult<()> {
+        self.set_webhook_config(blob_key, config).await
+    }
+
+    async fn queue_deliveries(&mut self, deliveries: &[NewDelivery]) -> MetaResult<()> {
+        self.insert_deliveries(deliveries).await
     }
 
     async fn commit(self: Box<Self>) -> MetaResult<()> {

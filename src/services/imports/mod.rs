@@ -80,6 +80,8 @@ pub struct CreateImport {
     pub display_name: Option<String>,
     pub sha256: Option<String>,
     pub idempotency_key: Option<String>,
+    /// The import's own webhooks (`webhook_config`), checked and as stored (`services::webhooks`).
+    pub webhook_config: Option<String>,
 }
 
 impl ImportQueue {
@@ -165,7 +167,14 @@ impl Imports {
         }
 
         let fingerprint = {
-            let canonical = serde_json::json!([url.as_str(), model, expires_in, request.display_name, sha256]);
+            let canonical = serde_json::json!([
+                url.as_str(),
+                model,
+                expires_in,
+                request.display_name,
+                sha256,
+                request.webhook_config
+            ]);
             hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
         };
         let now = Timestamp::now();
@@ -200,7 +209,7 @@ impl Imports {
             traceparent: crate::telemetry::traces::current_traceparent(),
         };
         let idempotency = request.idempotency_key.map(|key| (key, fingerprint));
-        match self.enqueue(&file, &task, idempotency.as_ref()).await? {
+        match self.enqueue(&file, &task, idempotency.as_ref(), request.webhook_config.as_deref()).await? {
             // The answer is the task as created (`pending`), even if a worker has claimed it meanwhile.
             None => {
                 metrics::counter!(metric::IMPORTS_CREATED).increment(1);
@@ -221,6 +230,7 @@ impl Imports {
         file: &FileRecord,
         task: &NewImport,
         idempotency: Option<&(String, String)>,
+        webhook_config: Option<&str>,
     ) -> Result<Option<FileId>> {
         let now = file.created_at;
         let mut tx = self.meta.write().await?;
@@ -240,6 +250,9 @@ impl Imports {
         let demand = Demand { bytes: 0, file: true, upload: false, import: true };
         lifecycle::admit(tx.as_mut(), &file.project, &self.settings.limits, &demand, now).await?;
         lifecycle::add(tx.as_mut(), file, Companion::Import(task)).await?;
+        if let Some(config) = webhook_config {
+            tx.set_request_webhooks(&file.blob_key, config).await?;
+        }
         if let Some((key, request_hash)) = idempotency {
             tx.put_idempotency(&file.project, key, request_hash, &file.blob_key, now).await?;
         }

@@ -1,9 +1,11 @@
 //! The durable steps of a claimed import task, each one transaction that holds only while the worker
 //! still holds the task's lease: record progress (charging the project for the bytes as they become
 //! known), finish, fail. A worker whose lease ran out (another node took the task over, or the file was
-//! deleted) gets `false`/`None` and stops; its writes never overwrite the newer holder's.
+//! deleted) gets `false`/`None` and stops; its writes never overwrite the newer holder's. Finishing and
+//! failing queue the file's `file.active` / `file.failed` events in the same transaction.
 
 use super::super::lifecycle::{self, Demand};
+use super::super::webhooks::{EventType, event};
 use crate::config::Limits;
 use crate::domain::{FileError, FileRecord, FileState, Timestamp};
 use crate::error::Result;
@@ -87,6 +89,9 @@ pub async fn finish(
     lifecycle::recharge(tx.as_mut(), &task.project, held.charged_bytes, size, ended).await?;
     tx.queue_garbage(garbage, now).await?;
     let file = tx.file_by_blob(&task.blob_key).await?;
+    if let Some(file) = &file {
+        event::queue_file_events(tx.as_mut(), &[(EventType::FileActive, file)], now).await?;
+    }
     tx.commit().await?;
     Ok(file)
 }
@@ -116,6 +121,9 @@ pub async fn fail(
     let staged = StagedBytes { staging: held.staging(), received: held.received_bytes };
     let garbage = lifecycle::staged_garbage(&staged);
     tx.queue_garbage(&garbage, now).await?;
+    if let Some(file) = tx.file_by_blob(&task.blob_key).await? {
+        event::queue_file_events(tx.as_mut(), &[(EventType::FileFailed, &file)], now).await?;
+    }
     tx.commit().await?;
     Ok(Some(garbage))
 }

@@ -14,6 +14,7 @@ use crate::meta::{ChunkRecord, FileUpdate, Garbage, SessionStatus, UploadSession
 use crate::services::ingest::{Cap, Ingest};
 use crate::services::lifecycle;
 use crate::services::meter::{Meter, metered};
+use crate::services::webhooks::{self, EventType};
 use crate::telemetry::metric;
 
 impl Uploads {
@@ -182,6 +183,9 @@ impl Uploads {
         lifecycle::recharge(tx.as_mut(), &file.project, file.charged_bytes, size, ended).await?;
         tx.queue_garbage(garbage, now).await?;
         let file = tx.file_by_blob(&file.blob_key).await?;
+        if let Some(file) = &file {
+            webhooks::event::queue_file_events(tx.as_mut(), &[(EventType::FileActive, file)], now).await?;
+        }
         tx.commit().await?;
         Ok(file)
     }

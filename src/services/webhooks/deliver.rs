@@ -1,0 +1,304 @@
+//! The delivery worker: every node runs one; together they drain the outbox.
+//!
+//! A worker leases a few due deliveries at a time (racing nodes never lease the same one), sends each as
+//! its own task, and records the outcome only while it still holds the lease. A 2xx deletes the delivery;
+//! anything else — another status, a timeout, a refused connection — schedules the next attempt with
+//! exponential backoff and jitter, with the same `webhook-id`, until the retry window (24 h) has passed
+//! since the event; then the delivery is dropped and its webhook disabled. A node that dies mid-attempt
+//! leaves a lease that runs out, and another node sends the delivery again: at least once, and a receiver
+//! that remembers `webhook-id`s sees each event exactly once.
+//!
+//! Nothing waits on a receiver but its own attempts: each has a time limit, a node sends at most
+//! `concurrency` at once, and at most [`PER_RECEIVER`] of them to one URI (the rest wait their turn in the
+//! outbox), so a slow receiver cannot take every slot. Memory holds the attempts in flight, never the
+//! backlog, however long it grows.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng as _;
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::WebhookSettings;
+use super::event::Recorded;
+use super::sign;
+use crate::domain::{FileRecord, Timestamp};
+use crate::meta::{Delivery, DeliveryOutcome, MetaStore};
+use crate::services::imports::ssrf::{GuardedResolver, UrlProblem, check_url};
+use crate::telemetry::metric;
+
+/// Renders a file's views for an event's `data` (the HTTP layer's views: `app.rs` hands them in).
+pub type RenderFile = Arc<dyn Fn(&FileRecord) -> Value + Send + Sync>;
+
+/// Attempts in flight to one URI from one node.
+const PER_RECEIVER: usize = 8;
+/// How often an idle worker looks for due deliveries.
+const POLL: Duration = Duration::from_millis(100);
+/// Deliveries leased per claim.
+const CLAIM_BATCH: usize = 50;
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// How often the backlog's gauges are refreshed.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
+
+pub struct Deliverer {
+    meta: Arc<dyn MetaStore>,
+    client: reqwest::Client,
+    settings: WebhookSettings,
+    render: RenderFile,
+    /// This node's name in leases.
+    owner: String,
+    /// Attempts in flight per URI.
+    busy: Mutex<HashMap<String, usize>>,
+}
+
+impl Deliverer {
+    pub fn new(meta: Arc<dyn MetaStore>, settings: WebhookSettings, render: RenderFile) -> Self {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver::new(settings.policy.clone())))
+            .timeout(settings.attempt_timeout)
+            .user_agent(concat!("filegate/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
+            .build()
+            .expect("the webhook HTTP client configuration is valid");
+        let owner = format!("webhooks-{}", crate::domain::random_alphanumeric(12));
+        Self { meta, client, settings, render, owner, busy: Mutex::new(HashMap::new()) }
+    }
+
+    /// Delivers until `stop`; attempts in flight then get a moment to end (a lease left behind is taken
+    /// over once it runs out).
+    pub async fn run(self, stop: CancellationToken) {
+        let this = Arc::new(self);
+        tokio::spawn(backlog_gauges(this.meta.clone(), stop.clone()));
+        let mut in_flight = JoinSet::new();
+        loop {
+            while in_flight.try_join_next().is_some() {}
+            let free = this.settings.concurrency.saturating_sub(in_flight.len());
+            let claimed = if free == 0 { Ok(Vec::new()) } else { this.claim(free.min(CLAIM_BATCH)).await };
+            match claimed {
+                Ok(batch) if !batch.is_empty() => {
+                    for delivery in batch {
+                        let this = this.clone();
+                        in_flight.spawn(async move { this.attempt(delivery).await });
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(POLL) => {}
+                Some(_) = in_flight.join_next(), if free == 0 => {}
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), async { while in_flight.join_next().await.is_some() {} })
+            .await;
+    }
+
+    async fn claim(&self, limit: usize) -> crate::meta::MetaResult<Vec<Delivery>> {
+        let now = Timestamp::now();
+        // The lease outlives an attempt's time limit, so a live holder never loses it mid-attempt.
+        let lease = self.settings.attempt_timeout + Duration::from_secs(30);
+        let until = now.plus_seconds(lease.as_secs());
+        self.meta.claim_deliveries(&self.owner, now, until, u32::try_from(limit).unwrap_or(u32::MAX)).await
+    }
+
+    async fn attempt(&self, delivery: Delivery) {
+        let Some(_turn) = Turn::take(&self.busy, &delivery.uri) else {
+            // Its receiver has enough in flight from this node: back to the outbox for a moment, untried.
+            let later = Timestamp::from_micros(Timestamp::now().as_micros() + 1_000_000);
+            let outcome = DeliveryOutcome::Retry { next_attempt_at: later, error: "receiver busy", failed: false };
+            metrics::counter!(metric::WEBHOOK_DELIVERIES, "outcome" => "deferred").increment(1);
+            self.settle(&delivery, outcome).await;
+            return;
+        };
+        let sent = self.send(&delivery).await;
+        let now = Timestamp::now();
+        let outcome = match &sent {
+            Ok(()) => {
+                let latency = (now.as_micros() - delivery.created_at.as_micros()).max(0) as f64 / 1e6;
+                metrics::histogram!(metric::WEBHOOK_LATENCY).record(latency);
+                DeliveryOutcome::Delivered
+            }
+            Err(why) => {
+                let next = now.as_micros() + backoff(self.settings.first_retry, delivery.attempts).as_micros() as i64;
+                let deadline = delivery.created_at.as_micros() + self.settings.retry_for.as_micros() as i64;
+                if next > deadline {
+                    tracing::warn!(
+                        delivery = %delivery.id, uri = %delivery.uri, attempts = delivery.attempts + 1, error = %why,
+                        "webhook delivery abandoned after its retry window; its webhook is disabled"
+                    );
+                    DeliveryOutcome::Abandoned
+                } else {
+                    tracing::debug!(delivery = %delivery.id, error = %why, "webhook delivery failed; will retry");
+                    DeliveryOutcome::Retry { next_attempt_at: Timestamp::from_micros(next), error: why, failed: true }
+                }
+            }
+        };
+        let label = match outcome {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::Abandoned => "abandoned",
+            DeliveryOutcome::Retry { .. } => "failed",
+        };
+        metrics::counter!(metric::WEBHOOK_DELIVERIES, "outcome" => label).increment(1);
+        self.settle(&delivery, outcome).await;
+    }
+
+    async fn settle(&self, delivery: &Delivery, outcome: DeliveryOutcome<'_>) {
+        match self.meta.settle_delivery(delivery, &self.owner, outcome, Timestamp::now()).await {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(delivery = %delivery.id, "lost the lease of a webhook delivery"),
+            // The lease runs out and the delivery is sent again: at least once, never lost.
+            Err(e) => tracing::warn!(delivery = %delivery.id, error = %e, "recording a webhook delivery failed"),
+        }
+    }
+
+    /// One attempt: `Ok` on a 2xx, else why not.
+    async fn send(&self, delivery: &Delivery) -> Result<(), String> {
+        let secrets = delivery.secrets.as_ref().ok_or("the project has no signing secret")?;
+        // The URI was checked when it was given; checked again here, with the address policy of now.
+        check_url(&delivery.uri, &self.settings.policy).map_err(|problem| match problem {
+            UrlProblem::Forbidden(ip) => format!("{ip} is an address webhooks may not reach"),
+            UrlProblem::Invalid(why) => why,
+        })?;
+        let body = self.body(delivery)?;
+        let now = Timestamp::now();
+        let timestamp = now.as_micros() / 1_000_000;
+        let signature = sign::signature(&secrets.live(now), &delivery.id, timestamp, body.as_bytes());
+        let response = self
+            .client
+            .post(&delivery.uri)
+            .header("content-type", "application/json")
+            .header("webhook-id", &delivery.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let status = response.status();
+        if status.is_success() { Ok(()) } else { Err(format!("the receiver answered HTTP {}", status.as_u16())) }
+    }
+
+    /// The body: the event with its file's views (the same bytes on every attempt).
+    fn body(&self, delivery: &Delivery) -> Result<String, String> {
+        let event: Recorded =
+            serde_json::from_str(&delivery.event).map_err(|e| format!("the recorded event does not parse: {e}"))?;
+        let data = match &event.file {
+            Some(file) => (self.render)(&file.record(&event.project)),
+            None => json!({}),
+        };
+        let mut body = json!({
+            "id": delivery.id,
+            "type": event.event_type,
+            "timestamp": event.timestamp,
+            "project": event.project,
+            "data": data,
+        });
+        if let Some(metadata) = event.user_metadata {
+            body["user_metadata"] = metadata;
+        }
+        Ok(body.to_string())
+    }
+}
+
+/// A slot among a receiver's attempts in flight, given back when dropped.
+struct Turn<'a> {
+    busy: &'a Mutex<HashMap<String, usize>>,
+    uri: String,
+}
+
+impl<'a> Turn<'a> {
+    fn take(busy: &'a Mutex<HashMap<String, usize>>, uri: &str) -> Option<Self> {
+        let mut busy_now = busy.lock().expect("the map is never left half-changed");
+        let count = busy_now.entry(uri.to_owned()).or_default();
+        if *count >= PER_RECEIVER {
+            return None;
+        }
+        *count += 1;
+        Some(Self { busy, uri: uri.to_owned() })
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.busy.lock().expect("the map is never left half-changed");
+        if let Some(count) = busy.get_mut(&self.uri) {
+            *count -= 1;
+            if *count == 0 {
+                busy.remove(&self.uri);
+            }
+        }
+    }
+}
+
+/// The wait after `failed` failed attempts: `first` doubled each time, at most an hour, ±25 % jitter (so
+/// that deliveries that failed together do not all come back together).
+fn backoff(first: Duration, failed: u32) -> Duration {
+    let doubled = first.saturating_mul(2u32.saturating_pow(failed.min(30)));
+    doubled.min(MAX_BACKOFF).mul_f64(rand::thread_rng().gen_range(0.75..1.25))
+}
+
+/// An error with its causes (reqwest's own message rarely says why a connection failed).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut words = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        words.push_str(": ");
+        words.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    words
+}
+
+/// Keeps the backlog gauges of `/metrics` current (one node's view of the shared outbox).
+async fn backlog_gauges(meta: Arc<dyn MetaStore>, stop: CancellationToken) {
+    loop {
+        match meta.delivery_backlog().await {
+            Ok(backlog) => {
+                let age = backlog
+                    .oldest
+                    .map_or(0.0, |oldest| (Timestamp::now().as_micros() - oldest.as_micros()).max(0) as f64 / 1e6);
+                metrics::gauge!(metric::WEBHOOK_PENDING).set(backlog.pending as f64);
+                metrics::gauge!(metric::WEBHOOK_OLDEST).set(age);
+            }
+            Err(e) => tracing::debug!(error = %e, "reading the webhook backlog failed"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(BACKLOG_EVERY) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stops_growing_at_an_hour() {
+        let first = Duration::from_secs(5);
+        for (failed, nominal) in [(0u32, 5.0), (1, 10.0), (2, 20.0), (5, 160.0)] {
+            let wait = backoff(first, failed).as_secs_f64();
+            assert!((nominal * 0.75..nominal * 1.25).contains(&wait), "{failed}: {wait}");
+        }
+        assert!(backoff(first, 40).as_secs_f64() <= 3600.0 * 1.25);
+        assert!(backoff(first, 40).as_secs_f64() >= 3600.0 * 0.75);
+    }
+
+    #[test]
+    fn one_receiver_gets_at_most_its_share_of_slots() {
+        let busy = Mutex::new(HashMap::new());
+        let turns: Vec<_> = (0..PER_RECEIVER).map(|_| Turn::take(&busy, "https://a/").unwrap()).collect();
+        assert!(Turn::take(&busy, "https://a/").is_none());
+        assert!(Turn::take(&busy, "https://b/").is_some(), "another receiver is not held up");
+        drop(turns);
+        assert!(busy.lock().unwrap().is_empty());
+        assert!(Turn::take(&busy, "https://a/").is_some());
+    }
+}

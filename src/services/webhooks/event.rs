@@ -1,0 +1,227 @@
+//! What is told, and the one way it is queued: inside the write transaction of the change it reports.
+//!
+//! An event is recorded with a snapshot of its file as the transaction left it, and rendered into the
+//! body only at delivery (`deliver.rs`): the views belong to the HTTP layer, and the body then is the same
+//! on every retry. Queuing costs a project without webhooks one indexed read per transaction.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::{FailureCode, FileError, FileId, FileRecord, FileState, ImportInfo, Origin, ProjectId, Timestamp};
+use crate::error::{Error, Result};
+use crate::meta::{NewDelivery, WriteTx};
+
+/// The events filegate tells of, by their stable names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// An upload finished or an import became ready: the file can be used.
+    FileActive,
+    /// An import failed.
+    FileFailed,
+    FileDeleted,
+    FileExpired,
+    /// Sent by `:ping` only, to the webhook pinged.
+    Ping,
+}
+
+impl EventType {
+    /// The types a webhook may subscribe to. (Batch jobs are not among them yet: filegate learns a batch's
+    /// state only when it is asked for it, so it could not tell of it on time.)
+    pub const SUBSCRIBABLE: [Self; 4] = [Self::FileActive, Self::FileFailed, Self::FileDeleted, Self::FileExpired];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::FileActive => "file.active",
+            Self::FileFailed => "file.failed",
+            Self::FileDeleted => "file.deleted",
+            Self::FileExpired => "file.expired",
+            Self::Ping => "webhook.ping",
+        }
+    }
+
+    pub fn parse_subscribable(s: &str) -> Option<Self> {
+        Self::SUBSCRIBABLE.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// An event as the outbox keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recorded {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When the change happened (RFC 3339).
+    pub timestamp: String,
+    pub project: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileSnapshot>,
+    /// A per-request webhook's `user_metadata`, handed back with each of its deliveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_metadata: Option<Value>,
+}
+
+/// A file as the transaction that changed it left it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileSnapshot {
+    id: String,
+    display_name: Option<String>,
+    mime_type: String,
+    size_bytes: Option<u64>,
+    sha256: Option<String>,
+    state: String,
+    origin: String,
+    blob_key: String,
+    created_at: i64,
+    updated_at: i64,
+    expires_at: i64,
+    error: Option<(String, String)>,
+    import: Option<(String, String, u64, Option<u64>)>,
+}
+
+impl From<&FileRecord> for FileSnapshot {
+    fn from(file: &FileRecord) -> Self {
+        Self {
+            id: file.id.as_str().to_owned(),
+            display_name: file.display_name.clone(),
+            mime_type: file.mime_type.clone(),
+            size_bytes: file.size_bytes,
+            sha256: file.sha256.map(hex::encode),
+            state: file.state.as_str().to_owned(),
+            origin: file.origin.as_str().to_owned(),
+            blob_key: file.blob_key.clone(),
+            created_at: file.created_at.as_micros(),
+            updated_at: file.updated_at.as_micros(),
+            expires_at: file.expires_at.as_micros(),
+            error: file.error.as_ref().map(|e| (e.code.as_str().to_owned(), e.message.clone())),
+            import: file
+                .import
+                .as_ref()
+                .map(|i| (i.source_url.clone(), i.model.clone(), i.received_bytes, i.total_bytes)),
+        }
+    }
+}
+
+impl FileSnapshot {
+    /// The record again, for the views; `project` is the event's.
+    pub fn record(&self, project: &str) -> FileRecord {
+        FileRecord {
+            project: ProjectId::from_stored(project.to_owned()),
+            id: FileId::from_stored(self.id.clone()),
+            display_name: self.display_name.clone(),
+            mime_type: self.mime_type.clone(),
+            size_bytes: self.size_bytes,
+            sha256: self.sha256.as_deref().and_then(|h| hex::decode(h).ok()).and_then(|d| d.try_into().ok()),
+            state: FileState::parse(&self.state).unwrap_or(FileState::Failed),
+            origin: Origin::parse(&self.origin).unwrap_or(Origin::Upload),
+            blob_key: self.blob_key.clone(),
+            charged_bytes: 0,
+            created_at: Timestamp::from_micros(self.created_at),
+            updated_at: Timestamp::from_micros(self.updated_at),
+            expires_at: Timestamp::from_micros(self.expires_at),
+            error: self
+                .error
+                .as_ref()
+                .map(|(code, message)| FileError { code: FailureCode::from_stored(code), message: message.clone() }),
+            import: self.import.as_ref().map(|(source_url, model, received_bytes, total_bytes)| ImportInfo {
+                source_url: source_url.clone(),
+                model: model.clone(),
+                received_bytes: *received_bytes,
+                total_bytes: *total_bytes,
+            }),
+        }
+    }
+}
+
+/// An import's `webhook_config`: receivers told of that file's events alone, signed with the project's
+/// signing secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestWebhooks {
+    pub uris: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_metadata: Option<Value>,
+}
+
+/// A new `webhook-id`: unguessable, and unique across nodes without coordination.
+pub fn message_id() -> String {
+    format!("msg_{}", crate::domain::random_alphanumeric(26))
+}
+
+/// Queues `event_type` of each file for every receiver that wants it: the project's enabled webhooks
+/// subscribed to it, and the file's own per-request webhooks. Call it in the transaction that made the
+/// change, after the change (a snapshot of each file as it is now goes with the event).
+pub async fn queue_file_events(
+    tx: &mut dyn WriteTx,
+    events: &[(EventType, &FileRecord)],
+    now: Timestamp,
+) -> Result<()> {
+    let imported: Vec<&FileRecord> = events.iter().map(|(_, file)| *file).collect();
+    let configs = request_webhooks_of(tx, &imported).await?;
+    queue_with(tx, events, &configs, now).await
+}
+
+/// The per-request webhooks of these files (only imports carry them), read while their rows exist.
+pub async fn request_webhooks_of(tx: &mut dyn WriteTx, files: &[&FileRecord]) -> Result<Vec<(String, String)>> {
+    let imported: Vec<String> =
+        files.iter().filter(|f| f.origin == Origin::Import).map(|f| f.blob_key.clone()).collect();
+    if imported.is_empty() { Ok(Vec::new()) } else { Ok(tx.request_webhooks(&imported).await?) }
+}
+
+/// [`queue_file_events`] with the files' per-request webhooks read before (`(blob key, config)`).
+pub async fn queue_with(
+    tx: &mut dyn WriteTx,
+    events: &[(EventType, &FileRecord)],
+    configs: &[(String, String)],
+    now: Timestamp,
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut subscribers = Vec::new();
+    let mut deliveries = Vec::new();
+    for (event_type, file) in events {
+        if !subscribers.iter().any(|(project, _)| project == &file.project) {
+            subscribers.push((file.project.clone(), tx.webhook_subscribers(&file.project).await?));
+        }
+        let project_webhooks = &subscribers.iter().find(|(project, _)| project == &file.project).expect("added").1;
+        let recorded = |user_metadata: Option<Value>| {
+            let event = Recorded {
+                event_type: event_type.as_str().to_owned(),
+                timestamp: now.to_rfc3339(),
+                project: file.project.as_str().to_owned(),
+                file: Some(FileSnapshot::from(*file)),
+                user_metadata,
+            };
+            serde_json::to_string(&event).map_err(Error::internal)
+        };
+        let delivery = |webhook_id: Option<String>, uri: Option<String>, event: String| NewDelivery {
+            id: message_id(),
+            project: file.project.clone(),
+            webhook_id,
+            uri,
+            event_type: event_type.as_str().to_owned(),
+            event,
+            created_at: now,
+        };
+        for webhook in project_webhooks.iter().filter(|w| w.events.iter().any(|e| e == event_type.as_str())) {
+            deliveries.push(delivery(Some(webhook.webhook_id.clone()), None, recorded(None)?));
+        }
+        for (_, config) in configs.iter().filter(|(key, _)| *key == file.blob_key) {
+            let Ok(config) = serde_json::from_str::<RequestWebhooks>(config) else { continue };
+            let event = recorded(config.user_metadata.clone())?;
+            deliveries.extend(config.uris.into_iter().map(|uri| delivery(None, Some(uri), event.clone())));
+        }
+    }
+    tx.queue_deliveries(&deliveries).await?;
+    Ok(())
+}
+
+/// What a removed file tells: `file.expired` if it had expired, else `file.deleted`; nothing for an
+/// upload that never finished (no one ever saw it).
+pub fn removal(file: &FileRecord, now: Timestamp) -> Option<EventType> {
+    if !file.state.is_visible() {
+        None
+    } else if file.is_expired(now) {
+        Some(EventType::FileExpired)
+    } else {
+        Some(EventType::FileDeleted)
+    }
+}
