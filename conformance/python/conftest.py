@@ -89,6 +89,19 @@ class Server:
         self.tmp.cleanup()
 
 
+def own_database(name):
+    """Settings that give a server a PostgreSQL database of its own, where the suite runs on PostgreSQL (the
+    webhook tests: every node on one database delivers its webhooks, and another live server of this suite,
+    configured otherwise, must not take theirs); on SQLite, nothing (each server has its own file)."""
+    admin = os.environ.get("FILEGATE_TEST_POSTGRES_URL")
+    if not os.environ.get("FILEGATE_DATABASE_URL", "").startswith("postgres") or not admin:
+        return {}
+    database = f"fg_{name}_{os.getpid()}"
+    for statement in (f"DROP DATABASE IF EXISTS {database}", f"CREATE DATABASE {database}"):
+        subprocess.run(["psql", admin, "-q", "-v", "ON_ERROR_STOP=1", "-c", statement], check=True)
+    return {"FILEGATE_DATABASE_URL": admin.rsplit("/", 1)[0] + "/" + database}
+
+
 @pytest.fixture(scope="session")
 def server():
     s = Server()

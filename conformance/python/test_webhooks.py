@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from conftest import ALPHA_KEY, BETA_KEY, Server, make_client
+from conftest import ALPHA_KEY, BETA_KEY, Server, make_client, own_database
 
 FAST_RETRIES = {
     "FILEGATE_WEBHOOK_ALLOW_HTTP": "true",
@@ -110,7 +110,7 @@ class Source:
 
 @pytest.fixture(scope="module")
 def hooked():
-    s = Server(FAST_RETRIES)
+    s = Server({**FAST_RETRIES, **own_database("webhooks")})
     yield s
     s.stop()
 
@@ -233,7 +233,7 @@ def test_forbidden_and_malformed_receivers_are_refused(hooked):
 
 
 def test_https_is_required_unless_the_operator_allows_http():
-    strict = Server({"FILEGATE_IMPORT_ALLOW_CIDRS": "127.0.0.1/32"})
+    strict = Server({"FILEGATE_IMPORT_ALLOW_CIDRS": "127.0.0.1/32", **own_database("webhooks_strict")})
     try:
         status, error = call(
             strict, "POST", "/v1beta/webhooks", body={"uri": "http://127.0.0.1:9/", "subscribedEvents": ["file.active"]}
@@ -316,7 +316,7 @@ def test_patch_changes_what_and_whether_a_webhook_hears(hooked, webhook, receive
 def short_lived():
     """Files that expire after 2 s, a janitor every second, and a retry window of 3 s."""
     s = Server({**FAST_RETRIES, "FILEGATE_DEFAULT_TTL_SECONDS": "2", "FILEGATE_SWEEP_INTERVAL_SECONDS": "1",
-                "FILEGATE_WEBHOOK_RETRY_SECONDS": "3"})
+                "FILEGATE_WEBHOOK_RETRY_SECONDS": "3", **own_database("webhooks_short")})
     yield s
     s.stop()
 

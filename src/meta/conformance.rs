@@ -15,9 +15,9 @@ use super::*;
 use crate::domain::Origin;
 
 /// A store on a fresh database, and how to throw it away.
-struct Engine {
-    name: &'static str,
-    store: Arc<dyn MetaStore>,
+pub(super) struct Engine {
+    pub(super) name: &'static str,
+    pub(super) store: Arc<dyn MetaStore>,
     _dir: Option<tempfile::TempDir>,
     postgres: Option<(String, String)>,
 }
@@ -40,7 +40,7 @@ impl Engine {
         Self { name: "postgres", store: Arc::new(store), _dir: None, postgres: Some((admin_url.to_owned(), name)) }
     }
 
-    async fn drop_database(self) {
+    pub(super) async fn drop_database(self) {
         self.store.close().await;
         if let Some((admin_url, name)) = self.postgres {
             use sqlx::Connection as _;
@@ -50,7 +50,7 @@ impl Engine {
     }
 }
 
-async fn engines() -> Vec<Engine> {
+pub(super) async fn engines() -> Vec<Engine> {
     let mut engines = vec![Engine::sqlite().await];
     if let Ok(url) = std::env::var("FILEGATE_TEST_POSTGRES_URL") {
         engines.push(Engine::postgres(&url).await);

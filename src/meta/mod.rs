@@ -30,6 +30,8 @@
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod conformance_webhooks;
 mod error;
 mod model;
 pub mod sql;

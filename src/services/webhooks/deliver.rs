@@ -102,8 +102,9 @@ impl Deliverer {
 
     async fn claim(&self, limit: usize) -> crate::meta::MetaResult<Vec<Delivery>> {
         let now = Timestamp::now();
-        // The lease outlives an attempt's time limit, so a live holder never loses it mid-attempt.
-        let lease = self.settings.attempt_timeout + Duration::from_secs(30);
+        // The lease outlives an attempt's time limit (twice over, and a margin), so a live holder never loses
+        // it mid-attempt; a dead node's deliveries are taken over soon after.
+        let lease = self.settings.attempt_timeout * 2 + Duration::from_secs(5);
         let until = now.plus_seconds(lease.as_secs());
         self.meta.claim_deliveries(&self.owner, now, until, u32::try_from(limit).unwrap_or(u32::MAX)).await
     }
