@@ -1,7 +1,7 @@
 """Webhook delivery latency: files made at a steady rate through a release filegate, each `file.active`
 received by a loopback receiver; latency is the receiver's clock minus the event's `timestamp` (the commit
-of the change). For scale, the same receiver's latency for a plain POST sent straight to it, in the same
-run. Usage: webhook_latency.py FILEGATE_URL KEY RATE SECONDS"""
+of the change). The receiver runs in a process of its own. For scale, the same receiver's latency for a
+plain POST sent straight to it, in the same run. Usage: webhook_latency.py FILEGATE_URL KEY RATE SECONDS"""
 
 import http.server
 import json
@@ -12,8 +12,15 @@ import time
 import urllib.request
 from datetime import datetime
 
-url, key, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-latencies, direct = [], []
+import os
+import subprocess
+
+if sys.argv[1] == "receive":
+    # The receiver, in a process of its own (the uploads' threads would otherwise slow it down: one GIL).
+    out = open(sys.argv[2], "a", buffering=1)
+    latencies, direct = out, out
+else:
+    url, key, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 lock = threading.Lock()
 
 
@@ -23,9 +30,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         now = time.time()
         with lock:
             if "sent_at" in body:
-                direct.append(now - body["sent_at"])
+                out.write(f"direct {now - body['sent_at']}\n")
             elif body.get("type") == "file.active":
-                latencies.append(now - datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00")).timestamp())
+                sent = datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00")).timestamp()
+                out.write(f"event {now - sent}\n")
         self.send_response(200)
         self.send_header("content-length", "0")
         self.end_headers()
@@ -34,9 +42,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-threading.Thread(target=receiver.serve_forever, daemon=True).start()
-hook_url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+if sys.argv[1] == "receive":
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(receiver.server_address[1], flush=True)
+    receiver.serve_forever()
+    sys.exit(0)
+
+record = f"/tmp/webhook-latency-{os.getpid()}.txt"
+receiver = subprocess.Popen([sys.executable, __file__, "receive", record], stdout=subprocess.PIPE, text=True)
+hook_url = f"http://127.0.0.1:{receiver.stdout.readline().strip()}/hook"
+
+
+def recorded(kind):
+    with open(record) as f:
+        return [float(line.split()[1]) for line in f if line.startswith(kind)]
 
 
 def post(path, body, headers):
@@ -70,8 +89,11 @@ for t in threads:
     t.join()
 made_in = time.time() - start
 deadline = time.time() + 60
-while len(latencies) < total and time.time() < deadline:
+while len(recorded("event")) < total and time.time() < deadline:
     time.sleep(0.1)
+latencies, direct = recorded("event"), recorded("direct")
+receiver.kill()
+os.unlink(record)
 
 
 def pct(values, p):

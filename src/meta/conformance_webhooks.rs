@@ -95,18 +95,27 @@ async fn deliveries_appear_with_their_commit_and_racing_claimers_never_share_one
         assert_eq!(own.secrets.as_ref().unwrap().current, "whsec_p", "a per-request one: the project's secret");
 
         let other = if owner == "node-0" { "node-1" } else { "node-0" };
-        let done = DeliveryOutcome::Delivered;
-        assert!(!store.settle_delivery(registered, other, done, now).await.unwrap(), "only the holder settles");
-        let retry = DeliveryOutcome::Retry { next_attempt_at: now, error: "HTTP 500", failed: true };
-        assert!(store.settle_delivery(registered, owner, retry, now).await.unwrap());
+        let settled = |d: &Delivery, outcome| Settled { id: d.id.clone(), webhook_id: d.webhook_id.clone(), outcome };
+        let done = [settled(registered, DeliveryOutcome::Delivered)];
+        assert_eq!(store.settle_deliveries(other, &done, now).await.unwrap(), 0, "only the holder settles");
+        let retry = DeliveryOutcome::Retry { next_attempt_at: now, error: "HTTP 500".into(), failed: true };
+        let mine: Vec<Settled> = claimed
+            .iter()
+            .filter(|(o, d)| o == owner && d.id != registered.id && d.webhook_id.is_none())
+            .map(|(_, d)| settled(d, DeliveryOutcome::Delivered))
+            .chain([settled(registered, retry)])
+            .collect();
+        assert_eq!(store.settle_deliveries(owner, &mine, now).await.unwrap(), mine.len(), "{}", engine.name);
         let again = store.claim_deliveries("node-9", Timestamp::now(), until, 500).await.unwrap();
         assert_eq!(again.len(), 1, "{}: a released delivery is due again, the others still leased", engine.name);
         assert_eq!((again[0].id.as_str(), again[0].attempts), (registered.id.as_str(), 1));
 
-        assert!(store.settle_delivery(&again[0], "node-9", DeliveryOutcome::Abandoned, now).await.unwrap());
+        let gone = [settled(&again[0], DeliveryOutcome::Abandoned)];
+        assert_eq!(store.settle_deliveries("node-9", &gone, now).await.unwrap(), 1);
         let disabled = store.webhook(&alpha, "w1").await.unwrap().unwrap();
         assert_eq!(disabled.state, WebhookState::DisabledDueToFailedDeliveries, "{}", engine.name);
-        assert_eq!(store.delivery_backlog().await.unwrap().pending, 100, "its other deliveries went with it");
+        let left = 100 - (mine.len() as u64 - 1);
+        assert_eq!(store.delivery_backlog().await.unwrap().pending, left, "its other deliveries went with it");
         let mut tx = store.write().await.unwrap();
         assert!(tx.webhook_subscribers(&alpha).await.unwrap().is_empty(), "a disabled webhook hears nothing");
         drop(tx);

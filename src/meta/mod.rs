@@ -42,8 +42,8 @@ use async_trait::async_trait;
 pub use error::{MetaError, MetaResult};
 pub use model::{BatchRecord, CachedContent, ModelRecords};
 pub use webhooks::{
-    Delivery, DeliveryBacklog, DeliveryOutcome, NewDelivery, SigningSecrets, Subscriber, Webhook, WebhookRecords,
-    WebhookState,
+    Delivery, DeliveryBacklog, DeliveryOutcome, NewDelivery, Settled, SigningSecrets, Subscriber, Webhook,
+    WebhookRecords, WebhookState,
 };
 
 use crate::domain::Staging;

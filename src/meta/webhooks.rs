@@ -97,16 +97,24 @@ pub struct Delivery {
 }
 
 /// What happened to an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryOutcome<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
     /// The receiver answered 2xx: the delivery is done.
     Delivered,
     /// Try again at `next_attempt_at`; `error` says why, `failed` whether it counts as a failed attempt (a
     /// delivery put back untried because its receiver is busy does not).
-    Retry { next_attempt_at: Timestamp, error: &'a str, failed: bool },
+    Retry { next_attempt_at: Timestamp, error: String, failed: bool },
     /// Retries ran out: the delivery is dropped and its webhook becomes `disabled_due_to_failed_deliveries`
     /// (its other pending deliveries with it).
     Abandoned,
+}
+
+/// A leased delivery's outcome, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub id: String,
+    pub webhook_id: Option<String>,
+    pub outcome: DeliveryOutcome,
 }
 
 /// The outbox's size, for `/metrics`.
@@ -154,13 +162,8 @@ pub trait WebhookRecords: Send + Sync {
         lease_until: Timestamp,
         limit: u32,
     ) -> MetaResult<Vec<Delivery>>;
-    /// Records an attempt's outcome if `owner` still holds the lease; `false` when it does not.
-    async fn settle_delivery(
-        &self,
-        delivery: &Delivery,
-        owner: &str,
-        outcome: DeliveryOutcome<'_>,
-        now: Timestamp,
-    ) -> MetaResult<bool>;
+    /// Records outcomes, in one transaction, of the deliveries whose lease `owner` still holds (the others
+    /// are skipped: another node took them over); returns how many were recorded.
+    async fn settle_deliveries(&self, owner: &str, settled: &[Settled], now: Timestamp) -> MetaResult<usize>;
     async fn delivery_backlog(&self) -> MetaResult<DeliveryBacklog>;
 }

@@ -9,8 +9,8 @@ use super::rows::uint;
 use super::tx::{SqlTx, numbered};
 use crate::domain::{ProjectId, Timestamp};
 use crate::meta::{
-    Delivery, DeliveryBacklog, DeliveryOutcome, MetaError, MetaResult, NewDelivery, SigningSecrets, Subscriber,
-    Webhook, WebhookRecords, WebhookState,
+    Delivery, DeliveryBacklog, DeliveryOutcome, MetaError, MetaResult, NewDelivery, Settled, SigningSecrets,
+    Subscriber, Webhook, WebhookRecords, WebhookState,
 };
 
 const COLUMNS: &str =
@@ -348,56 +348,64 @@ impl WebhookRecords for SqlMeta {
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn settle_delivery(
-        &self,
-        delivery: &Delivery,
-        owner: &str,
-        outcome: DeliveryOutcome<'_>,
-        now: Timestamp,
-    ) -> MetaResult<bool> {
+    async fn settle_deliveries(&self, owner: &str, settled: &[Settled], now: Timestamp) -> MetaResult<usize> {
         let mut tx = self.begin().await?;
-        let held =
-            match outcome {
-                DeliveryOutcome::Delivered | DeliveryOutcome::Abandoned => {
-                    sqlx::query("DELETE FROM webhook_deliveries WHERE id = $1 AND lease_owner = $2")
-                        .bind(&delivery.id)
-                        .bind(owner)
+        // Done (delivered or given up): deleted, many per statement.
+        let ended: Vec<&str> = settled
+            .iter()
+            .filter(|s| matches!(s.outcome, DeliveryOutcome::Delivered | DeliveryOutcome::Abandoned))
+            .map(|s| s.id.as_str())
+            .collect();
+        let mut held: Vec<String> = Vec::new();
+        for ids in ended.chunks(500) {
+            let sql = format!(
+                "DELETE FROM webhook_deliveries WHERE lease_owner = $1 AND id IN ({}) RETURNING id",
+                numbered(2, ids.len())
+            );
+            let mut delete = sqlx::query_scalar::<_, String>(&sql).bind(owner);
+            for id in ids {
+                delete = delete.bind(*id);
+            }
+            held.extend(delete.fetch_all(tx.conn()).await.map_err(|e| self.err(e))?);
+        }
+        let mut recorded = held.len();
+        for s in settled {
+            match &s.outcome {
+                DeliveryOutcome::Retry { next_attempt_at, error, failed } => {
+                    let updated = sqlx::query(
+                        "UPDATE webhook_deliveries SET attempts = attempts + $1, next_attempt_at = $2, \
+                           last_error = $3, lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5",
+                    )
+                    .bind(i64::from(*failed))
+                    .bind(next_attempt_at.as_micros())
+                    .bind(error)
+                    .bind(&s.id)
+                    .bind(owner)
+                    .execute(tx.conn())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                    recorded += usize::try_from(updated.rows_affected()).unwrap_or(0);
+                }
+                DeliveryOutcome::Abandoned if held.contains(&s.id) => {
+                    let Some(webhook) = &s.webhook_id else { continue };
+                    sqlx::query("UPDATE webhooks SET state = $1, updated_at = $2 WHERE id = $3 AND state = 'enabled'")
+                        .bind(WebhookState::DisabledDueToFailedDeliveries.as_str())
+                        .bind(now.as_micros())
+                        .bind(webhook)
                         .execute(tx.conn())
                         .await
+                        .map_err(|e| self.err(e))?;
+                    sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
+                        .bind(webhook)
+                        .execute(tx.conn())
+                        .await
+                        .map_err(|e| self.err(e))?;
                 }
-                DeliveryOutcome::Retry { next_attempt_at, error, failed } => sqlx::query(
-                    "UPDATE webhook_deliveries SET attempts = attempts + $1, next_attempt_at = $2, last_error = $3, \
-                       lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5",
-                )
-                .bind(i64::from(failed))
-                .bind(next_attempt_at.as_micros())
-                .bind(error)
-                .bind(&delivery.id)
-                .bind(owner)
-                .execute(tx.conn())
-                .await,
-            }
-            .map_err(|e| self.err(e))?
-            .rows_affected()
-                == 1;
-        if held && outcome == DeliveryOutcome::Abandoned {
-            if let Some(webhook) = &delivery.webhook_id {
-                sqlx::query("UPDATE webhooks SET state = $1, updated_at = $2 WHERE id = $3 AND state = 'enabled'")
-                    .bind(WebhookState::DisabledDueToFailedDeliveries.as_str())
-                    .bind(now.as_micros())
-                    .bind(webhook)
-                    .execute(tx.conn())
-                    .await
-                    .map_err(|e| self.err(e))?;
-                sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
-                    .bind(webhook)
-                    .execute(tx.conn())
-                    .await
-                    .map_err(|e| self.err(e))?;
+                _ => {}
             }
         }
         tx.end().await?;
-        Ok(held)
+        Ok(recorded)
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]

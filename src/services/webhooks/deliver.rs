@@ -1,7 +1,7 @@
 //! The delivery worker: every node runs one; together they drain the outbox.
 //!
 //! A worker leases a few due deliveries at a time (racing nodes never lease the same one), sends each as
-//! its own task, and records the outcome only while it still holds the lease. A 2xx deletes the delivery;
+//! its own task, and records outcomes (many per transaction) only while it still holds their leases. A 2xx deletes the delivery;
 //! anything else — another status, a timeout, a refused connection — schedules the next attempt with
 //! exponential backoff and jitter, with the same `webhook-id`, until the retry window (24 h) has passed
 //! since the event; then the delivery is dropped and its webhook disabled. A node that dies mid-attempt
@@ -14,11 +14,13 @@
 //! backlog, however long it grows.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng as _;
 use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -26,14 +28,14 @@ use super::WebhookSettings;
 use super::event::Recorded;
 use super::sign;
 use crate::domain::{FileRecord, Timestamp};
-use crate::meta::{Delivery, DeliveryOutcome, MetaStore};
+use crate::meta::{Delivery, DeliveryOutcome, MetaStore, Settled};
 use crate::services::imports::ssrf::{GuardedResolver, UrlProblem, check_url};
 use crate::telemetry::metric;
 
 /// Renders a file's views for an event's `data` (the HTTP layer's views: `app.rs` hands them in).
 pub type RenderFile = Arc<dyn Fn(&FileRecord) -> Value + Send + Sync>;
 
-/// Attempts in flight to one URI from one node.
+/// Attempts sending to one URI from one node at once (and at most as many more waiting their turn).
 const PER_RECEIVER: usize = 8;
 /// How often an idle worker looks for due deliveries.
 const POLL: Duration = Duration::from_millis(100);
@@ -41,6 +43,10 @@ const POLL: Duration = Duration::from_millis(100);
 const CLAIM_BATCH: usize = 50;
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// Outcomes recorded per transaction, at most.
+const SETTLE_BATCH: usize = 500;
+/// How soon a delivery put back because its receiver was busy is due again.
+const BUSY_RETRY: Duration = Duration::from_millis(250);
 /// How often the backlog's gauges are refreshed.
 const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -51,8 +57,7 @@ pub struct Deliverer {
     render: RenderFile,
     /// This node's name in leases.
     owner: String,
-    /// Attempts in flight per URI.
-    busy: Mutex<HashMap<String, usize>>,
+    receivers: Receivers,
 }
 
 impl Deliverer {
@@ -62,18 +67,23 @@ impl Deliverer {
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(GuardedResolver::new(settings.policy.clone())))
             .timeout(settings.attempt_timeout)
+            .tcp_nodelay(true)
             .user_agent(concat!("filegate/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
             .build()
             .expect("the webhook HTTP client configuration is valid");
         let owner = format!("webhooks-{}", crate::domain::random_alphanumeric(12));
-        Self { meta, client, settings, render, owner, busy: Mutex::new(HashMap::new()) }
+        Self { meta, client, settings, render, owner, receivers: Receivers::default() }
     }
 
     /// Delivers until `stop`; attempts in flight then get a moment to end (a lease left behind is taken
-    /// over once it runs out).
+    /// over once it runs out), and the outcomes known are recorded.
     pub async fn run(self, stop: CancellationToken) {
         let this = Arc::new(self);
         tokio::spawn(backlog_gauges(this.meta.clone(), stop.clone()));
+        // Outcomes are recorded by one task, many per transaction: a transaction per delivery would make
+        // the database's commits, not the receivers, the limit (on SQLite, every commit is an fsync).
+        let (outcomes, settling) = mpsc::channel(this.settings.concurrency * 4);
+        let settler = tokio::spawn(settle_in_batches(this.meta.clone(), this.owner.clone(), settling));
         let mut in_flight = JoinSet::new();
         loop {
             while in_flight.try_join_next().is_some() {}
@@ -82,8 +92,8 @@ impl Deliverer {
             match claimed {
                 Ok(batch) if !batch.is_empty() => {
                     for delivery in batch {
-                        let this = this.clone();
-                        in_flight.spawn(async move { this.attempt(delivery).await });
+                        let (this, outcomes) = (this.clone(), outcomes.clone());
+                        in_flight.spawn(async move { this.attempt(delivery, outcomes).await });
                     }
                     continue;
                 }
@@ -98,6 +108,9 @@ impl Deliverer {
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), async { while in_flight.join_next().await.is_some() {} })
             .await;
+        in_flight.abort_all();
+        drop(outcomes);
+        let _ = settler.await;
     }
 
     async fn claim(&self, limit: usize) -> crate::meta::MetaResult<Vec<Delivery>> {
@@ -109,18 +122,21 @@ impl Deliverer {
         self.meta.claim_deliveries(&self.owner, now, until, u32::try_from(limit).unwrap_or(u32::MAX)).await
     }
 
-    async fn attempt(&self, delivery: Delivery) {
-        let Some(_turn) = Turn::take(&self.busy, &delivery.uri) else {
+    async fn attempt(&self, delivery: Delivery, outcomes: mpsc::Sender<Settled>) {
+        let settled = |outcome| Settled { id: delivery.id.clone(), webhook_id: delivery.webhook_id.clone(), outcome };
+        let Some(turn) = self.receivers.turn(&delivery.uri, self.settings.attempt_timeout).await else {
             // Its receiver has enough in flight from this node: back to the outbox for a moment, untried.
-            let later = Timestamp::from_micros(Timestamp::now().as_micros() + 1_000_000);
-            let outcome = DeliveryOutcome::Retry { next_attempt_at: later, error: "receiver busy", failed: false };
+            let later = Timestamp::from_micros(Timestamp::now().as_micros() + BUSY_RETRY.as_micros() as i64);
+            let error = "receiver busy".to_owned();
             metrics::counter!(metric::WEBHOOK_DELIVERIES, "outcome" => "deferred").increment(1);
-            self.settle(&delivery, outcome).await;
+            let _ =
+                outcomes.send(settled(DeliveryOutcome::Retry { next_attempt_at: later, error, failed: false })).await;
             return;
         };
         let sent = self.send(&delivery).await;
+        drop(turn);
         let now = Timestamp::now();
-        let outcome = match &sent {
+        let outcome = match sent {
             Ok(()) => {
                 let latency = (now.as_micros() - delivery.created_at.as_micros()).max(0) as f64 / 1e6;
                 metrics::histogram!(metric::WEBHOOK_LATENCY).record(latency);
@@ -147,16 +163,8 @@ impl Deliverer {
             DeliveryOutcome::Retry { .. } => "failed",
         };
         metrics::counter!(metric::WEBHOOK_DELIVERIES, "outcome" => label).increment(1);
-        self.settle(&delivery, outcome).await;
-    }
-
-    async fn settle(&self, delivery: &Delivery, outcome: DeliveryOutcome<'_>) {
-        match self.meta.settle_delivery(delivery, &self.owner, outcome, Timestamp::now()).await {
-            Ok(true) => {}
-            Ok(false) => tracing::debug!(delivery = %delivery.id, "lost the lease of a webhook delivery"),
-            // The lease runs out and the delivery is sent again: at least once, never lost.
-            Err(e) => tracing::warn!(delivery = %delivery.id, error = %e, "recording a webhook delivery failed"),
-        }
+        // Waits while the settler is behind: deliveries are not sent faster than their outcomes are kept.
+        let _ = outcomes.send(settled(outcome)).await;
     }
 
     /// One attempt: `Ok` on a 2xx, else why not.
@@ -208,33 +216,66 @@ impl Deliverer {
     }
 }
 
-/// A slot among a receiver's attempts in flight, given back when dropped.
-struct Turn<'a> {
-    busy: &'a Mutex<HashMap<String, usize>>,
-    uri: String,
-}
-
-impl<'a> Turn<'a> {
-    fn take(busy: &'a Mutex<HashMap<String, usize>>, uri: &str) -> Option<Self> {
-        let mut busy_now = busy.lock().expect("the map is never left half-changed");
-        let count = busy_now.entry(uri.to_owned()).or_default();
-        if *count >= PER_RECEIVER {
-            return None;
+/// Records outcomes as they come, as many per transaction as have arrived while the last one committed.
+/// One that cannot be recorded is sent again once its lease runs out: at least once, never lost.
+async fn settle_in_batches(meta: Arc<dyn MetaStore>, owner: String, mut outcomes: mpsc::Receiver<Settled>) {
+    let mut batch = Vec::new();
+    while outcomes.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+        match meta.settle_deliveries(&owner, &batch, Timestamp::now()).await {
+            Ok(recorded) if recorded < batch.len() => {
+                tracing::debug!(
+                    lost = batch.len() - recorded,
+                    "leases of webhook deliveries ran out before their outcome"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, deliveries = batch.len(), "recording webhook deliveries failed"),
         }
-        *count += 1;
-        Some(Self { busy, uri: uri.to_owned() })
+        batch.clear();
     }
 }
 
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        let mut busy = self.busy.lock().expect("the map is never left half-changed");
-        if let Some(count) = busy.get_mut(&self.uri) {
-            *count -= 1;
-            if *count == 0 {
-                busy.remove(&self.uri);
+/// Each receiver's attempts from this node: at most [`PER_RECEIVER`] sending at once, and at most as many
+/// more waiting for their turn in memory (a fast receiver is kept busy without a trip to the database); a
+/// delivery beyond those goes back to the outbox for a moment, so one slow receiver holds few slots.
+#[derive(Default)]
+struct Receivers {
+    slots: Mutex<HashMap<String, Arc<Slots>>>,
+}
+
+struct Slots {
+    sending: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+/// Distinct receivers remembered before idle ones are forgotten.
+const REMEMBERED_RECEIVERS: usize = 1024;
+
+impl Receivers {
+    /// A turn to send to `uri`: at once, or after waiting up to `patience` behind the attempts in flight;
+    /// `None` when the receiver has enough in hand already, or the wait ran out.
+    async fn turn(&self, uri: &str, patience: Duration) -> Option<OwnedSemaphorePermit> {
+        let slots = {
+            let mut all = self.slots.lock().expect("the map is never left half-changed");
+            if all.len() >= REMEMBERED_RECEIVERS {
+                all.retain(|_, s| {
+                    s.sending.available_permits() < PER_RECEIVER || s.waiting.load(Ordering::Relaxed) > 0
+                });
             }
+            let fresh =
+                || Arc::new(Slots { sending: Arc::new(Semaphore::new(PER_RECEIVER)), waiting: AtomicUsize::new(0) });
+            all.entry(uri.to_owned()).or_insert_with(fresh).clone()
+        };
+        if let Ok(permit) = slots.sending.clone().try_acquire_owned() {
+            return Some(permit);
         }
+        if slots.waiting.fetch_add(1, Ordering::AcqRel) >= PER_RECEIVER {
+            slots.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let permit = tokio::time::timeout(patience, slots.sending.clone().acquire_owned()).await;
+        slots.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.ok().and_then(Result::ok)
     }
 }
 
@@ -292,14 +333,29 @@ mod tests {
         assert!(backoff(first, 40).as_secs_f64() >= 3600.0 * 0.75);
     }
 
-    #[test]
-    fn one_receiver_gets_at_most_its_share_of_slots() {
-        let busy = Mutex::new(HashMap::new());
-        let turns: Vec<_> = (0..PER_RECEIVER).map(|_| Turn::take(&busy, "https://a/").unwrap()).collect();
-        assert!(Turn::take(&busy, "https://a/").is_none());
-        assert!(Turn::take(&busy, "https://b/").is_some(), "another receiver is not held up");
-        drop(turns);
-        assert!(busy.lock().unwrap().is_empty());
-        assert!(Turn::take(&busy, "https://a/").is_some());
+    #[tokio::test]
+    async fn one_receiver_gets_at_most_its_share_of_slots() {
+        let receivers = Receivers::default();
+        let patience = Duration::from_secs(5);
+        let mut sending = Vec::new();
+        for _ in 0..PER_RECEIVER {
+            sending.push(receivers.turn("https://a/", patience).await.unwrap());
+        }
+        let receivers = Arc::new(receivers);
+        let waiting: Vec<_> = (0..PER_RECEIVER)
+            .map(|_| {
+                let receivers = receivers.clone();
+                tokio::spawn(async move { receivers.turn("https://a/", Duration::from_secs(5)).await.is_some() })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(receivers.turn("https://a/", patience).await.is_none(), "beyond those waiting: back to the outbox");
+        assert!(receivers.turn("https://b/", patience).await.is_some(), "another receiver is not held up");
+        drop(sending);
+        for waiter in waiting {
+            assert!(waiter.await.unwrap(), "the waiting ones get their turns as the sending ones end");
+        }
+        let _busy = receivers.turn("https://c/", patience).await.unwrap();
+        assert!(receivers.turn("https://a/", Duration::from_millis(10)).await.is_some());
     }
 }
