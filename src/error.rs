@@ -50,6 +50,9 @@ pub enum Error {
     MissingApiKey,
     #[error("the API key is not valid")]
     InvalidApiKey,
+    /// A valid key that may not do this (the console's operator view for a key that is not an operator's).
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error(transparent)]
     Upload(#[from] UploadError),
     /// A model call the upstream (Vertex AI, the Gemini API) could not serve (boxed: it may carry the
@@ -283,6 +286,18 @@ impl From<std::io::Error> for Error {
             _ => Self::internal(err),
         }
     }
+}
+
+/// An error with its causes: reqwest's own message ("error sending request") says little by itself.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -664,10 +664,14 @@ impl Gemini {
 /// The JSON body of a response, asserting its status first.
 pub async fn json_of(resp: Response, status: StatusCode) -> Value {
     let actual = resp.status();
+    let headers = format!("{:?}", resp.headers());
     let content_type = header(&resp, "content-type").unwrap_or_default().to_owned();
     let text = resp.text().await.unwrap();
     assert_eq!(actual, status, "unexpected status; body: {text}");
-    assert!(content_type.starts_with("application/json"), "content-type {content_type:?} for {text}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "content-type {content_type:?} for {actual} {headers}: {text}"
+    );
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 

@@ -464,20 +464,8 @@ fn transport_error(upstream: &'static str, idle: Duration, err: &reqwest::Error)
     if err.is_timeout() {
         UpstreamError::Stalled { upstream, after: idle }
     } else {
-        UpstreamError::Unreachable { upstream, detail: error_chain(err) }
+        UpstreamError::Unreachable { upstream, detail: crate::error::error_chain(err) }
     }
-}
-
-/// An error with its causes: reqwest's own message ("error sending request") says little by itself.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

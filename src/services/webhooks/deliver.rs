@@ -189,7 +189,7 @@ impl Deliverer {
             .body(body)
             .send()
             .await
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| crate::error::error_chain(&e))?;
         let status = response.status();
         if status.is_success() { Ok(()) } else { Err(format!("the receiver answered HTTP {}", status.as_u16())) }
     }
@@ -284,18 +284,6 @@ impl Receivers {
 fn backoff(first: Duration, failed: u32) -> Duration {
     let doubled = first.saturating_mul(2u32.saturating_pow(failed.min(30)));
     doubled.min(MAX_BACKOFF).mul_f64(rand::thread_rng().gen_range(0.75..1.25))
-}
-
-/// An error with its causes (reqwest's own message rarely says why a connection failed).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut words = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        words.push_str(": ");
-        words.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    words
 }
 
 /// Keeps the backlog gauges of `/metrics` current (one node's view of the shared outbox).
