@@ -22,6 +22,8 @@
 #   scripts/test.sh rust       only the Rust tests
 #   scripts/test.sh sdk        only the SDK suites
 #   scripts/test.sh fuzz       only the OpenAPI fuzzer (schemathesis)
+#   scripts/test.sh console    only the web console, driven in headless Chromium (Debian's chromium and
+#                              chromium-driver, installed once; Selenium from the Python venv)
 #   scripts/test.sh image      only the container image (scripts/image.sh, run from its root file system in a
 #                              chroot, driven by google-genai) and deploy/compose.yaml
 #   FILEGATE_TEST_CONFIGS="sqlite-local postgres-s3" scripts/test.sh     some configurations only
@@ -43,7 +45,7 @@ mkdir -p "$CACHE"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 wants() { [[ $WHAT == all || $WHAT == "$1" ]]; }
-needs() { [[ $WHAT != fuzz && $WHAT != image && " $CONFIGS " == *"$1"* ]]; }
+needs() { [[ $WHAT != fuzz && $WHAT != image && $WHAT != console && " $CONFIGS " == *"$1"* ]]; }
 apt_install() {
   apt-get install -y -q "$@" >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q "$@" >/dev/null; }
 }
@@ -83,7 +85,10 @@ command -v cargo-nextest >/dev/null || cargo nextest --version >/dev/null 2>&1 |
 }
 step "building filegate and its tests"
 cargo build --locked --all-targets
-if wants sdk || wants image; then
+if wants console && ! { command -v chromedriver && command -v chromium; } >/dev/null; then
+  step "installing Chromium and its driver (Debian's chromium, chromium-driver)"; apt_install chromium chromium-driver
+fi
+if wants sdk || wants image || wants console; then
   step "installing the Python SDK suite (google-genai, pinned)"
   VENV=$CACHE/venv-$(sha256sum conformance/python/requirements.txt | cut -c1-12)
   [[ -x $VENV/bin/pytest ]] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q -r conformance/python/requirements.txt; }
@@ -197,6 +202,10 @@ run_tests() {
       run_sdk_suites "$config"
     fi
   done
+  if wants console; then
+    step "the web console in headless Chromium (screenshots in docs/console)"
+    "$VENV/bin/pytest" -q -p no:cacheprovider conformance/console
+  fi
   if wants image; then
     step "the container image, run from its root file system as its user; deploy/compose.yaml"
     "$VENV/bin/pytest" -q -p no:cacheprovider conformance/image

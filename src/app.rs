@@ -156,6 +156,10 @@ pub async fn assemble(
             min_bytes_per_second: config.request_min_bytes_per_second,
         },
         metrics_on_public: config.metrics_listen.is_none(),
+        console: config.console.then(|| http::ConsoleSettings {
+            admin_key_ids: config.admin_key_ids.clone(),
+            limits: config.limits.clone(),
+        }),
     });
     // Events carry their files' views as the API shows them, rendered by the HTTP layer.
     let deliverer = state.webhooks.deliverer(http::webhooks::file_views(state.clone()));

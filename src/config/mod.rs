@@ -131,6 +131,13 @@ pub struct ServeArgs {
     /// read with filegate's own Google credentials, so only buckets meant for it belong here.
     #[arg(long, env = "FILEGATE_REGISTER_BUCKETS", default_value = "")]
     pub register_buckets: String,
+    /// `off` turns the web console (`/console`) off; its routes then answer 404.
+    #[arg(long, env = "FILEGATE_CONSOLE", default_value = "on")]
+    pub console: String,
+    /// Comma-separated ids of the API keys that may use the console's operator view (projects, keys): the
+    /// 16-hex-digit ids `filegate keys list` shows. Empty (the default): no key is an operator's.
+    #[arg(long, env = "FILEGATE_ADMIN_KEYS", default_value = "")]
+    pub admin_keys: String,
     /// Deliver webhooks to plain `http://` receivers too (tests, private networks); by default only https.
     /// Receivers are held to the import SSRF guard either way (`FILEGATE_IMPORT_ALLOW_CIDRS` opens it).
     #[arg(long, env = "FILEGATE_WEBHOOK_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
@@ -213,6 +220,10 @@ pub struct Config {
     pub sweep_interval: Duration,
     pub imports: ImportConfig,
     pub webhooks: WebhookConfig,
+    /// Whether `/console` is served.
+    pub console: bool,
+    /// Ids of the keys that may use the console's operator view.
+    pub admin_key_ids: Vec<String>,
     pub request_idle_timeout: Duration,
     pub request_min_bytes_per_second: u64,
     pub max_connections: usize,
@@ -237,6 +248,18 @@ impl Config {
         problems.check(args.max_file_bytes > 0, "FILEGATE_MAX_FILE_BYTES must be at least 1");
         problems.check(args.default_ttl_seconds > 0, "FILEGATE_DEFAULT_TTL_SECONDS must be at least 1");
         problems.check(args.sweep_interval_seconds > 0, "FILEGATE_SWEEP_INTERVAL_SECONDS must be at least 1");
+        problems.check(
+            matches!(args.console.as_str(), "on" | "off"),
+            format!("FILEGATE_CONSOLE must be on or off, not \"{}\"", args.console),
+        );
+        let admin_key_ids: Vec<String> =
+            args.admin_keys.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_lowercase).collect();
+        for id in &admin_key_ids {
+            problems.check(
+                id.len() == crate::meta::KEY_ID_LEN && id.chars().all(|c| c.is_ascii_hexdigit()),
+                format!("FILEGATE_ADMIN_KEYS: \"{id}\" is not a key id (16 hex digits, as `filegate keys list` shows)"),
+            );
+        }
         problems.check(args.webhook_timeout_seconds > 0, "FILEGATE_WEBHOOK_TIMEOUT_SECONDS must be at least 1");
         problems.check(args.webhook_concurrency > 0, "FILEGATE_WEBHOOK_CONCURRENCY must be at least 1");
         problems.check(args.webhook_first_retry_ms > 0, "FILEGATE_WEBHOOK_FIRST_RETRY_MS must be at least 1");
@@ -312,6 +335,8 @@ impl Config {
                 attempt_timeout: Duration::from_secs(args.webhook_timeout_seconds),
                 concurrency: args.webhook_concurrency,
             },
+            console: args.console != "off",
+            admin_key_ids,
             request_idle_timeout: Duration::from_secs(args.request_idle_timeout_seconds),
             request_min_bytes_per_second: args.request_min_bytes_per_second,
             max_connections: args.max_connections.unwrap_or_else(default_max_connections),

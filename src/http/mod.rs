@@ -4,6 +4,7 @@ mod auth;
 mod batches;
 pub mod body;
 mod caches;
+mod console;
 mod extract;
 mod form;
 pub mod gemini;
@@ -40,6 +41,7 @@ use crate::telemetry::metric;
 use gemini::error::RouteRejection;
 
 pub use auth::presented_key;
+pub use console::ConsoleSettings;
 pub use serve::{ConnectionLimits, serve};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -68,7 +70,7 @@ impl AnsweredError {
 
 /// The routes of the public address; `/metrics` is among them unless it has an address of its own.
 pub fn router(app: HttpState) -> Router {
-    let routes = routes::endpoints(app.metrics_on_public)
+    let routes = routes::endpoints(app.metrics_on_public, app.console.is_some())
         .into_iter()
         .fold(Router::new(), |router, endpoint| router.route(endpoint.mount, endpoint.handler));
     routes

@@ -11,7 +11,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use super::extract::GPath;
 use super::openapi::{Route, operations as doc};
 use super::state::HttpState;
-use super::{auth, batches, caches, gemini, import, model, openai, ops, webhooks};
+use super::{auth, batches, caches, console, gemini, import, model, openai, ops, webhooks};
 
 /// One method on one path.
 pub struct Endpoint {
@@ -40,8 +40,9 @@ impl Endpoint {
 const VERTEX_CACHES: &str = "/{version}/projects/{project}/locations/{location}/cachedContents";
 const VERTEX_CACHE: &str = "/{version}/projects/{project}/locations/{location}/cachedContents/{id}";
 
-/// Every endpoint of the public address; `/metrics` only when it has no address of its own.
-pub fn endpoints(metrics_on_public: bool) -> Vec<Endpoint> {
+/// Every endpoint of the public address; `/metrics` only when it has no address of its own, the console
+/// only when it is on.
+pub fn endpoints(metrics_on_public: bool, console_on: bool) -> Vec<Endpoint> {
     use Method as M;
     let mut all = vec![
         Endpoint::new(M::POST, "/upload/{version}/files", gemini::upload::upload, &[doc::upload]),
@@ -100,6 +101,19 @@ pub fn endpoints(metrics_on_public: bool) -> Vec<Endpoint> {
     ];
     if metrics_on_public {
         all.push(Endpoint::new(M::GET, "/metrics", ops::metrics, &[doc::metrics]));
+    }
+    if console_on {
+        all.extend([
+            Endpoint::new(M::GET, "/console", console::index, &[doc::console_page]),
+            Endpoint::new(M::GET, "/console/{asset}", console::asset, &[doc::console_asset]),
+            Endpoint::new(M::GET, "/console/api/project", console::project, &[doc::console_project]),
+            Endpoint::new(M::POST, "/console/api/files/{segment}", console::link, &[doc::console_link]),
+            Endpoint::new(M::GET, "/console/download/{token}", console::download, &[doc::console_download]),
+            Endpoint::new(M::GET, "/console/api/projects", console::projects, &[doc::console_projects]),
+            Endpoint::new(M::GET, "/console/api/keys", console::keys, &[doc::console_keys]),
+            Endpoint::new(M::POST, "/console/api/keys", console::create_key, &[doc::console_create_key]),
+            Endpoint::new(M::DELETE, "/console/api/keys/{id}", console::revoke_key, &[doc::console_revoke_key]),
+        ]);
     }
     all
 }
@@ -199,15 +213,18 @@ mod tests {
     #[test]
     fn every_operation_is_served_by_its_endpoint_and_documented_once() {
         let mut documented = std::collections::HashSet::new();
-        for endpoint in endpoints(true) {
+        for endpoint in endpoints(true, true) {
             for operation in endpoint.operations {
                 let route = operation();
                 assert!(served_at(endpoint.mount, route.path), "{} is not served at {}", route.path, endpoint.mount);
                 assert!(documented.insert((route.path, endpoint.method.clone())), "{} documented twice", route.path);
             }
         }
-        let undocumented: Vec<_> =
-            endpoints(true).into_iter().filter(|e| e.operations.is_empty()).map(|e| (e.method, e.mount)).collect();
+        let undocumented: Vec<_> = endpoints(true, true)
+            .into_iter()
+            .filter(|e| e.operations.is_empty())
+            .map(|e| (e.method, e.mount))
+            .collect();
         assert_eq!(undocumented.len(), 10, "only the upload and Vertex aliases go undocumented: {undocumented:?}");
     }
 }

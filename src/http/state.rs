@@ -24,6 +24,8 @@ pub struct Handles {
     /// Base of every URL handed out (upload URLs, `uri`), without a trailing slash.
     pub public_url: String,
     pub body_limits: BodyLimits,
+    /// The web console's settings; `None` when it is off.
+    pub console: Option<super::console::ConsoleSettings>,
     /// Whether `/metrics` is served on the public address (it is not when it has one of its own).
     pub metrics_on_public: bool,
 }

@@ -530,8 +530,8 @@ pub trait MetaStore: ModelRecords + WebhookRecords + Send + Sync + 'static {
 
     /// `(project, blob key)` of files that expired at or before `now`, soonest expired first.
     async fn expired_files(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<(ProjectId, String)>>;
-    /// Deletes ended sessions (and their chunk records) that expired, and Idempotency-Keys used before
-    /// `idempotency_cutoff`; returns how many sessions went.
+    /// Deletes ended sessions (and their chunk records) that expired, Idempotency-Keys used before
+    /// `idempotency_cutoff` and expired download links; returns how many sessions went.
     async fn purge(&self, now: Timestamp, idempotency_cutoff: Timestamp) -> MetaResult<u64>;
     async fn garbage(&self, limit: u32) -> MetaResult<Vec<Garbage>>;
     /// Takes these keys off the queue (their blobs are deleted), in one transaction: one commit per batch,
@@ -560,6 +560,17 @@ pub trait MetaStore: ModelRecords + WebhookRecords + Send + Sync + 'static {
     /// Copies to delete: expired at or before `now`, or whose file row is gone.
     async fn stale_upstream_copies(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<UpstreamCopy>>;
     async fn delete_upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<()>;
+
+    /// Records a download link (the console's): the SHA-256 of its token → a file, until `expires_at`.
+    async fn put_download_link(
+        &self,
+        token_hash: &str,
+        project: &ProjectId,
+        file: &FileId,
+        expires_at: Timestamp,
+    ) -> MetaResult<()>;
+    /// The file a live download link names.
+    async fn download_link(&self, token_hash: &str, now: Timestamp) -> MetaResult<Option<(ProjectId, FileId)>>;
 
     /// A cheap read, for the health check.
     async fn ping(&self) -> MetaResult<()>;

@@ -55,6 +55,39 @@ impl Auth {
         Ok(project)
     }
 
+    /// The id of the key presented, if it is a valid one (as `filegate keys list` shows it).
+    pub async fn key_id_of(&self, presented: Option<&str>) -> Result<(ProjectId, String)> {
+        let project = self.authenticate(presented).await?;
+        let hash = ApiKey::new(presented.unwrap_or_default().trim()).hash();
+        Ok((project, crate::meta::key_id(&hash)))
+    }
+
+    /// Every project's counters (the operator view).
+    pub async fn projects(&self) -> Result<Vec<crate::meta::ProjectReport>> {
+        Ok(self.meta.usage().await?)
+    }
+
+    /// Keys in the database, revoked ones included (the operator view; keys of `FILEGATE_API_KEYS` are
+    /// configuration, not listed).
+    pub async fn keys(&self) -> Result<Vec<crate::meta::ApiKeyInfo>> {
+        Ok(self.meta.list_api_keys(None).await?)
+    }
+
+    /// A new key for `project`, returned in clear this once, with its id.
+    pub async fn create(&self, project: &ProjectId, label: &str) -> Result<(ApiKey, String)> {
+        let key = create_key(self.meta.as_ref(), project, label).await?;
+        let id = crate::meta::key_id(&key.hash());
+        Ok((key, id))
+    }
+
+    /// Revokes the key of id `id`; `FileNotFound`-like `InvalidArgument` when there is none.
+    pub async fn revoke(&self, id: &str) -> Result<crate::meta::ApiKeyInfo> {
+        self.meta
+            .revoke_api_key(id, Timestamp::now())
+            .await?
+            .ok_or_else(|| Error::invalid(format!("No key has the id {id}.")))
+    }
+
     /// Records the key's use in the background: a request never waits for it, nor fails with it.
     fn note_use(&self, hash: String) {
         let now = Instant::now();

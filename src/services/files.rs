@@ -139,6 +139,32 @@ impl Files {
         super::lifecycle::delete(self.meta.as_ref(), self.blobs.as_ref(), &self.imports.running, project, id).await
     }
 
+    /// A link that downloads an ACTIVE file for [`DOWNLOAD_LINK_TTL`] without the API key (the console's:
+    /// a browser's own download streams to disk, but cannot send a header). The token is 256 random bits,
+    /// stored as its SHA-256.
+    pub async fn download_link(&self, project: &ProjectId, id: &FileId) -> Result<String> {
+        let file = self.get(project, id).await?;
+        if file.state != FileState::Ready {
+            return Err(Error::FailedPrecondition(format!("The file {id} is not ACTIVE and cannot be downloaded.")));
+        }
+        let token = crate::domain::random_alphanumeric(43);
+        let expires_at = Timestamp::now().plus_seconds(DOWNLOAD_LINK_TTL.as_secs());
+        self.meta.put_download_link(&link_hash(&token), project, id, expires_at).await?;
+        Ok(token)
+    }
+
+    /// The project and file a live download link names; anything else is `FileNotFound`.
+    pub async fn resolve_download_link(&self, token: &str) -> Result<(ProjectId, FileId)> {
+        let found = self.meta.download_link(&link_hash(token), Timestamp::now()).await?;
+        found.ok_or_else(|| Error::FileNotFound("(an expired or unknown download link)".into()))
+    }
+
+    /// The project's counters, as its own users may see them.
+    pub async fn usage(&self, project: &ProjectId) -> Result<crate::meta::ProjectUsage> {
+        let all = self.meta.usage().await?;
+        Ok(all.into_iter().find(|report| report.project == *project).map(|report| report.usage).unwrap_or_default())
+    }
+
     /// Opens an ACTIVE file for download, whole or one range of it.
     pub async fn download(&self, project: &ProjectId, id: &FileId, range: Option<ByteRange>) -> Result<Download> {
         let file = self.get(project, id).await?;
@@ -155,6 +181,14 @@ impl Files {
         let body = self.blobs.read(&file.blob_key, range.clone()).await?;
         Ok(Download { file, range, partial, body })
     }
+}
+
+/// How long a download link works: long enough for a browser to start the download it was made for.
+pub const DOWNLOAD_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn link_hash(token: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
 #[cfg(test)]

@@ -114,6 +114,7 @@ fn classify(err: &Error) -> Answer {
         Error::BatchNotFound(name) => {
             answer(S::NOT_FOUND, "NOT_FOUND", format!("Batch {name} not found.")).reason(FILEGATE, "BATCH_NOT_FOUND")
         }
+        Error::PermissionDenied(_) => answer(S::FORBIDDEN, "PERMISSION_DENIED", msg),
         Error::WebhookNotFound(name) => answer(S::NOT_FOUND, "NOT_FOUND", format!("Webhook {name} not found."))
             .reason(FILEGATE, "WEBHOOK_NOT_FOUND"),
         Error::AlreadyExists(id) => answer(S::CONFLICT, "ALREADY_EXISTS", format!("files/{id} already exists.")),

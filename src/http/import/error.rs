@@ -37,6 +37,7 @@ pub(crate) fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, 
         ),
         Error::InvalidApiKey => (S::UNAUTHORIZED, "authentication_error", "invalid_api_key", "Invalid API key.".into()),
         Error::FileNotFound(id) => (S::NOT_FOUND, "not_found_error", "file_not_found", format!("No file {id}.")),
+        Error::PermissionDenied(message) => (S::FORBIDDEN, "permission_error", "permission_denied", message.clone()),
         Error::WebhookNotFound(name) => {
             (S::NOT_FOUND, "not_found_error", "webhook_not_found", format!("No webhook {name}."))
         }

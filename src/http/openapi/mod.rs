@@ -23,6 +23,7 @@ use utoipa::openapi::{
 };
 
 mod caches_and_batches;
+mod console;
 pub mod operations;
 mod webhooks;
 
@@ -139,6 +140,7 @@ fn reason(refusal: &Refusal) -> &'static str {
         Error::CacheNotFound(_) => "a missing, expired or other project's context cache",
         Error::BatchNotFound(_) => "a missing or other project's batch job",
         Error::WebhookNotFound(_) => "a missing or other project's webhook",
+        Error::PermissionDenied(_) => "a valid key that may not do this (not an operator's)",
         Error::AlreadyExists(_) => "the name is taken",
         Error::FileTooLarge { .. } => "over the per-file limit",
         Error::QuotaExceeded { .. } => "over the project's quota",
@@ -347,7 +349,7 @@ fn http_method(method: &Method) -> HttpMethod {
 
 pub fn document() -> OpenApi {
     let mut paths = PathsBuilder::new();
-    for endpoint in super::routes::endpoints(true) {
+    for endpoint in super::routes::endpoints(true, true) {
         for describe in endpoint.operations {
             let route = describe();
             paths = paths.path(route.path, PathItem::new(http_method(&endpoint.method), operation(route)));

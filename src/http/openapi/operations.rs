@@ -20,6 +20,7 @@ use crate::services::imports::MAX_WAIT;
 
 pub use super::caches_and_batches::*;
 use super::caches_and_batches::{any_object, object_body};
+pub use super::console::*;
 pub use super::webhooks::*;
 
 fn not_found() -> Error {

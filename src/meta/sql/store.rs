@@ -404,7 +404,43 @@ impl MetaStore for SqlMeta {
             .execute(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
+        sqlx::query("DELETE FROM download_links WHERE expires_at <= $1")
+            .bind(now.as_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(sessions.rows_affected())
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn put_download_link(
+        &self,
+        token_hash: &str,
+        project: &ProjectId,
+        file: &FileId,
+        expires_at: Timestamp,
+    ) -> MetaResult<()> {
+        sqlx::query("INSERT INTO download_links (token_hash, project_id, file_id, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(token_hash)
+            .bind(project.as_str())
+            .bind(file.as_str())
+            .bind(expires_at.as_micros())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn download_link(&self, token_hash: &str, now: Timestamp) -> MetaResult<Option<(ProjectId, FileId)>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT project_id, file_id FROM download_links WHERE token_hash = $1 AND expires_at > $2")
+                .bind(token_hash)
+                .bind(now.as_micros())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(row.map(|(project, file)| (ProjectId::from_stored(project), FileId::from_stored(file))))
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
