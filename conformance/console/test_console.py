@@ -289,3 +289,43 @@ def test_it_fits_a_phone_and_follows_the_dark_scheme(server, browser):
     background = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(18, 20, 23)", background
     shot(browser, "files-dark")
+
+
+def test_download_saves_the_bytes_through_a_link_that_needs_no_key(server, browser, tmp_path):
+    saved = tmp_path / "downloads"
+    saved.mkdir()
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(saved)})
+    source = tmp_path / "report.pdf"
+    source.write_bytes(b"%PDF-1.4\n" + os.urandom(300_000))
+    client = make_client(server, ALPHA_KEY)
+    client.files.upload(file=str(source), config={"mime_type": "application/pdf", "display_name": "report.pdf"})
+    sign_in(browser, server)
+    wait(browser, lambda d: "report.pdf" in file_rows(d))
+    click_in_row(browser, "report.pdf", "Download")
+    done = wait(browser, lambda d: [p for p in saved.iterdir() if not p.name.endswith(".crdownload")], timeout=30)
+    assert done[0].name == "report.pdf"
+    assert done[0].read_bytes() == source.read_bytes()
+    assert not severe_logs(browser)
+
+
+def test_keyboard_alone_signs_in_and_moves_between_views(server, browser):
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(f"{server.url}/console")
+    active = lambda d: d.switch_to.active_element.get_attribute("id")  # noqa: E731
+    wait(browser, lambda d: active(d) == "api-key", message="the key field has the focus at once")
+    browser.switch_to.active_element.send_keys(ALPHA_KEY + Keys.ENTER)
+    wait(browser, lambda d: by_id(d, "who").text.startswith("Project alpha"))
+    tab = browser.find_element(By.CSS_SELECTOR, ".tab[data-view=import]")
+    tab.send_keys(Keys.ENTER)
+    wait(browser, lambda d: active(d) == "import-title", message="the chosen view's heading takes the focus")
+    assert tab.get_attribute("aria-current") == "page"
+    for field in browser.find_elements(By.CSS_SELECTOR, "input"):
+        field_id = field.get_attribute("id")
+        assert browser.find_elements(By.CSS_SELECTOR, f"label[for='{field_id}']"), f"#{field_id} has a label"
+
+
+def test_the_key_never_reaches_the_server_log(server):
+    log = Path(server.log.name).read_text()
+    assert "listening on" in log or "answered" in log
+    assert ALPHA_KEY not in log and BETA_KEY not in log
