@@ -189,6 +189,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let import_workers = tokio::spawn(workers.run(shutdown.child_token()));
     tracing::info!(workers = config.imports.workers, "import workers started");
     let webhook_deliveries = tokio::spawn(deliverer.run(shutdown.child_token()));
+    // Batch jobs are followed without anyone polling: their results collected, their webhooks told.
+    tokio::spawn(state.batches.clone().watch(config.sweep_interval, shutdown.child_token()));
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
     tracing::info!(public_url = %state.public_url, "listening on http://{addr}");

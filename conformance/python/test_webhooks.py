@@ -351,3 +351,37 @@ def test_a_receiver_failing_for_the_whole_retry_window_disables_its_webhook(shor
     assert "filegate_webhook_pending_deliveries" in metrics
     status, error = call(short_lived, "POST", f"/v1beta/{hook['name']}:ping")
     assert status == 400 and "enable it first" in error["error"]["message"]
+
+
+def test_a_batch_tells_its_end_without_anyone_polling(receiver):
+    """Each node follows unfinished batch jobs itself (every sweep interval): nobody polls here, yet the
+    results become a file and batch.succeeded arrives; a cancelled job tells batch.cancelled."""
+    from conftest import Fake
+
+    fake = Fake("--bearer", "unused")
+    server = Server({**FAST_RETRIES, **own_database("webhooks_batches"), "FILEGATE_UPSTREAM": "gemini",
+                     "FILEGATE_GEMINI_ENDPOINT": fake.url, "FILEGATE_GEMINI_API_KEY": "gemini-upstream-key",
+                     "FILEGATE_SWEEP_INTERVAL_SECONDS": "1"})
+    try:
+        events = ["batch.succeeded", "batch.failed", "batch.cancelled", "batch.expired"]
+        status, hook = call(server, "POST", "/v1beta/webhooks", body={"uri": receiver.url, "subscribedEvents": events})
+        assert status == 200, hook
+        client = make_client(server, ALPHA_KEY)
+        request = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+        job = client.batches.create(model="gemini-test", src=[request, request])
+        stopped = client.batches.create(model="gemini-test", src=[request])
+        client.batches.cancel(name=stopped.name)
+        secret = hook["newSigningSecret"]
+        of_batch = lambda name, kind: lambda p: p["type"] == kind and p["data"]["batch"]["name"] == name  # noqa: E731
+        [(_, done)] = receiver.wait_for(of_batch(job.name, "batch.succeeded"), secret)
+        results = done["data"]["batch"]["metadata"]["output"]["responsesFile"]
+        assert done["data"]["batch"]["done"] is True
+        assert client.files.get(name=results).source.name == "GENERATED"
+        assert len(client.files.download(file=results).decode().splitlines()) == 2
+        receiver.wait_for(of_batch(stopped.name, "batch.cancelled"), secret)
+        time.sleep(2)
+        told = [json.loads(body) for _, body in receiver.deliveries]
+        assert sorted(p["type"] for p in told) == ["batch.cancelled", "batch.succeeded"], "each end told once"
+    finally:
+        server.stop()
+        fake.stop()

@@ -807,10 +807,26 @@ contract!(
             updated_at: now.plus_seconds(5),
             ..batch("b1")
         };
-        assert!(store.update_batch(&done).await.unwrap());
+        // A change is recorded only from the state it was learnt in: of two nodes, one records it.
+        let mut tx = store.write().await.unwrap();
+        assert!(!tx.update_batch_from(&done, "BATCH_STATE_RUNNING", false).await.unwrap(), "not from that state");
+        assert!(tx.update_batch_from(&done, "BATCH_STATE_PENDING", false).await.unwrap());
+        assert!(!tx.update_batch_from(&done, "BATCH_STATE_PENDING", false).await.unwrap(), "recorded already");
+        let other = BatchRecord { project: beta.clone(), ..batch("b2") };
+        assert!(!tx.update_batch_from(&other, "BATCH_STATE_PENDING", false).await.unwrap(), "another project's");
+        tx.commit().await.unwrap();
         assert_eq!(store.batch(&alpha, "b1").await.unwrap(), Some(done));
         assert!(!store.claim_batch_collection(&alpha, "b1", now.plus_seconds(900), now.plus_seconds(800)).await.unwrap());
-        assert!(!store.update_batch(&BatchRecord { project: beta.clone(), ..batch("b2") }).await.unwrap());
+        let ended = ["BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED"];
+        let mut open: Vec<String> = store
+            .unfinished_batches(&ended, "BATCH_STATE_SUCCEEDED", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        open.sort();
+        assert_eq!(open, ["b2", "b3"], "a batch whose results were collected has ended");
         assert!(!store.delete_batch(&beta, "b1").await.unwrap());
         assert!(store.delete_batch(&alpha, "b1").await.unwrap());
         assert_eq!(store.batch(&alpha, "b1").await.unwrap(), None);

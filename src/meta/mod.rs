@@ -442,6 +442,14 @@ pub trait WriteTx: Send {
     async fn request_webhooks(&mut self, blob_keys: &[String]) -> MetaResult<Vec<(String, String)>>;
     /// Records a file's per-request webhooks (`config` is JSON).
     async fn set_request_webhooks(&mut self, blob_key: &str, config: &str) -> MetaResult<()>;
+    /// Records what was learnt of a batch if its row still has `expected_state` and was (or was not yet)
+    /// collected as `was_collected` says; `false` when another request or node changed it first.
+    async fn update_batch_from(
+        &mut self,
+        batch: &BatchRecord,
+        expected_state: &str,
+        was_collected: bool,
+    ) -> MetaResult<bool>;
     /// Queues deliveries; they become visible to the delivery workers when the transaction commits.
     async fn queue_deliveries(&mut self, deliveries: &[NewDelivery]) -> MetaResult<()>;
 
@@ -544,6 +552,8 @@ pub trait MetaStore: ModelRecords + WebhookRecords + Send + Sync + 'static {
 
     /// Every project's counters.
     async fn usage(&self) -> MetaResult<Vec<ProjectReport>>;
+    /// One project's counters; `None` for a project never seen.
+    async fn project_usage(&self, project: &ProjectId) -> MetaResult<Option<ProjectUsage>>;
     /// Finished files after `after` in blob-key order, `limit` at most (to walk them all).
     async fn stored_files(&self, after: Option<&str>, limit: u32) -> MetaResult<Vec<StoredFile>>;
     /// Files whose bytes are still arriving (open uploads, unfinished imports).

@@ -83,8 +83,9 @@ pub trait ModelRecords: Send + Sync {
     async fn batch(&self, project: &ProjectId, id: &str) -> MetaResult<Option<BatchRecord>>;
     /// A project's batches in id order after `after`, `limit` at most.
     async fn batches(&self, project: &ProjectId, after: Option<&str>, limit: u32) -> MetaResult<Vec<BatchRecord>>;
-    /// Records what was learnt of a batch (state, times, error, results file); `false` when it is gone.
-    async fn update_batch(&self, batch: &BatchRecord) -> MetaResult<bool>;
+    /// Batches the API has not shown an end for yet: in none of the `ended` states, or in `succeeded` without
+    /// their results collected. Oldest first, `limit` at most (a node's watcher asks the upstream about them).
+    async fn unfinished_batches(&self, ended: &[&str], succeeded: &str, limit: u32) -> MetaResult<Vec<BatchRecord>>;
     /// Claims the collection of a batch's results until `until`, unless another live claim holds it or its
     /// results are collected already; racing claimers: one wins.
     async fn claim_batch_collection(

@@ -161,8 +161,7 @@ impl Files {
 
     /// The project's counters, as its own users may see them.
     pub async fn usage(&self, project: &ProjectId) -> Result<crate::meta::ProjectUsage> {
-        let all = self.meta.usage().await?;
-        Ok(all.into_iter().find(|report| report.project == *project).map(|report| report.usage).unwrap_or_default())
+        Ok(self.meta.project_usage(project).await?.unwrap_or_default())
     }
 
     /// Opens an ACTIVE file for download, whole or one range of it.

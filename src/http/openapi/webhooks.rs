@@ -25,7 +25,8 @@ fn webhook_id() -> utoipa::openapi::path::Parameter {
     param("id", ParameterIn::Path, true, "The webhook's id (the part after `webhooks/`)")
 }
 
-const EVENTS: &str = "Events: `file.active`, `file.failed`, `file.deleted`, `file.expired`. Deliveries are signed \
+const EVENTS: &str = "Events: `file.active`, `file.failed`, `file.deleted`, `file.expired`, `batch.succeeded`, \
+    `batch.failed`, `batch.cancelled`, `batch.expired`. Deliveries are signed \
     per Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`), retried with backoff for \
     24 h with the same `webhook-id`; a webhook whose deliveries fail for that long becomes \
     `disabled_due_to_failed_deliveries`. See docs/webhooks.md.";

@@ -4,6 +4,7 @@ use sqlx::FromRow;
 
 use super::SqlMeta;
 use super::rows::int;
+use super::tx::SqlTx;
 use crate::domain::{FileId, ProjectId, Timestamp};
 use crate::meta::{BatchRecord, MetaResult};
 
@@ -97,22 +98,21 @@ impl SqlMeta {
         Ok(rows.into_iter().map(BatchRecord::from).collect())
     }
 
-    pub(super) async fn update_batch_row(&self, batch: &BatchRecord) -> MetaResult<bool> {
-        let done = sqlx::query(
-            "UPDATE batches SET state = $3, output_file = $4, error = $5, updated_at = $6, end_time = $7 \
-             WHERE project_id = $1 AND id = $2",
-        )
-        .bind(batch.project.as_str())
-        .bind(&batch.id)
-        .bind(&batch.state)
-        .bind(batch.output_file.as_ref().map(FileId::as_str))
-        .bind(batch.error.as_deref())
-        .bind(batch.updated_at.as_micros())
-        .bind(batch.end_time.map(Timestamp::as_micros))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(done.rows_affected() > 0)
+    pub(super) async fn unfinished(&self, ended: &[&str], succeeded: &str, limit: u32) -> MetaResult<Vec<BatchRecord>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM batches WHERE state NOT IN ({}) AND NOT (state = $1 AND output_file IS NOT NULL) \
+             ORDER BY created_at LIMIT $2",
+            super::tx::numbered(3, ended.len().max(1))
+        );
+        let mut select = sqlx::query_as::<_, BatchRow>(&sql).bind(succeeded).bind(int(u64::from(limit)));
+        for state in ended {
+            select = select.bind(*state);
+        }
+        if ended.is_empty() {
+            select = select.bind("");
+        }
+        let rows = select.fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
+        Ok(rows.into_iter().map(BatchRecord::from).collect())
     }
 
     pub(super) async fn claim_collection(
@@ -153,6 +153,36 @@ impl SqlMeta {
             .execute(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+impl SqlTx {
+    /// Writes what was learnt of a batch if its row is still as `expected_state` and `was_collected` say
+    /// (another node may have recorded the same change first): `false` then.
+    pub(super) async fn update_batch_row_from(
+        &mut self,
+        batch: &BatchRecord,
+        expected_state: &str,
+        was_collected: bool,
+    ) -> MetaResult<bool> {
+        let done = sqlx::query(
+            "UPDATE batches SET state = $3, output_file = $4, error = $5, updated_at = $6, end_time = $7 \
+             WHERE project_id = $1 AND id = $2 AND state = $8 \
+               AND (CASE WHEN output_file IS NULL THEN 0 ELSE 1 END) = $9",
+        )
+        .bind(batch.project.as_str())
+        .bind(&batch.id)
+        .bind(&batch.state)
+        .bind(batch.output_file.as_ref().map(FileId::as_str))
+        .bind(batch.error.as_deref())
+        .bind(batch.updated_at.as_micros())
+        .bind(batch.end_time.map(Timestamp::as_micros))
+        .bind(expected_state)
+        .bind(i64::from(was_collected))
+        .execute(self.conn())
+        .await
+        .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)
     }
 }

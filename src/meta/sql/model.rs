@@ -56,6 +56,11 @@ impl ModelRecords for SqlMeta {
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn unfinished_batches(&self, ended: &[&str], succeeded: &str, limit: u32) -> MetaResult<Vec<BatchRecord>> {
+        self.unfinished(ended, succeeded, limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn put_batch(&self, batch: &BatchRecord) -> MetaResult<()> {
         self.insert_batch(batch).await
     }
@@ -68,11 +73,6 @@ impl ModelRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn batches(&self, project: &ProjectId, after: Option<&str>, limit: u32) -> MetaResult<Vec<BatchRecord>> {
         self.list_batches(project, after, limit).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn update_batch(&self, batch: &BatchRecord) -> MetaResult<bool> {
-        self.update_batch_row(batch).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]

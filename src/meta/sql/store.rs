@@ -502,6 +502,14 @@ impl MetaStore for SqlMeta {
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn project_usage(&self, project: &ProjectId) -> MetaResult<Option<ProjectUsage>> {
+        let sql = format!("SELECT {USAGE_COLUMNS} FROM projects WHERE id = $1");
+        let row: Option<UsageRow> =
+            sqlx::query_as(&sql).bind(project.as_str()).fetch_optional(&self.pool).await.map_err(|e| self.err(e))?;
+        Ok(row.as_ref().map(ProjectUsage::from))
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn stored_files(&self, after: Option<&str>, limit: u32) -> MetaResult<Vec<StoredFile>> {
         let rows: Vec<(String, i64, Option<Vec<u8>>)> = sqlx::query_as(
             "SELECT blob_key, size_bytes, sha256 FROM files WHERE state = 'ready' AND blob_key > $1 \

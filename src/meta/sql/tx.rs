@@ -510,6 +510,15 @@ impl WriteTx for SqlTx {
         self.set_webhook_config(blob_key, config).await
     }
 
+    async fn update_batch_from(
+        &mut self,
+        batch: &crate::meta::BatchRecord,
+        expected_state: &str,
+        was_collected: bool,
+    ) -> MetaResult<bool> {
+        self.update_batch_row_from(batch, expected_state, was_collected).await
+    }
+
     async fn queue_deliveries(&mut self, deliveries: &[NewDelivery]) -> MetaResult<()> {
         self.insert_deliveries(deliveries).await
     }

@@ -42,6 +42,8 @@ use crate::services::ingest::write_object;
 use crate::services::model::upstream::UpstreamClient;
 use crate::services::model::{Models, RewritePlan};
 use crate::services::uploads::{DeclaredSize, StartUpload, Uploads};
+use crate::services::webhooks::{self, EventType};
+use tokio_util::sync::CancellationToken;
 
 /// How long the copies a batch reads are kept: Google runs a batch within 48 hours of its creation; a
 /// day more covers a job still writing its results.
@@ -293,14 +295,14 @@ impl Batches {
             let file = found.pointer("/metadata/output/responsesFile").and_then(Value::as_str);
             (state, found.pointer("/metadata/endTime"), file.map(|f| Results::GoogleFile(f.to_owned())))
         };
-        let before = (record.state.clone(), record.end_time, record.error.clone());
+        let before = record.clone();
         record.state = state.to_owned();
         record.end_time = end.and_then(Value::as_str).and_then(Timestamp::parse_rfc3339).or(record.end_time);
         record.error = found.get("error").map(Value::to_string).or(record.error);
         // A client polling a running job writes nothing until something changed.
-        if before != (record.state.clone(), record.end_time, record.error.clone()) {
+        if (&before.state, before.end_time, &before.error) != (&record.state, record.end_time, &record.error) {
             record.updated_at = Timestamp::now();
-            self.meta.update_batch(&record).await?;
+            self.record_change(&before, &record).await?;
         }
         if state == view::SUCCEEDED && !collected {
             let now = Timestamp::now();
@@ -315,8 +317,48 @@ impl Batches {
         Ok(record)
     }
 
+    /// Records a change learnt of a batch and queues the webhook event it tells, in one transaction;
+    /// `false` when another request or node recorded a change first (it told of it, if anything).
+    async fn record_change(&self, before: &BatchRecord, after: &BatchRecord) -> Result<bool> {
+        let mut tx = self.meta.write().await?;
+        if !tx.update_batch_from(after, &before.state, before.output_file.is_some()).await? {
+            return Ok(false);
+        }
+        if let Some(event) = ended_event(before, after) {
+            let (project, view) = (&after.project, batch_view(after));
+            webhooks::event::queue_batch_event(tx.as_mut(), event, project, view, Timestamp::now()).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Asks the upstream, every `every`, about the batches whose end the API has not shown yet, so that
+    /// their results are collected and their webhooks told without anyone polling. Every node watches: a
+    /// change is recorded (and told) once, results are collected once (a lease).
+    pub async fn watch(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let ended = [view::FAILED, view::CANCELLED, view::EXPIRED];
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            match self.meta.unfinished_batches(&ended, view::SUCCEEDED, WATCHED_PER_ROUND).await {
+                Ok(batches) => {
+                    for batch in batches {
+                        let id = batch.id.clone();
+                        if let Err(e) = self.refresh(batch).await {
+                            tracing::debug!(batch = id, error = %e, "asking the upstream about a batch failed");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "listing unfinished batches failed"),
+            }
+        }
+    }
+
     /// Copies a finished job's results into a filegate file of its project, streamed.
     async fn collect(&self, mut record: BatchRecord, results: Results) {
+        let before = record.clone();
         let collected = async {
             let upstream = self.models.upstream()?.clone();
             let (body, size): (ByteStream, u64) = match &results {
@@ -368,7 +410,7 @@ impl Batches {
                 return;
             }
         }
-        if let Err(e) = self.meta.update_batch(&record).await {
+        if let Err(e) = self.record_change(&before, &record).await {
             tracing::warn!(batch = record.id, error = %e, "recording collected batch results failed");
         }
     }
@@ -410,5 +452,25 @@ impl Batches {
         }
         self.meta.delete_batch(project, &record.id).await?;
         Ok(json!({"name": format!("batches/{}", record.id), "done": true}))
+    }
+}
+
+/// Batches a node's watcher asks the upstream about per round, oldest first.
+const WATCHED_PER_ROUND: u32 = 100;
+
+/// The webhook event a change of a batch tells, if the API now shows it ended: a success only once its
+/// results are a file of the project (until then the API shows it running).
+fn ended_event(before: &BatchRecord, after: &BatchRecord) -> Option<EventType> {
+    if after.state == view::SUCCEEDED && after.output_file.is_some() && before.output_file.is_none() {
+        return Some(EventType::BatchSucceeded);
+    }
+    if after.state == before.state {
+        return None;
+    }
+    match after.state.as_str() {
+        view::FAILED => Some(EventType::BatchFailed),
+        view::CANCELLED => Some(EventType::BatchCancelled),
+        view::EXPIRED => Some(EventType::BatchExpired),
+        _ => None,
     }
 }

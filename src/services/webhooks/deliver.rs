@@ -198,9 +198,10 @@ impl Deliverer {
     fn body(&self, delivery: &Delivery) -> Result<String, String> {
         let event: Recorded =
             serde_json::from_str(&delivery.event).map_err(|e| format!("the recorded event does not parse: {e}"))?;
-        let data = match &event.file {
-            Some(file) => (self.render)(&file.record(&event.project)),
-            None => json!({}),
+        let data = match (&event.file, event.batch) {
+            (Some(file), _) => (self.render)(&file.record(&event.project)),
+            (None, Some(batch)) => json!({ "batch": batch }),
+            (None, None) => json!({}),
         };
         let mut body = json!({
             "id": delivery.id,

@@ -1,4 +1,4 @@
-//! What is told, and the one way it is queued: inside the write transaction of the change it reports.
+//! What is told, and how it is queued: inside the write transaction of the change it reports.
 //!
 //! An event is recorded with a snapshot of its file as the transaction left it, and rendered into the
 //! body only at delivery (`deliver.rs`): the views belong to the HTTP layer, and the body then is the same
@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::domain::{FailureCode, FileError, FileId, FileRecord, FileState, ImportInfo, Origin, ProjectId, Timestamp};
 use crate::error::{Error, Result};
-use crate::meta::{NewDelivery, WriteTx};
+use crate::meta::{NewDelivery, Subscriber, WriteTx};
 
 /// The events filegate tells of, by their stable names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,14 +20,27 @@ pub enum EventType {
     FileFailed,
     FileDeleted,
     FileExpired,
+    /// A batch job's results became a file of its project.
+    BatchSucceeded,
+    BatchFailed,
+    BatchCancelled,
+    BatchExpired,
     /// Sent by `:ping` only, to the webhook pinged.
     Ping,
 }
 
 impl EventType {
-    /// The types a webhook may subscribe to. (Batch jobs are not among them yet: filegate learns a batch's
-    /// state only when it is asked for it, so it could not tell of it on time.)
-    pub const SUBSCRIBABLE: [Self; 4] = [Self::FileActive, Self::FileFailed, Self::FileDeleted, Self::FileExpired];
+    /// The types a webhook may subscribe to.
+    pub const SUBSCRIBABLE: [Self; 8] = [
+        Self::FileActive,
+        Self::FileFailed,
+        Self::FileDeleted,
+        Self::FileExpired,
+        Self::BatchSucceeded,
+        Self::BatchFailed,
+        Self::BatchCancelled,
+        Self::BatchExpired,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -35,6 +48,10 @@ impl EventType {
             Self::FileFailed => "file.failed",
             Self::FileDeleted => "file.deleted",
             Self::FileExpired => "file.expired",
+            Self::BatchSucceeded => "batch.succeeded",
+            Self::BatchFailed => "batch.failed",
+            Self::BatchCancelled => "batch.cancelled",
+            Self::BatchExpired => "batch.expired",
             Self::Ping => "webhook.ping",
         }
     }
@@ -54,6 +71,9 @@ pub struct Recorded {
     pub project: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileSnapshot>,
+    /// A batch event's batch, as the API shows it (rendered by the service that changed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Value>,
     /// A per-request webhook's `user_metadata`, handed back with each of its deliveries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_metadata: Option<Value>,
@@ -188,6 +208,7 @@ pub async fn queue_with(
                 timestamp: now.to_rfc3339(),
                 project: file.project.as_str().to_owned(),
                 file: Some(FileSnapshot::from(*file)),
+                batch: None,
                 user_metadata,
             };
             serde_json::to_string(&event).map_err(Error::internal)
@@ -201,8 +222,14 @@ pub async fn queue_with(
             event,
             created_at: now,
         };
-        for webhook in project_webhooks.iter().filter(|w| w.events.iter().any(|e| e == event_type.as_str())) {
-            deliveries.push(delivery(Some(webhook.webhook_id.clone()), None, recorded(None)?));
+        let subscribed = project_webhooks.iter().filter(|w| w.events.iter().any(|e| e == event_type.as_str()));
+        let mut plain = None;
+        for webhook in subscribed {
+            let event = match &plain {
+                Some(event) => String::clone(event),
+                None => plain.insert(recorded(None)?).clone(),
+            };
+            deliveries.push(delivery(Some(webhook.webhook_id.clone()), None, event));
         }
         for (_, config) in configs.iter().filter(|(key, _)| *key == file.blob_key) {
             let Ok(config) = serde_json::from_str::<RequestWebhooks>(config) else { continue };
@@ -210,6 +237,49 @@ pub async fn queue_with(
             deliveries.extend(config.uris.into_iter().map(|uri| delivery(None, Some(uri), event.clone())));
         }
     }
+    tx.queue_deliveries(&deliveries).await?;
+    Ok(())
+}
+
+/// Queues `event_type` of a batch job (`view`: the batch as the API shows it) for the project's webhooks
+/// subscribed to it. Call it in the transaction that recorded the change.
+pub async fn queue_batch_event(
+    tx: &mut dyn WriteTx,
+    event_type: EventType,
+    project: &ProjectId,
+    view: Value,
+    now: Timestamp,
+) -> Result<()> {
+    let subscribed: Vec<Subscriber> = tx
+        .webhook_subscribers(project)
+        .await?
+        .into_iter()
+        .filter(|w| w.events.iter().any(|e| e == event_type.as_str()))
+        .collect();
+    if subscribed.is_empty() {
+        return Ok(());
+    }
+    let event = Recorded {
+        event_type: event_type.as_str().to_owned(),
+        timestamp: now.to_rfc3339(),
+        project: project.as_str().to_owned(),
+        file: None,
+        batch: Some(view),
+        user_metadata: None,
+    };
+    let event = serde_json::to_string(&event).map_err(Error::internal)?;
+    let deliveries: Vec<NewDelivery> = subscribed
+        .into_iter()
+        .map(|webhook| NewDelivery {
+            id: message_id(),
+            project: project.clone(),
+            webhook_id: Some(webhook.webhook_id),
+            uri: None,
+            event_type: event_type.as_str().to_owned(),
+            event: event.clone(),
+            created_at: now,
+        })
+        .collect();
     tx.queue_deliveries(&deliveries).await?;
     Ok(())
 }

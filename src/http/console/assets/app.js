@@ -113,7 +113,7 @@ async function signIn(candidate) {
   $("operator-tab").hidden = !project.operator;
   say("");
   showQuota(project);
-  await loadFiles(true);
+  await loadFiles(true).catch(() => {}); // said in the status line
   refreshTimer = setInterval(refresh, 3000);
   return true;
 }
@@ -163,7 +163,11 @@ async function refresh() {
     showQuota(project);
     await loadFiles(true, true);
   } catch (error) {
-    if (error.status === 403) signOut();
+    // A key revoked meanwhile: sign out, and say why.
+    if ([400, 401, 403].includes(error.status)) {
+      signOut();
+      say("The API key is no longer valid; signed out.", true);
+    }
   }
 }
 
