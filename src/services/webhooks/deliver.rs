@@ -85,7 +85,8 @@ impl Deliverer {
         let (outcomes, settling) = mpsc::channel(this.settings.concurrency * 4);
         let settler = tokio::spawn(settle_in_batches(this.meta.clone(), this.owner.clone(), settling));
         let mut in_flight = JoinSet::new();
-        loop {
+        // Checked on every round: with a backlog, claims never come back empty and the wait below is skipped.
+        while !stop.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
             let free = this.settings.concurrency.saturating_sub(in_flight.len());
             let claimed = if free == 0 { Ok(Vec::new()) } else { this.claim(free.min(CLAIM_BATCH)).await };
@@ -346,5 +347,60 @@ mod tests {
         }
         let _busy = receivers.turn("https://c/", patience).await.unwrap();
         assert!(receivers.turn("https://a/", Duration::from_millis(10)).await.is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_with_a_backlog_still_stops_when_asked() {
+        use crate::domain::ProjectId;
+        use crate::meta::{NewDelivery, SigningSecrets, Webhook, WebhookState};
+
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<dyn MetaStore> =
+            Arc::new(crate::meta::sql::SqlMeta::open_sqlite(&dir.path().join("meta.db"), 8).await.unwrap());
+        let project = ProjectId::parse("alpha").unwrap();
+        let now = Timestamp::now();
+        meta.ensure_project(&project).await.unwrap();
+        // Port 9 on loopback: nothing listens, every attempt fails at once and the backlog never empties.
+        let webhook = Webhook {
+            id: "w".into(),
+            project: project.clone(),
+            uri: "http://127.0.0.1:9/".into(),
+            events: vec!["file.active".into()],
+            state: WebhookState::Enabled,
+            secrets: SigningSecrets { current: super::sign::new_secret(), previous: None },
+            created_at: now,
+            updated_at: now,
+        };
+        meta.insert_webhook(&webhook).await.unwrap();
+        let deliveries: Vec<NewDelivery> = (0..5000)
+            .map(|n| NewDelivery {
+                id: format!("msg_{n}"),
+                project: project.clone(),
+                webhook_id: Some("w".into()),
+                uri: None,
+                event_type: "file.active".into(),
+                event: "{}".into(),
+                created_at: now,
+            })
+            .collect();
+        let mut tx = meta.write().await.unwrap();
+        tx.queue_deliveries(&deliveries).await.unwrap();
+        tx.commit().await.unwrap();
+        let settings = WebhookSettings {
+            allow_http: true,
+            policy: Arc::new(crate::services::imports::AddressPolicy::new(vec!["127.0.0.1/32".parse().unwrap()])),
+            retry_for: Duration::from_secs(3600),
+            first_retry: Duration::from_millis(1),
+            attempt_timeout: Duration::from_secs(2),
+            concurrency: 16,
+        };
+        let render: RenderFile = Arc::new(|_| json!({}));
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(Deliverer::new(meta.clone(), settings, render).run(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.cancel();
+        // In-flight attempts get 2 s to end; nothing else may hold the stop up.
+        tokio::time::timeout(Duration::from_secs(4), running).await.expect("it stopped").unwrap();
+        assert_eq!(meta.delivery_backlog().await.unwrap().pending, 5000, "failed attempts keep their deliveries");
     }
 }
