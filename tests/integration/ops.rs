@@ -19,6 +19,30 @@ async fn healthz_and_metrics_answer_without_a_key() {
 }
 
 #[tokio::test]
+async fn the_console_is_served_locked_down_and_can_be_turned_off() {
+    let http = reqwest::Client::new();
+    let on = Server::start();
+    let page = http.get(format!("{}/console", on.url)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let script = http.get(format!("{}/console/app.js", on.url)).send().await.unwrap();
+    assert!(script.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    let project = http.get(format!("{}/console/api/project", on.url)).header("x-goog-api-key", ALPHA_KEY);
+    let project = json_of(project.send().await.unwrap(), StatusCode::OK).await;
+    assert_eq!((project["project"].as_str(), project["operator"].as_bool()), (Some("alpha"), Some(false)));
+    let refused = http.get(format!("{}/console/api/keys", on.url)).header("x-goog-api-key", ALPHA_KEY);
+    assert_eq!(refused.send().await.unwrap().status(), StatusCode::FORBIDDEN, "not an operator's key");
+
+    let off = Server::builder().env("FILEGATE_CONSOLE", "off").start();
+    for path in ["console", "console/app.js", "console/api/project"] {
+        let answer = http.get(format!("{}/{path}", off.url)).header("x-goog-api-key", ALPHA_KEY);
+        assert_eq!(answer.send().await.unwrap().status(), StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn openapi_describes_every_route() {
     let server = Server::start();
     let resp = reqwest::get(format!("{}/openapi.json", server.url)).await.unwrap();
