@@ -74,10 +74,11 @@ class Receiver:
         self.server.shutdown()
 
 
-def call(server, method, path, key=ALPHA_KEY, body=None):
+def call(server, method, path, key=ALPHA_KEY, body=None, bearer=False):
+    """`(status, JSON body)`; the key as the Gemini surface takes it, or as a Bearer token (the import API)."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(f"{server.url}{path}", data=data, method=method)
-    request.add_header("x-goog-api-key", key)
+    request.add_header(*(("authorization", f"Bearer {key}") if bearer else ("x-goog-api-key", key)))
     request.add_header("content-type", "application/json")
     try:
         with urllib.request.urlopen(request) as response:
@@ -87,14 +88,7 @@ def call(server, method, path, key=ALPHA_KEY, body=None):
 
 
 def import_call(server, body, key=ALPHA_KEY):
-    request = urllib.request.Request(f"{server.url}/v1/files", data=json.dumps(body).encode(), method="POST")
-    request.add_header("authorization", f"Bearer {key}")
-    request.add_header("content-type", "application/json")
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
+    return call(server, "POST", "/v1/files", key=key, body=body, bearer=True)
 
 
 class Source:
