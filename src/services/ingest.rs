@@ -218,21 +218,23 @@ impl<'a> Ingest<'a> {
 
     /// Records `chunk` with `record` (the caller's transaction, which must queue `chunk.superseded` as
     /// garbage); once recorded, the superseded tail is deleted at once and the session moves past the
-    /// chunk. `false`: the record was refused (another request committed first, a lease was lost), and
-    /// nothing moved.
+    /// chunk. `Some(chunk)` back: the record was refused (another request committed first, a lease was
+    /// lost, the transfer ended), and nothing moved. Its tail is then the caller's to [`Ingest::discard`]
+    /// once it knows no one else writes this staging area: the removal that ended a transfer queued the
+    /// tail of the bytes recorded before, not this one.
     pub async fn commit(
         &mut self,
         meta: &dyn MetaStore,
         chunk: Chunk,
         record: impl AsyncFnOnce(&Chunk) -> Result<bool>,
-    ) -> Result<bool> {
+    ) -> Result<Option<Chunk>> {
         if !record(&chunk).await? {
-            return Ok(false);
+            return Ok(Some(chunk));
         }
         super::garbage::reclaim_now(meta, self.blobs, chunk.superseded.as_slice()).await;
         self.received += chunk.written;
         self.hasher = chunk.hasher;
-        Ok(true)
+        Ok(None)
     }
 
     /// Deletes the tail `chunk` staged, when no commit will record it (its parts go with the staging

@@ -176,7 +176,7 @@ impl<'a> Attempt<'a> {
                 let (workers, task, progress) = (self.workers, self.task, &self.progress);
                 let mime_type = self.mime_type.as_deref();
                 let (meta, limits, owner) = (workers.meta.as_ref(), &workers.settings.limits, workers.owner.as_str());
-                let recorded = self
+                let refused = self
                     .ingest
                     .commit(meta, chunk, async |chunk| {
                         let garbage = chunk.superseded.as_slice();
@@ -185,7 +185,13 @@ impl<'a> Attempt<'a> {
                     })
                     .await
                     .map_err(storage_failure)?;
-                if !recorded {
+                if let Some(chunk) = refused {
+                    // The lease is lost. If the file went (deleted, expired), nobody will write this staging
+                    // area again and its removal queued only the tail recorded before this chunk.
+                    let current = meta.get_file(&task.project, &task.file_id).await;
+                    if current.is_ok_and(|file| file.is_none_or(|f| f.blob_key != task.blob_key)) {
+                        self.ingest.discard(&chunk).await;
+                    }
                     return Ok(false);
                 }
                 metrics::counter!(metric::IMPORT_BYTES).increment(written);

@@ -108,7 +108,7 @@ impl Uploads {
             return Ok((received, chunk.hasher.to_bytes()));
         }
         let token_hash = &session.token_hash;
-        let committed = ingest
+        let refused = ingest
             .commit(self.meta.as_ref(), chunk, async |chunk| {
                 let record =
                     ChunkRecord { offset: chunk.offset, length: written, hasher_state: chunk.hasher.to_bytes() };
@@ -116,11 +116,15 @@ impl Uploads {
                 Ok(self.meta.commit_chunk(token_hash, &record, &chunk.parts, garbage, writer, Timestamp::now()).await?)
             })
             .await?;
-        if !committed {
+        if let Some(chunk) = refused {
             // Cancelled meanwhile (on another node), or another request committed this offset first.
             let status = self.meta.get_upload(token_hash).await?.map(|s| s.status);
             return Err(match status {
-                Some(SessionStatus::Cancelled) => UploadError::Cancelled.into(),
+                Some(SessionStatus::Cancelled) | None => {
+                    // Nobody writes here any more, and the cancel's garbage predates this chunk's tail.
+                    ingest.discard(&chunk).await;
+                    UploadError::Cancelled.into()
+                }
                 _ => UploadError::ResendMismatch { offset: received, len: written }.into(),
             });
         }
