@@ -302,7 +302,7 @@ impl Batches {
         // A client polling a running job writes nothing until something changed.
         if (&before.state, before.end_time, &before.error) != (&record.state, record.end_time, &record.error) {
             record.updated_at = Timestamp::now();
-            self.record_change(&before, &record).await?;
+            self.record_change(&record).await?;
         }
         if state == view::SUCCEEDED && !collected {
             let now = Timestamp::now();
@@ -317,19 +317,39 @@ impl Batches {
         Ok(record)
     }
 
-    /// Records a change learnt of a batch and queues the webhook event it tells, in one transaction;
-    /// `false` when another request or node recorded a change first (it told of it, if anything).
-    async fn record_change(&self, before: &BatchRecord, after: &BatchRecord) -> Result<bool> {
-        let mut tx = self.meta.write().await?;
-        if !tx.update_batch_from(after, &before.state, before.output_file.is_some()).await? {
-            return Ok(false);
+    /// Records what was learnt of a batch (`learnt`: its state, times, error, results file) over the row as
+    /// it is now, and queues the webhook event the change tells, in one transaction. The row may have moved
+    /// since `learnt` was read (another request or node recorded first): the change is made from the row
+    /// read here, with a compare-and-set, and read again if that lost. Once the API has shown an end, a
+    /// late answer never moves the state back.
+    async fn record_change(&self, learnt: &BatchRecord) -> Result<()> {
+        for _ in 0..RECORD_ATTEMPTS {
+            let Some(current) = self.meta.batch(&learnt.project, &learnt.id).await? else { return Ok(()) };
+            let after = BatchRecord {
+                state: if shown_ended(&current) { current.state.clone() } else { learnt.state.clone() },
+                end_time: learnt.end_time.or(current.end_time),
+                error: learnt.error.clone().or_else(|| current.error.clone()),
+                output_file: learnt.output_file.clone().or_else(|| current.output_file.clone()),
+                updated_at: Timestamp::now(),
+                ..current.clone()
+            };
+            if (&after.state, after.end_time, &after.error, &after.output_file)
+                == (&current.state, current.end_time, &current.error, &current.output_file)
+            {
+                return Ok(());
+            }
+            let mut tx = self.meta.write().await?;
+            if !tx.update_batch_from(&after, &current.state, current.output_file.is_some()).await? {
+                continue;
+            }
+            if let Some(event) = ended_event(&current, &after) {
+                let (project, view) = (&after.project, batch_view(&after));
+                webhooks::event::queue_batch_event(tx.as_mut(), event, project, view, Timestamp::now()).await?;
+            }
+            tx.commit().await?;
+            return Ok(());
         }
-        if let Some(event) = ended_event(before, after) {
-            let (project, view) = (&after.project, batch_view(after));
-            webhooks::event::queue_batch_event(tx.as_mut(), event, project, view, Timestamp::now()).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        Err(Error::retry(format!("batches/{} changed too often to record what was learnt of it", learnt.id)))
     }
 
     /// Asks the upstream, every `every`, about the batches whose end the API has not shown yet, so that
@@ -358,7 +378,6 @@ impl Batches {
 
     /// Copies a finished job's results into a filegate file of its project, streamed.
     async fn collect(&self, mut record: BatchRecord, results: Results) {
-        let before = record.clone();
         let collected = async {
             let upstream = self.models.upstream()?.clone();
             let (body, size): (ByteStream, u64) = match &results {
@@ -410,7 +429,7 @@ impl Batches {
                 return;
             }
         }
-        if let Err(e) = self.record_change(&before, &record).await {
+        if let Err(e) = self.record_change(&record).await {
             tracing::warn!(batch = record.id, error = %e, "recording collected batch results failed");
         }
     }
@@ -453,6 +472,14 @@ impl Batches {
         self.meta.delete_batch(project, &record.id).await?;
         Ok(json!({"name": format!("batches/{}", record.id), "done": true}))
     }
+}
+
+/// Reads of a batch's row before a change to it is given up (each lost to another writer).
+const RECORD_ATTEMPTS: usize = 5;
+
+/// Whether the API has shown the batch's end: a final state, and for a success its results collected.
+fn shown_ended(batch: &BatchRecord) -> bool {
+    view::is_final(&batch.state) && (batch.state != view::SUCCEEDED || batch.output_file.is_some())
 }
 
 /// Batches a node's watcher asks the upstream about per round, oldest first.
