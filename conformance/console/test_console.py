@@ -25,7 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 from conftest import ALPHA_KEY, BETA_KEY, Server, make_client  # noqa: E402
 from test_webhooks import Source  # noqa: E402  (a static file server on loopback)
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+# The screenshots of docs/console are taken here; a run rewrites them only when asked
+# (FILEGATE_UPDATE_SCREENSHOTS=1), so that testing leaves the working tree as it was.
+SHOTS = (Path(__file__).resolve().parents[2] / "docs" / "console" if os.environ.get("FILEGATE_UPDATE_SCREENSHOTS")
+         else Path(os.environ.get("TMPDIR", "/tmp")) / f"filegate-console-shots-{os.getpid()}")
 ALPHA_KEY_ID = hashlib.sha256(ALPHA_KEY.encode()).hexdigest()[:16]
 
 
