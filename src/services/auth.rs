@@ -80,7 +80,7 @@ impl Auth {
         Ok((key, id))
     }
 
-    /// Revokes the key of id `id`; `FileNotFound`-like `InvalidArgument` when there is none.
+    /// Revokes the key of id `id`; `InvalidArgument` when no key has that id.
     pub async fn revoke(&self, id: &str) -> Result<crate::meta::ApiKeyInfo> {
         self.meta
             .revoke_api_key(id, Timestamp::now())

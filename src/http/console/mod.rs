@@ -12,7 +12,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -208,7 +208,7 @@ pub async fn revoke_key(State(app): State<HttpState>, GPath(id): GPath<String>, 
     answer(async {
         operator(&app, &headers).await?;
         let key = app.auth.revoke(&id).await?;
-        Ok((StatusCode::OK, Json(key_view(&key))).into_response())
+        Ok(Json(key_view(&key)).into_response())
     })
     .await
 }

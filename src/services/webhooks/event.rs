@@ -165,6 +165,60 @@ pub fn message_id() -> String {
     format!("msg_{}", crate::domain::random_alphanumeric(26))
 }
 
+impl Recorded {
+    /// An event of `project` at `now`, about nothing yet (a ping); callers add the file or the batch.
+    pub fn new(event_type: EventType, project: &ProjectId, now: Timestamp) -> Self {
+        Self {
+            event_type: event_type.as_str().to_owned(),
+            timestamp: now.to_rfc3339(),
+            project: project.as_str().to_owned(),
+            file: None,
+            batch: None,
+            user_metadata: None,
+        }
+    }
+
+    /// As the outbox keeps it.
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(Error::internal)
+    }
+}
+
+/// Where a delivery goes: a registered webhook (its URI and secret as they are when it is sent), or a
+/// per-request receiver's URI (signed with the project's secret).
+pub enum Receiver {
+    Webhook(String),
+    Uri(String),
+}
+
+/// One delivery of the event `event` (as [`Recorded::to_json`] wrote it) to `receiver`.
+pub fn delivery(
+    project: &ProjectId,
+    event_type: EventType,
+    receiver: Receiver,
+    event: String,
+    now: Timestamp,
+) -> NewDelivery {
+    let (webhook_id, uri) = match receiver {
+        Receiver::Webhook(id) => (Some(id), None),
+        Receiver::Uri(uri) => (None, Some(uri)),
+    };
+    NewDelivery {
+        id: message_id(),
+        project: project.clone(),
+        webhook_id,
+        uri,
+        event_type: event_type.as_str().to_owned(),
+        event,
+        created_at: now,
+    }
+}
+
+/// The webhooks among `subscribers` that asked for `event_type`.
+fn subscribed(subscribers: &[Subscriber], event_type: EventType) -> impl Iterator<Item = &Subscriber> {
+    subscribers.iter().filter(move |w| w.events.iter().any(|e| e == event_type.as_str()))
+}
+
 /// Queues `event_type` of each file for every receiver that wants it: the project's enabled webhooks
 /// subscribed to it, and the file's own per-request webhooks. Call it in the transaction that made the
 /// change, after the change (a snapshot of each file as it is now goes with the event).
@@ -173,19 +227,15 @@ pub async fn queue_file_events(
     events: &[(EventType, &FileRecord)],
     now: Timestamp,
 ) -> Result<()> {
-    let imported: Vec<&FileRecord> = events.iter().map(|(_, file)| *file).collect();
-    let configs = request_webhooks_of(tx, &imported).await?;
+    // Only imports carry per-request webhooks.
+    let imported: Vec<String> =
+        events.iter().filter(|(_, f)| f.origin == Origin::Import).map(|(_, f)| f.blob_key.clone()).collect();
+    let configs = if imported.is_empty() { Vec::new() } else { tx.request_webhooks(&imported).await? };
     queue_with(tx, events, &configs, now).await
 }
 
-/// The per-request webhooks of these files (only imports carry them), read while their rows exist.
-pub async fn request_webhooks_of(tx: &mut dyn WriteTx, files: &[&FileRecord]) -> Result<Vec<(String, String)>> {
-    let imported: Vec<String> =
-        files.iter().filter(|f| f.origin == Origin::Import).map(|f| f.blob_key.clone()).collect();
-    if imported.is_empty() { Ok(Vec::new()) } else { Ok(tx.request_webhooks(&imported).await?) }
-}
-
-/// [`queue_file_events`] with the files' per-request webhooks read before (`(blob key, config)`).
+/// [`queue_file_events`] with the files' per-request webhooks read before (`(blob key, config)`): a
+/// removal reads them while the rows still exist.
 pub async fn queue_with(
     tx: &mut dyn WriteTx,
     events: &[(EventType, &FileRecord)],
@@ -195,46 +245,34 @@ pub async fn queue_with(
     if events.is_empty() {
         return Ok(());
     }
-    let mut subscribers = Vec::new();
+    // Each project's webhooks, read once however many of its files changed (the janitor removes 500).
+    let mut webhooks: std::collections::HashMap<ProjectId, Vec<Subscriber>> = std::collections::HashMap::new();
     let mut deliveries = Vec::new();
-    for (event_type, file) in events {
-        if !subscribers.iter().any(|(project, _)| project == &file.project) {
-            subscribers.push((file.project.clone(), tx.webhook_subscribers(&file.project).await?));
+    for &(event_type, file) in events {
+        if !webhooks.contains_key(&file.project) {
+            webhooks.insert(file.project.clone(), tx.webhook_subscribers(&file.project).await?);
         }
-        let project_webhooks = &subscribers.iter().find(|(project, _)| project == &file.project).expect("added").1;
-        let recorded = |user_metadata: Option<Value>| {
-            let event = Recorded {
-                event_type: event_type.as_str().to_owned(),
-                timestamp: now.to_rfc3339(),
-                project: file.project.as_str().to_owned(),
-                file: Some(FileSnapshot::from(*file)),
-                batch: None,
-                user_metadata,
-            };
-            serde_json::to_string(&event).map_err(Error::internal)
-        };
-        let delivery = |webhook_id: Option<String>, uri: Option<String>, event: String| NewDelivery {
-            id: message_id(),
-            project: file.project.clone(),
-            webhook_id,
-            uri,
-            event_type: event_type.as_str().to_owned(),
-            event,
-            created_at: now,
-        };
-        let subscribed = project_webhooks.iter().filter(|w| w.events.iter().any(|e| e == event_type.as_str()));
-        let mut plain = None;
-        for webhook in subscribed {
-            let event = match &plain {
-                Some(event) => String::clone(event),
-                None => plain.insert(recorded(None)?).clone(),
-            };
-            deliveries.push(delivery(Some(webhook.webhook_id.clone()), None, event));
+        let to_webhooks: Vec<&Subscriber> = subscribed(&webhooks[&file.project], event_type).collect();
+        let own: Vec<&(String, String)> = configs.iter().filter(|(key, _)| *key == file.blob_key).collect();
+        if to_webhooks.is_empty() && own.is_empty() {
+            continue; // nobody listens: no snapshot is made (the common case, on every finalize)
         }
-        for (_, config) in configs.iter().filter(|(key, _)| *key == file.blob_key) {
+        let mut event = Recorded::new(event_type, &file.project, now);
+        event.file = Some(FileSnapshot::from(file));
+        let plain = event.to_json()?;
+        for webhook in to_webhooks {
+            let receiver = Receiver::Webhook(webhook.webhook_id.clone());
+            deliveries.push(delivery(&file.project, event_type, receiver, plain.clone(), now));
+        }
+        for (_, config) in own {
             let Ok(config) = serde_json::from_str::<RequestWebhooks>(config) else { continue };
-            let event = recorded(config.user_metadata.clone())?;
-            deliveries.extend(config.uris.into_iter().map(|uri| delivery(None, Some(uri), event.clone())));
+            event.user_metadata = config.user_metadata;
+            let own = event.to_json()?;
+            let to_uris = config
+                .uris
+                .into_iter()
+                .map(|uri| delivery(&file.project, event_type, Receiver::Uri(uri), own.clone(), now));
+            deliveries.extend(to_uris);
         }
     }
     tx.queue_deliveries(&deliveries).await?;
@@ -250,35 +288,15 @@ pub async fn queue_batch_event(
     view: Value,
     now: Timestamp,
 ) -> Result<()> {
-    let subscribed: Vec<Subscriber> = tx
-        .webhook_subscribers(project)
-        .await?
-        .into_iter()
-        .filter(|w| w.events.iter().any(|e| e == event_type.as_str()))
-        .collect();
-    if subscribed.is_empty() {
+    let webhooks = tx.webhook_subscribers(project).await?;
+    if subscribed(&webhooks, event_type).next().is_none() {
         return Ok(());
     }
-    let event = Recorded {
-        event_type: event_type.as_str().to_owned(),
-        timestamp: now.to_rfc3339(),
-        project: project.as_str().to_owned(),
-        file: None,
-        batch: Some(view),
-        user_metadata: None,
-    };
-    let event = serde_json::to_string(&event).map_err(Error::internal)?;
-    let deliveries: Vec<NewDelivery> = subscribed
-        .into_iter()
-        .map(|webhook| NewDelivery {
-            id: message_id(),
-            project: project.clone(),
-            webhook_id: Some(webhook.webhook_id),
-            uri: None,
-            event_type: event_type.as_str().to_owned(),
-            event: event.clone(),
-            created_at: now,
-        })
+    let mut event = Recorded::new(event_type, project, now);
+    event.batch = Some(view);
+    let event = event.to_json()?;
+    let deliveries: Vec<NewDelivery> = subscribed(&webhooks, event_type)
+        .map(|webhook| delivery(project, event_type, Receiver::Webhook(webhook.webhook_id.clone()), event.clone(), now))
         .collect();
     tx.queue_deliveries(&deliveries).await?;
     Ok(())

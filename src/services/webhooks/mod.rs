@@ -26,7 +26,7 @@ pub use event::{EventType, RequestWebhooks};
 
 use crate::domain::{FieldCode, ProjectId, Timestamp};
 use crate::error::{Error, Result};
-use crate::meta::{MetaStore, NewDelivery, SigningSecrets, Webhook, WebhookState};
+use crate::meta::{MetaStore, SigningSecrets, Webhook, WebhookState};
 use crate::services::imports::AddressPolicy;
 use crate::services::imports::ssrf::{UrlProblem, check_parsed};
 
@@ -175,23 +175,8 @@ impl Webhooks {
             )));
         }
         let now = Timestamp::now();
-        let event = event::Recorded {
-            event_type: EventType::Ping.as_str().to_owned(),
-            timestamp: now.to_rfc3339(),
-            project: project.as_str().to_owned(),
-            file: None,
-            batch: None,
-            user_metadata: None,
-        };
-        let delivery = NewDelivery {
-            id: event::message_id(),
-            project: project.clone(),
-            webhook_id: Some(webhook.id),
-            uri: None,
-            event_type: event.event_type.clone(),
-            event: serde_json::to_string(&event).map_err(Error::internal)?,
-            created_at: now,
-        };
+        let event = event::Recorded::new(EventType::Ping, project, now).to_json()?;
+        let delivery = event::delivery(project, EventType::Ping, event::Receiver::Webhook(webhook.id), event, now);
         let mut tx = self.meta.write().await?;
         tx.queue_deliveries(std::slice::from_ref(&delivery)).await?;
         tx.commit().await?;
