@@ -832,3 +832,35 @@ contract!(
         assert_eq!(store.batch(&alpha, "b1").await.unwrap(), None);
     }
 );
+
+contract!(
+    /// A multipart upload's id is recorded only on a live owner of its staging area: once the upload or
+    /// import was removed (a delete racing its start), nothing records it and the caller learns so.
+    an_upload_id_is_recorded_only_while_its_staging_area_has_a_live_owner,
+    |store: Arc<dyn MetaStore>| async move {
+        let p = project("alpha");
+        let upload = file(&p, "up-1", FileState::Uploading, 100, 3600);
+        open_upload(store.as_ref(), &upload, 1000).await.unwrap();
+        let imported = FileRecord { origin: Origin::Import, charged_bytes: 0, ..file(&p, "imp-1", FileState::Pending, 0, 3600) };
+        enqueue_import(store.as_ref(), &imported).await;
+        let (session_key, import_key) = (session_for(&upload).staging_key, import_for(&imported).staging_key);
+        assert!(store.set_upload_id(&session_key, "mpu-1").await.unwrap());
+        assert!(store.set_upload_id(&import_key, "mpu-2").await.unwrap());
+        assert!(!store.set_upload_id("staging/nobody", "mpu-3").await.unwrap());
+
+        let mut tx = store.write().await.unwrap();
+        tx.lock_project(&p).await.unwrap();
+        let removed = remove(tx.as_mut(), &[upload.blob_key.clone(), imported.blob_key.clone()]).await;
+        tx.commit().await.unwrap();
+        let mut recorded: Vec<_> = removed
+            .iter()
+            .flat_map(|r| [&r.open_session, &r.unfinished_import])
+            .flatten()
+            .map(|staged| staged.staging.upload_id.clone().unwrap())
+            .collect();
+        recorded.sort();
+        assert_eq!(recorded, ["mpu-1", "mpu-2"], "the removal saw the recorded ids");
+        assert!(!store.set_upload_id(&session_key, "mpu-4").await.unwrap(), "a cancelled session records nothing");
+        assert!(!store.set_upload_id(&import_key, "mpu-5").await.unwrap(), "a removed import records nothing");
+    }
+);

@@ -514,8 +514,9 @@ pub trait MetaStore: ModelRecords + WebhookRecords + Send + Sync + 'static {
     async fn claim_writer(&self, token_hash: &str, writer: &str, until: Timestamp, now: Timestamp) -> MetaResult<bool>;
     /// Gives a claim up (a request that ended, whatever its outcome).
     async fn release_writer(&self, token_hash: &str, writer: &str) -> MetaResult<()>;
-    /// Records the multipart upload created for a staging area the database already knows.
-    async fn set_upload_id(&self, staging_key: &str, upload_id: &str) -> MetaResult<()>;
+    /// Records the multipart upload created for a staging area the database already knows; `false` when no
+    /// row holds that staging area any more (its upload or import was removed meanwhile).
+    async fn set_upload_id(&self, staging_key: &str, upload_id: &str) -> MetaResult<bool>;
     /// The parts stored for a staging area, by index.
     async fn parts(&self, staging_key: &str) -> MetaResult<Vec<PartRecord>>;
 

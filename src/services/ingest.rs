@@ -78,6 +78,24 @@ impl<'a> Ingest<'a> {
         Ok(Self::resume(blobs, staging, 0, ResumableSha256::new()))
     }
 
+    /// Creates the multipart upload of a staging area that a row already holds (an upload session, an import
+    /// task) and records its id on that row. `None` when the row went meanwhile (a delete raced the start):
+    /// the upload just made is aborted then, as when recording it fails, since an upload id that no row
+    /// holds is one the janitor never finds. Stores without multipart uploads have nothing to record.
+    pub async fn begin_recorded(meta: &dyn MetaStore, blobs: &Blobs, mut staging: Staging) -> Result<Option<Staging>> {
+        let Some(upload_id) = blobs.begin(&staging).await? else {
+            return Ok(Some(staging));
+        };
+        staging.upload_id = Some(upload_id.clone());
+        let recorded = meta.set_upload_id(&staging.key, &upload_id).await;
+        if !matches!(recorded, Ok(true)) {
+            if let Err(e) = blobs.abort(&staging).await {
+                tracing::warn!(error = %e, upload_id, "aborting an unrecorded multipart upload failed");
+            }
+        }
+        Ok(recorded?.then_some(staging))
+    }
+
     pub fn staging(&self) -> &Staging {
         &self.staging
     }

@@ -278,16 +278,19 @@ impl MetaStore for SqlMeta {
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn set_upload_id(&self, staging_key: &str, upload_id: &str) -> MetaResult<()> {
-        for table in ["upload_sessions", "import_tasks"] {
-            sqlx::query(&format!("UPDATE {table} SET upload_id = $1 WHERE staging_key = $2"))
+    async fn set_upload_id(&self, staging_key: &str, upload_id: &str) -> MetaResult<bool> {
+        let mut recorded = 0;
+        // Only a live owner records it: a cancelled session keeps its row, a finished task its row.
+        for (table, live) in [("upload_sessions", "status = 'active'"), ("import_tasks", "finished_at IS NULL")] {
+            recorded += sqlx::query(&format!("UPDATE {table} SET upload_id = $1 WHERE staging_key = $2 AND {live}"))
                 .bind(upload_id)
                 .bind(staging_key)
                 .execute(&self.pool)
                 .await
-                .map_err(|e| self.err(e))?;
+                .map_err(|e| self.err(e))?
+                .rows_affected();
         }
-        Ok(())
+        Ok(recorded > 0)
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]

@@ -96,7 +96,9 @@ pub type Finished = Option<(FileRecord, Vec<Garbage>)>;
 impl<'a> Attempt<'a> {
     pub async fn run(workers: &'a Workers, task: &'a ImportTask) -> Result<Finished, Failure> {
         let (source, restart) = open(workers, task).await?;
-        let staging = workers.staging_area(task).await.map_err(storage_failure)?;
+        let Some(staging) = workers.staging_area(task).await.map_err(storage_failure)? else {
+            return Ok(None);
+        };
         let hasher = ResumableSha256::from_bytes(&task.hasher_state).unwrap_or_default();
         let mut ingest = Ingest::resume(workers.blobs.as_ref(), staging, task.received_bytes, hasher);
         let dropped = if restart || source.offset == 0 { ingest.restart() } else { None };

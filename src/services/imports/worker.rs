@@ -16,6 +16,7 @@ use crate::blob::Blobs;
 use crate::domain::Staging;
 use crate::domain::{FailureCode, FileError, FileRecord, Timestamp, random_alphanumeric};
 use crate::meta::{Garbage, ImportTask, MetaStore};
+use crate::services::ingest::Ingest;
 use crate::telemetry::metric;
 
 /// How a claimed task's run ended.
@@ -210,16 +211,13 @@ impl Workers {
     }
 
     /// The task's staging area, created if it is not yet: the database knew its key before (a bucket's
-    /// multipart upload id is recorded as soon as it exists).
-    pub(super) async fn staging_area(&self, task: &ImportTask) -> crate::error::Result<Staging> {
-        let mut staging = task.staging();
-        if staging.upload_id.is_none() {
-            if let Some(upload_id) = self.blobs.begin(&staging).await? {
-                self.meta.set_upload_id(&staging.key, &upload_id).await?;
-                staging.upload_id = Some(upload_id);
-            }
+    /// multipart upload id is recorded as soon as it exists). `None` when the task was removed meanwhile.
+    pub(super) async fn staging_area(&self, task: &ImportTask) -> crate::error::Result<Option<Staging>> {
+        let staging = task.staging();
+        if staging.upload_id.is_some() {
+            return Ok(Some(staging));
         }
-        Ok(staging)
+        Ingest::begin_recorded(self.meta.as_ref(), self.blobs.as_ref(), staging).await
     }
 
     /// Records an import's progress with its lease (see `task::record_progress`); `false` once it is lost.

@@ -14,6 +14,7 @@ mod write;
 
 use std::sync::Arc;
 
+use super::ingest::Ingest;
 use super::lifecycle::{self, Companion, Demand};
 use super::locks::{KeyedLocks, Running};
 use crate::blob::{Blobs, ByteStream};
@@ -143,10 +144,11 @@ impl Uploads {
         // from the rows (a bucket is never listed).
         self.open_session(&file, &session, now).await?;
         let staging = Staging { key: session.staging_key.clone(), dest: file.blob_key.clone(), upload_id: None };
-        let created = match self.blobs.begin(&staging).await {
-            Ok(Some(upload_id)) => self.meta.set_upload_id(&staging.key, &upload_id).await.map_err(Error::from),
-            Ok(None) => Ok(()),
-            Err(e) => Err(Error::from(e)),
+        let created = match Ingest::begin_recorded(self.meta.as_ref(), &self.blobs, staging).await {
+            Ok(Some(_)) => Ok(()),
+            // Removed before the start could answer (its file deleted by name): nothing was left behind.
+            Ok(None) => Err(Error::Upload(UploadError::Cancelled)),
+            Err(e) => Err(e),
         };
         if let Err(e) = created {
             if let Ok(Some(session)) = self.meta.get_upload(&session.token_hash).await {
