@@ -49,7 +49,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.RLock()
-OBJECTS = {}  # "bucket/key" -> bytes
+OBJECTS = {}  # "bucket/key" -> Pieces
 ETAGS = {}  # "bucket/key" -> its ETag, computed once when stored (hashing 2 GiB on every HEAD would be the fake's cost)
 UPLOADS = {}  # multipart upload id -> {"key": "bucket/key", "parts": {n: bytes}}
 FILES = {}  # Google file id -> {"bytes", "mime", "polls", "deleted", "key"}
@@ -69,6 +69,38 @@ def next_id(prefix):
     with LOCK:
         COUNTER[0] += 1
         return f"{prefix}{COUNTER[0]}"
+
+
+class Pieces:
+    """An object's bytes as the pieces they arrived in. A multipart object is its parts, as at a real bucket,
+    where completing an upload moves no bytes: joining 2 GiB in this process at completion was most of what
+    the fake cost the seed's-flow bench. Read by range or hashed piece by piece, never joined unless asked."""
+
+    def __init__(self, pieces):
+        self.pieces = [piece for piece in pieces if piece]
+        self.size = sum(len(piece) for piece in self.pieces)
+
+    def __len__(self):
+        return self.size
+
+    def read(self, start=0, end=None):
+        """The bytes in [start, end) as views of the pieces, in order."""
+        end = self.size if end is None else end
+        offset = 0
+        for piece in self.pieces:
+            lo, hi = max(start - offset, 0), min(end - offset, len(piece))
+            if lo < hi:
+                yield memoryview(piece)[lo:hi]
+            offset += len(piece)
+
+    def sha256(self):
+        digest = hashlib.sha256()
+        for piece in self.pieces:
+            digest.update(piece)
+        return digest.hexdigest()
+
+    def bytes(self):
+        return b"".join(self.pieces)
 
 
 def etag(data):
@@ -183,15 +215,17 @@ class Handler(BaseHTTPRequestHandler):
     def reply(self, status, body=b"", headers=None, content_type="application/json"):
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
+        pieces = list(body.read()) if isinstance(body, Pieces) else [body]
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         if body or content_type != "application/json":
             self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(sum(len(piece) for piece in pieces)))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            for piece in pieces:
+                self.wfile.write(piece)
 
     def chunk(self, data):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -326,7 +360,7 @@ class Handler(BaseHTTPRequestHandler):
                             return self.reply(400, b"<Error><Code>InvalidPart</Code></Error>", content_type=xml)
                         pieces.append(part[0])
                         tags.append(part[1])
-                    OBJECTS[full] = b"".join(pieces)
+                    OBJECTS[full] = Pieces(pieces)
                     # As a multipart object's ETag is at Google: derived from its parts', not its bytes.
                     ETAGS[full] = etag("".join(tags).encode())[:-1] + f'-{len(tags)}"'
                     del UPLOADS[upload]
@@ -334,7 +368,7 @@ class Handler(BaseHTTPRequestHandler):
                             f"<ETag>{ETAGS[full]}</ETag></CompleteMultipartUploadResult>")
                     return self.reply(200, body.encode(), content_type=xml)
             if self.command == "PUT":
-                OBJECTS[full] = data
+                OBJECTS[full] = Pieces([data])
                 ETAGS[full] = etag(data)
                 return self.reply(200, headers={"ETag": ETAGS[full]})
             if self.command == "DELETE":
@@ -353,7 +387,7 @@ class Handler(BaseHTTPRequestHandler):
             if start >= end:
                 return self.reply(416, content_type=xml)
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(stored)}"
-            return self.reply(206, stored[start:end], headers, "application/octet-stream")
+            return self.reply(206, Pieces(stored.read(start, end)), headers, "application/octet-stream")
         self.reply(200, stored, headers, "application/octet-stream")
 
     def gcs_list(self, bucket, query):
@@ -385,7 +419,7 @@ class Handler(BaseHTTPRequestHandler):
         return True
 
     def resolve(self, flavour, uri):
-        """The bytes a model would read at `uri`, or None."""
+        """The bytes a model would read at `uri` (as Pieces), or None."""
         if uri.startswith("gs://"):
             if flavour != "vertex":
                 return None
@@ -393,7 +427,7 @@ class Handler(BaseHTTPRequestHandler):
             if ARGS.gcs_url:
                 try:
                     with urllib.request.urlopen(f"{ARGS.gcs_url}/{bucket_key}") as response:
-                        return response.read()
+                        return Pieces([response.read()])
                 except OSError:
                     return None
             with LOCK:
@@ -403,7 +437,7 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 f = FILES.get(found.group(1))
                 if f and not f["deleted"] and f["polls"] > PROCESSING_POLLS:
-                    return f["bytes"]
+                    return Pieces([f["bytes"]])
         return None
 
     def model_call(self, flavour, model, method, query, data, record):
@@ -522,7 +556,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise Refusal(400, "INVALID_ARGUMENT", f"Cannot fetch content from the provided URL {uri}.")
             seen.append({"via": "gs" if uri.startswith("gs://") else "files", "uri": uri,
                          "mime": file_data.get("mimeType") or file_data.get("mime_type"),
-                         "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw), **options})
+                         "sha256": raw.sha256(), "size": len(raw), **options})
         return seen
 
     # --- context caches (cachedContents), in both upstreams' shapes ---------------------------------
@@ -597,6 +631,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 uri = request.get("inputConfig", {}).get("gcsSource", {}).get("uris", [""])[0]
                 lines = self.resolve("vertex", uri)
+                lines = None if lines is None else lines.bytes()
                 if lines is None or not request.get("model", "").startswith("publishers/google/models/"):
                     return self.reply(400, rpc_error(400, "INVALID_ARGUMENT", f"fake: cannot read {uri!r}"))
                 model = request["model"].rsplit("/", 1)[-1]
@@ -663,7 +698,7 @@ class Handler(BaseHTTPRequestHandler):
                 urllib.request.urlopen(put).read()
             else:
                 with LOCK:
-                    OBJECTS[bucket_key] = results
+                    OBJECTS[bucket_key] = Pieces([results])
                     ETAGS[bucket_key] = etag(results)
             job["results"] = directory
         job["state"] = "SUCCEEDED"
