@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
-# Benchmark: uploads and imports into a bucket (moto, scripts/services/s3.sh) beside the local disk,
-# and beside plain clients of the same bucket in the same run:
-#   - a multipart PUT loop (boto3 from moto's venv: create, 8 MiB parts one after another, complete), the
-#     shape of filegate's own writes;
-#   - boto3's upload_file (what `aws s3 cp` does: 8 MiB parts, 10 in parallel);
-#   - `rclone copyurl` (Debian's rclone) from nginx into the same bucket: the plain way to put a URL in a
-#     bucket (streamed, 4 parts in parallel);
-#   - filegate: a resumable upload in 8 MiB chunks (the SDKs' shape: each chunk's reply waits for its part),
-#     the same file in one raw request (curl: parts in flight), and a URL import from nginx, to moto and to
-#     local disk;
-# with filegate's peak RSS for two file sizes (it must not grow with the file).
+# Benchmark: uploads and imports into each kind of bucket — moto (S3), Azurite (Azure Blob) and the GCS fake
+# of the test tree (tests/fakes/google.py, Cloud Storage's XML API) — beside the local disk, and beside each
+# bucket's own parallel client putting the same file into the same bucket in the same run
+# (bench/bucket_client.py: boto3 `upload_file`, azure-storage-blob `upload_blob`, google-cloud-storage
+# `upload_chunks_concurrently`; 8 MiB parts, 10 in parallel), plus on moto a multipart PUT loop (8 MiB parts
+# one after another, the shape of one SDK chunk at a time), and `rclone copyurl` (Debian's rclone) from nginx
+# into the same bucket for imports (S3 and Azure; rclone speaks Cloud Storage's JSON API, which the fake has not).
+# filegate: a resumable upload in 8 MiB chunks (the SDKs' shape: each chunk's reply waits for its part), the
+# same file in one raw request (curl: parts in flight), eight raw uploads at once, and a URL import from nginx;
+# with filegate's peak RSS (VmHWM).
 #
-#   bench/buckets.sh [SIZE_MIB]       default 512
-#   FILEGATE_PARTS_IN_FLIGHT=1 bench/buckets.sh 256     filegate's settings pass through
+#   bench/buckets.sh [SIZE_MIB [STORE ...]]      default 512; STORE: s3 azure gcs local (default all)
+#   BENCH_CONCURRENT_MIB=1024 bench/buckets.sh 1024 gcs     the eight at once of 1 GiB each (default: ≤ 256 MiB)
+#   FILEGATE_PARTS_IN_FLIGHT=1 bench/buckets.sh 256         filegate's settings pass through
 #
-# Prints Markdown rows for docs/benchmarks.md.
+# Prints one Markdown table per store for docs/benchmarks.md. The clients' libraries are installed once,
+# pinned, into $FILEGATE_TEST_TOOLS/bench-venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-512}
+shift || true
+STORES=("${@:-s3 azure gcs local}")
+read -r -a STORES <<<"${STORES[*]}"
 SERVICES=$(pwd)/scripts/services
 TOOLS=${FILEGATE_TEST_TOOLS:-$HOME/.cache/filegate-test-tools}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/filegate-target}
@@ -25,17 +29,19 @@ WORK=$(mktemp -d "${BENCH_DIR:-$PWD}/.bench-XXXXXX")
 chmod 755 "$WORK"
 cleanup() {
   [[ -n ${FG_PID:-} ]] && kill "$FG_PID" 2>/dev/null
+  [[ -n ${FAKE_PID:-} ]] && kill "$FAKE_PID" 2>/dev/null
   for s in "$WORK"/*/stop.sh; do [[ -f $s ]] && bash "$s"; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 cargo build --release --locked -q
 command -v rclone >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q rclone >/dev/null; }
+CLIENTS=$TOOLS/bench-venv
+if [[ ! -x $CLIENTS/bin/python ]] || ! "$CLIENTS/bin/python" -c 'import boto3, azure.storage.blob, google.cloud.storage' 2>/dev/null; then
+  python3 -m venv "$CLIENTS"
+  "$CLIENTS/bin/pip" install -q boto3==1.44.8 azure-storage-blob==12.31.1 google-cloud-storage==3.17.1 >&2
+fi
 now() { date +%s.%N; }
-
-bash "$SERVICES/s3.sh" "$WORK/s3" >/dev/null 2>&1
-# shellcheck disable=SC1091
-source "$WORK/s3/env"
 NGINX=$(bash "$SERVICES/nginx.sh" "$WORK/nginx" 2>/dev/null | tail -1)
 
 source_file() { # MiB → path (random bytes, also served by nginx)
@@ -45,59 +51,80 @@ source_file() { # MiB → path (random bytes, also served by nginx)
   echo "$path"
 }
 mbps() { python3 -c "print(f'{$1 * 1048576 / $2 / 1e6:.0f}')"; }
+ratio() { python3 -c "print(f'{$2 / $1:.2f}×')"; } # seconds of the reference, seconds of filegate
 
-baseline() { # mode MiB → seconds
-  "$TOOLS/venv/bin/python" - "$1" "$(source_file "$2")" <<'EOF'
-import os, sys, time, boto3
-from boto3.s3.transfer import TransferConfig
-mode, path = sys.argv[1:3]
-# The endpoint explicitly: boto3 does not read object_store's AWS_ENDPOINT, and must never leave loopback.
-s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT"])
-bucket, key = os.environ["AWS_BUCKET"], f"baseline/{mode}"
-started = time.monotonic()
-if mode == "loop":
-    upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-    parts = []
-    with open(path, "rb") as f:
-        n = 1
-        while chunk := f.read(8 << 20):
-            etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=n, Body=chunk)["ETag"]
-            parts.append({"PartNumber": n, "ETag": etag})
-            n += 1
-    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
-else:
-    s3.upload_file(path, bucket, key, Config=TransferConfig(multipart_chunksize=8 << 20, max_concurrency=10))
-print(time.monotonic() - started)
-EOF
+start_store() { # store → the service up, its environment exported, STORE_URL and NAME set
+  case $1 in
+    s3)
+      bash "$SERVICES/s3.sh" "$WORK/s3" >/dev/null 2>&1
+      # shellcheck disable=SC1091
+      source "$WORK/s3/env"
+      STORE_URL=s3://$AWS_BUCKET/bench NAME="moto (S3)" ;;
+    azure)
+      bash "$SERVICES/azurite.sh" "$WORK/azure" >/dev/null 2>&1
+      # shellcheck disable=SC1091
+      source "$WORK/azure/env"
+      STORE_URL=az://$AZURE_CONTAINER_NAME/bench NAME="Azurite (Azure Blob)" ;;
+    gcs)
+      mkdir -p "$WORK/gcs"
+      python3 tests/fakes/google.py > "$WORK/gcs/url" &
+      FAKE_PID=$!
+      until [[ -s $WORK/gcs/url ]]; do sleep 0.1; done
+      export FAKE_GCS_URL FAKE_GCS_BUCKET=bench
+      FAKE_GCS_URL=$(awk '{print $3}' "$WORK/gcs/url")
+      printf '{"private_key": "unused", "private_key_id": "unused", "client_email": "bench@example.invalid", "disable_oauth": true, "gcs_base_url": "%s/gcs"}' \
+        "$FAKE_GCS_URL" > "$WORK/gcs/account.json"
+      export GOOGLE_SERVICE_ACCOUNT=$WORK/gcs/account.json
+      STORE_URL=gs://$FAKE_GCS_BUCKET/bench NAME="the GCS fake" ;;
+    local) STORE_URL= NAME="the local disk" ;;
+  esac
 }
 
-serve() { # store → starts filegate (FG, FG_PID)
+stop_store() {
+  case $1 in
+    s3 | azure) bash "$WORK/$1/stop.sh" && rm -rf "${WORK:?}/$1" ;;
+    gcs) kill "$FAKE_PID"; wait "$FAKE_PID" 2>/dev/null || true; FAKE_PID= ;;
+  esac
+}
+
+client() { # mode MiB → seconds
+  "$CLIENTS/bin/python" bench/bucket_client.py "$1" "$(source_file "$2")" "baseline/$1-$2"
+}
+
+rclone_copyurl() { # store MiB → seconds (the remote from the store's environment)
+  local start remote
+  start=$(now)
+  case $1 in
+    s3) remote=(RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other RCLONE_CONFIG_B_ENDPOINT=$AWS_ENDPOINT
+                RCLONE_CONFIG_B_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_B_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+                RCLONE_CONFIG_B_REGION=${AWS_DEFAULT_REGION:-us-east-1}) bucket=$AWS_BUCKET ;;
+    azure) remote=(RCLONE_CONFIG_B_TYPE=azureblob RCLONE_CONFIG_B_USE_EMULATOR=true
+                   RCLONE_CONFIG_B_ENDPOINT=$AZURITE_BLOB_STORAGE_URL/$AZURE_STORAGE_ACCOUNT_NAME) bucket=$AZURE_CONTAINER_NAME ;;
+    *) return 1 ;;
+  esac
+  env -u AWS_CA_BUNDLE "${remote[@]}" rclone copyurl --config /dev/null "$NGINX/files/source-$2.bin" "b:$bucket/baseline/rclone-$2" || return 1
+  python3 -c "print($(now) - $start)"
+}
+
+serve() { # store stage → starts filegate (FG, FG_PID)
   local store=()
-  [[ $1 == s3 ]] && store=(--blob-store "s3://$AWS_BUCKET/bench")
+  [[ -n $STORE_URL ]] && store=(--blob-store "$STORE_URL/$2")
   "$CARGO_TARGET_DIR/release/filegate" serve --listen 127.0.0.1:0 --data-dir "$WORK/data-$1-$2" \
     --api-keys bench:bench-key-0001 --import-allow-cidrs 127.0.0.1/32 "${store[@]}" > "$WORK/fg.out" 2> "$WORK/fg.err" &
   FG_PID=$!
   for _ in $(seq 1 100); do grep -q '^listening on ' "$WORK/fg.out" && break; sleep 0.1; done
   FG=$(sed -n 's/^listening on //p' "$WORK/fg.out")
+  [[ -n $FG ]] || { echo "filegate did not start:" >&2; cat "$WORK/fg.err" >&2; exit 1; }
 }
 
-stop() { kill "$FG_PID"; wait "$FG_PID" 2>/dev/null || true; FG_PID=; }
+# Stops filegate and prints the stage's result after it: a `read < <(stage)` returns only once it is gone.
+stop() { kill "$FG_PID"; wait "$FG_PID" 2>/dev/null || true; FG_PID=; rm -rf "$WORK/data-"*; echo "$1"; }
 rss() { awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$FG_PID/status"; }
 
-raw_upload() { # store MiB → "seconds rss"
-  serve "$1" "raw-$2"
-  local start
-  start=$(now)
-  curl -sf -o /dev/null -H 'x-goog-api-key: bench-key-0001' -H 'X-Goog-Upload-Protocol: raw' \
-    -H 'Content-Type: application/octet-stream' -H 'Expect:' -T "$(source_file "$2")" "$FG/upload/v1beta/files"
-  echo "$(python3 -c "print($(now) - $start)") $(rss)"
-  stop
-}
-
-concurrent_uploads() { # store MiB N → "seconds rss": N raw uploads of the same file at once
+raw_uploads() { # store MiB N → "seconds rss": N raw uploads of the same file at once
   local start pids=() file
   file=$(source_file "$2")
-  serve "$1" "conc-$2"
+  serve "$1" "raw-$2-$3"
   start=$(now)
   for _ in $(seq 1 "$3"); do
     curl -sf -o /dev/null -H 'x-goog-api-key: bench-key-0001' -H 'X-Goog-Upload-Protocol: raw' \
@@ -105,25 +132,13 @@ concurrent_uploads() { # store MiB N → "seconds rss": N raw uploads of the sam
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid"; done
-  echo "$(python3 -c "print($(now) - $start)") $(rss)"
-  stop
-}
-
-rclone_copyurl() { # MiB → seconds (the remote from the environment: moto's endpoint and keys)
-  local start
-  start=$(now)
-  env -u AWS_CA_BUNDLE RCLONE_CONFIG_MOTO_TYPE=s3 RCLONE_CONFIG_MOTO_PROVIDER=Other RCLONE_CONFIG_MOTO_ENDPOINT=$AWS_ENDPOINT \
-    RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
-    RCLONE_CONFIG_MOTO_REGION=${AWS_DEFAULT_REGION:-us-east-1} \
-    rclone copyurl --config /dev/null "$NGINX/files/source-$1.bin" "moto:$AWS_BUCKET/baseline/rclone-$1" || return 1
-  python3 -c "print($(now) - $start)"
+  stop "$(python3 -c "print($(now) - $start)") $(rss)"
 }
 
 upload() { # store MiB → "seconds rss"
   serve "$1" "up-$2"
   read -r seconds _ < <(python3 bench/upload_client.py "$FG" bench-key-0001 "$(source_file "$2")")
-  echo "$seconds $(rss)"
-  stop
+  stop "$seconds $(rss)"
 }
 
 import() { # store MiB → "seconds rss"
@@ -138,36 +153,48 @@ import() { # store MiB → "seconds rss"
     [[ $status == ready || $status == failed ]] && break
   done
   [[ $status == ready ]] || { echo "import failed: $task" >&2; exit 1; }
-  echo "$(python3 -c "print($(now) - $start)") $(rss)"
-  stop
+  stop "$(python3 -c "print($(now) - $start)") $(rss)"
 }
 
-LOOP_S=$(baseline loop "$SIZE_MIB")
-CP_S=$(baseline cp "$SIZE_MIB")
-RCLONE_S=$(rclone_copyurl "$SIZE_MIB" 2>"$WORK/rclone.err" || echo nan)
-read -r RAW_S3 RSS_RAW_S3 < <(raw_upload s3 "$SIZE_MIB")
-read -r UP_S3 RSS_UP_S3 < <(upload s3 "$SIZE_MIB")
-read -r UP_LOCAL RSS_UP_LOCAL < <(upload local "$SIZE_MIB")
-read -r IMP_S3 RSS_IMP_S3 < <(import s3 "$SIZE_MIB")
-read -r IMP_LOCAL RSS_IMP_LOCAL < <(import local "$SIZE_MIB")
-# Eight at once of at most 256 MiB each: memory is what is measured, and moto keeps every object in RAM.
-CONC_MIB=$((SIZE_MIB < 256 ? SIZE_MIB : 256))
-read -r CONC_S RSS_CONC < <(concurrent_uploads s3 "$CONC_MIB" 8)
-SMALL=$((SIZE_MIB / 8))
-read -r _ RSS_UP_S3_SMALL < <(upload s3 "$SMALL")
+row() { # label seconds [reference-seconds] [rss] → one Markdown row
+  local times="n/a | |" against=${3:-}
+  [[ $2 != nan ]] && times="$(printf '%.1f s' "$2") | $(mbps "$SIZE_MIB" "$2")"
+  [[ -n $against && $against != nan && $2 != nan ]] && against=$(ratio "$2" "$against") || against=
+  printf '| %s | %s | %s | %s |\n' "$1" "$times" "$against" "${4:+$4 MiB}"
+}
 
-echo "| $SIZE_MIB MiB | time | MB/s | filegate peak RSS |"
-echo "|---|---|---|---|"
-printf '| moto: multipart PUT loop (boto3, 8 MiB parts in sequence) | %.1f s | %s | |\n' "$LOOP_S" "$(mbps "$SIZE_MIB" "$LOOP_S")"
-printf '| moto: boto3 upload_file (aws s3 cp: 8 MiB parts, 10 in parallel) | %.1f s | %s | |\n' "$CP_S" "$(mbps "$SIZE_MIB" "$CP_S")"
-printf '| **filegate upload → moto** | %.1f s | **%s** | %s MiB (%s MiB for %s MiB) |\n' "$UP_S3" "$(mbps "$SIZE_MIB" "$UP_S3")" "$RSS_UP_S3" "$RSS_UP_S3_SMALL" "$SMALL"
-printf '| **filegate raw upload → moto** (one request) | %.1f s | **%s** | %s MiB |\n' "$RAW_S3" "$(mbps "$SIZE_MIB" "$RAW_S3")" "$RSS_RAW_S3"
-printf '| filegate: 8 raw uploads of %s MiB at once → moto | %.1f s | %s (together) | %s MiB |\n' "$CONC_MIB" "$CONC_S" "$(mbps $((8 * CONC_MIB)) "$CONC_S")" "$RSS_CONC"
-printf '| filegate upload → local disk | %.1f s | %s | %s MiB |\n' "$UP_LOCAL" "$(mbps "$SIZE_MIB" "$UP_LOCAL")" "$RSS_UP_LOCAL"
-if [[ $RCLONE_S == nan ]]; then
-  printf '| rclone copyurl nginx → moto | failed: %s | | |\n' "$(grep -o 'BadRequest[^|]*' "$WORK/rclone.err" | tail -1)"
-else
-  printf '| rclone copyurl nginx → moto | %.1f s | %s | |\n' "$RCLONE_S" "$(mbps "$SIZE_MIB" "$RCLONE_S")"
-fi
-printf '| **filegate import nginx → moto** | %.1f s | **%s** | %s MiB |\n' "$IMP_S3" "$(mbps "$SIZE_MIB" "$IMP_S3")" "$RSS_IMP_S3"
-printf '| filegate import nginx → local disk | %.1f s | %s | %s MiB |\n' "$IMP_LOCAL" "$(mbps "$SIZE_MIB" "$IMP_LOCAL")" "$RSS_IMP_LOCAL"
+# Eight at once, of at most 256 MiB each unless asked: moto keeps parts in RAM and Azurite on disk.
+CONC_MIB=${BENCH_CONCURRENT_MIB:-$((SIZE_MIB < 256 ? SIZE_MIB : 256))}
+for store in "${STORES[@]}"; do
+  start_store "$store"
+  CLIENT_S=nan LOOP_S=nan RCLONE_S=nan
+  case $store in
+    s3) LOOP_S=$(client s3-loop "$SIZE_MIB"); CLIENT_S=$(client s3 "$SIZE_MIB"); CLIENT="boto3 upload_file" ;;
+    azure) CLIENT_S=$(client azure "$SIZE_MIB"); CLIENT="azure-storage-blob upload_blob" ;;
+    gcs) CLIENT_S=$(client gcs "$SIZE_MIB"); CLIENT="google-cloud-storage upload_chunks_concurrently" ;;
+  esac
+  [[ $store == s3 || $store == azure ]] && { RCLONE_S=$(rclone_copyurl "$store" "$SIZE_MIB" 2>"$WORK/rclone.err") || RCLONE_S=nan; }
+  read -r UP UP_RSS < <(upload "$store" "$SIZE_MIB")
+  read -r RAW RAW_RSS < <(raw_uploads "$store" "$SIZE_MIB" 1)
+  read -r CONC CONC_RSS < <(raw_uploads "$store" "$CONC_MIB" 8)
+  read -r IMP IMP_RSS < <(import "$store" "$SIZE_MIB")
+  stop_store "$store"
+
+  echo
+  echo "| $SIZE_MIB MiB → $NAME | time | MB/s | filegate ÷ reference | filegate peak RSS |"
+  echo "|---|---|---|---|---|"
+  [[ $store == s3 ]] && row "boto3 multipart PUT loop (8 MiB parts in sequence)" "$LOOP_S"
+  [[ $store != local ]] && row "**reference:** $CLIENT (8 MiB parts, 10 in parallel)" "$CLIENT_S"
+  row "filegate resumable upload (8 MiB chunks, as the SDKs)" "$UP" "$CLIENT_S" "$UP_RSS"
+  row "**filegate raw upload** (one request)" "$RAW" "$CLIENT_S" "$RAW_RSS"
+  printf '| filegate: 8 raw uploads of %s MiB at once | %.1f s | %s (together) | | %s MiB |\n' \
+    "$CONC_MIB" "$CONC" "$(mbps $((8 * CONC_MIB)) "$CONC")" "$CONC_RSS"
+  if [[ $store == s3 || $store == azure ]]; then
+    if [[ $RCLONE_S == nan ]]; then
+      printf '| **reference:** rclone copyurl from nginx | failed: %s | | | |\n' "$(grep -o 'BadRequest[^|]*\|ERROR[^|]*' "$WORK/rclone.err" | tail -1)"
+    else
+      row "**reference:** rclone copyurl from nginx" "$RCLONE_S"
+    fi
+  fi
+  row "**filegate import** from nginx" "$IMP" "$RCLONE_S" "$IMP_RSS"
+done

@@ -107,6 +107,15 @@ fn secret_from_file(name: &str) -> BlobResult<Option<String>> {
     Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()))
 }
 
+/// Whether S3 requests may leave their payload unsigned: when the endpoint is https (AWS itself when none is
+/// named), TLS already guarantees the bytes arrive unaltered, and signing would hash every part a second time
+/// beside the file's own SHA-256 (a third of filegate's CPU on an upload to S3, docs/benchmarks.md). Over
+/// plain http the payload stays signed. botocore and the AWS CLI decide the same way;
+/// `AWS_UNSIGNED_PAYLOAD` set explicitly wins.
+fn payload_protected_by_tls(endpoint: Option<&str>) -> bool {
+    endpoint.is_none_or(|e| e.to_ascii_lowercase().starts_with("https://"))
+}
+
 impl BucketClients {
     /// The clients of `url`'s bucket, from the provider's environment variables (nothing is sent).
     pub fn from_env(url: &BucketUrl) -> BlobResult<Self> {
@@ -114,6 +123,10 @@ impl BucketClients {
         Ok(match url.provider {
             Provider::S3 => {
                 let mut builder = object_store::aws::AmazonS3Builder::from_env();
+                if std::env::var_os("AWS_UNSIGNED_PAYLOAD").is_none() {
+                    let endpoint = builder.get_config_value(&object_store::aws::AmazonS3ConfigKey::Endpoint);
+                    builder = builder.with_unsigned_payload(payload_protected_by_tls(endpoint.as_deref()));
+                }
                 if let Some(secret) = secret_from_file("AWS_SECRET_ACCESS_KEY")? {
                     builder = builder.with_secret_access_key(secret);
                 }
@@ -218,5 +231,14 @@ mod tests {
         for bad in ["s3://", "ftp://b/p", "s3://b/../x", "gs://b c/p", "bucket/path"] {
             assert!(BucketUrl::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn s3_payloads_are_signed_unless_tls_protects_them() {
+        assert!(payload_protected_by_tls(None), "AWS itself is https");
+        assert!(payload_protected_by_tls(Some("https://s3.eu-west-1.amazonaws.com")));
+        assert!(payload_protected_by_tls(Some("HTTPS://minio.internal:9000")));
+        assert!(!payload_protected_by_tls(Some("http://127.0.0.1:9000")));
+        assert!(!payload_protected_by_tls(Some("minio.internal:9000")), "no scheme: not known to be TLS");
     }
 }

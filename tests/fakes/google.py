@@ -48,6 +48,8 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# Cloud Storage's XML API answers in the S3 namespace, as google-cloud-storage's parser expects.
+S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 LOCK = threading.RLock()
 OBJECTS = {}  # "bucket/key" -> Pieces
 ETAGS = {}  # "bucket/key" -> its ETag, computed once when stored (hashing 2 GiB on every HEAD would be the fake's cost)
@@ -335,7 +337,7 @@ class Handler(BaseHTTPRequestHandler):
             if self.command == "POST" and "uploads" in query:
                 upload = next_id("upload-")
                 UPLOADS[upload] = {"key": full, "parts": {}}
-                body = (f"<InitiateMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
+                body = (f"<InitiateMultipartUploadResult xmlns=\"{S3_XMLNS}\"><Bucket>{bucket}</Bucket><Key>{key}</Key>"
                         f"<UploadId>{upload}</UploadId></InitiateMultipartUploadResult>")
                 return self.reply(200, body.encode(), content_type=xml)
             upload = query.get("uploadId")
@@ -364,7 +366,7 @@ class Handler(BaseHTTPRequestHandler):
                     # As a multipart object's ETag is at Google: derived from its parts', not its bytes.
                     ETAGS[full] = etag("".join(tags).encode())[:-1] + f'-{len(tags)}"'
                     del UPLOADS[upload]
-                    body = (f"<CompleteMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
+                    body = (f"<CompleteMultipartUploadResult xmlns=\"{S3_XMLNS}\"><Bucket>{bucket}</Bucket><Key>{key}</Key>"
                             f"<ETag>{ETAGS[full]}</ETag></CompleteMultipartUploadResult>")
                     return self.reply(200, body.encode(), content_type=xml)
             if self.command == "PUT":
@@ -400,7 +402,7 @@ class Handler(BaseHTTPRequestHandler):
                     contents += (f"<Contents><Key>{key}</Key><Size>{len(OBJECTS[full])}</Size>"
                                  "<LastModified>2026-11-28T12:00:00.000Z</LastModified>"
                                  f"<ETag>{ETAGS[full]}</ETag></Contents>")
-        body = (f"<ListBucketResult><Name>{bucket}</Name><Prefix>{prefix}</Prefix><KeyCount>0</KeyCount>"
+        body = (f"<ListBucketResult xmlns=\"{S3_XMLNS}\"><Name>{bucket}</Name><Prefix>{prefix}</Prefix><KeyCount>0</KeyCount>"
                 f"<IsTruncated>false</IsTruncated>{contents}</ListBucketResult>")
         self.reply(200, body.encode(), content_type="application/xml")
 
