@@ -3,6 +3,7 @@
 bench/buckets.sh to compare against (run with the bench venv: boto3, azure-storage-blob, google-cloud-storage).
 
 usage: bucket_client.py MODE PATH KEY  → prints seconds
+       bucket_client.py wipe STORE       → empties the bucket
   s3-loop  boto3: create, 8 MiB parts one after another, complete (the shape of one filegate chunk at a time)
   s3       boto3 upload_file: 8 MiB parts, 10 in parallel (what `aws s3 cp` does)
   azure    azure-storage-blob upload_blob: 8 MiB blocks, 10 in parallel
@@ -71,7 +72,38 @@ def gcs(path, key):
                                                 worker_type=transfer_manager.THREAD, checksum=None)
 
 
+def wipe(store):
+    """Deletes every object of the bench's bucket (and, on S3, every open multipart upload), so that each
+    measurement starts from the same empty bucket: moto slows as it fills."""
+    if store == "s3":
+        s3, bucket = s3_client(), os.environ["AWS_BUCKET"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+        for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    elif store == "azure":
+        from azure.storage.blob import ContainerClient
+
+        account = os.environ["AZURE_STORAGE_ACCOUNT_NAME"]
+        container = ContainerClient(f"{os.environ['AZURITE_BLOB_STORAGE_URL']}/{account}", os.environ["AZURE_CONTAINER_NAME"],
+                                    credential={"account_name": account, "account_key": os.environ["AZURE_STORAGE_ACCOUNT_KEY"]})
+        for blob in container.list_blobs():
+            container.delete_blob(blob.name)
+    elif store == "gcs":
+        import re
+        import urllib.request
+
+        base = f"{os.environ['FAKE_GCS_URL']}/gcs/{os.environ['FAKE_GCS_BUCKET']}"
+        listing = urllib.request.urlopen(f"{base}?list-type=2").read().decode()
+        for key in re.findall(r"<Key>([^<]*)</Key>", listing):
+            urllib.request.urlopen(urllib.request.Request(f"{base}/{key}", method="DELETE")).read()
+
+
 def main():
+    if sys.argv[1] == "wipe":
+        return wipe(sys.argv[2])
     mode, path, key = sys.argv[1:4]
     run = {"s3-loop": s3_loop, "s3": s3_parallel, "azure": azure, "gcs": gcs}[mode]
     started = time.monotonic()

@@ -91,6 +91,8 @@ client() { # mode MiB → seconds
   "$CLIENTS/bin/python" bench/bucket_client.py "$1" "$(source_file "$2")" "baseline/$1-$2"
 }
 
+wipe() { [[ $1 == local ]] || "$CLIENTS/bin/python" bench/bucket_client.py wipe "$1"; }
+
 rclone_copyurl() { # store MiB → seconds (the remote from the store's environment)
   local start remote
   start=$(now)
@@ -168,15 +170,20 @@ CONC_MIB=${BENCH_CONCURRENT_MIB:-$((SIZE_MIB < 256 ? SIZE_MIB : 256))}
 for store in "${STORES[@]}"; do
   start_store "$store"
   CLIENT_S=nan LOOP_S=nan RCLONE_S=nan
+  # Every measurement starts from an empty bucket (wipe).
   case $store in
-    s3) LOOP_S=$(client s3-loop "$SIZE_MIB"); CLIENT_S=$(client s3 "$SIZE_MIB"); CLIENT="boto3 upload_file" ;;
+    s3) LOOP_S=$(client s3-loop "$SIZE_MIB"); wipe s3; CLIENT_S=$(client s3 "$SIZE_MIB"); CLIENT="boto3 upload_file" ;;
     azure) CLIENT_S=$(client azure "$SIZE_MIB"); CLIENT="azure-storage-blob upload_blob" ;;
     gcs) CLIENT_S=$(client gcs "$SIZE_MIB"); CLIENT="google-cloud-storage upload_chunks_concurrently" ;;
   esac
-  [[ $store == s3 || $store == azure ]] && { RCLONE_S=$(rclone_copyurl "$store" "$SIZE_MIB" 2>"$WORK/rclone.err") || RCLONE_S=nan; }
-  read -r UP UP_RSS < <(upload "$store" "$SIZE_MIB")
-  read -r RAW RAW_RSS < <(raw_uploads "$store" "$SIZE_MIB" 1)
-  read -r CONC CONC_RSS < <(raw_uploads "$store" "$CONC_MIB" 8)
+  wipe "$store"
+  if [[ $store == s3 || $store == azure ]]; then
+    RCLONE_S=$(rclone_copyurl "$store" "$SIZE_MIB" 2>"$WORK/rclone.err") || RCLONE_S=nan
+    wipe "$store"
+  fi
+  read -r UP UP_RSS < <(upload "$store" "$SIZE_MIB"); wipe "$store"
+  read -r RAW RAW_RSS < <(raw_uploads "$store" "$SIZE_MIB" 1); wipe "$store"
+  read -r CONC CONC_RSS < <(raw_uploads "$store" "$CONC_MIB" 8); wipe "$store"
   read -r IMP IMP_RSS < <(import "$store" "$SIZE_MIB")
   stop_store "$store"
 
