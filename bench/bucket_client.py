@@ -5,7 +5,9 @@ bench/buckets.sh to compare against (run with the bench venv: boto3, azure-stora
 usage: bucket_client.py MODE PATH KEY  → prints seconds
        bucket_client.py wipe STORE       → empties the bucket
   s3-loop  boto3: create, 8 MiB parts one after another, complete (the shape of one filegate chunk at a time)
-  s3       boto3 upload_file: 8 MiB parts, 10 in parallel (what `aws s3 cp` does)
+  s3       boto3 upload_file: 8 MiB parts, 10 in parallel (what `aws s3 cp` does), declaring CRC32 checksums
+  s3-plain the same, declaring no checksum (request_checksum_calculation="when_required"), as filegate by
+           default: moto then computes a CRC64NVME of the whole object in Python when the upload completes
   azure    azure-storage-blob upload_blob: 8 MiB blocks, 10 in parallel
   gcs      google-cloud-storage transfer_manager.upload_chunks_concurrently: 8 MiB XML API parts, 10 threads
 Endpoints come from the environment the services' scripts write (AWS_ENDPOINT, AZURITE_BLOB_STORAGE_URL,
@@ -20,11 +22,13 @@ PART = 8 << 20
 THREADS = 10
 
 
-def s3_client():
+def s3_client(checksums="when_supported"):
     import boto3
+    from botocore.config import Config
 
     # The endpoint explicitly: boto3 does not read object_store's AWS_ENDPOINT.
-    return boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT"])
+    return boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT"],
+                        config=Config(request_checksum_calculation=checksums))
 
 
 def s3_loop(path, key):
@@ -39,11 +43,15 @@ def s3_loop(path, key):
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
 
 
-def s3_parallel(path, key):
+def s3_parallel(path, key, checksums="when_supported"):
     from boto3.s3.transfer import TransferConfig
 
     config = TransferConfig(multipart_chunksize=PART, max_concurrency=THREADS)
-    s3_client().upload_file(path, os.environ["AWS_BUCKET"], key, Config=config)
+    s3_client(checksums).upload_file(path, os.environ["AWS_BUCKET"], key, Config=config)
+
+
+def s3_plain(path, key):
+    s3_parallel(path, key, "when_required")
 
 
 def azure(path, key):
@@ -105,7 +113,7 @@ def main():
     if sys.argv[1] == "wipe":
         return wipe(sys.argv[2])
     mode, path, key = sys.argv[1:4]
-    run = {"s3-loop": s3_loop, "s3": s3_parallel, "azure": azure, "gcs": gcs}[mode]
+    run = {"s3-loop": s3_loop, "s3": s3_parallel, "s3-plain": s3_plain, "azure": azure, "gcs": gcs}[mode]
     started = time.monotonic()
     run(path, key)
     print(time.monotonic() - started)
