@@ -48,8 +48,10 @@ async fn a_cache_of_an_uploaded_video_reads_one_files_api_copy_that_outlives_the
     let file = upload(&server, &bytes, "video/mp4").await;
     let create = |ttl: &str| json!({"model": "models/gemini-test", "contents": video_contents(&file), "ttl": ttl, "displayName": "talk"});
     let short = json_of(call(&server, ALPHA_KEY, "v1beta/cachedContents", create("5s")).await, StatusCode::OK).await;
-    let long = json_of(call(&server, ALPHA_KEY, "v1beta/cachedContents", create("10s")).await, StatusCode::OK).await;
+    // Taken before the request: the server counts the ttl from the moment it makes the cache, which is
+    // before its answer arrives here.
     let made = std::time::Instant::now();
+    let long = json_of(call(&server, ALPHA_KEY, "v1beta/cachedContents", create("10s")).await, StatusCode::OK).await;
     for cache in [&short, &long] {
         assert!(cache["name"].as_str().unwrap().starts_with("cachedContents/"), "{cache}");
         assert_eq!((&cache["model"], &cache["displayName"]), (&json!("models/gemini-test"), &json!("talk")));
