@@ -131,14 +131,15 @@ fn sha256_hex(value: &str) -> String {
     hex::encode(Sha256::digest(value.as_bytes()))
 }
 
-/// The secret part of an upload URL. Whoever holds it may write to that one upload session: the Python
-/// SDK sends no API key with chunks, so the token is the credential. 256 bits from the OS CSPRNG; the
-/// database stores only its SHA-256, so a leaked database grants no upload access. Held as a
-/// [`SecretString`]: never printed, wiped from memory when dropped.
+/// A token that is itself the credential: the secret part of an upload URL (whoever holds it may write to
+/// that one upload session: the Python SDK sends no API key with chunks) and of a console download link
+/// (a browser's download cannot send a header). 256 bits from the OS CSPRNG; the database stores only its
+/// SHA-256, so a leaked database grants no access. Held as a [`SecretString`]: never printed, wiped from
+/// memory when dropped.
 #[derive(Clone)]
-pub struct UploadToken(SecretString);
+pub struct SecretToken(SecretString);
 
-impl UploadToken {
+impl SecretToken {
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
         OsRng.fill_bytes(&mut bytes);
@@ -159,9 +160,9 @@ impl UploadToken {
     }
 }
 
-impl fmt::Debug for UploadToken {
+impl fmt::Debug for SecretToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("UploadToken(..)")
+        f.write_str("SecretToken(..)")
     }
 }
 
@@ -234,10 +235,10 @@ mod tests {
 
     #[test]
     fn upload_tokens_are_long_and_stored_hashed() {
-        let token = UploadToken::generate();
+        let token = SecretToken::generate();
         assert_eq!(token.as_str().len(), 43);
         assert_eq!(token.hash().len(), 64);
         assert_ne!(token.hash(), token.as_str());
-        assert_eq!(UploadToken::from_request(token.as_str()).hash(), token.hash());
+        assert_eq!(SecretToken::from_request(token.as_str()).hash(), token.hash());
     }
 }

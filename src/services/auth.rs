@@ -45,21 +45,25 @@ impl Auth {
 
     /// The project a presented key belongs to.
     pub async fn authenticate(&self, presented: Option<&str>) -> Result<ProjectId> {
+        Ok(self.identify(presented).await?.0)
+    }
+
+    /// The project and the id of the key presented, if it is a valid one (as `filegate keys list` shows it).
+    pub async fn key_id_of(&self, presented: Option<&str>) -> Result<(ProjectId, String)> {
+        let (project, hash) = self.identify(presented).await?;
+        Ok((project, crate::meta::key_id(&hash)))
+    }
+
+    /// The project of a presented key, and the key's hash.
+    async fn identify(&self, presented: Option<&str>) -> Result<(ProjectId, String)> {
         let key = presented.map(str::trim).filter(|k| !k.is_empty()).ok_or(Error::MissingApiKey)?;
         let hash = ApiKey::new(key).hash();
         if let Some(project) = self.static_keys.get(&hash) {
-            return Ok(project.clone());
+            return Ok((project.clone(), hash));
         }
         let project = self.meta.project_for_key(&hash).await?.ok_or(Error::InvalidApiKey)?;
-        self.note_use(hash);
-        Ok(project)
-    }
-
-    /// The id of the key presented, if it is a valid one (as `filegate keys list` shows it).
-    pub async fn key_id_of(&self, presented: Option<&str>) -> Result<(ProjectId, String)> {
-        let project = self.authenticate(presented).await?;
-        let hash = ApiKey::new(presented.unwrap_or_default().trim()).hash();
-        Ok((project, crate::meta::key_id(&hash)))
+        self.note_use(&hash);
+        Ok((project, hash))
     }
 
     /// Every project's counters (the operator view).
@@ -89,16 +93,16 @@ impl Auth {
     }
 
     /// Records the key's use in the background: a request never waits for it, nor fails with it.
-    fn note_use(&self, hash: String) {
+    fn note_use(&self, hash: &str) {
         let now = Instant::now();
         {
             let mut written = self.last_use_written.lock().expect("not poisoned");
-            if written.get(&hash).is_some_and(|at| now.duration_since(*at) < LAST_USE_EVERY) {
+            if written.get(hash).is_some_and(|at| now.duration_since(*at) < LAST_USE_EVERY) {
                 return;
             }
-            written.insert(hash.clone(), now);
+            written.insert(hash.to_owned(), now);
         }
-        let meta = self.meta.clone();
+        let (meta, hash) = (self.meta.clone(), hash.to_owned());
         tokio::spawn(async move {
             if let Err(err) = meta.key_used(&hash, Timestamp::now()).await {
                 tracing::debug!(%err, "could not record a key's last use");

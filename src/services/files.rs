@@ -6,7 +6,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use crate::blob::{Blobs, ByteStream};
-use crate::domain::{FileId, FileRecord, FileState, ProjectId, Timestamp};
+use crate::domain::{FileId, FileRecord, FileState, ProjectId, SecretToken, Timestamp};
 use crate::error::{Error, Result};
 use crate::meta::{ListCursor, MetaStore};
 use crate::services::imports::ImportQueue;
@@ -140,22 +140,22 @@ impl Files {
     }
 
     /// A link that downloads an ACTIVE file for [`DOWNLOAD_LINK_TTL`] without the API key (the console's:
-    /// a browser's own download streams to disk, but cannot send a header). The token is 256 random bits,
-    /// stored as its SHA-256.
+    /// a browser's own download streams to disk, but cannot send a header). The token is a
+    /// [`SecretToken`], as an upload URL's: the database keeps only its SHA-256.
     pub async fn download_link(&self, project: &ProjectId, id: &FileId) -> Result<String> {
         let file = self.get(project, id).await?;
         if file.state != FileState::Ready {
             return Err(Error::FailedPrecondition(format!("The file {id} is not ACTIVE and cannot be downloaded.")));
         }
-        let token = crate::domain::random_alphanumeric(43);
+        let token = SecretToken::generate();
         let expires_at = Timestamp::now().plus_seconds(DOWNLOAD_LINK_TTL.as_secs());
-        self.meta.put_download_link(&link_hash(&token), project, id, expires_at).await?;
-        Ok(token)
+        self.meta.put_download_link(&token.hash(), project, id, expires_at).await?;
+        Ok(token.as_str().to_owned())
     }
 
     /// The project and file a live download link names; anything else is `FileNotFound`.
     pub async fn resolve_download_link(&self, token: &str) -> Result<(ProjectId, FileId)> {
-        let found = self.meta.download_link(&link_hash(token), Timestamp::now()).await?;
+        let found = self.meta.download_link(&SecretToken::from_request(token).hash(), Timestamp::now()).await?;
         found.ok_or_else(|| Error::FileNotFound("(an expired or unknown download link)".into()))
     }
 
@@ -184,11 +184,6 @@ impl Files {
 
 /// How long a download link works: long enough for a browser to start the download it was made for.
 pub const DOWNLOAD_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(60);
-
-fn link_hash(token: &str) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
-}
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{UPLOAD_STATUS, UploadUrlError};
 use super::upload::{header_str, header_u64};
-use crate::domain::UploadToken;
+use crate::domain::SecretToken;
 use crate::error::{Error, UploadError};
 use crate::http::body::into_stream;
 use crate::http::state::Handles;
@@ -58,7 +58,7 @@ pub async fn handle(app: &Handles, token: &str, req: Request) -> Response {
 }
 
 async fn run(app: &Handles, token: &str, req: Request) -> Result<Response, UploadUrlError> {
-    let token = UploadToken::from_request(token);
+    let token = SecretToken::from_request(token);
     let (parts, body) = req.into_parts();
     let command = parse_command(&parts.headers)?;
     let progress = match command {

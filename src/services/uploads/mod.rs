@@ -21,7 +21,7 @@ use crate::blob::{Blobs, ByteStream};
 use crate::config::Limits;
 use crate::domain::mime::DEFAULT_MIME_TYPE;
 use crate::domain::{
-    FileId, FileRecord, FileState, Origin, ProjectId, Staging, Timestamp, UploadToken, new_object_key, staging_key,
+    FileId, FileRecord, FileState, Origin, ProjectId, SecretToken, Staging, Timestamp, new_object_key, staging_key,
 };
 use crate::error::{Error, Result, UploadError};
 use crate::hash::ResumableSha256;
@@ -69,7 +69,7 @@ pub struct StartUpload {
 
 #[derive(Debug)]
 pub struct Started {
-    pub token: UploadToken,
+    pub token: SecretToken,
     pub file: FileRecord,
 }
 
@@ -110,7 +110,7 @@ impl Uploads {
 
         let now = Timestamp::now();
         let expires_at = now.plus_seconds(request.ttl.unwrap_or(self.limits.default_ttl).as_secs());
-        let token = UploadToken::generate();
+        let token = SecretToken::generate();
         let token_hash = token.hash();
         let file = FileRecord {
             blob_key: new_object_key(&request.project, &id),
@@ -178,7 +178,7 @@ impl Uploads {
         Ok(())
     }
 
-    async fn session(&self, token: &UploadToken) -> Result<UploadSession> {
+    async fn session(&self, token: &SecretToken) -> Result<UploadSession> {
         match self.meta.get_upload(&token.hash()).await? {
             Some(session) if session.expires_at > Timestamp::now() => Ok(session),
             _ => Err(UploadError::SessionNotFound.into()),
@@ -186,7 +186,7 @@ impl Uploads {
     }
 
     /// `query`: the committed offset, and the file once the session is final.
-    pub async fn query(&self, token: &UploadToken) -> Result<Progress> {
+    pub async fn query(&self, token: &SecretToken) -> Result<Progress> {
         let session = self.session(token).await?;
         match session.status {
             SessionStatus::Active => Ok(Progress::Active { received: session.received_bytes }),
@@ -201,7 +201,7 @@ impl Uploads {
     /// `cancel`: ends the session, releases its quota and deletes its staged bytes. It does not wait for a
     /// chunk being written: the session is cancelled in the database first (so no later commit succeeds,
     /// on any node), then a chunk streaming on this node is stopped at once.
-    pub async fn cancel(&self, token: &UploadToken) -> Result<()> {
+    pub async fn cancel(&self, token: &SecretToken) -> Result<()> {
         let session = self.session(token).await?;
         match session.status {
             SessionStatus::Active => {}

@@ -16,7 +16,7 @@ use sha2::Digest as _;
 use super::{DeclaredSize, Progress, StartUpload, Uploads};
 use crate::blob::{Blobs, ByteStream};
 use crate::config::Limits;
-use crate::domain::{MediaTypePolicy, Origin, ProjectId, UploadToken};
+use crate::domain::{MediaTypePolicy, Origin, ProjectId, SecretToken};
 use crate::error::{Error, UploadError};
 use crate::meta::MetaStore;
 use crate::meta::sql::SqlMeta;
@@ -104,7 +104,7 @@ async fn service(store: &str) -> (Uploads, Arc<dyn MetaStore>, Arc<Blobs>, tempf
     (Uploads::new(meta.clone(), blobs.clone(), limits()), meta, blobs, dir)
 }
 
-async fn start(uploads: &Uploads, size: usize) -> UploadToken {
+async fn start(uploads: &Uploads, size: usize) -> SecretToken {
     let request = StartUpload {
         project: ProjectId::parse("props").unwrap(),
         name: None,

@@ -7,7 +7,7 @@ use futures_util::StreamExt as _;
 
 use super::{Progress, Uploads};
 use crate::blob::ByteStream;
-use crate::domain::{FileRecord, FileState, Timestamp, UploadToken};
+use crate::domain::{FileRecord, FileState, SecretToken, Timestamp};
 use crate::error::{Error, Result, UploadError};
 use crate::hash::ResumableSha256;
 use crate::meta::{ChunkRecord, FileUpdate, Garbage, SessionStatus, UploadSession, UsageDelta};
@@ -22,7 +22,7 @@ impl Uploads {
     /// finalize may omit it.
     pub async fn write(
         &self,
-        token: &UploadToken,
+        token: &SecretToken,
         offset: Option<u64>,
         finalize: bool,
         body: ByteStream,
