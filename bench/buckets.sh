@@ -54,7 +54,7 @@ source_file() { # MiB → path (random bytes, also served by nginx)
   echo "$path"
 }
 mbps() { python3 -c "print(f'{$1 * 1048576 / $2 / 1e6:.0f}')"; }
-ratio() { python3 -c "print(f'{$2 / $1:.2f}×')"; } # seconds of the reference, seconds of filegate
+ratio() { python3 -c "print(f'{$2 / $1:.2f}×')"; } # filegate's seconds, the reference's → speed ratio
 
 start_store() { # store → the service up, its environment exported, STORE_URL and NAME set
   case $1 in

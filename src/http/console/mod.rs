@@ -193,7 +193,7 @@ pub async fn create_key(State(app): State<HttpState>, headers: HeaderMap, body: 
     answer(async {
         operator(&app, &headers).await?;
         let bytes = super::body::read_to_limit(body, 4096, || Error::invalid("The body is too large.")).await?;
-        let request: NewKey = serde_json::from_slice(&bytes)
+        let request: NewKey = super::body::parse_json(&bytes)
             .map_err(|e| Error::invalid(format!("Expected {{\"project\": \"…\", \"label\": \"…\"}}: {e}")))?;
         let project = ProjectId::parse(request.project.trim())?;
         let label = request.label.trim().chars().take(200).collect::<String>();

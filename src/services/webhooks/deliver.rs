@@ -10,8 +10,8 @@
 //!
 //! Nothing waits on a receiver but its own attempts: each has a time limit, a node sends at most
 //! `concurrency` at once, and at most [`PER_RECEIVER`] of them to one URI with as many more waiting in
-//! memory (the rest go back to the outbox for a moment), so a slow receiver cannot take every slot. Memory holds the attempts in flight, never the
-//! backlog, however long it grows.
+//! memory (the rest go back to the outbox for a moment), so a slow receiver cannot take every slot.
+//! Memory holds the attempts in flight, never the backlog, however long it grows.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

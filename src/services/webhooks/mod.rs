@@ -1,8 +1,8 @@
 //! Webhooks: telling clients when a file is ready (or failed, or went) instead of making them poll.
 //!
-//! - **What** (`event.rs`): `file.active`, `file.failed`, `file.deleted`, `file.expired` and `batch.succeeded`,
-//!   `batch.failed`, `batch.cancelled`, `batch.expired`, each queued in the transaction of the change it reports (an outbox in the metadata store), so a crash loses none and
-//!   invents none.
+//! - **What** (`event.rs`): `file.active`, `file.failed`, `file.deleted`, `file.expired` and
+//!   `batch.succeeded`, `batch.failed`, `batch.cancelled`, `batch.expired`, each queued in the transaction
+//!   of the change it reports (an outbox in the metadata store), so a crash loses none and invents none.
 //! - **To whom**: a project's registered webhooks (`/v1beta/webhooks`, the Gemini API's resource, managed
 //!   here), each with its own signing secret; and an import's own `webhook_config.uris`, signed with the
 //!   project's signing secret (`POST /v1beta/webhooks:rotateProjectSigningSecret` makes it, shown once).
