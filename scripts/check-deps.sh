@@ -17,6 +17,10 @@ install() { # crate version
 install cargo-deny 0.20.2
 install cargo-machete 0.9.2
 
+# `cargo deny` resolves the dependencies of every target (wasm, Android, Windows), not only this machine's,
+# and `--offline` cannot fetch what a build here never downloaded: fetch them all first (the registry is
+# reachable wherever the builds are), so that a fresh machine's cargo cache passes as a warm one does.
+cargo fetch --locked --quiet
 cargo deny --offline check licenses bans sources
 # RustSec's advisory database is a git repository on GitHub: checked where it can be fetched.
 if timeout 60 cargo deny fetch db >/dev/null 2>&1; then
