@@ -197,22 +197,32 @@ def test_a_failing_receiver_gets_the_same_webhook_id_until_it_answers_2xx(hooked
     )
 
 
-def test_after_a_rotation_both_secrets_sign_for_the_overlap(hooked, webhook, receiver):
+def test_after_rotations_every_secret_younger_than_a_day_signs(hooked, webhook, receiver):
     old = webhook["newSigningSecret"]
     status, rotated = call(hooked, "POST", f"/v1beta/{webhook['name']}:rotateSigningSecret")
     assert status == 200 and rotated["newSigningSecret"] not in (None, old)
+    # A second rotation within the day: the first secret still signs until its own day is over.
+    status, again = call(hooked, "POST", f"/v1beta/{webhook['name']}:rotateSigningSecret")
+    assert status == 200 and again["newSigningSecret"] not in (old, rotated["newSigningSecret"])
     status, pinged = call(hooked, "POST", f"/v1beta/{webhook['name']}:ping")
     assert status == 200
     ping = lambda p: p["type"] == "webhook.ping" and p["id"] == pinged["webhookId"]  # noqa: E731
-    [(headers, _)] = receiver.wait_for(ping, rotated["newSigningSecret"])
+    [(headers, _)] = receiver.wait_for(ping, again["newSigningSecret"])
+    receiver.wait_for(ping, rotated["newSigningSecret"])
     receiver.wait_for(ping, old)
-    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert len(headers["webhook-signature"].split(" ")) == 3
     with pytest.raises(WebhookVerificationError):
         receiver.wait_for(ping, "whsec_" + base64.b64encode(b"another secret, 32 bytes long!!!").decode())
 
 
 def test_forbidden_and_malformed_receivers_are_refused(hooked):
-    for uri in ["http://10.0.0.1/hook", "http://169.254.169.254/latest", "http://[::1]:9/x", "http://0x0a.1/x"]:
+    for uri in [
+        "http://10.0.0.1/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]:9/x",
+        "http://0x0a.1/x",
+        "http://[::ffff:0:a00:1]/x",  # 10.0.0.1, IPv4-translated (RFC 2765)
+    ]:
         status, error = call(hooked, "POST", "/v1beta/webhooks", body={"uri": uri, "subscribedEvents": ["file.active"]})
         assert status == 400 and "may not reach" in error["error"]["message"], (uri, error)
     for uri, words in [("ftp://127.0.0.1/x", "https"), ("http://u:p@127.0.0.1/x", "credentials"), ("nope", "absolute")]:
@@ -327,7 +337,9 @@ def test_expiry_tells_file_expired(short_lived, receiver, tmp_path):
 
 def test_a_receiver_failing_for_the_whole_retry_window_disables_its_webhook(short_lived, receiver):
     receiver.answers = [503] * 1000
-    status, hook = call(short_lived, "POST", "/v1beta/webhooks", body={"uri": receiver.url, "subscribedEvents": ["file.active"]})
+    # The receiver's own token rides in its query: it is never written to the log.
+    uri = receiver.url + "?token=receivers-own-secret-7f3a"
+    status, hook = call(short_lived, "POST", "/v1beta/webhooks", body={"uri": uri, "subscribedEvents": ["file.active"]})
     assert status == 200
     status, _ = call(short_lived, "POST", f"/v1beta/{hook['name']}:ping")
     assert status == 200
@@ -339,6 +351,8 @@ def test_a_receiver_failing_for_the_whole_retry_window_disables_its_webhook(shor
         time.sleep(0.2)
     assert got["state"] == "disabled_due_to_failed_deliveries"
     assert len(receiver.deliveries) >= 2, "it was retried before it was given up"
+    log = open(short_lived.log.name).read()
+    assert "abandoned" in log and "receivers-own-secret-7f3a" not in log
     with urllib.request.urlopen(f"{short_lived.url}/metrics") as response:
         metrics = response.read().decode()
     assert 'filegate_webhook_deliveries_total{outcome="abandoned"} 1' in metrics
@@ -376,6 +390,36 @@ def test_a_batch_tells_its_end_without_anyone_polling(receiver):
         time.sleep(2)
         told = [json.loads(body) for _, body in receiver.deliveries]
         assert sorted(p["type"] for p in told) == ["batch.cancelled", "batch.succeeded"], "each end told once"
+    finally:
+        server.stop()
+        fake.stop()
+
+
+def test_a_project_running_many_batches_neither_hides_another_s_end_nor_passes_its_cap(receiver):
+    """One project keeps 105 batches running (more than a watcher used to look at per round); another
+    project's batch still ends and is told. A project at FILEGATE_BATCH_MAX_RUNNING_PER_PROJECT is refused
+    with 429."""
+    from conftest import Fake
+
+    fake = Fake("--bearer", "unused")
+    server = Server({**FAST_RETRIES, **own_database("webhooks_busy_batches"), "FILEGATE_UPSTREAM": "gemini",
+                     "FILEGATE_GEMINI_ENDPOINT": fake.url, "FILEGATE_GEMINI_API_KEY": "gemini-upstream-key",
+                     "FILEGATE_SWEEP_INTERVAL_SECONDS": "1", "FILEGATE_BATCH_MAX_RUNNING_PER_PROJECT": "105"})
+    try:
+        request = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+        busy = make_client(server, ALPHA_KEY)
+        for n in range(105):
+            busy.batches.create(model="gemini-test", src=[request], config={"display_name": f"fake-hold-{n}"})
+        status, refused = call(server, "POST", "/v1beta/models/gemini-test:batchGenerateContent",
+                               body={"batch": {"inputConfig": {"requests": {"requests": [{"request": request}]}}}})
+        assert status == 429 and "FILEGATE_BATCH_MAX_RUNNING_PER_PROJECT" in refused["error"]["message"], refused
+
+        status, hook = call(server, "POST", "/v1beta/webhooks", key=BETA_KEY,
+                            body={"uri": receiver.url, "subscribedEvents": ["batch.succeeded"]})
+        assert status == 200, hook
+        job = make_client(server, BETA_KEY).batches.create(model="gemini-test", src=[request])
+        of_job = lambda p: p["type"] == "batch.succeeded" and p["data"]["batch"]["name"] == job.name  # noqa: E731
+        receiver.wait_for(of_job, hook["newSigningSecret"], timeout=20)
     finally:
         server.stop()
         fake.stop()

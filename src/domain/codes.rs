@@ -90,9 +90,23 @@ impl FailureCode {
 /// A per-project limit other than the byte quota, with what the project holds of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
-    Files { held: u64 },
-    OpenUploads { open: u64 },
-    ActiveImports { active: u64 },
+    Files {
+        held: u64,
+    },
+    OpenUploads {
+        open: u64,
+    },
+    ActiveImports {
+        active: u64,
+    },
+    /// Batch jobs not yet ended (`FILEGATE_BATCH_MAX_RUNNING_PER_PROJECT`).
+    RunningBatches {
+        running: u64,
+    },
+    /// Signing secrets replaced within a day that still sign (`services::webhooks`).
+    SecretRotations {
+        live: u64,
+    },
 }
 
 impl Limit {
@@ -101,6 +115,8 @@ impl Limit {
             Self::Files { .. } => "too_many_files",
             Self::OpenUploads { .. } => "too_many_uploads",
             Self::ActiveImports { .. } => "too_many_imports",
+            Self::RunningBatches { .. } => "too_many_batches",
+            Self::SecretRotations { .. } => "too_many_rotations",
         }
     }
 }
@@ -122,6 +138,16 @@ impl std::fmt::Display for Limit {
                 f,
                 "The project has {active} imports in flight, the most allowed \
                  (FILEGATE_IMPORT_MAX_ACTIVE_PER_PROJECT); retry when some have finished."
+            ),
+            Self::RunningBatches { running } => write!(
+                f,
+                "The project has {running} batch jobs running, the most allowed \
+                 (FILEGATE_BATCH_MAX_RUNNING_PER_PROJECT); retry when some have ended, or cancel some."
+            ),
+            Self::SecretRotations { live } => write!(
+                f,
+                "This signing secret was rotated {live} times within 24 hours and every replaced secret still \
+                 signs until its day is over; rotate again once the oldest has ended."
             ),
         }
     }

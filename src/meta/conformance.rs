@@ -771,8 +771,30 @@ contract!(
             updated_at: now,
             end_time: None,
         };
+        let unfinished = Unfinished {
+            ended: &["BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED"],
+            succeeded: "BATCH_STATE_SUCCEEDED",
+        };
         for id in ["b2", "b1", "b3"] {
-            store.put_batch(&batch(id)).await.unwrap();
+            assert!(store.put_batch(&batch(id), unfinished, 3).await.unwrap());
+        }
+        assert_eq!(store.unfinished_batch_count(&alpha, unfinished).await.unwrap(), 3);
+        assert!(!store.put_batch(&batch("b4"), unfinished, 3).await.unwrap(), "a project at its limit");
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, beta) = (store.clone(), beta.clone());
+                let racing = BatchRecord { project: beta, ..batch(&format!("r{i}")) };
+                tokio::spawn(async move { store.put_batch(&racing, unfinished, 5).await.unwrap() })
+            })
+            .collect();
+        let mut kept = 0;
+        for racer in racers {
+            kept += usize::from(racer.await.unwrap());
+        }
+        assert_eq!(kept, 5, "racing creates never pass the limit together");
+        assert_eq!(store.unfinished_batch_count(&beta, unfinished).await.unwrap(), 5);
+        for i in 0..8 {
+            store.delete_batch(&beta, &format!("r{i}")).await.unwrap();
         }
         assert_eq!(store.batch(&alpha, "b1").await.unwrap(), Some(batch("b1")));
         assert_eq!(store.batch(&beta, "b1").await.unwrap(), None);
@@ -817,16 +839,12 @@ contract!(
         tx.commit().await.unwrap();
         assert_eq!(store.batch(&alpha, "b1").await.unwrap(), Some(done));
         assert!(!store.claim_batch_collection(&alpha, "b1", now.plus_seconds(900), now.plus_seconds(800)).await.unwrap());
-        let ended = ["BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED"];
-        let mut open: Vec<String> = store
-            .unfinished_batches(&ended, "BATCH_STATE_SUCCEEDED", 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|b| b.id)
-            .collect();
-        open.sort();
-        assert_eq!(open, ["b2", "b3"], "a batch whose results were collected has ended");
+        let first = store.unfinished_batches(unfinished, None, 1).await.unwrap();
+        let cursor = (first[0].created_at, first[0].id.clone());
+        let rest = store.unfinished_batches(unfinished, Some(&cursor), 10).await.unwrap();
+        assert_eq!(ids(first), ["b2"], "oldest first (all made at once: then by id)");
+        assert_eq!(ids(rest), ["b3"], "page by page; a batch whose results were collected has ended");
+        assert_eq!(store.unfinished_batch_count(&alpha, unfinished).await.unwrap(), 2);
         assert!(!store.delete_batch(&beta, "b1").await.unwrap());
         assert!(store.delete_batch(&alpha, "b1").await.unwrap());
         assert_eq!(store.batch(&alpha, "b1").await.unwrap(), None);

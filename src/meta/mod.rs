@@ -40,7 +40,7 @@ mod webhooks;
 use async_trait::async_trait;
 
 pub use error::{MetaError, MetaResult};
-pub use model::{BatchRecord, CachedContent, ModelRecords};
+pub use model::{BatchCursor, BatchRecord, CachedContent, ModelRecords, Unfinished};
 pub use webhooks::{
     Delivery, DeliveryBacklog, DeliveryOutcome, NewDelivery, Settled, SigningSecrets, Subscriber, Webhook,
     WebhookRecords, WebhookState,

@@ -49,6 +49,17 @@ pub struct BatchRecord {
     pub end_time: Option<Timestamp>,
 }
 
+/// Which batches the API has not shown an end for yet, in the service's words: in none of the `ended`
+/// states, nor in `succeeded` with their results collected.
+#[derive(Debug, Clone, Copy)]
+pub struct Unfinished<'a> {
+    pub ended: &'a [&'a str],
+    pub succeeded: &'a str,
+}
+
+/// Where a page of unfinished batches ends: `(created_at, id)` of its last batch.
+pub type BatchCursor = (Timestamp, String);
+
 #[async_trait]
 pub trait ModelRecords: Send + Sync {
     /// Keeps these copies (blob key, target) from the sweeper until at least `until`, whatever their file does.
@@ -78,14 +89,24 @@ pub trait ModelRecords: Send + Sync {
     /// Forgets caches that expired at or before `now` (the upstream drops them itself); returns how many.
     async fn delete_expired_cached_contents(&self, now: Timestamp) -> MetaResult<u64>;
 
-    async fn put_batch(&self, batch: &BatchRecord) -> MetaResult<()>;
+    /// Records a new batch unless its project has `max_unfinished` unfinished ones already (`false` then):
+    /// counted and inserted under the project's lock, so racing creates never pass the limit together.
+    async fn put_batch(&self, batch: &BatchRecord, unfinished: Unfinished<'_>, max_unfinished: u64)
+    -> MetaResult<bool>;
+    /// How many unfinished batches a project has.
+    async fn unfinished_batch_count(&self, project: &ProjectId, unfinished: Unfinished<'_>) -> MetaResult<u64>;
     /// A project's batch by id; another project's is `None`.
     async fn batch(&self, project: &ProjectId, id: &str) -> MetaResult<Option<BatchRecord>>;
     /// A project's batches in id order after `after`, `limit` at most.
     async fn batches(&self, project: &ProjectId, after: Option<&str>, limit: u32) -> MetaResult<Vec<BatchRecord>>;
-    /// Batches the API has not shown an end for yet: in none of the `ended` states, or in `succeeded` without
-    /// their results collected. Oldest first, `limit` at most (a node's watcher asks the upstream about them).
-    async fn unfinished_batches(&self, ended: &[&str], succeeded: &str, limit: u32) -> MetaResult<Vec<BatchRecord>>;
+    /// Unfinished batches of every project, oldest first after `after`, `limit` at most (a node's watcher
+    /// walks them all, page by page, and asks the upstream about each).
+    async fn unfinished_batches(
+        &self,
+        unfinished: Unfinished<'_>,
+        after: Option<&BatchCursor>,
+        limit: u32,
+    ) -> MetaResult<Vec<BatchRecord>>;
     /// Claims the collection of a batch's results until `until`, unless another live claim holds it or its
     /// results are collected already; racing claimers: one wins.
     async fn claim_batch_collection(

@@ -36,17 +36,23 @@ impl WebhookState {
     }
 }
 
-/// Signing secrets: the current one, and the one it replaced while that still signs beside it.
+/// Signing secrets: the current one, and those it replaced that still sign beside it, each until its own
+/// end (newest first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningSecrets {
     pub current: String,
-    pub previous: Option<(String, Timestamp)>,
+    pub previous: Vec<(String, Timestamp)>,
 }
 
 impl SigningSecrets {
+    /// A first secret, which replaced none.
+    pub fn new(current: String) -> Self {
+        Self { current, previous: Vec::new() }
+    }
+
     /// The secrets that sign a message sent at `now`.
     pub fn live(&self, now: Timestamp) -> Vec<&str> {
-        let previous = self.previous.as_ref().filter(|(_, until)| *until > now).map(|(secret, _)| secret.as_str());
+        let previous = self.previous.iter().filter(|(_, until)| *until > now).map(|(secret, _)| secret.as_str());
         std::iter::once(self.current.as_str()).chain(previous).collect()
     }
 }
@@ -133,7 +139,9 @@ pub struct Subscriber {
 
 #[async_trait]
 pub trait WebhookRecords: Send + Sync {
-    async fn insert_webhook(&self, webhook: &Webhook) -> MetaResult<()>;
+    /// Registers a webhook unless its project has `max_per_project` already (`false` then): counted and
+    /// inserted under the project's lock, so racing registrations never pass the limit together.
+    async fn insert_webhook(&self, webhook: &Webhook, max_per_project: u64) -> MetaResult<bool>;
     /// A project's webhook by id; another project's is `None`.
     async fn webhook(&self, project: &ProjectId, id: &str) -> MetaResult<Option<Webhook>>;
     /// A project's webhooks in id order after `after`, `limit` at most.
@@ -153,14 +161,22 @@ pub trait WebhookRecords: Send + Sync {
         now: Timestamp,
     ) -> MetaResult<()>;
 
-    /// Leases up to `limit` due deliveries (unleased or their lease run out) to `owner` until `lease_until`,
-    /// most overdue first. Racing callers never get the same delivery.
+    /// Projects with deliveries due at `now` (unleased, or their lease run out), in project order after
+    /// `after`, `limit` at most. Costs a step per project with pending deliveries, whatever their number.
+    async fn projects_with_due_deliveries(
+        &self,
+        now: Timestamp,
+        after: Option<&ProjectId>,
+        limit: u32,
+    ) -> MetaResult<Vec<ProjectId>>;
+    /// Leases to `owner` until `lease_until` up to `count` due deliveries of each project `wanted` names,
+    /// each project's most overdue first. Racing callers never get the same delivery.
     async fn claim_deliveries(
         &self,
         owner: &str,
         now: Timestamp,
         lease_until: Timestamp,
-        limit: u32,
+        wanted: &[(ProjectId, u32)],
     ) -> MetaResult<Vec<Delivery>>;
     /// Records outcomes, in one transaction, of the deliveries whose lease `owner` still holds (the others
     /// are skipped: another node took them over); returns how many were recorded.

@@ -232,6 +232,7 @@ mod tests {
             project_max_open_uploads: 2,
             project_max_files: 3,
             project_max_active_imports,
+            project_max_running_batches: 100,
             default_ttl: Duration::from_secs(60),
             upload_claim: Duration::from_secs(30),
             media_types: MediaTypePolicy::new(vec!["*".into()]),

@@ -16,13 +16,15 @@ One process serves:
 - batch jobs in both shapes: the Gemini API's (POST models/M:batchGenerateContent from a Files API file,
   GET batches/N, :cancel, DELETE; results as a Files API file, downloadable) and Vertex AI's
   (batchPredictionJobs reading gs:// and writing predictions.jsonl under the output prefix); a job is
-  PENDING, then RUNNING, then SUCCEEDED at its third look, each line run through the "model";
+  PENDING, then RUNNING, then SUCCEEDED at its third look, each line run through the "model" (one whose
+  display name starts with "fake-hold" runs until cancelled);
 - the Gemini API's Files API: resumable upload (/upload/v1beta/files: start with an 8 MiB granularity, upload,
   query, finalize), get with PROCESSING then ACTIVE and `sha256Hash` in Google's spelling, delete.
 
 The fake "model" reads what it was given and says so: its answer text is JSON listing each part, with the
 SHA-256 of every file's bytes however they came (inline, gs:// from the GCS side, or a Files API upload), so a
-test proves which bytes the model could read. Every upstream request is recorded (GET /_fake/requests);
+test proves which bytes the model could read. Every upstream request is recorded (GET /_fake/requests;
+the caches made, GET /_fake/caches; the Files API's files with the text of small ones, GET /_fake/google-files);
 POST /_fake/script queues scripted replies for the next model calls, one object each: {"status", "body",
 "headers", "content_type"} replies with that error (a string body as it is: an HTML page, say); {"hang": s} waits s seconds first; {"chunk_delay": s} paces a stream's
 events; {"break_after_chunks": n} drops the connection mid-stream. A stream the client abandoned is recorded
@@ -131,6 +133,16 @@ def expiry(request, now):
         text = request["expireTime"].rstrip("Z").split(".")[0]
         return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
     return now + 3600
+
+
+def small_text(data):
+    """A small file's text (a batch's requests, say), for tests to read what was uploaded; else None."""
+    if len(data) > 65536:
+        return None
+    try:
+        return bytes(data).decode()
+    except (UnicodeDecodeError, TypeError):
+        return None
 
 
 def live_cache(flavour, name):
@@ -316,10 +328,12 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_fake/google-files":
                 listed = {
                     name: {"sha256": hashlib.sha256(f["bytes"]).hexdigest(), "size": len(f["bytes"]),
-                           "mime": f["mime"], "deleted": f["deleted"]}
+                           "mime": f["mime"], "deleted": f["deleted"], "text": small_text(f["bytes"])}
                     for name, f in FILES.items()
                 }
                 return self.reply(200, listed)
+            if path == "/_fake/caches":
+                return self.reply(200, {name: c["flavour"] for name, c in CACHES.items()})
             if path == "/_fake/gcs":
                 return self.reply(200, {"objects": {k: len(v) for k, v in OBJECTS.items()},
                                         "uploads": [u["key"] for u in UPLOADS.values()]})
@@ -456,6 +470,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(scripted["status"], body.encode() if isinstance(body, str) else body,
                               scripted.get("headers"), scripted.get("content_type", "application/json"))
         request = json.loads(data)
+        if method == "countTokens" and "generateContentRequest" in request:
+            # The Gemini API counts a whole request given this way (its model, cache, instruction, tools).
+            request = request["generateContentRequest"]
         parts = [p for c in request.get("contents", []) for p in c.get("parts", [])]
         parts += request.get("systemInstruction", {}).get("parts", [])
         try:
@@ -661,7 +678,8 @@ class Handler(BaseHTTPRequestHandler):
         job["polls"] += 1
         if job["state"] == "PENDING":
             job["state"] = "RUNNING"
-        elif job["state"] == "RUNNING":
+        elif job["state"] == "RUNNING" and not (job["display"] or "").startswith("fake-hold"):
+            # A job whose display name starts with "fake-hold" runs until cancelled (a long-running job).
             self.finish_job(job)
         return self.reply(200, self.job_view(job))
 

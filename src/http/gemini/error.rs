@@ -205,6 +205,8 @@ fn limit_reason(limit: Limit) -> &'static str {
         Limit::Files { .. } => "TOO_MANY_FILES",
         Limit::OpenUploads { .. } => "TOO_MANY_UPLOADS",
         Limit::ActiveImports { .. } => "TOO_MANY_IMPORTS",
+        Limit::RunningBatches { .. } => "TOO_MANY_BATCHES",
+        Limit::SecretRotations { .. } => "TOO_MANY_ROTATIONS",
     }
 }
 

@@ -6,7 +6,7 @@ use super::SqlMeta;
 use super::rows::int;
 use super::tx::SqlTx;
 use crate::domain::{FileId, ProjectId, Timestamp};
-use crate::meta::{BatchRecord, MetaResult};
+use crate::meta::{BatchCursor, BatchRecord, MetaResult, Unfinished, WriteTx as _};
 
 const COLUMNS: &str = "id, project_id, upstream_name, model, display_name, state, input_file, output_file, error, \
      created_at, updated_at, end_time";
@@ -46,8 +46,57 @@ impl From<BatchRow> for BatchRecord {
     }
 }
 
+/// `… WHERE` the batch is unfinished: its state is none of `ended` (bound from `$first`), and not
+/// `succeeded` (bound at `$first + ended.len()`) with its results collected.
+fn unfinished_clause(unfinished: Unfinished<'_>, first: usize) -> String {
+    let ended = unfinished.ended.len().max(1);
+    format!(
+        "state NOT IN ({}) AND NOT (state = ${} AND output_file IS NOT NULL)",
+        super::tx::numbered(first, ended),
+        first + ended
+    )
+}
+
+/// Binds what [`unfinished_clause`] names, in its order.
+fn bind_unfinished<'q, O>(
+    mut query: sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>,
+    unfinished: Unfinished<'q>,
+) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
+    for state in unfinished.ended {
+        query = query.bind(*state);
+    }
+    if unfinished.ended.is_empty() {
+        query = query.bind("");
+    }
+    query.bind(unfinished.succeeded)
+}
+
 impl SqlMeta {
-    pub(super) async fn insert_batch(&self, batch: &BatchRecord) -> MetaResult<()> {
+    pub(super) async fn count_unfinished(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        project: &ProjectId,
+        unfinished: Unfinished<'_>,
+    ) -> MetaResult<u64> {
+        let sql =
+            format!("SELECT COUNT(*) FROM batches WHERE project_id = $1 AND {}", unfinished_clause(unfinished, 2));
+        let query = sqlx::query_as::<_, (i64,)>(&sql).bind(project.as_str());
+        let (count,) = bind_unfinished(query, unfinished).fetch_one(conn).await.map_err(|e| self.err(e))?;
+        Ok(super::rows::uint(count))
+    }
+
+    pub(super) async fn insert_batch(
+        &self,
+        batch: &BatchRecord,
+        unfinished: Unfinished<'_>,
+        max_unfinished: u64,
+    ) -> MetaResult<bool> {
+        let mut tx = self.begin().await?;
+        // Counted under the project's lock, so that racing creates cannot pass the limit together.
+        tx.lock_project(&batch.project).await?;
+        if self.count_unfinished(tx.conn(), &batch.project, unfinished).await? >= max_unfinished {
+            return Ok(false);
+        }
         sqlx::query(&format!(
             "INSERT INTO batches ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
@@ -63,10 +112,11 @@ impl SqlMeta {
         .bind(batch.created_at.as_micros())
         .bind(batch.updated_at.as_micros())
         .bind(batch.end_time.map(Timestamp::as_micros))
-        .execute(&self.pool)
+        .execute(tx.conn())
         .await
         .map_err(|e| self.err(e))?;
-        Ok(())
+        tx.end().await?;
+        Ok(true)
     }
 
     pub(super) async fn batch_of(&self, project: &ProjectId, id: &str) -> MetaResult<Option<BatchRecord>> {
@@ -98,20 +148,19 @@ impl SqlMeta {
         Ok(rows.into_iter().map(BatchRecord::from).collect())
     }
 
-    pub(super) async fn unfinished(&self, ended: &[&str], succeeded: &str, limit: u32) -> MetaResult<Vec<BatchRecord>> {
+    pub(super) async fn unfinished(
+        &self,
+        unfinished: Unfinished<'_>,
+        after: Option<&BatchCursor>,
+        limit: u32,
+    ) -> MetaResult<Vec<BatchRecord>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM batches WHERE state NOT IN ({}) AND NOT (state = $1 AND output_file IS NOT NULL) \
-             ORDER BY created_at LIMIT $2",
-            super::tx::numbered(3, ended.len().max(1))
+            "SELECT {COLUMNS} FROM batches WHERE (created_at, id) > ($1, $2) AND {} ORDER BY created_at, id LIMIT $3",
+            unfinished_clause(unfinished, 4)
         );
-        let mut select = sqlx::query_as::<_, BatchRow>(&sql).bind(succeeded).bind(int(u64::from(limit)));
-        for state in ended {
-            select = select.bind(*state);
-        }
-        if ended.is_empty() {
-            select = select.bind("");
-        }
-        let rows = select.fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
+        let (created, id) = after.map_or((i64::MIN, ""), |(created, id)| (created.as_micros(), id.as_str()));
+        let query = sqlx::query_as::<_, BatchRow>(&sql).bind(created).bind(id).bind(int(u64::from(limit)));
+        let rows = bind_unfinished(query, unfinished).fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
         Ok(rows.into_iter().map(BatchRecord::from).collect())
     }
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::SqlMeta;
 use crate::domain::{ProjectId, Timestamp};
-use crate::meta::{BatchRecord, CachedContent, CopyTarget, MetaResult, ModelRecords};
+use crate::meta::{BatchCursor, BatchRecord, CachedContent, CopyTarget, MetaResult, ModelRecords, Unfinished};
 
 #[async_trait]
 impl ModelRecords for SqlMeta {
@@ -56,13 +56,29 @@ impl ModelRecords for SqlMeta {
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn unfinished_batches(&self, ended: &[&str], succeeded: &str, limit: u32) -> MetaResult<Vec<BatchRecord>> {
-        self.unfinished(ended, succeeded, limit).await
+    async fn unfinished_batches(
+        &self,
+        unfinished: Unfinished<'_>,
+        after: Option<&BatchCursor>,
+        limit: u32,
+    ) -> MetaResult<Vec<BatchRecord>> {
+        self.unfinished(unfinished, after, limit).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn put_batch(&self, batch: &BatchRecord) -> MetaResult<()> {
-        self.insert_batch(batch).await
+    async fn put_batch(
+        &self,
+        batch: &BatchRecord,
+        unfinished: Unfinished<'_>,
+        max_unfinished: u64,
+    ) -> MetaResult<bool> {
+        self.insert_batch(batch, unfinished, max_unfinished).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn unfinished_batch_count(&self, project: &ProjectId, unfinished: Unfinished<'_>) -> MetaResult<u64> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
+        self.count_unfinished(&mut conn, project, unfinished).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]

@@ -8,13 +8,13 @@ use super::SqlMeta;
 use super::rows::uint;
 use super::tx::{SqlTx, numbered};
 use crate::domain::{ProjectId, Timestamp};
+use crate::meta::WriteTx as _;
 use crate::meta::{
     Delivery, DeliveryBacklog, DeliveryOutcome, MetaError, MetaResult, NewDelivery, Settled, SigningSecrets,
     Subscriber, Webhook, WebhookRecords, WebhookState,
 };
 
-const COLUMNS: &str =
-    "id, project_id, uri, events, state, secret, previous_secret, previous_until, created_at, updated_at";
+const COLUMNS: &str = "id, project_id, uri, events, state, secret, previous_secret, previous_until, older_secrets, created_at, updated_at";
 
 #[derive(FromRow)]
 struct WebhookRow {
@@ -26,12 +26,32 @@ struct WebhookRow {
     secret: String,
     previous_secret: Option<String>,
     previous_until: Option<i64>,
+    older_secrets: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
 
-fn secrets(current: String, previous: Option<String>, until: Option<i64>) -> SigningSecrets {
-    SigningSecrets { current, previous: previous.zip(until.map(Timestamp::from_micros)) }
+/// Secrets as the row keeps them: the newest replaced one in `previous_secret` and `previous_until` (as the
+/// previous release reads them), older ones still live in `older_secrets` as JSON `[[secret, until], …]`.
+fn secrets(current: String, previous: Option<String>, until: Option<i64>, older: Option<&str>) -> SigningSecrets {
+    let older: Vec<(String, i64)> = older.and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default();
+    let previous = previous
+        .zip(until)
+        .into_iter()
+        .chain(older)
+        .map(|(secret, until)| (secret, Timestamp::from_micros(until)))
+        .collect();
+    SigningSecrets { current, previous }
+}
+
+/// `(previous_secret, previous_until, older_secrets)` of `secrets`.
+fn stored(secrets: &SigningSecrets) -> (Option<&str>, Option<i64>, Option<String>) {
+    let newest = secrets.previous.first();
+    let older: Vec<(&str, i64)> =
+        secrets.previous.iter().skip(1).map(|(secret, until)| (secret.as_str(), until.as_micros())).collect();
+    // A tuple is a JSON array: `[[secret, until], …]`.
+    let older = (!older.is_empty()).then(|| serde_json::to_string(&older).expect("strings and numbers serialize"));
+    (newest.map(|(s, _)| s.as_str()), newest.map(|(_, until)| until.as_micros()), older)
 }
 
 fn events(stored: &str) -> Vec<String> {
@@ -48,7 +68,7 @@ impl TryFrom<WebhookRow> for Webhook {
             project: ProjectId::from_stored(row.project_id),
             uri: row.uri,
             events: events(&row.events),
-            secrets: secrets(row.secret, row.previous_secret, row.previous_until),
+            secrets: secrets(row.secret, row.previous_secret, row.previous_until, row.older_secrets.as_deref()),
             created_at: Timestamp::from_micros(row.created_at),
             updated_at: Timestamp::from_micros(row.updated_at),
         })
@@ -69,6 +89,7 @@ struct DeliveryRow {
     secret: Option<String>,
     previous_secret: Option<String>,
     previous_until: Option<i64>,
+    older_secrets: Option<String>,
 }
 
 impl From<DeliveryRow> for Delivery {
@@ -82,16 +103,22 @@ impl From<DeliveryRow> for Delivery {
             event: row.event,
             created_at: Timestamp::from_micros(row.created_at),
             attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
-            secrets: row.secret.map(|current| secrets(current, row.previous_secret, row.previous_until)),
+            secrets: row
+                .secret
+                .map(|current| secrets(current, row.previous_secret, row.previous_until, row.older_secrets.as_deref())),
         }
     }
 }
+
+/// Due at `$1`: its time has come and nobody holds its lease.
+const DUE: &str = "d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until <= $1)";
 
 /// A registered webhook's URI and secrets, or else the row's own URI and the project's secrets.
 const DELIVERY_SELECT: &str = "SELECT d.id, d.project_id, d.webhook_id, COALESCE(w.uri, d.uri) AS uri, d.event_type, \
        d.event, d.created_at, d.attempts, COALESCE(w.secret, p.secret) AS secret, \
        CASE WHEN w.id IS NULL THEN p.previous_secret ELSE w.previous_secret END AS previous_secret, \
-       CASE WHEN w.id IS NULL THEN p.previous_until ELSE w.previous_until END AS previous_until \
+       CASE WHEN w.id IS NULL THEN p.previous_until ELSE w.previous_until END AS previous_until, \
+       CASE WHEN w.id IS NULL THEN p.older_secrets ELSE w.older_secrets END AS older_secrets \
      FROM webhook_deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id \
        LEFT JOIN project_signing_secrets p ON p.project_id = d.project_id";
 
@@ -169,22 +196,36 @@ async fn insert_deliveries(conn: &mut AnyConnection, deliveries: &[NewDelivery])
 #[async_trait]
 impl WebhookRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn insert_webhook(&self, webhook: &Webhook) -> MetaResult<()> {
-        sqlx::query(&format!("INSERT INTO webhooks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
+    async fn insert_webhook(&self, webhook: &Webhook, max_per_project: u64) -> MetaResult<bool> {
+        let mut tx = self.begin().await?;
+        // Counted under the project's lock, so that racing creates cannot pass the limit together.
+        tx.lock_project(&webhook.project).await?;
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE project_id = $1")
+            .bind(webhook.project.as_str())
+            .fetch_one(tx.conn())
+            .await
+            .map_err(|e| self.err(e))?;
+        if uint(held) >= max_per_project {
+            return Ok(false);
+        }
+        let (previous, until, older) = stored(&webhook.secrets);
+        sqlx::query(&format!("INSERT INTO webhooks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
             .bind(&webhook.id)
             .bind(webhook.project.as_str())
             .bind(&webhook.uri)
             .bind(webhook.events.join(" "))
             .bind(webhook.state.as_str())
             .bind(&webhook.secrets.current)
-            .bind(webhook.secrets.previous.as_ref().map(|(s, _)| s.as_str()))
-            .bind(webhook.secrets.previous.as_ref().map(|(_, until)| until.as_micros()))
+            .bind(previous)
+            .bind(until)
+            .bind(older)
             .bind(webhook.created_at.as_micros())
             .bind(webhook.updated_at.as_micros())
-            .execute(&self.pool)
+            .execute(tx.conn())
             .await
             .map_err(|e| self.err(e))?;
-        Ok(())
+        tx.end().await?;
+        Ok(true)
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -216,16 +257,18 @@ impl WebhookRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn update_webhook(&self, webhook: &Webhook) -> MetaResult<bool> {
         let mut tx = self.begin().await?;
+        let (previous, until, older) = stored(&webhook.secrets);
         let updated = sqlx::query(
             "UPDATE webhooks SET uri = $1, events = $2, state = $3, secret = $4, previous_secret = $5, \
-               previous_until = $6, updated_at = $7 WHERE project_id = $8 AND id = $9",
+               previous_until = $6, older_secrets = $7, updated_at = $8 WHERE project_id = $9 AND id = $10",
         )
         .bind(&webhook.uri)
         .bind(webhook.events.join(" "))
         .bind(webhook.state.as_str())
         .bind(&webhook.secrets.current)
-        .bind(webhook.secrets.previous.as_ref().map(|(s, _)| s.as_str()))
-        .bind(webhook.secrets.previous.as_ref().map(|(_, until)| until.as_micros()))
+        .bind(previous)
+        .bind(until)
+        .bind(older)
         .bind(webhook.updated_at.as_micros())
         .bind(webhook.project.as_str())
         .bind(&webhook.id)
@@ -265,14 +308,15 @@ impl WebhookRecords for SqlMeta {
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn project_signing_secrets(&self, project: &ProjectId) -> MetaResult<Option<SigningSecrets>> {
-        let row: Option<(String, Option<String>, Option<i64>)> = sqlx::query_as(
-            "SELECT secret, previous_secret, previous_until FROM project_signing_secrets WHERE project_id = $1",
+        let row: Option<(String, Option<String>, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT secret, previous_secret, previous_until, older_secrets FROM project_signing_secrets \
+             WHERE project_id = $1",
         )
         .bind(project.as_str())
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
-        Ok(row.map(|(current, previous, until)| secrets(current, previous, until)))
+        Ok(row.map(|(current, previous, until, older)| secrets(current, previous, until, older.as_deref())))
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -282,16 +326,19 @@ impl WebhookRecords for SqlMeta {
         secrets: &SigningSecrets,
         now: Timestamp,
     ) -> MetaResult<()> {
+        let (previous, until, older) = stored(secrets);
         sqlx::query(
-            "INSERT INTO project_signing_secrets (project_id, secret, previous_secret, previous_until, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (project_id) DO UPDATE SET secret = excluded.secret, \
-               previous_secret = excluded.previous_secret, previous_until = excluded.previous_until, \
+            "INSERT INTO project_signing_secrets (project_id, secret, previous_secret, previous_until, older_secrets, \
+               updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (project_id) DO UPDATE SET \
+               secret = excluded.secret, previous_secret = excluded.previous_secret, \
+               previous_until = excluded.previous_until, older_secrets = excluded.older_secrets, \
                updated_at = excluded.updated_at",
         )
         .bind(project.as_str())
         .bind(&secrets.current)
-        .bind(secrets.previous.as_ref().map(|(s, _)| s.as_str()))
-        .bind(secrets.previous.as_ref().map(|(_, until)| until.as_micros()))
+        .bind(previous)
+        .bind(until)
+        .bind(older)
         .bind(now.as_micros())
         .execute(&self.pool)
         .await
@@ -300,38 +347,71 @@ impl WebhookRecords for SqlMeta {
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn projects_with_due_deliveries(
+        &self,
+        now: Timestamp,
+        after: Option<&ProjectId>,
+        limit: u32,
+    ) -> MetaResult<Vec<ProjectId>> {
+        // A skip scan: from one project to the next in the (project, due time) index, each step a seek, and
+        // for each an existence check of a due row; never a scan of the backlog.
+        let by_project = self.engine.indexed_by("webhook_deliveries_by_project");
+        let sql = format!(
+            "WITH RECURSIVE projects(id) AS ( \
+               SELECT (SELECT project_id FROM webhook_deliveries{by_project} WHERE project_id > $2 \
+                       ORDER BY project_id LIMIT 1) \
+               UNION ALL \
+               SELECT (SELECT d.project_id FROM webhook_deliveries d{by_project} WHERE d.project_id > projects.id \
+                       ORDER BY d.project_id LIMIT 1) FROM projects WHERE projects.id IS NOT NULL) \
+             SELECT id FROM projects WHERE id IS NOT NULL AND EXISTS (SELECT 1 FROM webhook_deliveries d{by_project} \
+               WHERE d.project_id = projects.id AND {DUE}) LIMIT $3"
+        );
+        let ids: Vec<String> = sqlx::query_scalar(&sql)
+            .bind(now.as_micros())
+            .bind(after.map_or("", ProjectId::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(ids.into_iter().map(ProjectId::from_stored).collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn claim_deliveries(
         &self,
         owner: &str,
         now: Timestamp,
         lease_until: Timestamp,
-        limit: u32,
+        wanted: &[(ProjectId, u32)],
     ) -> MetaResult<Vec<Delivery>> {
-        const DUE: &str = "next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)";
-        // A read first: an idle queue costs no write transaction (on SQLite, the database's write lock).
-        let due: Option<i64> = sqlx::query_scalar(&format!("SELECT 1 FROM webhook_deliveries WHERE {DUE} LIMIT 1"))
-            .bind(now.as_micros())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
-        if due.is_none() {
+        let wanted: Vec<&(ProjectId, u32)> = wanted.iter().filter(|(_, count)| *count > 0).collect();
+        if wanted.is_empty() {
             return Ok(Vec::new());
         }
+        // Each project's oldest due deliveries, from its own stretch of the index: one branch per project.
+        let by_project = self.engine.indexed_by("webhook_deliveries_by_project");
+        let branches: Vec<String> = (0..wanted.len())
+            .map(|i| {
+                format!(
+                    "SELECT id FROM (SELECT d.id FROM webhook_deliveries d{by_project} WHERE d.project_id = ${} \
+                       AND {DUE} ORDER BY d.next_attempt_at LIMIT ${}{}) AS p{i}",
+                    4 + 2 * i,
+                    5 + 2 * i,
+                    self.engine.skip_locked("d")
+                )
+            })
+            .collect();
         let mut tx = self.begin().await?;
         let sql = format!(
-            "UPDATE webhook_deliveries SET lease_owner = $2, lease_until = $3 WHERE id IN \
-               (SELECT id FROM webhook_deliveries d WHERE {DUE} ORDER BY next_attempt_at LIMIT $4{}) \
-             RETURNING id",
-            self.engine.skip_locked("d")
+            "UPDATE webhook_deliveries SET lease_owner = $2, lease_until = $3 WHERE id IN ({}) \
+               AND (lease_until IS NULL OR lease_until <= $1) RETURNING id",
+            branches.join(" UNION ALL ")
         );
-        let claimed: Vec<String> = sqlx::query_scalar(&sql)
-            .bind(now.as_micros())
-            .bind(owner)
-            .bind(lease_until.as_micros())
-            .bind(i64::from(limit))
-            .fetch_all(tx.conn())
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut claim = sqlx::query_scalar(&sql).bind(now.as_micros()).bind(owner).bind(lease_until.as_micros());
+        for (project, count) in &wanted {
+            claim = claim.bind(project.as_str()).bind(i64::from(*count));
+        }
+        let claimed: Vec<String> = claim.fetch_all(tx.conn()).await.map_err(|e| self.err(e))?;
         let mut deliveries = Vec::with_capacity(claimed.len());
         for ids in claimed.chunks(500) {
             let sql = format!("{DELIVERY_SELECT} WHERE d.id IN ({})", numbered(1, ids.len()));

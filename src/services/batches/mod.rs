@@ -18,7 +18,12 @@
 //! `response`).
 //!
 //! **Per project**: another project's batch name answers 404 like a missing one, before any upstream
-//! call. The copies a batch reads are held for [`HOLD`] (the longest an upstream keeps a batch waiting and
+//! call; a project has at most `FILEGATE_BATCH_MAX_RUNNING_PER_PROJECT` unfinished batches (429 beyond,
+//! checked before the submission and again, under the project's lock, when the batch is recorded).
+//!
+//! **Followed without polling**: every node walks all unfinished batches each sweep interval, page by page,
+//! a few at a time, and asks the upstream about each; so every batch of every project is followed within
+//! an interval plus the walk, however many another project runs. The copies a batch reads are held for [`HOLD`] (the longest an upstream keeps a batch waiting and
 //! running) whatever happens to their files.
 
 mod input;
@@ -34,9 +39,10 @@ use serde_json::{Value, json};
 use self::input::{Source, at_line, parse_line};
 pub use self::view::batch_view;
 use crate::blob::{Blobs, ByteStream};
+use crate::domain::Limit;
 use crate::domain::{FileId, Origin, ProjectId, Timestamp, new_object_key, random_alphanumeric, registered_key};
 use crate::error::{Error, Result, UpstreamError};
-use crate::meta::{BatchRecord, MetaStore};
+use crate::meta::{BatchCursor, BatchRecord, MetaStore, Unfinished};
 use crate::services::files::visible_file;
 use crate::services::ingest::write_object;
 use crate::services::model::upstream::UpstreamClient;
@@ -53,6 +59,13 @@ const COLLECTION_LEASE: Duration = Duration::from_secs(120);
 const MAX_DISPLAY_NAME_CHARS: usize = 512;
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 1000;
+/// Batches the API has not shown an end for yet.
+const UNFINISHED: Unfinished<'static> =
+    Unfinished { ended: &[view::FAILED, view::CANCELLED, view::EXPIRED], succeeded: view::SUCCEEDED };
+/// Unfinished batches a watcher reads per page.
+const WATCH_PAGE: u32 = 200;
+/// Upstream requests a watcher has in flight at once.
+const WATCHED_AT_ONCE: usize = 8;
 
 pub struct Batches {
     meta: Arc<dyn MetaStore>,
@@ -61,6 +74,8 @@ pub struct Batches {
     uploads: Arc<Uploads>,
     /// How long to wait for the Gemini API to accept an uploaded requests file.
     processing_timeout: Duration,
+    /// Unfinished batches a project may have.
+    max_running: u64,
 }
 
 /// A batch ready to go upstream: its rewritten requests, streaming, and their exact length.
@@ -96,8 +111,13 @@ impl Batches {
         models: Arc<Models>,
         uploads: Arc<Uploads>,
         processing_timeout: Duration,
+        max_running: u64,
     ) -> Self {
-        Self { meta, blobs, models, uploads, processing_timeout }
+        Self { meta, blobs, models, uploads, processing_timeout, max_running }
+    }
+
+    fn too_many(&self) -> Error {
+        Error::LimitReached(Limit::RunningBatches { running: self.max_running })
     }
 
     /// `POST /{v}/models/{model}:batchGenerateContent` with `{"batch": {"displayName", "inputConfig":
@@ -105,6 +125,10 @@ impl Batches {
     pub async fn create(&self, project: ProjectId, model: &str, body: Value) -> Result<Value> {
         let upstream = self.models.upstream()?.clone();
         let upstream_model = self.models.upstream_model(model)?;
+        // Before any work: the count is checked again, under the project's lock, when the batch is recorded.
+        if self.meta.unfinished_batch_count(&project, UNFINISHED).await? >= self.max_running {
+            return Err(self.too_many());
+        }
         let batch = body.get("batch").filter(|b| b.is_object()).ok_or_else(|| {
             Error::invalid("The body is {\"batch\": {\"inputConfig\": {\"fileName\": \"files/…\"}}}.")
         })?;
@@ -171,7 +195,13 @@ impl Batches {
             updated_at: now,
             end_time: None,
         };
-        self.meta.put_batch(&record).await?;
+        if !self.meta.put_batch(&record, UNFINISHED, self.max_running).await? {
+            // Racing creates passed the first check together: this one is undone upstream.
+            let cancel = format!("{}:cancel", record.upstream_name);
+            let _ = upstream.resource_request(reqwest::Method::POST, &cancel, Some(&json!({}))).await;
+            let _ = upstream.resource_request(reqwest::Method::DELETE, &record.upstream_name, None).await;
+            return Err(self.too_many());
+        }
         Ok(batch_view(&record))
     }
 
@@ -352,26 +382,42 @@ impl Batches {
         Err(Error::retry(format!("batches/{} changed too often to record what was learnt of it", learnt.id)))
     }
 
-    /// Asks the upstream, every `every`, about the batches whose end the API has not shown yet, so that
+    /// Asks the upstream, every `every`, about every batch whose end the API has not shown yet, so that
     /// their results are collected and their webhooks told without anyone polling. Every node watches: a
     /// change is recorded (and told) once, results are collected once (a lease).
     pub async fn watch(self: Arc<Self>, every: Duration, stop: CancellationToken) {
-        let ended = [view::FAILED, view::CANCELLED, view::EXPIRED];
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
             }
-            match self.meta.unfinished_batches(&ended, view::SUCCEEDED, WATCHED_PER_ROUND).await {
-                Ok(batches) => {
-                    for batch in batches {
-                        let id = batch.id.clone();
-                        if let Err(e) = self.refresh(batch).await {
-                            tracing::debug!(batch = id, error = %e, "asking the upstream about a batch failed");
-                        }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.follow_all() => {}
+            }
+        }
+    }
+
+    /// One walk over all unfinished batches, oldest first, [`WATCHED_AT_ONCE`] upstream requests at a time.
+    async fn follow_all(self: &Arc<Self>) {
+        let mut after: Option<BatchCursor> = None;
+        loop {
+            let page = match self.meta.unfinished_batches(UNFINISHED, after.as_ref(), WATCH_PAGE).await {
+                Ok(page) => page,
+                Err(e) => return tracing::warn!(error = %e, "listing unfinished batches failed"),
+            };
+            let full = page.len() == WATCH_PAGE as usize;
+            after = page.last().map(|last| (last.created_at, last.id.clone()));
+            futures_util::stream::iter(page)
+                .for_each_concurrent(WATCHED_AT_ONCE, |batch| async move {
+                    let id = batch.id.clone();
+                    if let Err(e) = self.refresh(batch).await {
+                        tracing::debug!(batch = id, error = %e, "asking the upstream about a batch failed");
                     }
-                }
-                Err(e) => tracing::warn!(error = %e, "listing unfinished batches failed"),
+                })
+                .await;
+            if !full {
+                return;
             }
         }
     }
@@ -481,9 +527,6 @@ const RECORD_ATTEMPTS: usize = 5;
 fn shown_ended(batch: &BatchRecord) -> bool {
     view::is_final(&batch.state) && (batch.state != view::SUCCEEDED || batch.output_file.is_some())
 }
-
-/// Batches a node's watcher asks the upstream about per round, oldest first.
-const WATCHED_PER_ROUND: u32 = 100;
 
 /// The webhook event a change of a batch tells, if the API now shows it ended: a success only once its
 /// results are a file of the project (until then the API shows it running).

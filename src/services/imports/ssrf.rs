@@ -1,7 +1,7 @@
 //! The SSRF guard: which addresses an import may connect to, and which URLs it may fetch.
 //!
 //! Every address is first brought to a canonical form (an IPv4 address hidden in an IPv6 one — mapped,
-//! NAT64 — is judged as that IPv4 address), then refused when it lies in a range that is not the public
+//! translated, NAT64 — is judged as that IPv4 address), then refused when it lies in a range that is not the public
 //! internet, unless an operator's allow-list (`FILEGATE_IMPORT_ALLOW_CIDRS`) opens it. Host names are
 //! resolved once, by [`GuardedResolver`], which hands the HTTP client only the addresses that passed:
 //! there is no second lookup that could answer differently. IP-literal hosts, in whatever spelling the
@@ -35,8 +35,9 @@ const DENIED_V4: [(Ipv4Addr, u8); 15] = [
     (Ipv4Addr::new(240, 0, 0, 0), 4),     // reserved, broadcast
 ];
 
-/// IPv6 ranges that are not the public internet. Mapped (`::ffff:0:0/96`) and well-known NAT64
-/// (`64:ff9b::/96`) addresses never reach this list: they are judged as the IPv4 address they carry.
+/// IPv6 ranges that are not the public internet. Mapped (`::ffff:0:0/96`), translated (`::ffff:0:0:0/96`,
+/// RFC 2765) and well-known NAT64 (`64:ff9b::/96`) addresses never reach this list: they are judged as the
+/// IPv4 address they carry.
 const DENIED_V6: [(Ipv6Addr, u8); 12] = [
     (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 96), // unspecified, loopback, IPv4-compatible
     (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48), // local-use NAT64
@@ -52,8 +53,9 @@ const DENIED_V6: [(Ipv6Addr, u8); 12] = [
     (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8), // multicast
 ];
 
-/// The IPv4 address an IPv6 address stands for, if it is a mapped (`::ffff:a.b.c.d`) or well-known
-/// NAT64 (`64:ff9b::a.b.c.d`) form; otherwise the address itself.
+/// The IPv4 address an IPv6 address stands for, if it is a mapped (`::ffff:a.b.c.d`), translated
+/// (`::ffff:0:a.b.c.d`, which SIIT translators pass on to the IPv4 address) or well-known NAT64
+/// (`64:ff9b::a.b.c.d`) form; otherwise the address itself.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => {
@@ -61,7 +63,7 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
                 return IpAddr::V4(v4);
             }
             let s = v6.segments();
-            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..6] == [0, 0, 0, 0, 0xffff, 0] {
                 let [a, b] = s[6].to_be_bytes();
                 let [c, d] = s[7].to_be_bytes();
                 return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
@@ -209,10 +211,20 @@ mod tests {
             "2002:7f00:1::1",
             "2001::1",
             "::127.0.0.1",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "::ffff:0:0a00:1",
         ] {
             assert!(!policy.permits(ip(denied)), "{denied} must be denied");
         }
-        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:93.184.216.34", "64:ff9b::808:808"] {
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:93.184.216.34",
+            "64:ff9b::808:808",
+            "::ffff:0:808:808",
+        ] {
             assert!(policy.permits(ip(public)), "{public} is public");
         }
     }
@@ -239,6 +251,7 @@ mod tests {
             ("http://[::1]:8080/", "::1"),
             ("http://[::ffff:127.0.0.2]/", "::ffff:127.0.0.2"),
             ("http://[::ffff:7f00:2]/", "::ffff:127.0.0.2"),
+            ("http://[::ffff:0:7f00:2]/", "::ffff:0:7f00:2"),
             ("https://169.254.169.254/latest/meta-data/", "169.254.169.254"),
         ] {
             assert_eq!(check_url(url, &policy), Err(UrlProblem::Forbidden(ip(addr))), "{url}");

@@ -28,6 +28,7 @@ fn limits() -> Limits {
         project_max_open_uploads: 100,
         project_max_files: 100,
         project_max_active_imports: 100,
+        project_max_running_batches: 100,
         default_ttl: std::time::Duration::from_secs(3600),
         upload_claim: std::time::Duration::from_secs(30),
         media_types: MediaTypePolicy::new(vec!["*".into()]),

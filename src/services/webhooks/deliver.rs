@@ -8,10 +8,14 @@
 //! leaves a lease that runs out, and another node sends the delivery again: at least once, and a receiver
 //! that remembers `webhook-id`s sees each event exactly once.
 //!
-//! Nothing waits on a receiver but its own attempts: each has a time limit, a node sends at most
-//! `concurrency` at once, and at most [`PER_RECEIVER`] of them to one URI with as many more waiting in
-//! memory (the rest go back to the outbox for a moment), so a slow receiver cannot take every slot.
-//! Memory holds the attempts in flight, never the backlog, however long it grows.
+//! Nothing waits on a receiver but its own attempts, and no project on another's: each attempt has a time
+//! limit; a node sends at most `concurrency` at once; a project holds at most a quarter of them ([`Shares`]),
+//! and its deliveries are claimed in turn with every other project's (round robin over the projects with
+//! due deliveries, each project's oldest first), never behind another project's backlog; and one
+//! receiver host of a project gets at most [`PER_RECEIVER`] attempts at once with as many more waiting in
+//! memory (the rest go back to the outbox for a moment). So twenty receivers that never answer, on twenty
+//! paths or twenty hosts, hold up their own project's deliveries and nobody else's. Memory holds the
+//! attempts in flight, never the backlog, however long it grows.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::WebhookSettings;
 use super::event::Recorded;
 use super::sign;
-use crate::domain::{FileRecord, Timestamp};
+use crate::domain::{FileRecord, ProjectId, Timestamp};
 use crate::meta::{Delivery, DeliveryOutcome, MetaStore, Settled};
 use crate::services::imports::ssrf::{GuardedResolver, UrlProblem, check_url};
 use crate::telemetry::metric;
@@ -35,7 +39,8 @@ use crate::telemetry::metric;
 /// Renders a file's views for an event's `data` (the HTTP layer's views: `app.rs` hands them in).
 pub type RenderFile = Arc<dyn Fn(&FileRecord) -> Value + Send + Sync>;
 
-/// Attempts sending to one URI from one node at once (and at most as many more waiting their turn).
+/// Attempts sending to one receiver host of a project from one node at once (and at most as many more
+/// waiting their turn).
 const PER_RECEIVER: usize = 8;
 /// How often an idle worker looks for due deliveries.
 const POLL: Duration = Duration::from_millis(100);
@@ -57,7 +62,7 @@ pub struct Deliverer {
     render: RenderFile,
     /// This node's name in leases.
     owner: String,
-    receivers: Receivers,
+    shares: Shares,
 }
 
 impl Deliverer {
@@ -72,7 +77,8 @@ impl Deliverer {
             .build()
             .expect("the webhook HTTP client configuration is valid");
         let owner = format!("webhooks-{}", crate::domain::random_alphanumeric(12));
-        Self { meta, client, settings, render, owner, receivers: Receivers::default() }
+        let shares = Shares::new(settings.concurrency);
+        Self { meta, client, settings, render, owner, shares }
     }
 
     /// Delivers until `stop`; attempts in flight then get a moment to end (a lease left behind is taken
@@ -85,16 +91,19 @@ impl Deliverer {
         let (outcomes, settling) = mpsc::channel(this.settings.concurrency * 4);
         let settler = tokio::spawn(settle_in_batches(this.meta.clone(), this.owner.clone(), settling));
         let mut in_flight = JoinSet::new();
+        // The last project whose deliveries were claimed: the next round starts after it.
+        let mut cursor = None;
         // Checked on every round: with a backlog, claims never come back empty and the wait below is skipped.
         while !stop.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
             let free = this.settings.concurrency.saturating_sub(in_flight.len());
-            let claimed = if free == 0 { Ok(Vec::new()) } else { this.claim(free.min(CLAIM_BATCH)).await };
+            let claimed = if free == 0 { Ok(Vec::new()) } else { this.claim(free.min(CLAIM_BATCH), &mut cursor).await };
             match claimed {
                 Ok(batch) if !batch.is_empty() => {
                     for delivery in batch {
+                        let held = this.shares.hold(&delivery.project);
                         let (this, outcomes) = (this.clone(), outcomes.clone());
-                        in_flight.spawn(async move { this.attempt(delivery, outcomes).await });
+                        in_flight.spawn(async move { this.attempt(delivery, held, outcomes).await });
                     }
                     continue;
                 }
@@ -114,18 +123,48 @@ impl Deliverer {
         let _ = settler.await;
     }
 
-    async fn claim(&self, limit: usize) -> crate::meta::MetaResult<Vec<Delivery>> {
+    /// Leases up to `limit` due deliveries, the projects with due deliveries taking turns from the one after
+    /// `cursor` (which moves on to the last project served), each up to the room its share has left.
+    async fn claim(&self, limit: usize, cursor: &mut Option<ProjectId>) -> crate::meta::MetaResult<Vec<Delivery>> {
         let now = Timestamp::now();
+        // Projects at their share are listed too (and skipped): ask for enough to fill `limit` without them.
+        let asked = u32::try_from(limit + self.shares.projects_full()).unwrap_or(u32::MAX);
+        let mut due = self.meta.projects_with_due_deliveries(now, cursor.as_ref(), asked).await?;
+        if due.len() < asked as usize && cursor.is_some() {
+            // Around again, from the first project up to the cursor.
+            let from_start = self.meta.projects_with_due_deliveries(now, None, asked - due.len() as u32).await?;
+            due.extend(from_start.into_iter().filter(|p| Some(p) <= cursor.as_ref()));
+        }
+        let mut wanted = Vec::new();
+        let mut left = limit;
+        for project in due {
+            let room = self.shares.room(&project).min(left);
+            if room == 0 {
+                continue;
+            }
+            left -= room;
+            *cursor = Some(project.clone());
+            wanted.push((project, u32::try_from(room).unwrap_or(u32::MAX)));
+            if left == 0 {
+                break;
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
         // The lease outlives an attempt's time limit (twice over, and a margin), so a live holder never loses
         // it mid-attempt; a dead node's deliveries are taken over soon after.
         let lease = self.settings.attempt_timeout * 2 + Duration::from_secs(5);
         let until = now.plus_seconds(lease.as_secs());
-        self.meta.claim_deliveries(&self.owner, now, until, u32::try_from(limit).unwrap_or(u32::MAX)).await
+        self.meta.claim_deliveries(&self.owner, now, until, &wanted).await
     }
 
-    async fn attempt(&self, delivery: Delivery, outcomes: mpsc::Sender<Settled>) {
+    /// Sends one delivery (`held`: its place in its project's share, given up when it ends) and hands its
+    /// outcome to the settler.
+    async fn attempt(&self, delivery: Delivery, held: Held, outcomes: mpsc::Sender<Settled>) {
         let settled = |outcome| Settled { id: delivery.id.clone(), webhook_id: delivery.webhook_id.clone(), outcome };
-        let Some(turn) = self.receivers.turn(&delivery.uri, self.settings.attempt_timeout).await else {
+        let receiver = format!("{} {}", delivery.project, receiver_host(&delivery.uri));
+        let Some(turn) = self.shares.receivers.turn(&receiver, self.settings.attempt_timeout).await else {
             // Its receiver has enough in flight from this node: back to the outbox for a moment, untried.
             let later = Timestamp::from_micros(Timestamp::now().as_micros() + BUSY_RETRY.as_micros() as i64);
             let error = "receiver busy".to_owned();
@@ -136,6 +175,7 @@ impl Deliverer {
         };
         let sent = self.send(&delivery).await;
         drop(turn);
+        drop(held);
         let now = Timestamp::now();
         let outcome = match sent {
             Ok(()) => {
@@ -148,7 +188,8 @@ impl Deliverer {
                 let deadline = delivery.created_at.as_micros() + self.settings.retry_for.as_micros() as i64;
                 if next > deadline {
                     tracing::warn!(
-                        delivery = %delivery.id, uri = %delivery.uri, attempts = delivery.attempts + 1, error = %why,
+                        delivery = %delivery.id, receiver = %receiver_shown(&delivery.uri),
+                        attempts = delivery.attempts + 1, error = %why,
                         "webhook delivery abandoned after its retry window; its webhook is disabled"
                     );
                     DeliveryOutcome::Abandoned
@@ -190,7 +231,8 @@ impl Deliverer {
             .body(body)
             .send()
             .await
-            .map_err(|e| crate::error::error_chain(&e))?;
+            // Without the URL: its query may carry the receiver's own token, and this text is logged and kept.
+            .map_err(|e| crate::error::error_chain(&e.without_url()))?;
         let status = response.status();
         if status.is_success() { Ok(()) } else { Err(format!("the receiver answered HTTP {}", status.as_u16())) }
     }
@@ -218,6 +260,24 @@ impl Deliverer {
     }
 }
 
+/// The host a receiver's attempts are counted against: its origin (scheme, host, port). Twenty paths of
+/// one host are one receiver; a slow host is one receiver however its URIs differ.
+fn receiver_host(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(url) => url.origin().ascii_serialization(),
+        Err(_) => uri.to_owned(),
+    }
+}
+
+/// A receiver as logs name it: its origin and path, never its query (which may carry a token of the
+/// receiver's) nor credentials.
+fn receiver_shown(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(url) => format!("{}{}", url.origin().ascii_serialization(), url.path()),
+        Err(_) => "(an unparsable URI)".into(),
+    }
+}
+
 /// Records outcomes as they come, as many per transaction as have arrived while the last one committed.
 /// One that cannot be recorded is sent again once its lease runs out: at least once, never lost.
 async fn settle_in_batches(meta: Arc<dyn MetaStore>, owner: String, mut outcomes: mpsc::Receiver<Settled>) {
@@ -237,9 +297,61 @@ async fn settle_in_batches(meta: Arc<dyn MetaStore>, owner: String, mut outcomes
     }
 }
 
-/// Each receiver's attempts from this node: at most [`PER_RECEIVER`] sending at once, and at most as many
-/// more waiting for their turn in memory (a fast receiver is kept busy without a trip to the database); a
-/// delivery beyond those goes back to the outbox for a moment, so one slow receiver holds few slots.
+/// How a node's delivery slots are shared between projects: a project holds at most `per_project` of them
+/// at once (a quarter of the node's `concurrency`, at least one), so three projects whose receivers never
+/// answer still leave a quarter of the slots to everyone else.
+struct Shares {
+    per_project: usize,
+    /// Deliveries each project has in hand on this node (sending, or waiting for its receiver's turn).
+    held: Arc<Mutex<HashMap<ProjectId, usize>>>,
+    receivers: Receivers,
+}
+
+/// A project's place in its share, given back when dropped.
+struct Held {
+    held: Arc<Mutex<HashMap<ProjectId, usize>>>,
+    project: ProjectId,
+}
+
+impl Shares {
+    fn new(concurrency: usize) -> Self {
+        Self { per_project: (concurrency / 4).max(1), held: Arc::default(), receivers: Receivers::default() }
+    }
+
+    /// Places `project` has left in its share.
+    fn room(&self, project: &ProjectId) -> usize {
+        let held = self.held.lock().expect("the map is never left half-changed");
+        self.per_project.saturating_sub(held.get(project).copied().unwrap_or(0))
+    }
+
+    /// Projects with no room left.
+    fn projects_full(&self) -> usize {
+        let held = self.held.lock().expect("the map is never left half-changed");
+        held.values().filter(|n| **n >= self.per_project).count()
+    }
+
+    fn hold(&self, project: &ProjectId) -> Held {
+        *self.held.lock().expect("the map is never left half-changed").entry(project.clone()).or_default() += 1;
+        Held { held: self.held.clone(), project: project.clone() }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().expect("the map is never left half-changed");
+        if let Some(n) = held.get_mut(&self.project) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.project);
+            }
+        }
+    }
+}
+
+/// Each receiver's attempts from this node (a receiver is a project's host: [`receiver_host`]): at most
+/// [`PER_RECEIVER`] sending at once, and at most as many more waiting for their turn in memory (a fast
+/// receiver is kept busy without a trip to the database); a delivery beyond those goes back to the outbox
+/// for a moment, so one slow receiver holds few slots.
 #[derive(Default)]
 struct Receivers {
     slots: Mutex<HashMap<String, Arc<Slots>>>,
@@ -349,6 +461,127 @@ mod tests {
         assert!(receivers.turn("https://a/", Duration::from_millis(10)).await.is_some());
     }
 
+    /// A receiver that accepts connections and never answers; the connections are held open.
+    async fn silent_receiver() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        addr
+    }
+
+    /// A receiver that answers every request 200 and sends the time each body arrived down `arrived`.
+    async fn answering_receiver(arrived: mpsc::UnboundedSender<std::time::Instant>) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let arrived = arrived.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buf[..n]);
+                        // The body is `{…}`: its closing brace ends a request of this test.
+                        if request.ends_with(b"}") {
+                            let _ = arrived.send(std::time::Instant::now());
+                            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+                            request.clear();
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn registered(project: &ProjectId, id: &str, uri: String, now: Timestamp) -> crate::meta::Webhook {
+        crate::meta::Webhook {
+            id: id.into(),
+            project: project.clone(),
+            uri,
+            events: vec!["file.active".into()],
+            state: crate::meta::WebhookState::Enabled,
+            secrets: crate::meta::SigningSecrets::new(super::sign::new_secret()),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn queued(project: &ProjectId, webhook: &str, n: usize, now: Timestamp) -> crate::meta::NewDelivery {
+        crate::meta::NewDelivery {
+            id: format!("msg_{project}_{n}"),
+            project: project.clone(),
+            webhook_id: Some(webhook.into()),
+            uri: None,
+            event_type: "webhook.ping".into(),
+            event: super::super::event::Recorded::new(super::super::EventType::Ping, project, now).to_json().unwrap(),
+            created_at: now,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_project_whose_receivers_never_answer_does_not_delay_another_project() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<dyn MetaStore> =
+            Arc::new(crate::meta::sql::SqlMeta::open_sqlite(&dir.path().join("meta.db"), 8).await.unwrap());
+        let (noisy, quiet) = (ProjectId::parse("noisy").unwrap(), ProjectId::parse("quiet").unwrap());
+        let now = Timestamp::now();
+        // The noisy project: 20 webhooks on 20 paths of one host that never answers, 400 deliveries.
+        let silent = silent_receiver().await;
+        let mut backlog = Vec::new();
+        for w in 0..20 {
+            let id = format!("n{w}");
+            assert!(
+                meta.insert_webhook(&registered(&noisy, &id, format!("http://{silent}/p{w}"), now), 20).await.unwrap()
+            );
+            backlog.extend((0..20).map(|n| queued(&noisy, &id, w * 20 + n, now)));
+        }
+        let mut tx = meta.write().await.unwrap();
+        tx.queue_deliveries(&backlog).await.unwrap();
+        tx.commit().await.unwrap();
+        let (arrived, mut arrivals) = mpsc::unbounded_channel();
+        let answering = answering_receiver(arrived).await;
+        assert!(
+            meta.insert_webhook(&registered(&quiet, "q", format!("http://{answering}/hook"), now), 20).await.unwrap()
+        );
+
+        let settings = WebhookSettings {
+            allow_http: true,
+            policy: Arc::new(crate::services::imports::AddressPolicy::new(vec!["127.0.0.1/32".parse().unwrap()])),
+            retry_for: Duration::from_secs(3600),
+            first_retry: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(10),
+            concurrency: 64,
+        };
+        let stop = CancellationToken::new();
+        let render: RenderFile = Arc::new(|_| json!({}));
+        let running = tokio::spawn(Deliverer::new(meta.clone(), settings, render).run(stop.clone()));
+        // The noisy project's attempts take their slots and hang there.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+
+        for n in 0..3 {
+            let asked = std::time::Instant::now();
+            let mut tx = meta.write().await.unwrap();
+            tx.queue_deliveries(&[queued(&quiet, "q", n, Timestamp::now())]).await.unwrap();
+            tx.commit().await.unwrap();
+            let delivered = tokio::time::timeout(Duration::from_secs(30), arrivals.recv()).await.unwrap().unwrap();
+            let waited = delivered - asked;
+            // Before the shares, it waited for the noisy project's hanging attempts: 10 s and more.
+            assert!(waited < Duration::from_secs(3), "the quiet project's delivery {n} waited {waited:?}");
+        }
+        stop.cancel();
+        running.await.unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_node_with_a_backlog_still_stops_when_asked() {
         use crate::domain::ProjectId;
@@ -367,11 +600,11 @@ mod tests {
             uri: "http://127.0.0.1:9/".into(),
             events: vec!["file.active".into()],
             state: WebhookState::Enabled,
-            secrets: SigningSecrets { current: super::sign::new_secret(), previous: None },
+            secrets: SigningSecrets::new(super::sign::new_secret()),
             created_at: now,
             updated_at: now,
         };
-        meta.insert_webhook(&webhook).await.unwrap();
+        assert!(meta.insert_webhook(&webhook, 20).await.unwrap());
         let deliveries: Vec<NewDelivery> = (0..5000)
             .map(|n| NewDelivery {
                 id: format!("msg_{n}"),

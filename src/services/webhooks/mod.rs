@@ -24,7 +24,7 @@ use std::time::Duration;
 pub use deliver::{Deliverer, RenderFile};
 pub use event::{EventType, RequestWebhooks};
 
-use crate::domain::{FieldCode, ProjectId, Timestamp};
+use crate::domain::{FieldCode, Limit, ProjectId, Timestamp};
 use crate::error::{Error, Result};
 use crate::meta::{MetaStore, SigningSecrets, Webhook, WebhookState};
 use crate::services::imports::AddressPolicy;
@@ -40,6 +40,9 @@ const MAX_URI_BYTES: usize = 2048;
 const MAX_USER_METADATA_BYTES: usize = 4096;
 /// How long a replaced secret keeps signing beside its successor.
 pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+/// Replaced secrets that may sign at once: a rotation beyond them, within a day, is refused rather than
+/// cutting a secret off before its day is over (each one is a signature on every delivery).
+pub const MAX_LIVE_REPLACED_SECRETS: usize = 10;
 
 #[derive(Clone)]
 pub struct WebhookSettings {
@@ -85,11 +88,6 @@ impl Webhooks {
         let uri = uri.ok_or_else(|| Error::invalid("uri is required."))?;
         let uri = self.check_uri(&uri).await?;
         let events = check_events(events)?;
-        if self.meta.webhooks(project, None, MAX_WEBHOOKS as u32).await?.len() >= MAX_WEBHOOKS {
-            return Err(Error::FailedPrecondition(format!(
-                "A project may have at most {MAX_WEBHOOKS} webhooks: delete one first."
-            )));
-        }
         let now = Timestamp::now();
         let webhook = Webhook {
             id: crate::domain::random_alphanumeric(16).to_lowercase(),
@@ -97,11 +95,15 @@ impl Webhooks {
             uri,
             events,
             state: WebhookState::Enabled,
-            secrets: SigningSecrets { current: sign::new_secret(), previous: None },
+            secrets: SigningSecrets::new(sign::new_secret()),
             created_at: now,
             updated_at: now,
         };
-        self.meta.insert_webhook(&webhook).await?;
+        if !self.meta.insert_webhook(&webhook, MAX_WEBHOOKS as u64).await? {
+            return Err(Error::FailedPrecondition(format!(
+                "A project may have at most {MAX_WEBHOOKS} webhooks: delete one first."
+            )));
+        }
         Ok(webhook)
     }
 
@@ -157,7 +159,7 @@ impl Webhooks {
     pub async fn rotate(&self, project: &ProjectId, id: &str) -> Result<Webhook> {
         let mut webhook = self.get(project, id).await?;
         let now = Timestamp::now();
-        webhook.secrets = rotated(&webhook.secrets, now);
+        webhook.secrets = rotated(&webhook.secrets, now)?;
         webhook.updated_at = now;
         if !self.meta.update_webhook(&webhook).await? {
             return Err(Error::WebhookNotFound(format!("webhooks/{id}")));
@@ -188,8 +190,8 @@ impl Webhooks {
     pub async fn rotate_project_secret(&self, project: &ProjectId) -> Result<String> {
         let now = Timestamp::now();
         let secrets = match self.meta.project_signing_secrets(project).await? {
-            Some(old) => rotated(&old, now),
-            None => SigningSecrets { current: sign::new_secret(), previous: None },
+            Some(old) => rotated(&old, now)?,
+            None => SigningSecrets::new(sign::new_secret()),
         };
         self.meta.put_project_signing_secrets(project, &secrets, now).await?;
         Ok(secrets.current)
@@ -276,12 +278,16 @@ impl Webhooks {
     }
 }
 
-/// Secrets after a rotation: a new current one, the old one live for [`ROTATION_OVERLAP`].
-fn rotated(old: &SigningSecrets, now: Timestamp) -> SigningSecrets {
-    SigningSecrets {
-        current: sign::new_secret(),
-        previous: Some((old.current.clone(), now.plus_seconds(ROTATION_OVERLAP.as_secs()))),
+/// Secrets after a rotation: a new current one; the old one live for [`ROTATION_OVERLAP`], and every
+/// secret replaced before it until its own overlap ends.
+fn rotated(old: &SigningSecrets, now: Timestamp) -> Result<SigningSecrets> {
+    let replaced = (old.current.clone(), now.plus_seconds(ROTATION_OVERLAP.as_secs()));
+    let previous: Vec<_> =
+        std::iter::once(replaced).chain(old.previous.iter().filter(|(_, until)| *until > now).cloned()).collect();
+    if previous.len() > MAX_LIVE_REPLACED_SECRETS {
+        return Err(Error::LimitReached(Limit::SecretRotations { live: MAX_LIVE_REPLACED_SECRETS as u64 }));
     }
+    Ok(SigningSecrets { current: sign::new_secret(), previous })
 }
 
 /// Event types to subscribe to: at least one, each known, each once.
@@ -305,4 +311,32 @@ fn check_events(events: Vec<String>) -> Result<Vec<String>> {
         }
     }
     Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_replaced_secret_signs_until_its_own_day_is_over() {
+        let start = Timestamp::now();
+        let first = SigningSecrets::new(sign::new_secret());
+        let second = rotated(&first, start).unwrap();
+        let an_hour_later = start.plus_seconds(3600);
+        let third = rotated(&second, an_hour_later).unwrap();
+        assert_eq!(third.live(an_hour_later), [&third.current, &second.current, &first.current]);
+        let after_the_first_day = start.plus_seconds(ROTATION_OVERLAP.as_secs() + 1);
+        assert_eq!(third.live(after_the_first_day), [&third.current, &second.current], "the first went at its end");
+        // A rotation forgets what has ended: the secret of a day ago does not count against the limit.
+        let fourth = rotated(&third, after_the_first_day).unwrap();
+        assert_eq!(fourth.previous.len(), 2);
+
+        let mut secrets = SigningSecrets::new(sign::new_secret());
+        for _ in 0..MAX_LIVE_REPLACED_SECRETS {
+            secrets = rotated(&secrets, start).unwrap();
+        }
+        let refused = rotated(&secrets, start).unwrap_err();
+        assert!(matches!(refused, Error::LimitReached(Limit::SecretRotations { live: 10 })), "{refused:?}");
+        assert!(rotated(&secrets, after_the_first_day).is_ok(), "once the day is over, rotations go on");
+    }
 }
