@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blob::{Blobs, BucketUrl, PartBudget, Provider};
 use crate::config::Upstream;
-use crate::config::{BlobStore, Config, Database, Storage};
+use crate::config::{BlobStore, Config, Database, Problems, Storage};
 use crate::domain::ApiKey;
 use crate::http::body::BodyLimits;
 use crate::http::state::Handles;
@@ -48,6 +48,28 @@ pub async fn open_blobs(store: &BlobStore, budget: PartBudget) -> anyhow::Result
         BlobStore::Bucket(url) => Blobs::from_env(url)?,
     };
     Ok(Arc::new(blobs.with_part_budget(budget)))
+}
+
+/// Builds, and drops, the clients `serve` makes from the settings before it sends anything: the blob
+/// store's, the Vertex staging bucket's and the model upstream's (its key as a header, Google's
+/// application-default credentials). `filegate config check` runs this, so that what it passes does not
+/// fail at start.
+pub fn check_clients(config: &Config) -> Result<(), Problems> {
+    let mut problems = Problems::default();
+    if let BlobStore::Bucket(url) = &config.storage.blobs {
+        if let Err(e) = crate::blob::BucketClients::from_env(url) {
+            problems.push(format!("FILEGATE_BLOB_STORE {url}: {e}"));
+        }
+    }
+    if let Upstream::Vertex { staging: Some(url), .. } = &config.model.upstream {
+        if let Err(e) = crate::blob::BucketClients::from_env(url) {
+            problems.push(format!("FILEGATE_VERTEX_STAGING_BUCKET {url}: {e}"));
+        }
+    }
+    if let Err(e) = crate::services::model::upstream::UpstreamClient::new(&config.model) {
+        problems.push(format!("FILEGATE_UPSTREAM: {e:#}"));
+    }
+    problems.into_result()
 }
 
 /// The Cloud Storage locations that hold filegate's own bytes (its blob store, the Vertex staging bucket):
@@ -137,8 +159,14 @@ pub async fn assemble(
         },
     );
     let uploads = Arc::new(Uploads::new(meta.clone(), blobs.clone(), config.limits.clone()));
-    let batches =
-        Arc::new(Batches::new(meta.clone(), blobs.clone(), models.clone(), uploads.clone(), config.model.idle_timeout));
+    let batches = Arc::new(Batches::new(
+        meta.clone(),
+        blobs.clone(),
+        models.clone(),
+        uploads.clone(),
+        config.model.idle_timeout,
+        config.limits.project_max_running_batches,
+    ));
     let state = Arc::new(Handles {
         public_url,
         models,
@@ -156,15 +184,17 @@ pub async fn assemble(
             min_bytes_per_second: config.request_min_bytes_per_second,
         },
         metrics_on_public: config.metrics_listen.is_none(),
-        console: config.console.then(|| http::ConsoleSettings {
-            admin_key_ids: config.admin_key_ids.clone(),
-            limits: config.limits.clone(),
-        }),
+        operator_key_ids: config.admin_key_ids.clone(),
+        console: config.console.then(|| http::ConsoleSettings { limits: config.limits.clone() }),
     });
     // Events carry their files' views as the API shows them, rendered by the HTTP layer.
     let deliverer = state.webhooks.deliverer(http::webhooks::file_views(state.clone()));
     Ok(Node { meta, state, janitor, workers, deliverer, created_key })
 }
+
+/// Connections the metrics listener holds at once: a scraper or two, never a crowd (the descriptors for
+/// them come out of the 256 [`crate::config`] keeps beside the client connections).
+const METRICS_MAX_CONNECTIONS: usize = 64;
 
 /// Runs `filegate serve` until SIGTERM or Ctrl-C.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -206,14 +236,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(address) = config.metrics_listen {
         let metrics = TcpListener::bind(address).await.with_context(|| format!("binding {address} for /metrics"))?;
         tracing::info!("metrics on http://{}/metrics", metrics.local_addr()?);
-        let router = http::metrics_router(state.clone());
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(metrics, router).with_graceful_shutdown(stop.cancelled_owned()).await;
-            if let Err(e) = served {
-                tracing::warn!(error = %e, "the metrics listener failed");
-            }
-        });
+        // The public listener's limits, with a slot count of its own: silent connections to one listener
+        // cannot take the descriptors or the slots of the other.
+        let limits = http::ConnectionLimits { max_connections: METRICS_MAX_CONNECTIONS, ..limits };
+        tokio::spawn(http::serve(metrics, http::metrics_router(state.clone()), limits, shutdown.clone()));
     }
     http::serve(listener, http::router(state.clone()), limits, shutdown.clone()).await;
     // Workers stop fetching and hand their tasks back to the queue; the janitor finishes its sweep.

@@ -194,17 +194,8 @@ fn print_problems(problems: &Problems) {
 
 /// `filegate config check`: every problem at once, exit status 2 when there is any.
 fn config_check(args: ServeArgs) -> Exit {
-    let checked = Config::from_args(args).and_then(|config| {
-        // A bucket's client is built from its provider's variables (nothing is sent): they are settings too.
-        if let crate::config::BlobStore::Bucket(url) = &config.storage.blobs {
-            if let Err(e) = crate::blob::BucketClients::from_env(url) {
-                let mut problems = Problems::default();
-                problems.push(format!("FILEGATE_BLOB_STORE {url}: {e}"));
-                return Err(problems);
-            }
-        }
-        Ok(config)
-    });
+    // The clients are built from the providers' variables too (nothing is sent): they are settings as well.
+    let checked = Config::from_args(args).and_then(|config| crate::app::check_clients(&config).map(|()| config));
     match checked {
         Ok(config) => {
             out!("The settings are valid.");

@@ -14,11 +14,13 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 mod problems;
+mod setting;
 mod storage;
 mod traces;
 mod upstream;
 
 pub use problems::Problems;
+pub use setting::{Flag, Setting, lenient};
 pub use storage::{BlobStore, Database, Storage, StorageArgs, parse_blob_url};
 pub use traces::TraceSettings;
 pub use upstream::{ApiKeySecret, ModelConfig, Upstream, UpstreamArgs, UpstreamKind, VertexAuth};
@@ -28,12 +30,12 @@ use crate::domain::{ApiKey, MediaTypePolicy, ProjectId};
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Address to bind (port 0 picks a free port; the chosen one is logged as `listening on http://…`).
-    #[arg(long, env = "FILEGATE_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    #[arg(long, env = "FILEGATE_LISTEN", default_value = "127.0.0.1:8080", value_parser = lenient::<SocketAddr>())]
+    pub listen: Setting<SocketAddr>,
     /// Serve `GET /metrics` on this address of its own (a port only the monitoring network reaches), and
     /// not on the public one.
-    #[arg(long, env = "FILEGATE_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
+    #[arg(long, env = "FILEGATE_METRICS_LISTEN", value_parser = lenient::<SocketAddr>())]
+    pub metrics_listen: Option<Setting<SocketAddr>>,
     /// Base of the URLs filegate hands out (upload URLs, `uri`); default `http://<listen address>`.
     #[arg(long, env = "FILEGATE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -46,86 +48,89 @@ pub struct ServeArgs {
     #[arg(long, env = "FILEGATE_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
     /// Largest file accepted, in bytes.
-    #[arg(long, env = "FILEGATE_MAX_FILE_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
-    pub max_file_bytes: u64,
+    #[arg(long, env = "FILEGATE_MAX_FILE_BYTES", default_value = "2147483648", value_parser = lenient::<u64>())]
+    pub max_file_bytes: Setting<u64>,
     /// Storage limit of each project, in bytes (counting files being uploaded).
-    #[arg(long, env = "FILEGATE_PROJECT_QUOTA_BYTES", default_value_t = 20 * 1024 * 1024 * 1024)]
-    pub project_quota_bytes: u64,
+    #[arg(long, env = "FILEGATE_PROJECT_QUOTA_BYTES", default_value = "21474836480", value_parser = lenient::<u64>())]
+    pub project_quota_bytes: Setting<u64>,
     /// Lifetime of uploaded files, counted from the start of their upload.
-    #[arg(long, env = "FILEGATE_DEFAULT_TTL_SECONDS", default_value_t = 172_800)]
-    pub default_ttl_seconds: u64,
+    #[arg(long, env = "FILEGATE_DEFAULT_TTL_SECONDS", default_value = "172800", value_parser = lenient::<u64>())]
+    pub default_ttl_seconds: Setting<u64>,
     /// How often the janitor removes expired files and abandoned uploads.
-    #[arg(long, env = "FILEGATE_SWEEP_INTERVAL_SECONDS", default_value_t = 60)]
-    pub sweep_interval_seconds: u64,
+    #[arg(long, env = "FILEGATE_SWEEP_INTERVAL_SECONDS", default_value = "60", value_parser = lenient::<u64>())]
+    pub sweep_interval_seconds: Setting<u64>,
     /// Comma-separated CIDRs exempt from the import SSRF deny list (e.g. `127.0.0.1/32` for tests).
     #[arg(long, env = "FILEGATE_IMPORT_ALLOW_CIDRS")]
     pub import_allow_cidrs: Option<String>,
     /// Concurrent import fetches on this node.
-    #[arg(long, env = "FILEGATE_IMPORT_WORKERS", default_value_t = 4)]
-    pub import_workers: usize,
+    #[arg(long, env = "FILEGATE_IMPORT_WORKERS", default_value = "4", value_parser = lenient::<usize>())]
+    pub import_workers: Setting<usize>,
     /// How long a worker's claim on an import task lasts without renewal.
-    #[arg(long, env = "FILEGATE_IMPORT_LEASE_SECONDS", default_value_t = 30)]
-    pub import_lease_seconds: u64,
+    #[arg(long, env = "FILEGATE_IMPORT_LEASE_SECONDS", default_value = "30", value_parser = lenient::<u64>())]
+    pub import_lease_seconds: Setting<u64>,
     /// Time to connect to an import source.
-    #[arg(long, env = "FILEGATE_IMPORT_CONNECT_TIMEOUT_SECONDS", default_value_t = 10)]
-    pub import_connect_timeout_seconds: u64,
+    #[arg(long, env = "FILEGATE_IMPORT_CONNECT_TIMEOUT_SECONDS", default_value = "10", value_parser = lenient::<u64>())]
+    pub import_connect_timeout_seconds: Setting<u64>,
     /// A source that sends no byte for this long is a stall (the attempt is retried).
-    #[arg(long, env = "FILEGATE_IMPORT_STALL_TIMEOUT_SECONDS", default_value_t = 30)]
-    pub import_stall_timeout_seconds: u64,
+    #[arg(long, env = "FILEGATE_IMPORT_STALL_TIMEOUT_SECONDS", default_value = "30", value_parser = lenient::<u64>())]
+    pub import_stall_timeout_seconds: Setting<u64>,
     /// Total time an import may take, counted from its creation, retries included.
-    #[arg(long, env = "FILEGATE_IMPORT_TOTAL_TIMEOUT_SECONDS", default_value_t = 3600)]
-    pub import_total_timeout_seconds: u64,
+    #[arg(long, env = "FILEGATE_IMPORT_TOTAL_TIMEOUT_SECONDS", default_value = "3600", value_parser = lenient::<u64>())]
+    pub import_total_timeout_seconds: Setting<u64>,
     /// Attempts before a transient failure (unreachable source, 5xx, stall) fails the import.
-    #[arg(long, env = "FILEGATE_IMPORT_MAX_ATTEMPTS", default_value_t = 5)]
-    pub import_max_attempts: u32,
+    #[arg(long, env = "FILEGATE_IMPORT_MAX_ATTEMPTS", default_value = "5", value_parser = lenient::<u32>())]
+    pub import_max_attempts: Setting<u32>,
     /// Unfinished imports a project may have at once; more are refused with 429.
-    #[arg(long, env = "FILEGATE_IMPORT_MAX_ACTIVE_PER_PROJECT", default_value_t = 100)]
-    pub import_max_active_per_project: u64,
+    #[arg(long, env = "FILEGATE_IMPORT_MAX_ACTIVE_PER_PROJECT", default_value = "100", value_parser = lenient::<u64>())]
+    pub import_max_active_per_project: Setting<u64>,
+    /// Batch jobs a project may have running (not yet ended) at once; more are refused with 429.
+    #[arg(long, env = "FILEGATE_BATCH_MAX_RUNNING_PER_PROJECT", default_value = "100", value_parser = lenient::<u64>())]
+    pub batch_max_running_per_project: Setting<u64>,
     /// Connections one import may use at once, each fetching an 8 MiB range, when the source takes ranges
     /// and names its version (ETag or Last-Modified); 1 fetches every source as one stream.
-    #[arg(long, env = "FILEGATE_IMPORT_CONNECTIONS", default_value_t = 4)]
-    pub import_connections: usize,
+    #[arg(long, env = "FILEGATE_IMPORT_CONNECTIONS", default_value = "4", value_parser = lenient::<usize>())]
+    pub import_connections: Setting<usize>,
     /// Bytes of ranges fetched ahead of where imports are, held in memory by all imports of this node
     /// together (8 MiB each); when none is free, an import reads on with one connection. Under 8 MiB,
     /// every source is fetched as one stream.
-    #[arg(long, env = "FILEGATE_IMPORT_READ_AHEAD_BYTES", default_value_t = 32 * 1024 * 1024)]
-    pub import_read_ahead_bytes: u64,
+    #[arg(long, env = "FILEGATE_IMPORT_READ_AHEAD_BYTES", default_value = "33554432", value_parser = lenient::<u64>())]
+    pub import_read_ahead_bytes: Setting<u64>,
     /// Comma-separated glob patterns (`*` wildcard) the `model` of an import must match.
     #[arg(long, env = "FILEGATE_IMPORT_MODELS", default_value = "*")]
     pub import_models: String,
     /// A client that sends nothing for this long, while sending its headers or a body, is dropped (an
     /// unfinished chunk is not committed).
-    #[arg(long, env = "FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
-    pub request_idle_timeout_seconds: u64,
+    #[arg(long, env = "FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS", default_value = "60", value_parser = lenient::<u64>())]
+    pub request_idle_timeout_seconds: Setting<u64>,
     /// A request body must arrive at this many bytes per second at least, measured over each 10 s spent
     /// waiting for it (time filegate spends not reading does not count); slower ones are dropped with
     /// 408. 0 turns the check off.
-    #[arg(long, env = "FILEGATE_REQUEST_MIN_BYTES_PER_SECOND", default_value_t = 1024)]
-    pub request_min_bytes_per_second: u64,
+    #[arg(long, env = "FILEGATE_REQUEST_MIN_BYTES_PER_SECOND", default_value = "1024", value_parser = lenient::<u64>())]
+    pub request_min_bytes_per_second: Setting<u64>,
     /// How long a request's claim on an upload in a bucket lasts unless its node renews it: after a node
     /// dies mid-chunk, another node waits this long before writing that upload.
-    #[arg(long, env = "FILEGATE_UPLOAD_CLAIM_SECONDS", default_value_t = 30)]
-    pub upload_claim_seconds: u64,
+    #[arg(long, env = "FILEGATE_UPLOAD_CLAIM_SECONDS", default_value = "30", value_parser = lenient::<u64>())]
+    pub upload_claim_seconds: Setting<u64>,
     /// Open client connections at most (default: what the process's file-descriptor limit allows, up to
     /// 10 000). At the limit, new connections wait until one closes.
-    #[arg(long, env = "FILEGATE_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
+    #[arg(long, env = "FILEGATE_MAX_CONNECTIONS", value_parser = lenient::<usize>())]
+    pub max_connections: Option<Setting<usize>>,
     /// Open upload sessions a project may have at once (more: 429 RESOURCE_EXHAUSTED).
-    #[arg(long, env = "FILEGATE_PROJECT_MAX_OPEN_UPLOADS", default_value_t = 1000)]
-    pub project_max_open_uploads: u64,
+    #[arg(long, env = "FILEGATE_PROJECT_MAX_OPEN_UPLOADS", default_value = "1000", value_parser = lenient::<u64>())]
+    pub project_max_open_uploads: Setting<u64>,
     /// Files a project may hold at once, uploads in progress and imports included (more: 429).
-    #[arg(long, env = "FILEGATE_PROJECT_MAX_FILES", default_value_t = 100_000)]
-    pub project_max_files: u64,
+    #[arg(long, env = "FILEGATE_PROJECT_MAX_FILES", default_value = "100000", value_parser = lenient::<u64>())]
+    pub project_max_files: Setting<u64>,
     /// Comma-separated media types a file may have, with `*` wildcards (`video/*,application/pdf`); by
     /// default every syntactically valid type of a registered top-level type.
     #[arg(long, env = "FILEGATE_ALLOWED_MIME_TYPES", default_value = "*")]
     pub allowed_mime_types: String,
     /// On SIGTERM, how long in-flight requests may take to finish before the server exits.
-    #[arg(long, env = "FILEGATE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
-    pub shutdown_grace_seconds: u64,
+    #[arg(long, env = "FILEGATE_SHUTDOWN_GRACE_SECONDS", default_value = "30", value_parser = lenient::<u64>())]
+    pub shutdown_grace_seconds: Setting<u64>,
     /// `pretty` or `json` log lines on stderr (filter with `RUST_LOG`).
-    #[arg(long, env = "FILEGATE_LOG_FORMAT", default_value = "pretty")]
-    pub log_format: LogFormat,
+    #[arg(long, env = "FILEGATE_LOG_FORMAT", default_value = "pretty", value_parser = lenient::<LogFormat>())]
+    pub log_format: Setting<LogFormat>,
     /// Comma-separated `gs://` patterns (`*` wildcard) of the objects callers may register as files
     /// (`files:register`), e.g. `gs://media-archive/*`. Empty (the default): registering is off. Objects are
     /// read with filegate's own Google credentials, so only buckets meant for it belong here.
@@ -140,28 +145,45 @@ pub struct ServeArgs {
     pub admin_keys: String,
     /// Deliver webhooks to plain `http://` receivers too (tests, private networks); by default only https.
     /// Receivers are held to the import SSRF guard either way (`FILEGATE_IMPORT_ALLOW_CIDRS` opens it).
-    #[arg(long, env = "FILEGATE_WEBHOOK_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
-    pub webhook_allow_http: bool,
+    #[arg(long, env = "FILEGATE_WEBHOOK_ALLOW_HTTP", default_value = "false", value_parser = lenient::<Flag>())]
+    pub webhook_allow_http: Setting<Flag>,
     /// How long after its event a webhook delivery is retried; then it is dropped and its webhook disabled.
-    #[arg(long, env = "FILEGATE_WEBHOOK_RETRY_SECONDS", default_value_t = 86_400)]
-    pub webhook_retry_seconds: u64,
+    #[arg(long, env = "FILEGATE_WEBHOOK_RETRY_SECONDS", default_value = "86400", value_parser = lenient::<u64>())]
+    pub webhook_retry_seconds: Setting<u64>,
     /// The wait before a failed webhook delivery's first retry; it doubles each time, up to an hour.
-    #[arg(long, env = "FILEGATE_WEBHOOK_FIRST_RETRY_MS", default_value_t = 5_000)]
-    pub webhook_first_retry_ms: u64,
+    #[arg(long, env = "FILEGATE_WEBHOOK_FIRST_RETRY_MS", default_value = "5000", value_parser = lenient::<u64>())]
+    pub webhook_first_retry_ms: Setting<u64>,
     /// The time limit of one webhook delivery attempt (connecting, sending, the receiver's answer).
-    #[arg(long, env = "FILEGATE_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10)]
-    pub webhook_timeout_seconds: u64,
+    #[arg(long, env = "FILEGATE_WEBHOOK_TIMEOUT_SECONDS", default_value = "10", value_parser = lenient::<u64>())]
+    pub webhook_timeout_seconds: Setting<u64>,
     /// Webhook delivery attempts in flight on this node (at most 8 of them to one receiver).
-    #[arg(long, env = "FILEGATE_WEBHOOK_CONCURRENCY", default_value_t = 64)]
-    pub webhook_concurrency: usize,
+    #[arg(long, env = "FILEGATE_WEBHOOK_CONCURRENCY", default_value = "64", value_parser = lenient::<usize>())]
+    pub webhook_concurrency: Setting<usize>,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LogFormat {
+    #[default]
     Pretty,
     Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "pretty" => Ok(Self::Pretty),
+            "json" => Ok(Self::Json),
+            _ => Err(()),
+        }
+    }
+}
+
+impl setting::Described for LogFormat {
+    const WHAT: &'static str = "pretty or json";
 }
 
 /// How URL imports run.
@@ -200,6 +222,8 @@ pub struct Limits {
     pub project_max_files: u64,
     /// Unfinished imports a project may have at once.
     pub project_max_active_imports: u64,
+    /// Batch jobs a project may have running at once.
+    pub project_max_running_batches: u64,
     pub default_ttl: Duration,
     /// How long a claim on an upload in a bucket lasts unless renewed.
     pub upload_claim: Duration,
@@ -240,114 +264,123 @@ impl Config {
     /// The configuration, or every problem with the settings (not only the first).
     pub fn from_args(args: ServeArgs) -> Result<Self, Problems> {
         let mut problems = Problems::default();
-        let public_url = args.public_url.as_deref().and_then(|url| problems.take(parse_public_url(url)));
-        let storage = Storage::from_args(&args.storage, &mut problems);
-        let api_keys = secret(args.api_keys, args.api_keys_file.as_deref(), "FILEGATE_API_KEYS", &mut problems);
-        let static_keys = api_keys.as_deref().and_then(|keys| problems.take(parse_api_keys(keys))).unwrap_or_default();
-        let allow_cidrs = args.import_allow_cidrs.as_deref().and_then(|c| problems.take(parse_cidrs(c)));
-        problems.check(args.max_file_bytes > 0, "FILEGATE_MAX_FILE_BYTES must be at least 1");
-        problems.check(args.default_ttl_seconds > 0, "FILEGATE_DEFAULT_TTL_SECONDS must be at least 1");
-        problems.check(args.sweep_interval_seconds > 0, "FILEGATE_SWEEP_INTERVAL_SECONDS must be at least 1");
-        problems.check(
+        let p = &mut problems;
+        let listen = p.take(args.listen.get());
+        // `None`: set but unreadable (its problem recorded); `Some(None)`: not set.
+        let metrics_listen = match &args.metrics_listen {
+            None => Some(None),
+            Some(setting) => p.take(setting.get()).map(Some),
+        };
+        let public_url = args.public_url.as_deref().and_then(|url| p.take(parse_public_url(url)));
+        let storage = Storage::from_args(&args.storage, p);
+        let api_keys = secret(args.api_keys, args.api_keys_file.as_deref(), "FILEGATE_API_KEYS", p);
+        let static_keys = api_keys.as_deref().and_then(|keys| p.take(parse_api_keys(keys))).unwrap_or_default();
+        let allow_cidrs = args.import_allow_cidrs.as_deref().and_then(|c| p.take(parse_cidrs(c)));
+        p.check(
             matches!(args.console.as_str(), "on" | "off"),
             format!("FILEGATE_CONSOLE must be on or off, not \"{}\"", args.console),
         );
         let admin_key_ids: Vec<String> =
             args.admin_keys.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_lowercase).collect();
         for id in &admin_key_ids {
-            problems.check(
+            p.check(
                 id.len() == crate::meta::KEY_ID_LEN && id.chars().all(|c| c.is_ascii_hexdigit()),
                 format!("FILEGATE_ADMIN_KEYS: \"{id}\" is not a key id (16 hex digits, as `filegate keys list` shows)"),
             );
         }
-        problems.check(args.webhook_timeout_seconds > 0, "FILEGATE_WEBHOOK_TIMEOUT_SECONDS must be at least 1");
-        problems.check(args.webhook_concurrency > 0, "FILEGATE_WEBHOOK_CONCURRENCY must be at least 1");
-        problems.check(args.webhook_first_retry_ms > 0, "FILEGATE_WEBHOOK_FIRST_RETRY_MS must be at least 1");
-        problems.check(args.import_workers > 0, "FILEGATE_IMPORT_WORKERS must be at least 1");
-        problems.check(args.import_connections > 0, "FILEGATE_IMPORT_CONNECTIONS must be at least 1");
-        problems.check(args.import_lease_seconds >= 3, "FILEGATE_IMPORT_LEASE_SECONDS must be at least 3");
-        for (value, name) in [
-            (args.import_connect_timeout_seconds, "FILEGATE_IMPORT_CONNECT_TIMEOUT_SECONDS"),
-            (args.import_stall_timeout_seconds, "FILEGATE_IMPORT_STALL_TIMEOUT_SECONDS"),
-            (args.import_total_timeout_seconds, "FILEGATE_IMPORT_TOTAL_TIMEOUT_SECONDS"),
-            (u64::from(args.import_max_attempts), "FILEGATE_IMPORT_MAX_ATTEMPTS"),
-            (args.request_idle_timeout_seconds, "FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS"),
-        ] {
-            problems.check(value > 0, format!("{name} must be at least 1"));
-        }
         let models = parse_globs(&args.import_models);
-        problems.check(
-            !models.is_empty(),
-            "FILEGATE_IMPORT_MODELS must name at least one pattern (\"*\" allows every model)",
-        );
-        problems.check(args.upload_claim_seconds >= 3, "FILEGATE_UPLOAD_CLAIM_SECONDS must be at least 3");
-        problems.check(args.max_connections != Some(0), "FILEGATE_MAX_CONNECTIONS must be at least 1");
+        p.check(!models.is_empty(), "FILEGATE_IMPORT_MODELS must name at least one pattern (\"*\" allows every model)");
+        let max_connections = p.optional(args.max_connections.as_ref());
+        p.check(max_connections != Some(0), "FILEGATE_MAX_CONNECTIONS must be at least 1");
         let register_buckets = parse_globs(&args.register_buckets);
         if let Some(bad) = register_buckets.iter().find(|p| !p.starts_with("gs://") || p.len() <= "gs://".len()) {
-            problems.push(format!("FILEGATE_REGISTER_BUCKETS patterns are gs://BUCKET/… globs, not \"{bad}\""));
+            p.push(format!("FILEGATE_REGISTER_BUCKETS patterns are gs://BUCKET/… globs, not \"{bad}\""));
         }
         let allowed_mime_types = parse_globs(&args.allowed_mime_types);
-        problems.check(
+        p.check(
             !allowed_mime_types.is_empty(),
             "FILEGATE_ALLOWED_MIME_TYPES must name at least one pattern (\"*\" allows every type)",
         );
-        let model = ModelConfig::from_args(args.upstream, &mut problems);
-        let traces = traces::trace_settings(&mut problems);
-        problems.check(
-            args.metrics_listen.is_none_or(|m| m != args.listen || m.port() == 0),
-            "FILEGATE_METRICS_LISTEN must differ from FILEGATE_LISTEN",
-        );
-        let (Some(storage), Some(model)) = (storage, model) else { return Err(problems) };
+        let seconds =
+            |p: &mut Problems, setting: &Setting<u64>, min: u64| Duration::from_secs(p.at_least(setting, min));
+        let limits = Limits {
+            max_file_bytes: p.at_least(&args.max_file_bytes, 1),
+            project_quota_bytes: p.value(&args.project_quota_bytes),
+            project_max_open_uploads: p.value(&args.project_max_open_uploads),
+            project_max_files: p.value(&args.project_max_files),
+            project_max_active_imports: p.value(&args.import_max_active_per_project),
+            project_max_running_batches: p.value(&args.batch_max_running_per_project),
+            default_ttl: seconds(p, &args.default_ttl_seconds, 1),
+            upload_claim: seconds(p, &args.upload_claim_seconds, 3),
+            media_types: MediaTypePolicy::new(allowed_mime_types),
+        };
+        let imports = ImportConfig {
+            allow_cidrs: allow_cidrs.unwrap_or_default(),
+            workers: p.at_least(&args.import_workers, 1),
+            lease: seconds(p, &args.import_lease_seconds, 3),
+            connect_timeout: seconds(p, &args.import_connect_timeout_seconds, 1),
+            stall_timeout: seconds(p, &args.import_stall_timeout_seconds, 1),
+            total_timeout: seconds(p, &args.import_total_timeout_seconds, 1),
+            max_attempts: p.at_least(&args.import_max_attempts, 1),
+            connections: p.at_least(&args.import_connections, 1),
+            read_ahead_bytes: p.value(&args.import_read_ahead_bytes),
+            models,
+        };
+        let webhooks = WebhookConfig {
+            allow_http: p.value(&args.webhook_allow_http).0,
+            retry_for: seconds(p, &args.webhook_retry_seconds, 0),
+            first_retry: Duration::from_millis(p.at_least(&args.webhook_first_retry_ms, 1)),
+            attempt_timeout: seconds(p, &args.webhook_timeout_seconds, 1),
+            concurrency: p.at_least(&args.webhook_concurrency, 1),
+        };
+        let sweep_interval = seconds(p, &args.sweep_interval_seconds, 1);
+        let request_idle_timeout = seconds(p, &args.request_idle_timeout_seconds, 1);
+        let request_min_bytes_per_second = p.value(&args.request_min_bytes_per_second);
+        let shutdown_grace = seconds(p, &args.shutdown_grace_seconds, 0);
+        let log_format = p.value(&args.log_format);
+        let model = ModelConfig::from_args(args.upstream, p);
+        let traces = traces::trace_settings(p);
+        if let (Some(listen), Some(Some(metrics))) = (listen, metrics_listen) {
+            p.check(
+                metrics != listen || metrics.port() == 0,
+                format!(
+                    "{} must differ from {}",
+                    args.metrics_listen.as_ref().map_or("FILEGATE_METRICS_LISTEN", Setting::name),
+                    args.listen.name()
+                ),
+            );
+        }
+        let (Some(listen), Some(metrics_listen), Some(storage), Some(model)) = (listen, metrics_listen, storage, model)
+        else {
+            return Err(problems);
+        };
         problems.into_result()?;
         Ok(Self {
-            listen: args.listen,
-            metrics_listen: args.metrics_listen,
+            listen,
+            metrics_listen,
             public_url,
             storage,
             static_keys,
-            limits: Limits {
-                max_file_bytes: args.max_file_bytes,
-                project_quota_bytes: args.project_quota_bytes,
-                project_max_open_uploads: args.project_max_open_uploads,
-                project_max_files: args.project_max_files,
-                project_max_active_imports: args.import_max_active_per_project,
-                default_ttl: Duration::from_secs(args.default_ttl_seconds),
-                upload_claim: Duration::from_secs(args.upload_claim_seconds),
-                media_types: MediaTypePolicy::new(allowed_mime_types),
-            },
-            sweep_interval: Duration::from_secs(args.sweep_interval_seconds),
-            imports: ImportConfig {
-                allow_cidrs: allow_cidrs.unwrap_or_default(),
-                workers: args.import_workers,
-                lease: Duration::from_secs(args.import_lease_seconds),
-                connect_timeout: Duration::from_secs(args.import_connect_timeout_seconds),
-                stall_timeout: Duration::from_secs(args.import_stall_timeout_seconds),
-                total_timeout: Duration::from_secs(args.import_total_timeout_seconds),
-                max_attempts: args.import_max_attempts,
-                connections: args.import_connections,
-                read_ahead_bytes: args.import_read_ahead_bytes,
-                models,
-            },
-            webhooks: WebhookConfig {
-                allow_http: args.webhook_allow_http,
-                retry_for: Duration::from_secs(args.webhook_retry_seconds),
-                first_retry: Duration::from_millis(args.webhook_first_retry_ms),
-                attempt_timeout: Duration::from_secs(args.webhook_timeout_seconds),
-                concurrency: args.webhook_concurrency,
-            },
+            limits,
+            sweep_interval,
+            imports,
+            webhooks,
             console: args.console != "off",
             admin_key_ids,
-            request_idle_timeout: Duration::from_secs(args.request_idle_timeout_seconds),
-            request_min_bytes_per_second: args.request_min_bytes_per_second,
-            max_connections: args.max_connections.unwrap_or_else(default_max_connections),
-            shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
-            log_format: args.log_format,
+            request_idle_timeout,
+            request_min_bytes_per_second,
+            max_connections: max_connections.unwrap_or_else(default_max_connections),
+            shutdown_grace,
+            log_format,
             traces,
             model,
             register_buckets,
         })
     }
 }
+
+/// The largest secret file read: keys files of many keys fit, `/dev/zero` does not.
+const MAX_SECRET_FILE_BYTES: u64 = 1024 * 1024;
 
 /// A secret setting: its variable, or the contents of the file its `_FILE` variable names (a trailing
 /// newline dropped), not both.
@@ -358,15 +391,38 @@ pub fn secret(value: Option<String>, file: Option<&Path>, name: &str, problems: 
             None
         }
         (Some(value), None) => Some(value),
-        (None, Some(path)) => match std::fs::read_to_string(path) {
+        (None, Some(path)) => match read_secret_file(path) {
             Ok(text) => Some(text.trim_end_matches(['\n', '\r']).to_owned()),
-            Err(e) => {
-                problems.push(format!("{name}_FILE: cannot read {}: {e}", path.display()));
+            Err(why) => {
+                problems.push(format!("{name}_FILE: cannot read {}: {why}", path.display()));
                 None
             }
         },
         (None, None) => None,
     }
+}
+
+/// A regular file's text, at most [`MAX_SECRET_FILE_BYTES`]. Opened without blocking and checked before a
+/// byte is read: a FIFO would hang the start (and `config check`) until someone wrote to it, and a device
+/// such as `/dev/zero` would be read until memory ran out.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| e.to_string())?;
+    let metadata = file.metadata().map_err(|e| e.to_string())?;
+    if !metadata.is_file() {
+        return Err("it is not a regular file (a FIFO, a device or a directory); secrets are read from files".into());
+    }
+    if metadata.len() > MAX_SECRET_FILE_BYTES {
+        return Err(format!("it is {} bytes; a secret file holds at most {MAX_SECRET_FILE_BYTES}", metadata.len()));
+    }
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1).read_to_string(&mut text).map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!("it holds more than {MAX_SECRET_FILE_BYTES} bytes"));
+    }
+    Ok(text)
 }
 
 fn parse_globs(list: &str) -> Vec<String> {
@@ -392,16 +448,24 @@ fn parse_public_url(url: &str) -> Result<String, String> {
     }
 }
 
+/// `project:key` pairs, separated by commas or line breaks (a keys file holds one per line); blank lines
+/// and lines starting with `#` are skipped. A key is what a client sends in a header: visible ASCII only.
 fn parse_api_keys(list: &str) -> Result<Vec<(ProjectId, ApiKey)>, String> {
-    list.split(',')
+    list.split([',', '\n'])
         .map(str::trim)
-        .filter(|pair| !pair.is_empty())
+        .filter(|pair| !pair.is_empty() && !pair.starts_with('#'))
         .map(|pair| {
             let (project, key) = pair.split_once(':').ok_or("FILEGATE_API_KEYS entries must be project:key")?;
             let project = ProjectId::parse(project.trim()).map_err(|e| format!("FILEGATE_API_KEYS: {e}"))?;
             let key = key.trim();
             if key.len() < 8 {
                 return Err(format!("FILEGATE_API_KEYS: the key of project {project} is shorter than 8 characters"));
+            }
+            if !key.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+                return Err(format!(
+                    "FILEGATE_API_KEYS: the key of project {project} holds characters a client cannot send in a \
+                     header (spaces, control characters, non-ASCII)"
+                ));
             }
             Ok((project, ApiKey::new(key)))
         })
@@ -467,9 +531,38 @@ mod tests {
         for expected in [
             "FILEGATE_PUBLIC_URL",
             "shorter than 8",
-            "FILEGATE_IMPORT_WORKERS",
+            "--import-workers must be at least 1",
             "FILEGATE_DATABASE_URL",
             "FILEGATE_VERTEX_PROJECT",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        }
+        assert_eq!(problems.len(), 5, "{text}");
+
+        // Values the argument parser used to refuse, each named by the flag it came by, beside the rest.
+        let problems = parse(&[
+            "--default-ttl-seconds=-5",
+            "--listen",
+            "nonsense",
+            "--log-format",
+            "xml",
+            "--upstream",
+            "gemini",
+            "--gemini-api-key",
+            "k",
+            "--gemini-endpoint",
+            "not a url",
+            "--webhook-allow-http",
+            "maybe",
+        ])
+        .unwrap_err();
+        let text = problems.to_string();
+        for expected in [
+            "--default-ttl-seconds is \"-5\", not a whole number",
+            "--listen is \"nonsense\", not an address",
+            "--log-format is \"xml\", not pretty or json",
+            "FILEGATE_GEMINI_ENDPOINT \"not a url\" must be an absolute",
+            "--webhook-allow-http is \"maybe\", not true or false",
         ] {
             assert!(text.contains(expected), "{expected} missing from:\n{text}");
         }
@@ -485,5 +578,19 @@ mod tests {
         assert!(both.to_string().contains("FILEGATE_API_KEYS and FILEGATE_API_KEYS_FILE are both set"));
         let missing = parse(&["--database-url-file", "/nonexistent/db-url"]).unwrap_err();
         assert!(missing.to_string().contains("FILEGATE_DATABASE_URL_FILE: cannot read /nonexistent/db-url"));
+
+        // One project:key per line, as a keys file holds them (comments and blank lines skipped).
+        std::fs::write(dir.path().join("lines"), "# team keys\nalpha:first-key-0001\n\nbeta:second-key-0002\n")
+            .unwrap();
+        let config = parse(&["--api-keys-file", dir.path().join("lines").to_str().unwrap()]).unwrap();
+        let keys: Vec<_> = config.static_keys.iter().map(|(p, k)| (p.as_str(), k.expose())).collect();
+        assert_eq!(keys, [("alpha", "first-key-0001"), ("beta", "second-key-0002")]);
+        // Only regular files, and not without end: a FIFO and /dev/zero are refused at once.
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        for special in [fifo.to_str().unwrap(), "/dev/zero"] {
+            let refused = parse(&["--api-keys-file", special]).unwrap_err().to_string();
+            assert!(refused.contains("not a regular file"), "{special}: {refused}");
+        }
     }
 }

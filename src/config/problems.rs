@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::Setting;
+
 #[derive(Debug, Default)]
 pub struct Problems(Vec<String>);
 
@@ -21,6 +23,27 @@ impl Problems {
     /// The value, or `None` with its problem recorded.
     pub fn take<T>(&mut self, result: Result<T, String>) -> Option<T> {
         result.map_err(|problem| self.push(problem)).ok()
+    }
+
+    /// A setting's value; when it could not be read, its problem is recorded and a stand-in returned (the
+    /// configuration fails anyway, after every other setting was checked too).
+    pub fn value<T: Clone + Default>(&mut self, setting: &Setting<T>) -> T {
+        self.take(setting.get()).unwrap_or_default()
+    }
+
+    /// An optional setting's value.
+    pub fn optional<T: Clone + Default>(&mut self, setting: Option<&Setting<T>>) -> Option<T> {
+        setting.and_then(|s| self.take(s.get()))
+    }
+
+    /// A number of at least `min`, named as the operator set it.
+    pub fn at_least<T>(&mut self, setting: &Setting<T>, min: T) -> T
+    where
+        T: Clone + Default + PartialOrd + std::fmt::Display,
+    {
+        let Some(value) = self.take(setting.get()) else { return T::default() };
+        self.check(value >= min, format!("{} must be at least {min}", setting.name()));
+        value
     }
 
     pub fn len(&self) -> usize {

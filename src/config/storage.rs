@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
-use super::{Problems, secret};
+use super::{Problems, Setting, lenient, secret};
 use crate::blob::{BucketUrl, PART_BYTES, PartBudget};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -20,19 +20,19 @@ pub struct StorageArgs {
     #[arg(long, env = "FILEGATE_DATABASE_URL_FILE")]
     pub database_url_file: Option<PathBuf>,
     /// Connections the database pool may open (default: 8 on SQLite, 16 on PostgreSQL).
-    #[arg(long, env = "FILEGATE_DATABASE_MAX_CONNECTIONS")]
-    pub database_max_connections: Option<u32>,
+    #[arg(long, env = "FILEGATE_DATABASE_MAX_CONNECTIONS", value_parser = lenient::<u32>())]
+    pub database_max_connections: Option<Setting<u32>>,
     /// `file:///PATH` (default: `blobs/` in the data dir), `s3://BUCKET[/PREFIX]`, `gs://BUCKET[/PREFIX]` or
     /// `az://CONTAINER[/PREFIX]` (credentials from the provider's usual environment variables).
     #[arg(long, env = "FILEGATE_BLOB_STORE")]
     pub blob_store: Option<String>,
     /// Parts of one transfer into a bucket stored at once, while the next part is received.
-    #[arg(long, env = "FILEGATE_PARTS_IN_FLIGHT", default_value_t = crate::blob::DEFAULT_PARTS_IN_FLIGHT)]
-    pub parts_in_flight: usize,
+    #[arg(long, env = "FILEGATE_PARTS_IN_FLIGHT", default_value_t = Setting::of(crate::blob::DEFAULT_PARTS_IN_FLIGHT, ""), value_parser = lenient::<usize>())]
+    pub parts_in_flight: Setting<usize>,
     /// Bytes the parts of all transfers into a bucket may hold in this process's memory; a transfer waits
     /// for its share rather than exceed it. At least one part (8 MiB).
-    #[arg(long, env = "FILEGATE_TRANSFER_MEMORY_BYTES", default_value_t = crate::blob::DEFAULT_TRANSFER_MEMORY_BYTES)]
-    pub transfer_memory_bytes: u64,
+    #[arg(long, env = "FILEGATE_TRANSFER_MEMORY_BYTES", default_value_t = Setting::of(crate::blob::DEFAULT_TRANSFER_MEMORY_BYTES, ""), value_parser = lenient::<u64>())]
+    pub transfer_memory_bytes: Setting<u64>,
 }
 
 /// Where the bytes live (`FILEGATE_BLOB_STORE`).
@@ -79,12 +79,8 @@ impl Storage {
             None => Some(Database::Sqlite(args.data_dir.join("filegate.db"))),
             Some(url) => problems.take(parse_database_url(url)),
         };
-        let database_max_connections = match (args.database_max_connections, &database) {
-            (Some(0), _) => {
-                problems.push("FILEGATE_DATABASE_MAX_CONNECTIONS must be at least 1");
-                0
-            }
-            (Some(n), _) => n,
+        let database_max_connections = match (&args.database_max_connections, &database) {
+            (Some(setting), _) => problems.at_least(setting, 1),
             (None, Some(Database::Postgres(_))) => 16,
             (None, _) => 8,
         };
@@ -92,18 +88,15 @@ impl Storage {
             None => Some(BlobStore::Local(args.data_dir.join("blobs"))),
             Some(url) => problems.take(parse_blob_url(url)),
         };
-        problems.check(args.parts_in_flight > 0, "FILEGATE_PARTS_IN_FLIGHT must be at least 1");
-        problems.check(
-            args.transfer_memory_bytes >= PART_BYTES,
-            format!("FILEGATE_TRANSFER_MEMORY_BYTES must hold one part at least ({PART_BYTES} bytes)"),
-        );
+        let parts_in_flight = problems.at_least(&args.parts_in_flight, 1);
+        let transfer_memory_bytes = problems.at_least(&args.transfer_memory_bytes, PART_BYTES);
         Some(Self {
             data_dir: args.data_dir.clone(),
             database: database?,
             database_max_connections,
             blobs: blobs?,
-            parts_in_flight: args.parts_in_flight,
-            transfer_memory_bytes: args.transfer_memory_bytes,
+            parts_in_flight,
+            transfer_memory_bytes,
         })
     }
 

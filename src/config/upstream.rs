@@ -7,14 +7,14 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
-use super::{Problems, secret};
+use super::{Problems, Setting, lenient, secret};
 use crate::blob::BucketUrl;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpstreamArgs {
     /// Where model calls go: `vertex`, `gemini` or `off` (model routes answer 501 saying so).
-    #[arg(long, env = "FILEGATE_UPSTREAM", default_value = "off")]
-    pub upstream: UpstreamKind,
+    #[arg(long, env = "FILEGATE_UPSTREAM", default_value = "off", value_parser = lenient::<UpstreamKind>())]
+    pub upstream: Setting<UpstreamKind>,
     /// The Google Cloud project of Vertex AI calls.
     #[arg(long, env = "FILEGATE_VERTEX_PROJECT")]
     pub vertex_project: Option<String>,
@@ -44,26 +44,44 @@ pub struct UpstreamArgs {
     #[arg(long, env = "FILEGATE_VERTEX_STAGING_BUCKET")]
     pub vertex_staging_bucket: Option<String>,
     /// The largest file sent inline (`inlineData`) rather than by reference.
-    #[arg(long, env = "FILEGATE_INLINE_MAX_BYTES", default_value_t = 7 * 1024 * 1024)]
-    pub inline_max_bytes: u64,
+    #[arg(long, env = "FILEGATE_INLINE_MAX_BYTES", default_value = "7340032", value_parser = lenient::<u64>())]
+    pub inline_max_bytes: Setting<u64>,
     /// File references (`fileData` parts) one model call may carry; more are refused with 400 before any is
     /// looked up. Gemini reads at most 3 000 images per prompt.
-    #[arg(long, env = "FILEGATE_MODEL_MAX_FILE_REFERENCES", default_value_t = 3000)]
-    pub model_max_file_references: usize,
+    #[arg(long, env = "FILEGATE_MODEL_MAX_FILE_REFERENCES", default_value = "3000", value_parser = lenient::<usize>())]
+    pub model_max_file_references: Setting<usize>,
     /// Comma-separated `alias=upstream-model` pairs.
     #[arg(long, env = "FILEGATE_MODEL_MAP", default_value = "")]
     pub model_map: String,
     /// An upstream that sends nothing for this long is given up on (there is no total limit: a long video
     /// prompt may stream for minutes).
-    #[arg(long, env = "FILEGATE_UPSTREAM_IDLE_TIMEOUT_SECONDS", default_value_t = 300)]
-    pub upstream_idle_timeout_seconds: u64,
+    #[arg(long, env = "FILEGATE_UPSTREAM_IDLE_TIMEOUT_SECONDS", default_value = "300", value_parser = lenient::<u64>())]
+    pub upstream_idle_timeout_seconds: Setting<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum UpstreamKind {
+    #[default]
     Off,
     Vertex,
     Gemini,
+}
+
+impl std::str::FromStr for UpstreamKind {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" => Ok(Self::Off),
+            "vertex" => Ok(Self::Vertex),
+            "gemini" => Ok(Self::Gemini),
+            _ => Err(()),
+        }
+    }
+}
+
+impl super::setting::Described for UpstreamKind {
+    const WHAT: &'static str = "vertex, gemini or off";
 }
 
 /// How Vertex AI calls authenticate.
@@ -103,8 +121,28 @@ pub struct ModelConfig {
     pub idle_timeout: Duration,
 }
 
-fn trimmed(url: &str) -> String {
-    url.trim().trim_end_matches('/').to_owned()
+/// An upstream's base URL: absolute `http(s)`, with a host, no query; a trailing slash dropped.
+fn endpoint_url(url: &str, name: &str) -> Result<String, String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    match url::Url::parse(trimmed) {
+        Ok(parsed)
+            if ["http", "https"].contains(&parsed.scheme())
+                && parsed.host_str().is_some_and(|h| !h.is_empty())
+                && parsed.query().is_none()
+                && parsed.username().is_empty() =>
+        {
+            Ok(trimmed.to_owned())
+        }
+        _ => Err(format!("{name} \"{url}\" must be an absolute http:// or https:// URL (no query, no user)")),
+    }
+}
+
+/// A secret sent as a header value must be one: visible ASCII, no line breaks.
+fn header_safe(value: &str, name: &str) -> Result<(), String> {
+    match value.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        true => Ok(()),
+        false => Err(format!("{name} holds characters a header cannot carry (spaces, line breaks, non-ASCII)")),
+    }
 }
 
 impl ModelConfig {
@@ -118,19 +156,27 @@ impl ModelConfig {
             "FILEGATE_UPSTREAM_BEARER_TOKEN",
             problems,
         );
-        let upstream = match args.upstream {
-            UpstreamKind::Off => Some(Upstream::Off),
-            UpstreamKind::Vertex => {
+        let upstream = match problems.take(args.upstream.get()) {
+            None => None,
+            Some(UpstreamKind::Off) => Some(Upstream::Off),
+            Some(UpstreamKind::Vertex) => {
                 let project = args.vertex_project.clone().filter(|p| !p.trim().is_empty());
                 problems.check(project.is_some(), "FILEGATE_UPSTREAM=vertex needs FILEGATE_VERTEX_PROJECT");
                 let location = args.vertex_location.trim().to_owned();
+                problems.check(
+                    !location.is_empty() && location.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+                    format!("FILEGATE_VERTEX_LOCATION \"{location}\" is not a location (global, us-central1, …)"),
+                );
                 let endpoint = match &args.vertex_endpoint {
-                    Some(endpoint) => trimmed(endpoint),
-                    None if location == "global" => "https://aiplatform.googleapis.com".into(),
-                    None => format!("https://{location}-aiplatform.googleapis.com"),
+                    Some(endpoint) => problems.take(endpoint_url(endpoint, "FILEGATE_VERTEX_ENDPOINT")),
+                    None if location == "global" => Some("https://aiplatform.googleapis.com".into()),
+                    None => Some(format!("https://{location}-aiplatform.googleapis.com")),
                 };
                 let auth = match bearer {
-                    Some(token) if !token.trim().is_empty() => VertexAuth::Static(token.trim().into()),
+                    Some(token) if !token.trim().is_empty() => {
+                        problems.take(header_safe(token.trim(), "FILEGATE_UPSTREAM_BEARER_TOKEN"));
+                        VertexAuth::Static(token.trim().into())
+                    }
                     _ => VertexAuth::ApplicationDefault,
                 };
                 let staging = match &args.vertex_staging_bucket {
@@ -144,21 +190,21 @@ impl ModelConfig {
                         }
                     },
                 };
-                project.zip(staging).map(|(project, staging)| Upstream::Vertex {
-                    project,
-                    location,
-                    endpoint,
-                    auth,
-                    staging,
-                })
+                match (project, staging, endpoint) {
+                    (Some(project), Some(staging), Some(endpoint)) => {
+                        Some(Upstream::Vertex { project, location, endpoint, auth, staging })
+                    }
+                    _ => None,
+                }
             }
-            UpstreamKind::Gemini => {
+            Some(UpstreamKind::Gemini) => {
                 let api_key = gemini_api_key.filter(|k| !k.trim().is_empty());
                 problems.check(api_key.is_some(), "FILEGATE_UPSTREAM=gemini needs FILEGATE_GEMINI_API_KEY");
-                api_key.map(|api_key| Upstream::Gemini {
-                    api_key: api_key.into(),
-                    endpoint: trimmed(&args.gemini_endpoint),
-                })
+                if let Some(key) = &api_key {
+                    problems.take(header_safe(key, "FILEGATE_GEMINI_API_KEY"));
+                }
+                let endpoint = problems.take(endpoint_url(&args.gemini_endpoint, "FILEGATE_GEMINI_ENDPOINT"));
+                api_key.zip(endpoint).map(|(api_key, endpoint)| Upstream::Gemini { api_key: api_key.into(), endpoint })
             }
         };
         let mut model_map = HashMap::new();
@@ -170,16 +216,10 @@ impl ModelConfig {
                 None => problems.push(format!("FILEGATE_MODEL_MAP entries must be alias=model, not \"{pair}\"")),
             }
         }
-        problems
-            .check(args.upstream_idle_timeout_seconds > 0, "FILEGATE_UPSTREAM_IDLE_TIMEOUT_SECONDS must be at least 1");
-        problems.check(args.model_max_file_references > 0, "FILEGATE_MODEL_MAX_FILE_REFERENCES must be at least 1");
-        Some(Self {
-            upstream: upstream?,
-            inline_max_bytes: args.inline_max_bytes,
-            max_file_references: args.model_max_file_references,
-            model_map,
-            idle_timeout: Duration::from_secs(args.upstream_idle_timeout_seconds),
-        })
+        let idle_timeout = Duration::from_secs(problems.at_least(&args.upstream_idle_timeout_seconds, 1));
+        let max_file_references = problems.at_least(&args.model_max_file_references, 1);
+        let inline_max_bytes = problems.value(&args.inline_max_bytes);
+        Some(Self { upstream: upstream?, inline_max_bytes, max_file_references, model_map, idle_timeout })
     }
 }
 
