@@ -39,3 +39,8 @@ def test_the_nodes_settings_pass_config_check(tmp_path):
         assert directive in proxy, f"the proxy must stream uploads and replies: {directive}"
     for node_name in nodes:
         assert f"server {node_name}:8080;" in proxy
+    # Metrics have a port of their own, not published, and the proxy never forwards /metrics.
+    metrics_port = node["environment"]["FILEGATE_METRICS_LISTEN"].rsplit(":", 1)[1]
+    published = [port for service in compose["services"].values() for port in service.get("ports", [])]
+    assert not any(metrics_port in str(port) for port in published), published
+    assert "location = /metrics { return 404; }" in proxy

@@ -74,8 +74,8 @@ pub fn router(app: HttpState) -> Router {
         .into_iter()
         .fold(Router::new(), |router, endpoint| router.route(endpoint.mount, endpoint.handler));
     routes
-        .fallback(|| async { RouteRejection::UnknownRoute })
-        .method_not_allowed_fallback(|| async { RouteRejection::MethodNotAllowed })
+        .fallback(|req: Request| async move { unrouted(req, RouteRejection::UnknownRoute) })
+        .method_not_allowed_fallback(|req: Request| async move { unrouted(req, RouteRejection::MethodNotAllowed) })
         .layer(middleware::from_fn_with_state(app.body_limits, body::limit_idle_bodies))
         .layer(middleware::from_fn(track_metrics))
         .layer(
@@ -112,6 +112,16 @@ pub fn router(app: HttpState) -> Router {
         .with_state(app)
 }
 
+/// A request no route takes, answered in its client's format: OpenAI's on `/v1/` for an OpenAI client,
+/// Google's otherwise.
+fn unrouted(req: Request, rejection: RouteRejection) -> Response {
+    let parts = req.into_parts().0;
+    if openai::is_openai_request(&parts) {
+        return openai::unserved(&parts, rejection);
+    }
+    axum::response::IntoResponse::into_response(rejection)
+}
+
 /// The routes of `FILEGATE_METRICS_LISTEN`: `/metrics` only.
 pub fn metrics_router(app: HttpState) -> Router {
     Router::new().route("/metrics", get(ops::metrics)).with_state(app)
@@ -122,9 +132,10 @@ pub fn metrics_router(app: HttpState) -> Router {
 /// `traceparent`.
 fn request_span(req: &Request) -> tracing::Span {
     let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    // Chosen by the client: cut so that one request cannot write megabytes of log.
-    let path = truncated(req.uri().path(), 512);
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+    // A capability in the path (a console download link) is shown as its route, never as sent; any other
+    // path is the client's choice, cut so that one request cannot write megabytes of log.
+    let path = if routes::CAPABILITY_ROUTES.contains(&route) { route } else { truncated(req.uri().path(), 512) };
     let span = tracing::info_span!(
         "request",
         otel.name = %format_args!("{} {route}", method_label(req.method())),

@@ -71,6 +71,9 @@ async fn forward(
         let project = crate::http::auth::gemini_project(&app, &parts).await?;
         return super::batches::create(&app, project, model, Request::from_parts(parts, body)).await;
     }
+    if let Some(refusal) = target.split_once(':').and_then(|(_, method)| unserved_method(method)) {
+        return Err(Error::NotImplemented(refusal).into());
+    }
     let (model, method) = target
         .split_once(':')
         .and_then(|(model, method)| Some((model, ModelMethod::parse(method)?)))
@@ -85,6 +88,28 @@ async fn forward(
     let call = ModelCall { project, model: model.to_owned(), method, sse, body, readable_only: false };
     let reply = app.models.call(call).await?;
     Ok(streaming(reply, "application/json"))
+}
+
+/// Model methods of Google's that the SDKs reach and filegate does not forward, with what to use instead.
+fn unserved_method(method: &str) -> Option<String> {
+    let (what, instead) = match method {
+        "embedContent" | "batchEmbedContents" => ("Embeddings", "call the Gemini API or Vertex AI directly"),
+        "asyncBatchEmbedContent" => (
+            "Batch embeddings (client.batches.create_embeddings)",
+            "call the Gemini API directly; batches of generateContent requests are served (client.batches.create)",
+        ),
+        "predict" | "predictLongRunning" => {
+            ("Vertex AI's predict methods (embeddings, images, video)", "call Vertex AI directly")
+        }
+        "generateImages" | "editImage" | "upscaleImage" | "generateVideos" => {
+            ("Image and video generation", "call the Gemini API or Vertex AI directly")
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "{what} are not forwarded by filegate ({method}): {instead}. filegate forwards generateContent, \
+         streamGenerateContent and countTokens (docs/models.md)."
+    ))
 }
 
 /// A request body that must be one JSON object, at most the upstream's request size.
@@ -170,6 +195,21 @@ pub async fn chat_completions(State(app): State<HttpState>, ChatCaller(project):
                 response
             }
         })
+    };
+    answer.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /v1/responses/input_tokens` (`client.responses.input_tokens.count`).
+pub async fn count_response_tokens(
+    State(app): State<HttpState>,
+    ChatCaller(project): ChatCaller,
+    req: Request,
+) -> Response {
+    let answer = async {
+        let bytes = super::body::read_to_limit(req.into_body(), REQUEST_MAX_BYTES as usize, too_large).await?;
+        let request: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(format!("The request body is not valid JSON: {e}")))?;
+        Ok::<_, ChatError>(Json(app.models.count_input_tokens(project, request).await?).into_response())
     };
     answer.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -30,13 +31,39 @@ pub async fn healthz(State(app): State<HttpState>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
+/// `GET /metrics` on `FILEGATE_METRICS_LISTEN`, an address only the monitoring network reaches: all of it.
 pub async fn metrics(State(app): State<HttpState>) -> Response {
+    text(rendered(&app))
+}
+
+/// `GET /metrics` on the public address (when `FILEGATE_METRICS_LISTEN` is not set): all of it for an
+/// operator's key (`FILEGATE_ADMIN_KEYS`, sent as `Authorization: Bearer` or `x-goog-api-key`); without
+/// one, every series that names a project is left out, so that nobody learns from it which projects
+/// there are or what they use.
+pub async fn public_metrics(State(app): State<HttpState>, parts: Parts) -> Response {
+    let presented = super::auth::presented_key(&parts, false);
+    let operator = match app.auth.key_id_of(presented.as_deref()).await {
+        Ok((_, id)) => app.operator_key_ids.contains(&id),
+        Err(_) => false,
+    };
+    let all = rendered(&app);
+    if operator {
+        return text(all);
+    }
+    text(all.lines().filter(|line| !line.contains("project=\"")).flat_map(|line| [line, "\n"]).collect())
+}
+
+fn rendered(app: &HttpState) -> String {
     let (open, idle) = app.health.connections();
     let in_use = f64::from(open) - idle as f64;
     metrics::gauge!(metric::DATABASE_CONNECTIONS, "state" => "idle").set(idle as f64);
     metrics::gauge!(metric::DATABASE_CONNECTIONS, "state" => "in_use").set(in_use);
     app.metrics.run_upkeep();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+    app.metrics.render()
+}
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// The OpenAPI 3.1 description of every route, built from the code (`http/openapi.rs`).

@@ -36,6 +36,11 @@ impl Endpoint {
     }
 }
 
+/// Routes whose path carries a capability (whoever knows it may use it): logs and traces show their
+/// template, never the path as sent.
+pub const CAPABILITY_ROUTES: [&str; 4] =
+    ["/console/download/{token}", "/v1/uploads/{id}/parts", "/v1/uploads/{id}/complete", "/v1/uploads/{id}/cancel"];
+
 /// The caches as the SDKs name them in Vertex AI mode with a project and location.
 const VERTEX_CACHES: &str = "/{version}/projects/{project}/locations/{location}/cachedContents";
 const VERTEX_CACHE: &str = "/{version}/projects/{project}/locations/{location}/cachedContents/{id}";
@@ -96,11 +101,21 @@ pub fn endpoints(metrics_on_public: bool, console_on: bool) -> Vec<Endpoint> {
         ),
         Endpoint::new(M::POST, "/v1/chat/completions", model::chat_completions, &[doc::chat_completions]),
         Endpoint::new(M::POST, "/v1/responses", model::responses, &[doc::responses]),
+        Endpoint::new(
+            M::POST,
+            "/v1/responses/input_tokens",
+            model::count_response_tokens,
+            &[doc::count_response_tokens],
+        ),
+        Endpoint::new(M::POST, "/v1/uploads", openai::uploads::create, &[doc::create_upload]),
+        Endpoint::new(M::POST, "/v1/uploads/{id}/parts", openai::uploads::add_part, &[doc::add_upload_part]),
+        Endpoint::new(M::POST, "/v1/uploads/{id}/complete", openai::uploads::complete, &[doc::complete_upload]),
+        Endpoint::new(M::POST, "/v1/uploads/{id}/cancel", openai::uploads::cancel, &[doc::cancel_upload]),
         Endpoint::new(M::GET, "/healthz", ops::healthz, &[doc::healthz]),
         Endpoint::new(M::GET, "/openapi.json", ops::openapi, &[doc::openapi]),
     ];
     if metrics_on_public {
-        all.push(Endpoint::new(M::GET, "/metrics", ops::metrics, &[doc::metrics]));
+        all.push(Endpoint::new(M::GET, "/metrics", ops::public_metrics, &[doc::metrics]));
     }
     if console_on {
         all.extend([

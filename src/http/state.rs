@@ -28,6 +28,9 @@ pub struct Handles {
     pub console: Option<super::console::ConsoleSettings>,
     /// Whether `/metrics` is served on the public address (it is not when it has one of its own).
     pub metrics_on_public: bool,
+    /// Ids of the operators' keys (`FILEGATE_ADMIN_KEYS`): the console's operator view, the public
+    /// `/metrics` in full.
+    pub operator_key_ids: Vec<String>,
 }
 
 pub type HttpState = Arc<Handles>;

@@ -27,8 +27,6 @@ use crate::error::Error;
 /// What the console needs of the configuration.
 #[derive(Debug, Clone)]
 pub struct ConsoleSettings {
-    /// Ids of the keys that see the operator view.
-    pub admin_key_ids: Vec<String>,
     /// The limits its meters show.
     pub limits: Limits,
 }
@@ -76,10 +74,10 @@ fn settings(app: &HttpState) -> Result<&ConsoleSettings, GeminiError> {
 
 /// The caller's project, and whether its key is an operator's.
 async fn caller(app: &HttpState, headers: &HeaderMap) -> Result<(ProjectId, bool), GeminiError> {
-    let console = settings(app)?;
+    settings(app)?;
     let presented = headers.get("x-goog-api-key").and_then(|v| v.to_str().ok());
     let (project, id) = app.auth.key_id_of(presented).await?;
-    Ok((project, console.admin_key_ids.contains(&id)))
+    Ok((project, app.operator_key_ids.contains(&id)))
 }
 
 async fn operator(app: &HttpState, headers: &HeaderMap) -> Result<(), GeminiError> {

@@ -13,7 +13,7 @@ use super::upload::{MAX_METADATA_BYTES, header_str, header_u64, parse_metadata};
 use crate::domain::Origin;
 use crate::error::Error;
 use crate::http::body::into_stream;
-use crate::http::form::{field_then, malformed, read_field};
+use crate::http::form::{Form, field_then, read_field};
 use crate::http::state::Handles;
 use crate::services::uploads::{DeclaredSize, StartUpload};
 use crate::wire::gemini::FileEnvelope;
@@ -42,8 +42,8 @@ pub async fn multipart(app: &Handles, parts: &Parts, body: Body) -> Result<Respo
         })?;
     let total = content_length(parts, "multipart")?;
 
-    let mut multipart = multer::Multipart::new(into_stream(body), boundary);
-    let metadata_part = multipart.next_field().await.map_err(malformed)?.ok_or_else(|| {
+    let mut multipart = Form::new(into_stream(body), boundary);
+    let metadata_part = multipart.next_field().await?.ok_or_else(|| {
         Error::invalid("The multipart body has no parts: send two, the JSON metadata and then the media.")
     })?;
     let metadata = read_field(metadata_part, MAX_METADATA_BYTES, || {
@@ -51,7 +51,7 @@ pub async fn multipart(app: &Handles, parts: &Parts, body: Body) -> Result<Respo
     })
     .await?;
     let metadata = parse_metadata(&metadata)?.file.unwrap_or_default();
-    let media = multipart.next_field().await.map_err(malformed)?.ok_or_else(|| {
+    let media = multipart.next_field().await?.ok_or_else(|| {
         Error::invalid("The multipart body has no media part: send two parts, the JSON metadata and then the media.")
     })?;
     let mime_type = metadata.mime_type.or_else(|| media.content_type().map(ToString::to_string));
@@ -66,7 +66,7 @@ pub async fn multipart(app: &Handles, parts: &Parts, body: Body) -> Result<Respo
     };
     // Exactly two parts: anything after the media fails the upload.
     let media = field_then(multipart, media, |mut rest| async move {
-        match rest.next_field().await.map_err(malformed)? {
+        match rest.next_field().await? {
             None => Ok(()),
             Some(_) => Err(Error::invalid(
                 "The multipart body has more than two parts: send exactly two, the JSON metadata and then the media.",

@@ -25,6 +25,10 @@ pub(crate) fn classify(err: &Error) -> (StatusCode, &'static str, &'static str, 
     let msg = err.public_message();
     match err {
         Error::InvalidField { code, .. } => (S::BAD_REQUEST, "invalid_request_error", code.as_str(), msg),
+        // An Upload of the OpenAI surface that is not the caller's, or gone.
+        Error::Upload(crate::error::UploadError::SessionNotFound) => {
+            (S::NOT_FOUND, "not_found_error", "upload_not_found", "No such upload.".into())
+        }
         Error::InvalidArgument(_) | Error::Upload(_) | Error::RangeNotSatisfiable { .. } => {
             (S::BAD_REQUEST, "invalid_request_error", "invalid_request", msg)
         }

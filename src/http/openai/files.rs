@@ -15,7 +15,7 @@ use crate::blob::ByteStream;
 use crate::domain::{FileId, FileRecord, FileState, Origin};
 use crate::error::Error;
 use crate::http::body::into_stream;
-use crate::http::form::{field_then, malformed, read_field};
+use crate::http::form::{Form, FormField, field_then, read_field};
 use crate::http::import::ImportApiError;
 use crate::http::state::Handles;
 use crate::services::uploads::{DeclaredSize, StartUpload};
@@ -23,7 +23,7 @@ use crate::services::uploads::{DeclaredSize, StartUpload};
 type Result<T> = std::result::Result<T, ImportApiError>;
 
 /// The one purpose filegate keeps files for: input a model reads.
-const PURPOSE: &str = "user_data";
+pub(super) const PURPOSE: &str = "user_data";
 /// `expires_after.seconds` bounds, as OpenAI documents them: one hour to thirty days.
 const MIN_EXPIRES_AFTER: u64 = 3600;
 const MAX_EXPIRES_AFTER: u64 = 30 * 24 * 3600;
@@ -85,39 +85,51 @@ impl Fields {
     }
 
     fn check_purpose(&self) -> std::result::Result<(), Error> {
-        match self.purpose.as_deref() {
-            Some(PURPOSE) => Ok(()),
-            None => Err(Error::invalid("Missing required parameter: 'purpose'.")),
-            Some(other) => Err(Error::invalid(format!(
-                "purpose must be \"{PURPOSE}\" (got \"{other}\"): filegate keeps files as input a model reads; \
-                 fine-tuning, batch, assistants and evals files are not served."
-            ))),
-        }
+        check_purpose(self.purpose.as_deref())
     }
 
-    /// `expires_after`: `anchor` is `created_at`, `seconds` within OpenAI's bounds.
     fn ttl(&self) -> std::result::Result<Option<Duration>, Error> {
-        match (&self.anchor, &self.seconds) {
-            (None, None) => Ok(None),
-            (Some(anchor), Some(seconds)) if anchor == "created_at" => {
-                let seconds: u64 = seconds.parse().map_err(|_| {
-                    Error::invalid(format!("expires_after[seconds] must be a whole number, got \"{seconds}\"."))
-                })?;
-                if !(MIN_EXPIRES_AFTER..=MAX_EXPIRES_AFTER).contains(&seconds) {
-                    return Err(Error::invalid(format!(
-                        "expires_after[seconds] must be between {MIN_EXPIRES_AFTER} and {MAX_EXPIRES_AFTER}."
-                    )));
-                }
-                Ok(Some(Duration::from_secs(seconds)))
-            }
-            _ => Err(Error::invalid(
-                "expires_after needs anchor \"created_at\" and seconds (expires_after[anchor], expires_after[seconds]).",
-            )),
-        }
+        expires_after(self.anchor.as_deref(), self.seconds.as_deref())
     }
 }
 
-async fn text_field(field: multer::Field<'static>) -> std::result::Result<String, Error> {
+/// `purpose` must be the one filegate keeps files for.
+pub(super) fn check_purpose(purpose: Option<&str>) -> std::result::Result<(), Error> {
+    match purpose {
+        Some(PURPOSE) => Ok(()),
+        None => Err(Error::invalid("Missing required parameter: 'purpose'.")),
+        Some(other) => Err(Error::invalid(format!(
+            "purpose must be \"{PURPOSE}\" (got \"{other}\"): filegate keeps files as input a model reads; \
+             fine-tuning, batch, assistants and evals files are not served."
+        ))),
+    }
+}
+
+/// `expires_after`: `anchor` is `created_at`, `seconds` within OpenAI's bounds.
+pub(super) fn expires_after(
+    anchor: Option<&str>,
+    seconds: Option<&str>,
+) -> std::result::Result<Option<Duration>, Error> {
+    match (anchor, seconds) {
+        (None, None) => Ok(None),
+        (Some("created_at"), Some(seconds)) => {
+            let seconds: u64 = seconds.trim_matches('"').parse().map_err(|_| {
+                Error::invalid(format!("expires_after[seconds] must be a whole number, got \"{seconds}\"."))
+            })?;
+            if !(MIN_EXPIRES_AFTER..=MAX_EXPIRES_AFTER).contains(&seconds) {
+                return Err(Error::invalid(format!(
+                    "expires_after[seconds] must be between {MIN_EXPIRES_AFTER} and {MAX_EXPIRES_AFTER}."
+                )));
+            }
+            Ok(Some(Duration::from_secs(seconds)))
+        }
+        _ => Err(Error::invalid(
+            "expires_after needs anchor \"created_at\" and seconds (expires_after[anchor], expires_after[seconds]).",
+        )),
+    }
+}
+
+async fn text_field(field: FormField) -> std::result::Result<String, Error> {
     let value = read_field(field, MAX_FIELD_BYTES, || {
         Error::invalid(format!("A form field is longer than {MAX_FIELD_BYTES} bytes."))
     })
@@ -134,10 +146,10 @@ pub async fn create(app: &Handles, parts: &Parts, body: Body) -> Result<Response
     let boundary = content_type
         .and_then(|v| multer::parse_boundary(v).ok())
         .ok_or_else(|| Error::invalid("A file upload needs Content-Type: multipart/form-data; boundary=…."))?;
-    let mut form = multer::Multipart::new(into_stream(body), boundary);
+    let mut form = Form::new(into_stream(body), boundary);
     let mut fields = Fields::default();
     let file = loop {
-        let Some(field) = form.next_field().await.map_err(malformed)? else {
+        let Some(field) = form.next_field().await? else {
             return Err(Error::invalid("Missing required parameter: 'file'.").into());
         };
         match field.name().map(str::to_owned) {
@@ -181,9 +193,9 @@ pub async fn create(app: &Handles, parts: &Parts, body: Body) -> Result<Response
 
 /// The file part's bytes, then the fields after it, checked: `purpose` must have come and be right, and
 /// `expires_after` cannot come after the file (the file's expiry is set when it starts).
-fn file_then_fields(form: multer::Multipart<'static>, file: multer::Field<'static>, mut fields: Fields) -> ByteStream {
+fn file_then_fields(form: Form, file: FormField, mut fields: Fields) -> ByteStream {
     field_then(form, file, |mut form| async move {
-        while let Some(field) = form.next_field().await.map_err(malformed)? {
+        while let Some(field) = form.next_field().await? {
             let name = field.name().unwrap_or_default().to_owned();
             if name == "file" {
                 return Err(Error::invalid("The form has two files: send one per request."));

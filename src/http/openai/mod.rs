@@ -14,6 +14,7 @@
 //! OpenAI's 64), and either spelling names the same file on either surface.
 
 pub mod files;
+pub mod uploads;
 
 use axum::http::request::Parts;
 
@@ -25,6 +26,35 @@ pub fn from_gemini_client(parts: &Parts) -> bool {
     parts.uri.query().is_some_and(|query| {
         url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "key" || k == "pageSize" || k == "pageToken")
     })
+}
+
+/// What an OpenAI client is told for a `/v1` path or method filegate does not serve: OpenAI's own shape
+/// (`invalid_request_error`), with what filegate serves instead, so the openai SDKs raise a clear error
+/// rather than a Google body they cannot read.
+pub fn unserved(parts: &Parts, rejection: crate::http::gemini::error::RouteRejection) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse as _;
+
+    use crate::http::gemini::error::RouteRejection;
+    use crate::wire::import::{ErrorBody, ErrorEnvelope};
+    let (status, code) = match rejection {
+        RouteRejection::UnknownRoute => (StatusCode::NOT_FOUND, "unknown_url"),
+        RouteRejection::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+    };
+    let path: String = parts.uri.path().chars().take(200).collect();
+    let message = format!(
+        "Invalid URL ({} {path}): filegate serves OpenAI's /v1/files, /v1/uploads, /v1/chat/completions, \
+         /v1/responses and /v1/responses/input_tokens; other OpenAI APIs (assistants, fine-tuning, batches, \
+         vector stores, embeddings, images, audio) are not served (docs/models.md).",
+        parts.method
+    );
+    let body = ErrorEnvelope { error: ErrorBody { message, kind: "invalid_request_error".into(), code: code.into() } };
+    (status, axum::Json(body)).into_response()
+}
+
+/// Whether a request that no route takes is an OpenAI client's: on `/v1/`, and not a Gemini client.
+pub fn is_openai_request(parts: &Parts) -> bool {
+    parts.uri.path().starts_with("/v1/") && !from_gemini_client(parts)
 }
 
 /// Whether a `POST /v1/files` body is a form upload (the openai SDKs' `files.create`).

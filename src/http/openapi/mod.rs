@@ -24,6 +24,7 @@ use utoipa::openapi::{
 
 mod caches_and_batches;
 mod console;
+mod openai;
 pub mod operations;
 mod webhooks;
 

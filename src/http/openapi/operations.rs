@@ -21,6 +21,7 @@ use crate::services::imports::MAX_WAIT;
 pub use super::caches_and_batches::*;
 use super::caches_and_batches::{any_object, object_body};
 pub use super::console::*;
+pub use super::openai::*;
 pub use super::webhooks::*;
 
 fn not_found() -> Error {
@@ -394,7 +395,8 @@ pub fn metrics() -> Route {
     Route {
         path: "/metrics",
         summary: "Prometheus metrics",
-        description: "",
+        description: "Served here only when FILEGATE_METRICS_LISTEN is not set. With an operator's key \
+            (FILEGATE_ADMIN_KEYS) every series; without one, the series that name projects are left out.",
         parameters: vec![],
         body: None,
         ok: vec![reply(

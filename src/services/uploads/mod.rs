@@ -8,9 +8,12 @@
 //! and refused otherwise. Multipart and raw uploads are one-chunk sessions.
 
 mod claim;
+mod parted;
 #[cfg(test)]
 mod tests;
 mod write;
+
+pub use parted::PartReceipt;
 
 use std::sync::Arc;
 
