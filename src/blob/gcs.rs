@@ -24,6 +24,16 @@ pub struct GcsObject {
 /// Hosts that serve Cloud Storage objects over HTTPS, bucket first in the path.
 const PATH_STYLE_HOSTS: [&str; 2] = ["storage.googleapis.com", "storage.cloud.google.com"];
 const VIRTUAL_HOST_SUFFIX: &str = ".storage.googleapis.com";
+/// Hosts of Cloud Storage's JSON API, whose object URLs are `/storage/v1/b/{bucket}/o/{name}` (with
+/// `?alt=media` for the bytes), or `/download/storage/v1/b/…`.
+const JSON_API_HOSTS: [&str; 2] = ["www.googleapis.com", "storage.googleapis.com"];
+
+/// The bucket and name of a JSON API object path (decoded), if it is one.
+fn json_api_object(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("download/").unwrap_or(path).strip_prefix("storage/v1/b/")?;
+    let (bucket, rest) = rest.split_once('/')?;
+    Some((bucket, rest.strip_prefix("o/").unwrap_or("")))
+}
 
 impl GcsObject {
     /// The object `uri` names, if it is a Cloud Storage URI in any spelling: `Ok(None)` for anything
@@ -40,7 +50,11 @@ impl GcsObject {
             // The path as sent, decoded once, as the storage front end decodes it.
             let path = percent_encoding::percent_decode_str(url.path()).decode_utf8_lossy().into_owned();
             let path = path.trim_start_matches('/');
-            if PATH_STYLE_HOSTS.contains(&host.as_str()) {
+            if let Some((bucket, name)) = json_api_object(path).filter(|_| JSON_API_HOSTS.contains(&host.as_str())) {
+                (bucket.to_owned(), name.to_owned())
+            } else if host == JSON_API_HOSTS[0] && path.starts_with("storage/") {
+                return Err(format!("\"{}\" is not a Cloud Storage object filegate can pass on.", shorten(uri)));
+            } else if PATH_STYLE_HOSTS.contains(&host.as_str()) {
                 let (bucket, name) = path.split_once('/').unwrap_or((path, ""));
                 (bucket.to_owned(), name.to_owned())
             } else if let Some(bucket) = host.strip_suffix(VIRTUAL_HOST_SUFFIX) {
@@ -145,6 +159,9 @@ mod tests {
             "https://media.storage.googleapis.com/p/files/a/x.1",
             "https://media.storage.googleapis.com/p%2Ffiles%2Fa%2Fx.1",
             "https://storage.googleapis.com/media/p/files/a/b/%2E%2E/x.1",
+            "https://www.googleapis.com/storage/v1/b/media/o/p%2Ffiles%2Fa%2Fx.1?alt=media",
+            "https://storage.googleapis.com/storage/v1/b/media/o/p%2Ffiles%2Fa%2Fx.1?alt=media",
+            "https://www.googleapis.com/download/storage/v1/b/media/o/p%2Ffiles%2Fa%2Fx.1?alt=media",
         ] {
             assert_eq!(canonical(spelling).as_deref(), Some("gs://media/p/files/a/x.1"), "{spelling}");
         }
@@ -168,6 +185,8 @@ mod tests {
             "gs://media/./p/x",
             "gs://media/p\\files/x",
             "gs://media/p/\nx",
+            "https://www.googleapis.com/storage/v1/b/media",
+            "https://www.googleapis.com/storage/v1/b/media/o/",
         ] {
             assert!(GcsObject::parse(bad).is_err(), "{bad}");
         }

@@ -84,7 +84,7 @@ impl FileId {
 }
 
 /// The prefix of file ids on the OpenAI surfaces.
-const OPENAI_ID_PREFIX: &str = "file-";
+pub const OPENAI_ID_PREFIX: &str = "file-";
 
 impl fmt::Display for FileId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -12,7 +12,7 @@ mod time;
 pub use codes::{FailureCode, FieldCode, Limit};
 pub use file::{FileError, FileRecord, FileState, ImportInfo, Origin};
 pub use glob::glob_matches;
-pub use ids::{ApiKey, FileId, IMPORT_ID_PREFIX, ProjectId, SecretToken, random_alphanumeric};
+pub use ids::{ApiKey, FileId, IMPORT_ID_PREFIX, OPENAI_ID_PREFIX, ProjectId, SecretToken, random_alphanumeric};
 pub use mime::MediaTypePolicy;
 pub use storage::{BlobKey, Staging, new_object_key, registered_key, registered_uri, staging_key};
 pub use time::Timestamp;

@@ -78,9 +78,15 @@ impl FakeGoogle {
         self.requests().into_iter().filter(|r| r["path"].as_str().unwrap_or_default().contains("/models/")).collect()
     }
 
-    /// Files uploaded to the fake's Files API: name → `{sha256, size, mime, deleted}`.
+    /// Files uploaded to the fake's Files API: name → `{sha256, size, mime, deleted, text}` (`text`: a small
+    /// file's contents).
     pub fn google_files(&self) -> serde_json::Map<String, Value> {
         self.control("google-files").as_object().cloned().unwrap_or_default()
+    }
+
+    /// The names of the caches made at the fake (`cachedContents/…`, Vertex AI's full names).
+    pub fn caches(&self) -> Vec<String> {
+        self.control("caches").as_object().map(|c| c.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// Queues scripted replies for the next model calls (see the script's header).

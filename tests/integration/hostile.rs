@@ -203,3 +203,59 @@ async fn a_body_trickled_below_the_minimum_rate_is_dropped_and_a_slow_steady_one
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("x-goog-upload-size-received: 24000"), "{reply}");
 }
+
+/// Sends `head`, then `filler` bytes of `byte` (a part's header that never ends), then `tail`, on one
+/// connection, while reading the reply; returns the reply (whatever arrived before the server closed).
+async fn send_while_reading(addr: &str, head: Vec<u8>, filler: usize, tail: Vec<u8>) -> Vec<u8> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        write.write_all(&head).await?;
+        let block = vec![b'n'; 1 << 20];
+        let mut sent = 0;
+        while sent < filler {
+            let n = block.len().min(filler - sent);
+            write.write_all(&block[..n]).await?;
+            sent += n;
+        }
+        write.write_all(&tail).await
+    });
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(60), read.read_to_end(&mut reply)).await;
+    writer.abort();
+    reply
+}
+
+#[tokio::test]
+async fn a_part_header_without_end_is_refused_at_its_limit_and_nothing_is_kept() {
+    let server = Server::start();
+    let before = server.rss_kib();
+    let filler = 64 << 20;
+    for (path, headers, part) in [
+        (
+            "/v1/files",
+            format!("Authorization: Bearer {ALPHA_KEY}\r\nContent-Type: multipart/form-data; boundary=b\r\n"),
+            "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"",
+        ),
+        (
+            "/upload/v1beta/files?uploadType=multipart",
+            format!("x-goog-api-key: {ALPHA_KEY}\r\nContent-Type: multipart/related; boundary=b\r\n"),
+            "--b\r\nContent-Type: application/json\r\nX-Long: ",
+        ),
+    ] {
+        let tail = "\"\r\n\r\nx\r\n--b--\r\n";
+        let length = part.len() + filler + tail.len();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n{headers}Content-Length: {length}\r\n\r\n{part}",
+            server.addr()
+        );
+        let reply = send_while_reading(&server.addr(), head.into_bytes(), filler, tail.as_bytes().to_vec()).await;
+        let text = String::from_utf8_lossy(&reply);
+        assert!(status_line(&reply).contains(" 400 "), "{path}: {text}");
+        assert!(text.contains("larger than 16384 bytes"), "{path}: the answer names the limit: {text}");
+    }
+    let peak = server.peak_rss_kib();
+    assert!(peak < before + 48 * 1024, "64 MiB headers were held: {before} KiB before, {peak} KiB at the peak");
+    let listed = json_of(server.gemini(ALPHA_KEY).get("v1beta/files").await, StatusCode::OK).await;
+    assert!(listed.get("files").is_none(), "nothing was kept: {listed}");
+}

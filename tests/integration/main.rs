@@ -16,6 +16,7 @@ mod model;
 mod nodes;
 mod openai_files;
 mod ops;
+mod references;
 mod register;
 mod sources;
 mod support;

@@ -196,3 +196,149 @@ async fn metrics_may_have_an_address_of_their_own_and_count_upstream_calls_and_t
     }
     assert!(!metrics.contains("missing-model"), "an invented model name is no label");
 }
+
+/// The id `filegate keys list` shows for a key: the first 16 hex digits of its SHA-256.
+fn key_id(key: &str) -> String {
+    sha256_hex(key.as_bytes())[..16].to_owned()
+}
+
+#[tokio::test]
+async fn the_public_metrics_name_projects_only_to_an_operator() {
+    let fake = crate::fake_google::FakeGoogle::start(&["--api-key", crate::fake_google::GEMINI_KEY]);
+    let server = crate::model::gemini_api(&fake).env("FILEGATE_ADMIN_KEYS", key_id(BETA_KEY)).start();
+    let body = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+    let asked = crate::model::call(&server, ALPHA_KEY, "v1beta/models/gemini-test:generateContent", body).await;
+    json_of(asked, StatusCode::OK).await;
+    let metrics = |key: Option<&str>| {
+        let mut request = reqwest::Client::new().get(format!("{}/metrics", server.url));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let operator = metrics(Some(BETA_KEY)).await;
+    assert!(operator.contains(r#"filegate_model_tokens_total{project="alpha""#), "{operator}");
+    for who in [None, Some(ALPHA_KEY), Some("not-a-key-at-all")] {
+        let shown = metrics(who).await;
+        assert!(shown.contains("filegate_http_requests_total{"), "{shown}");
+        assert!(!shown.contains("project="), "{who:?} sees which projects there are:\n{shown}");
+    }
+}
+
+#[tokio::test]
+async fn silent_connections_to_the_metrics_listener_never_starve_the_public_one() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // 600 descriptors: 1 100 connections would take them all if the metrics listener took every one.
+    let server = Server::builder()
+        .env("FILEGATE_METRICS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FILEGATE_REQUEST_IDLE_TIMEOUT_SECONDS", 3)
+        .descriptors(600)
+        .start();
+    let silent: Vec<_> = (0..1100)
+        .map(|_| {
+            tokio::spawn(async move {
+                let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+                tokio::time::timeout(std::time::Duration::from_secs(2), connect).await.ok().and_then(Result::ok)
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for connection in silent {
+        held.extend(connection.await.unwrap());
+    }
+    assert!(held.len() >= 64, "the connections were made ({})", held.len());
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let health = reqwest::Client::new()
+            .get(format!("{}/healthz", server.url))
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await
+            .expect("the public listener answers");
+        assert_eq!(health.status(), StatusCode::OK);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+    let log = server.log();
+    assert!(!log.contains("Too many open files"), "{log}");
+    // The metrics listener is bounded, not dead: once the silent ones are dropped for their idle time, a
+    // scraper gets its answer.
+    drop(held);
+    let scraped = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+}
+
+#[test]
+fn config_check_names_every_problem_as_the_operator_set_it_and_passes_only_what_serve_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("keys-fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let check = |env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_filegate"));
+        cmd.args(["config", "check"]).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        cmd.env("FILEGATE_DATA_DIR", dir.path().join("data"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let started = std::time::Instant::now();
+        let out = cmd.output().unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "config check hung");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (status, problems) = check(&[
+        ("FILEGATE_DEFAULT_TTL_SECONDS", "-5"),
+        ("FILEGATE_LISTEN", "nonsense"),
+        ("FILEGATE_UPSTREAM", "gemini"),
+        ("FILEGATE_GEMINI_API_KEY", "a-key"),
+        ("FILEGATE_GEMINI_ENDPOINT", "not a url"),
+        ("FILEGATE_API_KEYS_FILE", fifo.to_str().unwrap()),
+    ]);
+    assert_eq!(status, Some(2), "{problems}");
+    for expected in [
+        "FILEGATE_DEFAULT_TTL_SECONDS is \"-5\", not a whole number",
+        "FILEGATE_LISTEN is \"nonsense\", not an address",
+        "FILEGATE_GEMINI_ENDPOINT \"not a url\" must be an absolute",
+        "FILEGATE_API_KEYS_FILE: cannot read",
+    ] {
+        assert!(problems.contains(expected), "{expected} missing from:\n{problems}");
+    }
+    assert!(!problems.contains("--default-ttl-seconds"), "named by a flag nobody typed:\n{problems}");
+
+    // A keys file of one project:key per line passes, and serve then takes every key in it.
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("alpha:{ALPHA_KEY}\nbeta:{BETA_KEY}\n")).unwrap();
+    let (status, problems) = check(&[("FILEGATE_API_KEYS_FILE", keys.to_str().unwrap())]);
+    assert_eq!(status, Some(0), "{problems}");
+}
+
+#[tokio::test]
+async fn a_keys_file_of_one_key_per_line_lets_every_key_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("# the team's keys\nalpha:{ALPHA_KEY}\n\nbeta:{BETA_KEY}\n")).unwrap();
+    let server = Server::builder().without_keys().env("FILEGATE_API_KEYS_FILE", keys.display()).start();
+    for key in [ALPHA_KEY, BETA_KEY] {
+        let listed = server.gemini(key).get("v1beta/files").await;
+        assert_eq!(listed.status(), StatusCode::OK, "{key}");
+    }
+}
+
+#[tokio::test]
+async fn a_console_download_link_is_never_written_to_the_log() {
+    let server = Server::start();
+    let bytes = data(5000, 9);
+    let file = server.gemini(ALPHA_KEY).upload(&bytes, json!({"file": {"mimeType": "text/plain"}})).await;
+    let link = reqwest::Client::new()
+        .post(format!("{}/console/api/files/{}:link", server.url, file_id(&file)))
+        .header("x-goog-api-key", ALPHA_KEY)
+        .send()
+        .await
+        .unwrap();
+    let url = json_of(link, StatusCode::OK).await["url"].as_str().unwrap().to_owned();
+    let token = url.rsplit('/').next().unwrap().to_owned();
+    let downloaded = reqwest::get(format!("{}{url}", server.url)).await.unwrap();
+    assert_eq!(downloaded.status(), StatusCode::OK);
+    assert_eq!(downloaded.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let log = server.log();
+    assert!(log.contains("/console/download/{token}"), "the request is logged by its route: {log}");
+    assert!(!log.contains(&token), "the link's token reached the log");
+}

@@ -149,3 +149,42 @@ pub fn own_object_spellings(bucket: &str, prefix: &str, key: &str) -> Vec<String
         format!("http://STORAGE.googleapis.com/{bucket}/{prefix}/{key}?alt=media"),
     ]
 }
+
+#[tokio::test]
+async fn an_allowed_gs_object_reaches_the_gemini_api_inline_or_is_refused_with_what_to_do() {
+    let fake = FakeGoogle::start(&["--api-key", crate::fake_google::GEMINI_KEY]);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::builder()
+        .on_local_disk()
+        .env("GOOGLE_SERVICE_ACCOUNT", fake.service_account(tmp.path()).display())
+        .env("FILEGATE_REGISTER_BUCKETS", "gs://caller-media/*")
+        .env("FILEGATE_UPSTREAM", "gemini")
+        .env("FILEGATE_GEMINI_ENDPOINT", &fake.url)
+        .env("FILEGATE_GEMINI_API_KEY", crate::fake_google::GEMINI_KEY)
+        .env("FILEGATE_INLINE_MAX_BYTES", 100_000)
+        .start();
+    let small = data(50_000, 1);
+    fake.put_object("caller-media/photo.png", &small).await;
+    fake.put_object("caller-media/talk.mp4", &data(200_000, 2)).await;
+    let ask =
+        |uri: &str| json!({"contents": [{"role": "user", "parts": [{"fileData": {"fileUri": uri}}, {"text": "?"}]}]});
+    let path = "v1beta/models/gemini-test:generateContent";
+
+    // The Gemini API cannot read Cloud Storage: the object goes inline, its type from its name.
+    let reply =
+        json_of(crate::model::call(&server, ALPHA_KEY, path, ask("gs://caller-media/photo.png")).await, StatusCode::OK)
+            .await;
+    let seen = crate::model::saw(&reply);
+    assert_eq!((&seen[0]["via"], &seen[0]["sha256"]), (&json!("inline"), &json!(sha256_hex(&small))), "{seen:?}");
+    assert_eq!(seen[0]["mime"], "image/png");
+    let sent = fake.model_calls().last().unwrap()["json"].to_string();
+    assert!(!sent.contains("gs://"), "no gs:// URI went to the Gemini API: {sent}");
+
+    // Too large to go inline: refused, saying how it can reach the model, before any call.
+    let before = fake.model_calls().len();
+    let refused = crate::model::call(&server, ALPHA_KEY, path, ask("gs://caller-media/talk.mp4")).await;
+    let (status, _, message) = rpc_error(refused).await;
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("files:register"), "{message}");
+    assert_eq!(fake.model_calls().len(), before);
+}

@@ -29,6 +29,8 @@ pub struct Server {
     pub url: String,
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
+    /// The process's file-descriptor limit, when the test sets one.
+    descriptors: Option<u64>,
     blobs: TestBlobs,
     /// Whether the after-test check is another server's (a sibling node's) to make.
     leftovers_expected: bool,
@@ -247,6 +249,7 @@ pub struct ServerBuilder {
     env: Vec<(String, String)>,
     sqlite: bool,
     local_blobs: bool,
+    descriptors: Option<u64>,
 }
 
 impl ServerBuilder {
@@ -264,6 +267,18 @@ impl ServerBuilder {
     /// Bytes on the local disk, whatever store the run tests.
     pub fn on_local_disk(mut self) -> Self {
         self.local_blobs = true;
+        self
+    }
+
+    /// Runs the server with at most `limit` file descriptors (soft and hard), as a small host would.
+    pub fn descriptors(mut self, limit: u64) -> Self {
+        self.descriptors = Some(limit);
+        self
+    }
+
+    /// Without the keys every test server gets (`FILEGATE_API_KEYS`), for a test that gives its own.
+    pub fn without_keys(mut self) -> Self {
+        self.env.retain(|(k, _)| k != "FILEGATE_API_KEYS");
         self
     }
 
@@ -290,6 +305,7 @@ impl ServerBuilder {
             url: String::new(),
             data_dir,
             env,
+            descriptors: self.descriptors,
             blobs,
             database,
             leftovers_expected: false,
@@ -306,6 +322,7 @@ impl Server {
             env: vec![("FILEGATE_API_KEYS".into(), format!("alpha:{ALPHA_KEY},beta:{BETA_KEY}"))],
             sqlite: false,
             local_blobs: false,
+            descriptors: None,
         }
     }
 
@@ -319,7 +336,15 @@ impl Server {
 
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_filegate"));
+        // prlimit sets the limit and then becomes the server (the same process).
+        let mut cmd = match self.descriptors {
+            Some(limit) => {
+                let mut cmd = Command::new("prlimit");
+                cmd.arg(format!("--nofile={limit}:{limit}")).arg(env!("CARGO_BIN_EXE_filegate"));
+                cmd
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_filegate")),
+        };
         cmd.arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -383,6 +408,7 @@ impl Server {
             url: String::new(),
             data_dir,
             env: self.env.clone(),
+            descriptors: self.descriptors,
             blobs: self.blobs.clone(),
             database: TestDatabase::Borrowed,
             // The first node's check covers the deployment.
@@ -422,6 +448,13 @@ impl Server {
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/pid/status");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// The most resident memory the server has had so far, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/pid/status");
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 

@@ -34,6 +34,8 @@ pub struct RewritePlan {
     rules: ReferenceRules,
     /// Each file met: the URI the upstream reads it by, and its MIME type.
     files: HashMap<FileId, (String, String)>,
+    /// Each cache the requests name (`cachedContent`): the caller's name → the upstream's.
+    caches: HashMap<String, String>,
     /// The upstream copies the batch reads, to hold while it runs.
     pub copies: Vec<(String, CopyTarget)>,
 }
@@ -42,7 +44,12 @@ impl Models {
     /// The reference resolver of one batch of `project`'s.
     pub fn batch_references(&self, project: &ProjectId) -> Result<BatchReferences<'_>> {
         let upstream = self.upstream()?;
-        let plan = RewritePlan { rules: self.rules.clone(), files: HashMap::new(), copies: Vec::new() };
+        let plan = RewritePlan {
+            rules: self.rules.clone(),
+            files: HashMap::new(),
+            caches: HashMap::new(),
+            copies: Vec::new(),
+        };
         Ok(BatchReferences { models: self, upstream, project: project.clone(), plan })
     }
 }
@@ -53,6 +60,7 @@ impl BatchReferences<'_> {
     pub async fn rewrite(&mut self, request: &mut Value) -> Result<()> {
         let found = self.models.rules.find(request)?;
         self.learn(&found).await?;
+        self.models.learn_caches(&self.project, request, &mut self.plan.caches).await?;
         self.plan.rewrite_found(request, found)
     }
 
@@ -119,6 +127,7 @@ impl RewritePlan {
     }
 
     fn rewrite_found(&self, request: &mut Value, found: Vec<FileRef>) -> Result<()> {
+        super::caches::rename_caches(request, &self.caches)?;
         for reference in found {
             let rewrite = match &reference.target {
                 Target::Gcs(uri) => Rewrite::FileData { uri: uri.clone(), mime_type: reference.mime_type.clone() },

@@ -14,6 +14,8 @@
 //! does not shorten a hold: another cache may share the copy, and the sweeper takes it at the latest
 //! expiry it was held for.
 
+use std::collections::HashMap;
+
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
@@ -40,18 +42,75 @@ fn not_found(name: &str) -> Error {
     Error::CacheNotFound(name.to_owned())
 }
 
+/// The spellings of the key that names a cache.
+const CACHE_KEYS: [&str; 2] = ["cachedContent", "cached_content"];
+/// Requests a body may carry whose `cachedContent` names a cache too (`countTokens`).
+const NESTED_REQUESTS: [&str; 2] = ["generateContentRequest", "generate_content_request"];
+
+/// Every cache name `body` gives (`cachedContent` of the request, or of the `generateContentRequest` a
+/// `countTokens` carries), in either spelling of the key.
+pub(super) fn cache_names(body: &Value) -> Result<Vec<String>> {
+    let nested = NESTED_REQUESTS.iter().filter_map(|key| body.get(key));
+    let mut names = Vec::new();
+    for request in std::iter::once(body).chain(nested) {
+        for key in CACHE_KEYS {
+            match request.get(key) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(name)) => names.push(name.clone()),
+                Some(_) => {
+                    return Err(Error::invalid("cachedContent must be the name of a cache (cachedContents/…)."));
+                }
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Replaces each cache name in `body` (where [`cache_names`] found them) with the upstream's, from `upstream`.
+pub(super) fn rename_caches(body: &mut Value, upstream: &HashMap<String, String>) -> Result<()> {
+    let rename = |request: &mut Value| -> Result<()> {
+        for key in CACHE_KEYS {
+            if let Some(Value::String(name)) = request.get(key) {
+                let renamed = upstream
+                    .get(name)
+                    .ok_or_else(|| Error::internal(format!("the cache {name} was not resolved")))?
+                    .clone();
+                request[key] = Value::String(renamed);
+            }
+        }
+        Ok(())
+    };
+    for key in NESTED_REQUESTS {
+        if let Some(request) = body.get_mut(key) {
+            rename(request)?;
+        }
+    }
+    rename(body)
+}
+
 impl Models {
-    /// Replaces a `cachedContent` naming one of the caller's caches with the upstream's name for it; a name
-    /// that is not one answers like a missing cache.
-    pub(super) async fn resolve_cache_name(&self, project: &ProjectId, body: &mut Value) -> Result<()> {
-        let Some(key) = ["cachedContent", "cached_content"].into_iter().find(|key| body.get(key).is_some()) else {
-            return Ok(());
-        };
-        let Some(named) = body[key].as_str() else {
-            return Err(Error::invalid("cachedContent must be the name of a cache (cachedContents/…)."));
-        };
-        let cache = self.live_cache(project, named).await?;
-        body[key] = Value::String(cache.upstream_name);
+    /// Replaces every cache name in `body` that names one of the caller's caches with the upstream's name for
+    /// it; a name that is not one answers like a missing cache, before anything is sent.
+    pub(super) async fn resolve_cache_names(&self, project: &ProjectId, body: &mut Value) -> Result<()> {
+        let mut upstream = HashMap::new();
+        self.learn_caches(project, body, &mut upstream).await?;
+        rename_caches(body, &upstream)
+    }
+
+    /// Looks up the caller's caches `body` names that `upstream` (named → the upstream's name) does not
+    /// know yet, and adds them to it.
+    pub(super) async fn learn_caches(
+        &self,
+        project: &ProjectId,
+        body: &Value,
+        upstream: &mut HashMap<String, String>,
+    ) -> Result<()> {
+        for named in cache_names(body)? {
+            if let std::collections::hash_map::Entry::Vacant(unknown) = upstream.entry(named) {
+                let cache = self.live_cache(project, unknown.key()).await?;
+                unknown.insert(cache.upstream_name);
+            }
+        }
         Ok(())
     }
 

@@ -224,7 +224,7 @@ impl Models {
             Destination::Model { model: &model, method: call.method, sse: call.sse, readable_only: call.readable_only };
         let mut body = call.body;
         let forwarded = async {
-            self.resolve_cache_name(&call.project, &mut body).await?;
+            self.resolve_cache_names(&call.project, &mut body).await?;
             self.forward(upstream, destination, &call.project, &body).await
         };
         match forwarded.instrument(meter.span.clone()).await {
@@ -264,16 +264,31 @@ impl Models {
         // The Gemini API caches a video only from a Files API file, whatever its size: a cache made there
         // gets every file by reference (one upload, reused by every later cache and call).
         let may_inline = upstream.is_vertex() || !matches!(destination, Destination::NewCache);
+        // The Gemini API cannot read Cloud Storage: objects a model may read there go inline.
+        let objects =
+            if upstream.is_vertex() { HashMap::new() } else { self.objects_inline(&found, may_inline).await? };
+        let objects_cost: u64 = found
+            .iter()
+            .filter_map(|r| match &r.target {
+                Target::Gcs(uri) => objects.get(uri).map(|(_, size, _)| base64_len(*size)),
+                _ => None,
+            })
+            .sum();
         for attempt in 0..2 {
-            let routes = self.routes(upstream, &files, client_bytes, may_inline).await?;
+            let routes = self.routes(upstream, &files, client_bytes + objects_cost, may_inline).await?;
             let placeholders = format!("filegate-inline-{}", random_alphanumeric(24));
             let mut body = request.clone();
             let mut inline = Vec::new();
             for (reference, file) in found.iter().zip(&files.per_reference) {
                 let rewrite = match (&reference.target, file) {
-                    (Target::Gcs(uri), _) => {
-                        Rewrite::FileData { uri: uri.clone(), mime_type: reference.mime_type.clone() }
-                    }
+                    (Target::Gcs(uri), _) => match objects.get(uri) {
+                        Some((key, size, mime_type)) => {
+                            let placeholder = body::placeholder(&placeholders, inline.len());
+                            inline.push(InlineFile { blob_key: key.clone(), size: *size });
+                            Rewrite::Inline { mime_type: mime_type.clone(), placeholder }
+                        }
+                        None => Rewrite::FileData { uri: uri.clone(), mime_type: reference.mime_type.clone() },
+                    },
                     (_, Some(id)) => {
                         let file = &files.by_id[id];
                         let mime_type = effective_mime(reference, &file.mime_type);
@@ -330,6 +345,43 @@ impl Models {
             }
         }
         Err(Error::internal("the retry loop ended without an answer"))
+    }
+
+    /// The Cloud Storage objects (outside filegate) the references name, each as it goes inline to an
+    /// upstream that cannot read Cloud Storage (the Gemini API): `uri → (key to read it by, size, MIME
+    /// type)`. An object too large to go inline, or a cache's (which the Gemini API makes only from Files
+    /// API files), is refused with what to do instead: register it, and filegate copies the file once.
+    async fn objects_inline(
+        &self,
+        found: &[FileRef],
+        may_inline: bool,
+    ) -> Result<HashMap<String, (String, u64, String)>> {
+        let mut objects = HashMap::new();
+        for reference in found {
+            let Target::Gcs(uri) = &reference.target else { continue };
+            if objects.contains_key(uri) {
+                continue;
+            }
+            let key = crate::domain::registered_key(uri);
+            let size = self.blobs.size(&key).await?.ok_or_else(|| Error::FileNotFound(uri.clone()))?;
+            if !may_inline || size > self.inline_max_bytes {
+                return Err(Error::invalid(format!(
+                    "{uri} is {size} bytes: the Gemini API cannot read Cloud Storage, and filegate sends such \
+                     objects inline only up to {} bytes (and never into a cache). Register it \
+                     (POST /v1beta/files:register) and name the file: filegate copies files to the Gemini API \
+                     once.",
+                    self.inline_max_bytes
+                )));
+            }
+            let mime_type = reference
+                .mime_type
+                .clone()
+                .filter(|m| !m.trim().is_empty())
+                .or_else(|| mime_guess::from_path(uri).first().map(|m| m.to_string()))
+                .ok_or_else(|| Error::invalid(format!("{uri}: give its mimeType, which its name does not tell.")))?;
+            objects.insert(uri.clone(), (key, size, mime_type));
+        }
+        Ok(objects)
     }
 
     /// Forgets every copy this call used that the upstream no longer has; `true` if there was one.

@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 
 use crate::blob::{BucketUrl, GcsObject};
-use crate::domain::{API_VERSIONS, BlobKey, FileId, IMPORT_ID_PREFIX, ProjectId, glob_matches};
+use crate::domain::{API_VERSIONS, BlobKey, FileId, IMPORT_ID_PREFIX, OPENAI_ID_PREFIX, ProjectId, glob_matches};
 use crate::error::{Error, Result};
 
 /// What a caller's file URIs are checked against.
@@ -70,21 +70,35 @@ pub enum Rewrite {
 
 const FILE_DATA_KEYS: [&str; 2] = ["fileData", "file_data"];
 
-/// The filegate file a `fileUri` names: `files/{id}`, `qfile-{id}`, or filegate's own `uri`
-/// (`{public_url}/{v1,v1beta,v1alpha}/files/{id}`).
-pub fn filegate_file(uri: &str, public_url: &str) -> Option<FileId> {
+/// What a `fileUri` says of filegate: `None` when it is not filegate's spelling at all (a public URL, a
+/// `gs://` object); `Some(Some(id))` for a filegate file in any spelling — `files/{id}`, `qfile-{id}`,
+/// `file-{id}` (the OpenAI surfaces' id), filegate's own `uri` (`{public_url}/{v1,v1beta,v1alpha}/files/{id}`)
+/// or its `downloadUri` (`…/files/{id}:download?alt=media`); `Some(None)` for a spelling of filegate's that
+/// names no file (`files//x`, `files/../x`, an upload URL, a console link): refused, never passed on.
+pub fn filegate_file(uri: &str, public_url: &str) -> Option<Option<FileId>> {
     let id = if let Some(id) = uri.strip_prefix(IMPORT_ID_PREFIX) {
         id
     } else if let Some(id) = uri.strip_prefix("files/") {
         id
+    } else if let Some(id) = uri.strip_prefix(OPENAI_ID_PREFIX) {
+        id
     } else {
-        let path = uri.strip_prefix(public_url)?.strip_prefix('/')?;
-        let (version, rest) = path.split_once('/')?;
-        if !API_VERSIONS.contains(&version) {
-            return None;
+        let path = uri.strip_prefix(public_url)?;
+        if !(path.is_empty() || path.starts_with(['/', '?', '#'])) {
+            return None; // another host that begins with filegate's (`https://files.example.test.evil/…`)
         }
-        rest.strip_prefix("files/")?
+        let named = path.strip_prefix('/').and_then(|path| {
+            let (version, rest) = path.split_once('/')?;
+            let id = rest.strip_prefix("files/").filter(|_| API_VERSIONS.contains(&version))?;
+            // The download URI: `{id}:download?alt=media`.
+            Some(id.strip_suffix(":download?alt=media").unwrap_or(id))
+        });
+        return Some(named.and_then(valid_id));
     };
+    Some(valid_id(id))
+}
+
+fn valid_id(id: &str) -> Option<FileId> {
     let valid = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     valid.then(|| FileId::from_path(id))
 }
@@ -100,8 +114,10 @@ fn stored_file(key: &str) -> Option<(ProjectId, FileId)> {
 impl ReferenceRules {
     /// What `uri` names; `None` for what is not filegate's business (a public URL the model fetches).
     pub fn classify(&self, uri: &str) -> Option<Target> {
-        if let Some(id) = filegate_file(uri, &self.public_url) {
-            return Some(Target::File(id));
+        match filegate_file(uri, &self.public_url) {
+            Some(Some(id)) => return Some(Target::File(id)),
+            Some(None) => return Some(Target::Refused(uri.to_owned())),
+            None => {}
         }
         match GcsObject::parse(uri) {
             Err(message) => return Some(Target::Invalid(message)),
@@ -235,19 +251,37 @@ mod tests {
 
     #[test]
     fn filegate_references_are_recognized_in_every_spelling() {
-        let id = |uri| filegate_file(uri, PUBLIC).map(|id| id.to_string());
-        assert_eq!(id("files/abc123").as_deref(), Some("abc123"));
-        assert_eq!(id("qfile-abc123").as_deref(), Some("abc123"));
-        assert_eq!(id("https://files.example.test/v1beta/files/abc123").as_deref(), Some("abc123"));
-        assert_eq!(id("https://files.example.test/v1/files/my-name").as_deref(), Some("my-name"));
+        let id = |uri| filegate_file(uri, PUBLIC).map(|id| id.map(|id| id.to_string()));
+        for (uri, named) in [
+            ("files/abc123", "abc123"),
+            ("qfile-abc123", "abc123"),
+            ("file-abc123", "abc123"),
+            ("https://files.example.test/v1beta/files/abc123", "abc123"),
+            ("https://files.example.test/v1/files/my-name", "my-name"),
+            ("https://files.example.test/v1beta/files/abc123:download?alt=media", "abc123"),
+        ] {
+            assert_eq!(id(uri), Some(Some(named.to_owned())), "{uri}");
+        }
+        // filegate's spellings that name no file: refused rather than passed to the upstream as they are.
+        for refused in [
+            "files/",
+            "files//abc123",
+            "files/../x",
+            "file-",
+            "qfile-a/b",
+            "https://files.example.test/v9/files/abc",
+            "https://files.example.test/upload/v1beta/files?upload_id=x",
+            "https://files.example.test/console/download/token",
+            "https://files.example.test",
+        ] {
+            assert_eq!(id(refused), Some(None), "{refused}");
+        }
         for foreign in [
             "gs://bucket/files/abc",
             "https://generativelanguage.googleapis.com/v1beta/files/abc",
-            "https://files.example.test/v9/files/abc",
             "https://files.example.test.evil/v1beta/files/abc",
-            "files/",
-            "files/../x",
             "https://example.com/video.mp4",
+            "file:///etc/passwd",
         ] {
             assert_eq!(id(foreign), None, "{foreign}");
         }
@@ -317,6 +351,7 @@ mod tests {
             "GS://fg-data/prod//files/alpha/abc.x1y2",
             "https://storage.googleapis.com/fg-data/prod/files/alpha/abc.x1y2",
             "https://fg-data.storage.googleapis.com/prod%2Ffiles%2Falpha%2Fabc.x1y2",
+            "https://www.googleapis.com/storage/v1/b/fg-data/o/prod%2Ffiles%2Falpha%2Fabc.x1y2?alt=media",
         ] {
             assert_eq!(stored(spelling), "alpha/abc files/alpha/abc.x1y2", "{spelling}");
         }
