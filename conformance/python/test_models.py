@@ -467,3 +467,52 @@ def test_openai_chat_log_probabilities(front):
     streamed = [t.token for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
     assert "".join(streamed) == "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert client.chat.completions.create(model=MODEL, messages=messages).choices[0].logprobs is None
+
+
+def test_openai_uploads_in_parts_become_one_file_a_model_reads(front, tmp_path):
+    """client.uploads.upload_file_chunked (the Uploads API: create, parts, complete) — the way the openai
+    SDKs send large files — makes one filegate file; an Upload is its project's only, and a completion
+    naming the parts out of order is refused."""
+    client = OpenAI(base_url=f"{front.server.url}/v1", api_key=ALPHA_KEY)
+    data = os.urandom(3 * 1024 * 1024 + 123)
+    path = tmp_path / "recording.mp3"
+    path.write_bytes(data)
+    upload = client.uploads.upload_file_chunked(file=path, mime_type="audio/mpeg", purpose="user_data",
+                                                part_size=1024 * 1024, md5=hashlib.md5(data).hexdigest())
+    assert upload.status == "completed" and upload.bytes == len(data) and upload.filename == "recording.mp3"
+    assert upload.file.bytes == len(data) and upload.file.id.startswith("file-")
+    assert client.files.content(upload.file.id).read() == data
+    reply = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "Transcribe"}, {"type": "file", "file": {"file_id": upload.file.id}}]}])
+    assert saw(reply.choices[0].message.content)[1]["sha256"] == sha(data)
+
+    started = client.uploads.create(bytes=6, filename="six.txt", mime_type="text/plain", purpose="user_data")
+    first = client.uploads.parts.create(started.id, data=b"abc")
+    second = client.uploads.parts.create(started.id, data=b"def")
+    other = OpenAI(base_url=f"{front.server.url}/v1", api_key=BETA_KEY)
+    from openai import BadRequestError, NotFoundError
+    with pytest.raises(NotFoundError):
+        other.uploads.parts.create(started.id, data=b"x")
+    with pytest.raises(BadRequestError) as disordered:
+        client.uploads.complete(started.id, part_ids=[second.id, first.id])
+    assert "order" in disordered.value.message
+    with pytest.raises(BadRequestError) as wrong_md5:
+        client.uploads.complete(started.id, part_ids=[first.id, second.id], md5="0" * 32)
+    assert "md5" in wrong_md5.value.message
+    assert client.uploads.cancel(
+        client.uploads.create(bytes=1, filename="x", mime_type="text/plain", purpose="user_data").id
+    ).status == "cancelled"
+
+
+def test_openai_counts_a_responses_input_and_refuses_what_it_does_not_serve_in_its_own_format(front):
+    client = OpenAI(base_url=f"{front.server.url}/v1", api_key=ALPHA_KEY)
+    counted = client.responses.input_tokens.count(model=MODEL, input="Count these words", instructions="Be brief.")
+    assert counted.object == "response.input_tokens" and counted.input_tokens > 0
+    from openai import NotFoundError
+    with pytest.raises(NotFoundError) as unserved:
+        client.beta.assistants.list()
+    assert "filegate serves" in unserved.value.message, unserved.value.message
+    with pytest.raises(errors.APIError) as refused:
+        front.client().batches.create_embeddings(
+            model="gemini-embedding-001", src={"inlined_requests": {"contents": ["one", "two"]}})
+    assert refused.value.code == 501 and "Batch embeddings" in refused.value.message
