@@ -142,6 +142,15 @@ pub enum Unavailable {
 }
 
 impl Unavailable {
+    /// How soon a caller should retry (`Retry-After`, in seconds): a dependency's outage is found and
+    /// ended within seconds (the database's prober asks every second), a busy upload in less.
+    pub const fn retry_after_seconds(&self) -> u32 {
+        match self {
+            Self::Database(_) | Self::Storage(_) => 2,
+            Self::Retry(_) => 1,
+        }
+    }
+
     /// What a caller is told.
     pub fn public_message(&self) -> String {
         match self {

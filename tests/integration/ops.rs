@@ -197,11 +197,6 @@ async fn metrics_may_have_an_address_of_their_own_and_count_upstream_calls_and_t
     assert!(!metrics.contains("missing-model"), "an invented model name is no label");
 }
 
-/// The id `filegate keys list` shows for a key: the first 16 hex digits of its SHA-256.
-fn key_id(key: &str) -> String {
-    sha256_hex(key.as_bytes())[..16].to_owned()
-}
-
 #[tokio::test]
 async fn the_public_metrics_name_projects_only_to_an_operator() {
     let fake = crate::fake_google::FakeGoogle::start(&["--api-key", crate::fake_google::GEMINI_KEY]);

@@ -792,6 +792,12 @@ pub fn service_script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/services").join(name)
 }
 
+/// The id `filegate keys list` shows for a key (`FILEGATE_ADMIN_KEYS` names operators by it): the first
+/// 16 hex digits of its SHA-256.
+pub fn key_id(key: &str) -> String {
+    sha256_hex(key.as_bytes())[..16].to_owned()
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

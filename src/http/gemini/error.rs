@@ -256,6 +256,11 @@ pub fn status_response(err: Error) -> Response {
             }
             response
         }
+        Error::Unavailable(why) => {
+            let mut response = rpc_reply(classify(&err));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(why.retry_after_seconds()));
+            response
+        }
         _ => rpc_reply(classify(&err)),
     };
     response.extensions_mut().insert(AnsweredError::new(err));

@@ -93,6 +93,10 @@ pub(crate) fn openai_response(
             }
         }
     }
+    if let Error::Unavailable(why) = &err {
+        let seconds = axum::http::HeaderValue::from(why.retry_after_seconds());
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds);
+    }
     response.extensions_mut().insert(AnsweredError::new(err));
     response
 }

@@ -52,9 +52,12 @@ pub fn unserved(parts: &Parts, rejection: crate::http::gemini::error::RouteRejec
     (status, axum::Json(body)).into_response()
 }
 
-/// Whether a request that no route takes is an OpenAI client's: on `/v1/`, and not a Gemini client.
+/// Whether a request that no route takes is an OpenAI client's: on `/v1/`, with its key as
+/// `Authorization` (as the openai SDKs send it), and not a Gemini client.
 pub fn is_openai_request(parts: &Parts) -> bool {
-    parts.uri.path().starts_with("/v1/") && !from_gemini_client(parts)
+    parts.uri.path().starts_with("/v1/")
+        && parts.headers.contains_key(axum::http::header::AUTHORIZATION)
+        && !from_gemini_client(parts)
 }
 
 /// Whether a `POST /v1/files` body is a form upload (the openai SDKs' `files.create`).
@@ -80,5 +83,9 @@ mod tests {
         assert!(!from_gemini_client(&parts("/v1/files", &[("authorization", "Bearer k")])));
         assert!(is_form_upload(&parts("/v1/files", &[("content-type", "multipart/form-data; boundary=x")])));
         assert!(!is_form_upload(&parts("/v1/files", &[("content-type", "application/json")])));
+        assert!(is_openai_request(&parts("/v1/assistants", &[("authorization", "Bearer k")])));
+        assert!(!is_openai_request(&parts("/v1/assistants", &[])), "no key: Google's format, as before");
+        assert!(!is_openai_request(&parts("/v1/models", &[("x-goog-api-key", "k")])));
+        assert!(!is_openai_request(&parts("/v1beta/x", &[("authorization", "Bearer k")])));
     }
 }

@@ -124,7 +124,7 @@ impl SqlMeta {
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM batches WHERE project_id = $1 AND id = $2"))
                 .bind(project.as_str())
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.pool())
                 .await
                 .map_err(|e| self.err(e))?;
         Ok(row.map(BatchRecord::from))
@@ -142,7 +142,7 @@ impl SqlMeta {
         .bind(project.as_str())
         .bind(after.unwrap_or(""))
         .bind(int(u64::from(limit)))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(|e| self.err(e))?;
         Ok(rows.into_iter().map(BatchRecord::from).collect())
@@ -160,7 +160,7 @@ impl SqlMeta {
         );
         let (created, id) = after.map_or((i64::MIN, ""), |(created, id)| (created.as_micros(), id.as_str()));
         let query = sqlx::query_as::<_, BatchRow>(&sql).bind(created).bind(id).bind(int(u64::from(limit)));
-        let rows = bind_unfinished(query, unfinished).fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
+        let rows = bind_unfinished(query, unfinished).fetch_all(&self.pool()).await.map_err(|e| self.err(e))?;
         Ok(rows.into_iter().map(BatchRecord::from).collect())
     }
 
@@ -179,7 +179,7 @@ impl SqlMeta {
         .bind(id)
         .bind(until.as_micros())
         .bind(now.as_micros())
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)
@@ -189,7 +189,7 @@ impl SqlMeta {
         sqlx::query("UPDATE batches SET collecting_until = 0 WHERE project_id = $1 AND id = $2")
             .bind(project.as_str())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.pool())
             .await
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -199,7 +199,7 @@ impl SqlMeta {
         let done = sqlx::query("DELETE FROM batches WHERE project_id = $1 AND id = $2")
             .bind(project.as_str())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.pool())
             .await
             .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)

@@ -65,7 +65,7 @@ impl SqlMeta {
             .bind(copies_json(&cache.copies))
             .bind(cache.created_at.as_micros())
             .bind(cache.expires_at.as_micros())
-            .execute(&self.pool)
+            .execute(&self.pool())
             .await
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -76,7 +76,7 @@ impl SqlMeta {
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM cached_contents WHERE project_id = $1 AND id = $2"))
                 .bind(project.as_str())
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.pool())
                 .await
                 .map_err(|e| self.err(e))?;
         row.map(CachedContent::try_from).transpose()
@@ -97,7 +97,7 @@ impl SqlMeta {
         .bind(now.as_micros())
         .bind(after.unwrap_or(""))
         .bind(int(u64::from(limit)))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(|e| self.err(e))?;
         rows.into_iter().map(CachedContent::try_from).collect()
@@ -116,7 +116,7 @@ impl SqlMeta {
                 .bind(id)
                 .bind(view)
                 .bind(expires_at.as_micros())
-                .execute(&self.pool)
+                .execute(&self.pool())
                 .await
                 .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)
@@ -126,7 +126,7 @@ impl SqlMeta {
         let done = sqlx::query("DELETE FROM cached_contents WHERE project_id = $1 AND id = $2")
             .bind(project.as_str())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.pool())
             .await
             .map_err(|e| self.err(e))?;
         Ok(done.rows_affected() > 0)
@@ -135,7 +135,7 @@ impl SqlMeta {
     pub(super) async fn delete_expired_caches(&self, now: Timestamp) -> MetaResult<u64> {
         let done = sqlx::query("DELETE FROM cached_contents WHERE expires_at <= $1")
             .bind(now.as_micros())
-            .execute(&self.pool)
+            .execute(&self.pool())
             .await
             .map_err(|e| self.err(e))?;
         Ok(done.rows_affected())

@@ -42,7 +42,7 @@ impl SqlMeta {
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM upstream_copies c WHERE c.blob_key = $1 AND c.target = $2"))
                 .bind(blob_key)
                 .bind(target.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.pool())
                 .await
                 .map_err(|e| self.err(e))?;
         row.map(UpstreamCopy::try_from).transpose()
@@ -62,7 +62,7 @@ impl SqlMeta {
         .bind(copy.remote_name.as_deref())
         .bind(copy.created_at.as_micros())
         .bind(copy.expires_at.as_micros())
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(|e| self.err(e))?;
         self.copy_of(&copy.blob_key, copy.target)
@@ -79,7 +79,7 @@ impl SqlMeta {
         ))
         .bind(now.as_micros())
         .bind(int(u64::from(limit)))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(|e| self.err(e))?;
         rows.into_iter().map(UpstreamCopy::try_from).collect()
@@ -94,7 +94,7 @@ impl SqlMeta {
             .bind(blob_key)
             .bind(target.as_str())
             .bind(until.as_micros())
-            .execute(&self.pool)
+            .execute(&self.pool())
             .await
             .map_err(|e| self.err(e))?;
         }
@@ -105,7 +105,7 @@ impl SqlMeta {
         sqlx::query("DELETE FROM upstream_copies WHERE blob_key = $1 AND target = $2")
             .bind(blob_key)
             .bind(target.as_str())
-            .execute(&self.pool)
+            .execute(&self.pool())
             .await
             .map_err(|e| self.err(e))?;
         Ok(())

@@ -43,7 +43,7 @@ impl SqlMeta {
             format!("SELECT {COLUMNS} FROM api_keys WHERE $1 IS NULL OR project_id = $1 ORDER BY created_at, key_hash");
         let rows: Vec<KeyRow> = sqlx::query_as(&sql)
             .bind(project.map(ProjectId::as_str))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.pool())
             .await
             .map_err(|e| self.err(e))?;
         Ok(rows.into_iter().map(ApiKeyInfo::from).collect())
@@ -56,13 +56,13 @@ impl SqlMeta {
         ))
         .bind(&id)
         .bind(now.as_micros())
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(|e| self.err(e))?;
         let row: Option<KeyRow> =
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM api_keys WHERE substr(key_hash, 1, {KEY_ID_LEN}) = $1"))
                 .bind(&id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.pool())
                 .await
                 .map_err(|e| self.err(e))?;
         Ok(row.map(ApiKeyInfo::from))
@@ -72,7 +72,7 @@ impl SqlMeta {
         sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE key_hash = $1")
             .bind(key_hash)
             .bind(now.as_micros())
-            .execute(&self.pool)
+            .execute(&self.pool())
             .await
             .map_err(|e| self.err(e))?;
         Ok(())

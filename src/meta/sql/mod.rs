@@ -14,6 +14,7 @@
 mod batches;
 mod caches;
 mod copies;
+mod guard;
 mod keys;
 mod model;
 mod rows;
@@ -22,17 +23,19 @@ mod tx;
 mod webhooks;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyPool, ConnectOptions as _, Executor as _};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions as _, Connection as _, Executor as _};
 
+pub use self::guard::{BULK_DEADLINE, OPERATION_DEADLINE};
+use self::guard::{FAILURES_TO_TRIP, Guard, PROBE_EVERY, PROBE_TIMEOUT};
 use super::{MetaError, MetaResult};
 
 /// How long a request waits for a free connection (or a new one) before answering 503.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Which database, and what differs between them.
 #[derive(Debug, Clone)]
@@ -162,8 +165,10 @@ fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
 
 /// The metadata store on an SQL database.
 pub struct SqlMeta {
-    pool: AnyPool,
+    /// Replaced by a fresh pool when the guard trips ([`guard`]): the dead connections go with the old one.
+    pool: Arc<RwLock<AnyPool>>,
     engine: Engine,
+    guard: Arc<Guard>,
     /// SQLite has one writer at a time. Its own wait for the lock sleeps and polls (1, 2, 5 … 100 ms),
     /// so under load a writer could wait a second while the lock sat free; write transactions queue here
     /// instead, in order, and take the lock the moment it is free. (One process per database file.)
@@ -205,7 +210,8 @@ impl SqlMeta {
         let identity =
             file_identity(path).map_err(|e| MetaError::Unavailable(format!("reading {}: {e}", path.display())))?;
         let write_gate = Some(Arc::new(tokio::sync::Mutex::new(())));
-        Ok(Self { pool, engine: Engine::Sqlite { path: path.to_owned(), identity }, write_gate })
+        let engine = Engine::Sqlite { path: path.to_owned(), identity };
+        Ok(Self { pool: Arc::new(RwLock::new(pool)), engine, guard: Arc::default(), write_gate })
     }
 
     /// Connects to PostgreSQL and, with `migrate`, applies pending migrations.
@@ -213,33 +219,90 @@ impl SqlMeta {
         sqlx::any::install_default_drivers();
         let options = AnyConnectOptions::from_url(&url.parse().map_err(MetaError::other)?).map_err(MetaError::other)?;
         let engine = Engine::Postgres { target: redacted(url) };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    // No statement and no lock wait runs unbounded, and a transaction a bug left open
-                    // is ended by the server rather than holding its locks forever.
-                    conn.execute("SET statement_timeout = '30s'").await?;
-                    conn.execute("SET lock_timeout = '10s'").await?;
-                    conn.execute("SET idle_in_transaction_session_timeout = '60s'").await?;
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await
-            .map_err(|e| engine.classify(e))?;
+        let pool =
+            postgres_pool(max_connections).connect_with(options.clone()).await.map_err(|e| engine.classify(e))?;
         if migrate {
             sqlx::migrate!("./migrations/postgres")
                 .run(&pool)
                 .await
                 .map_err(|e| MetaError::other(format!("migrating the database failed: {e}")))?;
         }
-        Ok(Self { pool, engine, write_gate: None })
+        let pool = Arc::new(RwLock::new(pool));
+        let guard = Arc::new(Guard::default());
+        let fresh = move || postgres_pool(max_connections).connect_lazy_with(options.clone());
+        tokio::spawn(probe(Arc::downgrade(&pool), guard.clone(), fresh));
+        Ok(Self { pool, engine, guard, write_gate: None })
+    }
+
+    /// The pool of now (a handle: cheap to clone).
+    fn pool(&self) -> AnyPool {
+        self.pool.read().expect("never poisoned").clone()
     }
 
     fn err(&self, err: sqlx::Error) -> MetaError {
         self.engine.classify(err)
+    }
+}
+
+fn postgres_pool(max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new().max_connections(max_connections).acquire_timeout(ACQUIRE_TIMEOUT).after_connect(|conn, _| {
+        Box::pin(async move {
+            // No statement and no lock wait runs unbounded, and a transaction a bug left open is ended by the
+            // server rather than holding its locks forever.
+            conn.execute("SET statement_timeout = '30s'").await?;
+            conn.execute("SET lock_timeout = '10s'").await?;
+            conn.execute("SET idle_in_transaction_session_timeout = '60s'").await?;
+            Ok(())
+        })
+    })
+}
+
+/// Asks PostgreSQL every [`PROBE_EVERY`], on a connection of its own, whether it answers; trips `guard`
+/// after [`FAILURES_TO_TRIP`] failures in a row (replacing the pool, whose connections may all be dead) and
+/// ends the outage at the first answer. Stops once the store is closed or gone.
+async fn probe(pool: Weak<RwLock<AnyPool>>, guard: Arc<Guard>, fresh: impl Fn() -> AnyPool + Send + 'static) {
+    let mut connection: Option<AnyConnection> = None;
+    let mut failures = 0;
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let options = {
+            let current = pool.read().expect("never poisoned");
+            if current.is_closed() {
+                return;
+            }
+            current.connect_options()
+        };
+        let answered = tokio::time::timeout(PROBE_TIMEOUT, async {
+            if connection.is_none() {
+                connection = Some(AnyConnection::connect_with(&options).await?);
+            }
+            connection.as_mut().expect("just made").execute("SELECT 1").await.map(|_| ())
+        })
+        .await;
+        match answered {
+            Ok(Ok(())) => {
+                failures = 0;
+                if guard.recover() {
+                    tracing::warn!("the database answers again");
+                }
+            }
+            Ok(Err(_)) | Err(_) => {
+                connection = None;
+                failures += 1;
+                if failures >= FAILURES_TO_TRIP && guard.trip() {
+                    tracing::warn!(
+                        failed_probes = failures,
+                        "the database stopped answering: requests that need it fail fast until it is back"
+                    );
+                    let dead = std::mem::replace(&mut *pool.write().expect("never poisoned"), fresh());
+                    // The old pool's connections may wait out TCP's retransmissions: closed aside.
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(Duration::from_secs(60), dead.close()).await;
+                    });
+                }
+            }
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::SqlMeta;
+use super::{BULK_DEADLINE, OPERATION_DEADLINE, SqlMeta};
 use crate::domain::{ProjectId, Timestamp};
 use crate::meta::{BatchCursor, BatchRecord, CachedContent, CopyTarget, MetaResult, ModelRecords, Unfinished};
 
@@ -10,17 +10,17 @@ use crate::meta::{BatchCursor, BatchRecord, CachedContent, CopyTarget, MetaResul
 impl ModelRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn hold_upstream_copies(&self, copies: &[(String, CopyTarget)], until: Timestamp) -> MetaResult<()> {
-        self.hold_copies(copies, until).await
+        self.guard.bounded(OPERATION_DEADLINE, async { self.hold_copies(copies, until).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn put_cached_content(&self, cache: &CachedContent) -> MetaResult<()> {
-        self.insert_cache(cache).await
+        self.guard.bounded(OPERATION_DEADLINE, async { self.insert_cache(cache).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn cached_content(&self, project: &ProjectId, id: &str) -> MetaResult<Option<CachedContent>> {
-        self.cache_of(project, id).await
+        self.guard.bounded(OPERATION_DEADLINE, async { self.cache_of(project, id).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -31,7 +31,7 @@ impl ModelRecords for SqlMeta {
         after: Option<&str>,
         limit: u32,
     ) -> MetaResult<Vec<CachedContent>> {
-        self.list_caches(project, now, after, limit).await
+        self.guard.bounded(OPERATION_DEADLINE, async { self.list_caches(project, now, after, limit).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -42,17 +42,17 @@ impl ModelRecords for SqlMeta {
         view: &str,
         expires_at: Timestamp,
     ) -> MetaResult<bool> {
-        self.update_cache(project, id, view, expires_at).await
+        self.guard.bounded(OPERATION_DEADLINE, async { self.update_cache(project, id, view, expires_at).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delete_cached_content(&self, project: &ProjectId, id: &str) -> MetaResult<bool> {
-        self.delete_cache(project, id).await
+        self.guard.bounded(OPERATION_DEADLINE, async { self.delete_cache(project, id).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delete_expired_cached_contents(&self, now: Timestamp) -> MetaResult<u64> {
-        self.delete_expired_caches(now).await
+        self.guard.bounded(BULK_DEADLINE, async { self.delete_expired_caches(now).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -62,7 +62,7 @@ impl ModelRecords for SqlMeta {
         after: Option<&BatchCursor>,
         limit: u32,
     ) -> MetaResult<Vec<BatchRecord>> {
-        self.unfinished(unfinished, after, limit).await
+        self.guard.bounded(BULK_DEADLINE, async { self.unfinished(unfinished, after, limit).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -72,23 +72,29 @@ impl ModelRecords for SqlMeta {
         unfinished: Unfinished<'_>,
         max_unfinished: u64,
     ) -> MetaResult<bool> {
-        self.insert_batch(batch, unfinished, max_unfinished).await
+        self.guard
+            .bounded(OPERATION_DEADLINE, async { self.insert_batch(batch, unfinished, max_unfinished).await })
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn unfinished_batch_count(&self, project: &ProjectId, unfinished: Unfinished<'_>) -> MetaResult<u64> {
-        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
-        self.count_unfinished(&mut conn, project, unfinished).await
+        self.guard
+            .bounded(OPERATION_DEADLINE, async {
+                let mut conn = self.pool().acquire().await.map_err(|e| self.err(e))?;
+                self.count_unfinished(&mut conn, project, unfinished).await
+            })
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn batch(&self, project: &ProjectId, id: &str) -> MetaResult<Option<BatchRecord>> {
-        self.batch_of(project, id).await
+        self.guard.bounded(OPERATION_DEADLINE, async { self.batch_of(project, id).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn batches(&self, project: &ProjectId, after: Option<&str>, limit: u32) -> MetaResult<Vec<BatchRecord>> {
-        self.list_batches(project, after, limit).await
+        self.guard.bounded(OPERATION_DEADLINE, async { self.list_batches(project, after, limit).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -99,16 +105,16 @@ impl ModelRecords for SqlMeta {
         until: Timestamp,
         now: Timestamp,
     ) -> MetaResult<bool> {
-        self.claim_collection(project, id, until, now).await
+        self.guard.bounded(OPERATION_DEADLINE, async { self.claim_collection(project, id, until, now).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn release_batch_collection(&self, project: &ProjectId, id: &str) -> MetaResult<()> {
-        self.release_collection(project, id).await
+        self.guard.bounded(OPERATION_DEADLINE, async { self.release_collection(project, id).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delete_batch(&self, project: &ProjectId, id: &str) -> MetaResult<bool> {
-        self.delete_batch_row(project, id).await
+        self.guard.bounded(OPERATION_DEADLINE, async { self.delete_batch_row(project, id).await }).await
     }
 }

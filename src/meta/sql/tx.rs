@@ -7,16 +7,20 @@
 //! that fails its connection is closed instead of being returned. A transaction dropped half-way (an error
 //! returned early, a request cancelled) is rolled back the same way, on a spawned task.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Executor as _};
 use tokio::sync::OwnedMutexGuard;
 
+use super::guard::Guard;
 use super::rows::{
     FILE_COLUMNS, FILE_JOIN, FileRow, IdempotencyRow, SESSION_COLUMNS, SESSION_FROM, SessionRow, TASK_COLUMNS, TaskRow,
     USAGE_COLUMNS, UsageRow, garbage_row, int, uint,
 };
-use super::{Engine, SqlMeta};
+use super::{BULK_DEADLINE, Engine, OPERATION_DEADLINE, SqlMeta};
 use crate::domain::Staging;
 use crate::domain::{FileId, FileRecord, Origin, ProjectId, Timestamp};
 use crate::meta::{
@@ -30,14 +34,25 @@ pub struct SqlTx {
     /// The turn of a writer on SQLite, held until the transaction has ended.
     gate: Option<OwnedMutexGuard<()>>,
     engine: Engine,
+    pub(super) guard: Arc<Guard>,
 }
 
-/// Rolls back; a connection that cannot even roll back is closed, never reused. The writer's turn is
-/// given up only afterwards.
+/// How long a rollback may take before its connection is closed instead.
+const ROLLBACK_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Rolls back; a connection that cannot even roll back, or not in time (its database stopped answering),
+/// is closed, never reused. The writer's turn is given up only afterwards.
 async fn rollback_or_close(mut conn: PoolConnection<Any>, gate: Option<OwnedMutexGuard<()>>) {
-    if let Err(e) = conn.execute("ROLLBACK").await {
-        tracing::debug!(error = %e, "rollback failed; closing the connection");
-        conn.close_on_drop();
+    match tokio::time::timeout(ROLLBACK_DEADLINE, conn.execute("ROLLBACK")).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "rollback failed; closing the connection");
+            conn.close_on_drop();
+        }
+        Err(_) => {
+            tracing::debug!("rollback did not answer in time; closing the connection");
+            conn.close_on_drop();
+        }
     }
     drop(conn);
     drop(gate);
@@ -50,12 +65,12 @@ impl SqlMeta {
             Some(gate) => Some(gate.clone().lock_owned().await),
             None => None,
         };
-        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
+        let mut conn = self.pool().acquire().await.map_err(|e| self.err(e))?;
         if let Err(e) = conn.execute(self.engine.begin()).await {
             conn.close_on_drop();
             return Err(self.err(e));
         }
-        Ok(SqlTx { conn: Some(conn), gate, engine: self.engine.clone() })
+        Ok(SqlTx { conn: Some(conn), gate, engine: self.engine.clone(), guard: self.guard.clone() })
     }
 }
 
@@ -130,9 +145,12 @@ pub(super) async fn insert_parts(
 
 impl Drop for SqlTx {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
+        if let Some(mut conn) = self.conn.take() {
             let gate = self.gate.take();
             match tokio::runtime::Handle::try_current() {
+                // A database that stopped answering would not answer the rollback either: its server ends
+                // the transaction when it sees the connection gone.
+                _ if self.guard.is_down() => conn.close_on_drop(),
                 Ok(runtime) => {
                     runtime.spawn(rollback_or_close(conn, gate));
                 }
@@ -148,58 +166,85 @@ impl Drop for SqlTx {
 #[async_trait]
 impl WriteTx for SqlTx {
     async fn lock_project(&mut self, project: &ProjectId) -> MetaResult<ProjectUsage> {
-        let created = Timestamp::now().as_micros();
-        sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-            .bind(project.as_str())
-            .bind(created)
-            .execute(self.conn())
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                let created = Timestamp::now().as_micros();
+                sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                    .bind(project.as_str())
+                    .bind(created)
+                    .execute(self.conn())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                let sql = format!("SELECT {USAGE_COLUMNS} FROM projects WHERE id = $1{}", self.engine.lock_rows(None));
+                let row: UsageRow = sqlx::query_as(&sql)
+                    .bind(project.as_str())
+                    .fetch_one(self.conn())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(ProjectUsage::from(&row))
+            })
             .await
-            .map_err(|e| self.err(e))?;
-        let sql = format!("SELECT {USAGE_COLUMNS} FROM projects WHERE id = $1{}", self.engine.lock_rows(None));
-        let row: UsageRow =
-            sqlx::query_as(&sql).bind(project.as_str()).fetch_one(self.conn()).await.map_err(|e| self.err(e))?;
-        Ok(ProjectUsage::from(&row))
     }
 
     async fn add_usage(&mut self, project: &ProjectId, delta: UsageDelta) -> MetaResult<()> {
-        if delta == UsageDelta::default() {
-            return Ok(());
-        }
-        sqlx::query(
-            "UPDATE projects SET used_bytes = used_bytes + $1, file_count = file_count + $2, \
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                if delta == UsageDelta::default() {
+                    return Ok(());
+                }
+                sqlx::query(
+                    "UPDATE projects SET used_bytes = used_bytes + $1, file_count = file_count + $2, \
                open_uploads = open_uploads + $3, active_imports = active_imports + $4 WHERE id = $5",
-        )
-        .bind(delta.bytes)
-        .bind(delta.files)
-        .bind(delta.open_uploads)
-        .bind(delta.active_imports)
-        .bind(project.as_str())
-        .execute(self.conn())
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
+                )
+                .bind(delta.bytes)
+                .bind(delta.files)
+                .bind(delta.open_uploads)
+                .bind(delta.active_imports)
+                .bind(project.as_str())
+                .execute(self.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn file(&mut self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>> {
-        let sql = format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.project_id = $1 AND f.id = $2");
-        let row: Option<FileRow> = sqlx::query_as(&sql)
-            .bind(project.as_str())
-            .bind(id.as_str())
-            .fetch_optional(self.conn())
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                let sql =
+                    format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.project_id = $1 AND f.id = $2");
+                let row: Option<FileRow> = sqlx::query_as(&sql)
+                    .bind(project.as_str())
+                    .bind(id.as_str())
+                    .fetch_optional(self.conn())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                row.map(FileRecord::try_from).transpose()
+            })
             .await
-            .map_err(|e| self.err(e))?;
-        row.map(FileRecord::try_from).transpose()
     }
 
     async fn file_by_blob(&mut self, blob_key: &str) -> MetaResult<Option<FileRecord>> {
-        let sql = format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.blob_key = $1");
-        let row: Option<FileRow> =
-            sqlx::query_as(&sql).bind(blob_key).fetch_optional(self.conn()).await.map_err(|e| self.err(e))?;
-        row.map(FileRecord::try_from).transpose()
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                let sql = format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.blob_key = $1");
+                let row: Option<FileRow> =
+                    sqlx::query_as(&sql).bind(blob_key).fetch_optional(self.conn()).await.map_err(|e| self.err(e))?;
+                row.map(FileRecord::try_from).transpose()
+            })
+            .await
     }
 
     async fn expired_files(&mut self, project: &ProjectId, now: Timestamp, limit: u32) -> MetaResult<Vec<String>> {
-        sqlx::query_scalar(
+        let guard = self.guard.clone();
+        guard
+            .bounded(BULK_DEADLINE, async {
+                sqlx::query_scalar(
             "SELECT blob_key FROM files WHERE project_id = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3",
         )
         .bind(project.as_str())
@@ -208,59 +253,73 @@ impl WriteTx for SqlTx {
         .fetch_all(self.conn())
         .await
         .map_err(|e| self.err(e))
+            })
+            .await
     }
 
     async fn insert_file(&mut self, file: &FileRecord) -> MetaResult<()> {
-        sqlx::query(
-            "INSERT INTO files (project_id, id, display_name, mime_type, size_bytes, state, origin, blob_key, \
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                sqlx::query(
+                    "INSERT INTO files (project_id, id, display_name, mime_type, size_bytes, state, origin, blob_key, \
                charged_bytes, created_at, updated_at, expires_at, generated) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(file.project.as_str())
-        .bind(file.id.as_str())
-        .bind(file.display_name.as_deref())
-        .bind(&file.mime_type)
-        .bind(file.size_bytes.map(int))
-        .bind(file.state.as_str())
-        // The column's CHECK predates generated files (a CHECK cannot change in SQLite without rebuilding a
-        // table others cascade from): they are stored as uploads, marked by `generated`.
-        .bind(if file.origin == Origin::Generated { Origin::Upload.as_str() } else { file.origin.as_str() })
-        .bind(&file.blob_key)
-        .bind(int(file.charged_bytes))
-        .bind(file.created_at.as_micros())
-        .bind(file.updated_at.as_micros())
-        .bind(file.expires_at.as_micros())
-        .bind(i64::from(file.origin == Origin::Generated))
-        .execute(self.conn())
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
+                )
+                .bind(file.project.as_str())
+                .bind(file.id.as_str())
+                .bind(file.display_name.as_deref())
+                .bind(&file.mime_type)
+                .bind(file.size_bytes.map(int))
+                .bind(file.state.as_str())
+                // The column's CHECK predates generated files (a CHECK cannot change in SQLite without rebuilding a
+                // table others cascade from): they are stored as uploads, marked by `generated`.
+                .bind(if file.origin == Origin::Generated { Origin::Upload.as_str() } else { file.origin.as_str() })
+                .bind(&file.blob_key)
+                .bind(int(file.charged_bytes))
+                .bind(file.created_at.as_micros())
+                .bind(file.updated_at.as_micros())
+                .bind(file.expires_at.as_micros())
+                .bind(i64::from(file.origin == Origin::Generated))
+                .execute(self.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn update_file(&mut self, blob_key: &str, update: &FileUpdate, now: Timestamp) -> MetaResult<()> {
-        sqlx::query(
-            "UPDATE files SET state = COALESCE($1, state), size_bytes = COALESCE($2, size_bytes), \
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                sqlx::query(
+                    "UPDATE files SET state = COALESCE($1, state), size_bytes = COALESCE($2, size_bytes), \
                sha256 = COALESCE($3, sha256), mime_type = COALESCE($4, mime_type), \
                charged_bytes = COALESCE($5, charged_bytes), error_code = COALESCE($6, error_code), \
                error_message = COALESCE($7, error_message), updated_at = $8 \
              WHERE blob_key = $9",
-        )
-        .bind(update.state.map(|s| s.as_str()))
-        .bind(update.size_bytes.map(int))
-        .bind(update.sha256.map(|d| d.to_vec()))
-        .bind(update.mime_type.as_deref())
-        .bind(update.charged_bytes.map(int))
-        .bind(update.error.as_ref().map(|e| e.code.as_str()))
-        .bind(update.error.as_ref().map(|e| e.message.as_str()))
-        .bind(now.as_micros())
-        .bind(blob_key)
-        .execute(self.conn())
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
+                )
+                .bind(update.state.map(|s| s.as_str()))
+                .bind(update.size_bytes.map(int))
+                .bind(update.sha256.map(|d| d.to_vec()))
+                .bind(update.mime_type.as_deref())
+                .bind(update.charged_bytes.map(int))
+                .bind(update.error.as_ref().map(|e| e.code.as_str()))
+                .bind(update.error.as_ref().map(|e| e.message.as_str()))
+                .bind(now.as_micros())
+                .bind(blob_key)
+                .execute(self.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn remove_files(&mut self, blob_keys: &[String], now: Timestamp) -> MetaResult<Vec<RemovedFile>> {
+        let guard = self.guard.clone();
+        guard.bounded(BULK_DEADLINE, async {
         if blob_keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -331,83 +390,110 @@ impl WriteTx for SqlTx {
                 file,
             })
             .collect())
+        })
+        .await
     }
 
     async fn insert_session(&mut self, session: &NewSession) -> MetaResult<()> {
-        sqlx::query(
-            "INSERT INTO upload_sessions (token_hash, project_id, file_id, blob_key, declared_size, status, \
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                sqlx::query(
+                    "INSERT INTO upload_sessions (token_hash, project_id, file_id, blob_key, declared_size, status, \
                hasher_state, staging_key, created_at, updated_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $8, $9)",
-        )
-        .bind(&session.token_hash)
-        .bind(session.project.as_str())
-        .bind(session.file_id.as_str())
-        .bind(&session.blob_key)
-        .bind(session.declared_size.map(int))
-        .bind(&session.hasher_state)
-        .bind(&session.staging_key)
-        .bind(session.created_at.as_micros())
-        .bind(session.expires_at.as_micros())
-        .execute(self.conn())
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
+                )
+                .bind(&session.token_hash)
+                .bind(session.project.as_str())
+                .bind(session.file_id.as_str())
+                .bind(&session.blob_key)
+                .bind(session.declared_size.map(int))
+                .bind(&session.hasher_state)
+                .bind(&session.staging_key)
+                .bind(session.created_at.as_micros())
+                .bind(session.expires_at.as_micros())
+                .execute(self.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn session(&mut self, token_hash: &str) -> MetaResult<Option<UploadSession>> {
-        let lock = self.engine.lock_rows(Some("s"));
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.token_hash = $1{lock}");
-        let row: Option<SessionRow> =
-            sqlx::query_as(&sql).bind(token_hash).fetch_optional(self.conn()).await.map_err(|e| self.err(e))?;
-        row.map(UploadSession::try_from).transpose()
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                let lock = self.engine.lock_rows(Some("s"));
+                let sql = format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.token_hash = $1{lock}");
+                let row: Option<SessionRow> =
+                    sqlx::query_as(&sql).bind(token_hash).fetch_optional(self.conn()).await.map_err(|e| self.err(e))?;
+                row.map(UploadSession::try_from).transpose()
+            })
+            .await
     }
 
     async fn set_session_status(&mut self, token_hash: &str, status: SessionStatus, now: Timestamp) -> MetaResult<()> {
-        sqlx::query("UPDATE upload_sessions SET status = $1, updated_at = $2 WHERE token_hash = $3")
-            .bind(status.as_str())
-            .bind(now.as_micros())
-            .bind(token_hash)
-            .execute(self.conn())
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                sqlx::query("UPDATE upload_sessions SET status = $1, updated_at = $2 WHERE token_hash = $3")
+                    .bind(status.as_str())
+                    .bind(now.as_micros())
+                    .bind(token_hash)
+                    .execute(self.conn())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(())
+            })
             .await
-            .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     async fn insert_import(&mut self, task: &NewImport) -> MetaResult<()> {
-        sqlx::query(
-            "INSERT INTO import_tasks (blob_key, project_id, file_id, source_url, model, expected_sha256, \
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                sqlx::query(
+                    "INSERT INTO import_tasks (blob_key, project_id, file_id, source_url, model, expected_sha256, \
                staging_key, next_attempt_at, hasher_state, created_at, updated_at, traceparent) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $8, $10)",
-        )
-        .bind(&task.blob_key)
-        .bind(task.project.as_str())
-        .bind(task.file_id.as_str())
-        .bind(&task.source_url)
-        .bind(&task.model)
-        .bind(task.expected_sha256.as_deref())
-        .bind(&task.staging_key)
-        .bind(task.created_at.as_micros())
-        .bind(&task.hasher_state)
-        .bind(task.traceparent.as_deref())
-        .execute(self.conn())
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
+                )
+                .bind(&task.blob_key)
+                .bind(task.project.as_str())
+                .bind(task.file_id.as_str())
+                .bind(&task.source_url)
+                .bind(&task.model)
+                .bind(task.expected_sha256.as_deref())
+                .bind(&task.staging_key)
+                .bind(task.created_at.as_micros())
+                .bind(&task.hasher_state)
+                .bind(task.traceparent.as_deref())
+                .execute(self.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn leased_import(&mut self, blob_key: &str, owner: &str) -> MetaResult<Option<ImportTask>> {
-        let lock = self.engine.lock_rows(Some("t"));
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM import_tasks t JOIN files f ON f.blob_key = t.blob_key \
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                let lock = self.engine.lock_rows(Some("t"));
+                let sql = format!(
+                    "SELECT {TASK_COLUMNS} FROM import_tasks t JOIN files f ON f.blob_key = t.blob_key \
              WHERE t.blob_key = $1 AND t.lease_owner = $2 AND t.finished_at IS NULL{lock}"
-        );
-        let row: Option<TaskRow> = sqlx::query_as(&sql)
-            .bind(blob_key)
-            .bind(owner)
-            .fetch_optional(self.conn())
+                );
+                let row: Option<TaskRow> = sqlx::query_as(&sql)
+                    .bind(blob_key)
+                    .bind(owner)
+                    .fetch_optional(self.conn())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(row.map(ImportTask::from))
+            })
             .await
-            .map_err(|e| self.err(e))?;
-        Ok(row.map(ImportTask::from))
     }
 
     async fn save_import_progress(
@@ -418,56 +504,71 @@ impl WriteTx for SqlTx {
         restart: bool,
         now: Timestamp,
     ) -> MetaResult<()> {
-        if restart {
-            sqlx::query("DELETE FROM blob_parts WHERE staging_key = $1")
-                .bind(&task.staging_key)
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                if restart {
+                    sqlx::query("DELETE FROM blob_parts WHERE staging_key = $1")
+                        .bind(&task.staging_key)
+                        .execute(self.conn())
+                        .await
+                        .map_err(|e| self.err(e))?;
+                }
+                insert_parts(self.conn(), &task.staging_key, parts).await.map_err(|e| self.err(e))?;
+                let blob_key = task.blob_key.as_str();
+                sqlx::query(
+                    "UPDATE import_tasks SET received_bytes = $1, hasher_state = $2, validator = $3, total_bytes = $4, \
+               updated_at = $5 WHERE blob_key = $6",
+                )
+                .bind(int(progress.received_bytes))
+                .bind(&progress.hasher_state)
+                .bind(progress.validator.as_deref())
+                .bind(progress.total_bytes.map(int))
+                .bind(now.as_micros())
+                .bind(blob_key)
                 .execute(self.conn())
                 .await
                 .map_err(|e| self.err(e))?;
-        }
-        insert_parts(self.conn(), &task.staging_key, parts).await.map_err(|e| self.err(e))?;
-        let blob_key = task.blob_key.as_str();
-        sqlx::query(
-            "UPDATE import_tasks SET received_bytes = $1, hasher_state = $2, validator = $3, total_bytes = $4, \
-               updated_at = $5 WHERE blob_key = $6",
-        )
-        .bind(int(progress.received_bytes))
-        .bind(&progress.hasher_state)
-        .bind(progress.validator.as_deref())
-        .bind(progress.total_bytes.map(int))
-        .bind(now.as_micros())
-        .bind(blob_key)
-        .execute(self.conn())
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
+                Ok(())
+            })
+            .await
     }
 
     async fn finish_import_task(&mut self, blob_key: &str, error_code: Option<&str>, now: Timestamp) -> MetaResult<()> {
-        sqlx::query(
-            "UPDATE import_tasks SET finished_at = $1, lease_owner = NULL, lease_until = NULL, \
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                sqlx::query(
+                    "UPDATE import_tasks SET finished_at = $1, lease_owner = NULL, lease_until = NULL, \
                last_error = COALESCE($2, last_error), updated_at = $1 WHERE blob_key = $3",
-        )
-        .bind(now.as_micros())
-        .bind(error_code)
-        .bind(blob_key)
-        .execute(self.conn())
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
+                )
+                .bind(now.as_micros())
+                .bind(error_code)
+                .bind(blob_key)
+                .execute(self.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn idempotency(&mut self, project: &ProjectId, key: &str) -> MetaResult<Option<IdempotencyRecord>> {
-        let row: Option<IdempotencyRow> = sqlx::query_as(
-            "SELECT i.request_hash, i.created_at, f.id AS file_id, f.expires_at FROM import_idempotency i \
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                let row: Option<IdempotencyRow> = sqlx::query_as(
+                    "SELECT i.request_hash, i.created_at, f.id AS file_id, f.expires_at FROM import_idempotency i \
              LEFT JOIN files f ON f.blob_key = i.blob_key WHERE i.project_id = $1 AND i.idempotency_key = $2",
-        )
-        .bind(project.as_str())
-        .bind(key)
-        .fetch_optional(self.conn())
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(row.map(IdempotencyRecord::from))
+                )
+                .bind(project.as_str())
+                .bind(key)
+                .fetch_optional(self.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+                Ok(row.map(IdempotencyRecord::from))
+            })
+            .await
     }
 
     async fn put_idempotency(
@@ -478,36 +579,47 @@ impl WriteTx for SqlTx {
         blob_key: &str,
         now: Timestamp,
     ) -> MetaResult<()> {
-        sqlx::query(
-            "INSERT INTO import_idempotency (project_id, idempotency_key, request_hash, blob_key, created_at) \
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                sqlx::query(
+                    "INSERT INTO import_idempotency (project_id, idempotency_key, request_hash, blob_key, created_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (project_id, idempotency_key) DO UPDATE SET \
                request_hash = excluded.request_hash, blob_key = excluded.blob_key, created_at = excluded.created_at",
-        )
-        .bind(project.as_str())
-        .bind(key)
-        .bind(request_hash)
-        .bind(blob_key)
-        .bind(now.as_micros())
-        .execute(self.conn())
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
+                )
+                .bind(project.as_str())
+                .bind(key)
+                .bind(request_hash)
+                .bind(blob_key)
+                .bind(now.as_micros())
+                .execute(self.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn queue_garbage(&mut self, garbage: &[Garbage], now: Timestamp) -> MetaResult<()> {
-        queue_garbage(self.conn(), garbage, now).await.map_err(|e| self.err(e))
+        let guard = self.guard.clone();
+        guard
+            .bounded(BULK_DEADLINE, async { queue_garbage(self.conn(), garbage, now).await.map_err(|e| self.err(e)) })
+            .await
     }
 
     async fn webhook_subscribers(&mut self, project: &ProjectId) -> MetaResult<Vec<Subscriber>> {
-        self.subscribers(project).await
+        let guard = self.guard.clone();
+        guard.bounded(OPERATION_DEADLINE, async { self.subscribers(project).await }).await
     }
 
     async fn request_webhooks(&mut self, blob_keys: &[String]) -> MetaResult<Vec<(String, String)>> {
-        self.webhook_configs(blob_keys).await
+        let guard = self.guard.clone();
+        guard.bounded(OPERATION_DEADLINE, async { self.webhook_configs(blob_keys).await }).await
     }
 
     async fn set_request_webhooks(&mut self, blob_key: &str, config: &str) -> MetaResult<()> {
-        self.set_webhook_config(blob_key, config).await
+        let guard = self.guard.clone();
+        guard.bounded(OPERATION_DEADLINE, async { self.set_webhook_config(blob_key, config).await }).await
     }
 
     async fn update_batch_from(
@@ -516,14 +628,21 @@ impl WriteTx for SqlTx {
         expected_state: &str,
         was_collected: bool,
     ) -> MetaResult<bool> {
-        self.update_batch_row_from(batch, expected_state, was_collected).await
+        let guard = self.guard.clone();
+        guard
+            .bounded(OPERATION_DEADLINE, async {
+                self.update_batch_row_from(batch, expected_state, was_collected).await
+            })
+            .await
     }
 
     async fn queue_deliveries(&mut self, deliveries: &[NewDelivery]) -> MetaResult<()> {
-        self.insert_deliveries(deliveries).await
+        let guard = self.guard.clone();
+        guard.bounded(BULK_DEADLINE, async { self.insert_deliveries(deliveries).await }).await
     }
 
     async fn commit(self: Box<Self>) -> MetaResult<()> {
-        (*self).end().await
+        let guard = self.guard.clone();
+        guard.bounded(OPERATION_DEADLINE, async move { (*self).end().await }).await
     }
 }

@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 use sqlx::{AnyConnection, FromRow};
 
-use super::SqlMeta;
 use super::rows::uint;
 use super::tx::{SqlTx, numbered};
+use super::{BULK_DEADLINE, OPERATION_DEADLINE, SqlMeta};
 use crate::domain::{ProjectId, Timestamp};
 use crate::meta::WriteTx as _;
 use crate::meta::{
@@ -197,126 +197,152 @@ async fn insert_deliveries(conn: &mut AnyConnection, deliveries: &[NewDelivery])
 impl WebhookRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn insert_webhook(&self, webhook: &Webhook, max_per_project: u64) -> MetaResult<bool> {
-        let mut tx = self.begin().await?;
-        // Counted under the project's lock, so that racing creates cannot pass the limit together.
-        tx.lock_project(&webhook.project).await?;
-        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE project_id = $1")
-            .bind(webhook.project.as_str())
-            .fetch_one(tx.conn())
+        self.guard
+            .bounded(OPERATION_DEADLINE, async {
+                let mut tx = self.begin().await?;
+                // Counted under the project's lock, so that racing creates cannot pass the limit together.
+                tx.lock_project(&webhook.project).await?;
+                let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE project_id = $1")
+                    .bind(webhook.project.as_str())
+                    .fetch_one(tx.conn())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                if uint(held) >= max_per_project {
+                    return Ok(false);
+                }
+                let (previous, until, older) = stored(&webhook.secrets);
+                sqlx::query(&format!(
+                    "INSERT INTO webhooks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ))
+                .bind(&webhook.id)
+                .bind(webhook.project.as_str())
+                .bind(&webhook.uri)
+                .bind(webhook.events.join(" "))
+                .bind(webhook.state.as_str())
+                .bind(&webhook.secrets.current)
+                .bind(previous)
+                .bind(until)
+                .bind(older)
+                .bind(webhook.created_at.as_micros())
+                .bind(webhook.updated_at.as_micros())
+                .execute(tx.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+                tx.end().await?;
+                Ok(true)
+            })
             .await
-            .map_err(|e| self.err(e))?;
-        if uint(held) >= max_per_project {
-            return Ok(false);
-        }
-        let (previous, until, older) = stored(&webhook.secrets);
-        sqlx::query(&format!("INSERT INTO webhooks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
-            .bind(&webhook.id)
-            .bind(webhook.project.as_str())
-            .bind(&webhook.uri)
-            .bind(webhook.events.join(" "))
-            .bind(webhook.state.as_str())
-            .bind(&webhook.secrets.current)
-            .bind(previous)
-            .bind(until)
-            .bind(older)
-            .bind(webhook.created_at.as_micros())
-            .bind(webhook.updated_at.as_micros())
-            .execute(tx.conn())
-            .await
-            .map_err(|e| self.err(e))?;
-        tx.end().await?;
-        Ok(true)
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn webhook(&self, project: &ProjectId, id: &str) -> MetaResult<Option<Webhook>> {
-        let row: Option<WebhookRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM webhooks WHERE project_id = $1 AND id = $2"))
-                .bind(project.as_str())
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?;
-        row.map(Webhook::try_from).transpose()
+        self.guard
+            .bounded(OPERATION_DEADLINE, async {
+                let row: Option<WebhookRow> =
+                    sqlx::query_as(&format!("SELECT {COLUMNS} FROM webhooks WHERE project_id = $1 AND id = $2"))
+                        .bind(project.as_str())
+                        .bind(id)
+                        .fetch_optional(&self.pool())
+                        .await
+                        .map_err(|e| self.err(e))?;
+                row.map(Webhook::try_from).transpose()
+            })
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn webhooks(&self, project: &ProjectId, after: Option<&str>, limit: u32) -> MetaResult<Vec<Webhook>> {
-        let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM webhooks WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-        ))
-        .bind(project.as_str())
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        rows.into_iter().map(Webhook::try_from).collect()
+        self.guard
+            .bounded(OPERATION_DEADLINE, async {
+                let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM webhooks WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                ))
+                .bind(project.as_str())
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool())
+                .await
+                .map_err(|e| self.err(e))?;
+                rows.into_iter().map(Webhook::try_from).collect()
+            })
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn update_webhook(&self, webhook: &Webhook) -> MetaResult<bool> {
-        let mut tx = self.begin().await?;
-        let (previous, until, older) = stored(&webhook.secrets);
-        let updated = sqlx::query(
-            "UPDATE webhooks SET uri = $1, events = $2, state = $3, secret = $4, previous_secret = $5, \
+        self.guard
+            .bounded(OPERATION_DEADLINE, async {
+                let mut tx = self.begin().await?;
+                let (previous, until, older) = stored(&webhook.secrets);
+                let updated = sqlx::query(
+                    "UPDATE webhooks SET uri = $1, events = $2, state = $3, secret = $4, previous_secret = $5, \
                previous_until = $6, older_secrets = $7, updated_at = $8 WHERE project_id = $9 AND id = $10",
-        )
-        .bind(&webhook.uri)
-        .bind(webhook.events.join(" "))
-        .bind(webhook.state.as_str())
-        .bind(&webhook.secrets.current)
-        .bind(previous)
-        .bind(until)
-        .bind(older)
-        .bind(webhook.updated_at.as_micros())
-        .bind(webhook.project.as_str())
-        .bind(&webhook.id)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| self.err(e))?;
-        if webhook.state != WebhookState::Enabled {
-            sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
+                )
+                .bind(&webhook.uri)
+                .bind(webhook.events.join(" "))
+                .bind(webhook.state.as_str())
+                .bind(&webhook.secrets.current)
+                .bind(previous)
+                .bind(until)
+                .bind(older)
+                .bind(webhook.updated_at.as_micros())
+                .bind(webhook.project.as_str())
                 .bind(&webhook.id)
                 .execute(tx.conn())
                 .await
                 .map_err(|e| self.err(e))?;
-        }
-        tx.end().await?;
-        Ok(updated.rows_affected() == 1)
+                if webhook.state != WebhookState::Enabled {
+                    sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
+                        .bind(&webhook.id)
+                        .execute(tx.conn())
+                        .await
+                        .map_err(|e| self.err(e))?;
+                }
+                tx.end().await?;
+                Ok(updated.rows_affected() == 1)
+            })
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delete_webhook(&self, project: &ProjectId, id: &str) -> MetaResult<bool> {
-        let mut tx = self.begin().await?;
-        // Explicitly, not only by the foreign key: SQLite enforces it only where `foreign_keys` is on.
-        sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND project_id = $2")
-            .bind(id)
-            .bind(project.as_str())
-            .execute(tx.conn())
+        self.guard
+            .bounded(OPERATION_DEADLINE, async {
+                let mut tx = self.begin().await?;
+                // Explicitly, not only by the foreign key: SQLite enforces it only where `foreign_keys` is on.
+                sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND project_id = $2")
+                    .bind(id)
+                    .bind(project.as_str())
+                    .execute(tx.conn())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                let deleted = sqlx::query("DELETE FROM webhooks WHERE project_id = $1 AND id = $2")
+                    .bind(project.as_str())
+                    .bind(id)
+                    .execute(tx.conn())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                tx.end().await?;
+                Ok(deleted.rows_affected() == 1)
+            })
             .await
-            .map_err(|e| self.err(e))?;
-        let deleted = sqlx::query("DELETE FROM webhooks WHERE project_id = $1 AND id = $2")
-            .bind(project.as_str())
-            .bind(id)
-            .execute(tx.conn())
-            .await
-            .map_err(|e| self.err(e))?;
-        tx.end().await?;
-        Ok(deleted.rows_affected() == 1)
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn project_signing_secrets(&self, project: &ProjectId) -> MetaResult<Option<SigningSecrets>> {
-        let row: Option<(String, Option<String>, Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT secret, previous_secret, previous_until, older_secrets FROM project_signing_secrets \
+        self.guard
+            .bounded(OPERATION_DEADLINE, async {
+                let row: Option<(String, Option<String>, Option<i64>, Option<String>)> = sqlx::query_as(
+                    "SELECT secret, previous_secret, previous_until, older_secrets FROM project_signing_secrets \
              WHERE project_id = $1",
-        )
-        .bind(project.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(row.map(|(current, previous, until, older)| secrets(current, previous, until, older.as_deref())))
+                )
+                .bind(project.as_str())
+                .fetch_optional(&self.pool())
+                .await
+                .map_err(|e| self.err(e))?;
+                Ok(row.map(|(current, previous, until, older)| secrets(current, previous, until, older.as_deref())))
+            })
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -326,8 +352,10 @@ impl WebhookRecords for SqlMeta {
         secrets: &SigningSecrets,
         now: Timestamp,
     ) -> MetaResult<()> {
-        let (previous, until, older) = stored(secrets);
-        sqlx::query(
+        self.guard
+            .bounded(OPERATION_DEADLINE, async {
+                let (previous, until, older) = stored(secrets);
+                sqlx::query(
             "INSERT INTO project_signing_secrets (project_id, secret, previous_secret, previous_until, older_secrets, \
                updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (project_id) DO UPDATE SET \
                secret = excluded.secret, previous_secret = excluded.previous_secret, \
@@ -340,10 +368,12 @@ impl WebhookRecords for SqlMeta {
         .bind(until)
         .bind(older)
         .bind(now.as_micros())
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(|e| self.err(e))?;
-        Ok(())
+                Ok(())
+            })
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -353,11 +383,13 @@ impl WebhookRecords for SqlMeta {
         after: Option<&ProjectId>,
         limit: u32,
     ) -> MetaResult<Vec<ProjectId>> {
-        // A skip scan: from one project to the next in the (project, due time) index, each step a seek, and
-        // for each an existence check of a due row; never a scan of the backlog.
-        let by_project = self.engine.indexed_by("webhook_deliveries_by_project");
-        let sql = format!(
-            "WITH RECURSIVE projects(id) AS ( \
+        self.guard
+            .bounded(BULK_DEADLINE, async {
+                // A skip scan: from one project to the next in the (project, due time) index, each step a seek, and
+                // for each an existence check of a due row; never a scan of the backlog.
+                let by_project = self.engine.indexed_by("webhook_deliveries_by_project");
+                let sql = format!(
+                    "WITH RECURSIVE projects(id) AS ( \
                SELECT (SELECT project_id FROM webhook_deliveries{by_project} WHERE project_id > $2 \
                        ORDER BY project_id LIMIT 1) \
                UNION ALL \
@@ -365,15 +397,17 @@ impl WebhookRecords for SqlMeta {
                        ORDER BY d.project_id LIMIT 1) FROM projects WHERE projects.id IS NOT NULL) \
              SELECT id FROM projects WHERE id IS NOT NULL AND EXISTS (SELECT 1 FROM webhook_deliveries d{by_project} \
                WHERE d.project_id = projects.id AND {DUE}) LIMIT $3"
-        );
-        let ids: Vec<String> = sqlx::query_scalar(&sql)
-            .bind(now.as_micros())
-            .bind(after.map_or("", ProjectId::as_str))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+                );
+                let ids: Vec<String> = sqlx::query_scalar(&sql)
+                    .bind(now.as_micros())
+                    .bind(after.map_or("", ProjectId::as_str))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(ids.into_iter().map(ProjectId::from_stored).collect())
+            })
             .await
-            .map_err(|e| self.err(e))?;
-        Ok(ids.into_iter().map(ProjectId::from_stored).collect())
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -384,13 +418,15 @@ impl WebhookRecords for SqlMeta {
         lease_until: Timestamp,
         wanted: &[(ProjectId, u32)],
     ) -> MetaResult<Vec<Delivery>> {
-        let wanted: Vec<&(ProjectId, u32)> = wanted.iter().filter(|(_, count)| *count > 0).collect();
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Each project's oldest due deliveries, from its own stretch of the index: one branch per project.
-        let by_project = self.engine.indexed_by("webhook_deliveries_by_project");
-        let branches: Vec<String> = (0..wanted.len())
+        self.guard
+            .bounded(BULK_DEADLINE, async {
+                let wanted: Vec<&(ProjectId, u32)> = wanted.iter().filter(|(_, count)| *count > 0).collect();
+                if wanted.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // Each project's oldest due deliveries, from its own stretch of the index: one branch per project.
+                let by_project = self.engine.indexed_by("webhook_deliveries_by_project");
+                let branches: Vec<String> = (0..wanted.len())
             .map(|i| {
                 format!(
                     "SELECT id FROM (SELECT d.id FROM webhook_deliveries d{by_project} WHERE d.project_id = ${} \
@@ -401,100 +437,114 @@ impl WebhookRecords for SqlMeta {
                 )
             })
             .collect();
-        let mut tx = self.begin().await?;
-        let sql = format!(
-            "UPDATE webhook_deliveries SET lease_owner = $2, lease_until = $3 WHERE id IN ({}) \
+                let mut tx = self.begin().await?;
+                let sql = format!(
+                    "UPDATE webhook_deliveries SET lease_owner = $2, lease_until = $3 WHERE id IN ({}) \
                AND (lease_until IS NULL OR lease_until <= $1) RETURNING id",
-            branches.join(" UNION ALL ")
-        );
-        let mut claim = sqlx::query_scalar(&sql).bind(now.as_micros()).bind(owner).bind(lease_until.as_micros());
-        for (project, count) in &wanted {
-            claim = claim.bind(project.as_str()).bind(i64::from(*count));
-        }
-        let claimed: Vec<String> = claim.fetch_all(tx.conn()).await.map_err(|e| self.err(e))?;
-        let mut deliveries = Vec::with_capacity(claimed.len());
-        for ids in claimed.chunks(500) {
-            let sql = format!("{DELIVERY_SELECT} WHERE d.id IN ({})", numbered(1, ids.len()));
-            let mut select = sqlx::query_as::<_, DeliveryRow>(&sql);
-            for id in ids {
-                select = select.bind(id);
-            }
-            deliveries
-                .extend(select.fetch_all(tx.conn()).await.map_err(|e| self.err(e))?.into_iter().map(Delivery::from));
-        }
-        tx.end().await?;
-        deliveries.sort_by_key(|d| d.created_at);
-        Ok(deliveries)
+                    branches.join(" UNION ALL ")
+                );
+                let mut claim =
+                    sqlx::query_scalar(&sql).bind(now.as_micros()).bind(owner).bind(lease_until.as_micros());
+                for (project, count) in &wanted {
+                    claim = claim.bind(project.as_str()).bind(i64::from(*count));
+                }
+                let claimed: Vec<String> = claim.fetch_all(tx.conn()).await.map_err(|e| self.err(e))?;
+                let mut deliveries = Vec::with_capacity(claimed.len());
+                for ids in claimed.chunks(500) {
+                    let sql = format!("{DELIVERY_SELECT} WHERE d.id IN ({})", numbered(1, ids.len()));
+                    let mut select = sqlx::query_as::<_, DeliveryRow>(&sql);
+                    for id in ids {
+                        select = select.bind(id);
+                    }
+                    deliveries.extend(
+                        select.fetch_all(tx.conn()).await.map_err(|e| self.err(e))?.into_iter().map(Delivery::from),
+                    );
+                }
+                tx.end().await?;
+                deliveries.sort_by_key(|d| d.created_at);
+                Ok(deliveries)
+            })
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn settle_deliveries(&self, owner: &str, settled: &[Settled], now: Timestamp) -> MetaResult<usize> {
-        let mut tx = self.begin().await?;
-        // Done (delivered or given up): deleted, many per statement.
-        let ended: Vec<&str> = settled
-            .iter()
-            .filter(|s| matches!(s.outcome, DeliveryOutcome::Delivered | DeliveryOutcome::Abandoned))
-            .map(|s| s.id.as_str())
-            .collect();
-        let mut held: Vec<String> = Vec::new();
-        for ids in ended.chunks(500) {
-            let sql = format!(
-                "DELETE FROM webhook_deliveries WHERE lease_owner = $1 AND id IN ({}) RETURNING id",
-                numbered(2, ids.len())
-            );
-            let mut delete = sqlx::query_scalar::<_, String>(&sql).bind(owner);
-            for id in ids {
-                delete = delete.bind(*id);
-            }
-            held.extend(delete.fetch_all(tx.conn()).await.map_err(|e| self.err(e))?);
-        }
-        let mut recorded = held.len();
-        for s in settled {
-            match &s.outcome {
-                DeliveryOutcome::Retry { next_attempt_at, error, failed } => {
-                    let updated = sqlx::query(
-                        "UPDATE webhook_deliveries SET attempts = attempts + $1, next_attempt_at = $2, \
+        self.guard
+            .bounded(BULK_DEADLINE, async {
+                let mut tx = self.begin().await?;
+                // Done (delivered or given up): deleted, many per statement.
+                let ended: Vec<&str> = settled
+                    .iter()
+                    .filter(|s| matches!(s.outcome, DeliveryOutcome::Delivered | DeliveryOutcome::Abandoned))
+                    .map(|s| s.id.as_str())
+                    .collect();
+                let mut held: Vec<String> = Vec::new();
+                for ids in ended.chunks(500) {
+                    let sql = format!(
+                        "DELETE FROM webhook_deliveries WHERE lease_owner = $1 AND id IN ({}) RETURNING id",
+                        numbered(2, ids.len())
+                    );
+                    let mut delete = sqlx::query_scalar::<_, String>(&sql).bind(owner);
+                    for id in ids {
+                        delete = delete.bind(*id);
+                    }
+                    held.extend(delete.fetch_all(tx.conn()).await.map_err(|e| self.err(e))?);
+                }
+                let mut recorded = held.len();
+                for s in settled {
+                    match &s.outcome {
+                        DeliveryOutcome::Retry { next_attempt_at, error, failed } => {
+                            let updated = sqlx::query(
+                                "UPDATE webhook_deliveries SET attempts = attempts + $1, next_attempt_at = $2, \
                            last_error = $3, lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5",
-                    )
-                    .bind(i64::from(*failed))
-                    .bind(next_attempt_at.as_micros())
-                    .bind(error)
-                    .bind(&s.id)
-                    .bind(owner)
-                    .execute(tx.conn())
-                    .await
-                    .map_err(|e| self.err(e))?;
-                    recorded += usize::try_from(updated.rows_affected()).unwrap_or(0);
+                            )
+                            .bind(i64::from(*failed))
+                            .bind(next_attempt_at.as_micros())
+                            .bind(error)
+                            .bind(&s.id)
+                            .bind(owner)
+                            .execute(tx.conn())
+                            .await
+                            .map_err(|e| self.err(e))?;
+                            recorded += usize::try_from(updated.rows_affected()).unwrap_or(0);
+                        }
+                        DeliveryOutcome::Abandoned if held.contains(&s.id) => {
+                            let Some(webhook) = &s.webhook_id else { continue };
+                            sqlx::query(
+                                "UPDATE webhooks SET state = $1, updated_at = $2 WHERE id = $3 AND state = 'enabled'",
+                            )
+                            .bind(WebhookState::DisabledDueToFailedDeliveries.as_str())
+                            .bind(now.as_micros())
+                            .bind(webhook)
+                            .execute(tx.conn())
+                            .await
+                            .map_err(|e| self.err(e))?;
+                            sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
+                                .bind(webhook)
+                                .execute(tx.conn())
+                                .await
+                                .map_err(|e| self.err(e))?;
+                        }
+                        _ => {}
+                    }
                 }
-                DeliveryOutcome::Abandoned if held.contains(&s.id) => {
-                    let Some(webhook) = &s.webhook_id else { continue };
-                    sqlx::query("UPDATE webhooks SET state = $1, updated_at = $2 WHERE id = $3 AND state = 'enabled'")
-                        .bind(WebhookState::DisabledDueToFailedDeliveries.as_str())
-                        .bind(now.as_micros())
-                        .bind(webhook)
-                        .execute(tx.conn())
-                        .await
-                        .map_err(|e| self.err(e))?;
-                    sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
-                        .bind(webhook)
-                        .execute(tx.conn())
-                        .await
-                        .map_err(|e| self.err(e))?;
-                }
-                _ => {}
-            }
-        }
-        tx.end().await?;
-        Ok(recorded)
+                tx.end().await?;
+                Ok(recorded)
+            })
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delivery_backlog(&self) -> MetaResult<DeliveryBacklog> {
-        let (pending, oldest): (i64, Option<i64>) =
-            sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM webhook_deliveries")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?;
-        Ok(DeliveryBacklog { pending: uint(pending), oldest: oldest.map(Timestamp::from_micros) })
+        self.guard
+            .bounded(BULK_DEADLINE, async {
+                let (pending, oldest): (i64, Option<i64>) =
+                    sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM webhook_deliveries")
+                        .fetch_one(&self.pool())
+                        .await
+                        .map_err(|e| self.err(e))?;
+                Ok(DeliveryBacklog { pending: uint(pending), oldest: oldest.map(Timestamp::from_micros) })
+            })
+            .await
     }
 }
