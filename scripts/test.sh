@@ -141,12 +141,16 @@ run_sdk_suites() {
 }
 
 # Integration tests whose outcome depends on the metadata engine or the blob store: run on every store.
-STORAGE_SENSITIVE='test(/^(uploads|files|lifecycle|imports|migrate|auth|nodes|model|caches|batches|openai_files)::/) | test(/^faults::postgres_/)'
+STORAGE_SENSITIVE='test(/^(uploads|files|lifecycle|imports|migrate|auth|nodes|model|caches|batches|openai_files|chaos)::/) | test(/^faults::postgres_/)'
 # The nextest filter of configuration $1 ($2: the first one listed, which runs every test it can).
 integration_filter() {
   local engine=${1%-*} store=${1#*-} filter='all()'
   [[ $engine == postgres && $store != local ]] || filter="$filter - test(/^nodes::/)"
   [[ $engine == postgres ]] || filter="$filter - test(/^faults::postgres_/)"
+  # The network-fault tests need their dependency behind a proxy: PostgreSQL (once, on local disk) or S3.
+  [[ $engine == postgres && $store == local ]] || filter="$filter - test(/^chaos::postgres_/)"
+  [[ $store == s3 ]] || filter="$filter - test(/^chaos::s3_/)"
+  [[ $engine == postgres && $store == s3 ]] || filter="$filter - test(/^chaos::two_nodes_/)"
   [[ $1 == "$2" ]] || filter="($filter) & ($STORAGE_SENSITIVE)"
   echo "$filter"
 }

@@ -10,12 +10,19 @@ use serde_json::json;
 use crate::http::state::HttpState;
 use crate::telemetry::metric;
 
-/// 200 when both write paths work: the metadata store commits a small write and the blob store makes a
-/// small file durable. Otherwise 503 with what failed (a full disk, a read-only or vanished database, an
-/// unreachable PostgreSQL), so that a load balancer stops sending traffic until it works again.
-/// `GET /healthz`, keyless: `ok` or `failing` per dependency and nothing more; why a dependency fails goes to
-/// the log.
-pub async fn healthz(State(app): State<HttpState>) -> Response {
+/// `GET /healthz`, liveness: 200 while this process serves requests, whatever its dependencies do. An
+/// orchestrator that restarts nodes on a failed liveness probe would otherwise restart every node when the
+/// database goes away; whether a node should get traffic is `/readyz`'s to say.
+pub async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// `GET /readyz`, readiness: 200 when both write paths work — the metadata store commits a small write
+/// and the blob store makes a small file durable, each within a second — else 503 with what failed (a
+/// full disk, a read-only or vanished database, an unreachable PostgreSQL or bucket), so that a load
+/// balancer stops sending traffic until it works again. Keyless: `ok` or `failing` per dependency and
+/// nothing more; why a dependency fails goes to the log.
+pub async fn readyz(State(app): State<HttpState>) -> Response {
     let report = app.health.check().await;
     let word = |ok: bool| if ok { "ok" } else { "failing" };
     let body = json!({
@@ -27,8 +34,10 @@ pub async fn healthz(State(app): State<HttpState>) -> Response {
         return Json(body).into_response();
     }
     let why = |result: &Result<(), String>| result.as_ref().err().cloned().unwrap_or_else(|| "ok".into());
-    tracing::warn!(database = %why(&report.database), blob_store = %why(&report.blob_store), "health check failed");
-    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    tracing::warn!(database = %why(&report.database), blob_store = %why(&report.blob_store), "not ready");
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from(2u32));
+    response
 }
 
 /// `GET /metrics` on `FILEGATE_METRICS_LISTEN`, an address only the monitoring network reaches: all of it.

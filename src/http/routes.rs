@@ -112,6 +112,7 @@ pub fn endpoints(metrics_on_public: bool, console_on: bool) -> Vec<Endpoint> {
         Endpoint::new(M::POST, "/v1/uploads/{id}/complete", openai::uploads::complete, &[doc::complete_upload]),
         Endpoint::new(M::POST, "/v1/uploads/{id}/cancel", openai::uploads::cancel, &[doc::cancel_upload]),
         Endpoint::new(M::GET, "/healthz", ops::healthz, &[doc::healthz]),
+        Endpoint::new(M::GET, "/readyz", ops::readyz, &[doc::readyz]),
         Endpoint::new(M::GET, "/openapi.json", ops::openapi, &[doc::openapi]),
     ];
     if metrics_on_public {

@@ -118,9 +118,13 @@ async fn connection(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Faul
                         _ => 0,
                     };
                     if sent + n as u64 > limit {
-                        // An abortive close on both sides: each peer sees a reset, not an orderly end.
-                        let _ = client.set_linger(Some(Duration::ZERO));
-                        let _ = server.set_linger(Some(Duration::ZERO));
+                        // An abortive close on both sides: each peer sees a reset, not an orderly end. (A
+                        // zero linger never blocks the drop, which is what tokio's deprecation warns of.)
+                        #[allow(deprecated)]
+                        {
+                            let _ = client.set_linger(Some(Duration::ZERO));
+                            let _ = server.set_linger(Some(Duration::ZERO));
+                        }
                         return;
                     }
                     armed = Some((limit, sent + n as u64));

@@ -1,7 +1,7 @@
 //! Faults an operator meets: the disk fills up, the database's filesystem turns read-only, the database
 //! file is moved away, PostgreSQL goes down under a running upload. In every case requests answer 503
 //! (retryable, and without `x-goog-upload-status` on a chunk so that the SDKs resend it), never 500;
-//! `/healthz` says what fails; everything works again by itself once the fault is gone, with nothing that
+//! `/readyz` says what fails (and `/healthz`, liveness, stays 200); everything works again by itself once the fault is gone, with nothing that
 //! was acknowledged lost.
 //!
 //! The filesystem faults need a small filesystem of their own: a tmpfs mounted on the test's data
@@ -72,7 +72,7 @@ fn statuses(server: &Server) -> Vec<u16> {
     server.log().lines().filter_map(|l| l.split("status=").nth(1)?.split_whitespace().next()?.parse().ok()).collect()
 }
 
-/// What a 503 (or `/healthz`) may never say: where the data is, how the database is reached, what its
+/// What a 503 (or `/readyz`) may never say: where the data is, how the database is reached, what its
 /// driver said. The log has those.
 fn assert_no_internals(body: &str, server: &Server) {
     let data_dir = server.data_dir.display().to_string();
@@ -86,13 +86,18 @@ fn assert_no_500(server: &Server) {
     assert!(!statuses(server).contains(&500) && !log.contains("internal error"), "a 500 was answered:\n{log}");
 }
 
+/// `/readyz`, which must answer within a second whatever fails; `/healthz` (liveness) stays 200 meanwhile.
 async fn health(server: &Server) -> (StatusCode, serde_json::Value) {
-    let resp = reqwest::get(format!("{}/healthz", server.url)).await.unwrap();
+    let started = std::time::Instant::now();
+    let resp = reqwest::get(format!("{}/readyz", server.url)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(1500), "/readyz took {:?}", started.elapsed());
     let status = resp.status();
+    let alive = reqwest::get(format!("{}/healthz", server.url)).await.unwrap();
+    assert_eq!(alive.status(), StatusCode::OK, "the node is alive whatever its dependencies do");
     (status, resp.json().await.unwrap())
 }
 
-/// Whether `/healthz` answers 200 within ten seconds.
+/// Whether `/readyz` answers 200 within ten seconds.
 async fn becomes_healthy(server: &Server) -> bool {
     for _ in 0..100 {
         if health(server).await.0 == StatusCode::OK {
@@ -150,7 +155,7 @@ async fn a_full_disk_answers_503_and_everything_works_again_once_space_is_back()
 
     // Space comes back: no restart, every write path works again.
     std::fs::remove_file(filler).unwrap();
-    assert!(becomes_healthy(&server).await, "healthz recovers: {}", health(&server).await.1);
+    assert!(becomes_healthy(&server).await, "readyz recovers: {}", health(&server).await.1);
     for _ in 0..20 {
         gemini.upload(b"after", json!({})).await; // many writes: no pooled connection is left poisoned
     }

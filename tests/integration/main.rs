@@ -3,8 +3,10 @@
 mod auth;
 mod batches;
 mod caches;
+mod chaos;
 mod cli;
 mod fake_google;
+mod faultproxy;
 mod faults;
 mod files;
 mod gcs;

@@ -6,11 +6,13 @@ use serde_json::json;
 use crate::support::*;
 
 #[tokio::test]
-async fn healthz_and_metrics_answer_without_a_key() {
+async fn health_readiness_and_metrics_answer_without_a_key() {
     let server = Server::start();
     let http = reqwest::Client::new();
-    let health = http.get(format!("{}/healthz", server.url)).send().await.unwrap();
-    assert_eq!(json_of(health, StatusCode::OK).await, json!({"status": "ok", "database": "ok", "blob_store": "ok"}));
+    let alive = http.get(format!("{}/healthz", server.url)).send().await.unwrap();
+    assert_eq!(json_of(alive, StatusCode::OK).await, json!({"status": "ok"}));
+    let ready = http.get(format!("{}/readyz", server.url)).send().await.unwrap();
+    assert_eq!(json_of(ready, StatusCode::OK).await, json!({"status": "ok", "database": "ok", "blob_store": "ok"}));
     server.gemini(ALPHA_KEY).upload(&data(100, 1), json!({})).await;
     let metrics = http.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("filegate_http_requests_total{"), "{metrics}");
@@ -59,6 +61,7 @@ async fn openapi_describes_every_route() {
         "/{version}/cachedContents",
         "/{version}/cachedContents/{id}",
         "/healthz",
+        "/readyz",
         "/metrics",
     ] {
         assert!(paths.contains_key(path), "{path} is not described");

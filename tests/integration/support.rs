@@ -250,6 +250,8 @@ pub struct ServerBuilder {
     sqlite: bool,
     local_blobs: bool,
     descriptors: Option<u64>,
+    /// PostgreSQL reached through this address (a fault proxy's) instead of its own.
+    database_via: Option<std::net::SocketAddr>,
 }
 
 impl ServerBuilder {
@@ -276,6 +278,12 @@ impl ServerBuilder {
         self
     }
 
+    /// PostgreSQL reached through `via` (a [`crate::faultproxy::FaultProxy`] in front of it).
+    pub fn database_via(mut self, via: std::net::SocketAddr) -> Self {
+        self.database_via = Some(via);
+        self
+    }
+
     /// Without the keys every test server gets (`FILEGATE_API_KEYS`), for a test that gives its own.
     pub fn without_keys(mut self) -> Self {
         self.env.retain(|(k, _)| k != "FILEGATE_API_KEYS");
@@ -293,6 +301,15 @@ impl ServerBuilder {
         let blobs = if self.local_blobs { TestBlobs::Local } else { TestBlobs::create(tmp.path()) };
         let mut env = self.env;
         if let Some(url) = database.url() {
+            let url = match self.database_via {
+                Some(via) => {
+                    let mut url = url::Url::parse(&url).unwrap();
+                    url.set_ip_host(via.ip()).unwrap();
+                    url.set_port(Some(via.port())).unwrap();
+                    url.to_string()
+                }
+                None => url,
+            };
             env.insert(0, ("FILEGATE_DATABASE_URL".into(), url));
         }
         for (i, pair) in blobs.env().into_iter().enumerate() {
@@ -323,6 +340,7 @@ impl Server {
             sqlite: false,
             local_blobs: false,
             descriptors: None,
+            database_via: None,
         }
     }
 

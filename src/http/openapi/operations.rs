@@ -380,8 +380,22 @@ pub fn responses() -> Route {
 pub fn healthz() -> Route {
     Route {
         path: "/healthz",
-        summary: "Readiness: 200 when the database and the blob store can be written",
-        description: "",
+        summary: "Liveness: 200 while the process serves requests, whatever its dependencies do",
+        description: "Whether the node should get traffic is /readyz's to say.",
+        parameters: vec![],
+        body: None,
+        ok: vec![reply(StatusCode::OK, "Alive", "application/json", ObjectBuilder::new().into())],
+        errors: vec![],
+        authenticated: false,
+    }
+}
+
+/// `GET /readyz`
+pub fn readyz() -> Route {
+    Route {
+        path: "/readyz",
+        summary: "Readiness: 200 when the database and the blob store can be written, each within a second",
+        description: "503 (with Retry-After) names the dependency that fails, `ok` or `failing`, nothing more.",
         parameters: vec![],
         body: None,
         ok: vec![reply(StatusCode::OK, "Ready", "application/json", ObjectBuilder::new().into())],

@@ -1,0 +1,215 @@
+//! Network faults between filegate and its dependencies, played by a proxy in the test tree
+//! (`faultproxy.rs`): PostgreSQL that stops answering without closing anything, a bucket that resets its
+//! connections mid-part. Each test checks what a client and an operator see — no 500, no request over its
+//! bound, readiness telling the truth within a second — and that everything acknowledged is intact and
+//! every transfer finishes once the fault ends.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::faultproxy::{Fault, FaultProxy};
+use crate::support::*;
+
+/// The address of the PostgreSQL server the run tests on.
+fn postgres_address() -> SocketAddr {
+    let admin = std::env::var("FILEGATE_TEST_POSTGRES_URL").expect("the run's PostgreSQL");
+    let url = url::Url::parse(&admin).unwrap();
+    let host = url.host_str().unwrap().trim_matches(['[', ']']).parse().expect("PostgreSQL on an IP address");
+    SocketAddr::new(host, url.port().unwrap_or(5432))
+}
+
+/// The address of the run's S3 server (moto).
+fn s3_address() -> SocketAddr {
+    let endpoint = std::env::var("AWS_ENDPOINT").expect("the run's S3 endpoint");
+    let url = url::Url::parse(&endpoint).unwrap();
+    SocketAddr::new(url.host_str().unwrap().parse().unwrap(), url.port().unwrap())
+}
+
+/// A client that gives up on any answer after 20 s (a bound a test can fail on, not a hang).
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+}
+
+/// `/readyz`'s status, asserting that it and `/healthz` both answer within a second.
+async fn readiness(server: &Server) -> StatusCode {
+    let asked = Instant::now();
+    let ready = client().get(format!("{}/readyz", server.url)).send().await.unwrap();
+    let alive = client().get(format!("{}/healthz", server.url)).send().await.unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(2), "/readyz and /healthz took {:?}", asked.elapsed());
+    assert_eq!(alive.status(), StatusCode::OK, "alive whatever the database does");
+    ready.status()
+}
+
+fn assert_no_500(server: &Server) {
+    let log = server.log();
+    assert!(!log.contains("status=500") && !log.contains("internal error"), "a 500 was answered:\n{log}");
+}
+
+#[tokio::test]
+async fn postgres_blackholed_answers_503_within_seconds_and_recovers_at_once() {
+    if std::env::var("FILEGATE_TEST_DATABASE").as_deref() != Ok("postgres") {
+        return skip("needs PostgreSQL");
+    }
+    let proxy = FaultProxy::start(postgres_address());
+    let server = Server::builder().database_via(proxy.addr).start();
+    let gemini = server.gemini(ALPHA_KEY);
+    let bytes = data(2 * CHUNK + 100, 5);
+    let upload = gemini.start_ok(bytes.len() as u64, json!({})).await;
+    let first = gemini.command(&upload, "upload", Some(0), bytes[..CHUNK].to_vec()).await;
+    assert_eq!(first.status(), StatusCode::OK);
+
+    // A slow database is not a dead one: 200 ms each way, and requests still succeed.
+    proxy.set(Fault::Latency(Duration::from_millis(200)));
+    for _ in 0..3 {
+        assert_eq!(gemini.get("v1beta/files").await.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    proxy.set(Fault::Blackhole);
+    let dark = Instant::now();
+    let mut answers = Vec::new();
+    while dark.elapsed() < Duration::from_secs(12) {
+        let asked = Instant::now();
+        let listed = client()
+            .get(format!("{}/v1beta/files", server.url))
+            .header("x-goog-api-key", ALPHA_KEY)
+            .send()
+            .await
+            .expect("an answer, not a hang");
+        let took = asked.elapsed();
+        assert_eq!(listed.status(), StatusCode::SERVICE_UNAVAILABLE, "after {:?}", asked - dark);
+        assert!(listed.headers().get("retry-after").is_some(), "a 503 says when to come back");
+        assert!(took < Duration::from_secs(10), "a request waited {took:?} for a dead database");
+        if asked.duration_since(dark) > Duration::from_secs(5) {
+            assert!(took < Duration::from_secs(1), "once the outage is known, requests fail fast: {took:?}");
+            assert_eq!(readiness(&server).await, StatusCode::SERVICE_UNAVAILABLE, "not ready while it lasts");
+        }
+        answers.push(took);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(answers.len() >= 10, "requests were answered all along: {answers:?}");
+
+    proxy.set(Fault::None);
+    let light = Instant::now();
+    loop {
+        let listed = gemini.get("v1beta/files").await;
+        if listed.status() == StatusCode::OK {
+            break;
+        }
+        assert!(light.elapsed() < Duration::from_secs(5), "still {} after {:?}", listed.status(), light.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(readiness(&server).await, StatusCode::OK);
+    // The upload goes on from what was acknowledged before the outage.
+    let query = gemini.command(&upload, "query", None, vec![]).await;
+    assert_eq!(header(&query, "x-goog-upload-size-received"), Some(CHUNK.to_string().as_str()));
+    let file = gemini.upload_chunks_from(&upload, &bytes, CHUNK).await;
+    assert_eq!(file["sha256Hash"], json!(sha256_b64(&bytes)));
+    assert_no_500(&server);
+}
+
+#[tokio::test]
+async fn s3_connections_reset_mid_part_never_wedge_an_upload() {
+    if std::env::var("FILEGATE_TEST_BLOBS").as_deref() != Ok("s3") {
+        return skip("needs S3");
+    }
+    let proxy = FaultProxy::start(s3_address());
+    let server = Server::builder().env("AWS_ENDPOINT", format!("http://{}", proxy.address())).start();
+    let gemini = server.gemini(ALPHA_KEY);
+    let bytes = data(3 * CHUNK + 1000, 9);
+    let upload = gemini.start_ok(bytes.len() as u64, json!({})).await;
+    assert_eq!(gemini.command(&upload, "upload", Some(0), bytes[..CHUNK].to_vec()).await.status(), StatusCode::OK);
+
+    // For a while, every connection to the bucket is reset 64 KiB into what filegate sends: mid-part.
+    proxy.set(Fault::ResetAfter(64 * 1024));
+    let faulty = Instant::now();
+    while faulty.elapsed() < Duration::from_secs(6) {
+        let chunk = gemini.command(&upload, "upload", Some(CHUNK as u64), bytes[CHUNK..2 * CHUNK].to_vec()).await;
+        assert_eq!(chunk.status(), StatusCode::SERVICE_UNAVAILABLE, "retryable, never a 500");
+        assert_eq!(header(&chunk, "x-goog-upload-status"), None, "so the SDKs resend the chunk");
+    }
+
+    // Healthy again, if slow (4 MiB/s): the very next attempt at the same chunk is stored, and the upload
+    // finishes whole.
+    proxy.set(Fault::Bandwidth(4 * MIB as u64));
+    let resent = gemini.command(&upload, "upload", Some(CHUNK as u64), bytes[CHUNK..2 * CHUNK].to_vec()).await;
+    assert_eq!(resent.status(), StatusCode::OK, "{}", resent.text().await.unwrap());
+    proxy.set(Fault::None);
+    let file = gemini.upload_chunks_from(&upload, &bytes, 2 * CHUNK).await;
+    assert_eq!(file["sha256Hash"], json!(sha256_b64(&bytes)));
+    let downloaded = gemini.get(&format!("v1beta/files/{}:download?alt=media", file_id(&file))).await;
+    assert_eq!(downloaded.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    assert_no_500(&server);
+}
+
+/// Sends `bytes` through the upload at `url` as the SDKs do: chunk by chunk, each resent while the
+/// answer is a retryable 503, alternating between `nodes` as a load balancer would; returns the file.
+async fn upload_through(nodes: &[&Server], url: &str, bytes: &[u8]) -> serde_json::Value {
+    let mut offset = 0;
+    let mut turn = 0;
+    loop {
+        let end = (offset + CHUNK).min(bytes.len());
+        let command = if end == bytes.len() { "upload, finalize" } else { "upload" };
+        let node = nodes[turn % nodes.len()];
+        turn += 1;
+        let path = url.strip_prefix(&nodes[0].url).unwrap();
+        let reply = node
+            .gemini(ALPHA_KEY)
+            .command(&format!("{}{path}", node.url), command, Some(offset as u64), bytes[offset..end].to_vec())
+            .await;
+        match reply.status() {
+            StatusCode::OK if end == bytes.len() => {
+                return reply.json::<serde_json::Value>().await.unwrap()["file"].clone();
+            }
+            StatusCode::OK => offset = end,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(header(&reply, "x-goog-upload-status"), None, "a 503 on a chunk is to be resent");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => panic!("chunk at {offset}: {other} {}", reply.text().await.unwrap()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_keep_four_uploads_going_through_bucket_resets_and_lose_nothing() {
+    let first = Server::start();
+    if !first.can_have_siblings() || std::env::var("FILEGATE_TEST_BLOBS").as_deref() != Ok("s3") {
+        return skip("needs PostgreSQL and S3");
+    }
+    drop(first);
+    let proxy = FaultProxy::start(s3_address());
+    let a = Server::builder().env("AWS_ENDPOINT", format!("http://{}", proxy.address())).start();
+    let b = a.sibling();
+    let nodes = [&a, &b];
+    let files: Vec<Vec<u8>> = (0..4).map(|i| data(3 * CHUNK + 1000 * i, 40 + i as u64)).collect();
+    let mut urls = Vec::new();
+    for bytes in &files {
+        urls.push(a.gemini(ALPHA_KEY).start_ok(bytes.len() as u64, json!({})).await);
+    }
+    let faults = {
+        let proxy = &proxy;
+        async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            proxy.set(Fault::ResetAfter(256 * 1024));
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            proxy.set(Fault::None);
+            Instant::now()
+        }
+    };
+    let uploads =
+        futures_util::future::join_all(files.iter().zip(&urls).map(|(bytes, url)| upload_through(&nodes, url, bytes)));
+    let (healed, done) = tokio::join!(faults, uploads);
+    let finished = Instant::now();
+    assert!(finished.duration_since(healed) < Duration::from_secs(60), "the uploads finished once the bucket healed");
+    for (file, bytes) in done.iter().zip(&files) {
+        assert_eq!(file["sha256Hash"], json!(sha256_b64(bytes)));
+        let downloaded = b.gemini(ALPHA_KEY).get(&format!("v1beta/files/{}:download?alt=media", file_id(file))).await;
+        assert_eq!(downloaded.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    }
+    assert_no_500(&a);
+    assert_no_500(&b);
+}
