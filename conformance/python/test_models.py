@@ -512,7 +512,8 @@ def test_openai_counts_a_responses_input_and_refuses_what_it_does_not_serve_in_i
     with pytest.raises(NotFoundError) as unserved:
         client.beta.assistants.list()
     assert "filegate serves" in unserved.value.message, unserved.value.message
+    gemini = front.client()  # kept: a client dropped closes its connections
     with pytest.raises(errors.APIError) as refused:
-        front.client().batches.create_embeddings(
+        gemini.batches.create_embeddings(
             model="gemini-embedding-001", src={"inlined_requests": {"contents": ["one", "two"]}})
     assert refused.value.code == 501 and "Batch embeddings" in refused.value.message
