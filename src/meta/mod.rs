@@ -527,6 +527,9 @@ pub trait MetaStore: ModelRecords + WebhookRecords + Send + Sync + 'static {
     -> MetaResult<Option<ImportTask>>;
     /// Extends a lease `owner` still holds; `false` when it lost it (run out and taken, or the file is gone).
     async fn renew_import_lease(&self, blob_key: &str, owner: &str, lease_until: Timestamp) -> MetaResult<bool>;
+    /// Records how many bytes of an import `owner` (its lease's holder) has received so far, ahead of what it
+    /// committed: the import's progress shows the larger of the two. `false` when it does not hold the lease.
+    async fn note_import_fetched(&self, blob_key: &str, owner: &str, fetched: u64) -> MetaResult<bool>;
     /// Gives a held lease up until `next_attempt_at`, recording why; `false` when it was not held.
     async fn release_import(
         &self,

@@ -653,3 +653,32 @@ async fn an_import_of_a_type_the_deployment_refuses_fails_before_the_rest_is_fet
     let task = importer.settle(&importer.create_ok(json!({"source_url": small, "model": "m"})).await).await;
     assert_eq!(task["error"]["code"], "unsupported_mime_type", "{task}");
 }
+
+#[tokio::test]
+async fn progress_moves_as_bytes_arrive_not_only_at_each_commit() {
+    // 24 MB at 1 MB/s a connection, over ranged connections: commits come at 8 MiB (local disk) or every 8
+    // parts (a bucket), so without the fetched count the progress would stand still for seconds.
+    let nginx = Nginx::start();
+    let bytes = data(24_000_000, 31);
+    let url = nginx.put("progress.bin", &bytes);
+    let server = import_server().start();
+    let importer = server.importer(ALPHA_KEY);
+    let id = importer.create_ok(json!({"source_url": format!("{url}?rate=1m"), "model": "m"})).await;
+    let mut seen = Vec::new();
+    let task = loop {
+        let task = json_of(importer.get(&id, None).await, StatusCode::OK).await;
+        if task["status"] != "pending" && task["status"] != "processing" {
+            break task;
+        }
+        let received = task["progress"]["received_bytes"].as_u64().unwrap();
+        if received > 0 && seen.last() != Some(&received) {
+            seen.push(received);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(task["status"], "ready", "{task}");
+    assert_eq!(task["sha256"], sha256_hex(&bytes));
+    let moving: Vec<_> = seen.iter().filter(|&&r| r < bytes.len() as u64).collect();
+    assert!(moving.len() >= 3, "the progress moved before the end: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "and never back: {seen:?}");
+}

@@ -22,7 +22,9 @@ pub fn uint(v: i64) -> u64 {
 /// The columns [`FileRow`] reads, selected `FROM files f {FILE_JOIN}`.
 pub const FILE_COLUMNS: &str = "f.project_id, f.id, f.display_name, f.mime_type, f.size_bytes, f.sha256, f.state, \
      f.origin, f.generated, f.blob_key, f.charged_bytes, f.created_at, f.updated_at, f.expires_at, f.error_code, f.error_message, \
-     t.source_url, t.model, t.received_bytes, t.total_bytes";
+     t.source_url, t.model, \
+     CASE WHEN t.fetched_bytes > t.received_bytes THEN t.fetched_bytes ELSE t.received_bytes END AS received_bytes, \
+     t.total_bytes";
 
 /// Joins a file (`files f`) with its import task, if it has one. Kept apart from the table so that a query
 /// can name an index for `f` (`INDEXED BY` comes right after the table).

@@ -320,76 +320,76 @@ impl WriteTx for SqlTx {
     async fn remove_files(&mut self, blob_keys: &[String], now: Timestamp) -> MetaResult<Vec<RemovedFile>> {
         let guard = self.guard.clone();
         guard.bounded(BULK_DEADLINE, async {
-        if blob_keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        // `$1 … $n` are the keys; `now` comes after them.
-        let keys = numbered(1, blob_keys.len());
-        let now_param = blob_keys.len() + 1;
-        let sql = format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.blob_key IN ({keys})");
-        let mut select = sqlx::query_as::<_, FileRow>(&sql);
-        for key in blob_keys {
-            select = select.bind(key);
-        }
-        let files: Vec<FileRecord> = select
-            .fetch_all(self.conn())
-            .await
-            .map_err(|e| self.err(e))?
-            .into_iter()
-            .map(FileRecord::try_from)
-            .collect::<MetaResult<_>>()?;
-        if files.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Locks in the contract's order: import tasks, then sessions, then files.
-        type StagedRow = (String, String, i64, Option<String>);
-        let sql = format!(
-            "DELETE FROM import_tasks WHERE blob_key IN ({keys}) \
-             RETURNING blob_key, staging_key, received_bytes, upload_id, finished_at"
-        );
-        let mut delete_tasks = sqlx::query_as::<_, (String, String, i64, Option<String>, Option<i64>)>(&sql);
-        for key in blob_keys {
-            delete_tasks = delete_tasks.bind(key);
-        }
-        let unfinished_imports: Vec<StagedRow> = delete_tasks
-            .fetch_all(self.conn())
-            .await
-            .map_err(|e| self.err(e))?
-            .into_iter()
-            .filter(|row| row.4.is_none())
-            .map(|(blob, key, received, upload_id, _)| (blob, key, received, upload_id))
-            .collect();
-        let sql = format!(
-            "UPDATE upload_sessions SET status = 'cancelled', updated_at = ${now_param} \
-             WHERE blob_key IN ({keys}) AND status = 'active' RETURNING blob_key, staging_key, received_bytes, upload_id"
-        );
-        let mut cancel_sessions = sqlx::query_as::<_, StagedRow>(&sql);
-        for key in blob_keys {
-            cancel_sessions = cancel_sessions.bind(key);
-        }
-        let open_sessions: Vec<StagedRow> =
-            cancel_sessions.bind(now.as_micros()).fetch_all(self.conn()).await.map_err(|e| self.err(e))?;
-        let sql = format!("DELETE FROM files WHERE blob_key IN ({keys})");
-        let mut delete_files = sqlx::query(&sql);
-        for key in blob_keys {
-            delete_files = delete_files.bind(key);
-        }
-        delete_files.execute(self.conn()).await.map_err(|e| self.err(e))?;
+            if blob_keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            // `$1 … $n` are the keys; `now` comes after them.
+            let keys = numbered(1, blob_keys.len());
+            let now_param = blob_keys.len() + 1;
+            let sql = format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.blob_key IN ({keys})");
+            let mut select = sqlx::query_as::<_, FileRow>(&sql);
+            for key in blob_keys {
+                select = select.bind(key);
+            }
+            let files: Vec<FileRecord> = select
+                .fetch_all(self.conn())
+                .await
+                .map_err(|e| self.err(e))?
+                .into_iter()
+                .map(FileRecord::try_from)
+                .collect::<MetaResult<_>>()?;
+            if files.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Locks in the contract's order: import tasks, then sessions, then files.
+            type StagedRow = (String, String, i64, Option<String>);
+            let sql = format!(
+                "DELETE FROM import_tasks WHERE blob_key IN ({keys}) \
+                 RETURNING blob_key, staging_key, received_bytes, upload_id, finished_at"
+            );
+            let mut delete_tasks = sqlx::query_as::<_, (String, String, i64, Option<String>, Option<i64>)>(&sql);
+            for key in blob_keys {
+                delete_tasks = delete_tasks.bind(key);
+            }
+            let unfinished_imports: Vec<StagedRow> = delete_tasks
+                .fetch_all(self.conn())
+                .await
+                .map_err(|e| self.err(e))?
+                .into_iter()
+                .filter(|row| row.4.is_none())
+                .map(|(blob, key, received, upload_id, _)| (blob, key, received, upload_id))
+                .collect();
+            let sql = format!(
+                "UPDATE upload_sessions SET status = 'cancelled', updated_at = ${now_param} \
+                 WHERE blob_key IN ({keys}) AND status = 'active' RETURNING blob_key, staging_key, received_bytes, upload_id"
+            );
+            let mut cancel_sessions = sqlx::query_as::<_, StagedRow>(&sql);
+            for key in blob_keys {
+                cancel_sessions = cancel_sessions.bind(key);
+            }
+            let open_sessions: Vec<StagedRow> =
+                cancel_sessions.bind(now.as_micros()).fetch_all(self.conn()).await.map_err(|e| self.err(e))?;
+            let sql = format!("DELETE FROM files WHERE blob_key IN ({keys})");
+            let mut delete_files = sqlx::query(&sql);
+            for key in blob_keys {
+                delete_files = delete_files.bind(key);
+            }
+            delete_files.execute(self.conn()).await.map_err(|e| self.err(e))?;
 
-        let staged_of = |rows: &[StagedRow], blob_key: &str| {
-            rows.iter().find(|row| row.0 == blob_key).map(|(_, key, received, upload_id)| StagedBytes {
-                staging: Staging { key: key.clone(), dest: blob_key.to_owned(), upload_id: upload_id.clone() },
-                received: uint(*received),
-            })
-        };
-        Ok(files
-            .into_iter()
-            .map(|file| RemovedFile {
-                open_session: staged_of(&open_sessions, &file.blob_key),
-                unfinished_import: staged_of(&unfinished_imports, &file.blob_key),
-                file,
-            })
-            .collect())
+            let staged_of = |rows: &[StagedRow], blob_key: &str| {
+                rows.iter().find(|row| row.0 == blob_key).map(|(_, key, received, upload_id)| StagedBytes {
+                    staging: Staging { key: key.clone(), dest: blob_key.to_owned(), upload_id: upload_id.clone() },
+                    received: uint(*received),
+                })
+            };
+            Ok(files
+                .into_iter()
+                .map(|file| RemovedFile {
+                    open_session: staged_of(&open_sessions, &file.blob_key),
+                    unfinished_import: staged_of(&unfinished_imports, &file.blob_key),
+                    file,
+                })
+                .collect())
         })
         .await
     }
@@ -516,19 +516,22 @@ impl WriteTx for SqlTx {
                 }
                 insert_parts(self.conn(), &task.staging_key, parts).await.map_err(|e| self.err(e))?;
                 let blob_key = task.blob_key.as_str();
-                sqlx::query(
+                // A restart forgets what was fetched of the old version too.
+                let fetched = if restart { ", fetched_bytes = 0" } else { "" };
+                let sql = format!(
                     "UPDATE import_tasks SET received_bytes = $1, hasher_state = $2, validator = $3, total_bytes = $4, \
-               updated_at = $5 WHERE blob_key = $6",
-                )
-                .bind(int(progress.received_bytes))
-                .bind(&progress.hasher_state)
-                .bind(progress.validator.as_deref())
-                .bind(progress.total_bytes.map(int))
-                .bind(now.as_micros())
-                .bind(blob_key)
-                .execute(self.conn())
-                .await
-                .map_err(|e| self.err(e))?;
+                       updated_at = $5{fetched} WHERE blob_key = $6"
+                );
+                sqlx::query(&sql)
+                    .bind(int(progress.received_bytes))
+                    .bind(&progress.hasher_state)
+                    .bind(progress.validator.as_deref())
+                    .bind(progress.total_bytes.map(int))
+                    .bind(now.as_micros())
+                    .bind(blob_key)
+                    .execute(self.conn())
+                    .await
+                    .map_err(|e| self.err(e))?;
                 Ok(())
             })
             .await

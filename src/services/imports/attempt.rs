@@ -3,9 +3,11 @@
 //! ingest session (each part committed with the task's lease, the first one [`sniff`]ed for its type),
 //! and [`Attempt::finish`] (digest checked, staging completed, file ready).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::fetch::{Failure, SourceResponse};
+use super::ranged::SourceBody;
 use super::source::PartSource;
 use super::worker::Workers;
 use super::{mime, task};
@@ -54,6 +56,36 @@ async fn open(workers: &Workers, task: &ImportTask) -> Result<(SourceResponse, b
     }
     let restart = task.received_bytes > 0 && (source.offset != task.received_bytes || hasher.is_none());
     Ok((source, restart))
+}
+
+/// How often an attempt writes the bytes it has received so far (the import's progress between commits).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The task that writes `from` plus the bytes `arrived` counts every [`PROGRESS_EVERY`] while it changes
+/// (for every node's import view; the committed offset stays the resume point). It ends with the attempt,
+/// when the handle is dropped.
+fn report_progress(
+    workers: &Workers,
+    task: &ImportTask,
+    from: u64,
+    arrived: Arc<AtomicU64>,
+) -> tokio_util::task::AbortOnDropHandle<()> {
+    let (meta, blob_key, owner) = (workers.meta.clone(), task.blob_key.clone(), workers.owner.clone());
+    let reporting = tokio::spawn(async move {
+        let mut written = 0;
+        loop {
+            tokio::time::sleep(PROGRESS_EVERY).await;
+            let now = arrived.load(Ordering::Relaxed);
+            if now != written {
+                match meta.note_import_fetched(&blob_key, &owner, from + now).await {
+                    Ok(true) => written = now,
+                    Ok(false) => return, // the lease went: the attempt ends too
+                    Err(e) => tracing::debug!(error = %e, "recording an import's progress failed"),
+                }
+            }
+        }
+    });
+    tokio_util::task::AbortOnDropHandle::new(reporting)
 }
 
 /// What the response said of the file, for [`sniff`]: its `Content-Type` and the URL it came from.
@@ -118,6 +150,7 @@ impl<'a> Attempt<'a> {
         // The earlier attempt's tail, queued by that commit, goes now rather than at the next sweep.
         attempt.ingest.reclaim(workers.meta.as_ref(), garbage).await;
         let described = Described { content_type: source.content_type, url: source.url };
+        let _reporting = report_progress(workers, task, source.offset, source.arrived);
         if !attempt.ingest_source(source.body, &described).await? {
             return Ok(None);
         }
@@ -132,7 +165,7 @@ impl<'a> Attempt<'a> {
 
     /// Stages the source span by span (several parts of the store each), committing each span with the
     /// lease; `false` once the lease is lost.
-    async fn ingest_source(&mut self, body: super::ranged::SourceBody, source: &Described) -> Result<bool, Failure> {
+    async fn ingest_source(&mut self, body: SourceBody, source: &Described) -> Result<bool, Failure> {
         let limit = self.workers.settings.limits.max_file_bytes;
         let mut body = PartSource::new(body, self.workers.settings.config.stall_timeout);
         loop {

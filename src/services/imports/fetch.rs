@@ -2,6 +2,7 @@
 //! missing tail with `Range` + `If-Range` when resuming.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
@@ -49,6 +50,9 @@ pub struct SourceResponse {
     /// The final URL, after redirects (its last path segment names the file).
     pub url: Url,
     pub body: SourceBody,
+    /// Bytes received from the source so far (over every connection), ahead of what `body` has yielded
+    /// when ranges are read ahead: the import's progress.
+    pub arrived: Arc<AtomicU64>,
 }
 
 /// The HTTP client of imports: SSRF-guarded resolution, no proxies, no automatic redirects or
@@ -150,6 +154,7 @@ impl Fetcher {
                 content_type: None,
                 url,
                 body: futures_util::stream::empty().boxed(),
+                arrived: Arc::default(),
             });
         }
         let (offset, total) = match status {
@@ -184,6 +189,8 @@ impl Fetcher {
                 Failure::transient(FailureCode::SourceUnreachable, format!("the source connection broke: {e}"))
             })
             .boxed();
+        // Counted as they arrive: by the range fetches, every connection's, when there are several.
+        let arrived = Arc::new(AtomicU64::new(0));
         let body = match (&validator, total) {
             (Some(validator), Some(total)) if self.ranged.applies(total - offset) => {
                 let source = ranged::Source {
@@ -192,12 +199,19 @@ impl Fetcher {
                     validator: validator.clone(),
                     total,
                     stall: self.stall,
+                    arrived: arrived.clone(),
                 };
                 ranged::body(&self.ranged, source, offset, body)
             }
-            _ => body,
+            _ => {
+                let counter = arrived.clone();
+                body.inspect_ok(move |bytes| {
+                    counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                })
+                .boxed()
+            }
         };
-        Ok(SourceResponse { offset, total, validator, content_type, url, body })
+        Ok(SourceResponse { offset, total, validator, content_type, url, body, arrived })
     }
 }
 

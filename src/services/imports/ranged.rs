@@ -63,6 +63,8 @@ pub struct Source {
     pub validator: String,
     pub total: u64,
     pub stall: Duration,
+    /// Bytes received so far, over every connection.
+    pub arrived: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The bytes from `offset` to the end, in order: the first segment from `first` (the response already
@@ -138,7 +140,7 @@ async fn produce(
                     Some(first) => first,
                     None => open(&source, position, end).await?,
                 };
-                pass(&tx, stream, end - position, source.stall).await?
+                pass(&tx, stream, end - position, &source).await?
             }
         };
         if sent.is_err() {
@@ -157,10 +159,10 @@ async fn send_all(tx: &Sender, frames: Vec<Bytes>) -> Result<(), Gone> {
 }
 
 /// Sends `len` bytes of `stream` on, the last frame cut at the segment's end; the rest is dropped.
-async fn pass(tx: &Sender, mut stream: SourceBody, len: u64, stall: Duration) -> Result<Result<(), Gone>, Failure> {
+async fn pass(tx: &Sender, mut stream: SourceBody, len: u64, source: &Source) -> Result<Result<(), Gone>, Failure> {
     let mut left = len;
     while left > 0 {
-        let frame = next_within(&mut stream, &mut left, stall).await?;
+        let frame = next_within(&mut stream, &mut left, source).await?;
         if tx.send(Ok(frame)).await.is_err() {
             return Ok(Err(Gone));
         }
@@ -168,8 +170,10 @@ async fn pass(tx: &Sender, mut stream: SourceBody, len: u64, stall: Duration) ->
     Ok(Ok(()))
 }
 
-/// The next frame of a range with `left` bytes to go, cut at its end (a source may send more than asked).
-async fn next_within(stream: &mut SourceBody, left: &mut u64, stall: Duration) -> Result<Bytes, Failure> {
+/// The next frame of a range with `left` bytes to go, cut at its end (a source may send more than asked),
+/// counted as arrived.
+async fn next_within(stream: &mut SourceBody, left: &mut u64, source: &Source) -> Result<Bytes, Failure> {
+    let stall = source.stall;
     let mut frame = match tokio::time::timeout(stall, stream.next()).await {
         Ok(Some(frame)) => frame?,
         Ok(None) => {
@@ -189,6 +193,7 @@ async fn next_within(stream: &mut SourceBody, left: &mut u64, stall: Duration) -
         frame.truncate(*left as usize);
     }
     *left -= frame.len() as u64;
+    source.arrived.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(frame)
 }
 
@@ -202,7 +207,7 @@ async fn read_ahead(
     let mut frames = Vec::new();
     let mut left = end - start;
     while left > 0 {
-        frames.push(next_within(&mut stream, &mut left, source.stall).await?);
+        frames.push(next_within(&mut stream, &mut left, &source).await?);
     }
     Ok(ReadAhead { frames, _slot: slot })
 }
