@@ -81,7 +81,10 @@ pub struct FileError {
 pub struct ImportInfo {
     pub source_url: String,
     pub model: String,
+    /// Bytes received from the source so far (over every connection), at least [`Self::stored_bytes`].
     pub received_bytes: u64,
+    /// Bytes stored durably: where a later attempt resumes.
+    pub stored_bytes: u64,
     pub total_bytes: Option<u64>,
 }
 

@@ -40,7 +40,10 @@ pub struct ImportFile {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Progress {
+    /// Bytes received from the source so far, as they arrive.
     pub received_bytes: u64,
+    /// Bytes stored durably (an attempt after a crash or a dropped connection resumes from here).
+    pub stored_bytes: u64,
     pub total_bytes: Option<u64>,
 }
 

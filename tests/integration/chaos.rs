@@ -213,3 +213,85 @@ async fn two_nodes_keep_four_uploads_going_through_bucket_resets_and_lose_nothin
     assert_no_500(&a);
     assert_no_500(&b);
 }
+
+/// Where in an import a node is killed.
+#[derive(Debug, Clone, Copy)]
+enum KillPoint {
+    /// Ranges are being fetched and part of the file is stored.
+    RangesInFlight,
+    /// Every byte has arrived and not all is stored.
+    FetchedNotStored,
+    /// Every byte is stored and the file is not ready yet.
+    StoredNotFinished,
+}
+
+/// Runs an import on a node whose bucket goes through `proxy` until `point` is seen, then kills the node;
+/// `None` when the import ended before the point was seen (the timing of a busy machine), else the id and
+/// the node, dead.
+async fn import_until(point: KillPoint, proxy: &FaultProxy, url: &str, total: u64) -> Option<(String, Server)> {
+    let mut a = Server::builder()
+        .env("FILEGATE_IMPORT_ALLOW_CIDRS", "127.0.0.1/32")
+        .env("FILEGATE_IMPORT_LEASE_SECONDS", 3)
+        .env("AWS_ENDPOINT", format!("http://{}", proxy.address()))
+        .start();
+    // For the later points the bucket is slow (each request waits 2 s), so that they last long enough to be
+    // seen; the first is seen while bytes still arrive.
+    proxy.set(match point {
+        KillPoint::RangesInFlight => Fault::None,
+        _ => Fault::Latency(Duration::from_secs(2)),
+    });
+    let importer = a.importer(ALPHA_KEY);
+    let id = importer.create_ok(json!({"source_url": format!("{url}?rate=4m"), "model": "m"})).await;
+    let started = Instant::now();
+    loop {
+        let task = json_of(importer.get(&id, None).await, StatusCode::OK).await;
+        if task["status"] != "pending" && task["status"] != "processing" {
+            return None;
+        }
+        let progress = &task["progress"];
+        let (received, stored) =
+            (progress["received_bytes"].as_u64().unwrap(), progress["stored_bytes"].as_u64().unwrap());
+        let here = match point {
+            KillPoint::RangesInFlight => stored >= 8 * MIB as u64 && received > stored && received < total,
+            KillPoint::FetchedNotStored => received == total && stored < total,
+            KillPoint::StoredNotFinished => stored == total,
+        };
+        if here {
+            a.kill9();
+            return Some((id, a));
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "{point:?}: the import stands still: {task}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_an_import_taken_over_after_a_kill_at_any_point_ends_ready_with_its_digest() {
+    let probe = Server::start();
+    if !probe.can_have_siblings() || std::env::var("FILEGATE_TEST_BLOBS").as_deref() != Ok("s3") {
+        return skip("needs PostgreSQL and S3");
+    }
+    drop(probe);
+    let nginx = crate::sources::Nginx::start();
+    let bytes = data(24_000_000, 83);
+    let url = nginx.put("takeover-points.bin", &bytes);
+    for point in [KillPoint::RangesInFlight, KillPoint::FetchedNotStored, KillPoint::StoredNotFinished] {
+        // Node A reaches the bucket through a proxy that can slow its stores down; node B directly.
+        let proxy = FaultProxy::start(s3_address());
+        let mut seen = None;
+        for _ in 0..3 {
+            seen = import_until(point, &proxy, &url, bytes.len() as u64).await;
+            if seen.is_some() {
+                break;
+            }
+        }
+        let (id, a) = seen.unwrap_or_else(|| panic!("{point:?} was never seen in three imports"));
+        let b = a.sibling_with(&[("AWS_ENDPOINT", std::env::var("AWS_ENDPOINT").unwrap())]);
+        let task = b.importer(ALPHA_KEY).settle(&id).await;
+        assert_eq!(task["status"], "ready", "{point:?}: {task}");
+        assert_eq!(task["sha256"], json!(sha256_hex(&bytes)), "{point:?}");
+        let downloaded = b.gemini(ALPHA_KEY).get(&format!("v1beta/files/{}:download?alt=media", &id[6..])).await;
+        assert_eq!(downloaded.bytes().await.unwrap().as_ref(), bytes.as_slice(), "{point:?}");
+        assert_no_500(&b);
+    }
+}

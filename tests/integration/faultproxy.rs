@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,7 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub enum Fault {
     /// Passes everything on.
     None,
-    /// Each chunk waits this long in each direction.
+    /// Each burst of traffic (a request, a reply: bytes after a pause of 50 ms or more) waits this long,
+    /// in each direction, as over a long path.
     Latency(Duration),
     /// At most this many bytes a second in each direction, per connection.
     Bandwidth(u64),
@@ -28,6 +29,9 @@ pub enum Fault {
     /// New connections are accepted and what they send is read, but nothing ever comes back.
     HalfOpen,
 }
+
+/// A wait for bytes after which they are a new burst (a new request or reply).
+const BURST_GAP: Duration = Duration::from_millis(50);
 
 pub struct FaultProxy {
     pub addr: SocketAddr,
@@ -106,6 +110,9 @@ async fn connection(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Faul
     // Bytes sent towards the dependency since a reset was armed, and the limit it was armed with.
     let mut armed: Option<(u64, u64)> = None;
     loop {
+        // Bytes that were not waiting when the proxy looked (it waited for them) start a burst, which pays
+        // the latency; bytes held back by a slow peer's backpressure do not.
+        let looked = Instant::now();
         tokio::select! {
             read = client.read(&mut up) => {
                 let Some(n) = bytes_read(read) else {
@@ -129,7 +136,7 @@ async fn connection(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Faul
                     }
                     armed = Some((limit, sent + n as u64));
                 }
-                if delay(&fault, n).await.is_err() || server.write_all(&up[..n]).await.is_err() {
+                if delay(&fault, n, looked).await.is_err() || server.write_all(&up[..n]).await.is_err() {
                     return;
                 }
             }
@@ -138,7 +145,7 @@ async fn connection(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Faul
                     let _ = client.shutdown().await;
                     return;
                 };
-                if delay(&fault, n).await.is_err() || client.write_all(&down[..n]).await.is_err() {
+                if delay(&fault, n, looked).await.is_err() || client.write_all(&down[..n]).await.is_err() {
                     return;
                 }
             }
@@ -151,12 +158,13 @@ fn bytes_read(read: std::io::Result<usize>) -> Option<usize> {
     read.ok().filter(|n| *n > 0)
 }
 
-/// Holds `n` bytes as the fault of the moment says: until a blackhole ends, for a latency, or for the
-/// time a bandwidth cap takes to pass them.
-async fn delay(fault: &Mutex<Fault>, n: usize) -> std::io::Result<()> {
+/// Holds `n` bytes as the fault of the moment says: until a blackhole ends, for a latency (at the start of
+/// a burst: the proxy `looked` for them a while before they came), or for the time a bandwidth cap takes.
+async fn delay(fault: &Mutex<Fault>, n: usize, looked: Instant) -> std::io::Result<()> {
+    let burst = looked.elapsed() >= BURST_GAP;
     wait_out_the_dark(fault).await;
     match current(fault) {
-        Fault::Latency(delay) => tokio::time::sleep(delay).await,
+        Fault::Latency(delay) if burst => tokio::time::sleep(delay).await,
         Fault::Bandwidth(per_second) => {
             tokio::time::sleep(Duration::from_secs_f64(n as f64 / per_second.max(1) as f64)).await;
         }

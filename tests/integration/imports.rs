@@ -56,7 +56,10 @@ async fn an_import_from_nginx_becomes_a_ready_gemini_file_with_the_right_digest(
     assert_eq!(task["sha256"], json!(sha256_hex(&bytes)));
     assert_eq!(task["mime_type"], "video/mp4");
     assert_eq!(task["filename"], "lecture.mp4");
-    assert_eq!(task["progress"], json!({"received_bytes": bytes.len(), "total_bytes": bytes.len()}));
+    assert_eq!(
+        task["progress"],
+        json!({"received_bytes": bytes.len(), "stored_bytes": bytes.len(), "total_bytes": bytes.len()})
+    );
     assert_eq!(task["gemini_file"]["name"], json!(format!("files/{gemini_id}")));
     assert_eq!(task["error"], Value::Null);
     match server.storage_prefix() {
@@ -615,7 +618,7 @@ async fn a_crash_during_an_import_resumes_after_restart_with_the_right_digest() 
         let task = json_of(importer.get(&id, None).await, StatusCode::OK).await;
         // The first part is committed on its own; the kill then comes while the next span's parts are
         // being fetched and stored (several in flight on a bucket).
-        if task["progress"]["received_bytes"].as_u64().unwrap() >= 8 * MIB as u64 {
+        if task["progress"]["stored_bytes"].as_u64().unwrap() >= 8 * MIB as u64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -647,7 +650,7 @@ async fn an_import_of_a_type_the_deployment_refuses_fails_before_the_rest_is_fet
     assert_eq!(task["status"], "failed", "{task}");
     assert_eq!(task["error"]["code"], "unsupported_mime_type");
     assert_eq!(task["error"]["message"], "Unsupported MIME type: image/png");
-    assert!(task["progress"]["received_bytes"].as_u64().unwrap() < png.len() as u64 / 2, "{task}");
+    assert!(task["progress"]["stored_bytes"].as_u64().unwrap() < png.len() as u64 / 2, "nothing more stored: {task}");
     // A small one, whole within its first part: what was staged of it goes too (the check on drop).
     let small = nginx.put("small.png", &png[..1000]);
     let task = importer.settle(&importer.create_ok(json!({"source_url": small, "model": "m"})).await).await;

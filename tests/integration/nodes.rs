@@ -94,7 +94,7 @@ async fn a_node_killed_mid_import_is_taken_over_and_the_source_is_read_once() {
     let mut received = 0;
     for _ in 0..100 {
         let task = json_of(importer.get(&id, None).await, StatusCode::OK).await;
-        received = task["progress"]["received_bytes"].as_u64().unwrap();
+        received = task["progress"]["stored_bytes"].as_u64().unwrap();
         if received >= 8 * MIB as u64 {
             break;
         }

@@ -419,17 +419,24 @@ impl Server {
     /// Another node of the same deployment: a second process on this server's database and blob store
     /// (and its own data directory, port and log), as behind a load balancer.
     pub fn sibling(&self) -> Server {
+        self.sibling_with(&[])
+    }
+
+    /// Another node like [`Server::sibling`], with some variables of its own (`env` replaces the first
+    /// node's values of the same names).
+    pub fn sibling_with(&self, env: &[(&str, String)]) -> Server {
+        let mut with: Vec<(String, String)> = self.env.clone();
+        with.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let mut node = Server {
             child: None,
             url: String::new(),
             data_dir,
-            env: self.env.clone(),
+            env: with,
             descriptors: self.descriptors,
             blobs: self.blobs.clone(),
             database: TestDatabase::Borrowed,
-            // The first node's check covers the deployment.
             leftovers_expected: true,
             _tmp: tmp,
         };

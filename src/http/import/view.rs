@@ -19,6 +19,7 @@ pub fn import_file(state: &Handles, file: &FileRecord) -> ImportFile {
         source_url: String::new(),
         model: String::new(),
         received_bytes: 0,
+        stored_bytes: 0,
         total_bytes: None,
     });
     let ready = file.state == FileState::Ready;
@@ -35,7 +36,11 @@ pub fn import_file(state: &Handles, file: &FileRecord) -> ImportFile {
         // Until the first bytes are in, the type is only a guess from the URL.
         mime_type: (ready || import.received_bytes > 0).then(|| file.mime_type.clone()),
         sha256: file.sha256.map(hex::encode),
-        progress: Progress { received_bytes: import.received_bytes, total_bytes: import.total_bytes },
+        progress: Progress {
+            received_bytes: import.received_bytes,
+            stored_bytes: import.stored_bytes,
+            total_bytes: import.total_bytes,
+        },
         gemini_file: GeminiFileRef { name: format!("files/{}", file.id), uri: file_uri(state, file) },
         storage_uri: state.files.storage_uri(file),
         error: file.error.as_ref().map(|e| ImportError { code: e.code.as_str().into(), message: e.message.clone() }),

@@ -24,7 +24,7 @@ pub const FILE_COLUMNS: &str = "f.project_id, f.id, f.display_name, f.mime_type,
      f.origin, f.generated, f.blob_key, f.charged_bytes, f.created_at, f.updated_at, f.expires_at, f.error_code, f.error_message, \
      t.source_url, t.model, \
      CASE WHEN t.fetched_bytes > t.received_bytes THEN t.fetched_bytes ELSE t.received_bytes END AS received_bytes, \
-     t.total_bytes";
+     t.received_bytes AS stored_bytes, t.total_bytes";
 
 /// Joins a file (`files f`) with its import task, if it has one. Kept apart from the table so that a query
 /// can name an index for `f` (`INDEXED BY` comes right after the table).
@@ -51,6 +51,7 @@ pub struct FileRow {
     source_url: Option<String>,
     model: Option<String>,
     received_bytes: Option<i64>,
+    stored_bytes: Option<i64>,
     total_bytes: Option<i64>,
 }
 
@@ -87,6 +88,7 @@ impl TryFrom<FileRow> for FileRecord {
                 source_url,
                 model: row.model.unwrap_or_default(),
                 received_bytes: row.received_bytes.map_or(0, uint),
+                stored_bytes: row.stored_bytes.map_or(0, uint),
                 total_bytes: row.total_bytes.map(uint),
             }),
         })

@@ -214,8 +214,13 @@ impl Imports {
             None => {
                 metrics::counter!(metric::IMPORTS_CREATED).increment(1);
                 self.queue.wake.notify_one();
-                let import =
-                    ImportInfo { source_url: task.source_url, model: task.model, received_bytes: 0, total_bytes: None };
+                let import = ImportInfo {
+                    source_url: task.source_url,
+                    model: task.model,
+                    received_bytes: 0,
+                    stored_bytes: 0,
+                    total_bytes: None,
+                };
                 Ok(FileRecord { import: Some(import), ..file })
             }
             Some(existing) => self.get(&file.project, &existing.import_id(), None).await,

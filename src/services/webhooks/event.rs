@@ -145,6 +145,8 @@ impl FileSnapshot {
                 source_url: source_url.clone(),
                 model: model.clone(),
                 received_bytes: *received_bytes,
+                // An event tells a file at rest: what was received was stored.
+                stored_bytes: *received_bytes,
                 total_bytes: *total_bytes,
             }),
         }
