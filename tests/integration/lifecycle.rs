@@ -62,18 +62,30 @@ fn tokio_stream_from(
 
 #[tokio::test]
 async fn expired_files_and_abandoned_uploads_vanish_with_their_bytes_and_quota() {
+    // The lifetime leaves the setup below several seconds however busy the machine is (16 tests at once
+    // on a bucket took more than the 2 s it once had), and the wait is counted from before the first
+    // upload, not from after the last step.
+    const TTL: u64 = 6;
     let server = Server::builder()
-        .env("FILEGATE_DEFAULT_TTL_SECONDS", 2)
+        .env("FILEGATE_DEFAULT_TTL_SECONDS", TTL)
         .env("FILEGATE_SWEEP_INTERVAL_SECONDS", 1)
         .env("FILEGATE_PROJECT_QUOTA_BYTES", 3000)
         .start();
     let gemini = server.gemini(ALPHA_KEY);
+    let born = std::time::Instant::now();
     let file = gemini.upload(&data(1000, 1), json!({"file": {"name": "short-lived"}})).await;
     let abandoned = gemini.start_ok(2000, json!({})).await;
+    let last_born = std::time::Instant::now();
     gemini.command(&abandoned, "upload", Some(0), data(500, 2)).await;
-    assert_eq!(rpc_error(gemini.start(1, json!({})).await).await.0, 429, "quota full while both live");
+    let refused = gemini.start(1, json!({})).await;
+    assert!(born.elapsed() < Duration::from_secs(TTL), "the setup outlived the files' lifetime: {:?}", born.elapsed());
+    assert_eq!(rpc_error(refused).await.0, 429, "quota full while both live");
 
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    tokio::time::sleep(
+        (last_born + Duration::from_secs(TTL) + Duration::from_millis(500))
+            .saturating_duration_since(std::time::Instant::now()),
+    )
+    .await;
     let (status, _, _) = rpc_error(gemini.get(&format!("v1/files/{}", file_id(&file))).await).await;
     assert_eq!(status, 403);
     assert!(json_of(gemini.get("v1/files").await, StatusCode::OK).await.get("files").is_none());

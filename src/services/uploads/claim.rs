@@ -56,7 +56,12 @@ impl Uploads {
             Box::pin(async move {
                 let now = Timestamp::now();
                 let until = now.plus_seconds(lease.as_secs());
-                Ok(meta.claim_writer(&token_hash, &writer, until, now).await?)
+                if meta.claim_writer(&token_hash, &writer, until, now).await? {
+                    return Ok(true);
+                }
+                // Only an active session is claimed: one this request just finalized (or that a cancel
+                // ended) needs no claim any more, and its own commit has already decided.
+                Ok(meta.get_upload(&token_hash).await?.is_none_or(|s| s.status != SessionStatus::Active))
             })
         })
         .await;

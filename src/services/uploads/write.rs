@@ -33,6 +33,8 @@ impl Uploads {
         // The claim is kept from the first byte to the finalize, so that no other request stores a part
         // between this one's commit and its completion.
         let result = tokio::select! {
+            // The request's own outcome first, when both are ready at once.
+            biased;
             result = self.write_claimed(&session, offset, finalize, body, writer.as_deref()) => result,
             // The claim could not be kept (the database unreachable for most of a lease): stop before
             // another request may take it over.
