@@ -283,27 +283,43 @@ impl<'a> Ingest<'a> {
         match self.blobs.writer() {
             Writer::Positional(store) => store.complete(&self.staging, self.received).await?,
             Writer::Parts(store) => {
-                let granule = store.granule();
-                let whole = parts.iter().enumerate().all(|(i, part)| part.index == i as u64);
-                if !whole || parts.len() as u64 != self.received / granule {
-                    return Err(Error::internal(format!(
-                        "the parts of {} are not the {} bytes committed",
-                        self.staging.key, self.received
-                    )));
+                if let Err(e) = self.complete_parts(store, parts).await {
+                    // A node that completed the upload and died before the database said so leaves an
+                    // upload id the bucket no longer knows: the object it made is the proof. Only this
+                    // staging area ever writes `dest`, so an object there of the committed size is ours.
+                    match self.blobs.objects().size(&self.staging.dest).await {
+                        Ok(Some(size)) if size == self.received => {
+                            tracing::info!(key = self.staging.dest, "the upload was already completed");
+                        }
+                        _ => return Err(e),
+                    }
                 }
-                let mut ids: Vec<String> = parts.iter().map(|p| p.id.clone()).collect();
-                if self.received % granule != 0 {
-                    // The tail is a part in memory too.
-                    let _reservation = self.blobs.part_budget().reserve(granule).await;
-                    let tail = self.read_tail(self.received, granule).await?;
-                    let index = self.received / granule;
-                    ids.push(store.put_part(&self.staging.dest, self.upload_id()?, index, tail.freeze()).await?);
-                    garbage.extend(self.tail_of(self.received));
-                }
-                store.complete(&self.staging.dest, self.upload_id()?, ids).await?;
+                garbage.extend(self.tail_of(self.received));
             }
         }
         Ok(garbage)
+    }
+
+    /// Puts the tail, if any, as the last part and completes the multipart upload.
+    async fn complete_parts(&self, store: &Arc<dyn PartStaging>, parts: &[PartRecord]) -> Result<()> {
+        let granule = store.granule();
+        let whole = parts.iter().enumerate().all(|(i, part)| part.index == i as u64);
+        if !whole || parts.len() as u64 != self.received / granule {
+            return Err(Error::internal(format!(
+                "the parts of {} are not the {} bytes committed",
+                self.staging.key, self.received
+            )));
+        }
+        let mut ids: Vec<String> = parts.iter().map(|p| p.id.clone()).collect();
+        if self.received % granule != 0 {
+            // The tail is a part in memory too.
+            let _reservation = self.blobs.part_budget().reserve(granule).await;
+            let tail = self.read_tail(self.received, granule).await?;
+            let index = self.received / granule;
+            ids.push(store.put_part(&self.staging.dest, self.upload_id()?, index, tail.freeze()).await?);
+        }
+        store.complete(&self.staging.dest, self.upload_id()?, ids).await?;
+        Ok(())
     }
 
     /// Deletes garbage whose queuing was just recorded (the janitor retries what fails).
@@ -441,6 +457,29 @@ mod tests {
     async fn stored(blobs: &Blobs, key: &str, size: usize) -> Vec<u8> {
         let bytes: Vec<Bytes> = blobs.read(key, 0..size as u64).await.unwrap().try_collect().await.unwrap();
         bytes.concat()
+    }
+
+    #[tokio::test]
+    async fn completing_again_after_a_completion_nobody_recorded_finds_the_object_made() {
+        // A node completes the upload and dies before its database commit; the node that takes over
+        // completes the same staging area again, against an upload id the bucket no longer knows.
+        let (blobs, _) = slow_bucket(PartBudget::new(2, 10 * GRANULE));
+        let bytes = content(3 * GRANULE as usize + 5, 7);
+        let name = crate::domain::random_alphanumeric(12);
+        let staging = Staging { key: staging_key(&name), dest: format!("files/t/{name}"), upload_id: None };
+        let mut ingest = Ingest::begin(&blobs, staging).await.unwrap();
+        let cap = Cap { bytes: u64::MAX, overflow: Box::new(|| Error::internal("overflow")) };
+        let chunk = ingest.stage(stream::iter([Ok(Bytes::from(bytes.clone()))]).boxed(), cap).await.unwrap();
+        let parts = chunk.parts.clone();
+        ingest.commit_unrecorded(chunk);
+        let first = ingest.complete(&parts).await.unwrap();
+        let again = ingest.complete(&parts).await.expect("the object already made is the completion");
+        assert_eq!(first.len(), again.len(), "the same garbage: staging area and tail");
+        assert_eq!(stored(&blobs, &ingest.staging().dest, bytes.len()).await, bytes);
+
+        // An object of another size at the destination is not taken for ours.
+        blobs.objects().put(&ingest.staging().dest, Bytes::from_static(b"short")).await.unwrap();
+        assert!(ingest.complete(&parts).await.is_err(), "a different object is no completion");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

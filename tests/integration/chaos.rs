@@ -234,11 +234,11 @@ async fn import_until(point: KillPoint, proxy: &FaultProxy, url: &str, total: u6
         .env("FILEGATE_IMPORT_LEASE_SECONDS", 3)
         .env("AWS_ENDPOINT", format!("http://{}", proxy.address()))
         .start();
-    // For the later points the bucket is slow (each request waits 2 s), so that they last long enough to be
+    // For the later points the bucket is far (1 s each way), so that they last long enough to be
     // seen; the first is seen while bytes still arrive.
     proxy.set(match point {
         KillPoint::RangesInFlight => Fault::None,
-        _ => Fault::Latency(Duration::from_secs(2)),
+        _ => Fault::Latency(Duration::from_secs(1)),
     });
     let importer = a.importer(ALPHA_KEY);
     let id = importer.create_ok(json!({"source_url": format!("{url}?rate=4m"), "model": "m"})).await;
@@ -246,6 +246,7 @@ async fn import_until(point: KillPoint, proxy: &FaultProxy, url: &str, total: u6
     loop {
         let task = json_of(importer.get(&id, None).await, StatusCode::OK).await;
         if task["status"] != "pending" && task["status"] != "processing" {
+            eprintln!("{point:?} not seen: the import ended first: {task}");
             return None;
         }
         let progress = &task["progress"];

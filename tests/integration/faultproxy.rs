@@ -4,6 +4,7 @@
 //! answers). It runs on a thread and runtime of its own, so a test's own runtime (and its blocking waits)
 //! never slows it, and faults apply to new and established connections alike, as a network's do.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,8 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub enum Fault {
     /// Passes everything on.
     None,
-    /// Each burst of traffic (a request, a reply: bytes after a pause of 50 ms or more) waits this long,
-    /// in each direction, as over a long path.
+    /// Every byte arrives this much later, in each direction, as over a long path.
     Latency(Duration),
     /// At most this many bytes a second in each direction, per connection.
     Bandwidth(u64),
@@ -29,9 +29,6 @@ pub enum Fault {
     /// New connections are accepted and what they send is read, but nothing ever comes back.
     HalfOpen,
 }
-
-/// A wait for bytes after which they are a new burst (a new request or reply).
-const BURST_GAP: Duration = Duration::from_millis(50);
 
 pub struct FaultProxy {
     pub addr: SocketAddr,
@@ -106,19 +103,29 @@ async fn connection(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Faul
     wait_out_the_dark(&fault).await;
     let Ok(mut server) = TcpStream::connect(target).await else { return };
     let _ = server.set_nodelay(true);
-    let (mut up, mut down) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let (mut up_buf, mut down_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    // Bytes on their way to the dependency and back.
+    let (mut up, mut down) = (Line::default(), Line::default());
     // Bytes sent towards the dependency since a reset was armed, and the limit it was armed with.
     let mut armed: Option<(u64, u64)> = None;
     loop {
-        // Bytes that were not waiting when the proxy looked (it waited for them) start a burst, which pays
-        // the latency; bytes held back by a slow peer's backpressure do not.
-        let looked = Instant::now();
+        if up.drained() && !up.shut {
+            // The client finished sending: the dependency is told so, and its answer still comes back.
+            let _ = server.shutdown().await;
+            up.shut = true;
+        }
+        if down.drained() {
+            let _ = client.shutdown().await;
+            return;
+        }
+        let (up_due, down_due) = (up.next_due(), down.next_due());
         tokio::select! {
-            read = client.read(&mut up) => {
-                let Some(n) = bytes_read(read) else {
-                    let _ = server.shutdown().await;
-                    return;
-                };
+            read = client.read(&mut up_buf), if up.has_room() => {
+                let Ok(n) = read else { return };
+                if n == 0 {
+                    up.ended = true;
+                    continue;
+                }
                 if let Fault::ResetAfter(limit) = current(&fault) {
                     let sent = match armed {
                         Some((armed_with, sent)) if armed_with == limit => sent,
@@ -136,16 +143,25 @@ async fn connection(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Faul
                     }
                     armed = Some((limit, sent + n as u64));
                 }
-                if delay(&fault, n, looked).await.is_err() || server.write_all(&up[..n]).await.is_err() {
+                up.push(current(&fault), &up_buf[..n]);
+            }
+            read = server.read(&mut down_buf), if down.has_room() => {
+                let Ok(n) = read else { return };
+                if n == 0 {
+                    down.ended = true;
+                    continue;
+                }
+                down.push(current(&fault), &down_buf[..n]);
+            }
+            () = sleep_until(up_due), if up_due.is_some() => {
+                wait_out_the_dark(&fault).await;
+                if server.write_all(&up.pop()).await.is_err() {
                     return;
                 }
             }
-            read = server.read(&mut down) => {
-                let Some(n) = bytes_read(read) else {
-                    let _ = client.shutdown().await;
-                    return;
-                };
-                if delay(&fault, n, looked).await.is_err() || client.write_all(&down[..n]).await.is_err() {
+            () = sleep_until(down_due), if down_due.is_some() => {
+                wait_out_the_dark(&fault).await;
+                if client.write_all(&down.pop()).await.is_err() {
                     return;
                 }
             }
@@ -153,22 +169,59 @@ async fn connection(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Faul
     }
 }
 
-/// How many bytes a read gave; `None` at the end of the stream or on an error.
-fn bytes_read(read: std::io::Result<usize>) -> Option<usize> {
-    read.ok().filter(|n| *n > 0)
+/// How many reads (of up to 16 KiB) a direction holds before it stops reading (backpressure to the
+/// sender): enough for a fast sender over a long path.
+const LINE_READS: usize = 1024;
+
+/// The bytes on their way in one direction, each due when the fault of the moment they came said: a
+/// latency delays every byte by that much (a delay line: a request sent on a new connection pays it as
+/// much as one after a pause), a bandwidth cap spaces them out behind each other. Nothing overtakes.
+#[derive(Default)]
+struct Line {
+    queue: VecDeque<(Instant, Vec<u8>)>,
+    last_due: Option<Instant>,
+    /// The sender finished (end of stream); once the queue is empty the receiver is told.
+    ended: bool,
+    /// The receiver was told.
+    shut: bool,
 }
 
-/// Holds `n` bytes as the fault of the moment says: until a blackhole ends, for a latency (at the start of
-/// a burst: the proxy `looked` for them a while before they came), or for the time a bandwidth cap takes.
-async fn delay(fault: &Mutex<Fault>, n: usize, looked: Instant) -> std::io::Result<()> {
-    let burst = looked.elapsed() >= BURST_GAP;
-    wait_out_the_dark(fault).await;
-    match current(fault) {
-        Fault::Latency(delay) if burst => tokio::time::sleep(delay).await,
-        Fault::Bandwidth(per_second) => {
-            tokio::time::sleep(Duration::from_secs_f64(n as f64 / per_second.max(1) as f64)).await;
-        }
-        _ => {}
+impl Line {
+    fn has_room(&self) -> bool {
+        !self.ended && self.queue.len() < LINE_READS
     }
-    Ok(())
+
+    fn drained(&self) -> bool {
+        self.ended && self.queue.is_empty()
+    }
+
+    fn push(&mut self, fault: Fault, bytes: &[u8]) {
+        let now = Instant::now();
+        let mut due = match fault {
+            Fault::Latency(delay) => now + delay,
+            _ => now,
+        };
+        if let Fault::Bandwidth(per_second) = fault {
+            let after = self.last_due.map_or(now, |last| last.max(now));
+            due = after + Duration::from_secs_f64(bytes.len() as f64 / per_second.max(1) as f64);
+        }
+        let due = self.last_due.map_or(due, |last| last.max(due));
+        self.last_due = Some(due);
+        self.queue.push_back((due, bytes.to_vec()));
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.queue.front().map(|(due, _)| *due)
+    }
+
+    fn pop(&mut self) -> Vec<u8> {
+        self.queue.pop_front().map(|(_, bytes)| bytes).unwrap_or_default()
+    }
+}
+
+/// Sleeps until `due` (the branch is off when there is nothing due).
+async fn sleep_until(due: Option<Instant>) {
+    if let Some(due) = due {
+        tokio::time::sleep_until(due.into()).await;
+    }
 }
