@@ -30,7 +30,7 @@ use crate::{http, telemetry};
 pub async fn open_meta(storage: &Storage, migrate: bool) -> anyhow::Result<Arc<dyn MetaStore>> {
     let pool = storage.database_max_connections;
     let meta = match &storage.database {
-        Database::Sqlite(path) => SqlMeta::open_sqlite(path, pool)
+        Database::Sqlite(path) => SqlMeta::open_sqlite(path, pool, migrate)
             .await
             .with_context(|| format!("opening the database {}", path.display()))?,
         Database::Postgres(url) => {

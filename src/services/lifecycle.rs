@@ -268,7 +268,7 @@ mod tests {
 
     async fn sqlite() -> (tempfile::TempDir, Arc<dyn MetaStore>) {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::meta::sql::SqlMeta::open_sqlite(&dir.path().join("meta.db"), 8).await.unwrap();
+        let store = crate::meta::sql::SqlMeta::open_sqlite(&dir.path().join("meta.db"), 8, true).await.unwrap();
         (dir, Arc::new(store))
     }
 

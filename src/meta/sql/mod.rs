@@ -11,6 +11,7 @@
 //! SQLite runs in WAL mode with `synchronous=FULL`: a committed chunk survives a power cut, not only a
 //! crash. PostgreSQL commits are durable by its own defaults (`synchronous_commit=on`).
 
+mod audit;
 mod batches;
 mod caches;
 mod copies;
@@ -18,6 +19,7 @@ mod guard;
 mod keys;
 mod model;
 mod rows;
+mod schema;
 mod store;
 mod tx;
 mod webhooks;
@@ -176,8 +178,9 @@ pub struct SqlMeta {
 }
 
 impl SqlMeta {
-    /// Opens (creating if needed) the SQLite database at `path` and applies pending migrations.
-    pub async fn open_sqlite(path: &Path, max_connections: u32) -> MetaResult<Self> {
+    /// Opens (creating if needed) the SQLite database at `path`; with `migrate`, applies pending migrations,
+    /// else wants none pending ([`schema::prepare`]).
+    pub async fn open_sqlite(path: &Path, max_connections: u32, migrate: bool) -> MetaResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| MetaError::Unavailable(format!("creating {}: {e}", dir.display())))?;
@@ -203,10 +206,7 @@ impl SqlMeta {
             .await;
         let probe = Engine::Sqlite { path: path.to_owned(), identity: (0, 0) };
         let pool = pool.map_err(|e| probe.classify(e))?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| MetaError::other(format!("migrating the database failed: {e}")))?;
+        schema::prepare(&pool, &sqlx::migrate!("./migrations/sqlite"), &probe, migrate).await?;
         let identity =
             file_identity(path).map_err(|e| MetaError::Unavailable(format!("reading {}: {e}", path.display())))?;
         let write_gate = Some(Arc::new(tokio::sync::Mutex::new(())));
@@ -214,19 +214,15 @@ impl SqlMeta {
         Ok(Self { pool: Arc::new(RwLock::new(pool)), engine, guard: Arc::default(), write_gate })
     }
 
-    /// Connects to PostgreSQL and, with `migrate`, applies pending migrations.
+    /// Connects to PostgreSQL; with `migrate`, applies pending migrations, else wants none pending
+    /// ([`schema::prepare`]).
     pub async fn open_postgres(url: &str, max_connections: u32, migrate: bool) -> MetaResult<Self> {
         sqlx::any::install_default_drivers();
         let options = AnyConnectOptions::from_url(&url.parse().map_err(MetaError::other)?).map_err(MetaError::other)?;
         let engine = Engine::Postgres { target: redacted(url) };
         let pool =
             postgres_pool(max_connections).connect_with(options.clone()).await.map_err(|e| engine.classify(e))?;
-        if migrate {
-            sqlx::migrate!("./migrations/postgres")
-                .run(&pool)
-                .await
-                .map_err(|e| MetaError::other(format!("migrating the database failed: {e}")))?;
-        }
+        schema::prepare(&pool, &sqlx::migrate!("./migrations/postgres"), &engine, migrate).await?;
         let pool = Arc::new(RwLock::new(pool));
         let guard = Arc::new(Guard::default());
         let fresh = move || postgres_pool(max_connections).connect_lazy_with(options.clone());

@@ -784,7 +784,7 @@ mod tests {
     #[tokio::test]
     async fn both_list_queries_scan_the_index_without_open_uploads() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqlMeta::open_sqlite(&dir.path().join("meta.db"), 1).await.unwrap();
+        let store = SqlMeta::open_sqlite(&dir.path().join("meta.db"), 1, true).await.unwrap();
         for after in [false, true] {
             let sql = format!("EXPLAIN QUERY PLAN {}", list_files_sql(&store.engine, after));
             let mut query = sqlx::query(&sql).bind("p").bind(0_i64);

@@ -97,7 +97,7 @@ impl Model {
 
 async fn service(store: &str) -> (Uploads, Arc<dyn MetaStore>, Arc<Blobs>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let meta: Arc<dyn MetaStore> = Arc::new(SqlMeta::open_sqlite(&dir.path().join("meta.db"), 4).await.unwrap());
+    let meta: Arc<dyn MetaStore> = Arc::new(SqlMeta::open_sqlite(&dir.path().join("meta.db"), 4, true).await.unwrap());
     let blobs = Arc::new(match store {
         "local" => Blobs::local(dir.path().join("blobs")).await.unwrap(),
         _ => Blobs::in_memory_with_granule(1024),

@@ -532,7 +532,7 @@ mod tests {
     async fn a_project_whose_receivers_never_answer_does_not_delay_another_project() {
         let dir = tempfile::tempdir().unwrap();
         let meta: Arc<dyn MetaStore> =
-            Arc::new(crate::meta::sql::SqlMeta::open_sqlite(&dir.path().join("meta.db"), 8).await.unwrap());
+            Arc::new(crate::meta::sql::SqlMeta::open_sqlite(&dir.path().join("meta.db"), 8, true).await.unwrap());
         let (noisy, quiet) = (ProjectId::parse("noisy").unwrap(), ProjectId::parse("quiet").unwrap());
         let now = Timestamp::now();
         // The noisy project: 20 webhooks on 20 paths of one host that never answers, 400 deliveries.
@@ -589,7 +589,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let meta: Arc<dyn MetaStore> =
-            Arc::new(crate::meta::sql::SqlMeta::open_sqlite(&dir.path().join("meta.db"), 8).await.unwrap());
+            Arc::new(crate::meta::sql::SqlMeta::open_sqlite(&dir.path().join("meta.db"), 8, true).await.unwrap());
         let project = ProjectId::parse("alpha").unwrap();
         let now = Timestamp::now();
         meta.ensure_project(&project).await.unwrap();
