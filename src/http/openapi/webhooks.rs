@@ -21,6 +21,11 @@ fn errors() -> Vec<(super::Surface, super::Refusal)> {
     )
 }
 
+/// A rotation may also find ten replaced secrets still signing (429).
+fn rotation_errors() -> Vec<(super::Surface, super::Refusal)> {
+    with(errors(), Gemini, [Error::LimitReached(crate::domain::Limit::SecretRotations { live: 10 })])
+}
+
 fn webhook_id() -> utoipa::openapi::path::Parameter {
     param("id", ParameterIn::Path, true, "The webhook's id (the part after `webhooks/`)")
 }
@@ -132,7 +137,7 @@ pub fn rotate_webhook_secret() -> Route {
         parameters: vec![version(), webhook_id()],
         body: None,
         ok: vec![reply(StatusCode::OK, "The webhook, with `newSigningSecret`", "application/json", any_object())],
-        errors: errors(),
+        errors: rotation_errors(),
         authenticated: true,
     }
 }
@@ -147,7 +152,7 @@ pub fn rotate_project_secret() -> Route {
         parameters: vec![version()],
         body: None,
         ok: vec![reply(StatusCode::OK, "`{\"newSigningSecret\"}`", "application/json", any_object())],
-        errors: errors(),
+        errors: rotation_errors(),
         authenticated: true,
     }
 }
