@@ -14,6 +14,7 @@ use bytes::Bytes;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::{ObjectStore, PutPayload, RetryConfig};
 
+use super::uploads::S3Uploads;
 use super::{BlobError, BlobResult, Objects, PartStaging};
 use crate::telemetry::metric;
 
@@ -85,10 +86,12 @@ pub struct BucketParts {
     granule: u64,
 }
 
-/// What building a bucket's client from the environment gives: its objects and its multipart uploads.
+/// What building a bucket's client from the environment gives: its objects and its multipart uploads
+/// (and, on S3, the listing of those that are open).
 pub struct BucketClients {
     pub store: Arc<dyn ObjectStore>,
     pub parts: Arc<dyn MultipartStore>,
+    pub open_uploads: Option<Arc<S3Uploads>>,
 }
 
 fn retries() -> RetryConfig {
@@ -130,8 +133,10 @@ impl BucketClients {
                 if let Some(secret) = secret_from_file("AWS_SECRET_ACCESS_KEY")? {
                     builder = builder.with_secret_access_key(secret);
                 }
-                let s3 = Arc::new(builder.with_bucket_name(&url.bucket).with_retry(retries()).build().map_err(config)?);
-                Self { store: s3.clone(), parts: s3 }
+                let builder = builder.with_bucket_name(&url.bucket).with_retry(retries());
+                let s3 = Arc::new(builder.clone().build().map_err(config)?);
+                let open_uploads = Some(Arc::new(S3Uploads::new(&builder, &url.bucket, s3.clone())?));
+                Self { store: s3.clone(), parts: s3, open_uploads }
             }
             Provider::Gcs => {
                 let gcs = object_store::gcp::GoogleCloudStorageBuilder::from_env()
@@ -140,7 +145,7 @@ impl BucketClients {
                     .build()
                     .map_err(config)?;
                 let gcs = Arc::new(gcs);
-                Self { store: gcs.clone(), parts: gcs }
+                Self { store: gcs.clone(), parts: gcs, open_uploads: None }
             }
             Provider::Azure => {
                 let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env();
@@ -149,7 +154,7 @@ impl BucketClients {
                 }
                 let azure =
                     Arc::new(builder.with_container_name(&url.bucket).with_retry(retries()).build().map_err(config)?);
-                Self { store: azure.clone(), parts: azure }
+                Self { store: azure.clone(), parts: azure, open_uploads: None }
             }
         })
     }

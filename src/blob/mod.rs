@@ -30,6 +30,7 @@ mod gcs;
 mod local;
 mod objects;
 mod registered;
+mod uploads;
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -46,7 +47,8 @@ pub use budget::{DEFAULT_PARTS_IN_FLIGHT, DEFAULT_TRANSFER_MEMORY_BYTES, PartBud
 pub use error::{BlobError, BlobResult};
 pub use gcs::GcsObject;
 pub use local::LocalStaging;
-pub use objects::Objects;
+pub use objects::{ObjectEntry, Objects};
+pub use uploads::OpenUpload;
 
 use self::registered::Registered;
 use crate::domain::{Staging, registered_uri};
@@ -103,6 +105,8 @@ pub struct Blobs {
     listable: bool,
     /// Parts in flight per transfer, and the node's memory for them (buckets only).
     budget: PartBudget,
+    /// The listing of open multipart uploads, where the store has one (S3).
+    open_uploads: Option<Arc<uploads::S3Uploads>>,
 }
 
 impl Blobs {
@@ -117,6 +121,7 @@ impl Blobs {
             describe: format!("local filesystem at {} (fdatasync per write, hard-link completion)", root.display()),
             listable: true,
             budget: PartBudget::default(),
+            open_uploads: None,
         })
     }
 
@@ -132,13 +137,14 @@ impl Blobs {
             registered: Registered::default(),
             listable: false,
             budget: PartBudget::default(),
+            open_uploads: None,
         }
     }
 
     /// A bucket, its clients built from the provider's environment variables.
     pub fn from_env(url: &BucketUrl) -> BlobResult<Self> {
         let clients = BucketClients::from_env(url)?;
-        Ok(Self::bucket(url, clients.store, clients.parts))
+        Ok(Self { open_uploads: clients.open_uploads, ..Self::bucket(url, clients.store, clients.parts) })
     }
 
     /// A bucket in memory (`object_store`'s `InMemory`, multipart uploads included), for tests.
@@ -164,6 +170,7 @@ impl Blobs {
             registered: Registered::default(),
             listable: false,
             budget: PartBudget::default(),
+            open_uploads: None,
         }
     }
 
@@ -276,5 +283,20 @@ impl Blobs {
     /// A small write and its removal, for the health check: fails while writes fail.
     pub async fn probe(&self) -> BlobResult<()> {
         self.objects.probe().await
+    }
+
+    /// The open multipart uploads of files' objects, where the store can list them (S3); `None` elsewhere.
+    pub fn open_uploads(&self) -> Option<BoxStream<'static, BlobResult<OpenUpload>>> {
+        let lister = self.open_uploads.clone()?;
+        let root = self.objects.path("").to_string();
+        Some(lister.list(format!("{}/", self.objects.path("files")), root))
+    }
+
+    /// Aborts an open multipart upload (idempotent).
+    pub async fn abort_upload(&self, upload: &OpenUpload) -> BlobResult<()> {
+        match &self.writer {
+            Writer::Parts(store) => store.abort(&upload.key, &upload.upload_id).await,
+            Writer::Positional(_) => Ok(()),
+        }
     }
 }

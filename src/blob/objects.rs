@@ -15,10 +15,19 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio_util::io::ReaderStream;
 
 use super::{BlobError, BlobResult, ByteStream};
-use crate::domain::random_alphanumeric;
+use crate::domain::{Timestamp, random_alphanumeric};
 use crate::error::Error;
 
 const READ_BUFFER: usize = 256 * 1024;
+
+/// An object as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEntry {
+    /// The key under the store's prefix (`files/…`, `staging/…`).
+    pub key: String,
+    pub size: u64,
+    pub modified: Timestamp,
+}
 
 /// The objects of one store, under its prefix.
 #[derive(Clone)]
@@ -110,14 +119,25 @@ impl Objects {
 
     /// The keys under `dir` (for the start-up reconciliation of a store only this node uses).
     pub async fn list(&self, dir: &str) -> BlobResult<Vec<String>> {
-        let root = self.path("");
-        let keys: Vec<String> =
-            self.store.list(Some(&self.path(dir))).map_ok(|m| m.location.to_string()).try_collect().await?;
-        let strip = |key: String| match root.as_ref() {
-            "" => key,
-            root => key.strip_prefix(root).map(|k| k.trim_start_matches('/').to_owned()).unwrap_or(key),
-        };
-        Ok(keys.into_iter().map(strip).collect())
+        self.entries(dir).map_ok(|entry| entry.key).try_collect().await
+    }
+
+    /// The objects under `dir` as the store lists them, page by page: a million keys in constant memory.
+    pub fn entries(&self, dir: &str) -> futures_util::stream::BoxStream<'static, BlobResult<ObjectEntry>> {
+        let root = self.path("").to_string();
+        self.store
+            .list(Some(&self.path(dir)))
+            .map(move |listed| {
+                let meta = listed?;
+                let key = meta.location.to_string();
+                let key = match root.as_str() {
+                    "" => key,
+                    root => key.strip_prefix(root).map(|k| k.trim_start_matches('/').to_owned()).unwrap_or(key),
+                };
+                let modified = Timestamp::from_micros(meta.last_modified.timestamp_micros());
+                Ok(ObjectEntry { key, size: meta.size, modified })
+            })
+            .boxed()
     }
 
     /// The object's URI for services that read the store directly (`gs://…`); `None` on local disk.

@@ -1,6 +1,6 @@
 //! The `filegate` command line: the server, its operator commands, and a client for people.
 //!
-//! - `serve`, `migrate`, `migrate-store`, `keys`, `usage` open the database and storage themselves
+//! - `serve`, `migrate`, `migrate-store`, `fsck`, `keys`, `usage` open the database and storage themselves
 //!   ([`operator`]), on the machine where filegate runs.
 //! - `upload`, `import`, `ls`, `info`, `download`, `rm` speak HTTP to a server ([`remote`]): filegate, or
 //!   Google's Files API, which has the same protocol.
@@ -12,6 +12,7 @@
 mod output;
 mod digest;
 mod files;
+mod fsck;
 mod imports;
 mod operator;
 mod private_files;
@@ -94,6 +95,10 @@ enum Command {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    /// Check that the database and the blob store agree (missing and orphaned objects, open uploads nobody
+    /// owns, drifted counters, stale leases) and print each problem; exit status 6 while any is left.
+    /// Read-only unless --repair; safe against a running deployment.
+    Fsck(fsck::FsckArgs),
     /// Apply the database's pending migrations, then exit (`serve` does it too, at start; PostgreSQL takes
     /// a lock, so several nodes starting at once migrate once).
     Migrate {
@@ -143,6 +148,7 @@ pub async fn main() -> ExitCode {
         Command::CreateKey { project, label, storage } => {
             operator::keys(operator::KeysCommand::Create { project, label, json: false, storage }).await
         }
+        Command::Fsck(args) => fsck::run(args).await,
         Command::Migrate { storage } => operator::migrate(storage).await,
         Command::MigrateStore { to, storage } => operator::migrate_store(to, storage).await,
     };

@@ -25,7 +25,7 @@ pub(super) struct Engine {
 impl Engine {
     async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqlMeta::open_sqlite(&dir.path().join("meta.db"), 8).await.unwrap();
+        let store = SqlMeta::open_sqlite(&dir.path().join("meta.db"), 8, true).await.unwrap();
         Self { name: "sqlite", store: Arc::new(store), _dir: Some(dir), postgres: None }
     }
 
@@ -75,11 +75,11 @@ macro_rules! contract {
     };
 }
 
-fn project(name: &str) -> ProjectId {
+pub(super) fn project(name: &str) -> ProjectId {
     ProjectId::parse(name).unwrap()
 }
 
-fn file(project: &ProjectId, id: &str, state: FileState, charged: u64, expires_in: i64) -> FileRecord {
+pub(super) fn file(project: &ProjectId, id: &str, state: FileState, charged: u64, expires_in: i64) -> FileRecord {
     let now = Timestamp::now();
     FileRecord {
         project: project.clone(),
@@ -100,7 +100,7 @@ fn file(project: &ProjectId, id: &str, state: FileState, charged: u64, expires_i
     }
 }
 
-fn session_for(file: &FileRecord) -> NewSession {
+pub(super) fn session_for(file: &FileRecord) -> NewSession {
     NewSession {
         token_hash: format!("token-{}", file.blob_key),
         project: file.project.clone(),
@@ -114,7 +114,7 @@ fn session_for(file: &FileRecord) -> NewSession {
     }
 }
 
-fn import_for(file: &FileRecord) -> NewImport {
+pub(super) fn import_for(file: &FileRecord) -> NewImport {
     NewImport {
         blob_key: file.blob_key.clone(),
         project: file.project.clone(),
@@ -131,7 +131,7 @@ fn import_for(file: &FileRecord) -> NewImport {
 
 /// Why this suite's own start refused (the services' rules and errors are not the store's business).
 #[derive(Debug, PartialEq, Eq)]
-enum Refused {
+pub(super) enum Refused {
     Quota,
     NameTaken,
 }
@@ -161,7 +161,7 @@ async fn insert(tx: &mut dyn WriteTx, file: &FileRecord, hanging: Hanging) {
 
 /// Removes files with what hangs on them, uncounts them and queues their bytes (the object and any
 /// staging) for deletion.
-async fn remove(tx: &mut dyn WriteTx, blob_keys: &[String]) -> Vec<RemovedFile> {
+pub(super) async fn remove(tx: &mut dyn WriteTx, blob_keys: &[String]) -> Vec<RemovedFile> {
     let removed = tx.remove_files(blob_keys, Timestamp::now()).await.unwrap();
     let mut garbage = Vec::new();
     for gone in &removed {
@@ -182,7 +182,7 @@ async fn remove(tx: &mut dyn WriteTx, blob_keys: &[String]) -> Vec<RemovedFile> 
 
 /// Opens an upload as a client of the store must: in one transaction, lock the project, read its usage
 /// from the lock, check the quota and the name, insert, count.
-async fn open_upload(store: &dyn MetaStore, file: &FileRecord, quota: u64) -> Result<(), Refused> {
+pub(super) async fn open_upload(store: &dyn MetaStore, file: &FileRecord, quota: u64) -> Result<(), Refused> {
     let mut tx = store.write().await.unwrap();
     let usage = tx.lock_project(&file.project).await.unwrap();
     if usage.used_bytes + file.charged_bytes > quota {
@@ -196,7 +196,7 @@ async fn open_upload(store: &dyn MetaStore, file: &FileRecord, quota: u64) -> Re
     Ok(())
 }
 
-async fn enqueue_import(store: &dyn MetaStore, file: &FileRecord) {
+pub(super) async fn enqueue_import(store: &dyn MetaStore, file: &FileRecord) {
     let mut tx = store.write().await.unwrap();
     tx.lock_project(&file.project).await.unwrap();
     insert(tx.as_mut(), file, Hanging::Import).await;

@@ -28,8 +28,11 @@
 //! - **Errors have meanings** ([`MetaError`]): a conflict, a busy database (retry soon), an unavailable one
 //!   (full, read-only, unreachable: retry later), or something else (a bug).
 
+mod audit;
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod conformance_audit;
 #[cfg(test)]
 mod conformance_webhooks;
 mod error;
@@ -39,6 +42,7 @@ mod webhooks;
 
 use async_trait::async_trait;
 
+pub use audit::{AuditRecords, LeaseKind, LeftoverParts, StaleLease};
 pub use error::{MetaError, MetaResult};
 pub use model::{BatchCursor, BatchRecord, CachedContent, ModelRecords, Unfinished};
 pub use webhooks::{
@@ -458,9 +462,9 @@ pub trait WriteTx: Send {
 
 /// Everything the services need of the metadata store.
 #[async_trait]
-/// The records of the model surfaces (context caches, batch jobs) and of webhooks are their own traits
-/// (`model.rs`, `webhooks.rs`), a part of every store.
-pub trait MetaStore: ModelRecords + WebhookRecords + Send + Sync + 'static {
+/// The records of the model surfaces (context caches, batch jobs), of webhooks and of `filegate fsck` are
+/// their own traits (`model.rs`, `webhooks.rs`, `audit.rs`), a part of every store.
+pub trait MetaStore: ModelRecords + WebhookRecords + AuditRecords + Send + Sync + 'static {
     /// One line for the start-up log.
     fn describe(&self) -> String;
     /// The connection pool now: `(open, idle)` connections (for `/metrics`).

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod batches;
 pub mod files;
+pub mod fsck;
 mod garbage;
 pub mod health;
 pub mod imports;

@@ -55,6 +55,7 @@ S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 LOCK = threading.RLock()
 OBJECTS = {}  # "bucket/key" -> Pieces
 ETAGS = {}  # "bucket/key" -> its ETag, computed once when stored (hashing 2 GiB on every HEAD would be the fake's cost)
+MODIFIED = {}  # "bucket/key" -> when it was stored (Unix seconds), as listings and HEADs say it
 UPLOADS = {}  # multipart upload id -> {"key": "bucket/key", "parts": {n: bytes}}
 FILES = {}  # Google file id -> {"bytes", "mime", "polls", "deleted", "key"}
 BATCHES = {}  # full job name -> {"flavour", "name", "model", "display", "lines", "output", "state", "polls", ...}
@@ -377,6 +378,7 @@ class Handler(BaseHTTPRequestHandler):
                         pieces.append(part[0])
                         tags.append(part[1])
                     OBJECTS[full] = Pieces(pieces)
+                    MODIFIED[full] = time.time()
                     # As a multipart object's ETag is at Google: derived from its parts', not its bytes.
                     ETAGS[full] = etag("".join(tags).encode())[:-1] + f'-{len(tags)}"'
                     del UPLOADS[upload]
@@ -385,17 +387,20 @@ class Handler(BaseHTTPRequestHandler):
                     return self.reply(200, body.encode(), content_type=xml)
             if self.command == "PUT":
                 OBJECTS[full] = Pieces([data])
+                MODIFIED[full] = time.time()
                 ETAGS[full] = etag(data)
                 return self.reply(200, headers={"ETag": ETAGS[full]})
             if self.command == "DELETE":
                 ETAGS.pop(full, None)
+                MODIFIED.pop(full, None)
                 if OBJECTS.pop(full, None) is None:
                     return self.reply(404, missing, content_type=xml)
                 return self.reply(204)
             stored, stored_tag = OBJECTS.get(full), ETAGS.get(full)
         if stored is None:
             return self.reply(404, missing, content_type=xml)
-        headers = {"ETag": stored_tag, "Last-Modified": "Sat, 28 Nov 2026 12:00:00 GMT"}
+        modified = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(MODIFIED.get(full, 0)))
+        headers = {"ETag": stored_tag, "Last-Modified": modified}
         wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("range", ""))
         if wanted:
             start = int(wanted.group(1))
@@ -413,8 +418,9 @@ class Handler(BaseHTTPRequestHandler):
             for full in sorted(OBJECTS):
                 key = full[len(bucket) + 1:] if full.startswith(bucket + "/") else None
                 if key is not None and key.startswith(prefix):
+                    modified = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(MODIFIED.get(full, 0)))
                     contents += (f"<Contents><Key>{key}</Key><Size>{len(OBJECTS[full])}</Size>"
-                                 "<LastModified>2026-11-28T12:00:00.000Z</LastModified>"
+                                 f"<LastModified>{modified}</LastModified>"
                                  f"<ETag>{ETAGS[full]}</ETag></Contents>")
         body = (f"<ListBucketResult xmlns=\"{S3_XMLNS}\"><Name>{bucket}</Name><Prefix>{prefix}</Prefix><KeyCount>0</KeyCount>"
                 f"<IsTruncated>false</IsTruncated>{contents}</ListBucketResult>")
@@ -720,6 +726,7 @@ class Handler(BaseHTTPRequestHandler):
                 with LOCK:
                     OBJECTS[bucket_key] = Pieces([results])
                     ETAGS[bucket_key] = etag(results)
+                    MODIFIED[bucket_key] = time.time()
             job["results"] = directory
         job["state"] = "SUCCEEDED"
         job["ended"] = time.time()

@@ -9,6 +9,7 @@ mod fake_google;
 mod faultproxy;
 mod faults;
 mod files;
+mod fsck;
 mod gcs;
 mod hostile;
 mod imports;

@@ -454,6 +454,55 @@ impl Server {
         }
     }
 
+    /// Runs `statement` on this server's database, behind its back: only for tests that break a deployment
+    /// on purpose (`filegate fsck`'s).
+    pub async fn sql(&self, statement: &str) {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let url =
+            self.database.url().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("filegate.db").display()));
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query(statement).execute(&mut conn).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+        conn.close().await.unwrap();
+    }
+
+    /// This server's blob store as a client of its own, to break it behind filegate's back, and what
+    /// filegate's keys are prefixed with there. On S3, the client also makes multipart uploads.
+    pub fn raw_store(
+        &self,
+    ) -> (std::sync::Arc<dyn object_store::ObjectStore>, Option<std::sync::Arc<object_store::aws::AmazonS3>>, String)
+    {
+        use std::sync::Arc;
+        match &self.blobs {
+            TestBlobs::Local => {
+                let local = object_store::local::LocalFileSystem::new_with_prefix(self.data_dir.join("blobs")).unwrap();
+                (Arc::new(local), None, String::new())
+            }
+            TestBlobs::Bucket { provider, bucket, prefix, service_account } => match *provider {
+                "s3" => {
+                    let s3 = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket).build().unwrap();
+                    let s3 = Arc::new(s3);
+                    (s3.clone(), Some(s3), format!("{prefix}/"))
+                }
+                "az" => {
+                    let azure = object_store::azure::MicrosoftAzureBuilder::from_env()
+                        .with_container_name(bucket)
+                        .build()
+                        .unwrap();
+                    (Arc::new(azure), None, format!("{prefix}/"))
+                }
+                _ => {
+                    let gcs = object_store::gcp::GoogleCloudStorageBuilder::new()
+                        .with_service_account_path(service_account.as_ref().unwrap().display().to_string())
+                        .with_bucket_name(bucket)
+                        .build()
+                        .unwrap();
+                    (Arc::new(gcs), None, format!("{prefix}/"))
+                }
+            },
+        }
+    }
+
     /// Whether this run keeps metadata in PostgreSQL and bytes in a bucket: a deployment of several nodes.
     pub fn can_have_siblings(&self) -> bool {
         matches!(self.database, TestDatabase::Postgres(..)) && matches!(self.blobs, TestBlobs::Bucket { .. })
