@@ -151,6 +151,8 @@ integration_filter() {
   [[ $engine == postgres && $store == local ]] || filter="$filter - test(/^chaos::postgres_/)"
   [[ $store == s3 ]] || filter="$filter - test(/^chaos::s3_/)"
   [[ $engine == postgres && $store == s3 ]] || filter="$filter - test(/^chaos::two_nodes_/)"
+  # A rolling upgrade is a deployment of several nodes: one PostgreSQL, one bucket.
+  [[ $engine == postgres && $store == s3 ]] || filter="$filter - test(/^upgrade::/)"
   [[ $1 == "$2" ]] || filter="($filter) & ($STORAGE_SENSITIVE)"
   echo "$filter"
 }
@@ -187,6 +189,11 @@ run_tests() {
     printf '{"private_key": "unused", "private_key_id": "unused", "client_email": "t@example.invalid", "disable_oauth": true, "gcs_base_url": "%s/gcs"}' \
       "$(awk '{print $3}' "$scratch/gcs/url")" >"$FAKE_GCS_ACCOUNT"
     export FAKE_GCS_ACCOUNT
+  fi
+  if wants rust && [[ " $CONFIGS " == *" postgres-s3 "* ]]; then
+    step "the previous release's binary (scripts/previous-release), for the rolling-upgrade test"
+    FILEGATE_TEST_PREVIOUS_BINARY=$(bash "$ROOT/scripts/previous-release.sh")
+    export FILEGATE_TEST_PREVIOUS_BINARY
   fi
   if wants rust; then
     step "unit tests, the metadata contract (on every engine) and the blob contract (on every store)"

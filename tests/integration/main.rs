@@ -24,4 +24,5 @@ mod register;
 mod sources;
 mod support;
 mod traces;
+mod upgrade;
 mod uploads;

@@ -31,6 +31,8 @@ pub struct Server {
     env: Vec<(String, String)>,
     /// The process's file-descriptor limit, when the test sets one.
     descriptors: Option<u64>,
+    /// Another build of filegate to run (a previous release's), instead of this one.
+    binary: Option<PathBuf>,
     blobs: TestBlobs,
     /// Whether the after-test check is another server's (a sibling node's) to make.
     leftovers_expected: bool,
@@ -252,6 +254,7 @@ pub struct ServerBuilder {
     descriptors: Option<u64>,
     /// PostgreSQL reached through this address (a fault proxy's) instead of its own.
     database_via: Option<std::net::SocketAddr>,
+    binary: Option<PathBuf>,
 }
 
 impl ServerBuilder {
@@ -281,6 +284,12 @@ impl ServerBuilder {
     /// PostgreSQL reached through `via` (a [`crate::faultproxy::FaultProxy`] in front of it).
     pub fn database_via(mut self, via: std::net::SocketAddr) -> Self {
         self.database_via = Some(via);
+        self
+    }
+
+    /// Runs `binary` (another build of filegate: a previous release's) instead of this one.
+    pub fn binary(mut self, binary: PathBuf) -> Self {
+        self.binary = Some(binary);
         self
     }
 
@@ -323,6 +332,7 @@ impl ServerBuilder {
             data_dir,
             env,
             descriptors: self.descriptors,
+            binary: self.binary,
             blobs,
             database,
             leftovers_expected: false,
@@ -341,6 +351,7 @@ impl Server {
             local_blobs: false,
             descriptors: None,
             database_via: None,
+            binary: None,
         }
     }
 
@@ -354,14 +365,15 @@ impl Server {
 
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let binary = self.binary.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_filegate")));
         // prlimit sets the limit and then becomes the server (the same process).
         let mut cmd = match self.descriptors {
             Some(limit) => {
                 let mut cmd = Command::new("prlimit");
-                cmd.arg(format!("--nofile={limit}:{limit}")).arg(env!("CARGO_BIN_EXE_filegate"));
+                cmd.arg(format!("--nofile={limit}:{limit}")).arg(binary);
                 cmd
             }
-            None => Command::new(env!("CARGO_BIN_EXE_filegate")),
+            None => Command::new(binary),
         };
         cmd.arg("serve")
             .env_clear()
@@ -435,6 +447,7 @@ impl Server {
             data_dir,
             env: with,
             descriptors: self.descriptors,
+            binary: None,
             blobs: self.blobs.clone(),
             database: TestDatabase::Borrowed,
             leftovers_expected: true,
