@@ -141,7 +141,7 @@ run_sdk_suites() {
 }
 
 # Integration tests whose outcome depends on the metadata engine or the blob store: run on every store.
-STORAGE_SENSITIVE='test(/^(uploads|files|fsck|lifecycle|imports|migrate|auth|nodes|model|caches|batches|openai_files|chaos)::/) | test(/^faults::postgres_/)'
+STORAGE_SENSITIVE='test(/^(uploads|files|fsck|lifecycle|imports|migrate|auth|nodes|model|caches|batches|openai_files)::/) | test(/^chaos::(postgres|s3|two_nodes)_/) | test(/^faults::postgres_/)'
 # The nextest filter of configuration $1 ($2: the first one listed, which runs every test it can).
 integration_filter() {
   local engine=${1%-*} store=${1#*-} filter='all()'

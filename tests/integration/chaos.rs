@@ -1,8 +1,13 @@
-//! Network faults between filegate and its dependencies, played by a proxy in the test tree
-//! (`faultproxy.rs`): PostgreSQL that stops answering without closing anything, a bucket that resets its
-//! connections mid-part. Each test checks what a client and an operator see — no 500, no request over its
-//! bound, readiness telling the truth within a second — and that everything acknowledged is intact and
-//! every transfer finishes once the fault ends.
+//! Network faults between filegate and each of its dependencies, played by a proxy in the test tree
+//! (`faultproxy.rs`): PostgreSQL that stops answering without closing anything (for one node of two, which
+//! holds a lease), a bucket that resets its connections mid-part or is far away, the model upstream
+//! vanishing, webhook receivers that reset or vanish, an import source that resets mid-body. Each test
+//! checks what a client and an operator see — no 500, no request over its bound, readiness telling the
+//! truth within a second, other work going on at its pace — and that everything acknowledged is intact,
+//! every transfer finishes and every event is told once the fault ends.
+//!
+//! `peer_` tests do not depend on where filegate keeps its data and run once; `postgres_`, `s3_` and
+//! `two_nodes_` tests run where their dependency is (`scripts/test.sh`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -295,4 +300,181 @@ async fn two_nodes_an_import_taken_over_after_a_kill_at_any_point_ends_ready_wit
         assert_eq!(downloaded.bytes().await.unwrap().as_ref(), bytes.as_slice(), "{point:?}");
         assert_no_500(&b);
     }
+}
+
+/// The address of a `http://127.0.0.1:port` URL.
+fn address_of(url: &str) -> SocketAddr {
+    let url = url::Url::parse(url).unwrap();
+    SocketAddr::new(url.host_str().unwrap().parse().unwrap(), url.port().unwrap())
+}
+
+#[tokio::test]
+async fn peer_upstream_blackholed_costs_a_bounded_error_and_nothing_else() {
+    let fake = crate::fake_google::FakeGoogle::start(&[]);
+    let proxy = FaultProxy::start(address_of(&fake.url));
+    let server = crate::model::gemini_api(&fake)
+        .env("FILEGATE_GEMINI_ENDPOINT", format!("http://{}", proxy.address()))
+        .env("FILEGATE_UPSTREAM_IDLE_TIMEOUT_SECONDS", 3)
+        .start();
+    let path = "v1beta/models/gemini-test:generateContent";
+    let ask = json!({"contents": [{"role": "user", "parts": [{"text": "hello"}]}]});
+    assert_eq!(crate::model::call(&server, ALPHA_KEY, path, ask.clone()).await.status(), StatusCode::OK);
+
+    proxy.set(Fault::Blackhole);
+    let asked = Instant::now();
+    let call = tokio::spawn({
+        let (url, ask) = (server.url.clone(), ask.clone());
+        async move {
+            let answer = client().post(format!("{url}/{path}")).header("x-goog-api-key", ALPHA_KEY).json(&ask).send();
+            answer.await.unwrap().status()
+        }
+    });
+    // Meanwhile what needs no upstream goes on at its usual pace.
+    let gemini = server.gemini(ALPHA_KEY);
+    let light = Instant::now();
+    gemini.upload(&data(1000, 1), json!({})).await;
+    assert_eq!(gemini.get("v1beta/files").await.status(), StatusCode::OK);
+    assert!(light.elapsed() < Duration::from_secs(2), "files waited for the upstream: {:?}", light.elapsed());
+    let status = call.await.unwrap();
+    // The bound: the idle timeout on a pooled connection, the connect timeout (10 s) on a new one.
+    assert!(asked.elapsed() < Duration::from_secs(12), "the call took {:?}", asked.elapsed());
+    assert!(status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT, "{status}");
+
+    proxy.set(Fault::None);
+    let back = Instant::now();
+    assert_eq!(crate::model::call(&server, ALPHA_KEY, path, ask).await.status(), StatusCode::OK);
+    assert!(back.elapsed() < Duration::from_secs(5), "recovered in {:?}", back.elapsed());
+    assert_no_500(&server);
+}
+
+#[tokio::test]
+async fn peer_webhook_receivers_that_reset_or_vanish_are_told_each_event_exactly_once() {
+    use crate::sources::{Reply, Scripted};
+    let receiver = Scripted::start(|_, _| Reply::new(200, b"{}".to_vec())).await;
+    let proxy = FaultProxy::start(address_of(&receiver.url));
+    let server = Server::builder()
+        .env("FILEGATE_WEBHOOK_ALLOW_HTTP", "true")
+        .env("FILEGATE_IMPORT_ALLOW_CIDRS", "127.0.0.1/32")
+        .env("FILEGATE_WEBHOOK_FIRST_RETRY_MS", 300)
+        .env("FILEGATE_WEBHOOK_TIMEOUT_SECONDS", 2)
+        .start();
+    let gemini = server.gemini(ALPHA_KEY);
+    let hook = json!({"uri": format!("http://{}/hook", proxy.address()), "subscribedEvents": ["file.active"]});
+    let made = client()
+        .post(format!("{}/v1beta/webhooks", server.url))
+        .header("x-goog-api-key", ALPHA_KEY)
+        .json(&hook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::OK);
+
+    // Connections to the receiver reset a little way into each delivery, then the receiver vanishes.
+    let mut files = std::collections::BTreeSet::new();
+    for (fault, seed) in [(Fault::ResetAfter(700), 0), (Fault::Blackhole, 100)] {
+        proxy.set(fault);
+        for i in 0..8 {
+            let started = Instant::now();
+            let file = gemini.upload(&data(500, seed + i), json!({})).await;
+            assert!(started.elapsed() < Duration::from_secs(2), "an upload waited for the receiver");
+            files.insert(file["name"].as_str().unwrap().to_owned());
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    proxy.set(Fault::None);
+
+    // Told once each after deduplication by webhook-id: every file, none invented.
+    let told = || {
+        let mut told = std::collections::BTreeMap::new();
+        for seen in receiver.requests() {
+            let Ok(event) = serde_json::from_slice::<serde_json::Value>(&seen.body) else { continue };
+            let id = seen.headers.get("webhook-id").cloned().unwrap_or_default();
+            assert_eq!(event["id"], json!(id), "the body's id is the webhook-id");
+            told.insert(id, event["data"]["file"]["name"].as_str().unwrap_or_default().to_owned());
+        }
+        told
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while told().len() < files.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let told: std::collections::BTreeSet<String> = told().into_values().collect();
+    assert_eq!(told, files, "each file told, after deduplication, exactly once");
+    assert!(receiver.requests().len() > files.len(), "the faults made filegate resend some");
+    assert_no_500(&server);
+}
+
+#[tokio::test]
+async fn peer_import_source_resetting_mid_body_is_resumed_with_ranges_and_ends_ready() {
+    let nginx = crate::sources::Nginx::start();
+    let bytes = data(24_000_000, 91);
+    let direct = nginx.put("resets.bin", &bytes);
+    let proxy = FaultProxy::start(address_of(&direct));
+    let mut through = url::Url::parse(&direct).unwrap();
+    through.set_port(Some(proxy.addr.port())).unwrap();
+    let server = Server::builder().env("FILEGATE_IMPORT_ALLOW_CIDRS", "127.0.0.1/32").start();
+
+    // Every connection to the source is reset after 3 MB (the body is 24), for a while.
+    proxy.set(Fault::ResetAfter(3_000_000));
+    let importer = server.importer(ALPHA_KEY);
+    let id = importer.create_ok(json!({"source_url": through.as_str(), "model": "m"})).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.set(Fault::None);
+    let task = importer.settle(&id).await;
+    assert_eq!(task["status"], "ready", "{task}");
+    assert_eq!(task["sha256"], json!(sha256_hex(&bytes)));
+    let requests = nginx.requests("resets.bin");
+    assert!(requests.iter().skip(1).any(|(status, _)| *status == 206), "resumed with Range: {requests:?}");
+    let sent: u64 = requests.iter().map(|(_, sent)| sent).sum();
+    assert!(sent < 3 * bytes.len() as u64, "never started over each time: {sent} bytes for {requests:?}");
+    assert_no_500(&server);
+}
+
+#[tokio::test]
+async fn two_nodes_a_node_cut_from_the_database_loses_its_import_and_its_stale_lease_commits_nothing() {
+    let probe = Server::start();
+    if !probe.can_have_siblings() {
+        return skip("needs PostgreSQL and a bucket");
+    }
+    drop(probe);
+    let nginx = crate::sources::Nginx::start();
+    let bytes = data(24_000_000, 57);
+    let url = nginx.put("cut-off.bin", &bytes);
+    // Node A reaches the database through a proxy; node B directly.
+    let proxy = FaultProxy::start(postgres_address());
+    let a = Server::builder()
+        .database_via(proxy.addr)
+        .env("FILEGATE_IMPORT_ALLOW_CIDRS", "127.0.0.1/32")
+        .env("FILEGATE_IMPORT_LEASE_SECONDS", 3)
+        .start();
+    let importer = a.importer(ALPHA_KEY);
+    let id = importer.create_ok(json!({"source_url": format!("{url}?rate=2m"), "model": "m"})).await;
+    loop {
+        let task = json_of(importer.get(&id, None).await, StatusCode::OK).await;
+        if task["progress"]["received_bytes"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A holds the lease and is cut off from the database: B takes the import over and finishes it.
+    proxy.set(Fault::Blackhole);
+    let b = a.sibling_with(&[("FILEGATE_DATABASE_URL", a.database().url().unwrap())]);
+    let task = b.importer(ALPHA_KEY).settle(&id).await;
+    assert_eq!(task["status"], "ready", "{task}");
+    assert_eq!(task["sha256"], json!(sha256_hex(&bytes)));
+
+    // A comes back: whatever it still held commits nothing over B's work.
+    proxy.set(Fault::None);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let task = json_of(b.importer(ALPHA_KEY).get(&id, None).await, StatusCode::OK).await;
+    assert_eq!((task["status"].as_str(), task["bytes"].as_u64()), (Some("ready"), Some(bytes.len() as u64)));
+    for node in [&a, &b] {
+        let read = node.gemini(ALPHA_KEY).get(&format!("v1beta/files/{}:download?alt=media", &id[6..])).await;
+        assert_eq!(read.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    }
+    assert!(b.log().contains("attempt=2"), "node B ran the second attempt");
+    assert_no_500(&a);
+    assert_no_500(&b);
 }

@@ -21,8 +21,8 @@ pub enum Fault {
     Latency(Duration),
     /// At most this many bytes a second in each direction, per connection.
     Bandwidth(u64),
-    /// Every connection is reset (RST) once this many more bytes went towards the dependency — mid-body;
-    /// new connections too.
+    /// Every connection is reset (RST) once this many more bytes went through it, either way — mid-body
+    /// of an upload or of a download; new connections too.
     ResetAfter(u64),
     /// Nothing passes and nothing is closed: connections and new connects hang, as when a host vanishes.
     Blackhole,
@@ -106,8 +106,7 @@ async fn connection(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Faul
     let (mut up_buf, mut down_buf) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
     // Bytes on their way to the dependency and back.
     let (mut up, mut down) = (Line::default(), Line::default());
-    // Bytes sent towards the dependency since a reset was armed, and the limit it was armed with.
-    let mut armed: Option<(u64, u64)> = None;
+    let mut armed = Armed::default();
     loop {
         if up.drained() && !up.shut {
             // The client finished sending: the dependency is told so, and its answer still comes back.
@@ -126,22 +125,9 @@ async fn connection(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Faul
                     up.ended = true;
                     continue;
                 }
-                if let Fault::ResetAfter(limit) = current(&fault) {
-                    let sent = match armed {
-                        Some((armed_with, sent)) if armed_with == limit => sent,
-                        _ => 0,
-                    };
-                    if sent + n as u64 > limit {
-                        // An abortive close on both sides: each peer sees a reset, not an orderly end. (A
-                        // zero linger never blocks the drop, which is what tokio's deprecation warns of.)
-                        #[allow(deprecated)]
-                        {
-                            let _ = client.set_linger(Some(Duration::ZERO));
-                            let _ = server.set_linger(Some(Duration::ZERO));
-                        }
-                        return;
-                    }
-                    armed = Some((limit, sent + n as u64));
+                if armed.passes(&fault, n) {
+                    reset(&client, &server);
+                    return;
                 }
                 up.push(current(&fault), &up_buf[..n]);
             }
@@ -150,6 +136,10 @@ async fn connection(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Faul
                 if n == 0 {
                     down.ended = true;
                     continue;
+                }
+                if armed.passes(&fault, n) {
+                    reset(&client, &server);
+                    return;
                 }
                 down.push(current(&fault), &down_buf[..n]);
             }
@@ -166,6 +156,36 @@ async fn connection(client: TcpStream, target: SocketAddr, fault: Arc<Mutex<Faul
                 }
             }
         }
+    }
+}
+
+/// The bytes a connection passed since a reset was armed, and the limit it was armed with.
+#[derive(Default)]
+struct Armed(Option<(u64, u64)>);
+
+impl Armed {
+    /// Counts `n` more bytes; whether they go past a reset's limit.
+    fn passes(&mut self, fault: &Mutex<Fault>, n: usize) -> bool {
+        let Fault::ResetAfter(limit) = current(fault) else {
+            self.0 = None;
+            return false;
+        };
+        let passed = match self.0 {
+            Some((armed_with, passed)) if armed_with == limit => passed,
+            _ => 0,
+        } + n as u64;
+        self.0 = Some((limit, passed));
+        passed > limit
+    }
+}
+
+/// An abortive close on both sides: each peer sees a reset, not an orderly end. (A zero linger never
+/// blocks the drop, which is what tokio's deprecation warns of.)
+fn reset(client: &TcpStream, server: &TcpStream) {
+    #[allow(deprecated)]
+    {
+        let _ = client.set_linger(Some(Duration::ZERO));
+        let _ = server.set_linger(Some(Duration::ZERO));
     }
 }
 

@@ -61,6 +61,8 @@ impl Drop for Nginx {
 pub struct Seen {
     pub path: String,
     pub headers: HashMap<String, String>,
+    /// The body as far as it came, up to its `content-length` (1 MiB at most).
+    pub body: Vec<u8>,
 }
 
 /// What the scripted source answers.
@@ -144,21 +146,33 @@ impl Drop for Scripted {
 async fn read_head(socket: &mut tokio::net::TcpStream) -> Option<Seen> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+    let end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
         let n = socket.read(&mut byte).await.ok()?;
         if n == 0 {
             return None;
         }
         buf.extend_from_slice(&byte[..n]);
-    }
-    let text = String::from_utf8_lossy(&buf).into_owned();
+    };
+    let text = String::from_utf8_lossy(&buf[..end]).into_owned();
     let mut lines = text.split("\r\n");
     let path = lines.next()?.split_whitespace().nth(1)?.to_owned();
-    let headers = lines
+    let headers: HashMap<String, String> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    Some(Seen { path, headers })
+    let length: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0).min(1024 * 1024);
+    let mut body = buf[end..].to_vec();
+    while body.len() < length {
+        match socket.read(&mut byte).await {
+            Ok(n) if n > 0 => body.extend_from_slice(&byte[..n]),
+            _ => break,
+        }
+    }
+    body.truncate(length);
+    Some(Seen { path, headers, body })
 }
 
 async fn write_reply(socket: &mut tokio::net::TcpStream, reply: Reply) -> std::io::Result<()> {

@@ -69,7 +69,7 @@ impl TestDatabase {
         }
     }
 
-    fn url(&self) -> Option<String> {
+    pub fn url(&self) -> Option<String> {
         match self {
             Self::Sqlite | Self::Borrowed => None,
             Self::Postgres(admin, name) => {
