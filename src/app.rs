@@ -110,6 +110,9 @@ pub async fn assemble(
 ) -> anyhow::Result<Node> {
     let meta = open_meta(&config.storage, true).await?;
     let blobs = open_blobs(&config.storage.blobs, config.storage.part_budget()).await?;
+    if blobs.is_bucket() {
+        tokio::spawn(blobs.clone().watch_reachability(shutdown.child_token()));
+    }
     tracing::info!("metadata store: {}", meta.describe());
     tracing::info!("blob store: {}", blobs.describe());
     let (auth, created_key) = Auth::bootstrap(meta.clone(), &config.static_keys).await?;

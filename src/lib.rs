@@ -15,6 +15,7 @@ pub mod error;
 pub mod hash;
 pub mod http;
 pub mod meta;
+pub mod outage;
 pub mod services;
 pub mod telemetry;
 pub mod wire;

@@ -181,15 +181,20 @@ impl PartStaging for BucketParts {
 
     #[tracing::instrument(name = "bucket.begin", skip_all, fields(cloud.provider = self.provider))]
     async fn begin(&self, dest: &str) -> BlobResult<String> {
-        Ok(self.parts.create_multipart(&self.objects.path(dest)).await?)
+        self.objects.guarded(async { Ok(self.parts.create_multipart(&self.objects.path(dest)).await?) }).await
     }
 
     #[tracing::instrument(name = "bucket.put_part", skip_all, fields(cloud.provider = self.provider, index))]
     async fn put_part(&self, dest: &str, upload_id: &str, index: u64, data: Bytes) -> BlobResult<String> {
         let index = usize::try_from(index).map_err(BlobError::other)?;
         let started = std::time::Instant::now();
-        let part =
-            self.parts.put_part(&self.objects.path(dest), &upload_id.to_owned(), index, PutPayload::from(data)).await?;
+        let putting = async {
+            Ok(self
+                .parts
+                .put_part(&self.objects.path(dest), &upload_id.to_owned(), index, PutPayload::from(data))
+                .await?)
+        };
+        let part = self.objects.guarded(putting).await?;
         metrics::histogram!(metric::STORE_PART_SECONDS, "provider" => self.provider)
             .record(started.elapsed().as_secs_f64());
         Ok(part.content_id)
@@ -204,18 +209,21 @@ impl PartStaging for BucketParts {
             return self.abort(dest, upload_id).await;
         }
         let parts = parts.into_iter().map(|content_id| PartId { content_id }).collect();
-        self.parts.complete_multipart(&path, &upload_id.to_owned(), parts).await?;
-        Ok(())
+        let completing = async { Ok(self.parts.complete_multipart(&path, &upload_id.to_owned(), parts).await?) };
+        self.objects.guarded(completing).await.map(|_| ())
     }
 
     #[tracing::instrument(name = "bucket.abort", skip_all, fields(cloud.provider = self.provider))]
     async fn abort(&self, dest: &str, upload_id: &str) -> BlobResult<()> {
-        match self.parts.abort_multipart(&self.objects.path(dest), &upload_id.to_owned()).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            // `InMemory` (the tests' bucket) answers an upload it no longer has with a generic error.
-            Err(object_store::Error::Generic { store: "InMemory", .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        let aborting = async {
+            match self.parts.abort_multipart(&self.objects.path(dest), &upload_id.to_owned()).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                // `InMemory` (the tests' bucket) answers an upload it no longer has with a generic error.
+                Err(object_store::Error::Generic { store: "InMemory", .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        };
+        self.objects.guarded(aborting).await
     }
 }
 

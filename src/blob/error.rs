@@ -2,6 +2,7 @@
 //! cannot serve now (full, read-only, unreachable, throttling: worth a retry), or anything else.
 
 use crate::error::{Error, Unavailable};
+use crate::outage::Outage;
 
 pub type BlobResult<T> = Result<T, BlobError>;
 
@@ -33,6 +34,17 @@ impl From<object_store::Error> for BlobError {
             // The network, the provider's 5xx after retries, throttling, credentials that stopped working,
             // and a local file system that cannot write.
             other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<Outage> for BlobError {
+    fn from(outage: Outage) -> Self {
+        match outage {
+            Outage::Down => Self::Unavailable("the blob store is not answering (its host stopped responding)".into()),
+            Outage::Deadline(deadline) => {
+                Self::Unavailable(format!("the blob store did not answer within {deadline:?}"))
+            }
         }
     }
 }

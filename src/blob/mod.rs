@@ -285,6 +285,36 @@ impl Blobs {
         self.objects.probe().await
     }
 
+    /// Asks the store something small every second, on its own, until `shutdown`: two unanswered questions
+    /// in a row (2 s each) and every operation under way ends with `Unavailable`, new ones fail at once,
+    /// until the first answer ([`crate::outage`]). For buckets, whose host may vanish without closing
+    /// anything; the local disk answers or fails by itself.
+    pub async fn watch_reachability(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+        const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+        let mut prober = crate::outage::Prober::new(2);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(EVERY) => {}
+            }
+            let answered = self.objects.answers(TIMEOUT).await;
+            match prober.answered(self.objects.guard(), answered) {
+                Some(true) => tracing::warn!(
+                    store = %self.describe,
+                    "the blob store stopped answering: requests that need it fail fast until it is back"
+                ),
+                Some(false) => tracing::warn!(store = %self.describe, "the blob store answers again"),
+                None => {}
+            }
+        }
+    }
+
+    /// Whether the store is a bucket (reached over the network), rather than the local disk.
+    pub fn is_bucket(&self) -> bool {
+        matches!(self.writer, Writer::Parts(_))
+    }
+
     /// The open multipart uploads of files' objects, where the store can list them (S3); `None` elsewhere.
     pub fn open_uploads(&self) -> Option<BoxStream<'static, BlobResult<OpenUpload>>> {
         let lister = self.open_uploads.clone()?;

@@ -4,6 +4,7 @@
 //! blocking pool (a 1 GiB download would be 131 072 hops): filegate streams the same opened file in 256 KiB
 //! reads instead.
 
+use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use tokio_util::io::ReaderStream;
 use super::{BlobError, BlobResult, ByteStream};
 use crate::domain::{Timestamp, random_alphanumeric};
 use crate::error::Error;
+use crate::outage::Guard;
 
 const READ_BUFFER: usize = 256 * 1024;
 
@@ -33,6 +35,9 @@ pub struct ObjectEntry {
 #[derive(Clone)]
 pub struct Objects {
     store: Arc<dyn ObjectStore>,
+    /// Whether the store answers, as the reachability prober finds (`Blobs::watch_reachability`); a store
+    /// nobody probes is never down.
+    guard: Arc<Guard>,
     /// Without leading or trailing slash; empty for the store's root.
     prefix: String,
     /// `gs://bucket`, `s3://bucket`, `az://container`: what a key's URI starts with (none on local disk).
@@ -41,7 +46,17 @@ pub struct Objects {
 
 impl Objects {
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, uri_base: Option<String>) -> Self {
-        Self { store, prefix: prefix.trim_matches('/').to_owned(), uri_base }
+        Self { store, guard: Arc::default(), prefix: prefix.trim_matches('/').to_owned(), uri_base }
+    }
+
+    pub(super) fn guard(&self) -> &Arc<Guard> {
+        &self.guard
+    }
+
+    /// Runs an operation of the store unless it is known not to answer, and ends it if it stops answering
+    /// meanwhile (a 503 within seconds, where a vanished bucket would hold it for its client's timeouts).
+    pub(super) async fn guarded<T>(&self, operation: impl Future<Output = BlobResult<T>>) -> BlobResult<T> {
+        self.guard.bounded(None, operation).await
     }
 
     pub(super) fn path(&self, key: &str) -> Path {
@@ -54,7 +69,7 @@ impl Objects {
             return Ok(stream::empty().boxed());
         }
         let options = GetOptions { range: Some(GetRange::Bounded(range.clone())), ..GetOptions::default() };
-        let result = self.store.get_opts(&self.path(key), options).await?;
+        let result = self.guarded(async { Ok(self.store.get_opts(&self.path(key), options).await?) }).await?;
         match result.payload {
             GetResultPayload::File(file, _) => {
                 let mut file = tokio::fs::File::from_std(file);
@@ -69,6 +84,10 @@ impl Objects {
 
     /// An object's size, `None` when there is no such object.
     pub async fn size(&self, key: &str) -> BlobResult<Option<u64>> {
+        self.guarded(self.size_unguarded(key)).await
+    }
+
+    async fn size_unguarded(&self, key: &str) -> BlobResult<Option<u64>> {
         match self.store.head(&self.path(key)).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -76,18 +95,26 @@ impl Objects {
         }
     }
 
+    /// Whether the store answers a small request within `timeout` (the prober's question; not guarded).
+    pub(super) async fn answers(&self, timeout: std::time::Duration) -> bool {
+        let asked = tokio::time::timeout(timeout, self.size_unguarded(".health-probe/reachable")).await;
+        asked.is_ok_and(|answer| answer.is_ok())
+    }
+
     /// Stores a small object whole (a tail; an empty file's object).
     pub async fn put(&self, key: &str, data: Bytes) -> BlobResult<()> {
-        self.store.put(&self.path(key), PutPayload::from(data)).await?;
-        Ok(())
+        self.guarded(async { Ok(self.store.put(&self.path(key), PutPayload::from(data)).await.map(|_| ())?) }).await
     }
 
     /// Removes an object; one that is not there counts as removed.
     pub async fn delete(&self, key: &str) -> BlobResult<()> {
-        match self.store.delete(&self.path(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.guarded(async {
+            match self.store.delete(&self.path(key)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
     }
 
     /// Removes many objects with the store's bulk delete where it has one (S3: 1 000 per request; Azure:
@@ -97,8 +124,11 @@ impl Objects {
         let by_path: std::collections::HashMap<String, &String> =
             keys.iter().map(|key| (self.path(key).to_string(), key)).collect();
         let paths: Vec<object_store::Result<Path>> = keys.iter().map(|key| Ok(self.path(key))).collect();
-        let outcomes: Vec<object_store::Result<Path>> =
-            self.store.delete_stream(stream::iter(paths).boxed()).collect().await;
+        let deleting = async { Ok(self.store.delete_stream(stream::iter(paths).boxed()).collect().await) };
+        // Nothing is confirmed deleted while the store does not answer: all of it is tried again.
+        let Ok(outcomes): BlobResult<Vec<object_store::Result<Path>>> = self.guarded(deleting).await else {
+            return Vec::new();
+        };
         let mut gone = Vec::with_capacity(keys.len());
         for outcome in outcomes {
             let path = match outcome {
@@ -145,7 +175,8 @@ impl Objects {
         self.uri_base.as_ref().map(|base| format!("{base}/{}", self.path(key)))
     }
 
-    /// A small write and its removal: fails while writes fail.
+    /// A small write and its removal: fails while writes fail, and at once while the store is known not to
+    /// answer.
     pub async fn probe(&self) -> BlobResult<()> {
         let key = format!(".health-probe/{}", random_alphanumeric(16));
         self.put(&key, Bytes::from_static(b"ok")).await?;

@@ -19,7 +19,7 @@ use crate::faultproxy::{Fault, FaultProxy};
 use crate::support::*;
 
 /// The address of the PostgreSQL server the run tests on.
-fn postgres_address() -> SocketAddr {
+pub(crate) fn postgres_address() -> SocketAddr {
     let admin = std::env::var("FILEGATE_TEST_POSTGRES_URL").expect("the run's PostgreSQL");
     let url = url::Url::parse(&admin).unwrap();
     let host = url.host_str().unwrap().trim_matches(['[', ']']).parse().expect("PostgreSQL on an IP address");
@@ -27,7 +27,7 @@ fn postgres_address() -> SocketAddr {
 }
 
 /// The address of the run's S3 server (moto).
-fn s3_address() -> SocketAddr {
+pub(crate) fn s3_address() -> SocketAddr {
     let endpoint = std::env::var("AWS_ENDPOINT").expect("the run's S3 endpoint");
     let url = url::Url::parse(&endpoint).unwrap();
     SocketAddr::new(url.host_str().unwrap().parse().unwrap(), url.port().unwrap())
@@ -147,6 +147,59 @@ async fn s3_connections_reset_mid_part_never_wedge_an_upload() {
     assert_eq!(file["sha256Hash"], json!(sha256_b64(&bytes)));
     let downloaded = gemini.get(&format!("v1beta/files/{}:download?alt=media", file_id(&file))).await;
     assert_eq!(downloaded.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    assert_no_500(&server);
+}
+
+#[tokio::test]
+async fn s3_blackholed_answers_503_within_seconds_and_recovers_at_once() {
+    if std::env::var("FILEGATE_TEST_BLOBS").as_deref() != Ok("s3") {
+        return skip("needs S3");
+    }
+    let proxy = FaultProxy::start(s3_address());
+    let server = Server::builder().env("AWS_ENDPOINT", format!("http://{}", proxy.address())).start();
+    let gemini = server.gemini(ALPHA_KEY);
+    let kept = gemini.upload(&data(1000, 1), json!({})).await;
+    let bytes = data(2 * CHUNK + 100, 6);
+    let upload = gemini.start_ok(bytes.len() as u64, json!({})).await;
+    assert_eq!(gemini.command(&upload, "upload", Some(0), bytes[..CHUNK].to_vec()).await.status(), StatusCode::OK);
+
+    proxy.set(Fault::Blackhole);
+    let dark = Instant::now();
+    let mut chunks = 0;
+    while dark.elapsed() < Duration::from_secs(14) {
+        let asked = Instant::now();
+        let chunk = gemini.command(&upload, "upload", Some(CHUNK as u64), bytes[CHUNK..2 * CHUNK].to_vec()).await;
+        let took = asked.elapsed();
+        assert_eq!(chunk.status(), StatusCode::SERVICE_UNAVAILABLE, "after {:?}", asked - dark);
+        assert!(chunk.headers().get("retry-after").is_some(), "a 503 says when to come back");
+        assert!(took < Duration::from_secs(10), "a chunk waited {took:?} for a vanished bucket");
+        if asked.duration_since(dark) > Duration::from_secs(7) {
+            assert!(took < Duration::from_secs(1), "once the outage is known, chunks fail fast: {took:?}");
+            assert_eq!(readiness(&server).await, StatusCode::SERVICE_UNAVAILABLE, "not ready while it lasts");
+        }
+        // What needs no bytes goes on.
+        let light = Instant::now();
+        let shown = gemini.get(&format!("v1beta/files/{}", file_id(&kept))).await;
+        assert_eq!(shown.status(), StatusCode::OK);
+        assert!(light.elapsed() < Duration::from_secs(1), "metadata waited for the bucket: {:?}", light.elapsed());
+        chunks += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(chunks >= 3, "chunks were answered all along");
+
+    proxy.set(Fault::None);
+    let back = Instant::now();
+    loop {
+        let chunk = gemini.command(&upload, "upload", Some(CHUNK as u64), bytes[CHUNK..2 * CHUNK].to_vec()).await;
+        if chunk.status() == StatusCode::OK {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(5), "still {} after {:?}", chunk.status(), back.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(readiness(&server).await, StatusCode::OK);
+    let file = gemini.upload_chunks_from(&upload, &bytes, 2 * CHUNK).await;
+    assert_eq!(file["sha256Hash"], json!(sha256_b64(&bytes)));
     assert_no_500(&server);
 }
 

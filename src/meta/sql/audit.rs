@@ -58,7 +58,7 @@ impl AuditRecords for SqlMeta {
             "SELECT blob_key FROM files WHERE blob_key IN ({listed}) \
              UNION SELECT blob_key FROM blob_garbage WHERE blob_key IN ({listed})"
         );
-        self.guard.bounded(BULK_DEADLINE, self.strings_of(&sql, keys)).await
+        self.guard.bounded(Some(BULK_DEADLINE), self.strings_of(&sql, keys)).await
     }
 
     async fn owned_staging(&self, staging_keys: &[String]) -> MetaResult<Vec<StagedBytes>> {
@@ -73,7 +73,7 @@ impl AuditRecords for SqlMeta {
                WHERE staging_key IN ({listed}) AND finished_at IS NULL"
         );
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let mut query = sqlx::query_as::<_, (String, String, i64, Option<String>)>(&sql);
                 for key in staging_keys {
                     query = query.bind(key);
@@ -100,7 +100,7 @@ impl AuditRecords for SqlMeta {
              UNION SELECT upload_id FROM import_tasks WHERE upload_id IN ({listed}) AND finished_at IS NULL \
              UNION SELECT upload_id FROM blob_garbage WHERE upload_id IN ({listed})"
         );
-        self.guard.bounded(BULK_DEADLINE, self.strings_of(&sql, upload_ids)).await
+        self.guard.bounded(Some(BULK_DEADLINE), self.strings_of(&sql, upload_ids)).await
     }
 
     async fn usage_drift(&self) -> MetaResult<Vec<UsageRepair>> {
@@ -112,7 +112,7 @@ impl AuditRecords for SqlMeta {
              (SELECT COUNT(*) FROM import_tasks WHERE project_id = p.id AND finished_at IS NULL) AS rows_imports \
              FROM projects p ORDER BY p.id";
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let rows: Vec<DriftRow> = sqlx::query_as(sql).fetch_all(&self.pool()).await.map_err(|e| self.err(e))?;
                 Ok(rows
                     .into_iter()
@@ -150,7 +150,7 @@ impl AuditRecords for SqlMeta {
                WHERE finished_at IS NULL AND lease_owner IS NOT NULL AND lease_until < $1 \
              LIMIT $2";
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(sql)
                     .bind(cutoff.as_micros())
                     .bind(i64::from(limit))
@@ -173,7 +173,7 @@ impl AuditRecords for SqlMeta {
 
     async fn release_stale_leases(&self, cutoff: Timestamp) -> MetaResult<u64> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let mut released = 0;
                 // The conditions are those of the listing: a holder that renews right now keeps its lease.
                 for sql in [
@@ -201,7 +201,7 @@ impl AuditRecords for SqlMeta {
             owned_staging("p.staging_key")
         );
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let rows: Vec<(String, i64)> = sqlx::query_as(&sql)
                     .bind(after.unwrap_or_default())
                     .bind(i64::from(limit))
@@ -226,7 +226,7 @@ impl AuditRecords for SqlMeta {
             owned_staging("blob_parts.staging_key")
         );
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let mut delete = sqlx::query(&sql);
                 for key in staging_keys {
                     delete = delete.bind(key);
@@ -238,7 +238,7 @@ impl AuditRecords for SqlMeta {
 
     async fn old_garbage(&self, before: Timestamp) -> MetaResult<u64> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM blob_garbage WHERE queued_at < $1")
                     .bind(before.as_micros())
                     .fetch_one(&self.pool())

@@ -35,6 +35,7 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions as _, Connection as _, Executo
 pub use self::guard::{BULK_DEADLINE, OPERATION_DEADLINE};
 use self::guard::{FAILURES_TO_TRIP, Guard, PROBE_EVERY, PROBE_TIMEOUT};
 use super::{MetaError, MetaResult};
+use crate::outage::Prober;
 
 /// How long a request waits for a free connection (or a new one) before answering 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -258,7 +259,7 @@ fn postgres_pool(max_connections: u32) -> AnyPoolOptions {
 /// ends the outage at the first answer. Stops once the store is closed or gone.
 async fn probe(pool: Weak<RwLock<AnyPool>>, guard: Arc<Guard>, fresh: impl Fn() -> AnyPool + Send + 'static) {
     let mut connection: Option<AnyConnection> = None;
-    let mut failures = 0;
+    let mut prober = Prober::new(FAILURES_TO_TRIP);
     loop {
         tokio::time::sleep(PROBE_EVERY).await;
         let Some(pool) = pool.upgrade() else { return };
@@ -275,29 +276,22 @@ async fn probe(pool: Weak<RwLock<AnyPool>>, guard: Arc<Guard>, fresh: impl Fn() 
             }
             connection.as_mut().expect("just made").execute("SELECT 1").await.map(|_| ())
         })
-        .await;
-        match answered {
-            Ok(Ok(())) => {
-                failures = 0;
-                if guard.recover() {
-                    tracing::warn!("the database answers again");
-                }
+        .await
+        .is_ok_and(|done| done.is_ok());
+        if !answered {
+            connection = None;
+        }
+        match prober.answered(&guard, answered) {
+            Some(false) => tracing::warn!("the database answers again"),
+            Some(true) => {
+                tracing::warn!("the database stopped answering: requests that need it fail fast until it is back");
+                let dead = std::mem::replace(&mut *pool.write().expect("never poisoned"), fresh());
+                // The old pool's connections may wait out TCP's retransmissions: closed aside.
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(60), dead.close()).await;
+                });
             }
-            Ok(Err(_)) | Err(_) => {
-                connection = None;
-                failures += 1;
-                if failures >= FAILURES_TO_TRIP && guard.trip() {
-                    tracing::warn!(
-                        failed_probes = failures,
-                        "the database stopped answering: requests that need it fail fast until it is back"
-                    );
-                    let dead = std::mem::replace(&mut *pool.write().expect("never poisoned"), fresh());
-                    // The old pool's connections may wait out TCP's retransmissions: closed aside.
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(Duration::from_secs(60), dead.close()).await;
-                    });
-                }
-            }
+            None => {}
         }
     }
 }

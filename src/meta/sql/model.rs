@@ -10,17 +10,17 @@ use crate::meta::{BatchCursor, BatchRecord, CachedContent, CopyTarget, MetaResul
 impl ModelRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn hold_upstream_copies(&self, copies: &[(String, CopyTarget)], until: Timestamp) -> MetaResult<()> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.hold_copies(copies, until).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.hold_copies(copies, until).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn put_cached_content(&self, cache: &CachedContent) -> MetaResult<()> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.insert_cache(cache).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.insert_cache(cache).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn cached_content(&self, project: &ProjectId, id: &str) -> MetaResult<Option<CachedContent>> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.cache_of(project, id).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.cache_of(project, id).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -31,7 +31,7 @@ impl ModelRecords for SqlMeta {
         after: Option<&str>,
         limit: u32,
     ) -> MetaResult<Vec<CachedContent>> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.list_caches(project, now, after, limit).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.list_caches(project, now, after, limit).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -42,17 +42,19 @@ impl ModelRecords for SqlMeta {
         view: &str,
         expires_at: Timestamp,
     ) -> MetaResult<bool> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.update_cache(project, id, view, expires_at).await }).await
+        self.guard
+            .bounded(Some(OPERATION_DEADLINE), async { self.update_cache(project, id, view, expires_at).await })
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delete_cached_content(&self, project: &ProjectId, id: &str) -> MetaResult<bool> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.delete_cache(project, id).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.delete_cache(project, id).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delete_expired_cached_contents(&self, now: Timestamp) -> MetaResult<u64> {
-        self.guard.bounded(BULK_DEADLINE, async { self.delete_expired_caches(now).await }).await
+        self.guard.bounded(Some(BULK_DEADLINE), async { self.delete_expired_caches(now).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -62,7 +64,7 @@ impl ModelRecords for SqlMeta {
         after: Option<&BatchCursor>,
         limit: u32,
     ) -> MetaResult<Vec<BatchRecord>> {
-        self.guard.bounded(BULK_DEADLINE, async { self.unfinished(unfinished, after, limit).await }).await
+        self.guard.bounded(Some(BULK_DEADLINE), async { self.unfinished(unfinished, after, limit).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -73,14 +75,14 @@ impl ModelRecords for SqlMeta {
         max_unfinished: u64,
     ) -> MetaResult<bool> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async { self.insert_batch(batch, unfinished, max_unfinished).await })
+            .bounded(Some(OPERATION_DEADLINE), async { self.insert_batch(batch, unfinished, max_unfinished).await })
             .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn unfinished_batch_count(&self, project: &ProjectId, unfinished: Unfinished<'_>) -> MetaResult<u64> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let mut conn = self.pool().acquire().await.map_err(|e| self.err(e))?;
                 self.count_unfinished(&mut conn, project, unfinished).await
             })
@@ -89,12 +91,12 @@ impl ModelRecords for SqlMeta {
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn batch(&self, project: &ProjectId, id: &str) -> MetaResult<Option<BatchRecord>> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.batch_of(project, id).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.batch_of(project, id).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn batches(&self, project: &ProjectId, after: Option<&str>, limit: u32) -> MetaResult<Vec<BatchRecord>> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.list_batches(project, after, limit).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.list_batches(project, after, limit).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -105,16 +107,18 @@ impl ModelRecords for SqlMeta {
         until: Timestamp,
         now: Timestamp,
     ) -> MetaResult<bool> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.claim_collection(project, id, until, now).await }).await
+        self.guard
+            .bounded(Some(OPERATION_DEADLINE), async { self.claim_collection(project, id, until, now).await })
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn release_batch_collection(&self, project: &ProjectId, id: &str) -> MetaResult<()> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.release_collection(project, id).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.release_collection(project, id).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delete_batch(&self, project: &ProjectId, id: &str) -> MetaResult<bool> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.delete_batch_row(project, id).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.delete_batch_row(project, id).await }).await
     }
 }

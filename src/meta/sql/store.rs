@@ -61,13 +61,15 @@ impl MetaStore for SqlMeta {
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn write(&self) -> MetaResult<Box<dyn WriteTx>> {
-        self.guard.bounded(OPERATION_DEADLINE, async { Ok(Box::new(self.begin().await?) as Box<dyn WriteTx>) }).await
+        self.guard
+            .bounded(Some(OPERATION_DEADLINE), async { Ok(Box::new(self.begin().await?) as Box<dyn WriteTx>) })
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn ensure_project(&self, project: &ProjectId) -> MetaResult<()> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
                     .bind(project.as_str())
                     .bind(Timestamp::now().as_micros())
@@ -82,7 +84,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn insert_api_key(&self, project: &ProjectId, key_hash: &str, label: &str) -> MetaResult<()> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 sqlx::query("INSERT INTO api_keys (key_hash, project_id, label, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(key_hash)
                     .bind(project.as_str())
@@ -99,7 +101,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn project_for_key(&self, key_hash: &str) -> MetaResult<Option<ProjectId>> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let project: Option<String> =
                     sqlx::query_scalar("SELECT project_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
                         .bind(key_hash)
@@ -114,7 +116,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn count_api_keys(&self) -> MetaResult<u64> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")
                     .fetch_one(&self.pool())
                     .await
@@ -126,23 +128,23 @@ impl MetaStore for SqlMeta {
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn list_api_keys(&self, project: Option<&ProjectId>) -> MetaResult<Vec<ApiKeyInfo>> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.keys(project).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.keys(project).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn revoke_api_key(&self, id: &str, now: Timestamp) -> MetaResult<Option<ApiKeyInfo>> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.revoke_key(id, now).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.revoke_key(id, now).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn key_used(&self, key_hash: &str, now: Timestamp) -> MetaResult<()> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.touch_key(key_hash, now).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.touch_key(key_hash, now).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn get_file(&self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let sql =
                     format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.project_id = $1 AND f.id = $2");
                 let row: Option<FileRow> = sqlx::query_as(&sql)
@@ -165,7 +167,7 @@ impl MetaStore for SqlMeta {
         limit: u32,
     ) -> MetaResult<Vec<FileRecord>> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let rows: Vec<FileRow> = match after {
                     None => {
                         sqlx::query_as(&list_files_sql(&self.engine, false))
@@ -195,7 +197,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn get_upload(&self, token_hash: &str) -> MetaResult<Option<UploadSession>> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let sql = format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.token_hash = $1");
                 let row: Option<SessionRow> = sqlx::query_as(&sql)
                     .bind(token_hash)
@@ -210,7 +212,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn chunk_at(&self, token_hash: &str, offset: u64) -> MetaResult<Option<(Option<Vec<u8>>, ChunkRecord)>> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let chunk: Option<ChunkRow> = sqlx::query_as(
                     "SELECT offset_bytes, length_bytes, hasher_state FROM upload_chunks \
              WHERE token_hash = $1 AND offset_bytes = $2",
@@ -250,7 +252,7 @@ impl MetaStore for SqlMeta {
         now: Timestamp,
     ) -> MetaResult<bool> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let mut tx = self.begin().await?;
                 // The compare-and-set: only from the offset the caller read, only while active, and only by the
                 // request that holds the claim (if it took one), which keeps it.
@@ -290,7 +292,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn claim_writer(&self, token_hash: &str, writer: &str, until: Timestamp, now: Timestamp) -> MetaResult<bool> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let claimed = sqlx::query(
                     "UPDATE upload_sessions SET writer = $1, writer_until = $2 \
              WHERE token_hash = $3 AND status = 'active' \
@@ -311,7 +313,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn release_writer(&self, token_hash: &str, writer: &str) -> MetaResult<()> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 sqlx::query(
             "UPDATE upload_sessions SET writer = NULL, writer_until = NULL WHERE token_hash = $1 AND writer = $2",
         )
@@ -328,7 +330,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn set_upload_id(&self, staging_key: &str, upload_id: &str) -> MetaResult<bool> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let mut recorded = 0;
                 // Only a live owner records it: a cancelled session keeps its row, a finished task its row.
                 for (table, live) in [("upload_sessions", "status = 'active'"), ("import_tasks", "finished_at IS NULL")]
@@ -350,7 +352,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn parts(&self, staging_key: &str) -> MetaResult<Vec<PartRecord>> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let rows: Vec<PartRow> = sqlx::query_as(
                     "SELECT part_index, part_id FROM blob_parts WHERE staging_key = $1 ORDER BY part_index",
                 )
@@ -370,7 +372,7 @@ impl MetaStore for SqlMeta {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> MetaResult<Option<ImportTask>> {
-        self.guard.bounded(OPERATION_DEADLINE, async {
+        self.guard.bounded(Some(OPERATION_DEADLINE), async {
             let mut tx = self.begin().await?;
             // What the last holder fetched and did not commit is fetched again: progress starts from the
             // resume point.
@@ -411,7 +413,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn renew_import_lease(&self, blob_key: &str, owner: &str, lease_until: Timestamp) -> MetaResult<bool> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let done = sqlx::query(
                     "UPDATE import_tasks SET lease_until = $1 \
              WHERE blob_key = $2 AND lease_owner = $3 AND finished_at IS NULL",
@@ -430,7 +432,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn note_import_fetched(&self, blob_key: &str, owner: &str, fetched: u64) -> MetaResult<bool> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let done = sqlx::query(
                     "UPDATE import_tasks SET fetched_bytes = $1 \
                      WHERE blob_key = $2 AND lease_owner = $3 AND finished_at IS NULL",
@@ -456,7 +458,7 @@ impl MetaStore for SqlMeta {
         now: Timestamp,
     ) -> MetaResult<bool> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let done = sqlx::query(
             "UPDATE import_tasks SET lease_owner = NULL, lease_until = NULL, next_attempt_at = $1, last_error = $2, \
                updated_at = $3 WHERE blob_key = $4 AND lease_owner = $5 AND finished_at IS NULL",
@@ -477,7 +479,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn expired_files(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<(ProjectId, String)>> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let rows: Vec<(String, String)> = sqlx::query_as(
                     "SELECT project_id, blob_key FROM files WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2",
                 )
@@ -494,7 +496,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn purge(&self, now: Timestamp, idempotency_cutoff: Timestamp) -> MetaResult<u64> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let sessions = sqlx::query("DELETE FROM upload_sessions WHERE expires_at <= $1 AND status <> 'active'")
                     .bind(now.as_micros())
                     .execute(&self.pool())
@@ -524,7 +526,7 @@ impl MetaStore for SqlMeta {
         expires_at: Timestamp,
     ) -> MetaResult<()> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 sqlx::query(
                     "INSERT INTO download_links (token_hash, project_id, file_id, expires_at) VALUES ($1, $2, $3, $4)",
                 )
@@ -543,7 +545,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn download_link(&self, token_hash: &str, now: Timestamp) -> MetaResult<Option<(ProjectId, FileId)>> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let row: Option<(String, String)> = sqlx::query_as(
                     "SELECT project_id, file_id FROM download_links WHERE token_hash = $1 AND expires_at > $2",
                 )
@@ -560,7 +562,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn garbage(&self, limit: u32) -> MetaResult<Vec<Garbage>> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let rows: Vec<GarbageRow> = sqlx::query_as(
                     "SELECT blob_key, kind, dest_key, upload_id FROM blob_garbage ORDER BY queued_at LIMIT $1",
                 )
@@ -576,7 +578,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn garbage_done(&self, keys: &[&str]) -> MetaResult<()> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 if keys.is_empty() {
                     return Ok(());
                 }
@@ -601,7 +603,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn live_staging_keys(&self) -> MetaResult<Vec<String>> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 sqlx::query_scalar(
                     "SELECT staging_key FROM upload_sessions WHERE status = 'active' \
              UNION SELECT staging_key FROM import_tasks WHERE finished_at IS NULL",
@@ -616,7 +618,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn live_blob_keys(&self) -> MetaResult<Vec<String>> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 sqlx::query_scalar("SELECT blob_key FROM files").fetch_all(&self.pool()).await.map_err(|e| self.err(e))
             })
             .await
@@ -625,7 +627,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn usage(&self) -> MetaResult<Vec<ProjectReport>> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let sql = format!("SELECT {USAGE_COLUMNS} FROM projects ORDER BY id");
                 let rows: Vec<UsageRow> =
                     sqlx::query_as(&sql).fetch_all(&self.pool()).await.map_err(|e| self.err(e))?;
@@ -640,7 +642,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn project_usage(&self, project: &ProjectId) -> MetaResult<Option<ProjectUsage>> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let sql = format!("SELECT {USAGE_COLUMNS} FROM projects WHERE id = $1");
                 let row: Option<UsageRow> = sqlx::query_as(&sql)
                     .bind(project.as_str())
@@ -655,7 +657,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn stored_files(&self, after: Option<&str>, limit: u32) -> MetaResult<Vec<StoredFile>> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let rows: Vec<(String, i64, Option<Vec<u8>>)> = sqlx::query_as(
                     "SELECT blob_key, size_bytes, sha256 FROM files WHERE state = 'ready' AND blob_key > $1 \
              ORDER BY blob_key LIMIT $2",
@@ -680,7 +682,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn unfinished_files(&self) -> MetaResult<u64> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let count: i64 = sqlx::query_scalar(
                     "SELECT COUNT(*) FROM files WHERE state IN ('uploading', 'pending', 'processing')",
                 )
@@ -695,7 +697,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn recompute_usage(&self) -> MetaResult<Vec<UsageRepair>> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let mut tx = self.begin().await?;
                 let sql = format!("SELECT {USAGE_COLUMNS} FROM projects ORDER BY id{}", self.engine.lock_rows(None));
                 let before: Vec<UsageRow> = sqlx::query_as(&sql).fetch_all(tx.conn()).await.map_err(|e| self.err(e))?;
@@ -721,28 +723,28 @@ impl MetaStore for SqlMeta {
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<Option<UpstreamCopy>> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.copy_of(blob_key, target).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.copy_of(blob_key, target).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn put_upstream_copy(&self, copy: &UpstreamCopy) -> MetaResult<UpstreamCopy> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.insert_copy(copy).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.insert_copy(copy).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn stale_upstream_copies(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<UpstreamCopy>> {
-        self.guard.bounded(BULK_DEADLINE, async { self.stale_copies(now, limit).await }).await
+        self.guard.bounded(Some(BULK_DEADLINE), async { self.stale_copies(now, limit).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delete_upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<()> {
-        self.guard.bounded(OPERATION_DEADLINE, async { self.delete_copy(blob_key, target).await }).await
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.delete_copy(blob_key, target).await }).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn ping(&self) -> MetaResult<()> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 sqlx::query("SELECT 1").execute(&self.pool()).await.map_err(|e| self.err(e))?;
                 Ok(())
             })
@@ -752,7 +754,7 @@ impl MetaStore for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn probe_write(&self, now: Timestamp) -> MetaResult<()> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let mut tx = self.begin().await?;
                 sqlx::query(
                     "INSERT INTO health_probe (id, checked_at) VALUES (1, $1) \

@@ -168,7 +168,7 @@ impl WriteTx for SqlTx {
     async fn lock_project(&mut self, project: &ProjectId) -> MetaResult<ProjectUsage> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let created = Timestamp::now().as_micros();
                 sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
                     .bind(project.as_str())
@@ -190,7 +190,7 @@ impl WriteTx for SqlTx {
     async fn add_usage(&mut self, project: &ProjectId, delta: UsageDelta) -> MetaResult<()> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 if delta == UsageDelta::default() {
                     return Ok(());
                 }
@@ -214,7 +214,7 @@ impl WriteTx for SqlTx {
     async fn file(&mut self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let sql =
                     format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.project_id = $1 AND f.id = $2");
                 let row: Option<FileRow> = sqlx::query_as(&sql)
@@ -231,7 +231,7 @@ impl WriteTx for SqlTx {
     async fn file_by_blob(&mut self, blob_key: &str) -> MetaResult<Option<FileRecord>> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let sql = format!("SELECT {FILE_COLUMNS} FROM files f {FILE_JOIN} WHERE f.blob_key = $1");
                 let row: Option<FileRow> =
                     sqlx::query_as(&sql).bind(blob_key).fetch_optional(self.conn()).await.map_err(|e| self.err(e))?;
@@ -243,7 +243,7 @@ impl WriteTx for SqlTx {
     async fn expired_files(&mut self, project: &ProjectId, now: Timestamp, limit: u32) -> MetaResult<Vec<String>> {
         let guard = self.guard.clone();
         guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 sqlx::query_scalar(
             "SELECT blob_key FROM files WHERE project_id = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3",
         )
@@ -260,7 +260,7 @@ impl WriteTx for SqlTx {
     async fn insert_file(&mut self, file: &FileRecord) -> MetaResult<()> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 sqlx::query(
                     "INSERT INTO files (project_id, id, display_name, mime_type, size_bytes, state, origin, blob_key, \
                charged_bytes, created_at, updated_at, expires_at, generated) \
@@ -292,7 +292,7 @@ impl WriteTx for SqlTx {
     async fn update_file(&mut self, blob_key: &str, update: &FileUpdate, now: Timestamp) -> MetaResult<()> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 sqlx::query(
                     "UPDATE files SET state = COALESCE($1, state), size_bytes = COALESCE($2, size_bytes), \
                sha256 = COALESCE($3, sha256), mime_type = COALESCE($4, mime_type), \
@@ -319,7 +319,7 @@ impl WriteTx for SqlTx {
 
     async fn remove_files(&mut self, blob_keys: &[String], now: Timestamp) -> MetaResult<Vec<RemovedFile>> {
         let guard = self.guard.clone();
-        guard.bounded(BULK_DEADLINE, async {
+        guard.bounded(Some(BULK_DEADLINE), async {
             if blob_keys.is_empty() {
                 return Ok(Vec::new());
             }
@@ -397,7 +397,7 @@ impl WriteTx for SqlTx {
     async fn insert_session(&mut self, session: &NewSession) -> MetaResult<()> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 sqlx::query(
                     "INSERT INTO upload_sessions (token_hash, project_id, file_id, blob_key, declared_size, status, \
                hasher_state, staging_key, created_at, updated_at, expires_at) \
@@ -423,7 +423,7 @@ impl WriteTx for SqlTx {
     async fn session(&mut self, token_hash: &str) -> MetaResult<Option<UploadSession>> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let lock = self.engine.lock_rows(Some("s"));
                 let sql = format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.token_hash = $1{lock}");
                 let row: Option<SessionRow> =
@@ -436,7 +436,7 @@ impl WriteTx for SqlTx {
     async fn set_session_status(&mut self, token_hash: &str, status: SessionStatus, now: Timestamp) -> MetaResult<()> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 sqlx::query("UPDATE upload_sessions SET status = $1, updated_at = $2 WHERE token_hash = $3")
                     .bind(status.as_str())
                     .bind(now.as_micros())
@@ -452,7 +452,7 @@ impl WriteTx for SqlTx {
     async fn insert_import(&mut self, task: &NewImport) -> MetaResult<()> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 sqlx::query(
                     "INSERT INTO import_tasks (blob_key, project_id, file_id, source_url, model, expected_sha256, \
                staging_key, next_attempt_at, hasher_state, created_at, updated_at, traceparent) \
@@ -479,7 +479,7 @@ impl WriteTx for SqlTx {
     async fn leased_import(&mut self, blob_key: &str, owner: &str) -> MetaResult<Option<ImportTask>> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let lock = self.engine.lock_rows(Some("t"));
                 let sql = format!(
                     "SELECT {TASK_COLUMNS} FROM import_tasks t JOIN files f ON f.blob_key = t.blob_key \
@@ -506,7 +506,7 @@ impl WriteTx for SqlTx {
     ) -> MetaResult<()> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 if restart {
                     sqlx::query("DELETE FROM blob_parts WHERE staging_key = $1")
                         .bind(&task.staging_key)
@@ -540,7 +540,7 @@ impl WriteTx for SqlTx {
     async fn finish_import_task(&mut self, blob_key: &str, error_code: Option<&str>, now: Timestamp) -> MetaResult<()> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 sqlx::query(
                     "UPDATE import_tasks SET finished_at = $1, lease_owner = NULL, lease_until = NULL, \
                last_error = COALESCE($2, last_error), updated_at = $1 WHERE blob_key = $3",
@@ -559,7 +559,7 @@ impl WriteTx for SqlTx {
     async fn idempotency(&mut self, project: &ProjectId, key: &str) -> MetaResult<Option<IdempotencyRecord>> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let row: Option<IdempotencyRow> = sqlx::query_as(
                     "SELECT i.request_hash, i.created_at, f.id AS file_id, f.expires_at FROM import_idempotency i \
              LEFT JOIN files f ON f.blob_key = i.blob_key WHERE i.project_id = $1 AND i.idempotency_key = $2",
@@ -584,7 +584,7 @@ impl WriteTx for SqlTx {
     ) -> MetaResult<()> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 sqlx::query(
                     "INSERT INTO import_idempotency (project_id, idempotency_key, request_hash, blob_key, created_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (project_id, idempotency_key) DO UPDATE SET \
@@ -606,23 +606,25 @@ impl WriteTx for SqlTx {
     async fn queue_garbage(&mut self, garbage: &[Garbage], now: Timestamp) -> MetaResult<()> {
         let guard = self.guard.clone();
         guard
-            .bounded(BULK_DEADLINE, async { queue_garbage(self.conn(), garbage, now).await.map_err(|e| self.err(e)) })
+            .bounded(Some(BULK_DEADLINE), async {
+                queue_garbage(self.conn(), garbage, now).await.map_err(|e| self.err(e))
+            })
             .await
     }
 
     async fn webhook_subscribers(&mut self, project: &ProjectId) -> MetaResult<Vec<Subscriber>> {
         let guard = self.guard.clone();
-        guard.bounded(OPERATION_DEADLINE, async { self.subscribers(project).await }).await
+        guard.bounded(Some(OPERATION_DEADLINE), async { self.subscribers(project).await }).await
     }
 
     async fn request_webhooks(&mut self, blob_keys: &[String]) -> MetaResult<Vec<(String, String)>> {
         let guard = self.guard.clone();
-        guard.bounded(OPERATION_DEADLINE, async { self.webhook_configs(blob_keys).await }).await
+        guard.bounded(Some(OPERATION_DEADLINE), async { self.webhook_configs(blob_keys).await }).await
     }
 
     async fn set_request_webhooks(&mut self, blob_key: &str, config: &str) -> MetaResult<()> {
         let guard = self.guard.clone();
-        guard.bounded(OPERATION_DEADLINE, async { self.set_webhook_config(blob_key, config).await }).await
+        guard.bounded(Some(OPERATION_DEADLINE), async { self.set_webhook_config(blob_key, config).await }).await
     }
 
     async fn update_batch_from(
@@ -633,7 +635,7 @@ impl WriteTx for SqlTx {
     ) -> MetaResult<bool> {
         let guard = self.guard.clone();
         guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 self.update_batch_row_from(batch, expected_state, was_collected).await
             })
             .await
@@ -641,11 +643,11 @@ impl WriteTx for SqlTx {
 
     async fn queue_deliveries(&mut self, deliveries: &[NewDelivery]) -> MetaResult<()> {
         let guard = self.guard.clone();
-        guard.bounded(BULK_DEADLINE, async { self.insert_deliveries(deliveries).await }).await
+        guard.bounded(Some(BULK_DEADLINE), async { self.insert_deliveries(deliveries).await }).await
     }
 
     async fn commit(self: Box<Self>) -> MetaResult<()> {
         let guard = self.guard.clone();
-        guard.bounded(OPERATION_DEADLINE, async move { (*self).end().await }).await
+        guard.bounded(Some(OPERATION_DEADLINE), async move { (*self).end().await }).await
     }
 }

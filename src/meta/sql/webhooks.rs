@@ -198,7 +198,7 @@ impl WebhookRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn insert_webhook(&self, webhook: &Webhook, max_per_project: u64) -> MetaResult<bool> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let mut tx = self.begin().await?;
                 // Counted under the project's lock, so that racing creates cannot pass the limit together.
                 tx.lock_project(&webhook.project).await?;
@@ -237,7 +237,7 @@ impl WebhookRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn webhook(&self, project: &ProjectId, id: &str) -> MetaResult<Option<Webhook>> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let row: Option<WebhookRow> =
                     sqlx::query_as(&format!("SELECT {COLUMNS} FROM webhooks WHERE project_id = $1 AND id = $2"))
                         .bind(project.as_str())
@@ -253,7 +253,7 @@ impl WebhookRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn webhooks(&self, project: &ProjectId, after: Option<&str>, limit: u32) -> MetaResult<Vec<Webhook>> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let rows: Vec<WebhookRow> = sqlx::query_as(&format!(
                     "SELECT {COLUMNS} FROM webhooks WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3"
                 ))
@@ -271,7 +271,7 @@ impl WebhookRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn update_webhook(&self, webhook: &Webhook) -> MetaResult<bool> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let mut tx = self.begin().await?;
                 let (previous, until, older) = stored(&webhook.secrets);
                 let updated = sqlx::query(
@@ -307,7 +307,7 @@ impl WebhookRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delete_webhook(&self, project: &ProjectId, id: &str) -> MetaResult<bool> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let mut tx = self.begin().await?;
                 // Explicitly, not only by the foreign key: SQLite enforces it only where `foreign_keys` is on.
                 sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND project_id = $2")
@@ -331,7 +331,7 @@ impl WebhookRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn project_signing_secrets(&self, project: &ProjectId) -> MetaResult<Option<SigningSecrets>> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let row: Option<(String, Option<String>, Option<i64>, Option<String>)> = sqlx::query_as(
                     "SELECT secret, previous_secret, previous_until, older_secrets FROM project_signing_secrets \
              WHERE project_id = $1",
@@ -353,7 +353,7 @@ impl WebhookRecords for SqlMeta {
         now: Timestamp,
     ) -> MetaResult<()> {
         self.guard
-            .bounded(OPERATION_DEADLINE, async {
+            .bounded(Some(OPERATION_DEADLINE), async {
                 let (previous, until, older) = stored(secrets);
                 sqlx::query(
             "INSERT INTO project_signing_secrets (project_id, secret, previous_secret, previous_until, older_secrets, \
@@ -384,7 +384,7 @@ impl WebhookRecords for SqlMeta {
         limit: u32,
     ) -> MetaResult<Vec<ProjectId>> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 // A skip scan: from one project to the next in the (project, due time) index, each step a seek, and
                 // for each an existence check of a due row; never a scan of the backlog.
                 let by_project = self.engine.indexed_by("webhook_deliveries_by_project");
@@ -419,7 +419,7 @@ impl WebhookRecords for SqlMeta {
         wanted: &[(ProjectId, u32)],
     ) -> MetaResult<Vec<Delivery>> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let wanted: Vec<&(ProjectId, u32)> = wanted.iter().filter(|(_, count)| *count > 0).collect();
                 if wanted.is_empty() {
                     return Ok(Vec::new());
@@ -470,7 +470,7 @@ impl WebhookRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn settle_deliveries(&self, owner: &str, settled: &[Settled], now: Timestamp) -> MetaResult<usize> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let mut tx = self.begin().await?;
                 // Done (delivered or given up): deleted, many per statement.
                 let ended: Vec<&str> = settled
@@ -537,7 +537,7 @@ impl WebhookRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delivery_backlog(&self) -> MetaResult<DeliveryBacklog> {
         self.guard
-            .bounded(BULK_DEADLINE, async {
+            .bounded(Some(BULK_DEADLINE), async {
                 let (pending, oldest): (i64, Option<i64>) =
                     sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM webhook_deliveries")
                         .fetch_one(&self.pool())
