@@ -339,6 +339,23 @@ impl Config {
         let shutdown_grace = seconds(p, &args.shutdown_grace_seconds, 0);
         let log_format = p.value(&args.log_format);
         let model = ModelConfig::from_args(args.upstream, p);
+        if let (Some(storage), Some(ModelConfig { upstream: Upstream::Vertex { staging: Some(staging), .. }, .. })) =
+            (&storage, &model)
+            && let BlobStore::Bucket(store) = &storage.blobs
+        {
+            // Copies made for Vertex AI would sit among the files' own objects, where `filegate fsck` could
+            // only take them for orphans.
+            let within = |a: &str, b: &str| a.is_empty() || b == a || b.starts_with(&format!("{a}/"));
+            p.check(
+                store.provider != staging.provider
+                    || store.bucket != staging.bucket
+                    || !(within(&store.prefix, &staging.prefix) || within(&staging.prefix, &store.prefix)),
+                format!(
+                    "FILEGATE_VERTEX_STAGING_BUCKET ({staging}) overlaps FILEGATE_BLOB_STORE ({store}): give the copies \
+                     a prefix of their own"
+                ),
+            );
+        }
         let traces = traces::trace_settings(p);
         if let (Some(listen), Some(Some(metrics))) = (listen, metrics_listen) {
             p.check(
@@ -578,6 +595,31 @@ mod tests {
         assert!(both.to_string().contains("FILEGATE_API_KEYS and FILEGATE_API_KEYS_FILE are both set"));
         let missing = parse(&["--database-url-file", "/nonexistent/db-url"]).unwrap_err();
         assert!(missing.to_string().contains("FILEGATE_DATABASE_URL_FILE: cannot read /nonexistent/db-url"));
+
+        // Copies for Vertex AI in a prefix of their own, never among the files' objects.
+        let vertex = |store: &str, staging: &str| {
+            let args = [
+                "--blob-store",
+                store,
+                "--upstream",
+                "vertex",
+                "--vertex-project",
+                "p",
+                "--upstream-bearer-token",
+                "t",
+            ];
+            parse(&[&args[..], &["--vertex-staging-bucket", staging]].concat()).err().map(|p| p.to_string())
+        };
+        for (store, staging) in [("gs://b/files", "gs://b/files"), ("gs://b", "gs://b/copies"), ("gs://b/x", "gs://b")]
+        {
+            let refused = vertex(store, staging).unwrap_or_default();
+            assert!(refused.contains("overlaps FILEGATE_BLOB_STORE"), "{store} {staging}: {refused}");
+        }
+        for (store, staging) in
+            [("gs://b/files", "gs://b/copies"), ("gs://b/files", "gs://other"), ("s3://b", "gs://b/x")]
+        {
+            assert_eq!(vertex(store, staging), None, "{store} {staging}");
+        }
 
         // One project:key per line, as a keys file holds them (comments and blank lines skipped).
         std::fs::write(dir.path().join("lines"), "# team keys\nalpha:first-key-0001\n\nbeta:second-key-0002\n")
