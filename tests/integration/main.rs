@@ -21,6 +21,7 @@ mod openai_files;
 mod ops;
 mod references;
 mod register;
+mod soak;
 mod sources;
 mod support;
 mod traces;
