@@ -80,20 +80,31 @@ impl<'a> Ingest<'a> {
 
     /// Creates the multipart upload of a staging area that a row already holds (an upload session, an import
     /// task) and records its id on that row. `None` when the row went meanwhile (a delete raced the start):
-    /// the upload just made is aborted then, as when recording it fails, since an upload id that no row
-    /// holds is one the janitor never finds. Stores without multipart uploads have nothing to record.
+    /// the upload just made is aborted then, since an upload id that no row holds is one the janitor never
+    /// finds. Stores without multipart uploads have nothing to record.
+    ///
+    /// When the database's answer is lost (an outage, a deadline), the write may still have happened: what
+    /// the row holds decides, read again. Aborting an upload the row does hold would wedge the transfer on
+    /// an id the bucket no longer knows; so when even that read fails, the upload is left as it is — used
+    /// if the row holds it, else one for `filegate fsck` to find.
     pub async fn begin_recorded(meta: &dyn MetaStore, blobs: &Blobs, mut staging: Staging) -> Result<Option<Staging>> {
         let Some(upload_id) = blobs.begin(&staging).await? else {
             return Ok(Some(staging));
         };
         staging.upload_id = Some(upload_id.clone());
-        let recorded = meta.set_upload_id(&staging.key, &upload_id).await;
-        if !matches!(recorded, Ok(true)) {
+        let recorded = match meta.set_upload_id(&staging.key, &upload_id).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                let held = meta.owned_staging(std::slice::from_ref(&staging.key)).await.map_err(|_| e)?;
+                held.iter().any(|owned| owned.staging.upload_id.as_deref() == Some(upload_id.as_str()))
+            }
+        };
+        if !recorded {
             if let Err(e) = blobs.abort(&staging).await {
-                tracing::warn!(error = %e, upload_id, "aborting an unrecorded multipart upload failed");
+                tracing::warn!(error = %e, upload_id, "aborting an unrecorded multipart upload failed; fsck finds it");
             }
         }
-        Ok(recorded?.then_some(staging))
+        Ok(recorded.then_some(staging))
     }
 
     pub fn staging(&self) -> &Staging {

@@ -30,7 +30,10 @@ fn schedule() -> Vec<(&'static str, Fault, Fault)> {
 /// What the requests started under one fault (or under none) saw.
 #[derive(Default)]
 struct Window {
+    /// By HTTP status; 0 for no answer (the connection failed, or 60 s passed).
     by_status: BTreeMap<u16, u64>,
+    /// What the requests without an answer met, by kind.
+    unanswered: BTreeMap<String, u64>,
     worst: Duration,
     /// From the fault's end to the first chunk stored after it.
     recovery: Option<Duration>,
@@ -51,17 +54,29 @@ struct Soak {
 }
 
 impl Soak {
-    /// Sends a request, counting its answer and time under the fault it started in.
-    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+    /// Sends a request, counting its answer (or its lack of one) and time under the fault it started in.
+    /// Like the SDKs, the clients here retry a request that got no answer.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Option<reqwest::Response> {
         let fault = self.now.lock().unwrap().fault;
         let started = Instant::now();
-        let response = request.send().await.expect("every request is answered within the client's 60 s");
+        let response = request.send().await;
         let took = started.elapsed();
         let mut windows = self.windows.lock().unwrap();
         let window = windows.entry(fault).or_default();
-        *window.by_status.entry(response.status().as_u16()).or_default() += 1;
         window.worst = window.worst.max(took);
-        response
+        match response {
+            Ok(response) => {
+                *window.by_status.entry(response.status().as_u16()).or_default() += 1;
+                Some(response)
+            }
+            Err(e) => {
+                *window.by_status.entry(0).or_default() += 1;
+                let kind =
+                    if e.is_timeout() { "no answer in 60 s".to_owned() } else { format!("{:?}", e.without_url()) };
+                *window.unanswered.entry(kind.chars().take(160).collect()).or_default() += 1;
+                None
+            }
+        }
     }
 
     fn stored_a_chunk(&self) {
@@ -90,8 +105,7 @@ impl Soak {
                 .header("x-goog-upload-command", "start")
                 .header("x-goog-upload-header-content-length", bytes.len())
                 .json(&json!({}));
-            let reply = self.send(request).await;
-            if reply.status() == StatusCode::OK {
+            if let Some(reply) = self.send(request).await.filter(|r| r.status() == StatusCode::OK) {
                 break header(&reply, "x-goog-upload-url").unwrap().to_owned();
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -109,7 +123,10 @@ impl Soak {
                 .header("x-goog-upload-command", command)
                 .header("x-goog-upload-offset", offset)
                 .body(bytes[offset..end].to_vec());
-            let reply = self.send(request).await;
+            let Some(reply) = self.send(request).await else {
+                self.ask_offset(&path, node, &mut offset).await;
+                continue;
+            };
             match reply.status() {
                 StatusCode::OK => {
                     self.stored_a_chunk();
@@ -122,17 +139,22 @@ impl Soak {
                 }
                 StatusCode::SERVICE_UNAVAILABLE => tokio::time::sleep(Duration::from_millis(250)).await,
                 status => {
-                    // As the SDKs do after an unexpected answer: ask where the upload stands.
                     assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "a 500 for a dependency fault");
-                    let query =
-                        self.client.post(format!("{}{path}", node.url)).header("x-goog-upload-command", "query");
-                    let reply = self.send(query).await;
-                    if let Some(received) = header(&reply, "x-goog-upload-size-received") {
-                        offset = received.parse().unwrap();
-                    }
+                    self.ask_offset(&path, node, &mut offset).await;
                 }
             }
         }
+    }
+
+    /// As the SDKs do after an unexpected answer or none: asks where the upload stands.
+    async fn ask_offset(&self, path: &str, node: &Server, offset: &mut usize) {
+        let query = self.client.post(format!("{}{path}", node.url)).header("x-goog-upload-command", "query");
+        if let Some(reply) = self.send(query).await {
+            if let Some(received) = header(&reply, "x-goog-upload-size-received") {
+                *offset = received.parse().unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
     /// Reads `name` back through any node, retrying while it answers 503; whether the bytes are `bytes`.
@@ -144,8 +166,7 @@ impl Soak {
                 .client
                 .get(format!("{}/v1beta/{name}:download?alt=media", node.url))
                 .header("x-goog-api-key", ALPHA_KEY);
-            let reply = self.send(request).await;
-            if reply.status() == StatusCode::OK {
+            if let Some(reply) = self.send(request).await.filter(|r| r.status() == StatusCode::OK) {
                 if let Ok(body) = reply.bytes().await {
                     return body.as_ref() == bytes;
                 }
@@ -169,6 +190,7 @@ async fn soak_two_nodes_through_rotating_faults_lose_nothing() {
         .env("AWS_ENDPOINT", format!("http://{}", s3.address()))
         .env("FILEGATE_IMPORT_ALLOW_CIDRS", "127.0.0.1/32")
         .env("FILEGATE_IMPORT_LEASE_SECONDS", 5)
+        .env("FILEGATE_SWEEP_INTERVAL_SECONDS", 2)
         .start();
     let b = a.sibling();
     let soak = Arc::new(Soak {
@@ -212,17 +234,20 @@ async fn soak_two_nodes_through_rotating_faults_lose_nothing() {
                     .post(format!("{}/v1/files", node.url))
                     .bearer_auth(ALPHA_KEY)
                     .json(&json!({"source_url": format!("{source_url}?rate=8m"), "model": "m"}));
-                let reply = soak.send(create).await;
-                if reply.status() != StatusCode::ACCEPTED && reply.status() != StatusCode::OK {
+                let created = soak.send(create).await;
+                let Some(reply) =
+                    created.filter(|r| r.status() == StatusCode::ACCEPTED || r.status() == StatusCode::OK)
+                else {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
-                }
+                };
                 let id = reply.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
                 loop {
                     let view = soak.client.get(format!("{}/v1/files/{id}", soak.node(done as usize + 1).url));
-                    let reply = soak.send(view.bearer_auth(ALPHA_KEY)).await;
-                    let task: serde_json::Value =
-                        if reply.status() == StatusCode::OK { reply.json().await.unwrap() } else { json!({}) };
+                    let task: serde_json::Value = match soak.send(view.bearer_auth(ALPHA_KEY)).await {
+                        Some(reply) if reply.status() == StatusCode::OK => reply.json().await.unwrap_or_default(),
+                        _ => json!({}),
+                    };
                     match task["status"].as_str() {
                         Some("ready") => {
                             lost += u64::from(task["sha256"] != json!(sha256_hex(&source)));
@@ -269,21 +294,51 @@ async fn soak_two_nodes_through_rotating_faults_lose_nothing() {
         bytes / MIB as u64,
         lost + imports_lost
     );
-    println!("| fault (10 s) | requests | 2xx | 503 | other | worst latency | first chunk stored after it ended |");
-    println!("|---|---|---|---|---|---|---|");
-    let windows = soak.windows.lock().unwrap();
+    println!(
+        "| fault (10 s) | requests | 2xx | 503 | other | no answer | worst latency | first chunk stored after it ended |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let windows = std::mem::take(&mut *soak.windows.lock().unwrap());
     for (key, window) in windows.iter() {
         let name = key.map_or("none (healthy)", |i| faults[i].0);
         let total: u64 = window.by_status.values().sum();
         let ok: u64 = window.by_status.iter().filter(|(s, _)| (200..300).contains(*s)).map(|(_, n)| n).sum();
         let unavailable = window.by_status.get(&503).copied().unwrap_or(0);
+        let unanswered = window.by_status.get(&0).copied().unwrap_or(0);
         let recovery = window.recovery.map_or("-".to_owned(), |r| format!("{:.1} s", r.as_secs_f64()));
         println!(
-            "| {name} | {total} | {ok} | {unavailable} | {} | {:.1} s | {recovery} |",
-            total - ok - unavailable,
+            "| {name} | {total} | {ok} | {unavailable} | {} | {unanswered} | {:.1} s | {recovery} |",
+            total - ok - unavailable - unanswered,
             window.worst.as_secs_f64()
         );
     }
+    for (key, window) in windows.iter().filter(|(_, w)| !w.unanswered.is_empty()) {
+        println!("\nwithout an answer, under {}: {:?}", key.map_or("no fault", |i| faults[i].0), window.unanswered);
+    }
+    // What the faults left behind that no transfer comes back for, as fsck finds it once the janitors have
+    // swept (then repaired, for the after-test check).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let fsck = |repair: bool| {
+        let mut cmd = soak.nodes[0].filegate();
+        cmd.args(["fsck", "--json", "--grace-seconds", "0"]);
+        if repair {
+            cmd.arg("--repair");
+        }
+        let out = cmd.output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let report = fsck(false);
+    let mut left: BTreeMap<String, u64> = BTreeMap::new();
+    for finding in report["findings"].as_array().unwrap() {
+        *left.entry(finding["problem"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    println!("\nfsck after the soak: {} problem(s) {left:?}", report["problems"]);
+    let repaired = fsck(true);
+    assert_eq!(repaired["left"], 0, "fsck repairs what the faults left: {repaired}");
+    assert!(
+        !left.contains_key("missing_object") && !left.contains_key("wrong_size"),
+        "no file lost its bytes: {report}"
+    );
     assert_eq!(lost + imports_lost, 0, "bytes lost");
     assert!(windows.values().all(|w| !w.by_status.contains_key(&500)), "a 500 for a dependency fault");
     for node in &soak.nodes {
