@@ -3,14 +3,15 @@
 //! A host that vanishes (a network partition, a blackholed route) closes nothing: a request sent on an open
 //! connection waits for TCP or a client timeout to give up, tens of seconds to a quarter of an hour later.
 //! Each adapter runs a **prober** that asks its dependency something small every second, on its own; a few
-//! failures in a row **trip** its [`Guard`]: every operation under way ends at once, new ones fail before
-//! they start (a 503 with `Retry-After` to their clients, within seconds of the outage), and the first
-//! probe that succeeds again ends it. Each adapter says what its failures mean ([`Outage`] into its own
+//! failures in a row ([`Prober`]), or a few seconds without any answer where probes overlap ([`Silence`]),
+//! **trip** its [`Guard`]: every operation under way ends at once, new ones fail before they start (a 503
+//! with `Retry-After` to their clients, within seconds of the outage), and the first probe that succeeds
+//! again ends it. Each adapter says what its failures mean ([`Outage`] into its own
 //! error).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -106,6 +107,33 @@ impl Prober {
     }
 }
 
+/// Judges a dependency asked often by probes that may overlap: trips `guard` once nothing has answered for
+/// `limit`, recovers it at the first answer. Unlike [`Prober`]'s failures in a row, a dependency that is
+/// slow but alive (a far region, a loaded bucket: every answer 2–3 s late) never trips it, since some
+/// probe keeps answering; one that is gone trips it `limit` after its last answer.
+#[derive(Debug)]
+pub struct Silence {
+    last_answer: Instant,
+    limit: Duration,
+}
+
+impl Silence {
+    pub fn new(limit: Duration) -> Self {
+        Self { last_answer: Instant::now(), limit }
+    }
+
+    /// A probe answered: `Some(false)` if that ends an outage.
+    pub fn answered(&mut self, guard: &Guard) -> Option<bool> {
+        self.last_answer = Instant::now();
+        guard.recover().then_some(false)
+    }
+
+    /// Time passed: `Some(true)` if the silence has now lasted long enough to trip `guard`.
+    pub fn check(&self, guard: &Guard) -> Option<bool> {
+        (self.last_answer.elapsed() >= self.limit && guard.trip()).then_some(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +157,22 @@ mod tests {
         assert_eq!(guard.bounded(None, async { Ok::<_, Outage>(7) }).await, Ok(7));
         let slow = guard.bounded(Some(Duration::from_millis(50)), std::future::pending::<Result<(), Outage>>()).await;
         assert_eq!(slow, Err(Outage::Deadline(Duration::from_millis(50))));
+    }
+
+    #[tokio::test]
+    async fn a_silence_trips_only_once_it_lasts_and_ends_at_the_first_answer() {
+        let guard = Guard::default();
+        let mut silence = Silence::new(Duration::from_millis(200));
+        assert_eq!(silence.check(&guard), None, "just asked");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(silence.answered(&guard), None, "a late answer is an answer");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(silence.check(&guard), None, "the silence restarted at the answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(silence.check(&guard), Some(true));
+        assert!(guard.is_down());
+        assert_eq!(silence.check(&guard), None, "one trip per outage");
+        assert_eq!(silence.answered(&guard), Some(false));
+        assert!(!guard.is_down());
     }
 }

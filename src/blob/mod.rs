@@ -285,21 +285,32 @@ impl Blobs {
         self.objects.probe().await
     }
 
-    /// Asks the store something small every second, on its own, until `shutdown`: two unanswered questions
-    /// in a row (2 s each) and every operation under way ends with `Unavailable`, new ones fail at once,
-    /// until the first answer ([`crate::outage`]). For buckets, whose host may vanish without closing
-    /// anything; the local disk answers or fails by itself.
+    /// Asks the store something small every second, on its own, until `shutdown`: once nothing has answered
+    /// for 4 s, every operation under way ends with `Unavailable` and new ones fail at once, until the first
+    /// answer ([`crate::outage`]). The questions overlap (each may take up to 10 s), so that a bucket that
+    /// is slow but alive — every answer a few seconds late — is never taken for a vanished one. For buckets,
+    /// whose host may vanish without closing anything; the local disk answers or fails by itself.
     pub async fn watch_reachability(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
-        const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-        const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-        let mut prober = crate::outage::Prober::new(2);
+        use std::time::Duration;
+        const EVERY: Duration = Duration::from_secs(1);
+        const PATIENCE: Duration = Duration::from_secs(10);
+        const SILENCE: Duration = Duration::from_secs(4);
+        let mut silence = crate::outage::Silence::new(SILENCE);
+        let mut asking = tokio::task::JoinSet::new();
+        let mut every = tokio::time::interval(EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let changed = tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(EVERY) => {}
-            }
-            let answered = self.objects.answers(TIMEOUT).await;
-            match prober.answered(self.objects.guard(), answered) {
+                _ = every.tick() => {
+                    // Bounded by PATIENCE / EVERY questions in flight.
+                    let store = self.clone();
+                    asking.spawn(async move { store.objects.answers(PATIENCE).await });
+                    silence.check(self.objects.guard())
+                }
+                Some(Ok(true)) = asking.join_next(), if !asking.is_empty() => silence.answered(self.objects.guard()),
+            };
+            match changed {
                 Some(true) => tracing::warn!(
                     store = %self.describe,
                     "the blob store stopped answering: requests that need it fail fast until it is back"
