@@ -49,7 +49,7 @@ def run(argv):
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if done.returncode not in (0, 6):
         sys.stderr.write(done.stderr.decode())
-    print(f"{seconds:.1f} {peak} {done.returncode}")
+    print(f"{seconds:.2f} {peak} {done.returncode}")
 
 
 if __name__ == "__main__":
