@@ -196,8 +196,8 @@ run_tests() {
     export FILEGATE_TEST_PREVIOUS_BINARY
   fi
   if wants rust; then
-    step "unit tests, the metadata contract (on every engine) and the blob contract (on every store)"
-    FILEGATE_TEST_GCS=1 cargo nextest run --locked --offline --lib
+    step "unit tests, the metadata contract (on every engine), the blob contract (on every store), the architecture"
+    FILEGATE_TEST_GCS=1 cargo nextest run --locked --offline --lib --test architecture
   fi
   local first=${CONFIGS%% *}
   for config in $CONFIGS; do

@@ -19,10 +19,10 @@ mod storage;
 mod traces;
 mod upstream;
 
+pub use crate::telemetry::{LogFormat, TraceSettings};
 pub use problems::Problems;
 pub use setting::{Flag, Setting, lenient};
 pub use storage::{BlobStore, Database, Storage, StorageArgs, parse_blob_url};
-pub use traces::TraceSettings;
 pub use upstream::{ApiKeySecret, ModelConfig, Upstream, UpstreamArgs, UpstreamKind, VertexAuth};
 
 use crate::domain::{ApiKey, MediaTypePolicy, ProjectId};
@@ -161,25 +161,6 @@ pub struct ServeArgs {
     pub webhook_concurrency: Setting<usize>,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum LogFormat {
-    #[default]
-    Pretty,
-    Json,
-}
-
-impl std::str::FromStr for LogFormat {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s.to_ascii_lowercase().as_str() {
-            "pretty" => Ok(Self::Pretty),
-            "json" => Ok(Self::Json),
-            _ => Err(()),
-        }
-    }
 }
 
 impl setting::Described for LogFormat {

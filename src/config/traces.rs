@@ -1,12 +1,6 @@
 //! The `OTEL_*` variables filegate reads for traces (`telemetry/traces.rs` exports them).
 
-use super::Problems;
-
-/// The OTLP settings, if traces are on.
-#[derive(Debug, Clone)]
-pub struct TraceSettings {
-    pub service_name: String,
-}
+use super::{Problems, TraceSettings};
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())

@@ -74,8 +74,3 @@ fn rendered(app: &HttpState) -> String {
 fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
-
-/// The OpenAPI 3.1 description of every route, built from the code (`http/openapi.rs`).
-pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], super::openapi::DOCUMENT.as_str()).into_response()
-}

@@ -2,16 +2,30 @@
 //! the OpenAPI document describes for it. The router and the document are both built from this list, so
 //! an endpoint cannot be served undocumented, or documented and not served.
 
+use std::sync::LazyLock;
+
 use axum::extract::{FromRequestParts as _, Request, State};
 use axum::handler::Handler;
-use axum::http::Method;
+use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::extract::GPath;
-use super::openapi::{Route, operations as doc};
+use super::openapi::{self, Route, operations as doc};
 use super::state::HttpState;
 use super::{auth, batches, caches, console, gemini, import, model, openai, ops, webhooks};
+
+/// The OpenAPI document of every endpoint, rendered once.
+static OPENAPI: LazyLock<String> = LazyLock::new(|| {
+    let endpoints = endpoints(true, true);
+    let document = openapi::document(endpoints.iter().map(|e| (&e.method, e.operations)));
+    document.to_pretty_json().expect("the OpenAPI document serializes")
+});
+
+/// `GET /openapi.json`: the OpenAPI 3.1 description of every route, built from this table.
+async fn serve_openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI.as_str()).into_response()
+}
 
 /// One method on one path.
 pub struct Endpoint {
@@ -113,7 +127,7 @@ pub fn endpoints(metrics_on_public: bool, console_on: bool) -> Vec<Endpoint> {
         Endpoint::new(M::POST, "/v1/uploads/{id}/cancel", openai::uploads::cancel, &[doc::cancel_upload]),
         Endpoint::new(M::GET, "/healthz", ops::healthz, &[doc::healthz]),
         Endpoint::new(M::GET, "/readyz", ops::readyz, &[doc::readyz]),
-        Endpoint::new(M::GET, "/openapi.json", ops::openapi, &[doc::openapi]),
+        Endpoint::new(M::GET, "/openapi.json", serve_openapi, &[doc::openapi]),
     ];
     if metrics_on_public {
         all.push(Endpoint::new(M::GET, "/metrics", ops::public_metrics, &[doc::metrics]));
@@ -242,5 +256,22 @@ mod tests {
             .map(|e| (e.method, e.mount))
             .collect();
         assert_eq!(undocumented.len(), 10, "only the upload and Vertex aliases go undocumented: {undocumented:?}");
+    }
+
+    #[test]
+    fn statuses_come_from_the_error_mapping() {
+        let doc: serde_json::Value = serde_json::from_str(&OPENAPI).unwrap();
+        let import_get = &doc["paths"]["/v1/files/{import_id}"]["get"]["responses"];
+        for status in ["200", "400", "401", "403", "404", "503"] {
+            assert!(import_get.get(status).is_some(), "GET /v1/files/{{import_id}} lacks {status}: {import_get}");
+        }
+        let download = &doc["paths"]["/{version}/files/{name}:download"]["get"]["responses"];
+        for status in ["200", "206", "400", "403", "404", "416", "503"] {
+            assert!(download.get(status).is_some(), "download lacks {status}");
+        }
+        assert_eq!(
+            doc["paths"]["/{version}/files"]["get"]["parameters"][0]["schema"]["enum"],
+            serde_json::json!(["v1", "v1beta", "v1alpha"])
+        );
     }
 }

@@ -21,7 +21,11 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::config::TraceSettings;
+/// The OTLP settings, if traces are on.
+#[derive(Debug, Clone)]
+pub struct TraceSettings {
+    pub service_name: String,
+}
 
 /// The tracer provider exporting to the collector (batched, on the SDK's own thread); the W3C trace context
 /// is installed as the propagator.

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub(crate) mod files;
+mod headers;
 mod multipart;
 #[cfg(test)]
 mod protocol_tests;

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
 use super::error::GeminiError;
-use super::upload::{MAX_METADATA_BYTES, header_str, header_u64, parse_metadata};
+use super::headers::{MAX_METADATA_BYTES, header_str, header_u64, parse_metadata};
 use crate::domain::Origin;
 use crate::error::Error;
 use crate::http::body::into_stream;

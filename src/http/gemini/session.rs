@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use super::error::{UPLOAD_STATUS, UploadUrlError};
-use super::upload::{header_str, header_u64};
+use super::headers::{header_str, header_u64};
 use crate::domain::SecretToken;
 use crate::error::{Error, UploadError};
 use crate::http::body::into_stream;

@@ -4,21 +4,18 @@
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error::{GeminiError, UPLOAD_STATUS};
+use super::headers::{header_str, header_u64, read_metadata};
 use super::multipart;
 use crate::domain::Origin;
 use crate::error::Error;
 use crate::http::extract::{GPath, GQuery};
 use crate::http::state::{Handles, HttpState};
 use crate::services::uploads::{CHUNK_GRANULARITY, DeclaredSize, StartUpload};
-use crate::wire::gemini::CreateFileRequest;
-
-/// Largest JSON metadata accepted with a start or a multipart upload.
-pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Deserialize, Default)]
 pub struct UploadQuery {
@@ -73,43 +70,6 @@ async fn dispatch(app: &Handles, version: &str, query: UploadQuery, req: Request
         .into()),
     };
     result.unwrap_or_else(IntoResponse::into_response)
-}
-
-pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
-}
-
-/// A decimal header value, or a clear error naming the header.
-pub fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, Error> {
-    header_str(headers, name)
-        .map(|v| {
-            v.parse::<u64>().map_err(|_| Error::invalid(format!("{name} must be a non-negative integer, got \"{v}\".")))
-        })
-        .transpose()
-}
-
-/// Reads a small JSON body (`{"file": {…}}`); an empty body means no metadata.
-pub async fn read_metadata(body: Body) -> Result<CreateFileRequest, Error> {
-    let bytes = crate::http::body::read_to_limit(body, MAX_METADATA_BYTES, || {
-        Error::invalid(format!("The metadata is larger than {MAX_METADATA_BYTES} bytes."))
-    })
-    .await?;
-    parse_metadata(&bytes)
-}
-
-/// Parses the metadata JSON as Google's front end does: strict JSON, or else the lenient form its own
-/// documentation sends (`curl -d "{'file': {'display_name': 'AUDIO'}}"`, single quotes), which JSON5
-/// reads.
-pub fn parse_metadata(bytes: &[u8]) -> Result<CreateFileRequest, Error> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(CreateFileRequest::default());
-    }
-    crate::http::body::parse_json(bytes).or_else(|strict| {
-        std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|text| json5::from_str(text).ok())
-            .ok_or_else(|| Error::invalid(format!("Invalid JSON payload received. {strict}")))
-    })
 }
 
 async fn start_resumable(app: &Handles, version: &str, parts: &Parts, body: Body) -> Result<Response, GeminiError> {
@@ -182,20 +142,4 @@ async fn start_resumable(app: &Handles, version: &str, parts: &Parts, body: Body
         (),
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metadata_in_googles_documented_single_quotes_is_read() {
-        let request = parse_metadata(b"{'file': {'display_name': 'AUDIO'}}").unwrap();
-        assert_eq!(request.file.unwrap().display_name.as_deref(), Some("AUDIO"));
-        let strict = parse_metadata(br#"{"file": {"displayName": "x"}}"#).unwrap();
-        assert_eq!(strict.file.unwrap().display_name.as_deref(), Some("x"));
-        assert!(parse_metadata(b"   ").unwrap().file.is_none());
-        let err = parse_metadata(b"{file: ").unwrap_err().to_string();
-        assert!(err.starts_with("Invalid JSON payload received."), "{err}");
-    }
 }

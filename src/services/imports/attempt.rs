@@ -6,19 +6,49 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::fetch::{Failure, SourceResponse};
+use super::ImportSettings;
+use super::answer::Failure;
+use super::fetch::{Fetcher, SourceResponse};
 use super::ranged::SourceBody;
 use super::source::PartSource;
-use super::worker::Workers;
 use super::{mime, task};
+use crate::blob::Blobs;
 use crate::blob::Writer;
 use crate::domain::{FailureCode, FileRecord, Staging};
 use crate::error::Error;
 use crate::hash::ResumableSha256;
-use crate::meta::{Garbage, ImportProgress, ImportTask};
+use crate::meta::{Garbage, ImportProgress, ImportTask, MetaStore};
 use crate::services::ingest::{Cap, Ingest};
 use crate::services::uploads::CHUNK_GRANULARITY;
 use crate::telemetry::metric;
+
+/// What an attempt works with: the worker's stores, fetcher and settings, and its name on leases.
+pub struct AttemptContext {
+    pub meta: Arc<dyn MetaStore>,
+    pub blobs: Arc<Blobs>,
+    pub fetcher: Fetcher,
+    pub settings: ImportSettings,
+    /// This process's name on leases.
+    pub owner: String,
+}
+
+impl AttemptContext {
+    /// The task's staging area, created if it is not yet: the database knew its key before (a bucket's
+    /// multipart upload id is recorded as soon as it exists). `None` when the task was removed meanwhile.
+    async fn staging_area(&self, task: &ImportTask) -> crate::error::Result<Option<Staging>> {
+        let staging = task.staging();
+        if staging.upload_id.is_some() {
+            return Ok(Some(staging));
+        }
+        Ingest::begin_recorded(self.meta.as_ref(), self.blobs.as_ref(), staging).await
+    }
+
+    /// Records an import's progress with its lease (see `task::record_progress`); `false` once it is lost.
+    async fn record(&self, task: &ImportTask, step: &task::Step<'_>) -> Result<bool, Failure> {
+        let limits = &self.settings.limits;
+        task::record_progress(self.meta.as_ref(), limits, task, &self.owner, step).await.map_err(storage_failure)
+    }
+}
 
 /// What a store failure means for an import: over a limit is final, anything else is retried.
 pub fn storage_failure(err: Error) -> Failure {
@@ -40,14 +70,14 @@ pub fn storage_failure(err: Error) -> Failure {
 /// Opens the source: from the staged bytes on when a validator lets the source prove it unchanged, else
 /// from the start. Returns the response and whether the task starts over (the source changed, or the
 /// staged bytes cannot be continued).
-async fn open(workers: &Workers, task: &ImportTask) -> Result<(SourceResponse, bool), Failure> {
+async fn open(on: &AttemptContext, task: &ImportTask) -> Result<(SourceResponse, bool), Failure> {
     let hasher = ResumableSha256::from_bytes(&task.hasher_state);
     let resume = match (&task.validator, &hasher) {
         (Some(validator), Some(_)) if task.received_bytes > 0 => Some((task.received_bytes, validator.as_str())),
         _ => None,
     };
-    let source = workers.fetcher.open(&task.source_url, resume).await?;
-    let limit = workers.settings.limits.max_file_bytes;
+    let source = on.fetcher.open(&task.source_url, resume).await?;
+    let limit = on.settings.limits.max_file_bytes;
     if let Some(total) = source.total.filter(|&t| t > limit) {
         return Err(Failure::permanent(
             FailureCode::TooLarge,
@@ -65,12 +95,12 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// (for every node's import view; the committed offset stays the resume point). It ends with the attempt,
 /// when the handle is dropped.
 fn report_progress(
-    workers: &Workers,
+    on: &AttemptContext,
     task: &ImportTask,
     from: u64,
     arrived: Arc<AtomicU64>,
 ) -> tokio_util::task::AbortOnDropHandle<()> {
-    let (meta, blob_key, owner) = (workers.meta.clone(), task.blob_key.clone(), workers.owner.clone());
+    let (meta, blob_key, owner) = (on.meta.clone(), task.blob_key.clone(), on.owner.clone());
     let reporting = tokio::spawn(async move {
         let mut written = 0;
         loop {
@@ -96,10 +126,9 @@ struct Described {
 
 /// The file's type, from the response's `Content-Type`, its first bytes and its URL; refused as soon as
 /// it is known if the deployment does not take it.
-fn sniff(workers: &Workers, source: &Described, head: &[u8]) -> Result<String, Failure> {
+fn sniff(on: &AttemptContext, source: &Described, head: &[u8]) -> Result<String, Failure> {
     let detected = mime::detect(source.content_type.as_deref(), head, &source.url);
-    workers
-        .settings
+    on.settings
         .limits
         .media_types
         .check(&detected)
@@ -109,7 +138,7 @@ fn sniff(workers: &Workers, source: &Described, head: &[u8]) -> Result<String, F
 
 /// A running attempt: the task, its source and its ingest session.
 pub struct Attempt<'a> {
-    workers: &'a Workers,
+    on: &'a AttemptContext,
     task: &'a ImportTask,
     ingest: Ingest<'a>,
     progress: ImportProgress,
@@ -126,13 +155,13 @@ const MIN_PARTS_PER_COMMIT: usize = 8;
 pub type Finished = Option<(FileRecord, Vec<Garbage>)>;
 
 impl<'a> Attempt<'a> {
-    pub async fn run(workers: &'a Workers, task: &'a ImportTask) -> Result<Finished, Failure> {
-        let (source, restart) = open(workers, task).await?;
-        let Some(staging) = workers.staging_area(task).await.map_err(storage_failure)? else {
+    pub async fn run(on: &'a AttemptContext, task: &'a ImportTask) -> Result<Finished, Failure> {
+        let (source, restart) = open(on, task).await?;
+        let Some(staging) = on.staging_area(task).await.map_err(storage_failure)? else {
             return Ok(None);
         };
         let hasher = ResumableSha256::from_bytes(&task.hasher_state).unwrap_or_default();
-        let mut ingest = Ingest::resume(workers.blobs.as_ref(), staging, task.received_bytes, hasher);
+        let mut ingest = Ingest::resume(on.blobs.as_ref(), staging, task.received_bytes, hasher);
         let dropped = if restart || source.offset == 0 { ingest.restart() } else { None };
         let progress = ImportProgress {
             received_bytes: ingest.received(),
@@ -140,7 +169,7 @@ impl<'a> Attempt<'a> {
             validator: source.validator.clone(),
             total_bytes: source.total,
         };
-        let mut attempt = Self { workers, task, ingest, progress, mime_type: None };
+        let mut attempt = Self { on, task, ingest, progress, mime_type: None };
         // Recording the announced size first reserves it against the quota before any byte is stored.
         let garbage = dropped.as_slice();
         let step = task::Step { progress: &attempt.progress, mime_type: None, parts: &[], garbage, restart };
@@ -148,9 +177,9 @@ impl<'a> Attempt<'a> {
             return Ok(None);
         }
         // The earlier attempt's tail, queued by that commit, goes now rather than at the next sweep.
-        attempt.ingest.reclaim(workers.meta.as_ref(), garbage).await;
+        attempt.ingest.reclaim(on.meta.as_ref(), garbage).await;
         let described = Described { content_type: source.content_type, url: source.url };
-        let _reporting = report_progress(workers, task, source.offset, source.arrived);
+        let _reporting = report_progress(on, task, source.offset, source.arrived);
         if !attempt.ingest_source(source.body, &described).await? {
             return Ok(None);
         }
@@ -166,8 +195,8 @@ impl<'a> Attempt<'a> {
     /// Stages the source span by span (several parts of the store each), committing each span with the
     /// lease; `false` once the lease is lost.
     async fn ingest_source(&mut self, body: SourceBody, source: &Described) -> Result<bool, Failure> {
-        let limit = self.workers.settings.limits.max_file_bytes;
-        let mut body = PartSource::new(body, self.workers.settings.config.stall_timeout);
+        let limit = self.on.settings.limits.max_file_bytes;
+        let mut body = PartSource::new(body, self.on.settings.config.stall_timeout);
         loop {
             let received = self.ingest.received();
             // A span ends on a part boundary of the store, so a stalled import's tail never outgrows one;
@@ -175,9 +204,9 @@ impl<'a> Attempt<'a> {
             // parts in flight), and its progress is committed once they are all stored. The first span is
             // one part, so that a type the deployment refuses is refused before more is fetched. The
             // local disk commits every granule of the upload protocol.
-            let part_len = match self.workers.blobs.writer() {
+            let part_len = match self.on.blobs.writer() {
                 Writer::Parts(store) => {
-                    let in_flight = self.workers.blobs.part_budget().in_flight();
+                    let in_flight = self.on.blobs.part_budget().in_flight();
                     let parts = if received == 0 { 1 } else { (2 * in_flight).max(MIN_PARTS_PER_COMMIT) as u64 };
                     parts * store.granule() - received % store.granule()
                 }
@@ -195,7 +224,7 @@ impl<'a> Attempt<'a> {
                 .await
                 .map_err(|_| Failure::transient(FailureCode::Internal, "the source stream ended unexpectedly"))?;
             if let Some(head) = head {
-                let sniffed = sniff(self.workers, source, &head.lock().expect("sniff buffer poisoned"));
+                let sniffed = sniff(self.on, source, &head.lock().expect("sniff buffer poisoned"));
                 match sniffed {
                     Ok(mime_type) => self.mime_type = Some(mime_type),
                     Err(refused) => {
@@ -208,9 +237,9 @@ impl<'a> Attempt<'a> {
             if written > 0 {
                 self.progress.received_bytes = received + written;
                 self.progress.hasher_state = chunk.hasher.to_bytes();
-                let (workers, task, progress) = (self.workers, self.task, &self.progress);
+                let (on, task, progress) = (self.on, self.task, &self.progress);
                 let mime_type = self.mime_type.as_deref();
-                let (meta, limits, owner) = (workers.meta.as_ref(), &workers.settings.limits, workers.owner.as_str());
+                let (meta, limits, owner) = (on.meta.as_ref(), &on.settings.limits, on.owner.as_str());
                 let refused = self
                     .ingest
                     .commit(meta, chunk, async |chunk| {
@@ -241,12 +270,12 @@ impl<'a> Attempt<'a> {
     }
 
     async fn record(&self, step: &task::Step<'_>) -> Result<bool, Failure> {
-        self.workers.record(self.task, step).await
+        self.on.record(self.task, step).await
     }
 
     /// Checks the digest, completes the staging area into the file's object and marks the file ready.
     async fn finish(self) -> Result<Finished, Failure> {
-        let (workers, task) = (self.workers, self.task);
+        let (on, task) = (self.on, self.task);
         let digest = self.ingest.hasher().digest();
         if let Some(expected) = task.expected_sha256.as_deref().filter(|e| *e != hex::encode(digest)) {
             return Err(Failure::permanent(
@@ -255,14 +284,14 @@ impl<'a> Attempt<'a> {
             ));
         }
         let staging: &Staging = self.ingest.staging();
-        let parts = workers.meta.parts(&staging.key).await.map_err(|e| storage_failure(e.into()))?;
+        let parts = on.meta.parts(&staging.key).await.map_err(|e| storage_failure(e.into()))?;
         let garbage = self.ingest.complete(&parts).await.map_err(storage_failure)?;
         let mime_type = self.mime_type.unwrap_or_else(|| task.mime_type.clone());
         let done = (self.ingest.received(), digest, mime_type.as_str());
         let finished =
-            task::finish(workers.meta.as_ref(), task, &workers.owner, done, &garbage).await.map_err(storage_failure)?;
+            task::finish(on.meta.as_ref(), task, &on.owner, done, &garbage).await.map_err(storage_failure)?;
         if finished.is_none() {
-            let (meta, blobs) = (workers.meta.as_ref(), workers.blobs.as_ref());
+            let (meta, blobs) = (on.meta.as_ref(), on.blobs.as_ref());
             crate::services::garbage::drop_if_orphaned(meta, blobs, &task.project, &task.file_id, &task.blob_key).await;
         }
         Ok(finished.map(|file| (file, garbage)))

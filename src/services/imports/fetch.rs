@@ -10,32 +10,13 @@ use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 use url::Url;
 
+use super::answer::{Failure, connect_failure, content_range};
 use super::ranged::{self, RangedFetches, SourceBody};
-use super::ssrf::{AddressPolicy, ForbiddenHost, GuardedResolver, UrlProblem, check_parsed};
+use super::ssrf::{AddressPolicy, GuardedResolver, UrlProblem, check_parsed};
 use crate::domain::{FailureCode, FileError};
 
 /// Redirects followed before the task fails with `too_many_redirects`.
 pub const MAX_REDIRECTS: usize = 5;
-
-/// Why an attempt ended without a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// Retrying cannot help: the task fails with this error.
-    Permanent(FileError),
-    /// Worth another attempt (after `retry_after` if the source asked for it); the error is what the
-    /// task fails with when the attempts run out.
-    Transient { error: FileError, retry_after: Option<Duration> },
-}
-
-impl Failure {
-    pub fn permanent(code: FailureCode, message: impl Into<String>) -> Self {
-        Self::Permanent(FileError { code, message: message.into() })
-    }
-
-    pub fn transient(code: FailureCode, message: impl Into<String>) -> Self {
-        Self::Transient { error: FileError { code, message: message.into() }, retry_after: None }
-    }
-}
 
 /// A source that answered with bytes.
 pub struct SourceResponse {
@@ -217,35 +198,6 @@ impl Fetcher {
 
 fn http_status_error(status: StatusCode) -> FileError {
     FileError { code: FailureCode::SourceHttpStatus, message: format!("the source answered HTTP {status}") }
-}
-
-/// A connection-level failure: a refused resolution (SSRF guard) is final, anything else transient.
-pub fn connect_failure(error: &reqwest::Error) -> Failure {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if let Some(forbidden) = e.downcast_ref::<ForbiddenHost>() {
-            return Failure::permanent(FailureCode::ForbiddenAddress, forbidden.to_string());
-        }
-        source = e.source();
-    }
-    let what = if error.is_connect() { "could not connect to the source" } else { "the request to the source failed" };
-    Failure::transient(FailureCode::SourceUnreachable, format!("{what}: {}", root_cause(error)))
-}
-
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
-/// `Content-Range: bytes START-END/TOTAL` → (START, TOTAL if known).
-pub(super) fn content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
-    let value = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
-    let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;
-    let start = range.split_once('-')?.0.trim().parse().ok()?;
-    Some((start, total.trim().parse().ok()))
 }
 
 /// `Content-Range: bytes */LENGTH` (a 416's) → LENGTH.

@@ -2,6 +2,7 @@
 //! store; clients poll (or long-poll) the task. An import is an ordinary file with a second view, so it
 //! shares the file table, the blob store, quotas and expiry with uploads.
 
+mod answer;
 mod attempt;
 mod fetch;
 mod mime;

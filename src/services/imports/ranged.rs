@@ -24,7 +24,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument as _;
 use url::Url;
 
-use super::fetch::{Failure, content_range};
+use super::answer::{Failure, connect_failure, content_range};
 use crate::domain::FailureCode;
 
 /// The size of a segment: one part of a bucket, so a segment read ahead is one part's worth of memory.
@@ -226,7 +226,7 @@ async fn open(source: &Source, start: u64, end: u64) -> Result<SourceBody, Failu
                 format!("the source sent no response headers within {} s", source.stall.as_secs()),
             ));
         }
-        Ok(Err(e)) => return Err(super::fetch::connect_failure(&e)),
+        Ok(Err(e)) => return Err(connect_failure(&e)),
         Ok(Ok(response)) => response,
     };
     let status = response.status();

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt as _, stream};
 use tokio::sync::oneshot;
 
-use super::fetch::Failure;
+use super::answer::Failure;
 use super::ranged::SourceBody;
 use crate::blob::ByteStream;
 use crate::domain::FailureCode;

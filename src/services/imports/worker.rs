@@ -8,15 +8,14 @@ use rand::Rng as _;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::attempt::{Attempt, storage_failure};
-use super::fetch::{Failure, Fetcher};
+use super::answer::Failure;
+use super::attempt::{Attempt, AttemptContext};
+use super::fetch::Fetcher;
 use super::ranged::RangedFetches;
 use super::{ImportQueue, ImportSettings, task};
 use crate::blob::Blobs;
-use crate::domain::Staging;
 use crate::domain::{FailureCode, FileError, FileRecord, Timestamp, random_alphanumeric};
 use crate::meta::{Garbage, ImportTask, MetaStore};
-use crate::services::ingest::Ingest;
 use crate::telemetry::metric;
 
 /// How a claimed task's run ended.
@@ -46,13 +45,9 @@ pub type ReadyHook = Arc<dyn Fn(FileRecord) + Send + Sync>;
 
 pub struct Workers {
     on_ready: Option<ReadyHook>,
-    pub(super) meta: Arc<dyn MetaStore>,
-    pub(super) blobs: Arc<Blobs>,
-    pub(super) fetcher: Fetcher,
-    pub(super) settings: ImportSettings,
+    /// What each attempt works with.
+    on: AttemptContext,
     queue: Arc<ImportQueue>,
-    /// This process's name on leases.
-    pub(super) owner: String,
 }
 
 /// Exponential backoff from 1 s, doubling, capped at 60 s, with ±20 % jitter so retries spread out.
@@ -67,7 +62,7 @@ impl Workers {
         let ranged = RangedFetches::new(config.connections, config.read_ahead_bytes);
         let fetcher = Fetcher::new(settings.policy.clone(), config.connect_timeout, config.stall_timeout, ranged);
         let owner = format!("node-{}", random_alphanumeric(12));
-        Self { on_ready: None, meta, blobs, fetcher, settings, queue, owner }
+        Self { on_ready: None, on: AttemptContext { meta, blobs, fetcher, settings, owner }, queue }
     }
 
     pub fn on_ready(mut self, hook: ReadyHook) -> Self {
@@ -79,7 +74,7 @@ impl Workers {
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let loops: Vec<_> =
-            (0..this.settings.config.workers).map(|_| tokio::spawn(this.clone().work(shutdown.clone()))).collect();
+            (0..this.on.settings.config.workers).map(|_| tokio::spawn(this.clone().work(shutdown.clone()))).collect();
         for handle in loops {
             let _ = handle.await;
         }
@@ -88,8 +83,11 @@ impl Workers {
     async fn work(self: Arc<Self>, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             let now = Timestamp::now();
-            let claimed =
-                self.meta.claim_import(&self.owner, now, now.plus_seconds(self.settings.config.lease.as_secs())).await;
+            let claimed = self
+                .on
+                .meta
+                .claim_import(&self.on.owner, now, now.plus_seconds(self.on.settings.config.lease.as_secs()))
+                .await;
             match claimed {
                 Ok(Some(task)) => {
                     // The import's own span, in the trace of the request that created it.
@@ -124,15 +122,15 @@ impl Workers {
         let running = self.queue.running.register(&task.blob_key, Some(shutdown));
         let cancel = running.token.clone();
         let heartbeat = tokio::spawn(heartbeat(
-            self.meta.clone(),
+            self.on.meta.clone(),
             task.blob_key.clone(),
-            self.owner.clone(),
-            self.settings.config.lease,
+            self.on.owner.clone(),
+            self.on.settings.config.lease,
             cancel.clone(),
         ));
         let out_of_time = tokio::time::sleep_until(instant_of(self.deadline(&task)));
         let outcome = tokio::select! {
-            attempt = Attempt::run(self, &task) => Outcome::from(attempt),
+            attempt = Attempt::run(&self.on, &task) => Outcome::from(attempt),
             () = out_of_time => Outcome::Failed(Failure::permanent(FailureCode::Timeout, "the import exceeded its total time limit")),
             () = cancel.cancelled() => if shutdown.is_cancelled() { Outcome::Shutdown } else { Outcome::LeaseLost },
         };
@@ -147,7 +145,7 @@ impl Workers {
                     "import ready"
                 );
                 metrics::counter!(metric::IMPORTS_FINISHED, "status" => "ready").increment(1);
-                crate::services::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &garbage).await;
+                crate::services::garbage::reclaim_now(self.on.meta.as_ref(), self.on.blobs.as_ref(), &garbage).await;
                 if let Some(hook) = &self.on_ready {
                     hook(*file);
                 }
@@ -159,8 +157,9 @@ impl Workers {
             }
             Outcome::Shutdown => {
                 let now = Timestamp::now();
-                self.meta
-                    .release_import(&task.blob_key, &self.owner, now, "shutdown", now)
+                self.on
+                    .meta
+                    .release_import(&task.blob_key, &self.on.owner, now, "shutdown", now)
                     .await
                     .map(drop)
                     .map_err(Into::into)
@@ -175,7 +174,7 @@ impl Workers {
 
     /// When the task's total time runs out, counted from its creation.
     fn deadline(&self, task: &ImportTask) -> Timestamp {
-        task.created_at.plus_seconds(self.settings.config.total_timeout.as_secs())
+        task.created_at.plus_seconds(self.on.settings.config.total_timeout.as_secs())
     }
 
     async fn record_failure(&self, task: &ImportTask, failure: Failure) -> crate::error::Result<()> {
@@ -183,12 +182,12 @@ impl Workers {
         let out_of_time = self.deadline(task) <= now;
         let error = match failure {
             Failure::Transient { error, retry_after }
-                if task.attempts < self.settings.config.max_attempts && !out_of_time =>
+                if task.attempts < self.on.settings.config.max_attempts && !out_of_time =>
             {
                 let wait = backoff(task.attempts).max(retry_after.unwrap_or_default());
                 tracing::info!(code = %error.code, reason = %error.message, retry_in_ms = wait.as_millis() as u64, "import attempt failed; retrying");
                 let at = Timestamp::from_micros(now.as_micros() + wait.as_micros() as i64);
-                self.meta.release_import(&task.blob_key, &self.owner, at, error.code.as_str(), now).await?;
+                self.on.meta.release_import(&task.blob_key, &self.on.owner, at, error.code.as_str(), now).await?;
                 return Ok(());
             }
             // A transient failure with no time left to retry is a timeout.
@@ -196,7 +195,7 @@ impl Workers {
                 code: FailureCode::Timeout,
                 message: format!(
                     "the import did not finish within {} s (last error: {})",
-                    self.settings.config.total_timeout.as_secs(),
+                    self.on.settings.config.total_timeout.as_secs(),
                     error.message
                 ),
             },
@@ -204,26 +203,10 @@ impl Workers {
         };
         tracing::info!(code = %error.code, reason = %error.message, "import failed");
         metrics::counter!(metric::IMPORTS_FINISHED, "status" => "failed").increment(1);
-        if let Some(garbage) = task::fail(self.meta.as_ref(), task, &self.owner, &error).await? {
-            crate::services::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &garbage).await;
+        if let Some(garbage) = task::fail(self.on.meta.as_ref(), task, &self.on.owner, &error).await? {
+            crate::services::garbage::reclaim_now(self.on.meta.as_ref(), self.on.blobs.as_ref(), &garbage).await;
         }
         Ok(())
-    }
-
-    /// The task's staging area, created if it is not yet: the database knew its key before (a bucket's
-    /// multipart upload id is recorded as soon as it exists). `None` when the task was removed meanwhile.
-    pub(super) async fn staging_area(&self, task: &ImportTask) -> crate::error::Result<Option<Staging>> {
-        let staging = task.staging();
-        if staging.upload_id.is_some() {
-            return Ok(Some(staging));
-        }
-        Ingest::begin_recorded(self.meta.as_ref(), self.blobs.as_ref(), staging).await
-    }
-
-    /// Records an import's progress with its lease (see `task::record_progress`); `false` once it is lost.
-    pub(super) async fn record(&self, task: &ImportTask, step: &task::Step<'_>) -> Result<bool, Failure> {
-        let limits = &self.settings.limits;
-        task::record_progress(self.meta.as_ref(), limits, task, &self.owner, step).await.map_err(storage_failure)
     }
 }
 
