@@ -1,5 +1,5 @@
 //! The one domain error. Services return it; each API surface maps it once to its own wire format
-//! (`http::gemini::error` for google.rpc.Status, `http::import::error` for the OpenAI-style body).
+//! (`http::dialect::google` for google.rpc.Status, `http::dialect::openai` for the OpenAI-style body).
 
 use std::fmt;
 

@@ -2,15 +2,12 @@
 //! `?key=` and `Authorization: Bearer`; the import surface's original clients send the bare key in
 //! `Authorization`.
 
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::Query;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::Deserialize;
 
-use super::gemini::GeminiError;
-use super::import::ImportApiError;
-use super::model::ChatError;
-use super::state::{Handles, HttpState};
+use super::state::Handles;
 use crate::domain::ProjectId;
 use crate::error::Result;
 
@@ -45,39 +42,6 @@ pub async fn gemini_project(state: &Handles, parts: &Parts) -> Result<ProjectId>
 /// The project of a request on the import and OpenAI surfaces (the bare key in `Authorization` too).
 pub async fn import_project(state: &Handles, parts: &Parts) -> Result<ProjectId> {
     state.auth.authenticate(presented_key(parts, true).as_deref()).await
-}
-
-/// The caller's project on a Gemini route; a missing or unknown key is refused in Google's format.
-pub(crate) struct GeminiCaller(pub ProjectId);
-
-/// The caller's project on an import route (OpenAI-style errors).
-pub(crate) struct ImportCaller(pub ProjectId);
-
-/// The caller's project on an OpenAI route (`/v1/chat/completions`).
-pub(crate) struct ChatCaller(pub ProjectId);
-
-impl FromRequestParts<HttpState> for GeminiCaller {
-    type Rejection = GeminiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, GeminiError> {
-        Ok(Self(gemini_project(state, parts).await?))
-    }
-}
-
-impl FromRequestParts<HttpState> for ImportCaller {
-    type Rejection = ImportApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, ImportApiError> {
-        Ok(Self(import_project(state, parts).await?))
-    }
-}
-
-impl FromRequestParts<HttpState> for ChatCaller {
-    type Rejection = ChatError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, ChatError> {
-        Ok(Self(import_project(state, parts).await?))
-    }
 }
 
 #[cfg(test)]

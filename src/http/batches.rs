@@ -6,21 +6,23 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 
-use super::auth::GeminiCaller;
-use super::extract::{GPath, GQuery, PageQuery};
-use super::gemini::{self, GeminiError, Version};
-use super::model::read_json_object;
+use super::dialect::google::{self, GPath, GQuery, GeminiCaller, GeminiError, PageQuery, Version};
 use super::state::HttpState;
-use crate::domain::ProjectId;
 
 async fn answer(result: impl Future<Output = Result<Response, GeminiError>>) -> Response {
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `POST /{v}/models/{model}:batchGenerateContent` (the version checked, the caller known).
-pub async fn create(app: &HttpState, project: ProjectId, model: &str, req: Request) -> Result<Response, GeminiError> {
-    let body = read_json_object(req.into_body()).await?;
-    Ok(Json(app.batches.create(project, model, body).await?).into_response())
+/// `POST /{v}/models/{model}:batchGenerateContent` (routed here by `routes.rs`).
+pub async fn create(app: HttpState, version: &str, model: &str, req: Request) -> Response {
+    answer(async {
+        google::check_version(version)?;
+        let (parts, body) = req.into_parts();
+        let project = crate::http::auth::gemini_project(&app, &parts).await?;
+        let body = google::read_json_object(body).await?;
+        Ok(Json(app.batches.create(project, model, body).await?).into_response())
+    })
+    .await
 }
 
 /// `GET /{v}/batches`
@@ -44,7 +46,7 @@ pub async fn get(
     GeminiCaller(project): GeminiCaller,
 ) -> Response {
     answer(async {
-        gemini::check_version(&version)?;
+        google::check_version(&version)?;
         Ok(Json(app.batches.get(&project, &id).await?).into_response())
     })
     .await
@@ -57,8 +59,8 @@ pub async fn cancel(
     GeminiCaller(project): GeminiCaller,
 ) -> Response {
     answer(async {
-        gemini::check_version(&version)?;
-        let id = segment.strip_suffix(":cancel").ok_or_else(gemini::not_found)?;
+        google::check_version(&version)?;
+        let id = segment.strip_suffix(":cancel").ok_or_else(google::not_found)?;
         Ok(Json(app.batches.cancel(&project, id).await?).into_response())
     })
     .await
@@ -71,7 +73,7 @@ pub async fn delete(
     GeminiCaller(project): GeminiCaller,
 ) -> Response {
     answer(async {
-        gemini::check_version(&version)?;
+        google::check_version(&version)?;
         Ok(Json(app.batches.delete(&project, &id).await?).into_response())
     })
     .await

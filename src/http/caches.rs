@@ -9,10 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::GeminiCaller;
-use super::extract::{GPath, GQuery, PageQuery};
-use super::gemini::{self, GeminiError};
-use super::model::read_json_object;
+use super::dialect::google::{self, GPath, GQuery, GeminiCaller, GeminiError, PageQuery};
 use super::state::HttpState;
 
 /// The path parameters of every cache route (the Vertex AI shaped ones carry a project and location too,
@@ -26,8 +23,8 @@ pub struct CachePath {
 impl CachePath {
     /// The version must be one of Google's for either API; a cache is named by its id alone.
     fn check(&self) -> Result<String, GeminiError> {
-        if !gemini::VERSIONS.contains(&self.version.as_str()) {
-            gemini::check_vertex_version(&self.version)?;
+        if !google::VERSIONS.contains(&self.version.as_str()) {
+            google::check_vertex_version(&self.version)?;
         }
         Ok(format!("cachedContents/{}", self.id.as_deref().unwrap_or_default()))
     }
@@ -46,7 +43,7 @@ pub async fn create(
 ) -> Response {
     answer(async {
         path.check()?;
-        let body = read_json_object(req.into_body()).await?;
+        let body = google::read_json_object(req.into_body()).await?;
         Ok(Json(app.models.create_cache(project, body).await?).into_response())
     })
     .await
@@ -89,7 +86,7 @@ pub async fn update(
 ) -> Response {
     answer(async {
         let name = path.check()?;
-        let body = read_json_object(req.into_body()).await?;
+        let body = google::read_json_object(req.into_body()).await?;
         Ok(Json(app.models.update_cache(&project, &name, body).await?).into_response())
     })
     .await

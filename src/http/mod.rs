@@ -1,11 +1,12 @@
 //! The HTTP layer: one route list, thin handlers, and the layers every request passes through.
 
+mod answered;
 mod auth;
 mod batches;
 pub mod body;
 mod caches;
 mod console;
-mod extract;
+pub mod dialect;
 mod form;
 pub mod gemini;
 #[cfg(test)]
@@ -38,11 +39,12 @@ use crate::domain::random_alphanumeric;
 use crate::error::Error;
 use crate::http::state::HttpState;
 use crate::telemetry::metric;
-use gemini::error::RouteRejection;
+use dialect::google::RouteRejection;
 
+pub use answered::AnsweredError;
 pub use auth::presented_key;
-pub use console::ConsoleSettings;
 pub use serve::{ConnectionLimits, serve};
+pub use state::ConsoleSettings;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -55,18 +57,6 @@ const EXPOSED_HEADERS: [&str; 6] = [
     "x-goog-upload-control-url",
     "x-request-id",
 ];
-
-/// The domain error a reply answers, carried on the response so that the trace layer logs it once, in
-/// the request's span, whichever surface wrote the reply (`error::log_server_side` decides what is worth
-/// a line).
-#[derive(Clone)]
-pub struct AnsweredError(pub std::sync::Arc<Error>);
-
-impl AnsweredError {
-    pub fn new(err: Error) -> Self {
-        Self(std::sync::Arc::new(err))
-    }
-}
 
 /// The routes of the public address; `/metrics` is among them unless it has an address of its own.
 pub fn router(app: HttpState) -> Router {
@@ -101,7 +91,7 @@ pub fn router(app: HttpState) -> Router {
             // Outside the trace layer (which a panic unwinds through): logged here.
             let err = Error::internal("a request handler panicked");
             crate::error::log_server_side(&err);
-            gemini::error::status_response(err)
+            dialect::google::status_response(err)
         }))
         .layer(cors())
         // No response of filegate is ever to be sniffed into another type (an error body into HTML, say).

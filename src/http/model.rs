@@ -5,25 +5,19 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use serde_json::Value;
 
-use super::auth::ChatCaller;
-use super::extract::GPath;
-use super::gemini::{self, GeminiError};
-use super::import::error::{classify as openai_classify, openai_response};
+use super::dialect::google::{self, GPath, GeminiError};
+use super::dialect::openai::{ChatCaller, ChatError};
 use crate::error::Error;
 use crate::http::state::HttpState;
 use crate::services::model::chat::ChatReply;
 use crate::services::model::responses::ResponsesReply;
-use crate::services::model::{ModelCall, ModelMethod, ModelReply, REQUEST_MAX_BYTES};
+use crate::services::model::{ModelCall, ModelMethod, ModelReply, REQUEST_MAX_BYTES, body_too_large};
 use crate::wire::openai::ChatRequest;
-
-fn too_large() -> Error {
-    Error::invalid(format!("Request payload size exceeds the limit: {REQUEST_MAX_BYTES} bytes."))
-}
 
 /// `POST /{v}/models/{model}:{method}`: the body passes through untouched but for file references.
 pub async fn native(
@@ -31,8 +25,8 @@ pub async fn native(
     GPath((version, target)): GPath<(String, String)>,
     req: Request,
 ) -> Response {
-    let checked = gemini::check_version(&version);
-    forward(app, checked, false, &target, req).await.unwrap_or_else(IntoResponse::into_response)
+    let checked = google::check_version(&version);
+    forward(app, checked, &target, req).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The path parameters of the Vertex AI shaped model routes.
@@ -52,39 +46,34 @@ pub async fn vertex_native(
     GPath(path): GPath<VertexModelPath>,
     req: Request,
 ) -> Response {
-    let checked = gemini::check_vertex_version(&path.version);
-    forward(app, checked, true, &path.target, req).await.unwrap_or_else(IntoResponse::into_response)
+    let checked = google::check_vertex_version(&path.version);
+    forward(app, checked, &path.target, req).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// A model call; `vertex` for the Vertex AI shaped paths (which take no batches: Vertex AI's batch jobs are
-/// another resource, not served).
+/// A model call. (`:batchGenerateContent` on the Gemini paths is a batch, routed to the batches surface by
+/// `routes.rs`; on the Vertex AI shaped paths it is no method filegate knows: Vertex AI's batch jobs are
+/// another resource, not served.)
 async fn forward(
     app: HttpState,
     version: Result<(), GeminiError>,
-    vertex: bool,
     target: &str,
     req: Request,
 ) -> Result<Response, GeminiError> {
     version?;
-    if let Some(model) = target.strip_suffix(":batchGenerateContent").filter(|_| !vertex) {
-        let (parts, body) = req.into_parts();
-        let project = crate::http::auth::gemini_project(&app, &parts).await?;
-        return super::batches::create(&app, project, model, Request::from_parts(parts, body)).await;
-    }
     if let Some(refusal) = target.split_once(':').and_then(|(_, method)| unserved_method(method)) {
         return Err(Error::NotImplemented(refusal).into());
     }
     let (model, method) = target
         .split_once(':')
         .and_then(|(model, method)| Some((model, ModelMethod::parse(method)?)))
-        .ok_or_else(gemini::not_found)?;
+        .ok_or_else(google::not_found)?;
     let (parts, body) = req.into_parts();
     let project = crate::http::auth::gemini_project(&app, &parts).await?;
     let sse = parts
         .uri
         .query()
         .is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "alt" && v == "sse"));
-    let body = read_json_object(body).await?;
+    let body = google::read_json_object(body).await?;
     let call = ModelCall { project, model: model.to_owned(), method, sse, body, readable_only: false };
     let reply = app.models.call(call).await?;
     Ok(streaming(reply, "application/json"))
@@ -112,17 +101,6 @@ fn unserved_method(method: &str) -> Option<String> {
     ))
 }
 
-/// A request body that must be one JSON object, at most the upstream's request size.
-pub(crate) async fn read_json_object(body: Body) -> Result<Value, GeminiError> {
-    let bytes = super::body::read_to_limit(body, REQUEST_MAX_BYTES as usize, too_large).await?;
-    let body: Value =
-        serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("Invalid JSON payload received. {e}")))?;
-    if !body.is_object() {
-        return Err(GeminiError::Failed(Error::invalid("Invalid JSON payload received: the body must be an object.")));
-    }
-    Ok(body)
-}
-
 /// A reply streamed as it arrives. A failure mid-stream ends the response abruptly: the client sees a
 /// truncated body, never a complete-looking one.
 fn streaming(reply: ModelReply, default_type: &'static str) -> Response {
@@ -144,46 +122,10 @@ fn sse_headers(response: &mut Response) {
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
 }
 
-/// An error on the chat completions route: OpenAI's envelope, with Google's wording for files a caller
-/// cannot use.
-pub(crate) struct ChatError(Error);
-
-impl<E: Into<Error>> From<E> for ChatError {
-    fn from(err: E) -> Self {
-        Self(err.into())
-    }
-}
-
-fn chat_classify(err: &Error) -> (StatusCode, &'static str, &'static str, String) {
-    match err {
-        Error::FileNotFound(id) => (
-            StatusCode::FORBIDDEN,
-            "permission_error",
-            "file_not_found",
-            format!("You do not have permission to access the File {id} or it may not exist."),
-        ),
-        Error::FailedPrecondition(message) => {
-            (StatusCode::BAD_REQUEST, "invalid_request_error", "failed_precondition", message.clone())
-        }
-        other => openai_classify(other),
-    }
-}
-
-/// The HTTP status the chat route answers `err` with (for the OpenAPI description).
-pub(crate) fn chat_status_of(err: &Error) -> StatusCode {
-    chat_classify(err).0
-}
-
-impl IntoResponse for ChatError {
-    fn into_response(self) -> Response {
-        openai_response(self.0, chat_classify)
-    }
-}
-
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(State(app): State<HttpState>, ChatCaller(project): ChatCaller, req: Request) -> Response {
     let answer = async {
-        let bytes = super::body::read_to_limit(req.into_body(), REQUEST_MAX_BYTES as usize, too_large).await?;
+        let bytes = super::body::read_to_limit(req.into_body(), REQUEST_MAX_BYTES as usize, body_too_large).await?;
         let request: ChatRequest = super::body::parse_json(&bytes)
             .map_err(|e| Error::invalid(format!("The request body is not a valid chat completion request: {e}")))?;
         Ok::<_, ChatError>(match app.models.chat(project, request).await? {
@@ -206,7 +148,7 @@ pub async fn count_response_tokens(
     req: Request,
 ) -> Response {
     let answer = async {
-        let bytes = super::body::read_to_limit(req.into_body(), REQUEST_MAX_BYTES as usize, too_large).await?;
+        let bytes = super::body::read_to_limit(req.into_body(), REQUEST_MAX_BYTES as usize, body_too_large).await?;
         let request: Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::invalid(format!("The request body is not valid JSON: {e}")))?;
         Ok::<_, ChatError>(Json(app.models.count_input_tokens(project, request).await?).into_response())
@@ -217,7 +159,7 @@ pub async fn count_response_tokens(
 /// `POST /v1/responses` (OpenAI's Responses API), translated like chat completions.
 pub async fn responses(State(app): State<HttpState>, ChatCaller(project): ChatCaller, req: Request) -> Response {
     let answer = async {
-        let bytes = super::body::read_to_limit(req.into_body(), REQUEST_MAX_BYTES as usize, too_large).await?;
+        let bytes = super::body::read_to_limit(req.into_body(), REQUEST_MAX_BYTES as usize, body_too_large).await?;
         let request: Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::invalid(format!("The request body is not valid JSON: {e}")))?;
         Ok::<_, ChatError>(match app.models.respond(project, request).await? {

@@ -10,10 +10,11 @@ use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 
-use super::extract::GPath;
+use super::dialect::google::{self, GPath};
+use super::dialect::openai as openai_dialect;
 use super::openapi::{self, Route, operations as doc};
 use super::state::HttpState;
-use super::{auth, batches, caches, console, gemini, import, model, openai, ops, webhooks};
+use super::{batches, caches, console, gemini, import, model, openai, ops, webhooks};
 
 /// The OpenAPI document of every endpoint, rendered once.
 static OPENAPI: LazyLock<String> = LazyLock::new(|| {
@@ -74,7 +75,7 @@ pub fn endpoints(metrics_on_public: bool, console_on: bool) -> Vec<Endpoint> {
         Endpoint::new(M::GET, "/{version}/files/{segment}", get_file, &[doc::get_file, doc::download, doc::get_import]),
         Endpoint::new(M::DELETE, "/{version}/files/{segment}", delete_file, &[doc::delete_file, doc::delete_import]),
         Endpoint::new(M::GET, "/{version}/files/{segment}/content", file_content, &[doc::file_content]),
-        Endpoint::new(M::POST, "/{version}/models/{target}", model::native, &[doc::call_model]),
+        Endpoint::new(M::POST, "/{version}/models/{target}", model_method, &[doc::call_model]),
         Endpoint::new(M::POST, "/{version}/publishers/google/models/{target}", model::vertex_native, &[]),
         Endpoint::new(
             M::POST,
@@ -160,8 +161,8 @@ async fn list_files(State(app): State<HttpState>, GPath(version): GPath<String>,
         return openai::files::list(&app, &parts).await.unwrap_or_else(IntoResponse::into_response);
     }
     let answer = async {
-        let gemini::Version(_) = gemini::Version::from_request_parts(&mut parts, &app).await?;
-        let auth::GeminiCaller(project) = auth::GeminiCaller::from_request_parts(&mut parts, &app).await?;
+        let google::Version(_) = google::Version::from_request_parts(&mut parts, &app).await?;
+        let google::GeminiCaller(project) = google::GeminiCaller::from_request_parts(&mut parts, &app).await?;
         Ok::<_, gemini::GeminiError>(gemini::list_for(&app, project, &parts).await)
     };
     answer.await.unwrap_or_else(IntoResponse::into_response)
@@ -174,7 +175,7 @@ async fn file_content(
     req: Request,
 ) -> Response {
     if version != "v1" {
-        return gemini::not_found().into_response();
+        return google::not_found().into_response();
     }
     openai::files::content(&app, &req.into_parts().0, &segment).await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -190,7 +191,8 @@ async fn create_file(State(app): State<HttpState>, GPath(version): GPath<String>
         return openai::files::create(&app, &parts, body).await.unwrap_or_else(IntoResponse::into_response);
     }
     let created = async {
-        let auth::ImportCaller(project) = auth::ImportCaller::from_request_parts(&mut parts, &app).await?;
+        let openai_dialect::ImportCaller(project) =
+            openai_dialect::ImportCaller::from_request_parts(&mut parts, &app).await?;
         import::create(&app, project, &parts, body).await
     };
     created.await.unwrap_or_else(IntoResponse::into_response)
@@ -210,6 +212,19 @@ async fn get_file(
         return openai::files::retrieve(&app, &parts, &segment).await.unwrap_or_else(IntoResponse::into_response);
     }
     gemini::get(State(app), GPath((version, segment)), Request::from_parts(parts, body)).await
+}
+
+/// `POST /{v}/models/{target}`: `{model}:batchGenerateContent` creates a batch, any other method is a model
+/// call.
+async fn model_method(
+    State(app): State<HttpState>,
+    GPath((version, target)): GPath<(String, String)>,
+    req: Request,
+) -> Response {
+    match target.strip_suffix(":batchGenerateContent") {
+        Some(model) => batches::create(app, &version, model, req).await,
+        None => model::native(State(app), GPath((version, target)), req).await,
+    }
 }
 
 /// `DELETE /{v}/files/{segment}`: an import (`v1`, `qfile-…`) or a Gemini file.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::body::BodyLimits;
+use crate::config::Limits;
 use crate::services::register::Registrar;
 use crate::services::{Auth, Batches, Files, Health, Imports, Models, Uploads, Webhooks};
 
@@ -25,7 +26,7 @@ pub struct Handles {
     pub public_url: String,
     pub body_limits: BodyLimits,
     /// The web console's settings; `None` when it is off.
-    pub console: Option<super::console::ConsoleSettings>,
+    pub console: Option<ConsoleSettings>,
     /// Whether `/metrics` is served on the public address (it is not when it has one of its own).
     pub metrics_on_public: bool,
     /// Ids of the operators' keys (`FILEGATE_ADMIN_KEYS`): the console's operator view, the public
@@ -34,3 +35,10 @@ pub struct Handles {
 }
 
 pub type HttpState = Arc<Handles>;
+
+/// What the console needs of the configuration.
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    /// The limits its meters show.
+    pub limits: Limits,
+}

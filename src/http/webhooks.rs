@@ -8,9 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::GeminiCaller;
-use super::extract::{GPath, GQuery, PageQuery};
-use super::gemini::{self, GeminiError, Version};
+use super::dialect::google::{self, GPath, GQuery, GeminiCaller, GeminiError, PageQuery, Version};
 use super::state::HttpState;
 use crate::domain::FileRecord;
 use crate::error::Error;
@@ -112,7 +110,7 @@ pub async fn get(
     GeminiCaller(project): GeminiCaller,
 ) -> Response {
     answer(async {
-        gemini::check_version(&version)?;
+        google::check_version(&version)?;
         Ok(Json(view(&app.webhooks.get(&project, &id).await?, false)).into_response())
     })
     .await
@@ -134,7 +132,7 @@ pub async fn update(
     req: Request,
 ) -> Response {
     answer(async {
-        gemini::check_version(&version)?;
+        google::check_version(&version)?;
         let fields = read_object(req).await?;
         let masked: Option<Vec<&str>> =
             query.update_mask.as_deref().map(|mask| mask.split(',').map(str::trim).filter(|f| !f.is_empty()).collect());
@@ -159,7 +157,7 @@ pub async fn delete(
     GeminiCaller(project): GeminiCaller,
 ) -> Response {
     answer(async {
-        gemini::check_version(&version)?;
+        google::check_version(&version)?;
         app.webhooks.delete(&project, &id).await?;
         Ok(Json(json!({})).into_response())
     })
@@ -173,12 +171,12 @@ pub async fn act(
     GeminiCaller(project): GeminiCaller,
 ) -> Response {
     answer(async {
-        gemini::check_version(&version)?;
+        google::check_version(&version)?;
         if let Some(id) = segment.strip_suffix(":ping") {
             let message = app.webhooks.ping(&project, id).await?;
             return Ok(Json(json!({ "webhookId": message })).into_response());
         }
-        let id = segment.strip_suffix(":rotateSigningSecret").ok_or_else(gemini::not_found)?;
+        let id = segment.strip_suffix(":rotateSigningSecret").ok_or_else(google::not_found)?;
         Ok(Json(view(&app.webhooks.rotate(&project, id).await?, true)).into_response())
     })
     .await
@@ -200,7 +198,7 @@ pub async fn rotate_project_secret(
 /// An event's `data`: the file as `files.get` shows it, and for an import its import view too.
 pub fn file_views(app: HttpState) -> RenderFile {
     std::sync::Arc::new(move |file: &FileRecord| {
-        let mut data = json!({ "file": gemini::view::gemini_file(&app, file) });
+        let mut data = json!({ "file": google::view::gemini_file(&app, file) });
         if file.import.is_some() {
             data["import"] = json!(super::import::view::import_file(&app, file));
         }

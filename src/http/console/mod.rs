@@ -17,19 +17,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::GPath;
-use super::gemini::{self, GeminiError};
+use super::dialect::google::{self, GPath, GeminiError};
+use super::state::ConsoleSettings;
 use super::state::HttpState;
-use crate::config::Limits;
 use crate::domain::{FileId, ProjectId};
 use crate::error::Error;
-
-/// What the console needs of the configuration.
-#[derive(Debug, Clone)]
-pub struct ConsoleSettings {
-    /// The limits its meters show.
-    pub limits: Limits,
-}
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
@@ -60,7 +52,7 @@ pub async fn asset(GPath(name): GPath<String>) -> Response {
     match name.as_str() {
         "app.js" => page(SCRIPT, "text/javascript; charset=utf-8"),
         "app.css" => page(STYLE, "text/css; charset=utf-8"),
-        _ => gemini::not_found().into_response(),
+        _ => google::not_found().into_response(),
     }
 }
 
@@ -69,7 +61,7 @@ async fn answer(result: impl Future<Output = Result<Response, GeminiError>>) -> 
 }
 
 fn settings(app: &HttpState) -> Result<&ConsoleSettings, GeminiError> {
-    app.console.as_ref().ok_or_else(gemini::not_found)
+    app.console.as_ref().ok_or_else(google::not_found)
 }
 
 /// The caller's project, and whether its key is an operator's.
@@ -124,7 +116,7 @@ pub async fn project(State(app): State<HttpState>, headers: HeaderMap) -> Respon
 pub async fn link(State(app): State<HttpState>, GPath(segment): GPath<String>, headers: HeaderMap) -> Response {
     answer(async {
         let (project, _) = caller(&app, &headers).await?;
-        let id = segment.strip_suffix(":link").ok_or_else(gemini::not_found)?;
+        let id = segment.strip_suffix(":link").ok_or_else(google::not_found)?;
         let token = app.files.download_link(&project, &FileId::from_path(id)).await?;
         Ok(Json(json!({ "url": format!("/console/download/{token}") })).into_response())
     })

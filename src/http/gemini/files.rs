@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 
-use super::error::GeminiError;
 use crate::domain::{FileId, ProjectId};
 use crate::error::Error;
+use crate::http::dialect::google::GeminiError;
 use crate::http::state::Handles;
 use crate::services::files::ByteRange;
 use crate::telemetry::metric;
@@ -32,14 +32,14 @@ pub async fn list(app: &Handles, project: ProjectId, parts: &Parts) -> Result<Re
         .map(|s| s.parse::<i64>().map_err(|_| Error::invalid(format!("Invalid value for pageSize: \"{s}\""))))
         .transpose()?;
     let (files, next_page_token) = app.files.list(&project, page_size, query.page_token.as_deref()).await?;
-    let files = files.iter().map(|f| crate::http::gemini::view::gemini_file(app, f)).collect();
+    let files = files.iter().map(|f| crate::http::dialect::google::view::gemini_file(app, f)).collect();
     Ok(Json(ListFilesResponse { files, next_page_token }).into_response())
 }
 
 pub async fn get(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
     let project = crate::http::auth::gemini_project(app, parts).await?;
     let file = app.files.get(&project, &FileId::from_path(id)).await?;
-    Ok(Json(crate::http::gemini::view::gemini_file(app, &file)).into_response())
+    Ok(Json(crate::http::dialect::google::view::gemini_file(app, &file)).into_response())
 }
 
 /// Replies `{}` with 200: the Python SDK parses the body and rejects a 204.
@@ -130,7 +130,7 @@ pub async fn register(app: &Handles, project: ProjectId, body: axum::body::Body)
         Error::invalid(format!("Invalid JSON payload received: expected {{\"uris\": [\"gs://…\"]}} ({e})."))
     })?;
     let files = app.registrar.register(&project, request.uris).await?;
-    let files: Vec<_> = files.iter().map(|f| crate::http::gemini::view::gemini_file(app, f)).collect();
+    let files: Vec<_> = files.iter().map(|f| crate::http::dialect::google::view::gemini_file(app, f)).collect();
     Ok(Json(serde_json::json!({ "files": files })).into_response())
 }
 

@@ -1,7 +1,6 @@
 //! The Gemini Files API surface, as the official SDKs speak it (where filegate differs from Google:
 //! `docs/api-quirks.md`).
 
-pub mod error;
 pub(crate) mod files;
 mod headers;
 mod multipart;
@@ -9,55 +8,16 @@ mod multipart;
 mod protocol_tests;
 mod session;
 pub mod upload;
-pub mod view;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
-pub use error::{GeminiError, UploadUrlError};
+pub use crate::http::dialect::google::{GeminiError, UploadUrlError, check_version, not_found};
 
 use crate::error::Error;
-use crate::http::auth::GeminiCaller;
-use crate::http::extract::GPath;
+use crate::http::dialect::google::{GPath, GeminiCaller, Version};
 use crate::http::state::HttpState;
-
-pub use crate::domain::API_VERSIONS as VERSIONS;
-
-/// An unknown version answers like an unknown route.
-pub fn check_version(version: &str) -> Result<(), GeminiError> {
-    if VERSIONS.contains(&version) { Ok(()) } else { Err(not_found()) }
-}
-
-/// The versions of Vertex AI's API the SDKs use in Vertex mode (`v1beta1` by default, `v1`).
-pub const VERTEX_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
-
-/// An unknown version of a Vertex AI shaped route answers like an unknown route.
-pub fn check_vertex_version(version: &str) -> Result<(), GeminiError> {
-    if VERTEX_VERSIONS.contains(&version) { Ok(()) } else { Err(not_found()) }
-}
-
-pub fn not_found() -> GeminiError {
-    GeminiError::Route(error::RouteRejection::UnknownRoute)
-}
-
-/// The `{version}` of a Gemini route: `v1`, `v1beta` or `v1alpha`; any other answers like an unknown
-/// route (before the key is looked at, as Google's front end does).
-pub struct Version(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for Version {
-    type Rejection = GeminiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, GeminiError> {
-        #[derive(serde::Deserialize)]
-        struct Params {
-            version: String,
-        }
-        let GPath(Params { version }) = GPath::from_request_parts(parts, state).await?;
-        check_version(&version)?;
-        Ok(Self(version))
-    }
-}
 
 /// `GET /{v}/files` (the route shares `v1` with the OpenAI surface: `http/routes.rs` picks).
 pub(crate) async fn list_for(app: &HttpState, project: crate::domain::ProjectId, parts: &Parts) -> Response {

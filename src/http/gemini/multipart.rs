@@ -8,11 +8,11 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
-use super::error::GeminiError;
 use super::headers::{MAX_METADATA_BYTES, header_str, header_u64, parse_metadata};
 use crate::domain::Origin;
 use crate::error::Error;
 use crate::http::body::into_stream;
+use crate::http::dialect::google::GeminiError;
 use crate::http::form::{Form, field_then, read_field};
 use crate::http::state::Handles;
 use crate::services::uploads::{DeclaredSize, StartUpload};
@@ -74,7 +74,7 @@ pub async fn multipart(app: &Handles, parts: &Parts, body: Body) -> Result<Respo
         }
     });
     let file = app.uploads.upload_whole(request, media).await?;
-    Ok(Json(FileEnvelope { file: crate::http::gemini::view::gemini_file(app, &file) }).into_response())
+    Ok(Json(FileEnvelope { file: crate::http::dialect::google::view::gemini_file(app, &file) }).into_response())
 }
 
 /// The body is the file; its type comes from `X-Goog-Upload-Header-Content-Type` or `Content-Type`.
@@ -94,5 +94,5 @@ pub async fn raw(app: &Handles, parts: &Parts, body: Body) -> Result<Response, G
         ttl: None,
     };
     let file = app.uploads.upload_whole(request, into_stream(body)).await?;
-    Ok(Json(FileEnvelope { file: crate::http::gemini::view::gemini_file(app, &file) }).into_response())
+    Ok(Json(FileEnvelope { file: crate::http::dialect::google::view::gemini_file(app, &file) }).into_response())
 }

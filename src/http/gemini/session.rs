@@ -8,11 +8,11 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
-use super::error::{UPLOAD_STATUS, UploadUrlError};
 use super::headers::{header_str, header_u64};
 use crate::domain::SecretToken;
 use crate::error::{Error, UploadError};
 use crate::http::body::into_stream;
+use crate::http::dialect::google::{UPLOAD_STATUS, UploadUrlError};
 use crate::http::state::Handles;
 use crate::services::uploads::{CHUNK_GRANULARITY, Progress};
 use crate::wire::gemini::FileEnvelope;
@@ -96,7 +96,7 @@ fn progress_response(app: &Handles, progress: Progress) -> Response {
                 (UPLOAD_STATUS, HeaderValue::from_static("final")),
                 (SIZE_RECEIVED, HeaderValue::from(file.size_bytes.unwrap_or(0))),
             ],
-            Json(FileEnvelope { file: crate::http::gemini::view::gemini_file(app, &file) }),
+            Json(FileEnvelope { file: crate::http::dialect::google::view::gemini_file(app, &file) }),
         )
             .into_response(),
     }

@@ -8,12 +8,12 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::error::{GeminiError, UPLOAD_STATUS};
 use super::headers::{header_str, header_u64, read_metadata};
 use super::multipart;
 use crate::domain::Origin;
 use crate::error::Error;
-use crate::http::extract::{GPath, GQuery};
+use crate::http::dialect::google::{GPath, GQuery};
+use crate::http::dialect::google::{GeminiError, UPLOAD_STATUS};
 use crate::http::state::{Handles, HttpState};
 use crate::services::uploads::{CHUNK_GRANULARITY, DeclaredSize, StartUpload};
 

@@ -1,6 +1,5 @@
 //! The URL import surface (`docs/imports.md`): `POST /v1/files`, `GET` and `DELETE /v1/files/qfile-…`.
 
-pub mod error;
 pub mod view;
 
 use std::time::Duration;
@@ -11,7 +10,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-pub use error::ImportApiError;
+pub use crate::http::dialect::openai::OpenAiError;
 
 use crate::domain::{FieldCode, IMPORT_ID_PREFIX, ProjectId};
 use crate::error::Error;
@@ -19,7 +18,7 @@ use crate::http::state::Handles;
 use crate::services::imports::{CreateImport, MAX_WAIT};
 use crate::services::webhooks::RequestWebhooks;
 
-type Result<T> = std::result::Result<T, ImportApiError>;
+type Result<T> = std::result::Result<T, OpenAiError>;
 
 const MAX_BODY_BYTES: usize = 64 * 1024;
 

@@ -1,7 +1,7 @@
 //! The import view of a file record.
 
 use crate::domain::{FileRecord, FileState};
-use crate::http::gemini::view::file_uri;
+use crate::http::dialect::google::view::file_uri;
 use crate::http::state::Handles;
 use crate::wire::import::{DeletedImport, GeminiFileRef, ImportError, ImportFile, Progress};
 

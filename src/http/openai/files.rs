@@ -15,12 +15,12 @@ use crate::blob::ByteStream;
 use crate::domain::{FileId, FileRecord, FileState, Origin};
 use crate::error::Error;
 use crate::http::body::into_stream;
+use crate::http::dialect::openai::OpenAiError;
 use crate::http::form::{Form, FormField, field_then, read_field};
-use crate::http::import::ImportApiError;
 use crate::http::state::Handles;
 use crate::services::uploads::{DeclaredSize, StartUpload};
 
-type Result<T> = std::result::Result<T, ImportApiError>;
+type Result<T> = std::result::Result<T, OpenAiError>;
 
 /// The one purpose filegate keeps files for: input a model reads.
 pub(super) const PURPOSE: &str = "user_data";

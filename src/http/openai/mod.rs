@@ -31,11 +31,11 @@ pub fn from_gemini_client(parts: &Parts) -> bool {
 /// What an OpenAI client is told for a `/v1` path or method filegate does not serve: OpenAI's own shape
 /// (`invalid_request_error`), with what filegate serves instead, so the openai SDKs raise a clear error
 /// rather than a Google body they cannot read.
-pub fn unserved(parts: &Parts, rejection: crate::http::gemini::error::RouteRejection) -> axum::response::Response {
+pub fn unserved(parts: &Parts, rejection: crate::http::dialect::google::RouteRejection) -> axum::response::Response {
     use axum::http::StatusCode;
     use axum::response::IntoResponse as _;
 
-    use crate::http::gemini::error::RouteRejection;
+    use crate::http::dialect::google::RouteRejection;
     use crate::wire::import::{ErrorBody, ErrorEnvelope};
     let (status, code) = match rejection {
         RouteRejection::UnknownRoute => (StatusCode::NOT_FOUND, "unknown_url"),

@@ -17,9 +17,9 @@ use super::files::{OpenAiFile, PURPOSE, check_purpose, expires_after, openai_fil
 use crate::domain::{FileRecord, Origin, SecretToken, Timestamp};
 use crate::error::{Error, UploadError};
 use crate::http::body::into_stream;
-use crate::http::extract::GPath;
+use crate::http::dialect::google::GPath;
+use crate::http::dialect::openai::OpenAiError;
 use crate::http::form::Form;
-use crate::http::import::ImportApiError;
 use crate::http::state::HttpState;
 use crate::services::uploads::{DeclaredSize, PartReceipt, StartUpload};
 
@@ -99,7 +99,7 @@ pub async fn create(State(app): State<HttpState>, req: Request) -> Response {
         };
         let started = app.uploads.start(request).await?;
         let id = format!("{ID_PREFIX}{}", started.token.as_str());
-        Ok::<_, ImportApiError>(Json(upload_view(&id, &started.file, "pending", None)).into_response())
+        Ok::<_, OpenAiError>(Json(upload_view(&id, &started.file, "pending", None)).into_response())
     };
     answer.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -137,7 +137,7 @@ pub async fn add_part(State(app): State<HttpState>, GPath(id): GPath<String>, re
             })
             .boxed();
         let receipt = app.uploads.add_part(&token, &project, capped).await?;
-        Ok::<_, ImportApiError>(
+        Ok::<_, OpenAiError>(
             Json(json!({
                 "id": part_id(receipt),
                 "object": "upload.part",
@@ -176,7 +176,7 @@ pub async fn complete(State(app): State<HttpState>, GPath(id): GPath<String>, re
             };
         let file = app.uploads.complete_parts(&token, &project, &receipts, md5).await?;
         let done = openai_file(&file);
-        Ok::<_, ImportApiError>(Json(upload_view(&id, &file, "completed", Some(done))).into_response())
+        Ok::<_, OpenAiError>(Json(upload_view(&id, &file, "completed", Some(done))).into_response())
     };
     answer.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -189,7 +189,7 @@ pub async fn cancel(State(app): State<HttpState>, GPath(id): GPath<String>, req:
         let token = token_of(&id)?;
         let file = app.uploads.file_of(&token, &project).await?;
         app.uploads.cancel(&token).await?;
-        Ok::<_, ImportApiError>(Json(upload_view(&id, &file, "cancelled", None)).into_response())
+        Ok::<_, OpenAiError>(Json(upload_view(&id, &file, "cancelled", None)).into_response())
     };
     answer.await.unwrap_or_else(IntoResponse::into_response)
 }

@@ -8,7 +8,7 @@ use super::Surface::Gemini;
 use super::caches_and_batches::{any_object, object_body};
 use super::{Route, gemini_common, param, reply, with};
 use crate::error::Error;
-use crate::http::gemini::error::RouteRejection;
+use crate::http::dialect::google::RouteRejection;
 
 fn errors(more: impl IntoIterator<Item = Error>) -> Vec<(super::Surface, super::Refusal)> {
     with(gemini_common(), Gemini, more)

@@ -4,7 +4,7 @@
 //! endpoint naming the operations below (`operations.rs`) that describe it.
 //! Schemas come from the wire types themselves (`#[derive(ToSchema)]` beside their serde derives). The
 //! statuses of a route come from the errors it can answer, passed through the same mapping that writes the
-//! replies ([`gemini::error::status_of`], [`import::error::status_of`]): a route lists *which* domain errors
+//! replies ([`google::status_of`], [`openai_dialect::status_of`]): a route lists *which* domain errors
 //! it may return, never a status number. A CI fuzzer (schemathesis, `scripts/test.sh`) then checks every
 //! reply against this document, so a status the code answers and the document lacks fails the build.
 
@@ -27,8 +27,8 @@ mod openai;
 pub mod operations;
 mod webhooks;
 
-use super::gemini::error::RouteRejection;
-use super::{gemini, import};
+use super::dialect::google::{self, RouteRejection};
+use super::dialect::openai as openai_dialect;
 use crate::error::{Error, UploadError, UpstreamError};
 
 #[derive(utoipa::OpenApi)]
@@ -73,9 +73,9 @@ impl Surface {
     fn status_of(self, refusal: &Refusal) -> StatusCode {
         match (self, refusal) {
             (_, Refusal::Route(rejection)) => rejection.status(),
-            (Self::Gemini, Refusal::Domain(err)) => gemini::error::status_of(err),
-            (Self::Import, Refusal::Domain(err)) => import::error::status_of(err),
-            (Self::Chat, Refusal::Domain(err)) => super::model::chat_status_of(err),
+            (Self::Gemini, Refusal::Domain(err)) => google::status_of(err),
+            (Self::Import, Refusal::Domain(err)) => openai_dialect::status_of(err),
+            (Self::Chat, Refusal::Domain(err)) => openai_dialect::chat_status_of(err),
         }
     }
 
@@ -197,7 +197,7 @@ fn integer_param(name: &str, place: ParameterIn, description: &str, max: Option<
 }
 
 fn version() -> Parameter {
-    enum_param("version", ParameterIn::Path, true, "API version", &gemini::VERSIONS)
+    enum_param("version", ParameterIn::Path, true, "API version", &google::VERSIONS)
 }
 
 fn file_name() -> Parameter {

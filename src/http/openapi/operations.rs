@@ -14,7 +14,7 @@ use super::{
 };
 use crate::domain::{FieldCode, Limit};
 use crate::error::{Error, UploadError};
-use crate::http::gemini::error::RouteRejection;
+use crate::http::dialect::google::RouteRejection;
 use crate::services::files::MAX_PAGE_SIZE;
 use crate::services::imports::MAX_WAIT;
 

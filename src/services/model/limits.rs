@@ -12,6 +12,11 @@ use crate::error::{Error, Result};
 /// included, after base64).
 pub const REQUEST_MAX_BYTES: u64 = 20 * 1024 * 1024;
 
+/// The refusal of a client's request body larger than [`REQUEST_MAX_BYTES`], before it is read whole.
+pub fn body_too_large() -> Error {
+    Error::invalid(format!("Request payload size exceeds the limit: {REQUEST_MAX_BYTES} bytes."))
+}
+
 const MIB: u64 = 1024 * 1024;
 
 /// The largest file of this MIME type Vertex AI reads by `gs://` reference, if it has its own limit.

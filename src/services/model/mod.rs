@@ -37,7 +37,7 @@ use tracing::Instrument as _;
 
 pub use batch_refs::{BatchReferences, RewritePlan};
 pub use copies::Copies;
-pub use limits::REQUEST_MAX_BYTES;
+pub use limits::{REQUEST_MAX_BYTES, body_too_large};
 pub use upstream::ModelMethod;
 
 use self::body::{InlineFile, OutgoingBody, base64_len};

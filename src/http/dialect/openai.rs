@@ -1,18 +1,24 @@
-//! Domain errors as the OpenAI-style body the import surface's clients parse:
-//! `{"error": {"message", "type", "code"}}`. The only place that decides an import status code.
+//! OpenAI's conventions, spoken by the OpenAI surfaces (files, uploads, chat) and the import API: domain
+//! errors as the body their clients parse (`{"error": {"message", "type", "code"}}`; the only place that
+//! decides their status codes), and the caller's project, found also from the bare key in `Authorization`.
 
 use axum::Json;
+use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
+use crate::domain::ProjectId;
 use crate::error::{Error, UpstreamError};
 use crate::http::AnsweredError;
+use crate::http::auth::import_project;
+use crate::http::state::HttpState;
 use crate::wire::import::{ErrorBody, ErrorEnvelope};
 
 #[derive(Debug)]
-pub struct ImportApiError(pub Error);
+pub struct OpenAiError(pub Error);
 
-impl<E: Into<Error>> From<E> for ImportApiError {
+impl<E: Into<Error>> From<E> for OpenAiError {
     fn from(err: E) -> Self {
         Self(err.into())
     }
@@ -106,9 +112,67 @@ pub(crate) fn status_of(err: &Error) -> StatusCode {
     classify(err).0
 }
 
-impl IntoResponse for ImportApiError {
+impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         openai_response(self.0, classify)
+    }
+}
+
+/// An error on the chat completions route: OpenAI's envelope, with Google's wording for files a caller
+/// cannot use.
+pub(crate) struct ChatError(Error);
+
+impl<E: Into<Error>> From<E> for ChatError {
+    fn from(err: E) -> Self {
+        Self(err.into())
+    }
+}
+
+fn chat_classify(err: &Error) -> (StatusCode, &'static str, &'static str, String) {
+    match err {
+        Error::FileNotFound(id) => (
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "file_not_found",
+            format!("You do not have permission to access the File {id} or it may not exist."),
+        ),
+        Error::FailedPrecondition(message) => {
+            (StatusCode::BAD_REQUEST, "invalid_request_error", "failed_precondition", message.clone())
+        }
+        other => classify(other),
+    }
+}
+
+/// The HTTP status the chat route answers `err` with (for the OpenAPI description).
+pub(crate) fn chat_status_of(err: &Error) -> StatusCode {
+    chat_classify(err).0
+}
+
+impl IntoResponse for ChatError {
+    fn into_response(self) -> Response {
+        openai_response(self.0, chat_classify)
+    }
+}
+
+/// The caller's project on an import route (OpenAI-style errors).
+pub(crate) struct ImportCaller(pub ProjectId);
+
+/// The caller's project on an OpenAI route (`/v1/chat/completions`).
+pub(crate) struct ChatCaller(pub ProjectId);
+
+impl FromRequestParts<HttpState> for ImportCaller {
+    type Rejection = OpenAiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, OpenAiError> {
+        Ok(Self(import_project(state, parts).await?))
+    }
+}
+
+impl FromRequestParts<HttpState> for ChatCaller {
+    type Rejection = ChatError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, ChatError> {
+        Ok(Self(import_project(state, parts).await?))
     }
 }
 
