@@ -1,6 +1,6 @@
 //! The architecture, held: reads the crate's own imports (`use crate::…`, `super::…`, paths written inline,
-//! `pub use` re-exports followed to the file that defines the name) and fails on a loop between files and on
-//! an import from a lower layer to a higher one.
+//! `pub use` re-exports followed to the file that defines the name) and fails on a loop between files, on
+//! an import from a lower layer to a higher one, and on an HTTP surface importing another.
 //!
 //! Test code is not part of the architecture: `#[cfg(test)]` items and files declared under
 //! `#[cfg(test)]` are left out (the in-process harness reaches `app`, as a test must).
@@ -24,10 +24,14 @@ const LAYERS: &[&[&str]] = &[
     &["domain", "wire", "hash", "error"],
 ];
 
+/// The HTTP surfaces: each stands alone on its API family's dialect (`http::dialect`), which imports none of
+/// them; only the route table (`http::routes`), the OpenAPI document and the router pick between them.
+const SURFACES: &[&str] = &["gemini", "import", "openai", "model", "caches", "batches", "webhooks", "console"];
+
 type Module = Vec<String>;
 
 #[test]
-fn no_file_imports_another_in_a_loop_and_no_layer_reaches_up() {
+fn no_file_imports_another_in_a_loop_no_layer_reaches_up_and_no_surface_into_another() {
     let crate_ = Crate::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     let edges = crate_.edges();
 
@@ -40,6 +44,18 @@ fn no_file_imports_another_in_a_loop_and_no_layer_reaches_up() {
         }
     }
     assert!(upward.is_empty(), "imports from a lower layer to a higher one:\n{}", upward.join("\n"));
+
+    let mut across = Vec::new();
+    for (from, targets) in &edges {
+        for to in targets {
+            let (from_surface, to_surface) = (surface(from), surface(to));
+            let shared = from.get(1).is_some_and(|room| room == "dialect");
+            if to_surface.is_some() && to_surface != from_surface && (from_surface.is_some() || shared) {
+                across.push(format!("{} -> {}", name(from), name(to)));
+            }
+        }
+    }
+    assert!(across.is_empty(), "a surface or a dialect importing another surface:\n{}", across.join("\n"));
 
     let loops: Vec<String> = strongly_connected(&edges)
         .iter()
@@ -379,6 +395,14 @@ fn layer(module: &Module) -> usize {
         assert_eq!(room, "lib", "the top-level module `{room}` has no layer in LAYERS");
         0
     })
+}
+
+/// The HTTP surface a module belongs to, if any.
+fn surface(module: &Module) -> Option<&str> {
+    match module.as_slice() {
+        [http, room, ..] if http == "http" && SURFACES.contains(&room.as_str()) => Some(room),
+        _ => None,
+    }
 }
 
 fn module(name: &str) -> Module {

@@ -7,6 +7,7 @@ pub mod body;
 mod caches;
 mod console;
 pub mod dialect;
+mod download;
 mod form;
 pub mod gemini;
 #[cfg(test)]

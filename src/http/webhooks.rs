@@ -200,7 +200,7 @@ pub fn file_views(app: HttpState) -> RenderFile {
     std::sync::Arc::new(move |file: &FileRecord| {
         let mut data = json!({ "file": google::view::gemini_file(&app, file) });
         if file.import.is_some() {
-            data["import"] = json!(super::import::view::import_file(&app, file));
+            data["import"] = json!(super::dialect::openai::view::import_file(&app, file));
         }
         data
     })

@@ -129,7 +129,7 @@ pub async fn download(State(app): State<HttpState>, GPath(token): GPath<String>,
         settings(&app)?;
         let (project, id) = app.files.resolve_download_link(&token).await?;
         let parts = req.into_parts().0;
-        Ok(super::gemini::files::file_bytes(&app, &project, &parts, &id).await?)
+        Ok(super::download::file_bytes(&app, &project, &parts, &id).await?)
     })
     .await
 }

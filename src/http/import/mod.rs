@@ -1,7 +1,5 @@
 //! The URL import surface (`docs/imports.md`): `POST /v1/files`, `GET` and `DELETE /v1/files/qfile-…`.
 
-pub mod view;
-
 use std::time::Duration;
 
 use axum::Json;
@@ -14,6 +12,7 @@ pub use crate::http::dialect::openai::OpenAiError;
 
 use crate::domain::{FieldCode, IMPORT_ID_PREFIX, ProjectId};
 use crate::error::Error;
+use crate::http::dialect::openai::view as openai_view;
 use crate::http::state::Handles;
 use crate::services::imports::{CreateImport, MAX_WAIT};
 use crate::services::webhooks::RequestWebhooks;
@@ -90,7 +89,7 @@ pub async fn create(app: &Handles, project: ProjectId, parts: &Parts, body: Body
         request.webhook_config = Some(app.webhooks.check_request(&project, config).await?);
     }
     let file = app.imports.create(project, request).await?;
-    Ok(Json(view::import_file(app, &file)).into_response())
+    Ok(Json(openai_view::import_file(app, &file)).into_response())
 }
 
 /// `GET /v1/files/qfile-…[?wait=N]`
@@ -114,14 +113,14 @@ pub async fn get(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
             }
         };
     let file = app.imports.get(&project, id, wait).await?;
-    Ok(Json(view::import_file(app, &file)).into_response())
+    Ok(Json(openai_view::import_file(app, &file)).into_response())
 }
 
 /// `DELETE /v1/files/qfile-…`
 pub async fn delete(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
     let project = crate::http::auth::import_project(app, parts).await?;
     let file = app.imports.delete(&project, id).await?;
-    Ok(Json(view::deleted_import(&file)).into_response())
+    Ok(Json(openai_view::deleted_import(&file)).into_response())
 }
 
 #[cfg(test)]

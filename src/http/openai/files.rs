@@ -255,7 +255,7 @@ pub async fn retrieve(app: &Handles, parts: &Parts, id: &str) -> Result<Response
 /// `GET /v1/files/{id}/content`: the bytes, whole or one `Range`.
 pub async fn content(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
     let project = crate::http::auth::import_project(app, parts).await?;
-    Ok(crate::http::gemini::files::file_bytes(app, &project, parts, &FileId::from_openai(id)).await?)
+    Ok(crate::http::download::file_bytes(app, &project, parts, &FileId::from_openai(id)).await?)
 }
 
 /// `DELETE /v1/files/{id}`

@@ -1,4 +1,5 @@
-//! The import view of a file record.
+//! The import API's view of a file record (an import task), shown by the import surface and in webhook
+//! events.
 
 use crate::domain::{FileRecord, FileState};
 use crate::http::dialect::google::view::file_uri;

@@ -2,6 +2,8 @@
 //! errors as the body their clients parse (`{"error": {"message", "type", "code"}}`; the only place that
 //! decides their status codes), and the caller's project, found also from the bare key in `Authorization`.
 
+pub mod view;
+
 use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
