@@ -18,4 +18,7 @@ pub use storage::{BlobKey, Staging, new_object_key, registered_key, registered_u
 pub use time::Timestamp;
 
 /// The Gemini API versions the SDKs use: 3.x defaults to `v1`, 2.x uploads to `v1beta`.
+/// The longest display name of a file or a batch, in characters (Google's limit), on every surface.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 512;
+
 pub const API_VERSIONS: [&str; 3] = ["v1", "v1beta", "v1alpha"];

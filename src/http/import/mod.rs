@@ -26,29 +26,30 @@ pub fn is_import(version: &str, segment: &str) -> bool {
     version == "v1" && segment.starts_with(IMPORT_ID_PREFIX)
 }
 
-fn invalid(code: FieldCode, message: impl Into<String>) -> Error {
-    Error::invalid_field(code, message)
-}
-
 /// Reads the JSON body field by field, so that every wrong field gets its own message; the import's own
 /// webhooks come apart, to be checked before they are kept.
 fn parse_create(bytes: &[u8]) -> std::result::Result<(CreateImport, Option<RequestWebhooks>), Error> {
     let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| invalid(FieldCode::InvalidJson, format!("the body is not valid JSON: {e}")))?;
+        .map_err(|e| Error::invalid_field(FieldCode::InvalidJson, format!("the body is not valid JSON: {e}")))?;
     let Value::Object(fields) = value else {
-        return Err(invalid(FieldCode::InvalidJson, "the body must be a JSON object"));
+        return Err(Error::invalid_field(FieldCode::InvalidJson, "the body must be a JSON object"));
     };
     let string = |fields: &Map<String, Value>, name: &str| match fields.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid(FieldCode::InvalidType, format!("{name} must be a string"))),
+        Some(_) => Err(Error::invalid_field(FieldCode::InvalidType, format!("{name} must be a string"))),
     };
     let expires_in = match fields.get("expires_in") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => Some(n.as_i64().ok_or_else(|| {
-            invalid(FieldCode::InvalidExpiresIn, format!("expires_in must be a whole number of seconds, got {n}"))
+            Error::invalid_field(
+                FieldCode::InvalidExpiresIn,
+                format!("expires_in must be a whole number of seconds, got {n}"),
+            )
         })?),
-        Some(_) => return Err(invalid(FieldCode::InvalidExpiresIn, "expires_in must be a number of seconds")),
+        Some(_) => {
+            return Err(Error::invalid_field(FieldCode::InvalidExpiresIn, "expires_in must be a number of seconds"));
+        }
     };
     let webhooks = match fields.get("webhook_config") {
         None | Some(Value::Null) => None,
@@ -73,7 +74,7 @@ fn parse_create(bytes: &[u8]) -> std::result::Result<(CreateImport, Option<Reque
 /// `POST /v1/files`
 pub async fn create(app: &Handles, project: ProjectId, parts: &Parts, body: Body) -> Result<Response> {
     let bytes = crate::http::body::read_to_limit(body, MAX_BODY_BYTES, || {
-        invalid(FieldCode::BodyTooLarge, format!("the body is larger than {MAX_BODY_BYTES} bytes"))
+        Error::invalid_field(FieldCode::BodyTooLarge, format!("the body is larger than {MAX_BODY_BYTES} bytes"))
     })
     .await?;
     let (mut request, webhooks) = parse_create(&bytes)?;
@@ -81,7 +82,9 @@ pub async fn create(app: &Handles, project: ProjectId, parts: &Parts, body: Body
         None => None,
         Some(v) => Some(
             v.to_str()
-                .map_err(|_| invalid(FieldCode::InvalidIdempotencyKey, "Idempotency-Key must be printable ASCII"))?
+                .map_err(|_| {
+                    Error::invalid_field(FieldCode::InvalidIdempotencyKey, "Idempotency-Key must be printable ASCII")
+                })?
                 .to_owned(),
         ),
     };
@@ -99,11 +102,11 @@ pub async fn get(app: &Handles, parts: &Parts, id: &str) -> Result<Response> {
         match parts.uri.query().and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "wait")) {
             None => None,
             Some((_, value)) => {
-                let seconds: u64 = value
-                    .parse()
-                    .map_err(|_| invalid(FieldCode::InvalidWait, "wait must be a whole number of seconds"))?;
+                let seconds: u64 = value.parse().map_err(|_| {
+                    Error::invalid_field(FieldCode::InvalidWait, "wait must be a whole number of seconds")
+                })?;
                 if Duration::from_secs(seconds) > MAX_WAIT {
-                    return Err(invalid(
+                    return Err(Error::invalid_field(
                         FieldCode::InvalidWait,
                         format!("wait must be at most {} seconds", MAX_WAIT.as_secs()),
                     )

@@ -56,7 +56,6 @@ use tokio_util::sync::CancellationToken;
 pub const HOLD: Duration = Duration::from_secs(72 * 3600);
 /// How long one node has to copy a batch's results before another may take over.
 const COLLECTION_LEASE: Duration = Duration::from_secs(120);
-const MAX_DISPLAY_NAME_CHARS: usize = 512;
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 1000;
 /// Batches the API has not shown an end for yet.
@@ -133,8 +132,11 @@ impl Batches {
             Error::invalid("The body is {\"batch\": {\"inputConfig\": {\"fileName\": \"files/…\"}}}.")
         })?;
         let display_name = batch.get("displayName").and_then(Value::as_str).map(str::to_owned);
-        if display_name.as_ref().is_some_and(|n| n.chars().count() > MAX_DISPLAY_NAME_CHARS) {
-            return Err(Error::invalid(format!("displayName is longer than {MAX_DISPLAY_NAME_CHARS} characters.")));
+        if display_name.as_ref().is_some_and(|n| n.chars().count() > crate::domain::MAX_DISPLAY_NAME_CHARS) {
+            return Err(Error::invalid(format!(
+                "displayName is longer than {} characters.",
+                crate::domain::MAX_DISPLAY_NAME_CHARS
+            )));
         }
         let input = batch.get("inputConfig").unwrap_or(&Value::Null);
         let source = match (input.get("fileName").and_then(Value::as_str), input.pointer("/requests/requests")) {

@@ -19,7 +19,6 @@ use crate::error::Error;
 use crate::hash::ResumableSha256;
 use crate::meta::{Garbage, ImportProgress, ImportTask, MetaStore};
 use crate::services::ingest::{Cap, Ingest};
-use crate::services::uploads::CHUNK_GRANULARITY;
 use crate::telemetry::metric;
 
 /// What an attempt works with: the worker's stores, fetcher and settings, and its name on leases.
@@ -210,7 +209,7 @@ impl<'a> Attempt<'a> {
                     let parts = if received == 0 { 1 } else { (2 * in_flight).max(MIN_PARTS_PER_COMMIT) as u64 };
                     parts * store.granule() - received % store.granule()
                 }
-                Writer::Positional(_) => CHUNK_GRANULARITY,
+                Writer::Positional(_) => crate::blob::PART_BYTES,
             };
             let head = (received == 0).then(|| Arc::new(Mutex::new(Vec::new())));
             let (part, returned) = body.part(part_len, head.clone());

@@ -27,6 +27,7 @@ use super::lifecycle::{self, Companion, Demand};
 use super::locks::Running;
 use crate::blob::Blobs;
 use crate::config::{ImportConfig, Limits};
+use crate::domain::MAX_DISPLAY_NAME_CHARS;
 use crate::domain::{
     FieldCode, FileId, FileRecord, FileState, IMPORT_ID_PREFIX, ImportInfo, Origin, ProjectId, Timestamp, glob_matches,
     random_alphanumeric,
@@ -99,15 +100,11 @@ pub struct Imports {
     queue: Arc<ImportQueue>,
 }
 
-fn invalid(code: FieldCode, message: impl Into<String>) -> Error {
-    Error::invalid_field(code, message)
-}
-
 /// The file's name from the URL: its last path segment, percent-decoded.
 fn name_from_url(url: &url::Url) -> Option<String> {
     let segment = url.path_segments()?.next_back().filter(|s| !s.is_empty())?;
     let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-    (!decoded.trim().is_empty()).then(|| decoded.chars().take(512).collect())
+    (!decoded.trim().is_empty()).then(|| decoded.chars().take(MAX_DISPLAY_NAME_CHARS).collect())
 }
 
 impl Imports {
@@ -122,45 +119,49 @@ impl Imports {
 
     /// Validates and enqueues an import; answers at once, before any byte is fetched.
     pub async fn create(&self, project: ProjectId, request: CreateImport) -> Result<FileRecord> {
-        let raw_url =
-            request.source_url.ok_or_else(|| invalid(FieldCode::MissingSourceUrl, "source_url is required"))?;
+        let raw_url = request
+            .source_url
+            .ok_or_else(|| Error::invalid_field(FieldCode::MissingSourceUrl, "source_url is required"))?;
         let url = ssrf::check_url(&raw_url, &self.settings.policy).map_err(|problem| match problem {
-            ssrf::UrlProblem::Invalid(why) => invalid(FieldCode::InvalidSourceUrl, why),
-            ssrf::UrlProblem::Forbidden(ip) => invalid(
+            ssrf::UrlProblem::Invalid(why) => Error::invalid_field(FieldCode::InvalidSourceUrl, why),
+            ssrf::UrlProblem::Forbidden(ip) => Error::invalid_field(
                 FieldCode::ForbiddenAddress,
                 format!("source_url points at {ip}, an address imports may not reach"),
             ),
         })?;
-        let model = request.model.ok_or_else(|| invalid(FieldCode::MissingModel, "model is required"))?;
+        let model = request.model.ok_or_else(|| Error::invalid_field(FieldCode::MissingModel, "model is required"))?;
         if model.is_empty() || model.chars().count() > 128 {
-            return Err(invalid(FieldCode::InvalidModel, "model must be 1 to 128 characters"));
+            return Err(Error::invalid_field(FieldCode::InvalidModel, "model must be 1 to 128 characters"));
         }
         if !self.settings.config.models.iter().any(|pattern| glob_matches(pattern, &model)) {
-            return Err(invalid(
+            return Err(Error::invalid_field(
                 FieldCode::ModelNotAllowed,
                 format!("model \"{model}\" is not allowed here (allowed: {})", self.settings.config.models.join(", ")),
             ));
         }
         let expires_in = request.expires_in.unwrap_or(self.settings.limits.default_ttl.as_secs() as i64);
         if !(MIN_EXPIRES_IN..=MAX_EXPIRES_IN).contains(&expires_in) {
-            return Err(invalid(
+            return Err(Error::invalid_field(
                 FieldCode::InvalidExpiresIn,
                 format!("expires_in must be between {MIN_EXPIRES_IN} and {MAX_EXPIRES_IN} seconds, got {expires_in}"),
             ));
         }
-        if request.display_name.as_ref().is_some_and(|n| n.chars().count() > 512) {
-            return Err(invalid(FieldCode::InvalidDisplayName, "display_name is longer than 512 characters"));
+        if request.display_name.as_ref().is_some_and(|n| n.chars().count() > MAX_DISPLAY_NAME_CHARS) {
+            let message = format!("display_name is longer than {MAX_DISPLAY_NAME_CHARS} characters");
+            return Err(Error::invalid_field(FieldCode::InvalidDisplayName, message));
         }
         let sha256 = match request.sha256 {
             Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Some(hex.to_ascii_lowercase())
             }
-            Some(_) => return Err(invalid(FieldCode::InvalidSha256, "sha256 must be 64 hexadecimal characters")),
+            Some(_) => {
+                return Err(Error::invalid_field(FieldCode::InvalidSha256, "sha256 must be 64 hexadecimal characters"));
+            }
             None => None,
         };
         if let Some(key) = &request.idempotency_key {
             if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-                return Err(invalid(
+                return Err(Error::invalid_field(
                     FieldCode::InvalidIdempotencyKey,
                     "Idempotency-Key must be 1 to 255 printable ASCII characters",
                 ));

@@ -28,7 +28,7 @@ use super::answer::{Failure, connect_failure, content_range};
 use crate::domain::FailureCode;
 
 /// The size of a segment: one part of a bucket, so a segment read ahead is one part's worth of memory.
-pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+pub const SEGMENT_BYTES: u64 = crate::blob::PART_BYTES;
 
 pub type SourceBody = BoxStream<'static, Result<Bytes, Failure>>;
 

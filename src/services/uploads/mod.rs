@@ -32,9 +32,7 @@ use crate::meta::{Garbage, MetaStore, NewSession, SessionStatus, StagedBytes, Up
 use crate::telemetry::metric;
 
 /// The chunk size clients are told to use (`x-goog-upload-chunk-granularity`), as Google's service does.
-pub const CHUNK_GRANULARITY: u64 = 8 * 1024 * 1024;
-
-const MAX_DISPLAY_NAME_CHARS: usize = 512;
+pub const CHUNK_GRANULARITY: u64 = crate::blob::PART_BYTES;
 
 pub struct Uploads {
     meta: Arc<dyn MetaStore>,
@@ -96,8 +94,11 @@ impl Uploads {
             None => FileId::generate(),
         };
         if let Some(name) = &request.display_name {
-            if name.chars().count() > MAX_DISPLAY_NAME_CHARS {
-                return Err(Error::invalid(format!("displayName is longer than {MAX_DISPLAY_NAME_CHARS} characters.")));
+            if name.chars().count() > crate::domain::MAX_DISPLAY_NAME_CHARS {
+                return Err(Error::invalid(format!(
+                    "displayName is longer than {} characters.",
+                    crate::domain::MAX_DISPLAY_NAME_CHARS
+                )));
             }
         }
         let mime_type = request.mime_type.filter(|m| !m.trim().is_empty()).unwrap_or_else(|| DEFAULT_MIME_TYPE.into());
