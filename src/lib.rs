@@ -19,3 +19,5 @@ pub mod outage;
 pub mod services;
 pub mod telemetry;
 pub mod wire;
+#[cfg(test)]
+mod testing;

@@ -42,15 +42,15 @@ async fn subjects() -> Vec<Subject> {
         Subject { name: "memory", blobs: Blobs::in_memory(), _keep: None },
     ];
     let prefix = format!("conformance-{}", random_alphanumeric(8));
-    if let Ok(bucket) = std::env::var("AWS_BUCKET") {
+    if let Some(bucket) = crate::testing::service("s3", "AWS_BUCKET") {
         let url = BucketUrl::parse(&format!("s3://{bucket}/{prefix}")).unwrap();
         subjects.push(Subject { name: "S3", blobs: Blobs::from_env(&url).unwrap(), _keep: None });
     }
-    if let Ok(container) = std::env::var("AZURE_CONTAINER_NAME") {
+    if let Some(container) = crate::testing::service("azure", "AZURE_CONTAINER_NAME") {
         let url = BucketUrl::parse(&format!("az://{container}/{prefix}")).unwrap();
         subjects.push(Subject { name: "Azure", blobs: Blobs::from_env(&url).unwrap(), _keep: None });
     }
-    if std::env::var_os("FILEGATE_TEST_GCS").is_some() {
+    if crate::testing::service("gcs", "FILEGATE_TEST_GCS").is_some() {
         let (fake, store) = fake_gcs();
         let url = BucketUrl::parse(&format!("gs://conformance/{prefix}")).unwrap();
         subjects.push(Subject {

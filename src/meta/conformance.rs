@@ -52,7 +52,7 @@ impl Engine {
 
 pub(super) async fn engines() -> Vec<Engine> {
     let mut engines = vec![Engine::sqlite().await];
-    if let Ok(url) = std::env::var("FILEGATE_TEST_POSTGRES_URL") {
+    if let Some(url) = crate::testing::service("postgres", "FILEGATE_TEST_POSTGRES_URL") {
         engines.push(Engine::postgres(&url).await);
     }
     engines
