@@ -18,6 +18,6 @@ pub mod meta;
 pub mod outage;
 pub mod services;
 pub mod telemetry;
-pub mod wire;
 #[cfg(test)]
 mod testing;
+pub mod wire;

@@ -20,8 +20,8 @@
 //!   on what it read (quota, limits, a free name, an idempotency key) still hold when it writes. Locks
 //!   are always taken in the order project → import task → upload session → file, so no two
 //!   transactions wait for each other in a cycle.
-//! - **Single-statement operations are atomic compare-and-sets**: [`MetaStore::commit_chunk`] advances a
-//!   session only from the offset the caller read; [`MetaStore::claim_import`] hands a due task to exactly
+//! - **Single-statement operations are atomic compare-and-sets**: [`UploadRecords::commit_chunk`] advances a
+//!   session only from the offset the caller read; [`ImportRecords::claim_import`] hands a due task to exactly
 //!   one caller (PostgreSQL: `FOR UPDATE SKIP LOCKED`); lease renewals and releases apply only while the
 //!   caller holds the lease. A racing caller sees `false` or `None`, never an error.
 //! - **Reads outside a transaction** see committed data, possibly not the newest.
@@ -35,16 +35,30 @@ mod conformance;
 mod conformance_audit;
 #[cfg(test)]
 mod conformance_webhooks;
+mod copies;
 mod error;
+mod files;
+mod imports;
+mod keys;
 mod model;
 pub mod sql;
+mod store;
+mod upkeep;
+mod uploads;
 mod webhooks;
 
 use async_trait::async_trait;
 
 pub use audit::{AuditRecords, LeaseKind, LeftoverParts, StaleLease};
+pub use copies::CopyRecords;
 pub use error::{MetaError, MetaResult};
+pub use files::FileRecords;
+pub use imports::ImportRecords;
+pub use keys::KeyRecords;
 pub use model::{BatchCursor, BatchRecord, CachedContent, ModelRecords, Unfinished};
+pub use store::MetaStore;
+pub use upkeep::UpkeepRecords;
+pub use uploads::UploadRecords;
 pub use webhooks::{
     Delivery, DeliveryBacklog, DeliveryOutcome, NewDelivery, Settled, SigningSecrets, Subscriber, Webhook,
     WebhookRecords, WebhookState,
@@ -298,7 +312,7 @@ impl Garbage {
     }
 }
 
-/// A project whose counters disagreed with its rows, as repaired by [`MetaStore::recompute_usage`].
+/// A project whose counters disagreed with its rows, as repaired by [`UpkeepRecords::recompute_usage`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRepair {
     pub project: ProjectId,
@@ -364,7 +378,7 @@ pub struct ApiKeyInfo {
     pub project: ProjectId,
     pub label: String,
     pub created_at: Timestamp,
-    /// Within a minute: see [`MetaStore::key_used`].
+    /// Within a minute: see [`KeyRecords::key_used`].
     pub last_used_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
 }
@@ -458,142 +472,4 @@ pub trait WriteTx: Send {
     async fn queue_deliveries(&mut self, deliveries: &[NewDelivery]) -> MetaResult<()>;
 
     async fn commit(self: Box<Self>) -> MetaResult<()>;
-}
-
-/// Everything the services need of the metadata store.
-#[async_trait]
-/// The records of the model surfaces (context caches, batch jobs), of webhooks and of `filegate fsck` are
-/// their own traits (`model.rs`, `webhooks.rs`, `audit.rs`), a part of every store.
-pub trait MetaStore: ModelRecords + WebhookRecords + AuditRecords + Send + Sync + 'static {
-    /// One line for the start-up log.
-    fn describe(&self) -> String;
-    /// The connection pool now: `(open, idle)` connections (for `/metrics`).
-    fn connections(&self) -> (u32, usize);
-    /// Begins a write transaction.
-    async fn write(&self) -> MetaResult<Box<dyn WriteTx>>;
-
-    async fn ensure_project(&self, project: &ProjectId) -> MetaResult<()>;
-    async fn insert_api_key(&self, project: &ProjectId, key_hash: &str, label: &str) -> MetaResult<()>;
-    async fn project_for_key(&self, key_hash: &str) -> MetaResult<Option<ProjectId>>;
-    async fn count_api_keys(&self) -> MetaResult<u64>;
-    /// Keys, revoked ones included, oldest first; those of `project` only when given.
-    async fn list_api_keys(&self, project: Option<&ProjectId>) -> MetaResult<Vec<ApiKeyInfo>>;
-    /// Revokes the key whose id is `id`; `None` when no key has that id, else the key as it is now (a key
-    /// revoked before keeps its first revocation time).
-    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> MetaResult<Option<ApiKeyInfo>>;
-    /// Records that the key was accepted at `now`.
-    async fn key_used(&self, key_hash: &str, now: Timestamp) -> MetaResult<()>;
-
-    /// The row as stored, whatever its state or expiry; callers decide what is visible.
-    async fn get_file(&self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>>;
-    /// Visible (not `uploading`), unexpired files, newest first, strictly after `after`.
-    async fn list_files(
-        &self,
-        project: &ProjectId,
-        now: Timestamp,
-        after: Option<&ListCursor>,
-        limit: u32,
-    ) -> MetaResult<Vec<FileRecord>>;
-
-    async fn get_upload(&self, token_hash: &str) -> MetaResult<Option<UploadSession>>;
-    /// The committed chunk that starts at `offset`, and the hasher state before it (the state after the
-    /// chunk that ends at `offset`; `None` for offset 0, meaning the empty state).
-    async fn chunk_at(&self, token_hash: &str, offset: u64) -> MetaResult<Option<(Option<Vec<u8>>, ChunkRecord)>>;
-    /// Records a chunk (with the parts it stored and the garbage it made: a superseded tail) and advances
-    /// the session to `chunk.offset + chunk.length`, if the session is active and still at `chunk.offset`;
-    /// `false` when it is not (another request committed first, it ended, or `writer` no longer holds the
-    /// claim). The claim stays with `writer`, which may go on to finalize: it ends with
-    /// [`MetaStore::release_writer`].
-    async fn commit_chunk(
-        &self,
-        token_hash: &str,
-        chunk: &ChunkRecord,
-        parts: &[PartRecord],
-        garbage: &[Garbage],
-        writer: Option<&str>,
-        now: Timestamp,
-    ) -> MetaResult<bool>;
-    /// Claims the active session for one writing request until `until`, unless another live claim holds it;
-    /// `false` then. Racing claimers: one wins.
-    async fn claim_writer(&self, token_hash: &str, writer: &str, until: Timestamp, now: Timestamp) -> MetaResult<bool>;
-    /// Gives a claim up (a request that ended, whatever its outcome).
-    async fn release_writer(&self, token_hash: &str, writer: &str) -> MetaResult<()>;
-    /// Records the multipart upload created for a staging area the database already knows; `false` when no
-    /// row holds that staging area any more (its upload or import was removed meanwhile).
-    async fn set_upload_id(&self, staging_key: &str, upload_id: &str) -> MetaResult<bool>;
-    /// The parts stored for a staging area, by index.
-    async fn parts(&self, staging_key: &str) -> MetaResult<Vec<PartRecord>>;
-
-    /// Leases the most overdue claimable task (unfinished, due, unleased or its lease run out, its file
-    /// unexpired) to `owner` until `lease_until`, counts an attempt and marks its file `processing`.
-    /// Racing callers never get the same task.
-    async fn claim_import(&self, owner: &str, now: Timestamp, lease_until: Timestamp)
-    -> MetaResult<Option<ImportTask>>;
-    /// Extends a lease `owner` still holds; `false` when it lost it (run out and taken, or the file is gone).
-    async fn renew_import_lease(&self, blob_key: &str, owner: &str, lease_until: Timestamp) -> MetaResult<bool>;
-    /// Records how many bytes of an import `owner` (its lease's holder) has received so far, ahead of what it
-    /// committed: the import's progress shows the larger of the two. `false` when it does not hold the lease.
-    async fn note_import_fetched(&self, blob_key: &str, owner: &str, fetched: u64) -> MetaResult<bool>;
-    /// Gives a held lease up until `next_attempt_at`, recording why; `false` when it was not held.
-    async fn release_import(
-        &self,
-        blob_key: &str,
-        owner: &str,
-        next_attempt_at: Timestamp,
-        why: &str,
-        now: Timestamp,
-    ) -> MetaResult<bool>;
-
-    /// `(project, blob key)` of files that expired at or before `now`, soonest expired first.
-    async fn expired_files(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<(ProjectId, String)>>;
-    /// Deletes ended sessions (and their chunk records) that expired, Idempotency-Keys used before
-    /// `idempotency_cutoff` and expired download links; returns how many sessions went.
-    async fn purge(&self, now: Timestamp, idempotency_cutoff: Timestamp) -> MetaResult<u64>;
-    async fn garbage(&self, limit: u32) -> MetaResult<Vec<Garbage>>;
-    /// Takes these keys off the queue (their blobs are deleted), in one transaction: one commit per batch,
-    /// not per blob, so that a sweep of 100 000 expirations is not 100 000 fsyncs.
-    async fn garbage_done(&self, keys: &[&str]) -> MetaResult<()>;
-    /// Staging keys an active session or an unfinished import still writes to.
-    async fn live_staging_keys(&self) -> MetaResult<Vec<String>>;
-    /// Blob keys of every file row.
-    async fn live_blob_keys(&self) -> MetaResult<Vec<String>>;
-
-    /// Every project's counters.
-    async fn usage(&self) -> MetaResult<Vec<ProjectReport>>;
-    /// One project's counters; `None` for a project never seen.
-    async fn project_usage(&self, project: &ProjectId) -> MetaResult<Option<ProjectUsage>>;
-    /// Finished files after `after` in blob-key order, `limit` at most (to walk them all).
-    async fn stored_files(&self, after: Option<&str>, limit: u32) -> MetaResult<Vec<StoredFile>>;
-    /// Files whose bytes are still arriving (open uploads, unfinished imports).
-    async fn unfinished_files(&self) -> MetaResult<u64>;
-    /// Recomputes every project's counters from its rows, in one transaction, and returns those that
-    /// had drifted (none, unless a bug or a hand edit changed rows behind filegate's back).
-    async fn recompute_usage(&self) -> MetaResult<Vec<UsageRepair>>;
-
-    /// The copy of a file generation at `target`, if one was recorded (expired or not).
-    async fn upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<Option<UpstreamCopy>>;
-    /// Records a copy, unless one is recorded already for its blob key and target (another request or node
-    /// made it first): returns the copy that is recorded now, so racing callers all use the same one.
-    async fn put_upstream_copy(&self, copy: &UpstreamCopy) -> MetaResult<UpstreamCopy>;
-    /// Copies to delete: expired at or before `now`, or whose file row is gone.
-    async fn stale_upstream_copies(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<UpstreamCopy>>;
-    async fn delete_upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<()>;
-
-    /// Records a download link (the console's): the SHA-256 of its token → a file, until `expires_at`.
-    async fn put_download_link(
-        &self,
-        token_hash: &str,
-        project: &ProjectId,
-        file: &FileId,
-        expires_at: Timestamp,
-    ) -> MetaResult<()>;
-    /// The file a live download link names.
-    async fn download_link(&self, token_hash: &str, now: Timestamp) -> MetaResult<Option<(ProjectId, FileId)>>;
-
-    /// A cheap read, for the health check.
-    async fn ping(&self) -> MetaResult<()>;
-    /// A small durable write, for the health check: fails while writes fail (disk full, read-only).
-    async fn probe_write(&self, now: Timestamp) -> MetaResult<()>;
-    /// Closes connections; called once at shutdown.
-    async fn close(&self);
 }

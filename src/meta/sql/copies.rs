@@ -2,10 +2,12 @@
 
 use sqlx::FromRow;
 
-use super::SqlMeta;
+use async_trait::async_trait;
+
 use super::rows::int;
+use super::{BULK_DEADLINE, OPERATION_DEADLINE, SqlMeta};
 use crate::domain::{ProjectId, Timestamp};
-use crate::meta::{CopyTarget, MetaError, MetaResult, UpstreamCopy};
+use crate::meta::{CopyRecords, CopyTarget, MetaError, MetaResult, UpstreamCopy};
 
 const COLUMNS: &str = "c.blob_key, c.target, c.project_id, c.uri, c.remote_name, c.created_at, c.expires_at";
 
@@ -109,5 +111,28 @@ impl SqlMeta {
             .await
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl CopyRecords for SqlMeta {
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<Option<UpstreamCopy>> {
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.copy_of(blob_key, target).await }).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn put_upstream_copy(&self, copy: &UpstreamCopy) -> MetaResult<UpstreamCopy> {
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.insert_copy(copy).await }).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn stale_upstream_copies(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<UpstreamCopy>> {
+        self.guard.bounded(Some(BULK_DEADLINE), async { self.stale_copies(now, limit).await }).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn delete_upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<()> {
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.delete_copy(blob_key, target).await }).await
     }
 }

@@ -3,9 +3,12 @@
 
 use sqlx::FromRow;
 
-use super::SqlMeta;
+use async_trait::async_trait;
+
+use super::rows::uint;
+use super::{OPERATION_DEADLINE, SqlMeta};
 use crate::domain::{ProjectId, Timestamp};
-use crate::meta::{ApiKeyInfo, KEY_ID_LEN, MetaResult, key_id};
+use crate::meta::{ApiKeyInfo, KEY_ID_LEN, KeyRecords, MetaResult, key_id};
 
 const COLUMNS: &str = "key_hash, project_id, label, created_at, last_used_at, revoked_at";
 
@@ -76,5 +79,83 @@ impl SqlMeta {
             .await
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyRecords for SqlMeta {
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn ensure_project(&self, project: &ProjectId) -> MetaResult<()> {
+        self.guard
+            .bounded(Some(OPERATION_DEADLINE), async {
+                sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                    .bind(project.as_str())
+                    .bind(Timestamp::now().as_micros())
+                    .execute(&self.pool())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(())
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn insert_api_key(&self, project: &ProjectId, key_hash: &str, label: &str) -> MetaResult<()> {
+        self.guard
+            .bounded(Some(OPERATION_DEADLINE), async {
+                sqlx::query("INSERT INTO api_keys (key_hash, project_id, label, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(key_hash)
+                    .bind(project.as_str())
+                    .bind(label)
+                    .bind(Timestamp::now().as_micros())
+                    .execute(&self.pool())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(())
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn project_for_key(&self, key_hash: &str) -> MetaResult<Option<ProjectId>> {
+        self.guard
+            .bounded(Some(OPERATION_DEADLINE), async {
+                let project: Option<String> =
+                    sqlx::query_scalar("SELECT project_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+                        .bind(key_hash)
+                        .fetch_optional(&self.pool())
+                        .await
+                        .map_err(|e| self.err(e))?;
+                Ok(project.map(ProjectId::from_stored))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn count_api_keys(&self) -> MetaResult<u64> {
+        self.guard
+            .bounded(Some(OPERATION_DEADLINE), async {
+                let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")
+                    .fetch_one(&self.pool())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(uint(count))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn list_api_keys(&self, project: Option<&ProjectId>) -> MetaResult<Vec<ApiKeyInfo>> {
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.keys(project).await }).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> MetaResult<Option<ApiKeyInfo>> {
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.revoke_key(id, now).await }).await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn key_used(&self, key_hash: &str, now: Timestamp) -> MetaResult<()> {
+        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.touch_key(key_hash, now).await }).await
     }
 }

@@ -16,12 +16,14 @@ mod batches;
 mod caches;
 mod copies;
 mod guard;
+mod imports;
 mod keys;
 mod model;
 mod rows;
 mod schema;
 mod store;
 mod tx;
+mod uploads;
 mod webhooks;
 
 use std::path::{Path, PathBuf};

@@ -4,16 +4,13 @@
 use async_trait::async_trait;
 use sqlx::Executor as _;
 
-use super::rows::{
-    ChunkRow, FILE_COLUMNS, FILE_JOIN, FileRow, GarbageRow, PartRow, SESSION_COLUMNS, SESSION_FROM, SessionRow,
-    TASK_COLUMNS, TaskRow, USAGE_COLUMNS, UsageRow, int, uint,
-};
-use super::tx::{insert_parts, numbered, queue_garbage};
+use super::rows::{FILE_COLUMNS, FILE_JOIN, FileRow, GarbageRow, USAGE_COLUMNS, UsageRow, uint};
+use super::tx::numbered;
 use super::{BULK_DEADLINE, Engine, OPERATION_DEADLINE, SqlMeta};
 use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
 use crate::meta::{
-    ApiKeyInfo, ChunkRecord, CopyTarget, Garbage, ImportTask, ListCursor, MetaError, MetaResult, MetaStore, PartRecord,
-    ProjectReport, ProjectUsage, StoredFile, UploadSession, UpstreamCopy, UsageRepair, WriteTx,
+    FileRecords, Garbage, ListCursor, MetaError, MetaResult, MetaStore, ProjectReport, ProjectUsage, StoredFile,
+    UpkeepRecords, UsageRepair, WriteTx,
 };
 
 /// Every project's counters, recomputed from its rows.
@@ -67,80 +64,41 @@ impl MetaStore for SqlMeta {
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn ensure_project(&self, project: &ProjectId) -> MetaResult<()> {
+    async fn ping(&self) -> MetaResult<()> {
         self.guard
             .bounded(Some(OPERATION_DEADLINE), async {
-                sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-                    .bind(project.as_str())
-                    .bind(Timestamp::now().as_micros())
-                    .execute(&self.pool())
-                    .await
-                    .map_err(|e| self.err(e))?;
+                sqlx::query("SELECT 1").execute(&self.pool()).await.map_err(|e| self.err(e))?;
                 Ok(())
             })
             .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn insert_api_key(&self, project: &ProjectId, key_hash: &str, label: &str) -> MetaResult<()> {
+    async fn probe_write(&self, now: Timestamp) -> MetaResult<()> {
         self.guard
             .bounded(Some(OPERATION_DEADLINE), async {
-                sqlx::query("INSERT INTO api_keys (key_hash, project_id, label, created_at) VALUES ($1, $2, $3, $4)")
-                    .bind(key_hash)
-                    .bind(project.as_str())
-                    .bind(label)
-                    .bind(Timestamp::now().as_micros())
-                    .execute(&self.pool())
-                    .await
-                    .map_err(|e| self.err(e))?;
-                Ok(())
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO health_probe (id, checked_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                )
+                .bind(now.as_micros())
+                .execute(tx.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+                tx.end().await
             })
             .await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn project_for_key(&self, key_hash: &str) -> MetaResult<Option<ProjectId>> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let project: Option<String> =
-                    sqlx::query_scalar("SELECT project_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
-                        .bind(key_hash)
-                        .fetch_optional(&self.pool())
-                        .await
-                        .map_err(|e| self.err(e))?;
-                Ok(project.map(ProjectId::from_stored))
-            })
-            .await
+    async fn close(&self) {
+        self.pool().close().await;
     }
+}
 
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn count_api_keys(&self) -> MetaResult<u64> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")
-                    .fetch_one(&self.pool())
-                    .await
-                    .map_err(|e| self.err(e))?;
-                Ok(uint(count))
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn list_api_keys(&self, project: Option<&ProjectId>) -> MetaResult<Vec<ApiKeyInfo>> {
-        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.keys(project).await }).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn revoke_api_key(&self, id: &str, now: Timestamp) -> MetaResult<Option<ApiKeyInfo>> {
-        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.revoke_key(id, now).await }).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn key_used(&self, key_hash: &str, now: Timestamp) -> MetaResult<()> {
-        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.touch_key(key_hash, now).await }).await
-    }
-
+#[async_trait]
+impl FileRecords for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn get_file(&self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>> {
         self.guard
@@ -195,329 +153,6 @@ impl MetaStore for SqlMeta {
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn get_upload(&self, token_hash: &str) -> MetaResult<Option<UploadSession>> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let sql = format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} WHERE s.token_hash = $1");
-                let row: Option<SessionRow> = sqlx::query_as(&sql)
-                    .bind(token_hash)
-                    .fetch_optional(&self.pool())
-                    .await
-                    .map_err(|e| self.err(e))?;
-                row.map(UploadSession::try_from).transpose()
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn chunk_at(&self, token_hash: &str, offset: u64) -> MetaResult<Option<(Option<Vec<u8>>, ChunkRecord)>> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let chunk: Option<ChunkRow> = sqlx::query_as(
-                    "SELECT offset_bytes, length_bytes, hasher_state FROM upload_chunks \
-             WHERE token_hash = $1 AND offset_bytes = $2",
-                )
-                .bind(token_hash)
-                .bind(int(offset))
-                .fetch_optional(&self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
-                let Some(chunk) = chunk else { return Ok(None) };
-                if offset == 0 {
-                    return Ok(Some((None, chunk.into())));
-                }
-                let before: Option<Vec<u8>> = sqlx::query_scalar(
-                    "SELECT hasher_state FROM upload_chunks \
-             WHERE token_hash = $1 AND offset_bytes + length_bytes = $2 AND length_bytes > 0",
-                )
-                .bind(token_hash)
-                .bind(int(offset))
-                .fetch_optional(&self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
-                let before = before.ok_or_else(|| MetaError::corrupt("chunk chain", token_hash))?;
-                Ok(Some((Some(before), chunk.into())))
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn commit_chunk(
-        &self,
-        token_hash: &str,
-        chunk: &ChunkRecord,
-        parts: &[PartRecord],
-        garbage: &[Garbage],
-        writer: Option<&str>,
-        now: Timestamp,
-    ) -> MetaResult<bool> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let mut tx = self.begin().await?;
-                // The compare-and-set: only from the offset the caller read, only while active, and only by the
-                // request that holds the claim (if it took one), which keeps it.
-                let staging_key: Option<String> = sqlx::query_scalar(
-                    "UPDATE upload_sessions SET received_bytes = $1, hasher_state = $2, updated_at = $3 \
-             WHERE token_hash = $4 AND status = 'active' AND received_bytes = $5 \
-               AND ($6 = '' OR writer = $6) RETURNING staging_key",
-                )
-                .bind(int(chunk.offset + chunk.length))
-                .bind(&chunk.hasher_state)
-                .bind(now.as_micros())
-                .bind(token_hash)
-                .bind(int(chunk.offset))
-                .bind(writer.unwrap_or_default())
-                .fetch_optional(tx.conn())
-                .await
-                .map_err(|e| self.err(e))?;
-                let Some(staging_key) = staging_key else { return Ok(false) };
-                insert_parts(tx.conn(), &staging_key, parts).await.map_err(|e| self.err(e))?;
-                queue_garbage(tx.conn(), garbage, now).await.map_err(|e| self.err(e))?;
-                sqlx::query(
-            "INSERT INTO upload_chunks (token_hash, offset_bytes, length_bytes, hasher_state) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(token_hash)
-        .bind(int(chunk.offset))
-        .bind(int(chunk.length))
-        .bind(&chunk.hasher_state)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| self.err(e))?;
-                tx.end().await?;
-                Ok(true)
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn claim_writer(&self, token_hash: &str, writer: &str, until: Timestamp, now: Timestamp) -> MetaResult<bool> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let claimed = sqlx::query(
-                    "UPDATE upload_sessions SET writer = $1, writer_until = $2 \
-             WHERE token_hash = $3 AND status = 'active' \
-               AND (writer IS NULL OR writer = $1 OR writer_until <= $4)",
-                )
-                .bind(writer)
-                .bind(until.as_micros())
-                .bind(token_hash)
-                .bind(now.as_micros())
-                .execute(&self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
-                Ok(claimed.rows_affected() == 1)
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn release_writer(&self, token_hash: &str, writer: &str) -> MetaResult<()> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                sqlx::query(
-            "UPDATE upload_sessions SET writer = NULL, writer_until = NULL WHERE token_hash = $1 AND writer = $2",
-        )
-        .bind(token_hash)
-        .bind(writer)
-        .execute(&self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-                Ok(())
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn set_upload_id(&self, staging_key: &str, upload_id: &str) -> MetaResult<bool> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let mut recorded = 0;
-                // Only a live owner records it: a cancelled session keeps its row, a finished task its row.
-                for (table, live) in [("upload_sessions", "status = 'active'"), ("import_tasks", "finished_at IS NULL")]
-                {
-                    recorded +=
-                        sqlx::query(&format!("UPDATE {table} SET upload_id = $1 WHERE staging_key = $2 AND {live}"))
-                            .bind(upload_id)
-                            .bind(staging_key)
-                            .execute(&self.pool())
-                            .await
-                            .map_err(|e| self.err(e))?
-                            .rows_affected();
-                }
-                Ok(recorded > 0)
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn parts(&self, staging_key: &str) -> MetaResult<Vec<PartRecord>> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let rows: Vec<PartRow> = sqlx::query_as(
-                    "SELECT part_index, part_id FROM blob_parts WHERE staging_key = $1 ORDER BY part_index",
-                )
-                .bind(staging_key)
-                .fetch_all(&self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
-                Ok(rows.into_iter().map(PartRecord::from).collect())
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn claim_import(
-        &self,
-        owner: &str,
-        now: Timestamp,
-        lease_until: Timestamp,
-    ) -> MetaResult<Option<ImportTask>> {
-        self.guard.bounded(Some(OPERATION_DEADLINE), async {
-            let mut tx = self.begin().await?;
-            // What the last holder fetched and did not commit is fetched again: progress starts from the
-            // resume point.
-            let sql = format!(
-                "UPDATE import_tasks SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3, \
-                   fetched_bytes = received_bytes \
-                 WHERE blob_key = (SELECT t.blob_key FROM import_tasks t JOIN files f ON f.blob_key = t.blob_key \
-                   WHERE t.finished_at IS NULL AND t.next_attempt_at <= $3 \
-                     AND (t.lease_until IS NULL OR t.lease_until <= $3) AND f.expires_at > $3 \
-                   ORDER BY t.next_attempt_at LIMIT 1{}) \
-                 RETURNING blob_key",
-                self.engine.skip_locked("t")
-            );
-            let claimed: Option<String> = sqlx::query_scalar(&sql)
-                .bind(owner)
-                .bind(lease_until.as_micros())
-                .bind(now.as_micros())
-                .fetch_optional(tx.conn())
-                .await
-                .map_err(|e| self.err(e))?;
-            let Some(blob_key) = claimed else { return Ok(None) };
-            sqlx::query("UPDATE files SET state = 'processing', updated_at = $1 WHERE blob_key = $2 AND state = 'pending'")
-                .bind(now.as_micros())
-                .bind(&blob_key)
-                .execute(tx.conn())
-                .await
-                .map_err(|e| self.err(e))?;
-            let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM import_tasks t JOIN files f ON f.blob_key = t.blob_key WHERE t.blob_key = $1"
-            );
-            let task: TaskRow = sqlx::query_as(&sql).bind(&blob_key).fetch_one(tx.conn()).await.map_err(|e| self.err(e))?;
-            tx.end().await?;
-            Ok(Some(task.into()))
-        })
-        .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn renew_import_lease(&self, blob_key: &str, owner: &str, lease_until: Timestamp) -> MetaResult<bool> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let done = sqlx::query(
-                    "UPDATE import_tasks SET lease_until = $1 \
-             WHERE blob_key = $2 AND lease_owner = $3 AND finished_at IS NULL",
-                )
-                .bind(lease_until.as_micros())
-                .bind(blob_key)
-                .bind(owner)
-                .execute(&self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
-                Ok(done.rows_affected() == 1)
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn note_import_fetched(&self, blob_key: &str, owner: &str, fetched: u64) -> MetaResult<bool> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let done = sqlx::query(
-                    "UPDATE import_tasks SET fetched_bytes = $1 \
-                     WHERE blob_key = $2 AND lease_owner = $3 AND finished_at IS NULL",
-                )
-                .bind(int(fetched))
-                .bind(blob_key)
-                .bind(owner)
-                .execute(&self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
-                Ok(done.rows_affected() == 1)
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn release_import(
-        &self,
-        blob_key: &str,
-        owner: &str,
-        next_attempt_at: Timestamp,
-        why: &str,
-        now: Timestamp,
-    ) -> MetaResult<bool> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let done = sqlx::query(
-            "UPDATE import_tasks SET lease_owner = NULL, lease_until = NULL, next_attempt_at = $1, last_error = $2, \
-               updated_at = $3 WHERE blob_key = $4 AND lease_owner = $5 AND finished_at IS NULL",
-        )
-        .bind(next_attempt_at.as_micros())
-        .bind(why)
-        .bind(now.as_micros())
-        .bind(blob_key)
-        .bind(owner)
-        .execute(&self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-                Ok(done.rows_affected() == 1)
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn expired_files(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<(ProjectId, String)>> {
-        self.guard
-            .bounded(Some(BULK_DEADLINE), async {
-                let rows: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT project_id, blob_key FROM files WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2",
-                )
-                .bind(now.as_micros())
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
-                Ok(rows.into_iter().map(|(project, key)| (ProjectId::from_stored(project), key)).collect())
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn purge(&self, now: Timestamp, idempotency_cutoff: Timestamp) -> MetaResult<u64> {
-        self.guard
-            .bounded(Some(BULK_DEADLINE), async {
-                let sessions = sqlx::query("DELETE FROM upload_sessions WHERE expires_at <= $1 AND status <> 'active'")
-                    .bind(now.as_micros())
-                    .execute(&self.pool())
-                    .await
-                    .map_err(|e| self.err(e))?;
-                sqlx::query("DELETE FROM import_idempotency WHERE created_at <= $1")
-                    .bind(idempotency_cutoff.as_micros())
-                    .execute(&self.pool())
-                    .await
-                    .map_err(|e| self.err(e))?;
-                sqlx::query("DELETE FROM download_links WHERE expires_at <= $1")
-                    .bind(now.as_micros())
-                    .execute(&self.pool())
-                    .await
-                    .map_err(|e| self.err(e))?;
-                Ok(sessions.rows_affected())
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn put_download_link(
         &self,
         token_hash: &str,
@@ -555,6 +190,50 @@ impl MetaStore for SqlMeta {
                 .await
                 .map_err(|e| self.err(e))?;
                 Ok(row.map(|(project, file)| (ProjectId::from_stored(project), FileId::from_stored(file))))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl UpkeepRecords for SqlMeta {
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn expired_files(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<(ProjectId, String)>> {
+        self.guard
+            .bounded(Some(BULK_DEADLINE), async {
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT project_id, blob_key FROM files WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2",
+                )
+                .bind(now.as_micros())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool())
+                .await
+                .map_err(|e| self.err(e))?;
+                Ok(rows.into_iter().map(|(project, key)| (ProjectId::from_stored(project), key)).collect())
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
+    async fn purge(&self, now: Timestamp, idempotency_cutoff: Timestamp) -> MetaResult<u64> {
+        self.guard
+            .bounded(Some(BULK_DEADLINE), async {
+                let sessions = sqlx::query("DELETE FROM upload_sessions WHERE expires_at <= $1 AND status <> 'active'")
+                    .bind(now.as_micros())
+                    .execute(&self.pool())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                sqlx::query("DELETE FROM import_idempotency WHERE created_at <= $1")
+                    .bind(idempotency_cutoff.as_micros())
+                    .execute(&self.pool())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                sqlx::query("DELETE FROM download_links WHERE expires_at <= $1")
+                    .bind(now.as_micros())
+                    .execute(&self.pool())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(sessions.rows_affected())
             })
             .await
     }
@@ -719,59 +398,6 @@ impl MetaStore for SqlMeta {
                     .collect())
             })
             .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<Option<UpstreamCopy>> {
-        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.copy_of(blob_key, target).await }).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn put_upstream_copy(&self, copy: &UpstreamCopy) -> MetaResult<UpstreamCopy> {
-        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.insert_copy(copy).await }).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn stale_upstream_copies(&self, now: Timestamp, limit: u32) -> MetaResult<Vec<UpstreamCopy>> {
-        self.guard.bounded(Some(BULK_DEADLINE), async { self.stale_copies(now, limit).await }).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn delete_upstream_copy(&self, blob_key: &str, target: CopyTarget) -> MetaResult<()> {
-        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.delete_copy(blob_key, target).await }).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn ping(&self) -> MetaResult<()> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                sqlx::query("SELECT 1").execute(&self.pool()).await.map_err(|e| self.err(e))?;
-                Ok(())
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn probe_write(&self, now: Timestamp) -> MetaResult<()> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let mut tx = self.begin().await?;
-                sqlx::query(
-                    "INSERT INTO health_probe (id, checked_at) VALUES (1, $1) \
-             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
-                )
-                .bind(now.as_micros())
-                .execute(tx.conn())
-                .await
-                .map_err(|e| self.err(e))?;
-                tx.end().await
-            })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn close(&self) {
-        self.pool().close().await;
     }
 }
 
