@@ -110,7 +110,7 @@ pub async fn assemble(
 ) -> anyhow::Result<Node> {
     let meta = open_meta(&config.storage, true).await?;
     let blobs = open_blobs(&config.storage.blobs, config.storage.part_budget()).await?;
-    if blobs.is_bucket() {
+    if blobs.is_shared() {
         tokio::spawn(blobs.clone().watch_reachability(shutdown.child_token()));
     }
     tracing::info!("metadata store: {}", meta.describe());

@@ -279,8 +279,10 @@ impl Blobs {
         }
     }
 
-    /// Whether the store is a bucket (reached over the network), rather than the local disk.
-    pub fn is_bucket(&self) -> bool {
+    /// Whether several nodes may use the store at once (a bucket, reached over the network) rather than one
+    /// node's own disk: writers of one upload must then be claimed in the database, and the store's
+    /// reachability is watched. What the services ask, rather than which kind of store it is.
+    pub fn is_shared(&self) -> bool {
         matches!(self.writer, Writer::Parts(_))
     }
 

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use super::Uploads;
-use crate::blob::Writer;
 use crate::domain::{Timestamp, random_alphanumeric};
 use crate::error::{Error, Result, UploadError};
 use crate::meta::{SessionStatus, UploadSession};
@@ -21,7 +20,7 @@ impl Uploads {
     /// offset — what it would see on one node, where requests on one session run one after the other.
     /// `None` on the local disk: one node, whose requests on one session already run one at a time.
     pub(super) async fn claim_writer(&self, token_hash: &str) -> Result<Option<String>> {
-        if matches!(self.blobs.writer(), Writer::Positional(_)) {
+        if !self.blobs.is_shared() {
             return Ok(None);
         }
         let writer = random_alphanumeric(16);
