@@ -42,10 +42,19 @@ async fn an_import_from_nginx_becomes_a_ready_gemini_file_with_the_right_digest(
     assert!(id.starts_with("qfile-") && id.len() <= 40, "{id}");
     assert_eq!(created["expires_at"].as_i64().unwrap() - created["created_at"].as_i64().unwrap(), 3600);
 
-    // While it runs, the Gemini view says PROCESSING. (2 MiB/s per connection: with its 4 ranged connections
-    // the import takes ~2.6 s, well past the look at 0.8 s; at 8 MiB/s it could finish first.)
+    // While it runs, the Gemini view says PROCESSING: looked at once its first bytes have arrived. (2 MiB/s
+    // per connection: with its 4 ranged connections the import takes ~2.6 s after that.)
     let gemini_id = id.strip_prefix("qfile-").unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let asked = std::time::Instant::now();
+    loop {
+        let task = json_of(importer.get(&id, None).await, StatusCode::OK).await;
+        assert!(task["status"] == "pending" || task["status"] == "processing", "ended before a look: {task}");
+        if task["progress"]["received_bytes"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(30), "no byte arrived: {task}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let during =
         json_of(server.gemini(ALPHA_KEY).get(&format!("v1beta/files/{gemini_id}")).await, StatusCode::OK).await;
     assert_eq!(during["state"], "PROCESSING", "{during}");
