@@ -24,6 +24,7 @@
 #   scripts/test.sh fuzz       only the OpenAPI fuzzer (schemathesis)
 #   scripts/test.sh console    only the web console, driven in headless Chromium (Debian's chromium and
 #                              chromium-driver, installed once; Selenium from the Python venv)
+#   scripts/test.sh helm       only the Helm chart (deploy/helm/filegate), rendered and validated offline
 #   scripts/test.sh image      only the container image (scripts/image.sh, run from its root file system in a
 #                              chroot, driven by google-genai) and deploy/compose.yaml
 #   FILEGATE_TEST_CONFIGS="sqlite-local postgres-s3" scripts/test.sh     some configurations only
@@ -39,13 +40,14 @@ WHAT=${1:-all}
 CONFIGS=${FILEGATE_TEST_CONFIGS:-sqlite-local postgres-local postgres-s3 sqlite-azure sqlite-gcs}
 VENV=""
 FUZZ_VENV=""
+HELM_VENV=""
 CACHE=${FILEGATE_CACHE:-$HOME/.cache/filegate}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/filegate-target}
 mkdir -p "$CACHE"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 wants() { [[ $WHAT == all || $WHAT == "$1" ]]; }
-needs() { [[ $WHAT != fuzz && $WHAT != image && $WHAT != console && " $CONFIGS " == *"$1"* ]]; }
+needs() { [[ $WHAT != fuzz && $WHAT != image && $WHAT != console && $WHAT != helm && " $CONFIGS " == *"$1"* ]]; }
 apt_install() {
   apt-get install -y -q "$@" >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt-get install -y -q "$@" >/dev/null; }
 }
@@ -100,6 +102,12 @@ fi
 if wants image; then
   step "building the container image (scripts/image.sh: a static release build, no registry)"
   scripts/image.sh >/dev/null
+fi
+if wants helm; then
+  step "installing the chart's test (Helm's engine from helm-python-sdk, kubernetes-validate; pinned)"
+  HELM_VENV=$CACHE/helm-$(sha256sum conformance/helm/requirements.txt | cut -c1-12)
+  [[ -x $HELM_VENV/bin/pytest ]] \
+    || { python3 -m venv "$HELM_VENV" && "$HELM_VENV/bin/pip" install -q -r conformance/helm/requirements.txt; }
 fi
 if wants fuzz; then
   step "installing the OpenAPI fuzzer (schemathesis, pinned)"
@@ -224,6 +232,10 @@ run_tests() {
     step "the web console in headless Chromium (screenshots in docs/console)"
     "$VENV/bin/pytest" -q -p no:cacheprovider conformance/console
   fi
+  if wants helm; then
+    step "the Helm chart: linted, rendered with each values file, validated against Kubernetes' schemas"
+    "$HELM_VENV/bin/pytest" -q -p no:cacheprovider conformance/helm
+  fi
   if wants image; then
     step "the container image, run from its root file system as its user; deploy/compose.yaml"
     "$VENV/bin/pytest" -q -p no:cacheprovider conformance/image
@@ -239,7 +251,7 @@ run_tests() {
 if [[ ${FILEGATE_TEST_NETNS:-auto} != off ]] && command -v ip >/dev/null && unshare -n -m true 2>/dev/null; then
   step "running tests in a network namespace with only loopback"
   export -f run_tests run_sdk_suites sdk_database step wants needs integration_filter
-  export WHAT CONFIGS VENV FUZZ_VENV ROOT SERVICES SDK_CONFIGS STORAGE_SENSITIVE
+  export WHAT CONFIGS VENV FUZZ_VENV HELM_VENV ROOT SERVICES SDK_CONFIGS STORAGE_SENSITIVE
   unshare -n -m bash -c 'set -euo pipefail; ip link set lo up; run_tests'
 else
   step "running tests without a network namespace (unshare -n -m is not permitted here)"
