@@ -6,7 +6,7 @@
 //! `#[cfg(test)]` are left out (the in-process harness reaches `app`, as a test must).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
@@ -67,9 +67,9 @@ fn no_file_imports_another_in_a_loop_no_layer_reaches_up_and_no_surface_into_ano
 /// The architecture test itself sees the imports it must: a check on a small crate written here.
 #[test]
 fn the_reader_follows_uses_inline_paths_supers_and_re_exports() {
-    let dir = tempfile_dir();
+    let dir = tempfile::tempdir().unwrap();
     let write = |path: &str, text: &str| {
-        let path = dir.join(path);
+        let path = dir.path().join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     };
@@ -79,7 +79,7 @@ fn the_reader_follows_uses_inline_paths_supers_and_re_exports() {
     write("b.rs", "use crate::{a::Thing, c};\npub struct B {}\n#[cfg(test)] mod tests { use crate::c::T; }");
     write("c.rs", "pub fn g() {}");
     write("harness.rs", "use crate::a::f;");
-    let edges = Crate::read(&dir).edges();
+    let edges = Crate::read(dir.path()).edges();
     let of =
         |m: &str| -> Vec<String> { edges.get(&module(m)).map(|t| t.iter().map(name).collect()).unwrap_or_default() };
     assert_eq!(of("a"), ["c"], "an inline path; re-exporting a child's item is no use of it");
@@ -89,13 +89,6 @@ fn the_reader_follows_uses_inline_paths_supers_and_re_exports() {
     let loops = strongly_connected(&edges);
     assert_eq!(loops.len(), 1);
     assert_eq!(loops[0].iter().map(name).collect::<Vec<_>>(), ["a::inner", "b"]);
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("filegate-architecture-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 /// The crate's files, parsed, by module path.
