@@ -43,11 +43,10 @@ mod keys;
 mod model;
 pub mod sql;
 mod store;
+mod tx;
 mod upkeep;
 mod uploads;
 mod webhooks;
-
-use async_trait::async_trait;
 
 pub use audit::{AuditRecords, LeaseKind, LeftoverParts, StaleLease};
 pub use copies::CopyRecords;
@@ -57,6 +56,7 @@ pub use imports::ImportRecords;
 pub use keys::KeyRecords;
 pub use model::{BatchCursor, BatchRecord, CachedContent, ModelRecords, Unfinished};
 pub use store::MetaStore;
+pub use tx::{FileWrites, ImportWrites, SessionWrites, WebhookWrites, WriteTx};
 pub use upkeep::UpkeepRecords;
 pub use uploads::UploadRecords;
 pub use webhooks::{
@@ -396,80 +396,4 @@ pub fn key_id(key_hash: &str) -> String {
 pub struct ProjectReport {
     pub project: ProjectId,
     pub usage: ProjectUsage,
-}
-
-/// One write transaction. See the module documentation for what it guarantees.
-#[async_trait]
-pub trait WriteTx: Send {
-    /// Locks the project's row until the transaction ends (creating the project, with nothing used, if it
-    /// is new) and returns its counters.
-    async fn lock_project(&mut self, project: &ProjectId) -> MetaResult<ProjectUsage>;
-    /// Adds `delta` to the counters of a project this transaction has locked.
-    async fn add_usage(&mut self, project: &ProjectId, delta: UsageDelta) -> MetaResult<()>;
-
-    async fn file(&mut self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>>;
-    async fn file_by_blob(&mut self, blob_key: &str) -> MetaResult<Option<FileRecord>>;
-    /// Blob keys of the project's files that expired at or before `now`, soonest expired first.
-    async fn expired_files(&mut self, project: &ProjectId, now: Timestamp, limit: u32) -> MetaResult<Vec<String>>;
-    /// Inserts a file row; `Conflict` when the project already has a file of that id.
-    async fn insert_file(&mut self, file: &FileRecord) -> MetaResult<()>;
-    async fn update_file(&mut self, blob_key: &str, update: &FileUpdate, now: Timestamp) -> MetaResult<()>;
-    /// Deletes these file rows with their import tasks, and marks their active upload sessions cancelled;
-    /// returns the rows that existed (keys without a row are skipped). A few statements for the whole set,
-    /// whatever its size (the janitor removes 500 at a time; one round trip per file made 100 000
-    /// expirations take 70 s on PostgreSQL). Counters and garbage are the caller's (`services::lifecycle`).
-    async fn remove_files(&mut self, blob_keys: &[String], now: Timestamp) -> MetaResult<Vec<RemovedFile>>;
-
-    async fn insert_session(&mut self, session: &NewSession) -> MetaResult<()>;
-    /// The session, locked until the transaction ends.
-    async fn session(&mut self, token_hash: &str) -> MetaResult<Option<UploadSession>>;
-    async fn set_session_status(&mut self, token_hash: &str, status: SessionStatus, now: Timestamp) -> MetaResult<()>;
-
-    async fn insert_import(&mut self, task: &NewImport) -> MetaResult<()>;
-    /// The unfinished task if `owner` holds its lease, locked until the transaction ends.
-    async fn leased_import(&mut self, blob_key: &str, owner: &str) -> MetaResult<Option<ImportTask>>;
-    /// Records an import's progress and the parts it stored; `restart` first forgets its earlier parts (the
-    /// source changed: the import starts over).
-    async fn save_import_progress(
-        &mut self,
-        task: &ImportTask,
-        progress: &ImportProgress,
-        parts: &[PartRecord],
-        restart: bool,
-        now: Timestamp,
-    ) -> MetaResult<()>;
-    /// Marks a task finished (its lease released), with the code of its failure if it failed.
-    async fn finish_import_task(&mut self, blob_key: &str, error_code: Option<&str>, now: Timestamp) -> MetaResult<()>;
-    async fn idempotency(&mut self, project: &ProjectId, key: &str) -> MetaResult<Option<IdempotencyRecord>>;
-    /// Records (or replaces) what an Idempotency-Key names.
-    async fn put_idempotency(
-        &mut self,
-        project: &ProjectId,
-        key: &str,
-        request_hash: &str,
-        blob_key: &str,
-        now: Timestamp,
-    ) -> MetaResult<()>;
-
-    /// Queues bytes for deletion (idempotent).
-    async fn queue_garbage(&mut self, garbage: &[Garbage], now: Timestamp) -> MetaResult<()>;
-
-    /// The project's enabled webhooks, to queue its events for.
-    async fn webhook_subscribers(&mut self, project: &ProjectId) -> MetaResult<Vec<Subscriber>>;
-    /// The per-request webhooks (an import's `webhook_config`, JSON) of these files that have one.
-    async fn request_webhooks(&mut self, blob_keys: &[String]) -> MetaResult<Vec<(String, String)>>;
-    /// Records a file's per-request webhooks (`config` is JSON).
-    async fn set_request_webhooks(&mut self, blob_key: &str, config: &str) -> MetaResult<()>;
-    /// Records what was learnt of a batch if its row still has `expected_state` and was (or was not yet)
-    /// collected as `was_collected` says; `false` when another request or node changed it first.
-    async fn update_batch_from(
-        &mut self,
-        batch: &BatchRecord,
-        expected_state: &str,
-        was_collected: bool,
-    ) -> MetaResult<bool>;
-    /// Queues deliveries; they become visible to the delivery workers when the transaction commits.
-    async fn queue_deliveries(&mut self, deliveries: &[NewDelivery]) -> MetaResult<()>;
-
-    async fn commit(self: Box<Self>) -> MetaResult<()>;
 }

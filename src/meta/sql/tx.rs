@@ -24,8 +24,9 @@ use super::{BULK_DEADLINE, Engine, OPERATION_DEADLINE, SqlMeta};
 use crate::domain::Staging;
 use crate::domain::{FileId, FileRecord, Origin, ProjectId, Timestamp};
 use crate::meta::{
-    FileUpdate, Garbage, IdempotencyRecord, ImportProgress, ImportTask, MetaResult, NewDelivery, NewImport, NewSession,
-    PartRecord, ProjectUsage, RemovedFile, SessionStatus, StagedBytes, Subscriber, UploadSession, UsageDelta, WriteTx,
+    FileUpdate, FileWrites, Garbage, IdempotencyRecord, ImportProgress, ImportTask, ImportWrites, MetaResult,
+    NewDelivery, NewImport, NewSession, PartRecord, ProjectUsage, RemovedFile, SessionStatus, SessionWrites,
+    StagedBytes, Subscriber, UploadSession, UsageDelta, WebhookWrites, WriteTx,
 };
 
 pub struct SqlTx {
@@ -164,53 +165,7 @@ impl Drop for SqlTx {
 }
 
 #[async_trait]
-impl WriteTx for SqlTx {
-    async fn lock_project(&mut self, project: &ProjectId) -> MetaResult<ProjectUsage> {
-        let guard = self.guard.clone();
-        guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let created = Timestamp::now().as_micros();
-                sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-                    .bind(project.as_str())
-                    .bind(created)
-                    .execute(self.conn())
-                    .await
-                    .map_err(|e| self.err(e))?;
-                let sql = format!("SELECT {USAGE_COLUMNS} FROM projects WHERE id = $1{}", self.engine.lock_rows(None));
-                let row: UsageRow = sqlx::query_as(&sql)
-                    .bind(project.as_str())
-                    .fetch_one(self.conn())
-                    .await
-                    .map_err(|e| self.err(e))?;
-                Ok(ProjectUsage::from(&row))
-            })
-            .await
-    }
-
-    async fn add_usage(&mut self, project: &ProjectId, delta: UsageDelta) -> MetaResult<()> {
-        let guard = self.guard.clone();
-        guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                if delta == UsageDelta::default() {
-                    return Ok(());
-                }
-                sqlx::query(
-                    "UPDATE projects SET used_bytes = used_bytes + $1, file_count = file_count + $2, \
-               open_uploads = open_uploads + $3, active_imports = active_imports + $4 WHERE id = $5",
-                )
-                .bind(delta.bytes)
-                .bind(delta.files)
-                .bind(delta.open_uploads)
-                .bind(delta.active_imports)
-                .bind(project.as_str())
-                .execute(self.conn())
-                .await
-                .map_err(|e| self.err(e))?;
-                Ok(())
-            })
-            .await
-    }
-
+impl FileWrites for SqlTx {
     async fn file(&mut self, project: &ProjectId, id: &FileId) -> MetaResult<Option<FileRecord>> {
         let guard = self.guard.clone();
         guard
@@ -394,6 +349,18 @@ impl WriteTx for SqlTx {
         .await
     }
 
+    async fn queue_garbage(&mut self, garbage: &[Garbage], now: Timestamp) -> MetaResult<()> {
+        let guard = self.guard.clone();
+        guard
+            .bounded(Some(BULK_DEADLINE), async {
+                queue_garbage(self.conn(), garbage, now).await.map_err(|e| self.err(e))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl SessionWrites for SqlTx {
     async fn insert_session(&mut self, session: &NewSession) -> MetaResult<()> {
         let guard = self.guard.clone();
         guard
@@ -448,7 +415,10 @@ impl WriteTx for SqlTx {
             })
             .await
     }
+}
 
+#[async_trait]
+impl ImportWrites for SqlTx {
     async fn insert_import(&mut self, task: &NewImport) -> MetaResult<()> {
         let guard = self.guard.clone();
         guard
@@ -602,16 +572,10 @@ impl WriteTx for SqlTx {
             })
             .await
     }
+}
 
-    async fn queue_garbage(&mut self, garbage: &[Garbage], now: Timestamp) -> MetaResult<()> {
-        let guard = self.guard.clone();
-        guard
-            .bounded(Some(BULK_DEADLINE), async {
-                queue_garbage(self.conn(), garbage, now).await.map_err(|e| self.err(e))
-            })
-            .await
-    }
-
+#[async_trait]
+impl WebhookWrites for SqlTx {
     async fn webhook_subscribers(&mut self, project: &ProjectId) -> MetaResult<Vec<Subscriber>> {
         let guard = self.guard.clone();
         guard.bounded(Some(OPERATION_DEADLINE), async { self.subscribers(project).await }).await
@@ -627,6 +591,60 @@ impl WriteTx for SqlTx {
         guard.bounded(Some(OPERATION_DEADLINE), async { self.set_webhook_config(blob_key, config).await }).await
     }
 
+    async fn queue_deliveries(&mut self, deliveries: &[NewDelivery]) -> MetaResult<()> {
+        let guard = self.guard.clone();
+        guard.bounded(Some(BULK_DEADLINE), async { self.insert_deliveries(deliveries).await }).await
+    }
+}
+
+#[async_trait]
+impl WriteTx for SqlTx {
+    async fn lock_project(&mut self, project: &ProjectId) -> MetaResult<ProjectUsage> {
+        let guard = self.guard.clone();
+        guard
+            .bounded(Some(OPERATION_DEADLINE), async {
+                let created = Timestamp::now().as_micros();
+                sqlx::query("INSERT INTO projects (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                    .bind(project.as_str())
+                    .bind(created)
+                    .execute(self.conn())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                let sql = format!("SELECT {USAGE_COLUMNS} FROM projects WHERE id = $1{}", self.engine.lock_rows(None));
+                let row: UsageRow = sqlx::query_as(&sql)
+                    .bind(project.as_str())
+                    .fetch_one(self.conn())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(ProjectUsage::from(&row))
+            })
+            .await
+    }
+
+    async fn add_usage(&mut self, project: &ProjectId, delta: UsageDelta) -> MetaResult<()> {
+        let guard = self.guard.clone();
+        guard
+            .bounded(Some(OPERATION_DEADLINE), async {
+                if delta == UsageDelta::default() {
+                    return Ok(());
+                }
+                sqlx::query(
+                    "UPDATE projects SET used_bytes = used_bytes + $1, file_count = file_count + $2, \
+               open_uploads = open_uploads + $3, active_imports = active_imports + $4 WHERE id = $5",
+                )
+                .bind(delta.bytes)
+                .bind(delta.files)
+                .bind(delta.open_uploads)
+                .bind(delta.active_imports)
+                .bind(project.as_str())
+                .execute(self.conn())
+                .await
+                .map_err(|e| self.err(e))?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn update_batch_from(
         &mut self,
         batch: &crate::meta::BatchRecord,
@@ -639,11 +657,6 @@ impl WriteTx for SqlTx {
                 self.update_batch_row_from(batch, expected_state, was_collected).await
             })
             .await
-    }
-
-    async fn queue_deliveries(&mut self, deliveries: &[NewDelivery]) -> MetaResult<()> {
-        let guard = self.guard.clone();
-        guard.bounded(Some(BULK_DEADLINE), async { self.insert_deliveries(deliveries).await }).await
     }
 
     async fn commit(self: Box<Self>) -> MetaResult<()> {
