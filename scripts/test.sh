@@ -45,7 +45,7 @@ CACHE=${FILEGATE_CACHE:-$HOME/.cache/filegate}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/filegate-target}
 mkdir -p "$CACHE"
 
-step() { printf '\n==> %s\n' "$*" >&2; }
+step() { printf '\n==> %s  [%s]\n' "$*" "$(date +%T)" >&2; }
 wants() { [[ $WHAT == all || $WHAT == "$1" ]]; }
 needs() { [[ $WHAT != fuzz && $WHAT != image && $WHAT != console && $WHAT != helm && " $CONFIGS " == *"$1"* ]]; }
 apt_install() {
