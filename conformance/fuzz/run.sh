@@ -22,8 +22,11 @@ for _ in $(seq 100); do grep -q "^listening on " "$tmp/out" && break; sleep 0.1;
 url=$(sed -n 's/^listening on //p' "$tmp/out")
 [[ -n $url ]] || { cat "$tmp/server.log"; exit 1; }
 status=0
+# filter_too_much is the generator's own health (too many of its examples unsendable, e.g. header values a
+# request cannot carry), not filegate's: it failed one run in several on an unchanged document, so it is off.
 timeout "${FILEGATE_FUZZ_SECONDS:-600}" "$ST" run "$url/openapi.json" -H "x-goog-api-key: $KEY" \
-  --max-examples "${FILEGATE_FUZZ_EXAMPLES:-100}" --seed "${FILEGATE_FUZZ_SEED:-20261128}" --no-color || status=$?
+  --max-examples "${FILEGATE_FUZZ_EXAMPLES:-100}" --seed "${FILEGATE_FUZZ_SEED:-20261128}" \
+  --suppress-health-check filter_too_much --no-color || status=$?
 if [[ $status -ne 0 ]]; then
   echo "--- filegate log ---"; tail -n 200 "$tmp/server.log"
 fi

@@ -200,6 +200,14 @@ fn version() -> Parameter {
     enum_param("version", ParameterIn::Path, true, "API version", &google::VERSIONS)
 }
 
+/// A file as the OpenAI surface names it: `file-{id}`, or the bare id. A pattern rather than any string, so
+/// that a fuzzer generates names a path can carry instead of filtering most of what it made.
+fn openai_file_name() -> Parameter {
+    let pattern = "^(file-)?[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$";
+    let schema = ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern));
+    string_param("name", ParameterIn::Path, true, "The file (`file-{id}` or `{id}`)").schema(Some(schema)).build()
+}
+
 fn file_name() -> Parameter {
     let schema = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"));
     string_param("name", ParameterIn::Path, true, "The file id (the part after `files/`)").schema(Some(schema)).build()

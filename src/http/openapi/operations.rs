@@ -10,7 +10,7 @@ use utoipa::openapi::{ContentBuilder, HeaderBuilder, Required, Response};
 use super::Surface::{Chat, Gemini, Import};
 use super::{
     Route, binary, enum_param, file_name, gemini_common, import_common, import_id, import_task_errors, integer_param,
-    json, json_body, model_errors, param, reply, version, with,
+    json, json_body, model_errors, openai_file_name, param, reply, version, with,
 };
 use crate::domain::{FieldCode, Limit};
 use crate::error::{Error, UploadError};
@@ -449,7 +449,7 @@ pub fn file_content() -> Route {
             lists) and a `multipart/form-data` `POST /v1/files` as its upload.",
         parameters: vec![
             version(),
-            param("name", ParameterIn::Path, true, "The file (`file-{id}` or `{id}`)"),
+            openai_file_name(),
             param("Range", ParameterIn::Header, false, "`bytes=START-[END]` or `bytes=-SUFFIX`"),
         ],
         body: None,

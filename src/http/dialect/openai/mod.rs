@@ -1,6 +1,7 @@
 //! OpenAI's conventions, spoken by the OpenAI surfaces (files, uploads, chat) and the import API: domain
 //! errors as the body their clients parse (`{"error": {"message", "type", "code"}}`; the only place that
-//! decides their status codes), and the caller's project, found also from the bare key in `Authorization`.
+//! decides their status codes), the caller's project, found also from the bare key in `Authorization`, and
+//! the import API's view of a file (`view.rs`, shown in webhook events too).
 
 pub mod view;
 
