@@ -11,9 +11,10 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// Why a guarded operation did not finish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +139,7 @@ impl Silence {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_trip_ends_the_operations_under_way_and_refuses_new_ones_until_recovery() {
         let guard = std::sync::Arc::new(Guard::default());
         let hanging = {
@@ -159,7 +160,8 @@ mod tests {
         assert_eq!(slow, Err(Outage::Deadline(Duration::from_millis(50))));
     }
 
-    #[tokio::test]
+    /// On tokio's paused clock: the sleeps below are exact, whatever the machine's load.
+    #[tokio::test(start_paused = true)]
     async fn a_silence_trips_only_once_it_lasts_and_ends_at_the_first_answer() {
         let guard = Guard::default();
         let mut silence = Silence::new(Duration::from_millis(200));

@@ -242,7 +242,7 @@ def test_references_resolve(rendered):
         for c in containers(obj):
             assert {m["name"] for m in c["volumeMounts"]} <= volumes
     for svc in of_kind(objects, "Service"):
-        template_labels = spec and deployment["spec"]["template"]["metadata"]["labels"]
+        template_labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert all(template_labels.get(k) == v for k, v in svc["spec"]["selector"].items())
         ports = {p["name"] for p in spec["containers"][0]["ports"]}
         assert {p["targetPort"] for p in svc["spec"]["ports"]} <= ports

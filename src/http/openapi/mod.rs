@@ -200,17 +200,22 @@ fn version() -> Parameter {
     enum_param("version", ParameterIn::Path, true, "API version", &google::VERSIONS)
 }
 
-/// A file as the OpenAI surface names it: `file-{id}`, or the bare id. A pattern rather than any string, so
-/// that a fuzzer generates names a path can carry instead of filtering most of what it made.
-fn openai_file_name() -> Parameter {
-    let pattern = "^(file-)?[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$";
+/// A file id (the part after `files/`). A pattern rather than any string, so that a fuzzer generates names
+/// a path can carry instead of filtering most of what it made.
+const FILE_ID_PATTERN: &str = "[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?";
+
+fn id_param(pattern: String, description: &str) -> Parameter {
     let schema = ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern));
-    string_param("name", ParameterIn::Path, true, "The file (`file-{id}` or `{id}`)").schema(Some(schema)).build()
+    string_param("name", ParameterIn::Path, true, description).schema(Some(schema)).build()
+}
+
+/// A file as the OpenAI surface names it: `file-{id}`, or the bare id.
+fn openai_file_name() -> Parameter {
+    id_param(format!("^(file-)?{FILE_ID_PATTERN}$"), "The file (`file-{id}` or `{id}`)")
 }
 
 fn file_name() -> Parameter {
-    let schema = ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"));
-    string_param("name", ParameterIn::Path, true, "The file id (the part after `files/`)").schema(Some(schema)).build()
+    id_param(format!("^{FILE_ID_PATTERN}$"), "The file id (the part after `files/`)")
 }
 
 fn json(schema: &str) -> RefOr<Schema> {
