@@ -1,7 +1,8 @@
 //! One attempt at a claimed import task, in three steps: [`open`] the source (resuming with `Range` and
 //! `If-Range` where the bytes already staged allow), [`Attempt::ingest`] it part by part through the
 //! ingest session (each part committed with the task's lease, the first one [`sniff`]ed for its type),
-//! and [`Attempt::finish`] (digest checked, staging completed, file ready).
+//! and [`Attempt::complete`] (digest checked, staging completed), after which the worker, with the lease's
+//! heartbeat stopped, makes the file ready with [`Completed::commit`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -153,8 +154,20 @@ const MIN_PARTS_PER_COMMIT: usize = 8;
 /// when the lease was lost.
 pub type Finished = Option<(FileRecord, Vec<Garbage>)>;
 
+/// An attempt whose bytes are all stored and checked, waiting for the one short transaction that makes the
+/// file ready. That step is kept apart so that nothing can interrupt it halfway: the lease's heartbeat,
+/// which would see the task finished and call the lease lost, is stopped first, and the transaction is
+/// fenced by the lease itself.
+pub struct Completed {
+    size: u64,
+    digest: [u8; 32],
+    mime_type: String,
+    garbage: Vec<Garbage>,
+}
+
 impl<'a> Attempt<'a> {
-    pub async fn run(on: &'a AttemptContext, task: &'a ImportTask) -> Result<Finished, Failure> {
+    /// Stores the source; `Ok(None)` when the lease was lost on the way.
+    pub async fn run(on: &'a AttemptContext, task: &'a ImportTask) -> Result<Option<Completed>, Failure> {
         let (source, restart) = open(on, task).await?;
         let Some(staging) = on.staging_area(task).await.map_err(storage_failure)? else {
             return Ok(None);
@@ -188,7 +201,7 @@ impl<'a> Attempt<'a> {
                 format!("the source closed the connection after {} of {total} bytes", attempt.ingest.received()),
             ));
         }
-        attempt.finish().await
+        attempt.complete().await.map(Some)
     }
 
     /// Stages the source span by span (several parts of the store each), committing each span with the
@@ -272,8 +285,8 @@ impl<'a> Attempt<'a> {
         self.on.record(self.task, step).await
     }
 
-    /// Checks the digest, completes the staging area into the file's object and marks the file ready.
-    async fn finish(self) -> Result<Finished, Failure> {
+    /// Checks the digest and completes the staging area into the file's object.
+    async fn complete(self) -> Result<Completed, Failure> {
         let (on, task) = (self.on, self.task);
         let digest = self.ingest.hasher().digest();
         if let Some(expected) = task.expected_sha256.as_deref().filter(|e| *e != hex::encode(digest)) {
@@ -286,13 +299,20 @@ impl<'a> Attempt<'a> {
         let parts = on.meta.parts(&staging.key).await.map_err(|e| storage_failure(e.into()))?;
         let garbage = self.ingest.complete(&parts).await.map_err(storage_failure)?;
         let mime_type = self.mime_type.unwrap_or_else(|| task.mime_type.clone());
-        let done = (self.ingest.received(), digest, mime_type.as_str());
+        Ok(Completed { size: self.ingest.received(), digest, mime_type, garbage })
+    }
+}
+
+impl Completed {
+    /// Marks the file ready, if the lease still holds; otherwise drops the object when no file owns it.
+    pub async fn commit(self, on: &AttemptContext, task: &ImportTask) -> Result<Finished, Failure> {
+        let done = (self.size, self.digest, self.mime_type.as_str());
         let finished =
-            task::finish(on.meta.as_ref(), task, &on.owner, done, &garbage).await.map_err(storage_failure)?;
+            task::finish(on.meta.as_ref(), task, &on.owner, done, &self.garbage).await.map_err(storage_failure)?;
         if finished.is_none() {
             let (meta, blobs) = (on.meta.as_ref(), on.blobs.as_ref());
             crate::services::garbage::drop_if_orphaned(meta, blobs, &task.project, &task.file_id, &task.blob_key).await;
         }
-        Ok(finished.map(|file| (file, garbage)))
+        Ok(finished.map(|file| (file, self.garbage)))
     }
 }

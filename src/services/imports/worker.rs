@@ -129,12 +129,21 @@ impl Workers {
             cancel.clone(),
         ));
         let out_of_time = tokio::time::sleep_until(instant_of(self.deadline(&task)));
-        let outcome = tokio::select! {
-            attempt = Attempt::run(&self.on, &task) => Outcome::from(attempt),
-            () = out_of_time => Outcome::Failed(Failure::permanent(FailureCode::Timeout, "the import exceeded its total time limit")),
-            () = cancel.cancelled() => if shutdown.is_cancelled() { Outcome::Shutdown } else { Outcome::LeaseLost },
+        let transferred = tokio::select! {
+            attempt = Attempt::run(&self.on, &task) => Some(attempt),
+            () = out_of_time => Some(Err(Failure::permanent(FailureCode::Timeout, "the import exceeded its total time limit"))),
+            () = cancel.cancelled() => None,
         };
+        // The heartbeat stops before the file is made ready: it would see the task finished, call the lease
+        // lost and cut the commit's follow-up (the staging's prompt deletion) short. The commit is fenced by
+        // the lease, so nothing is lost by not renewing it for one short transaction.
         heartbeat.abort();
+        let outcome = match transferred {
+            None if shutdown.is_cancelled() => Outcome::Shutdown,
+            None | Some(Ok(None)) => Outcome::LeaseLost,
+            Some(Ok(Some(completed))) => Outcome::from(completed.commit(&self.on, &task).await),
+            Some(Err(failure)) => Outcome::Failed(failure),
+        };
         drop(running);
 
         let recorded = match outcome {
