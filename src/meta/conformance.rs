@@ -368,30 +368,6 @@ contract!(
 );
 
 contract!(
-    /// A worker whose lease ran out and was taken over can no longer write anything.
-    a_stale_lease_can_no_longer_write,
-    |store: Arc<dyn MetaStore>| async move {
-        let p = project("alpha");
-        let task_file = file(&p, "leased", FileState::Pending, 0, 3600);
-        enqueue_import(store.as_ref(), &task_file).await;
-        let t0 = Timestamp::now();
-        let first = store.claim_import("old", t0, Timestamp::from_micros(t0.as_micros() + 1)).await.unwrap().unwrap();
-        let later = Timestamp::from_micros(t0.as_micros() + 10);
-        let second = store.claim_import("new", later, later.plus_seconds(600)).await.unwrap().unwrap();
-        assert_eq!((first.blob_key.as_str(), second.attempts), (second.blob_key.as_str(), 2));
-        assert_eq!(second.traceparent, import_for(&task_file).traceparent, "the creating request's trace is kept");
-        assert!(!store.renew_import_lease(&first.blob_key, "old", later.plus_seconds(600)).await.unwrap());
-        assert!(!store.release_import(&first.blob_key, "old", later, "x", later).await.unwrap());
-        let mut tx = store.write().await.unwrap();
-        tx.lock_project(&p).await.unwrap();
-        assert!(tx.leased_import(&first.blob_key, "old").await.unwrap().is_none());
-        assert!(tx.leased_import(&first.blob_key, "new").await.unwrap().is_some());
-        drop(tx);
-        assert!(store.renew_import_lease(&first.blob_key, "new", later.plus_seconds(900)).await.unwrap());
-    }
-);
-
-contract!(
     /// Concurrent starts near the quota: as many succeed as fit, never one more.
     concurrent_starts_never_overspend_the_quota,
     |store: Arc<dyn MetaStore>| async move {
@@ -804,10 +780,12 @@ contract!(
         assert!(store.batches(&beta, None, 10).await.unwrap().is_empty());
 
         let racers: Vec<_> = (0..6)
-            .map(|_| {
-                let (store, alpha) = (store.clone(), alpha.clone());
+            .map(|i| {
+                let store = store.clone();
                 tokio::spawn(async move {
-                    store.claim_batch_collection(&alpha, "b1", now.plus_seconds(60), now).await.unwrap()
+                    let owner = format!("node-{i}");
+                    let until = now.plus_seconds(60);
+                    store.claim_item(Queue::BatchCollections, "b1", &owner, now, until).await.unwrap().is_some()
                 })
             })
             .collect();
@@ -816,11 +794,6 @@ contract!(
             won += usize::from(racer.await.unwrap());
         }
         assert_eq!(won, 1, "one claimer collects");
-        assert!(!store.claim_batch_collection(&alpha, "b1", now.plus_seconds(120), now.plus_seconds(30)).await.unwrap());
-        assert!(store.claim_batch_collection(&alpha, "b1", now.plus_seconds(200), now.plus_seconds(61)).await.unwrap());
-        store.release_batch_collection(&alpha, "b1").await.unwrap();
-        assert!(store.claim_batch_collection(&alpha, "b1", now.plus_seconds(200), now.plus_seconds(62)).await.unwrap());
-        assert!(!store.claim_batch_collection(&beta, "b2", now.plus_seconds(60), now).await.unwrap());
 
         let done = BatchRecord {
             state: "BATCH_STATE_SUCCEEDED".into(),
@@ -838,7 +811,9 @@ contract!(
         assert!(!tx.update_batch_from(&other, "BATCH_STATE_PENDING", false).await.unwrap(), "another project's");
         tx.commit().await.unwrap();
         assert_eq!(store.batch(&alpha, "b1").await.unwrap(), Some(done));
-        assert!(!store.claim_batch_collection(&alpha, "b1", now.plus_seconds(900), now.plus_seconds(800)).await.unwrap());
+        let later = now.plus_seconds(800);
+        let claimed = store.claim_item(Queue::BatchCollections, "b1", "node", later, later.plus_seconds(60)).await;
+        assert_eq!(claimed.unwrap(), None, "collected results are not collected again");
         let first = store.unfinished_batches(unfinished, None, 1).await.unwrap();
         let cursor = (first[0].created_at, first[0].id.clone());
         let rest = store.unfinished_batches(unfinished, Some(&cursor), 10).await.unwrap();

@@ -95,9 +95,11 @@ async fn deliveries_appear_with_their_commit_and_racing_claimers_never_share_one
         assert_eq!(own.secrets.as_ref().unwrap().current, "whsec_p", "a per-request one: the project's secret");
 
         let other = if owner == "node-0" { "node-1" } else { "node-0" };
-        let settled = |d: &Delivery, outcome| Settled { id: d.id.clone(), webhook_id: d.webhook_id.clone(), outcome };
-        let done = [settled(registered, DeliveryOutcome::Delivered)];
-        assert_eq!(store.settle_deliveries(other, &done, now).await.unwrap(), 0, "only the holder settles");
+        let settled =
+            |d: &Delivery, outcome| Settled { lease: d.lease.clone(), webhook_id: d.webhook_id.clone(), outcome };
+        let forged = Lease { owner: other.to_owned(), ..registered.lease.clone() };
+        let done = [Settled { lease: forged, ..settled(registered, DeliveryOutcome::Delivered) }];
+        assert_eq!(store.settle_deliveries(&done, now).await.unwrap(), 0, "only the holder settles");
         let retry = DeliveryOutcome::Retry { next_attempt_at: now, error: "HTTP 500".into(), failed: true };
         let mine: Vec<Settled> = claimed
             .iter()
@@ -105,13 +107,13 @@ async fn deliveries_appear_with_their_commit_and_racing_claimers_never_share_one
             .map(|(_, d)| settled(d, DeliveryOutcome::Delivered))
             .chain([settled(registered, retry)])
             .collect();
-        assert_eq!(store.settle_deliveries(owner, &mine, now).await.unwrap(), mine.len(), "{}", engine.name);
+        assert_eq!(store.settle_deliveries(&mine, now).await.unwrap(), mine.len(), "{}", engine.name);
         let again = store.claim_deliveries("node-9", Timestamp::now(), until, &[(alpha.clone(), 500)]).await.unwrap();
         assert_eq!(again.len(), 1, "{}: a released delivery is due again, the others still leased", engine.name);
         assert_eq!((again[0].id.as_str(), again[0].attempts), (registered.id.as_str(), 1));
 
         let gone = [settled(&again[0], DeliveryOutcome::Abandoned)];
-        assert_eq!(store.settle_deliveries("node-9", &gone, now).await.unwrap(), 1);
+        assert_eq!(store.settle_deliveries(&gone, now).await.unwrap(), 1);
         let disabled = store.webhook(&alpha, "w1").await.unwrap().unwrap();
         assert_eq!(disabled.state, WebhookState::DisabledDueToFailedDeliveries, "{}", engine.name);
         let left = 100 - (mine.len() as u64 - 1);

@@ -22,8 +22,9 @@
 //!   transactions wait for each other in a cycle.
 //! - **Single-statement operations are atomic compare-and-sets**: [`UploadRecords::commit_chunk`] advances a
 //!   session only from the offset the caller read; [`ImportRecords::claim_import`] hands a due task to exactly
-//!   one caller (PostgreSQL: `FOR UPDATE SKIP LOCKED`); lease renewals and releases apply only while the
-//!   caller holds the lease. A racing caller sees `false` or `None`, never an error.
+//!   one caller (PostgreSQL: `FOR UPDATE SKIP LOCKED`); lease renewals, releases and settlements apply only
+//!   while the caller's lease — owner and fence ([`Lease`]) — still holds. A racing caller sees `false` or
+//!   `None`, never an error.
 //! - **Reads outside a transaction** see committed data, possibly not the newest.
 //! - **Errors have meanings** ([`MetaError`]): a conflict, a busy database (retry soon), an unavailable one
 //!   (full, read-only, unreachable: retry later), or something else (a bug).
@@ -34,6 +35,8 @@ mod conformance;
 #[cfg(test)]
 mod conformance_audit;
 #[cfg(test)]
+mod conformance_queue;
+#[cfg(test)]
 mod conformance_webhooks;
 mod copies;
 mod error;
@@ -41,6 +44,7 @@ mod files;
 mod imports;
 mod keys;
 mod model;
+mod queue;
 pub mod sql;
 mod store;
 mod tx;
@@ -55,6 +59,7 @@ pub use files::FileRecords;
 pub use imports::ImportRecords;
 pub use keys::KeyRecords;
 pub use model::{BatchCursor, BatchRecord, CachedContent, ModelRecords, Unfinished};
+pub use queue::{Lease, Queue, QueueWrites, WorkQueue};
 pub use store::MetaStore;
 pub use tx::{FileWrites, ImportWrites, SessionWrites, WebhookWrites, WriteTx};
 pub use upkeep::UpkeepRecords;
@@ -199,6 +204,8 @@ pub struct ImportTask {
     pub created_at: Timestamp,
     /// The trace the task's creation belongs to, which its fetch continues.
     pub traceparent: Option<String>,
+    /// The claim its worker holds it by.
+    pub lease: Lease,
 }
 
 impl ImportTask {

@@ -107,17 +107,6 @@ pub trait ModelRecords: Send + Sync {
         after: Option<&BatchCursor>,
         limit: u32,
     ) -> MetaResult<Vec<BatchRecord>>;
-    /// Claims the collection of a batch's results until `until`, unless another live claim holds it or its
-    /// results are collected already; racing claimers: one wins.
-    async fn claim_batch_collection(
-        &self,
-        project: &ProjectId,
-        id: &str,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> MetaResult<bool>;
-    /// Gives a collection claim up (the collection failed), so that the next look at the batch retries.
-    async fn release_batch_collection(&self, project: &ProjectId, id: &str) -> MetaResult<()>;
     /// `false` when the project has no such batch.
     async fn delete_batch(&self, project: &ProjectId, id: &str) -> MetaResult<bool>;
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use crate::domain::Timestamp;
 use crate::meta::{
     AuditRecords, CopyRecords, FileRecords, ImportRecords, KeyRecords, MetaResult, ModelRecords, UpkeepRecords,
-    UploadRecords, WebhookRecords, WriteTx,
+    UploadRecords, WebhookRecords, WorkQueue, WriteTx,
 };
 
 /// Everything the services need of the metadata store: the records of each capability (their own traits, in
@@ -21,6 +21,7 @@ pub trait MetaStore:
     + ModelRecords
     + WebhookRecords
     + AuditRecords
+    + WorkQueue
     + Send
     + Sync
     + 'static

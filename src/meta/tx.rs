@@ -4,8 +4,9 @@ use async_trait::async_trait;
 
 use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
 use crate::meta::{
-    BatchRecord, FileUpdate, Garbage, IdempotencyRecord, ImportProgress, ImportTask, MetaResult, NewDelivery,
-    NewImport, NewSession, PartRecord, ProjectUsage, RemovedFile, SessionStatus, Subscriber, UploadSession, UsageDelta,
+    BatchRecord, FileUpdate, Garbage, IdempotencyRecord, ImportProgress, ImportTask, Lease, MetaResult, NewDelivery,
+    NewImport, NewSession, PartRecord, ProjectUsage, QueueWrites, RemovedFile, SessionStatus, Subscriber,
+    UploadSession, UsageDelta,
 };
 
 /// Files and the bytes they leave behind, inside a write transaction.
@@ -40,8 +41,8 @@ pub trait SessionWrites: Send {
 #[async_trait]
 pub trait ImportWrites: Send {
     async fn insert_import(&mut self, task: &NewImport) -> MetaResult<()>;
-    /// The unfinished task if `owner` holds its lease, locked until the transaction ends.
-    async fn leased_import(&mut self, blob_key: &str, owner: &str) -> MetaResult<Option<ImportTask>>;
+    /// The unfinished task if `lease` still holds it, locked until the transaction ends.
+    async fn leased_import(&mut self, lease: &Lease) -> MetaResult<Option<ImportTask>>;
     /// Records an import's progress and the parts it stored; `restart` first forgets its earlier parts (the
     /// source changed: the import starts over).
     async fn save_import_progress(
@@ -82,7 +83,7 @@ pub trait WebhookWrites: Send {
 /// One write transaction: the project's lock and counters, a batch's compare-and-set, the commit, and what
 /// each capability writes (the traits above).
 #[async_trait]
-pub trait WriteTx: FileWrites + SessionWrites + ImportWrites + WebhookWrites + Send {
+pub trait WriteTx: FileWrites + SessionWrites + ImportWrites + WebhookWrites + QueueWrites + Send {
     /// Locks the project's row until the transaction ends (creating the project, with nothing used, if it
     /// is new) and returns its counters.
     async fn lock_project(&mut self, project: &ProjectId) -> MetaResult<ProjectUsage>;

@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 
-use super::MetaResult;
+use super::{Lease, MetaResult};
 use crate::domain::{ProjectId, Timestamp};
 
 /// A registered webhook's state, in the Gemini API's spelling.
@@ -89,6 +89,8 @@ pub struct NewDelivery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub id: String,
+    /// The claim its worker holds it by; it settles it with this.
+    pub lease: Lease,
     pub project: ProjectId,
     pub webhook_id: Option<String>,
     /// Where it goes now (a registered webhook's URI as it is now, after any `PATCH`).
@@ -118,7 +120,8 @@ pub enum DeliveryOutcome {
 /// A leased delivery's outcome, to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {
-    pub id: String,
+    /// The lease it was claimed by: only its holder settles it.
+    pub lease: Lease,
     pub webhook_id: Option<String>,
     pub outcome: DeliveryOutcome,
 }
@@ -178,8 +181,8 @@ pub trait WebhookRecords: Send + Sync {
         lease_until: Timestamp,
         wanted: &[(ProjectId, u32)],
     ) -> MetaResult<Vec<Delivery>>;
-    /// Records outcomes, in one transaction, of the deliveries whose lease `owner` still holds (the others
-    /// are skipped: another node took them over); returns how many were recorded.
-    async fn settle_deliveries(&self, owner: &str, settled: &[Settled], now: Timestamp) -> MetaResult<usize>;
+    /// Records outcomes, in one transaction, of the deliveries whose lease still holds (the others are
+    /// skipped: another worker took them over); returns how many were recorded.
+    async fn settle_deliveries(&self, settled: &[Settled], now: Timestamp) -> MetaResult<usize>;
     async fn delivery_backlog(&self) -> MetaResult<DeliveryBacklog>;
 }

@@ -6,11 +6,27 @@
 //! gives up a third of a lease before the lease could lapse, so it never works beside the one that takes
 //! the claim over.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use crate::domain::Timestamp;
 use crate::error::Result;
+use crate::meta::{Lease, MetaStore};
+
+/// Keeps a claim on queued work (`meta::queue`) alive for `length` at a time, as [`keep_alive`] does;
+/// returns once it is lost. Run it beside the work and stop the work when it returns.
+pub async fn keep_held(meta: Arc<dyn MetaStore>, lease: Lease, length: Duration) {
+    keep_alive(length, move || {
+        let (meta, lease) = (meta.clone(), lease.clone());
+        Box::pin(async move {
+            let until = Timestamp::now().plus_seconds(length.as_secs());
+            Ok(meta.renew(&lease, until).await?)
+        })
+    })
+    .await;
+}
 
 /// Keeps a lease of length `lease` alive with `renew` (`Ok(false)`: the claim is no longer ours); returns
 /// once the lease is lost or can no longer be vouched for. Run it beside the work and stop the work when

@@ -164,37 +164,6 @@ impl SqlMeta {
         Ok(rows.into_iter().map(BatchRecord::from).collect())
     }
 
-    pub(super) async fn claim_collection(
-        &self,
-        project: &ProjectId,
-        id: &str,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> MetaResult<bool> {
-        let done = sqlx::query(
-            "UPDATE batches SET collecting_until = $3 \
-             WHERE project_id = $1 AND id = $2 AND output_file IS NULL AND collecting_until <= $4",
-        )
-        .bind(project.as_str())
-        .bind(id)
-        .bind(until.as_micros())
-        .bind(now.as_micros())
-        .execute(&self.pool())
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    pub(super) async fn release_collection(&self, project: &ProjectId, id: &str) -> MetaResult<()> {
-        sqlx::query("UPDATE batches SET collecting_until = 0 WHERE project_id = $1 AND id = $2")
-            .bind(project.as_str())
-            .bind(id)
-            .execute(&self.pool())
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
     pub(super) async fn delete_batch_row(&self, project: &ProjectId, id: &str) -> MetaResult<bool> {
         let done = sqlx::query("DELETE FROM batches WHERE project_id = $1 AND id = $2")
             .bind(project.as_str())

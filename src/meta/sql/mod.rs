@@ -19,6 +19,7 @@ mod guard;
 mod imports;
 mod keys;
 mod model;
+mod queue;
 mod rows;
 mod schema;
 mod store;

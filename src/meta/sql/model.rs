@@ -100,24 +100,6 @@ impl ModelRecords for SqlMeta {
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn claim_batch_collection(
-        &self,
-        project: &ProjectId,
-        id: &str,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> MetaResult<bool> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async { self.claim_collection(project, id, until, now).await })
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn release_batch_collection(&self, project: &ProjectId, id: &str) -> MetaResult<()> {
-        self.guard.bounded(Some(OPERATION_DEADLINE), async { self.release_collection(project, id).await }).await
-    }
-
-    #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn delete_batch(&self, project: &ProjectId, id: &str) -> MetaResult<bool> {
         self.guard.bounded(Some(OPERATION_DEADLINE), async { self.delete_batch_row(project, id).await }).await
     }

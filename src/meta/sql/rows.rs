@@ -6,7 +6,7 @@ use sqlx::FromRow;
 use crate::domain::Staging;
 use crate::domain::{FailureCode, FileError, FileId, FileRecord, FileState, ImportInfo, Origin, ProjectId, Timestamp};
 use crate::meta::{
-    ChunkRecord, Garbage, IdempotencyRecord, ImportTask, MetaError, MetaResult, PartRecord, ProjectUsage,
+    ChunkRecord, Garbage, IdempotencyRecord, ImportTask, Lease, MetaError, MetaResult, PartRecord, ProjectUsage, Queue,
     SessionStatus, UploadSession,
 };
 
@@ -154,7 +154,7 @@ impl From<ChunkRow> for ChunkRecord {
 
 pub const TASK_COLUMNS: &str = "t.blob_key, t.project_id, t.file_id, t.source_url, t.expected_sha256, t.staging_key, \
      t.attempts, t.received_bytes, t.total_bytes, t.hasher_state, t.validator, t.upload_id, t.created_at, \
-     t.traceparent, f.mime_type, f.charged_bytes";
+     t.traceparent, t.lease_owner, t.lease_fence, f.mime_type, f.charged_bytes";
 
 #[derive(FromRow)]
 pub struct TaskRow {
@@ -172,12 +172,20 @@ pub struct TaskRow {
     upload_id: Option<String>,
     created_at: i64,
     traceparent: Option<String>,
+    lease_owner: Option<String>,
+    lease_fence: i64,
     mime_type: String,
     charged_bytes: i64,
 }
 
 impl From<TaskRow> for ImportTask {
     fn from(row: TaskRow) -> Self {
+        let lease = Lease {
+            queue: Queue::Imports,
+            key: row.blob_key.clone(),
+            owner: row.lease_owner.unwrap_or_default(),
+            fence: row.lease_fence,
+        };
         Self {
             blob_key: row.blob_key,
             project: ProjectId::from_stored(row.project_id),
@@ -195,6 +203,7 @@ impl From<TaskRow> for ImportTask {
             upload_id: row.upload_id,
             created_at: Timestamp::from_micros(row.created_at),
             traceparent: row.traceparent,
+            lease,
         }
     }
 }

@@ -20,13 +20,13 @@ use super::rows::{
     FILE_COLUMNS, FILE_JOIN, FileRow, IdempotencyRow, SESSION_COLUMNS, SESSION_FROM, SessionRow, TASK_COLUMNS, TaskRow,
     USAGE_COLUMNS, UsageRow, garbage_row, int, uint,
 };
-use super::{BULK_DEADLINE, Engine, OPERATION_DEADLINE, SqlMeta};
+use super::{BULK_DEADLINE, Engine, OPERATION_DEADLINE, SqlMeta, queue};
 use crate::domain::Staging;
 use crate::domain::{FileId, FileRecord, Origin, ProjectId, Timestamp};
 use crate::meta::{
-    FileUpdate, FileWrites, Garbage, IdempotencyRecord, ImportProgress, ImportTask, ImportWrites, MetaResult,
-    NewDelivery, NewImport, NewSession, PartRecord, ProjectUsage, RemovedFile, SessionStatus, SessionWrites,
-    StagedBytes, Subscriber, UploadSession, UsageDelta, WebhookWrites, WriteTx,
+    FileUpdate, FileWrites, Garbage, IdempotencyRecord, ImportProgress, ImportTask, ImportWrites, Lease, MetaResult,
+    NewDelivery, NewImport, NewSession, PartRecord, ProjectUsage, QueueWrites, RemovedFile, SessionStatus,
+    SessionWrites, StagedBytes, Subscriber, UploadSession, UsageDelta, WebhookWrites, WriteTx,
 };
 
 pub struct SqlTx {
@@ -446,21 +446,19 @@ impl ImportWrites for SqlTx {
             .await
     }
 
-    async fn leased_import(&mut self, blob_key: &str, owner: &str) -> MetaResult<Option<ImportTask>> {
+    async fn leased_import(&mut self, lease: &Lease) -> MetaResult<Option<ImportTask>> {
         let guard = self.guard.clone();
         guard
             .bounded(Some(OPERATION_DEADLINE), async {
-                let lock = self.engine.lock_rows(Some("t"));
+                let lock = self.engine.lock_rows(None);
+                if !queue::holds_on(self.conn(), lease, &lock).await.map_err(|e| self.err(e))? {
+                    return Ok(None);
+                }
                 let sql = format!(
-                    "SELECT {TASK_COLUMNS} FROM import_tasks t JOIN files f ON f.blob_key = t.blob_key \
-             WHERE t.blob_key = $1 AND t.lease_owner = $2 AND t.finished_at IS NULL{lock}"
+                    "SELECT {TASK_COLUMNS} FROM import_tasks t JOIN files f ON f.blob_key = t.blob_key WHERE t.blob_key = $1"
                 );
-                let row: Option<TaskRow> = sqlx::query_as(&sql)
-                    .bind(blob_key)
-                    .bind(owner)
-                    .fetch_optional(self.conn())
-                    .await
-                    .map_err(|e| self.err(e))?;
+                let row: Option<TaskRow> =
+                    sqlx::query_as(&sql).bind(&lease.key).fetch_optional(self.conn()).await.map_err(|e| self.err(e))?;
                 Ok(row.map(ImportTask::from))
             })
             .await
@@ -662,5 +660,18 @@ impl WriteTx for SqlTx {
     async fn commit(self: Box<Self>) -> MetaResult<()> {
         let guard = self.guard.clone();
         guard.bounded(Some(OPERATION_DEADLINE), async move { (*self).end().await }).await
+    }
+}
+
+#[async_trait]
+impl QueueWrites for SqlTx {
+    async fn holds(&mut self, lease: &Lease) -> MetaResult<bool> {
+        let guard = self.guard.clone();
+        guard
+            .bounded(Some(OPERATION_DEADLINE), async {
+                let lock = self.engine.lock_rows(None);
+                queue::holds_on(self.conn(), lease, &lock).await.map_err(|e| self.err(e))
+            })
+            .await
     }
 }

@@ -6,12 +6,12 @@ use sqlx::{AnyConnection, FromRow};
 
 use super::rows::uint;
 use super::tx::{SqlTx, numbered};
-use super::{BULK_DEADLINE, OPERATION_DEADLINE, SqlMeta};
+use super::{BULK_DEADLINE, OPERATION_DEADLINE, SqlMeta, queue};
 use crate::domain::{ProjectId, Timestamp};
 use crate::meta::WriteTx as _;
 use crate::meta::{
-    Delivery, DeliveryBacklog, DeliveryOutcome, MetaError, MetaResult, NewDelivery, Settled, SigningSecrets,
-    Subscriber, Webhook, WebhookRecords, WebhookState,
+    Delivery, DeliveryBacklog, DeliveryOutcome, Lease, MetaError, MetaResult, NewDelivery, Queue, Settled,
+    SigningSecrets, Subscriber, Webhook, WebhookRecords, WebhookState,
 };
 
 const COLUMNS: &str = "id, project_id, uri, events, state, secret, previous_secret, previous_until, older_secrets, created_at, updated_at";
@@ -86,6 +86,8 @@ struct DeliveryRow {
     event: String,
     created_at: i64,
     attempts: i64,
+    lease_owner: Option<String>,
+    lease_fence: i64,
     secret: Option<String>,
     previous_secret: Option<String>,
     previous_until: Option<i64>,
@@ -94,8 +96,15 @@ struct DeliveryRow {
 
 impl From<DeliveryRow> for Delivery {
     fn from(row: DeliveryRow) -> Self {
+        let lease = Lease {
+            queue: Queue::Deliveries,
+            key: row.id.clone(),
+            owner: row.lease_owner.unwrap_or_default(),
+            fence: row.lease_fence,
+        };
         Self {
             id: row.id,
+            lease,
             project: ProjectId::from_stored(row.project_id),
             webhook_id: row.webhook_id,
             uri: row.uri.unwrap_or_default(),
@@ -115,7 +124,7 @@ const DUE: &str = "d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease
 
 /// A registered webhook's URI and secrets, or else the row's own URI and the project's secrets.
 const DELIVERY_SELECT: &str = "SELECT d.id, d.project_id, d.webhook_id, COALESCE(w.uri, d.uri) AS uri, d.event_type, \
-       d.event, d.created_at, d.attempts, COALESCE(w.secret, p.secret) AS secret, \
+       d.event, d.created_at, d.attempts, d.lease_owner, d.lease_fence, COALESCE(w.secret, p.secret) AS secret, \
        CASE WHEN w.id IS NULL THEN p.previous_secret ELSE w.previous_secret END AS previous_secret, \
        CASE WHEN w.id IS NULL THEN p.previous_until ELSE w.previous_until END AS previous_until, \
        CASE WHEN w.id IS NULL THEN p.older_secrets ELSE w.older_secrets END AS older_secrets \
@@ -438,17 +447,17 @@ impl WebhookRecords for SqlMeta {
             })
             .collect();
                 let mut tx = self.begin().await?;
-                let sql = format!(
-                    "UPDATE webhook_deliveries SET lease_owner = $2, lease_until = $3 WHERE id IN ({}) \
-               AND (lease_until IS NULL OR lease_until <= $1) RETURNING id",
-                    branches.join(" UNION ALL ")
+                let sql = queue::claim_statement(
+                    Queue::Deliveries,
+                    queue::Candidates::Many(&branches.join(" UNION ALL ")),
+                    "",
                 );
-                let mut claim =
-                    sqlx::query_scalar(&sql).bind(now.as_micros()).bind(owner).bind(lease_until.as_micros());
+                let mut claim = sqlx::query_as(&sql).bind(now.as_micros()).bind(owner).bind(lease_until.as_micros());
                 for (project, count) in &wanted {
                     claim = claim.bind(project.as_str()).bind(i64::from(*count));
                 }
-                let claimed: Vec<String> = claim.fetch_all(tx.conn()).await.map_err(|e| self.err(e))?;
+                let claimed: Vec<(String, i64)> = claim.fetch_all(tx.conn()).await.map_err(|e| self.err(e))?;
+                let claimed: Vec<String> = claimed.into_iter().map(|(id, _)| id).collect();
                 let mut deliveries = Vec::with_capacity(claimed.len());
                 for ids in claimed.chunks(500) {
                     let sql = format!("{DELIVERY_SELECT} WHERE d.id IN ({})", numbered(1, ids.len()));
@@ -468,25 +477,24 @@ impl WebhookRecords for SqlMeta {
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
-    async fn settle_deliveries(&self, owner: &str, settled: &[Settled], now: Timestamp) -> MetaResult<usize> {
+    async fn settle_deliveries(&self, settled: &[Settled], now: Timestamp) -> MetaResult<usize> {
         self.guard
             .bounded(Some(BULK_DEADLINE), async {
                 let mut tx = self.begin().await?;
-                // Done (delivered or given up): deleted, many per statement.
-                let ended: Vec<&str> = settled
+                // Done (delivered or given up): deleted, many per statement, each only under its lease.
+                let ended: Vec<&Lease> = settled
                     .iter()
                     .filter(|s| matches!(s.outcome, DeliveryOutcome::Delivered | DeliveryOutcome::Abandoned))
-                    .map(|s| s.id.as_str())
+                    .map(|s| &s.lease)
                     .collect();
                 let mut held: Vec<String> = Vec::new();
-                for ids in ended.chunks(500) {
-                    let sql = format!(
-                        "DELETE FROM webhook_deliveries WHERE lease_owner = $1 AND id IN ({}) RETURNING id",
-                        numbered(2, ids.len())
-                    );
-                    let mut delete = sqlx::query_scalar::<_, String>(&sql).bind(owner);
-                    for id in ids {
-                        delete = delete.bind(*id);
+                for leases in ended.chunks(300) {
+                    let each: Vec<String> =
+                        (0..leases.len()).map(|i| format!("({})", queue::held(Queue::Deliveries, 1 + 3 * i))).collect();
+                    let sql = format!("DELETE FROM webhook_deliveries WHERE {} RETURNING id", each.join(" OR "));
+                    let mut delete = sqlx::query_scalar::<_, String>(&sql);
+                    for lease in leases {
+                        delete = delete.bind(&lease.key).bind(&lease.owner).bind(lease.fence);
                     }
                     held.extend(delete.fetch_all(tx.conn()).await.map_err(|e| self.err(e))?);
                 }
@@ -494,21 +502,24 @@ impl WebhookRecords for SqlMeta {
                 for s in settled {
                     match &s.outcome {
                         DeliveryOutcome::Retry { next_attempt_at, error, failed } => {
-                            let updated = sqlx::query(
+                            let sql = format!(
                                 "UPDATE webhook_deliveries SET attempts = attempts + $1, next_attempt_at = $2, \
-                           last_error = $3, lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5",
-                            )
-                            .bind(i64::from(*failed))
-                            .bind(next_attempt_at.as_micros())
-                            .bind(error)
-                            .bind(&s.id)
-                            .bind(owner)
-                            .execute(tx.conn())
-                            .await
-                            .map_err(|e| self.err(e))?;
+                                   last_error = $3, lease_owner = NULL, lease_until = NULL WHERE {}",
+                                queue::held(Queue::Deliveries, 4)
+                            );
+                            let updated = sqlx::query(&sql)
+                                .bind(i64::from(*failed))
+                                .bind(next_attempt_at.as_micros())
+                                .bind(error)
+                                .bind(&s.lease.key)
+                                .bind(&s.lease.owner)
+                                .bind(s.lease.fence)
+                                .execute(tx.conn())
+                                .await
+                                .map_err(|e| self.err(e))?;
                             recorded += usize::try_from(updated.rows_affected()).unwrap_or(0);
                         }
-                        DeliveryOutcome::Abandoned if held.contains(&s.id) => {
+                        DeliveryOutcome::Abandoned if held.contains(&s.lease.key) => {
                             let Some(webhook) = &s.webhook_id else { continue };
                             sqlx::query(
                                 "UPDATE webhooks SET state = $1, updated_at = $2 WHERE id = $3 AND state = 'enabled'",

@@ -39,16 +39,18 @@ use serde_json::{Value, json};
 use self::input::{Source, at_line, parse_line};
 pub use self::view::batch_view;
 use crate::blob::{Blobs, ByteStream};
+use crate::domain::FileRecord;
 use crate::domain::Limit;
 use crate::domain::{FileId, Origin, ProjectId, Timestamp, new_object_key, random_alphanumeric, registered_key};
 use crate::error::{Error, Result, UpstreamError};
-use crate::meta::{BatchCursor, BatchRecord, MetaStore, Unfinished};
+use crate::meta::{BatchCursor, BatchRecord, Lease, MetaStore, Queue, Unfinished};
 use crate::services::files::visible_file;
 use crate::services::ingest::write_object;
 use crate::services::model::upstream::UpstreamClient;
 use crate::services::model::{Models, RewritePlan};
 use crate::services::uploads::{DeclaredSize, StartUpload, Uploads};
 use crate::services::webhooks::{self, EventType};
+use crate::services::{lease, lifecycle};
 use tokio_util::sync::CancellationToken;
 
 /// How long the copies a batch reads are kept: Google runs a batch within 48 hours of its creation; a
@@ -75,6 +77,8 @@ pub struct Batches {
     processing_timeout: Duration,
     /// Unfinished batches a project may have.
     max_running: u64,
+    /// This process's name on the collection leases it claims.
+    collector: String,
 }
 
 /// A batch ready to go upstream: its rewritten requests, streaming, and their exact length.
@@ -112,7 +116,8 @@ impl Batches {
         processing_timeout: Duration,
         max_running: u64,
     ) -> Self {
-        Self { meta, blobs, models, uploads, processing_timeout, max_running }
+        let collector = format!("node-{}", random_alphanumeric(12));
+        Self { meta, blobs, models, uploads, processing_timeout, max_running, collector }
     }
 
     fn too_many(&self) -> Error {
@@ -334,15 +339,18 @@ impl Batches {
         // A client polling a running job writes nothing until something changed.
         if (&before.state, before.end_time, &before.error) != (&record.state, record.end_time, &record.error) {
             record.updated_at = Timestamp::now();
-            self.record_change(&record).await?;
+            self.record_change(&record, None).await?;
         }
         if state == view::SUCCEEDED && !collected {
             let now = Timestamp::now();
             let until = now.plus_seconds(COLLECTION_LEASE.as_secs());
             if let Some(results) = results {
-                if self.meta.claim_batch_collection(&record.project, &record.id, until, now).await? {
+                let owner = &self.collector;
+                if let Some(lease) =
+                    self.meta.claim_item(Queue::BatchCollections, &record.id, owner, now, until).await?
+                {
                     let (batches, record) = (self.clone(), record.clone());
-                    tokio::spawn(async move { batches.collect(record, results).await });
+                    tokio::spawn(async move { batches.collect(record, results, lease).await });
                 }
             }
         }
@@ -354,9 +362,12 @@ impl Batches {
     /// since `learnt` was read (another request or node recorded first): the change is made from the row
     /// read here, with a compare-and-set, and read again if that lost. Once the API has shown an end, a
     /// late answer never moves the state back.
-    async fn record_change(&self, learnt: &BatchRecord) -> Result<()> {
+    ///
+    /// With a collection's `lease`, only while it holds: `false` when it does not (the results were
+    /// collected by another holder).
+    async fn record_change(&self, learnt: &BatchRecord, lease: Option<&Lease>) -> Result<bool> {
         for _ in 0..RECORD_ATTEMPTS {
-            let Some(current) = self.meta.batch(&learnt.project, &learnt.id).await? else { return Ok(()) };
+            let Some(current) = self.meta.batch(&learnt.project, &learnt.id).await? else { return Ok(true) };
             let after = BatchRecord {
                 state: if shown_ended(&current) { current.state.clone() } else { learnt.state.clone() },
                 end_time: learnt.end_time.or(current.end_time),
@@ -368,9 +379,14 @@ impl Batches {
             if (&after.state, after.end_time, &after.error, &after.output_file)
                 == (&current.state, current.end_time, &current.error, &current.output_file)
             {
-                return Ok(());
+                return Ok(true);
             }
             let mut tx = self.meta.write().await?;
+            if let Some(lease) = lease
+                && !tx.holds(lease).await?
+            {
+                return Ok(false);
+            }
             if !tx.update_batch_from(&after, &current.state, current.output_file.is_some()).await? {
                 continue;
             }
@@ -379,7 +395,7 @@ impl Batches {
                 webhooks::event::queue_batch_event(tx.as_mut(), event, project, view, Timestamp::now()).await?;
             }
             tx.commit().await?;
-            return Ok(());
+            return Ok(true);
         }
         Err(Error::retry(format!("batches/{} changed too often to record what was learnt of it", learnt.id)))
     }
@@ -424,9 +440,12 @@ impl Batches {
         }
     }
 
-    /// Copies a finished job's results into a filegate file of its project, streamed.
-    async fn collect(&self, mut record: BatchRecord, results: Results) {
-        let collected = async {
+    /// Copies a finished job's results into a filegate file of its project, streamed, under the collection's
+    /// lease: renewed while the copy runs (a large file may take longer than one lease), given up at once
+    /// if the copy fails, and presented to record the file, so that results are recorded once even when a
+    /// holder stalled past its lease and another took over.
+    async fn collect(&self, mut record: BatchRecord, results: Results, lease: Lease) {
+        let copy = async {
             let upstream = self.models.upstream()?.clone();
             let (body, size): (ByteStream, u64) = match &results {
                 Results::GoogleFile(name) => {
@@ -451,13 +470,20 @@ impl Batches {
                 ttl: None,
             };
             self.uploads.upload_whole(request, body).await
-        }
-        .await;
+        };
+        let collected = tokio::select! {
+            collected = copy => collected,
+            () = lease::keep_held(self.meta.clone(), lease.clone(), COLLECTION_LEASE) => {
+                return tracing::warn!(batch = record.id, "the lease on collecting batch results was lost; another holder collects them");
+            }
+        };
+        let mut made = None;
         match collected {
             Ok(file) => {
                 tracing::info!(batch = record.id, file = %file.id, "batch results collected");
-                record.output_file = Some(file.id);
+                record.output_file = Some(file.id.clone());
                 record.updated_at = Timestamp::now();
+                made = Some(file);
             }
             Err(err @ (Error::QuotaExceeded { .. } | Error::FileTooLarge { .. } | Error::LimitReached(_))) => {
                 record.state = view::FAILED.to_owned();
@@ -471,14 +497,39 @@ impl Batches {
             Err(err) => {
                 // Given up at once, so that the next look at the batch tries again.
                 tracing::warn!(batch = record.id, error = %err, "collecting batch results failed");
-                if let Err(e) = self.meta.release_batch_collection(&record.project, &record.id).await {
+                let now = Timestamp::now();
+                if let Err(e) = self.meta.release(&lease, now, "", now).await {
                     tracing::warn!(batch = record.id, error = %e, "releasing a failed batch collection failed");
                 }
                 return;
             }
         }
-        if let Err(e) = self.record_change(&record).await {
-            tracing::warn!(batch = record.id, error = %e, "recording collected batch results failed");
+        match self.record_change(&record, Some(&lease)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(batch = record.id, "batch results were collected twice; the later copy is removed");
+                if let Some(file) = made {
+                    self.remove_duplicate(&file).await;
+                }
+            }
+            Err(e) => tracing::warn!(batch = record.id, error = %e, "recording collected batch results failed"),
+        }
+    }
+
+    /// Removes a results file no batch records (another holder of the collection recorded its own).
+    async fn remove_duplicate(&self, file: &FileRecord) {
+        let removed = async {
+            let mut tx = self.meta.write().await?;
+            tx.lock_project(&file.project).await?;
+            let garbage = lifecycle::remove(tx.as_mut(), &file.blob_key, Timestamp::now()).await?;
+            tx.commit().await?;
+            Ok::<_, Error>(garbage.map(|(_, garbage)| garbage).unwrap_or_default())
+        };
+        match removed.await {
+            Ok(garbage) => {
+                crate::services::garbage::reclaim_now(self.meta.as_ref(), self.blobs.as_ref(), &garbage).await
+            }
+            Err(e) => tracing::warn!(file = %file.id, error = %e, "removing a duplicate batch results file failed"),
         }
     }
 

@@ -22,14 +22,12 @@ use crate::meta::{Garbage, ImportProgress, ImportTask, MetaStore};
 use crate::services::ingest::{Cap, Ingest};
 use crate::telemetry::metric;
 
-/// What an attempt works with: the worker's stores, fetcher and settings, and its name on leases.
+/// What an attempt works with: the worker's stores, fetcher and settings.
 pub struct AttemptContext {
     pub meta: Arc<dyn MetaStore>,
     pub blobs: Arc<Blobs>,
     pub fetcher: Fetcher,
     pub settings: ImportSettings,
-    /// This process's name on leases.
-    pub owner: String,
 }
 
 impl AttemptContext {
@@ -46,7 +44,7 @@ impl AttemptContext {
     /// Records an import's progress with its lease (see `task::record_progress`); `false` once it is lost.
     async fn record(&self, task: &ImportTask, step: &task::Step<'_>) -> Result<bool, Failure> {
         let limits = &self.settings.limits;
-        task::record_progress(self.meta.as_ref(), limits, task, &self.owner, step).await.map_err(storage_failure)
+        task::record_progress(self.meta.as_ref(), limits, task, step).await.map_err(storage_failure)
     }
 }
 
@@ -100,14 +98,14 @@ fn report_progress(
     from: u64,
     arrived: Arc<AtomicU64>,
 ) -> tokio_util::task::AbortOnDropHandle<()> {
-    let (meta, blob_key, owner) = (on.meta.clone(), task.blob_key.clone(), on.owner.clone());
+    let (meta, lease) = (on.meta.clone(), task.lease.clone());
     let reporting = tokio::spawn(async move {
         let mut written = 0;
         loop {
             tokio::time::sleep(PROGRESS_EVERY).await;
             let now = arrived.load(Ordering::Relaxed);
             if now != written {
-                match meta.note_import_fetched(&blob_key, &owner, from + now).await {
+                match meta.note_import_fetched(&lease, from + now).await {
                     Ok(true) => written = now,
                     Ok(false) => return, // the lease went: the attempt ends too
                     Err(e) => tracing::debug!(error = %e, "recording an import's progress failed"),
@@ -251,13 +249,13 @@ impl<'a> Attempt<'a> {
                 self.progress.hasher_state = chunk.hasher.to_bytes();
                 let (on, task, progress) = (self.on, self.task, &self.progress);
                 let mime_type = self.mime_type.as_deref();
-                let (meta, limits, owner) = (on.meta.as_ref(), &on.settings.limits, on.owner.as_str());
+                let (meta, limits) = (on.meta.as_ref(), &on.settings.limits);
                 let refused = self
                     .ingest
                     .commit(meta, chunk, async |chunk| {
                         let garbage = chunk.superseded.as_slice();
                         let step = task::Step { progress, mime_type, parts: &chunk.parts, garbage, restart: false };
-                        task::record_progress(meta, limits, task, owner, &step).await
+                        task::record_progress(meta, limits, task, &step).await
                     })
                     .await
                     .map_err(storage_failure)?;
@@ -307,8 +305,7 @@ impl Completed {
     /// Marks the file ready, if the lease still holds; otherwise drops the object when no file owns it.
     pub async fn commit(self, on: &AttemptContext, task: &ImportTask) -> Result<Finished, Failure> {
         let done = (self.size, self.digest, self.mime_type.as_str());
-        let finished =
-            task::finish(on.meta.as_ref(), task, &on.owner, done, &self.garbage).await.map_err(storage_failure)?;
+        let finished = task::finish(on.meta.as_ref(), task, done, &self.garbage).await.map_err(storage_failure)?;
         if finished.is_none() {
             let (meta, blobs) = (on.meta.as_ref(), on.blobs.as_ref());
             crate::services::garbage::drop_if_orphaned(meta, blobs, &task.project, &task.file_id, &task.blob_key).await;

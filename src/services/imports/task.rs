@@ -35,14 +35,13 @@ pub async fn record_progress(
     meta: &dyn MetaStore,
     limits: &Limits,
     task: &ImportTask,
-    owner: &str,
     step: &Step<'_>,
 ) -> Result<bool> {
     let progress = step.progress;
     let now = Timestamp::now();
     let mut tx = meta.write().await?;
     tx.lock_project(&task.project).await?;
-    let Some(held) = tx.leased_import(&task.blob_key, owner).await? else { return Ok(false) };
+    let Some(held) = tx.leased_import(&task.lease).await? else { return Ok(false) };
     let charge = charge_for(progress);
     if charge > held.charged_bytes {
         let demand = Demand { bytes: charge - held.charged_bytes, file: false, upload: false, import: false };
@@ -67,14 +66,13 @@ pub async fn record_progress(
 pub async fn finish(
     meta: &dyn MetaStore,
     task: &ImportTask,
-    owner: &str,
     (size, sha256, mime_type): (u64, [u8; 32], &str),
     garbage: &[Garbage],
 ) -> Result<Option<FileRecord>> {
     let now = Timestamp::now();
     let mut tx = meta.write().await?;
     tx.lock_project(&task.project).await?;
-    let Some(held) = tx.leased_import(&task.blob_key, owner).await? else { return Ok(None) };
+    let Some(held) = tx.leased_import(&task.lease).await? else { return Ok(None) };
     tx.finish_import_task(&task.blob_key, None, now).await?;
     let update = FileUpdate {
         state: Some(FileState::Ready),
@@ -98,16 +96,11 @@ pub async fn finish(
 
 /// Marks the file failed with `error`; it then holds no quota (its row stays, visible as FAILED, until it
 /// expires or is deleted). Returns the staging it queued for deletion; `None` when the lease is lost.
-pub async fn fail(
-    meta: &dyn MetaStore,
-    task: &ImportTask,
-    owner: &str,
-    error: &FileError,
-) -> Result<Option<Vec<Garbage>>> {
+pub async fn fail(meta: &dyn MetaStore, task: &ImportTask, error: &FileError) -> Result<Option<Vec<Garbage>>> {
     let now = Timestamp::now();
     let mut tx = meta.write().await?;
     tx.lock_project(&task.project).await?;
-    let Some(held) = tx.leased_import(&task.blob_key, owner).await? else { return Ok(None) };
+    let Some(held) = tx.leased_import(&task.lease).await? else { return Ok(None) };
     tx.finish_import_task(&task.blob_key, Some(error.code.as_str()), now).await?;
     let update = FileUpdate {
         state: Some(FileState::Failed),

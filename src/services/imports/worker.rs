@@ -16,6 +16,7 @@ use super::{ImportQueue, ImportSettings, task};
 use crate::blob::Blobs;
 use crate::domain::{FailureCode, FileError, FileRecord, Timestamp, random_alphanumeric};
 use crate::meta::{Garbage, ImportTask, MetaStore};
+use crate::services::lease;
 use crate::telemetry::metric;
 
 /// How a claimed task's run ended.
@@ -48,6 +49,8 @@ pub struct Workers {
     /// What each attempt works with.
     on: AttemptContext,
     queue: Arc<ImportQueue>,
+    /// This process's name on the leases it claims (each claim has its own fence besides).
+    owner: String,
 }
 
 /// Exponential backoff from 1 s, doubling, capped at 60 s, with ±20 % jitter so retries spread out.
@@ -62,7 +65,7 @@ impl Workers {
         let ranged = RangedFetches::new(config.connections, config.read_ahead_bytes);
         let fetcher = Fetcher::new(settings.policy.clone(), config.connect_timeout, config.stall_timeout, ranged);
         let owner = format!("node-{}", random_alphanumeric(12));
-        Self { on_ready: None, on: AttemptContext { meta, blobs, fetcher, settings, owner }, queue }
+        Self { on_ready: None, on: AttemptContext { meta, blobs, fetcher, settings }, queue, owner }
     }
 
     pub fn on_ready(mut self, hook: ReadyHook) -> Self {
@@ -86,7 +89,7 @@ impl Workers {
             let claimed = self
                 .on
                 .meta
-                .claim_import(&self.on.owner, now, now.plus_seconds(self.on.settings.config.lease.as_secs()))
+                .claim_import(&self.owner, now, now.plus_seconds(self.on.settings.config.lease.as_secs()))
                 .await;
             match claimed {
                 Ok(Some(task)) => {
@@ -121,13 +124,12 @@ impl Workers {
         let started = std::time::Instant::now();
         let running = self.queue.running.register(&task.blob_key, Some(shutdown));
         let cancel = running.token.clone();
-        let heartbeat = tokio::spawn(heartbeat(
-            self.on.meta.clone(),
-            task.blob_key.clone(),
-            self.on.owner.clone(),
-            self.on.settings.config.lease,
-            cancel.clone(),
-        ));
+        let (meta, lease, length, lost) =
+            (self.on.meta.clone(), task.lease.clone(), self.on.settings.config.lease, cancel.clone());
+        let heartbeat = tokio::spawn(async move {
+            lease::keep_held(meta, lease, length).await;
+            lost.cancel();
+        });
         let out_of_time = tokio::time::sleep_until(instant_of(self.deadline(&task)));
         let transferred = tokio::select! {
             attempt = Attempt::run(&self.on, &task) => Some(attempt),
@@ -166,12 +168,7 @@ impl Workers {
             }
             Outcome::Shutdown => {
                 let now = Timestamp::now();
-                self.on
-                    .meta
-                    .release_import(&task.blob_key, &self.on.owner, now, "shutdown", now)
-                    .await
-                    .map(drop)
-                    .map_err(Into::into)
+                self.on.meta.release(&task.lease, now, "shutdown", now).await.map(drop).map_err(Into::into)
             }
             Outcome::Failed(failure) => self.record_failure(&task, failure).await,
         };
@@ -196,7 +193,7 @@ impl Workers {
                 let wait = backoff(task.attempts).max(retry_after.unwrap_or_default());
                 tracing::info!(code = %error.code, reason = %error.message, retry_in_ms = wait.as_millis() as u64, "import attempt failed; retrying");
                 let at = Timestamp::from_micros(now.as_micros() + wait.as_micros() as i64);
-                self.on.meta.release_import(&task.blob_key, &self.on.owner, at, error.code.as_str(), now).await?;
+                self.on.meta.release(&task.lease, at, error.code.as_str(), now).await?;
                 return Ok(());
             }
             // A transient failure with no time left to retry is a timeout.
@@ -212,7 +209,7 @@ impl Workers {
         };
         tracing::info!(code = %error.code, reason = %error.message, "import failed");
         metrics::counter!(metric::IMPORTS_FINISHED, "status" => "failed").increment(1);
-        if let Some(garbage) = task::fail(self.on.meta.as_ref(), task, &self.on.owner, &error).await? {
+        if let Some(garbage) = task::fail(self.on.meta.as_ref(), task, &error).await? {
             crate::services::garbage::reclaim_now(self.on.meta.as_ref(), self.on.blobs.as_ref(), &garbage).await;
         }
         Ok(())
@@ -222,25 +219,6 @@ impl Workers {
 fn instant_of(deadline: Timestamp) -> tokio::time::Instant {
     let left = deadline.as_micros().saturating_sub(Timestamp::now().as_micros()).max(0);
     tokio::time::Instant::now() + Duration::from_micros(left as u64)
-}
-
-/// Renews the lease every third of its length; cancels the run when the lease is lost.
-async fn heartbeat(
-    meta: Arc<dyn MetaStore>,
-    blob_key: String,
-    owner: String,
-    lease: Duration,
-    cancel: CancellationToken,
-) {
-    crate::services::lease::keep_alive(lease, move || {
-        let (meta, blob_key, owner) = (meta.clone(), blob_key.clone(), owner.clone());
-        Box::pin(async move {
-            let until = Timestamp::now().plus_seconds(lease.as_secs());
-            Ok(meta.renew_import_lease(&blob_key, &owner, until).await?)
-        })
-    })
-    .await;
-    cancel.cancel();
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ impl Deliverer {
         // Outcomes are recorded by one task, many per transaction: a transaction per delivery would make
         // the database's commits, not the receivers, the limit (on SQLite, every commit is an fsync).
         let (outcomes, settling) = mpsc::channel(this.settings.concurrency * 4);
-        let settler = tokio::spawn(settle_in_batches(this.meta.clone(), this.owner.clone(), settling));
+        let settler = tokio::spawn(settle_in_batches(this.meta.clone(), settling));
         let mut in_flight = JoinSet::new();
         // The last project whose deliveries were claimed: the next round starts after it.
         let mut cursor = None;
@@ -162,7 +162,8 @@ impl Deliverer {
     /// Sends one delivery (`held`: its place in its project's share, given up when it ends) and hands its
     /// outcome to the settler.
     async fn attempt(&self, delivery: Delivery, held: Held, outcomes: mpsc::Sender<Settled>) {
-        let settled = |outcome| Settled { id: delivery.id.clone(), webhook_id: delivery.webhook_id.clone(), outcome };
+        let settled =
+            |outcome| Settled { lease: delivery.lease.clone(), webhook_id: delivery.webhook_id.clone(), outcome };
         let receiver = format!("{} {}", delivery.project, receiver_host(&delivery.uri));
         let Some(turn) = self.shares.receivers.turn(&receiver, self.settings.attempt_timeout).await else {
             // Its receiver has enough in flight from this node: back to the outbox for a moment, untried.
@@ -280,10 +281,10 @@ fn receiver_shown(uri: &str) -> String {
 
 /// Records outcomes as they come, as many per transaction as have arrived while the last one committed.
 /// One that cannot be recorded is sent again once its lease runs out: at least once, never lost.
-async fn settle_in_batches(meta: Arc<dyn MetaStore>, owner: String, mut outcomes: mpsc::Receiver<Settled>) {
+async fn settle_in_batches(meta: Arc<dyn MetaStore>, mut outcomes: mpsc::Receiver<Settled>) {
     let mut batch = Vec::new();
     while outcomes.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
-        match meta.settle_deliveries(&owner, &batch, Timestamp::now()).await {
+        match meta.settle_deliveries(&batch, Timestamp::now()).await {
             Ok(recorded) if recorded < batch.len() => {
                 tracing::debug!(
                     lost = batch.len() - recorded,
