@@ -16,7 +16,6 @@ use object_store::{ObjectStore, PutPayload, RetryConfig};
 
 use super::uploads::S3Uploads;
 use super::{BlobError, BlobResult, Objects, PartStaging};
-use crate::telemetry::metric;
 
 /// One part per 8 MiB granule: the granularity the upload protocol advertises, and above the 5 MiB
 /// minimum of S3 and Google Cloud Storage.
@@ -179,6 +178,10 @@ impl PartStaging for BucketParts {
         self.granule
     }
 
+    fn provider(&self) -> &'static str {
+        self.provider
+    }
+
     #[tracing::instrument(name = "bucket.begin", skip_all, fields(cloud.provider = self.provider))]
     async fn begin(&self, dest: &str) -> BlobResult<String> {
         self.objects.guarded(async { Ok(self.parts.create_multipart(&self.objects.path(dest)).await?) }).await
@@ -187,7 +190,6 @@ impl PartStaging for BucketParts {
     #[tracing::instrument(name = "bucket.put_part", skip_all, fields(cloud.provider = self.provider, index))]
     async fn put_part(&self, dest: &str, upload_id: &str, index: u64, data: Bytes) -> BlobResult<String> {
         let index = usize::try_from(index).map_err(BlobError::other)?;
-        let started = std::time::Instant::now();
         let putting = async {
             Ok(self
                 .parts
@@ -195,8 +197,6 @@ impl PartStaging for BucketParts {
                 .await?)
         };
         let part = self.objects.guarded(putting).await?;
-        metrics::histogram!(metric::STORE_PART_SECONDS, "provider" => self.provider)
-            .record(started.elapsed().as_secs_f64());
         Ok(part.content_id)
     }
 

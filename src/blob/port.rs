@@ -35,6 +35,8 @@ pub trait PositionalStaging: Send + Sync {
 pub trait PartStaging: Send + Sync {
     /// The size of every part but the last.
     fn granule(&self) -> u64;
+    /// What traces and metrics call the store (`s3`, `gs`, `az`).
+    fn provider(&self) -> &'static str;
     /// Creates the multipart upload; returns its id.
     async fn begin(&self, dest: &str) -> BlobResult<String>;
     /// Stores part `index` (0-based) and returns its id.

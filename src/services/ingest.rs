@@ -17,17 +17,18 @@
 
 use std::sync::{Arc, Mutex};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use tokio::task::{JoinError, JoinSet};
 use tracing::Instrument as _;
 
 use super::meter::{Meter, metered};
-use crate::blob::{Blobs, ByteStream, PartStaging, Writer};
+use crate::blob::{BlobResult, Blobs, ByteStream, PartStaging, Writer};
 use crate::domain::Staging;
 use crate::error::{Error, Result};
 use crate::hash::ResumableSha256;
 use crate::meta::{Garbage, MetaStore, PartRecord};
+use crate::telemetry::metric;
 
 /// The most bytes an append may take, and the error past them.
 pub struct Cap {
@@ -199,7 +200,7 @@ impl<'a> Ingest<'a> {
                     // The part keeps its share of the budget until it is stored.
                     let held = reservation.take();
                     let put = async move {
-                        let id = store.put_part(&dest, &upload_id, index, part).await?;
+                        let id = put_part_timed(store.as_ref(), &dest, &upload_id, index, part).await?;
                         drop(held);
                         Ok(PartRecord { index, id })
                     };
@@ -327,7 +328,9 @@ impl<'a> Ingest<'a> {
             let _reservation = self.blobs.part_budget().reserve(granule).await;
             let tail = self.read_tail(self.received, granule).await?;
             let index = self.received / granule;
-            ids.push(store.put_part(&self.staging.dest, self.upload_id()?, index, tail.freeze()).await?);
+            ids.push(
+                put_part_timed(store.as_ref(), &self.staging.dest, self.upload_id()?, index, tail.freeze()).await?,
+            );
         }
         store.complete(&self.staging.dest, self.upload_id()?, ids).await?;
         Ok(())
@@ -371,6 +374,22 @@ pub async fn write_object(store: &Blobs, dest: String, body: ByteStream, size: u
         };
     }
     written.map(|(_, digest)| digest)
+}
+
+/// Stores one part, timed for `/metrics`: the time a bucket takes per part is the first sign of a slow
+/// store. Measured here rather than in the store, so that the blob layer knows nothing of telemetry.
+async fn put_part_timed(
+    store: &dyn PartStaging,
+    dest: &str,
+    upload_id: &str,
+    index: u64,
+    part: Bytes,
+) -> BlobResult<String> {
+    let started = std::time::Instant::now();
+    let id = store.put_part(dest, upload_id, index, part).await?;
+    metrics::histogram!(metric::STORE_PART_SECONDS, "provider" => store.provider())
+        .record(started.elapsed().as_secs_f64());
+    Ok(id)
 }
 
 #[cfg(test)]
