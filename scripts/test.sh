@@ -139,7 +139,7 @@ run_sdk_suites() {
       esac
       if [[ $suite == python ]]; then
         step "Python SDK conformance (google-genai, openai, Google's curl walk-through) on $1"
-        cd conformance/python && "$VENV/bin/pytest" -q -p no:cacheprovider
+        cd conformance/python && "$VENV/bin/pytest" -q -p no:cacheprovider --durations=5
       else
         step "Node SDK conformance (@google/genai, openai) on $1"
         cd conformance/node && npm test --silent

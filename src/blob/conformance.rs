@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 
 use super::*;
-use crate::domain::{FileId, ProjectId, new_object_key, random_alphanumeric, staging_key};
+use crate::domain::{FileId, ProjectId, StorageKey, new_object_key, random_alphanumeric, staging_key};
 
 /// A store under test, with what must live as long as it.
 struct Subject {
@@ -86,7 +86,7 @@ fn fake_gcs() -> (FakeGcs, Arc<object_store::gcp::GoogleCloudStorage>) {
     (FakeGcs { child, _dir: dir }, Arc::new(store))
 }
 
-async fn read_all(blobs: &Blobs, key: &str, range: Range<u64>) -> Vec<u8> {
+async fn read_all(blobs: &Blobs, key: &StorageKey, range: Range<u64>) -> Vec<u8> {
     let chunks: Vec<Bytes> = blobs.read(key, range).await.unwrap().try_collect().await.unwrap();
     chunks.concat()
 }
@@ -102,7 +102,7 @@ async fn begun(blobs: &Blobs) -> Staging {
     let project = ProjectId::parse("conformance").unwrap();
     let mut staging = Staging {
         key: staging_key(&random_alphanumeric(12)),
-        dest: new_object_key(&project, &FileId::generate()),
+        dest: new_object_key(&project, &FileId::generate()).to_string(),
         upload_id: None,
     };
     staging.upload_id = blobs.begin(&staging).await.unwrap();
@@ -111,7 +111,7 @@ async fn begun(blobs: &Blobs) -> Staging {
 
 /// Stages `data` as the store takes bytes (at offsets, or in parts of its granule) and completes it into
 /// a new object; returns the object's key.
-async fn upload(blobs: &Blobs, data: &[u8]) -> String {
+async fn upload(blobs: &Blobs, data: &[u8]) -> StorageKey {
     let staging = begun(blobs).await;
     match blobs.writer() {
         Writer::Positional(store) => {
@@ -141,7 +141,7 @@ async fn upload(blobs: &Blobs, data: &[u8]) -> String {
         }
     }
     blobs.abort(&staging).await.unwrap();
-    staging.dest
+    StorageKey::from_stored(staging.dest)
 }
 
 #[tokio::test]
@@ -181,8 +181,12 @@ async fn small_objects_tails_and_abandoned_staging_areas() {
         let (name, blobs) = (subject.name, &subject.blobs);
         let tail = format!("{}/tail-17", staging_key(&random_alphanumeric(12)));
         blobs.objects().put(&tail, Bytes::from_static(b"seventeen bytes!!")).await.unwrap();
-        assert_eq!(read_all(blobs, &tail, 0..17).await, b"seventeen bytes!!", "{name}");
-        assert_eq!(read_all(blobs, &tail, 10..17).await, b"bytes!!", "{name}");
+        assert_eq!(
+            read_all(blobs, &StorageKey::from_stored(tail.clone()), 0..17).await,
+            b"seventeen bytes!!",
+            "{name}"
+        );
+        assert_eq!(read_all(blobs, &StorageKey::from_stored(tail.clone()), 10..17).await, b"bytes!!", "{name}");
         blobs.objects().delete(&tail).await.unwrap();
         assert_eq!(blobs.objects().size(&tail).await.unwrap(), None, "{name}");
 
@@ -196,7 +200,7 @@ async fn small_objects_tails_and_abandoned_staging_areas() {
         }
         blobs.abort(&staging).await.unwrap();
         blobs.abort(&staging).await.unwrap();
-        assert_eq!(blobs.size(&staging.dest).await.unwrap(), None, "{name}: no object");
+        assert_eq!(blobs.objects().size(&staging.dest).await.unwrap(), None, "{name}: no object");
         if let Some(staged) = blobs.list("staging").await.unwrap() {
             assert!(!staged.contains(&staging.key), "{name}: the staging file is gone: {staged:?}");
         }
@@ -215,7 +219,7 @@ async fn many_objects_are_deleted_at_once_and_each_one_gone_is_reported() {
         let absent = format!("{base}/never-written");
         let registered = crate::domain::registered_key("gs://caller-bucket/their-object");
         let mut keys = present.clone();
-        keys.extend([absent, registered]);
+        keys.extend([absent, registered.to_string()]);
         let mut gone = blobs.delete_many(&keys).await;
         gone.sort();
         keys.sort();
@@ -233,14 +237,16 @@ async fn storage_uris_and_listing_follow_the_kind_of_store() {
     let local = Blobs::local(dir.path().to_owned()).await.unwrap();
     let key = upload(&local, b"listed").await;
     assert_eq!(local.storage_uri(&key), None, "the local disk has no URI");
-    assert_eq!(local.list("files").await.unwrap(), Some(vec![key.clone()]));
+    assert_eq!(local.list("files").await.unwrap(), Some(vec![key.to_string()]));
     assert_eq!(local.list("staging").await.unwrap(), Some(vec![]), "completed and aborted");
-    assert!(local.read("files/../../etc/passwd", 0..1).await.is_err());
+    let outside = StorageKey::from_stored("files/../../etc/passwd".into());
+    assert!(local.read(&outside, 0..1).await.is_err(), "a key is checked again by the store that takes it");
 
     let url = BucketUrl::parse("gs://media/filegate/prod").unwrap();
     let store = Arc::new(object_store::memory::InMemory::new());
     let bucket = Blobs::bucket(&url, store.clone(), store);
-    assert_eq!(bucket.storage_uri("files/p/x.1").as_deref(), Some("gs://media/filegate/prod/files/p/x.1"));
+    let own = StorageKey::from_stored("files/p/x.1".into());
+    assert_eq!(bucket.storage_uri(&own).as_deref(), Some("gs://media/filegate/prod/files/p/x.1"));
     assert_eq!(bucket.list("files").await.unwrap(), None, "a shared bucket is never listed");
     let registered = crate::domain::registered_key("gs://theirs/a.mp4");
     assert_eq!(bucket.storage_uri(&registered).as_deref(), Some("gs://theirs/a.mp4"));

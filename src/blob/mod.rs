@@ -51,7 +51,7 @@ pub use port::{ByteStream, PartStaging, PositionalStaging, Writer};
 pub use uploads::OpenUpload;
 
 use self::registered::Registered;
-use crate::domain::{Staging, registered_uri};
+use crate::domain::{BlobKey, Staging, StorageKey};
 
 /// A store's capabilities, and the reading of registered objects.
 pub struct Blobs {
@@ -174,8 +174,8 @@ impl Blobs {
     }
 
     /// Streams `range` of a file's object, its own or a registered one.
-    pub async fn read(&self, key: &str, range: Range<u64>) -> crate::error::Result<ByteStream> {
-        match registered_uri(key) {
+    pub async fn read(&self, key: &StorageKey, range: Range<u64>) -> crate::error::Result<ByteStream> {
+        match key.registered_uri() {
             Some(uri) => {
                 let (bucket, object) = self.registered.bucket_of(uri)?;
                 // The caller may delete their object: that is their doing, not lost data (a 500).
@@ -191,8 +191,8 @@ impl Blobs {
     }
 
     /// An object's size, `None` when there is no such object.
-    pub async fn size(&self, key: &str) -> BlobResult<Option<u64>> {
-        match registered_uri(key) {
+    pub async fn size(&self, key: &StorageKey) -> BlobResult<Option<u64>> {
+        match key.registered_uri() {
             Some(uri) => {
                 let (bucket, object) = self.registered.bucket_of(uri)?;
                 bucket.size(object).await
@@ -203,8 +203,8 @@ impl Blobs {
 
     /// Removes an object (idempotent). A registered file's object is the caller's: forgetting the file
     /// leaves it where it is.
-    pub async fn delete(&self, key: &str) -> BlobResult<()> {
-        match registered_uri(key) {
+    pub async fn delete(&self, key: &StorageKey) -> BlobResult<()> {
+        match key.registered_uri() {
             Some(_) => Ok(()),
             None => self.objects.delete(key).await,
         }
@@ -214,7 +214,7 @@ impl Blobs {
     /// registered file's object is the caller's, and counts as gone without being touched.
     pub async fn delete_many(&self, keys: &[String]) -> Vec<String> {
         let (registered, own): (Vec<String>, Vec<String>) =
-            keys.iter().cloned().partition(|key| registered_uri(key).is_some());
+            keys.iter().cloned().partition(|key| matches!(BlobKey::parse(key), Some(BlobKey::Registered { .. })));
         let mut gone = registered;
         gone.extend(self.objects.delete_many(&own).await);
         gone
@@ -222,8 +222,8 @@ impl Blobs {
 
     /// The object's URI for services that read buckets directly (`gs://…`, `s3://…`, `az://…`); `None` on
     /// the local disk.
-    pub fn storage_uri(&self, key: &str) -> Option<String> {
-        match registered_uri(key) {
+    pub fn storage_uri(&self, key: &StorageKey) -> Option<String> {
+        match key.registered_uri() {
             Some(uri) => Some(uri.to_owned()),
             None => self.objects.storage_uri(key),
         }

@@ -102,7 +102,7 @@ pub struct FileRecord {
     pub state: FileState,
     pub origin: Origin,
     /// Where the finished bytes live in the blob store.
-    pub blob_key: String,
+    pub blob_key: super::StorageKey,
     /// What this file counts against its project's quota right now (a reservation while bytes arrive).
     pub charged_bytes: u64,
     pub created_at: Timestamp,

@@ -14,7 +14,7 @@ pub use file::{FileError, FileRecord, FileState, ImportInfo, Origin};
 pub use glob::glob_matches;
 pub use ids::{ApiKey, FileId, IMPORT_ID_PREFIX, OPENAI_ID_PREFIX, ProjectId, SecretToken, random_alphanumeric};
 pub use mime::MediaTypePolicy;
-pub use storage::{BlobKey, Staging, new_object_key, registered_key, registered_uri, staging_key};
+pub use storage::{BlobKey, Staging, StorageKey, new_object_key, registered_key, staging_key};
 pub use time::Timestamp;
 
 /// The Gemini API versions the SDKs use: 3.x defaults to `v1`, 2.x uploads to `v1beta`.

@@ -90,7 +90,10 @@ pub(super) fn file(project: &ProjectId, id: &str, state: FileState, charged: u64
         sha256: None,
         state,
         origin: Origin::Upload,
-        blob_key: format!("files/{project}/{id}.{}", crate::domain::random_alphanumeric(8)),
+        blob_key: crate::domain::StorageKey::from_stored(format!(
+            "files/{project}/{id}.{}",
+            crate::domain::random_alphanumeric(8)
+        )),
         charged_bytes: charged,
         created_at: now,
         updated_at: now,
@@ -105,7 +108,7 @@ pub(super) fn session_for(file: &FileRecord) -> NewSession {
         token_hash: format!("token-{}", file.blob_key),
         project: file.project.clone(),
         file_id: file.id.clone(),
-        blob_key: file.blob_key.clone(),
+        blob_key: file.blob_key.to_string(),
         declared_size: file.size_bytes,
         hasher_state: vec![1, 2, 3],
         staging_key: format!("staging/{}", file.blob_key.replace('/', "-")),
@@ -116,7 +119,7 @@ pub(super) fn session_for(file: &FileRecord) -> NewSession {
 
 pub(super) fn import_for(file: &FileRecord) -> NewImport {
     NewImport {
-        blob_key: file.blob_key.clone(),
+        blob_key: file.blob_key.to_string(),
         project: file.project.clone(),
         file_id: file.id.clone(),
         source_url: "https://example.test/a.mp4".into(),
@@ -227,11 +230,11 @@ contract!(
 
         let mut tx = store.write().await.unwrap();
         tx.lock_project(&p).await.unwrap();
-        let removed = remove(tx.as_mut(), std::slice::from_ref(&upload.blob_key)).await;
+        let removed = remove(tx.as_mut(), &[upload.blob_key.to_string()]).await;
         let staged = removed[0].open_session.as_ref().expect("the open session's staging");
         assert_eq!(staged.staging.key, session_for(&upload).staging_key);
         assert!(removed[0].unfinished_import.is_none());
-        let removed = remove(tx.as_mut(), std::slice::from_ref(&imported.blob_key)).await;
+        let removed = remove(tx.as_mut(), &[imported.blob_key.to_string()]).await;
         let staged = removed[0].unfinished_import.as_ref().expect("the unfinished import's staging");
         assert_eq!(staged.staging.key, import_for(&imported).staging_key);
         tx.commit().await.unwrap();
@@ -259,8 +262,8 @@ contract!(
             open_upload(store.as_ref(), &f, 10_000).await.unwrap();
             more.push(f);
         }
-        let mut keys: Vec<String> = more.iter().map(|f| f.blob_key.clone()).collect();
-        keys.extend([upload.blob_key.clone(), "files/alpha/missing.x".into(), imported.blob_key.clone()]);
+        let mut keys: Vec<String> = more.iter().map(|f| f.blob_key.to_string()).collect();
+        keys.extend([upload.blob_key.to_string(), "files/alpha/missing.x".into(), imported.blob_key.to_string()]);
 
         let mut tx = store.write().await.unwrap();
         tx.lock_project(&p).await.unwrap();
@@ -464,11 +467,11 @@ contract!(
         let mut expired = store.expired_files(Timestamp::now(), 10).await.unwrap();
         expired.sort();
         assert_eq!(expired.len(), 2);
-        assert!(expired.contains(&(p.clone(), old.blob_key.clone())));
+        assert!(expired.contains(&(p.clone(), old.blob_key.to_string())));
         let mut tx = store.write().await.unwrap();
         tx.lock_project(&p).await.unwrap();
-        assert_eq!(tx.expired_files(&p, Timestamp::now(), 10).await.unwrap(), std::slice::from_ref(&old.blob_key));
-        remove(tx.as_mut(), std::slice::from_ref(&old.blob_key)).await;
+        assert_eq!(tx.expired_files(&p, Timestamp::now(), 10).await.unwrap(), &[old.blob_key.to_string()]);
+        remove(tx.as_mut(), &[old.blob_key.to_string()]).await;
         tx.commit().await.unwrap();
         assert!(store.get_file(&p, &old.id).await.unwrap().is_none());
         assert_eq!(store.expired_files(Timestamp::now(), 10).await.unwrap().len(), 1, "beta's is still listed");
@@ -610,7 +613,7 @@ contract!(
         open_upload(store.as_ref(), &kept, 1000).await.unwrap();
         open_upload(store.as_ref(), &gone, 1000).await.unwrap();
         let copy = |f: &FileRecord, uri: &str, expires_in: i64| UpstreamCopy {
-            blob_key: f.blob_key.clone(),
+            blob_key: f.blob_key.to_string(),
             target: CopyTarget::GeminiFiles,
             project: p.clone(),
             uri: uri.into(),
@@ -644,7 +647,7 @@ contract!(
         );
         let mut tx = store.write().await.unwrap();
         tx.lock_project(&p).await.unwrap();
-        remove(tx.as_mut(), std::slice::from_ref(&gone.blob_key)).await;
+        remove(tx.as_mut(), &[gone.blob_key.to_string()]).await;
         tx.commit().await.unwrap();
         let mut stale: Vec<String> =
             store.stale_upstream_copies(Timestamp::now(), 10).await.unwrap().into_iter().map(|c| c.uri).collect();
@@ -669,7 +672,7 @@ contract!(
         let now = Timestamp::now();
         let later = |seconds: u64| now.plus_seconds(seconds);
         let copy = UpstreamCopy {
-            blob_key: video.blob_key.clone(),
+            blob_key: video.blob_key.to_string(),
             target: CopyTarget::VertexStaging,
             project: alpha.clone(),
             uri: "gs://staging/video".into(),
@@ -684,14 +687,14 @@ contract!(
             upstream_name: format!("cachedContents/up-{id}"),
             model: "models/gemini-test".into(),
             view: "{}".into(),
-            copies: vec![(video.blob_key.clone(), CopyTarget::VertexStaging)],
+            copies: vec![(video.blob_key.to_string(), CopyTarget::VertexStaging)],
             created_at: now,
             expires_at,
         };
         for (id, expires_at) in [("c1", later(7200)), ("c2", later(60)), ("c0", now)] {
             store.put_cached_content(&cache(id, expires_at)).await.unwrap();
         }
-        let held = [(video.blob_key.clone(), CopyTarget::VertexStaging)];
+        let held = [(video.blob_key.to_string(), CopyTarget::VertexStaging)];
         store.hold_upstream_copies(&held, later(7200)).await.unwrap();
         store.hold_upstream_copies(&held, later(60)).await.unwrap();
 
@@ -714,7 +717,7 @@ contract!(
         // The file goes: its copy stays while a cache holds it, past the copy's own expiry too.
         let mut tx = store.write().await.unwrap();
         tx.lock_project(&alpha).await.unwrap();
-        remove(tx.as_mut(), std::slice::from_ref(&video.blob_key)).await;
+        remove(tx.as_mut(), &[video.blob_key.to_string()]).await;
         tx.commit().await.unwrap();
         assert!(store.stale_upstream_copies(later(7000), 10).await.unwrap().is_empty(), "held until c1 expires");
         assert_eq!(store.stale_upstream_copies(later(7200), 10).await.unwrap().len(), 1);
@@ -843,7 +846,7 @@ contract!(
 
         let mut tx = store.write().await.unwrap();
         tx.lock_project(&p).await.unwrap();
-        let removed = remove(tx.as_mut(), &[upload.blob_key.clone(), imported.blob_key.clone()]).await;
+        let removed = remove(tx.as_mut(), &[upload.blob_key.to_string(), imported.blob_key.to_string()]).await;
         tx.commit().await.unwrap();
         let mut recorded: Vec<_> = removed
             .iter()

@@ -23,12 +23,12 @@ async fn fsck_reads_what_rows_own_and_clears_only_what_nobody_does() {
         }
         let mut tx = store.write().await.unwrap();
         tx.lock_project(&p).await.unwrap();
-        remove(tx.as_mut(), std::slice::from_ref(&gone.blob_key)).await;
+        remove(tx.as_mut(), &[gone.blob_key.to_string()]).await;
         tx.commit().await.unwrap();
 
         // Objects: a file's, a queued one's, and one nobody's.
         let unknown = "files/alpha/nobody.x1".to_owned();
-        let asked = [upload.blob_key.clone(), gone.blob_key.clone(), unknown.clone()];
+        let asked = [upload.blob_key.to_string(), gone.blob_key.to_string(), unknown.clone()];
         let mut known = store.known_objects(&asked).await.unwrap();
         known.sort();
         let mut expected = vec![upload.blob_key.clone(), gone.blob_key.clone()];

@@ -15,7 +15,7 @@ async fn push(store: &dyn MetaStore, queue: Queue, now: Timestamp) -> String {
         Queue::Imports => {
             let task = file(&p, "leased", FileState::Pending, 0, 3600);
             enqueue_import(store, &task).await;
-            task.blob_key
+            task.blob_key.to_string()
         }
         Queue::Deliveries => {
             let delivery = NewDelivery {

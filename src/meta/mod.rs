@@ -69,8 +69,8 @@ pub use webhooks::{
     WebhookRecords, WebhookState,
 };
 
-use crate::domain::Staging;
 use crate::domain::{FileError, FileId, FileRecord, FileState, ProjectId, Timestamp};
+use crate::domain::{Staging, StorageKey};
 
 /// Where a page of the file list ends: `(createTime, id)` of its last file, listing newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -330,7 +330,7 @@ pub struct UsageRepair {
 /// A finished file's bytes, as `filegate migrate-store` copies them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFile {
-    pub blob_key: String,
+    pub blob_key: StorageKey,
     pub size: u64,
     pub sha256: [u8; 32],
 }

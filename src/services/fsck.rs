@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use crate::blob::{Blobs, ObjectEntry, Writer};
-use crate::domain::{BlobKey, ProjectId, Timestamp, registered_uri};
+use crate::domain::{BlobKey, ProjectId, Timestamp};
 use crate::error::Result;
 use crate::hash::ResumableSha256;
 use crate::meta::{LeftoverParts, MetaStore, StaleLease, StoredFile, UsageRepair};
@@ -173,8 +173,8 @@ impl Run<'_> {
         loop {
             let page = self.meta.stored_files(after.as_deref(), PAGE as u32).await?;
             let Some(last) = page.last() else { return Ok(()) };
-            after = Some(last.blob_key.clone());
-            let own: Vec<StoredFile> = page.into_iter().filter(|f| registered_uri(&f.blob_key).is_none()).collect();
+            after = Some(last.blob_key.to_string());
+            let own: Vec<StoredFile> = page.into_iter().filter(|f| f.blob_key.registered_uri().is_none()).collect();
             let at_once = if self.options.digests { DIGESTS_AT_ONCE } else { SIZES_AT_ONCE };
             let blobs = self.blobs;
             let digests = self.options.digests;
@@ -204,7 +204,7 @@ impl Run<'_> {
             .meta
             .get_file(&ProjectId::from_stored(project.to_owned()), &crate::domain::FileId::from_stored(id.to_owned()))
             .await?;
-        Ok(file.is_some_and(|f| f.blob_key == blob_key && f.state == crate::domain::FileState::Ready))
+        Ok(file.is_some_and(|f| f.blob_key == *blob_key && f.state == crate::domain::FileState::Ready))
     }
 
     /// Every object under `dir` is owned: by a file row, an open transfer (a staging file, its current
@@ -411,7 +411,7 @@ impl Run<'_> {
 
 /// What is wrong with `file`'s object, if anything.
 async fn judge_file(blobs: &Blobs, file: &StoredFile, digests: bool) -> Result<Option<Problem>> {
-    let key = file.blob_key.clone();
+    let key = file.blob_key.to_string();
     match blobs.objects().size(&file.blob_key).await? {
         None => return Ok(Some(Problem::MissingObject { key, size: file.size })),
         Some(stored) if stored != file.size => {

@@ -74,9 +74,9 @@ const GARBAGE_BATCH: u32 = 500;
 /// row with it means the object is in use (another worker finished the same import).
 pub async fn drop_if_orphaned(meta: &dyn MetaStore, blobs: &Blobs, project: &ProjectId, id: &FileId, blob_key: &str) {
     match meta.get_file(project, id).await {
-        Ok(Some(file)) if file.blob_key == blob_key => {}
+        Ok(Some(file)) if file.blob_key.as_str() == blob_key => {}
         Ok(_) => {
-            if let Err(e) = blobs.delete(blob_key).await {
+            if let Err(e) = blobs.objects().delete(blob_key).await {
                 tracing::warn!(blob.key = %blob_key, error = %e, "deleting an orphaned object failed; it goes at the next start");
             }
         }

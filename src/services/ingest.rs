@@ -485,7 +485,7 @@ mod tests {
     }
 
     async fn stored(blobs: &Blobs, key: &str, size: usize) -> Vec<u8> {
-        let bytes: Vec<Bytes> = blobs.read(key, 0..size as u64).await.unwrap().try_collect().await.unwrap();
+        let bytes: Vec<Bytes> = blobs.objects().read(key, 0..size as u64).await.unwrap().try_collect().await.unwrap();
         bytes.concat()
     }
 

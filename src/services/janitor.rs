@@ -100,7 +100,7 @@ impl Janitor {
         if let Some(objects) = self.blobs.list("files").await? {
             let live: HashSet<String> = self.meta.live_blob_keys().await?.into_iter().collect();
             for key in objects.into_iter().filter(|key| !live.contains(key)) {
-                self.blobs.delete(&key).await?;
+                self.blobs.objects().delete(&key).await?;
                 removed += 1;
             }
         }

@@ -276,7 +276,7 @@ mod tests {
     fn upload_of(project: &ProjectId, id: &str, charged: u64, expires_in: i64) -> (FileRecord, NewSession) {
         let now = Timestamp::now();
         let expires_at = Timestamp::from_micros(now.as_micros() + expires_in * 1_000_000);
-        let blob_key = format!("files/{project}/{id}");
+        let blob_key = crate::domain::StorageKey::from_stored(format!("files/{project}/{id}"));
         let file = FileRecord {
             project: project.clone(),
             id: FileId::from_stored(id.to_owned()),
@@ -298,7 +298,7 @@ mod tests {
             token_hash: format!("token-{id}"),
             project: project.clone(),
             file_id: file.id.clone(),
-            blob_key,
+            blob_key: blob_key.to_string(),
             declared_size: Some(charged),
             hasher_state: vec![],
             staging_key: format!("staging/{id}"),

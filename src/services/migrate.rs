@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::ingest::{Cap, Ingest};
 use crate::blob::Blobs;
 use crate::domain::random_alphanumeric;
-use crate::domain::{Staging, registered_uri, staging_key};
+use crate::domain::{Staging, staging_key};
 use crate::error::{Error, Result};
 use crate::meta::{MetaStore, StoredFile};
 
@@ -45,9 +45,9 @@ pub async fn migrate(
     loop {
         let page = meta.stored_files(after.as_deref(), 500).await?;
         let Some(last) = page.last() else { break };
-        after = Some(last.blob_key.clone());
+        after = Some(last.blob_key.to_string());
         for file in &page {
-            if registered_uri(&file.blob_key).is_some() {
+            if file.blob_key.registered_uri().is_some() {
                 report.registered += 1;
                 continue;
             }
@@ -72,7 +72,7 @@ pub async fn migrate(
 async fn copy(from: &Blobs, to: &Blobs, file: &StoredFile) -> Result<()> {
     let staging = Staging {
         key: staging_key(&format!("migrate-{}", random_alphanumeric(16))),
-        dest: file.blob_key.clone(),
+        dest: file.blob_key.to_string(),
         upload_id: None,
     };
     let mut ingest = Ingest::begin(to, staging).await?;
@@ -110,7 +110,7 @@ async fn copy(from: &Blobs, to: &Blobs, file: &StoredFile) -> Result<()> {
 async fn read_all(blobs: &Blobs, key: &str, size: u64) -> Vec<u8> {
     use futures_util::StreamExt as _;
     let mut out = Vec::new();
-    let mut stream = blobs.read(key, 0..size).await.unwrap();
+    let mut stream = blobs.objects().read(key, 0..size).await.unwrap();
     while let Some(bytes) = stream.next().await {
         out.extend_from_slice(&bytes.unwrap());
     }
@@ -120,6 +120,7 @@ async fn read_all(blobs: &Blobs, key: &str, size: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::StorageKey;
     use crate::hash::ResumableSha256;
 
     #[tokio::test]
@@ -137,15 +138,16 @@ mod tests {
         let mut hasher = ResumableSha256::new();
         hasher.update(&bytes);
         let size = bytes.len() as u64;
-        let file = StoredFile { blob_key: "files/p/one.abc".into(), size, sha256: hasher.digest() };
+        let file =
+            StoredFile { blob_key: StorageKey::from_stored("files/p/one.abc".into()), size, sha256: hasher.digest() };
         copy(from, to, &file).await.unwrap();
         assert_eq!(read_all(to, "files/p/one.abc", size).await, bytes);
-        assert_eq!(to.size("files/p/one.abc").await.unwrap(), Some(size));
+        assert_eq!(to.objects().size("files/p/one.abc").await.unwrap(), Some(size));
 
-        let wrong = StoredFile { blob_key: "files/p/one.abc".into(), size, sha256: [0; 32] };
-        to.delete("files/p/one.abc").await.unwrap();
+        let wrong = StoredFile { blob_key: StorageKey::from_stored("files/p/one.abc".into()), size, sha256: [0; 32] };
+        to.objects().delete("files/p/one.abc").await.unwrap();
         assert!(matches!(copy(from, to, &wrong).await, Err(Error::FailedPrecondition(_))));
-        assert_eq!(to.size("files/p/one.abc").await.unwrap(), None, "nothing of a bad copy is left");
+        assert_eq!(to.objects().size("files/p/one.abc").await.unwrap(), None, "nothing of a bad copy is left");
         if let Some(staged) = to.list("staging").await.unwrap() {
             assert_eq!(staged, Vec::<String>::new());
         }

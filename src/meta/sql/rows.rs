@@ -3,8 +3,8 @@
 
 use sqlx::FromRow;
 
-use crate::domain::Staging;
 use crate::domain::{FailureCode, FileError, FileId, FileRecord, FileState, ImportInfo, Origin, ProjectId, Timestamp};
+use crate::domain::{Staging, StorageKey};
 use crate::meta::{
     ChunkRecord, Garbage, IdempotencyRecord, ImportTask, Lease, MetaError, MetaResult, PartRecord, ProjectUsage, Queue,
     SessionStatus, UploadSession,
@@ -75,7 +75,7 @@ impl TryFrom<FileRow> for FileRecord {
                 0 => Origin::parse(&row.origin).ok_or_else(|| MetaError::corrupt("file origin", &row.origin))?,
                 _ => Origin::Generated,
             },
-            blob_key: row.blob_key,
+            blob_key: StorageKey::from_stored(row.blob_key),
             charged_bytes: uint(row.charged_bytes),
             created_at: Timestamp::from_micros(row.created_at),
             updated_at: Timestamp::from_micros(row.updated_at),

@@ -7,7 +7,7 @@ use sqlx::Executor as _;
 use super::rows::{FILE_COLUMNS, FILE_JOIN, FileRow, GarbageRow, USAGE_COLUMNS, UsageRow, uint};
 use super::tx::numbered;
 use super::{BULK_DEADLINE, Engine, OPERATION_DEADLINE, SqlMeta};
-use crate::domain::{FileId, FileRecord, ProjectId, Timestamp};
+use crate::domain::{FileId, FileRecord, ProjectId, StorageKey, Timestamp};
 use crate::meta::{
     FileRecords, Garbage, ListCursor, MetaError, MetaResult, MetaStore, ProjectReport, ProjectUsage, StoredFile,
     UpkeepRecords, UsageRepair, WriteTx,
@@ -351,7 +351,7 @@ impl UpkeepRecords for SqlMeta {
                         let sha256 = sha256
                             .and_then(|d| <[u8; 32]>::try_from(d).ok())
                             .ok_or_else(|| MetaError::corrupt("sha256 of a ready file", &blob_key))?;
-                        Ok(StoredFile { blob_key, size: uint(size), sha256 })
+                        Ok(StoredFile { blob_key: StorageKey::from_stored(blob_key), size: uint(size), sha256 })
                     })
                     .collect()
             })

@@ -230,7 +230,7 @@ impl FileWrites for SqlTx {
                 // The column's CHECK predates generated files (a CHECK cannot change in SQLite without rebuilding a
                 // table others cascade from): they are stored as uploads, marked by `generated`.
                 .bind(if file.origin == Origin::Generated { Origin::Upload.as_str() } else { file.origin.as_str() })
-                .bind(&file.blob_key)
+                .bind(file.blob_key.as_str())
                 .bind(int(file.charged_bytes))
                 .bind(file.created_at.as_micros())
                 .bind(file.updated_at.as_micros())

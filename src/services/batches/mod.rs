@@ -284,7 +284,7 @@ impl Batches {
             )
         })?;
         let key = new_object_key(batch.project, &FileId::from_stored(format!("batch-{}", batch.id)));
-        write_object(&staging, key.clone(), batch.requests, batch.bytes).await?;
+        write_object(&staging, key.to_string(), batch.requests, batch.bytes).await?;
         let input = staging.storage_uri(&key).ok_or_else(|| Error::internal("the staging bucket has no gs:// URI"))?;
         let job = json!({
             "displayName": batch.display_name,

@@ -199,7 +199,7 @@ impl Imports {
             import: None,
         };
         let task = NewImport {
-            blob_key: file.blob_key.clone(),
+            blob_key: file.blob_key.to_string(),
             project: file.project.clone(),
             file_id: file.id.clone(),
             source_url: url.to_string(),

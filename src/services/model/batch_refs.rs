@@ -104,7 +104,7 @@ impl BatchReferences<'_> {
                         copies.forget(file, target).await?;
                         uri = copies.uri(file, target).await?.0;
                     }
-                    self.plan.copies.push((file.blob_key.clone(), target));
+                    self.plan.copies.push((file.blob_key.to_string(), target));
                     uri
                 }
             };

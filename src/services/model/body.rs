@@ -11,6 +11,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde_json::Value;
 
 use crate::blob::Blobs;
+use crate::domain::StorageKey;
 use crate::error::{Error, Result};
 use crate::telemetry::metric;
 
@@ -18,14 +19,14 @@ use crate::telemetry::metric;
 /// the list handed to [`OutgoingBody::new`]).
 #[derive(Debug, Clone)]
 pub struct InlineFile {
-    pub blob_key: String,
+    pub blob_key: StorageKey,
     pub size: u64,
 }
 
 #[derive(Debug, Clone)]
 enum Segment {
     Json(Bytes),
-    Inline { blob_key: String, size: u64 },
+    Inline { blob_key: StorageKey, size: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -168,7 +169,8 @@ mod tests {
     #[test]
     fn the_body_is_cut_at_each_placeholder_and_its_length_counts_the_base64() {
         let value = json!({"a": "P-1", "b": [{"data": "P-0"}], "c": "P-0 in text is not a placeholder"});
-        let inline = [InlineFile { blob_key: "k0".into(), size: 4 }, InlineFile { blob_key: "k1".into(), size: 3 }];
+        let key = |k: &str| StorageKey::from_stored(k.to_owned());
+        let inline = [InlineFile { blob_key: key("k0"), size: 4 }, InlineFile { blob_key: key("k1"), size: 3 }];
         let body = OutgoingBody::new(&value, "P", &inline).unwrap();
         let text = serde_json::to_string(&value).unwrap();
         assert_eq!(body.len(), (text.len() - 3 - 3 + 8 + 4) as u64, "each 3-byte placeholder gives way to base64");

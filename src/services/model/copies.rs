@@ -98,7 +98,7 @@ impl Copies {
         let Some(copy) = self.meta.upstream_copy(&file.blob_key, target).await? else { return Ok(true) };
         let Some(name) = &copy.remote_name else { return Ok(false) };
         match (target, &self.staging) {
-            (CopyTarget::VertexStaging, Some(store)) => Ok(store.size(name).await?.is_none()),
+            (CopyTarget::VertexStaging, Some(store)) => Ok(store.objects().size(name).await?.is_none()),
             (CopyTarget::GeminiFiles, _) => match self.upstream.get_file(name).await {
                 Ok(google) => Ok(google.state == "FAILED"),
                 Err(UpstreamError::Status { status: 403 | 404, .. }) => Ok(true),
@@ -119,18 +119,18 @@ impl Copies {
         let staging_store = self.staging.as_ref().ok_or_else(|| Error::internal("no staging bucket"))?;
         let size = file.size_bytes.unwrap_or(0);
         let body = self.blobs.read(&file.blob_key, 0..size).await?;
-        let digest = write_object(staging_store, file.blob_key.clone(), body, size).await?;
+        let digest = write_object(staging_store, file.blob_key.to_string(), body, size).await?;
         if file.sha256.is_some_and(|sha256| sha256 != digest) {
             let _ = staging_store.objects().delete(&file.blob_key).await;
             return Err(Error::internal(format!("{}: the bytes read are not the file's", file.blob_key)));
         }
         let uri = staging_store.storage_uri(&file.blob_key).ok_or_else(|| Error::internal("no gs:// URI"))?;
         Ok(UpstreamCopy {
-            blob_key: file.blob_key.clone(),
+            blob_key: file.blob_key.to_string(),
             target: CopyTarget::VertexStaging,
             project: file.project.clone(),
             uri,
-            remote_name: Some(file.blob_key.clone()),
+            remote_name: Some(file.blob_key.to_string()),
             created_at: Timestamp::now(),
             expires_at: file.expires_at,
         })
@@ -170,7 +170,7 @@ impl Copies {
             .map(|t| Timestamp::from_micros(t.as_micros() - GOOGLE_EXPIRY_MARGIN_SECONDS * 1_000_000));
         let expires_at = google_expiry.map_or(file.expires_at, |g| g.min(file.expires_at));
         Ok(UpstreamCopy {
-            blob_key: file.blob_key.clone(),
+            blob_key: file.blob_key.to_string(),
             target: CopyTarget::GeminiFiles,
             project: file.project.clone(),
             uri: google.uri,
@@ -186,7 +186,7 @@ impl Copies {
     async fn delete_remote(&self, copy: &UpstreamCopy) -> bool {
         let Some(name) = &copy.remote_name else { return true };
         let deleted = match (copy.target, &self.staging) {
-            (CopyTarget::VertexStaging, Some(store)) => store.delete(name).await.map_err(Error::from),
+            (CopyTarget::VertexStaging, Some(store)) => store.objects().delete(name).await.map_err(Error::from),
             (CopyTarget::GeminiFiles, _) if !self.upstream.is_vertex() => {
                 self.upstream.delete_file(name).await.map_err(Error::from)
             }

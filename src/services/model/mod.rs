@@ -47,7 +47,7 @@ use self::upstream::UpstreamClient;
 use self::usage::CallMeter;
 use crate::blob::Blobs;
 use crate::config::{ModelConfig, Upstream};
-use crate::domain::{FileId, FileRecord, FileState, ProjectId, random_alphanumeric};
+use crate::domain::{FileId, FileRecord, FileState, ProjectId, StorageKey, random_alphanumeric};
 use crate::error::{Error, Result, UpstreamError};
 use crate::meta::{CopyTarget, MetaStore};
 use crate::services::files::visible_file;
@@ -336,7 +336,9 @@ impl Models {
                     let copies = routes
                         .iter()
                         .filter_map(|(id, route)| match route {
-                            Route::Uri { copy: Some(target), .. } => Some((files.by_id[id].blob_key.clone(), *target)),
+                            Route::Uri { copy: Some(target), .. } => {
+                                Some((files.by_id[id].blob_key.to_string(), *target))
+                            }
                             _ => None,
                         })
                         .collect();
@@ -355,7 +357,7 @@ impl Models {
         &self,
         found: &[FileRef],
         may_inline: bool,
-    ) -> Result<HashMap<String, (String, u64, String)>> {
+    ) -> Result<HashMap<String, (StorageKey, u64, String)>> {
         let mut objects = HashMap::new();
         for reference in found {
             let Target::Gcs(uri) = &reference.target else { continue };
@@ -412,7 +414,7 @@ impl Models {
                         return Err(Error::FileNotFound(uri.clone()));
                     }
                     let file = self.ready_file(project, id, &mut resolved).await?;
-                    if file.blob_key != *key {
+                    if file.blob_key != **key {
                         return Err(Error::FileNotFound(uri.clone()));
                     }
                     id

@@ -138,7 +138,7 @@ impl Uploads {
             token_hash,
             project: file.project.clone(),
             file_id: file.id.clone(),
-            blob_key: file.blob_key.clone(),
+            blob_key: file.blob_key.to_string(),
             declared_size,
             hasher_state: ResumableSha256::new().to_bytes(),
             created_at: now,
@@ -147,7 +147,7 @@ impl Uploads {
         // The database knows the staging area before it exists: whatever a crash leaves, the janitor finds
         // from the rows (a bucket is never listed).
         self.open_session(&file, &session, now).await?;
-        let staging = Staging { key: session.staging_key.clone(), dest: file.blob_key.clone(), upload_id: None };
+        let staging = Staging { key: session.staging_key.clone(), dest: file.blob_key.to_string(), upload_id: None };
         let created = match Ingest::begin_recorded(self.meta.as_ref(), &self.blobs, staging).await {
             Ok(Some(_)) => Ok(()),
             // Removed before the start could answer (its file deleted by name): nothing was left behind.

@@ -35,7 +35,7 @@ impl Uploads {
         self.meta
             .get_file(&session.project, &session.file_id)
             .await?
-            .filter(|f| Some(&f.blob_key) == session.blob_key.as_ref())
+            .filter(|f| session.blob_key.as_deref() == Some(f.blob_key.as_str()))
             .ok_or_else(|| UploadError::SessionNotFound.into())
     }
 

@@ -243,7 +243,7 @@ impl Uploads {
 
     pub(super) async fn final_file(&self, session: &UploadSession) -> Result<Option<FileRecord>> {
         let file = self.meta.get_file(&session.project, &session.file_id).await?;
-        Ok(file.filter(|f| Some(&f.blob_key) == session.blob_key.as_ref() && !f.is_expired(Timestamp::now())))
+        Ok(file.filter(|f| session.blob_key.as_deref() == Some(f.blob_key.as_str()) && !f.is_expired(Timestamp::now())))
     }
 }
 

@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::{FailureCode, FileError, FileId, FileRecord, FileState, ImportInfo, Origin, ProjectId, Timestamp};
+use crate::domain::{
+    FailureCode, FileError, FileId, FileRecord, FileState, ImportInfo, Origin, ProjectId, StorageKey, Timestamp,
+};
 use crate::error::{Error, Result};
 use crate::meta::{NewDelivery, Subscriber, WriteTx};
 
@@ -107,7 +109,7 @@ impl From<&FileRecord> for FileSnapshot {
             sha256: file.sha256.map(hex::encode),
             state: file.state.as_str().to_owned(),
             origin: file.origin.as_str().to_owned(),
-            blob_key: file.blob_key.clone(),
+            blob_key: file.blob_key.to_string(),
             created_at: file.created_at.as_micros(),
             updated_at: file.updated_at.as_micros(),
             expires_at: file.expires_at.as_micros(),
@@ -132,7 +134,7 @@ impl FileSnapshot {
             sha256: self.sha256.as_deref().and_then(|h| hex::decode(h).ok()).and_then(|d| d.try_into().ok()),
             state: FileState::parse(&self.state).unwrap_or(FileState::Failed),
             origin: Origin::parse(&self.origin).unwrap_or(Origin::Upload),
-            blob_key: self.blob_key.clone(),
+            blob_key: StorageKey::from_stored(self.blob_key.clone()),
             charged_bytes: 0,
             created_at: Timestamp::from_micros(self.created_at),
             updated_at: Timestamp::from_micros(self.updated_at),
@@ -231,7 +233,7 @@ pub async fn queue_file_events(
 ) -> Result<()> {
     // Only imports carry per-request webhooks.
     let imported: Vec<String> =
-        events.iter().filter(|(_, f)| f.origin == Origin::Import).map(|(_, f)| f.blob_key.clone()).collect();
+        events.iter().filter(|(_, f)| f.origin == Origin::Import).map(|(_, f)| f.blob_key.to_string()).collect();
     let configs = if imported.is_empty() { Vec::new() } else { tx.request_webhooks(&imported).await? };
     queue_with(tx, events, &configs, now).await
 }

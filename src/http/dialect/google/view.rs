@@ -2,7 +2,6 @@
 
 use base64::Engine as _;
 
-use crate::domain::registered_uri;
 use crate::domain::{FailureCode, FileRecord, FileState, Origin};
 use crate::http::state::Handles;
 use crate::wire::gemini::{File, FileStatus};
@@ -50,7 +49,7 @@ pub fn gemini_file(state: &Handles, file: &FileRecord) -> File {
         uri: file_uri(state, file),
         download_uri: ready.then(|| format!("{}/v1beta/files/{}:download?alt=media", state.public_url, file.id)),
         state: gemini_state(file.state).into(),
-        source: match (file.origin, registered_uri(&file.blob_key)) {
+        source: match (file.origin, file.blob_key.registered_uri()) {
             (Origin::Generated, _) => "GENERATED",
             (_, Some(_)) => "REGISTERED",
             _ => "UPLOADED",
