@@ -13,8 +13,7 @@
 //! expired, else `file.deleted`.
 
 use super::locks::Running;
-use super::webhooks::EventType;
-use super::webhooks::event;
+use super::outbox::{self as event, EventType};
 use crate::blob::Blobs;
 use crate::config::Limits;
 use crate::domain::{FileId, FileRecord, Limit, ProjectId, Timestamp};

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod batches;
+mod egress;
 pub mod files;
 pub mod fsck;
 mod garbage;
@@ -16,6 +17,7 @@ mod locks;
 mod meter;
 pub mod migrate;
 pub mod model;
+pub mod outbox;
 pub mod register;
 pub mod uploads;
 pub mod webhooks;

@@ -17,7 +17,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use sha2::{Digest as _, Sha256};
 
 use super::lifecycle::{self, Companion, Demand};
-use super::webhooks::EventType;
+use super::outbox::{self, EventType};
 use crate::blob::{Blobs, BucketUrl, GcsObject};
 use crate::config::Limits;
 use crate::domain::registered_key;
@@ -131,7 +131,7 @@ impl Registrar {
             lifecycle::add(tx.as_mut(), file, Companion::Registered).await?;
         }
         let active: Vec<(EventType, &FileRecord)> = files.iter().map(|file| (EventType::FileActive, file)).collect();
-        super::webhooks::event::queue_file_events(tx.as_mut(), &active, now).await?;
+        outbox::queue_file_events(tx.as_mut(), &active, now).await?;
         tx.commit().await?;
         Ok(files)
     }

@@ -48,8 +48,8 @@ use crate::services::files::visible_file;
 use crate::services::ingest::write_object;
 use crate::services::model::upstream::UpstreamClient;
 use crate::services::model::{Models, RewritePlan};
+use crate::services::outbox::{self, EventType};
 use crate::services::uploads::{DeclaredSize, StartUpload, Uploads};
-use crate::services::webhooks::{self, EventType};
 use crate::services::{lease, lifecycle};
 use tokio_util::sync::CancellationToken;
 
@@ -392,7 +392,7 @@ impl Batches {
             }
             if let Some(event) = ended_event(&current, &after) {
                 let (project, view) = (&after.project, batch_view(&after));
-                webhooks::event::queue_batch_event(tx.as_mut(), event, project, view, Timestamp::now()).await?;
+                outbox::queue_batch_event(tx.as_mut(), event, project, view, Timestamp::now()).await?;
             }
             tx.commit().await?;
             return Ok(true);

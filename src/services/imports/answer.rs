@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap};
 
-use super::ssrf::ForbiddenHost;
 use crate::domain::{FailureCode, FileError};
+use crate::services::egress::ForbiddenHost;
 
 /// Why an attempt ended without a file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use url::Url;
 
 use super::answer::{Failure, connect_failure, content_range};
 use super::ranged::{self, RangedFetches, SourceBody};
-use super::ssrf::{AddressPolicy, GuardedResolver, UrlProblem, check_parsed};
 use crate::domain::{FailureCode, FileError};
+use crate::services::egress::{AddressPolicy, GuardedResolver, UrlProblem, check_parsed};
 
 /// Redirects followed before the task fails with `too_many_redirects`.
 pub const MAX_REDIRECTS: usize = 5;

@@ -8,7 +8,6 @@ mod fetch;
 mod mime;
 mod ranged;
 mod source;
-pub mod ssrf;
 mod task;
 mod worker;
 
@@ -19,8 +18,9 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::services::egress;
+pub use crate::services::egress::AddressPolicy;
 pub(crate) use mime::detect as detect_mime;
-pub use ssrf::AddressPolicy;
 pub use worker::Workers;
 
 use super::lifecycle::{self, Companion, Demand};
@@ -122,9 +122,9 @@ impl Imports {
         let raw_url = request
             .source_url
             .ok_or_else(|| Error::invalid_field(FieldCode::MissingSourceUrl, "source_url is required"))?;
-        let url = ssrf::check_url(&raw_url, &self.settings.policy).map_err(|problem| match problem {
-            ssrf::UrlProblem::Invalid(why) => Error::invalid_field(FieldCode::InvalidSourceUrl, why),
-            ssrf::UrlProblem::Forbidden(ip) => Error::invalid_field(
+        let url = egress::check_url(&raw_url, &self.settings.policy).map_err(|problem| match problem {
+            egress::UrlProblem::Invalid(why) => Error::invalid_field(FieldCode::InvalidSourceUrl, why),
+            egress::UrlProblem::Forbidden(ip) => Error::invalid_field(
                 FieldCode::ForbiddenAddress,
                 format!("source_url points at {ip}, an address imports may not reach"),
             ),

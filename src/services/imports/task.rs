@@ -5,11 +5,11 @@
 //! failing queue the file's `file.active` / `file.failed` events in the same transaction.
 
 use super::super::lifecycle::{self, Demand};
-use super::super::webhooks::{EventType, event};
 use crate::config::Limits;
 use crate::domain::{FileError, FileRecord, FileState, Timestamp};
 use crate::error::Result;
 use crate::meta::{FileUpdate, Garbage, ImportProgress, ImportTask, MetaStore, PartRecord, StagedBytes, UsageDelta};
+use crate::services::outbox::{self as event, EventType};
 
 /// What the file is charged while it arrives: its announced size when known (reserved before the bytes
 /// come), else what has arrived.

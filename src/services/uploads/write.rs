@@ -14,7 +14,7 @@ use crate::meta::{ChunkRecord, FileUpdate, Garbage, SessionStatus, UploadSession
 use crate::services::ingest::{Cap, Ingest};
 use crate::services::lifecycle;
 use crate::services::meter::{Meter, metered};
-use crate::services::webhooks::{self, EventType};
+use crate::services::outbox::{self, EventType};
 use crate::telemetry::metric;
 
 impl Uploads {
@@ -190,7 +190,7 @@ impl Uploads {
         tx.queue_garbage(garbage, now).await?;
         let file = tx.file_by_blob(&file.blob_key).await?;
         if let Some(file) = &file {
-            webhooks::event::queue_file_events(tx.as_mut(), &[(EventType::FileActive, file)], now).await?;
+            outbox::queue_file_events(tx.as_mut(), &[(EventType::FileActive, file)], now).await?;
         }
         tx.commit().await?;
         Ok(file)

@@ -29,11 +29,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::WebhookSettings;
-use super::event::Recorded;
 use super::sign;
 use crate::domain::{FileRecord, ProjectId, Timestamp};
 use crate::meta::{Delivery, DeliveryOutcome, MetaStore, Settled};
-use crate::services::imports::ssrf::{GuardedResolver, UrlProblem, check_url};
+use crate::services::egress::{GuardedResolver, UrlProblem, check_url};
+use crate::services::outbox::Recorded;
 use crate::telemetry::metric;
 
 /// Renders a file's views for an event's `data` (the HTTP layer's views: `app.rs` hands them in).
@@ -524,7 +524,9 @@ mod tests {
             webhook_id: Some(webhook.into()),
             uri: None,
             event_type: "webhook.ping".into(),
-            event: super::super::event::Recorded::new(super::super::EventType::Ping, project, now).to_json().unwrap(),
+            event: crate::services::outbox::Recorded::new(super::super::EventType::Ping, project, now)
+                .to_json()
+                .unwrap(),
             created_at: now,
         }
     }

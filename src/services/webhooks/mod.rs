@@ -14,21 +14,20 @@
 //! given and again at every connection) and only over `https`, unless `FILEGATE_WEBHOOK_ALLOW_HTTP`.
 
 mod deliver;
-pub mod event;
 mod sign;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::services::outbox::{EventType, RequestWebhooks};
 pub use deliver::{Deliverer, RenderFile};
-pub use event::{EventType, RequestWebhooks};
 
 use crate::domain::{FieldCode, Limit, ProjectId, Timestamp};
 use crate::error::{Error, Result};
 use crate::meta::{MetaStore, SigningSecrets, Webhook, WebhookState};
-use crate::services::imports::AddressPolicy;
-use crate::services::imports::ssrf::{UrlProblem, check_parsed};
+use crate::services::egress::{AddressPolicy, UrlProblem, check_parsed};
+use crate::services::outbox as event;
 
 /// Webhooks one project may register.
 pub const MAX_WEBHOOKS: usize = 20;

@@ -1,4 +1,6 @@
-//! The SSRF guard: which addresses an import may connect to, and which URLs it may fetch.
+//! The egress guard against SSRF: which addresses filegate may connect to on a caller's behalf (an
+//! import's source, a webhook's receiver), and which URLs it may fetch. Its own module, used by both,
+//! so that neither service borrows it from the other.
 //!
 //! Every address is first brought to a canonical form (an IPv4 address hidden in an IPv6 one — mapped,
 //! translated, NAT64 — is judged as that IPv4 address), then refused when it lies in a range that is not the public

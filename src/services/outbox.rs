@@ -1,7 +1,9 @@
-//! What is told, and how it is queued: inside the write transaction of the change it reports.
+//! The outbox: what is told, and how it is queued — inside the write transaction of the change it
+//! reports. Every service that changes a file or a batch queues its events here; the webhook service only
+//! manages receivers and delivers what the outbox holds, so no service that changes files imports it.
 //!
 //! An event is recorded with a snapshot of its file as the transaction left it, and rendered into the
-//! body only at delivery (`deliver.rs`): the views belong to the HTTP layer, and the body then is the same
+//! body only at delivery (`webhooks/deliver.rs`): the views belong to the HTTP layer, and the body then is the same
 //! on every retry. Queuing costs a project without webhooks one indexed read per transaction.
 
 use serde::{Deserialize, Serialize};
