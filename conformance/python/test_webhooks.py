@@ -7,6 +7,7 @@ quickly (FILEGATE_WEBHOOK_FIRST_RETRY_MS) so that a retry test takes seconds, no
 """
 
 import base64
+import concurrent.futures
 import http.server
 import json
 import os
@@ -408,8 +409,10 @@ def test_a_project_running_many_batches_neither_hides_another_s_end_nor_passes_i
     try:
         request = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
         busy = make_client(server, ALPHA_KEY)
-        for n in range(105):
-            busy.batches.create(model="gemini-test", src=[request], config={"display_name": f"fake-hold-{n}"})
+        create = lambda n: busy.batches.create(  # noqa: E731
+            model="gemini-test", src=[request], config={"display_name": f"fake-hold-{n}"})
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(create, range(105)))
         status, refused = call(server, "POST", "/v1beta/models/gemini-test:batchGenerateContent",
                                body={"batch": {"inputConfig": {"requests": {"requests": [{"request": request}]}}}})
         assert status == 429 and "FILEGATE_BATCH_MAX_RUNNING_PER_PROJECT" in refused["error"]["message"], refused
