@@ -78,6 +78,32 @@ fn no_file_imports_another_in_a_loop_no_layer_reaches_up_and_no_surface_into_ano
     assert!(loops.is_empty(), "files that import each other in a loop:\n{}", loops.join("\n"));
 }
 
+/// What a store can do is asked of the blob port's capabilities (`Blobs::is_shared`, `part_granule`,
+/// `delete_orphan`), never by matching on its kind: only the blob layer and the ingest session, which is
+/// the one writer of every store, name a writer's kind.
+#[test]
+fn only_the_blob_layer_and_the_ingest_session_match_on_a_stores_kind() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut matching = Vec::new();
+    let mut pending = vec![src.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+            let allowed = relative.starts_with("blob/") || relative == "services/ingest.rs";
+            let text = std::fs::read_to_string(&path).unwrap();
+            if !allowed && (text.contains("Writer::Positional") || text.contains("Writer::Parts")) {
+                matching.push(relative);
+            }
+        }
+    }
+    assert!(matching.is_empty(), "files matching on a store's kind instead of asking its capabilities: {matching:?}");
+}
+
 /// The architecture test itself sees the imports it must: a check on a small crate written here.
 #[test]
 fn the_reader_follows_uses_inline_paths_supers_and_re_exports() {

@@ -286,6 +286,26 @@ impl Blobs {
         matches!(self.writer, Writer::Parts(_))
     }
 
+    /// The size of the parts the store takes bytes in (a bucket's multipart upload), where it takes them in
+    /// parts; `None` for a store written at any offset. The bytes after the last full part are a tail.
+    pub fn part_granule(&self) -> Option<u64> {
+        match &self.writer {
+            Writer::Parts(store) => Some(store.granule()),
+            Writer::Positional(_) => None,
+        }
+    }
+
+    /// Removes something the store holds that nothing owns (fsck's orphans): a local staging file the way
+    /// its staging area goes, anything else as an object.
+    pub async fn delete_orphan(&self, key: &str) -> BlobResult<()> {
+        match (&self.writer, BlobKey::parse(key)) {
+            (Writer::Positional(store), Some(BlobKey::Staging { .. })) => {
+                store.abort(&Staging { key: key.to_owned(), dest: String::new(), upload_id: None }).await
+            }
+            _ => self.objects.delete(key).await,
+        }
+    }
+
     /// The open multipart uploads of files' objects, where the store can list them (S3); `None` elsewhere.
     pub fn open_uploads(&self) -> Option<BoxStream<'static, BlobResult<OpenUpload>>> {
         let lister = self.open_uploads.clone()?;

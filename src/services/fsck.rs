@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
-use crate::blob::{Blobs, ObjectEntry, Writer};
+use crate::blob::{Blobs, ObjectEntry};
 use crate::domain::{BlobKey, ProjectId, Timestamp};
 use crate::error::Result;
 use crate::hash::ResumableSha256;
@@ -249,10 +249,9 @@ impl Run<'_> {
         };
         let staging_keys: Vec<String> = keys.iter().filter_map(|k| staging_of(k).map(|(s, _)| s)).collect();
         let owned = self.meta.owned_staging(&staging_keys).await?;
-        let tail_end = |staged: &crate::meta::StagedBytes| match self.blobs.writer() {
-            Writer::Parts(store) if staged.received % store.granule() != 0 => Some(staged.received),
-            _ => None,
-        };
+        let granule = self.blobs.part_granule();
+        let tail_end =
+            |staged: &crate::meta::StagedBytes| granule.filter(|g| staged.received % g != 0).map(|_| staged.received);
         Ok(entries
             .into_iter()
             .filter(|entry| {
@@ -276,15 +275,7 @@ impl Run<'_> {
         if again.is_empty() {
             return Ok(());
         }
-        // A staging file of the local disk goes the way its staging areas go; anything else is an object.
-        let deleted = match (self.blobs.writer(), BlobKey::parse(&orphan.key)) {
-            (Writer::Positional(_), Some(BlobKey::Staging { .. })) => {
-                let staging = crate::domain::Staging { key: orphan.key.clone(), dest: String::new(), upload_id: None };
-                self.blobs.abort(&staging).await
-            }
-            _ => self.blobs.objects().delete(&orphan.key).await,
-        };
-        deleted.map_err(|e| e.to_string())
+        self.blobs.delete_orphan(&orphan.key).await.map_err(|e| e.to_string())
     }
 
     /// Every open multipart upload is a live staging area's or queued for removal.

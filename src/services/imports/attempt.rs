@@ -14,7 +14,6 @@ use super::ranged::SourceBody;
 use super::source::PartSource;
 use super::{mime, task};
 use crate::blob::Blobs;
-use crate::blob::Writer;
 use crate::domain::{FailureCode, FileRecord, Staging};
 use crate::error::Error;
 use crate::hash::ResumableSha256;
@@ -214,13 +213,13 @@ impl<'a> Attempt<'a> {
             // parts in flight), and its progress is committed once they are all stored. The first span is
             // one part, so that a type the deployment refuses is refused before more is fetched. The
             // local disk commits every granule of the upload protocol.
-            let part_len = match self.on.blobs.writer() {
-                Writer::Parts(store) => {
+            let part_len = match self.on.blobs.part_granule() {
+                Some(granule) => {
                     let in_flight = self.on.blobs.part_budget().in_flight();
                     let parts = if received == 0 { 1 } else { (2 * in_flight).max(MIN_PARTS_PER_COMMIT) as u64 };
-                    parts * store.granule() - received % store.granule()
+                    parts * granule - received % granule
                 }
-                Writer::Positional(_) => crate::blob::PART_BYTES,
+                None => crate::blob::PART_BYTES,
             };
             let head = (received == 0).then(|| Arc::new(Mutex::new(Vec::new())));
             let (part, returned) = body.part(part_len, head.clone());
