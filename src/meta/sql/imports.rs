@@ -58,17 +58,16 @@ impl ImportRecords for SqlMeta {
     async fn note_import_fetched(&self, lease: &Lease, fetched: u64) -> MetaResult<bool> {
         self.guard
             .bounded(Some(OPERATION_DEADLINE), async {
-                let done = sqlx::query(
-                    "UPDATE import_tasks SET fetched_bytes = $1 \
-                     WHERE blob_key = $2 AND lease_owner = $3 AND lease_fence = $4 AND finished_at IS NULL",
-                )
-                .bind(int(fetched))
-                .bind(&lease.key)
-                .bind(&lease.owner)
-                .bind(lease.fence)
-                .execute(&self.pool())
-                .await
-                .map_err(|e| self.err(e))?;
+                let sql =
+                    format!("UPDATE import_tasks SET fetched_bytes = $1 WHERE {}", queue::held(Queue::Imports, 2));
+                let done = sqlx::query(&sql)
+                    .bind(int(fetched))
+                    .bind(&lease.key)
+                    .bind(&lease.owner)
+                    .bind(lease.fence)
+                    .execute(&self.pool())
+                    .await
+                    .map_err(|e| self.err(e))?;
                 Ok(done.rows_affected() == 1)
             })
             .await

@@ -72,7 +72,7 @@ pub(super) enum Candidates<'a> {
 /// The statement that claims the open, unleased rows of `queue` that `candidates` selects, raising each
 /// one's fence and setting `also` (a kind's own bookkeeping, such as counting an attempt). Its
 /// parameters: `$1` now, `$2` the owner, `$3` the lease's end; `candidates` may use `$1` and its own from
-/// `$4`. It returns each claimed row's key and fence (read them with [`leases`]).
+/// `$4`. It returns each claimed row's key and fence.
 pub(super) fn claim_statement(queue: Queue, candidates: Candidates<'_>, also: &str) -> String {
     let t = table(queue);
     let (name, key, until, open) = (t.name, t.key, t.until, t.open);
@@ -88,7 +88,7 @@ pub(super) fn claim_statement(queue: Queue, candidates: Candidates<'_>, also: &s
 }
 
 /// The leases a [`claim_statement`] returned.
-pub(super) fn leases(queue: Queue, owner: &str, rows: Vec<(String, i64)>) -> Vec<Lease> {
+fn leases(queue: Queue, owner: &str, rows: Vec<(String, i64)>) -> Vec<Lease> {
     rows.into_iter().map(|(key, fence)| Lease { queue, key, owner: owner.to_owned(), fence }).collect()
 }
 
