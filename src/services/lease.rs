@@ -15,6 +15,12 @@ use crate::domain::Timestamp;
 use crate::error::Result;
 use crate::meta::{Lease, MetaStore};
 
+/// The name a process's claims of one kind of work go under: `{kind}-` and a random suffix, so that each
+/// process (and each kind within it) is told apart in the database and in `filegate fsck`'s report.
+pub fn holder(kind: &str) -> String {
+    format!("{kind}-{}", crate::domain::random_alphanumeric(12))
+}
+
 /// Keeps a claim on queued work (`meta::queue`) alive for `length` at a time, as [`keep_alive`] does;
 /// returns once it is lost. Run it beside the work and stop the work when it returns.
 pub async fn keep_held(meta: Arc<dyn MetaStore>, lease: Lease, length: Duration) {

@@ -13,7 +13,7 @@
 //! expired, else `file.deleted`.
 
 use super::locks::Running;
-use super::outbox::{self as event, EventType};
+use super::outbox::{self, EventType};
 use crate::blob::Blobs;
 use crate::config::Limits;
 use crate::domain::{FileId, FileRecord, Limit, ProjectId, Timestamp};
@@ -170,8 +170,8 @@ pub async fn remove_many(
     let garbage: Vec<Garbage> = out.iter().flat_map(|(_, g)| g.iter().cloned()).collect();
     tx.queue_garbage(&garbage, now).await?;
     let events: Vec<(EventType, &FileRecord)> =
-        out.iter().filter_map(|(file, _)| Some((event::removal(file, now)?, file))).collect();
-    event::queue_with(tx, &events, &request_webhooks, now).await?;
+        out.iter().filter_map(|(file, _)| Some((outbox::removal(file, now)?, file))).collect();
+    outbox::queue_with(tx, &events, &request_webhooks, now).await?;
     for (project, delta) in deltas {
         tx.add_usage(&project, delta).await?;
     }

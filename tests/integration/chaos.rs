@@ -473,15 +473,7 @@ async fn peer_import_source_resetting_mid_body_is_resumed_with_ranges_and_ends_r
     let importer = server.importer(ALPHA_KEY);
     let id = importer.create_ok(json!({"source_url": through.as_str(), "model": "m"})).await;
     // The fault lasts until the source has seen its connections cut twice (nginx logs each as it ends).
-    let faulted = Instant::now();
-    while nginx.requests("resets.bin").len() < 2 {
-        assert!(
-            faulted.elapsed() < Duration::from_secs(60),
-            "no connection was cut: {:?}",
-            nginx.requests("resets.bin")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(|| nginx.requests("resets.bin").len() >= 2, "the source's connections cut twice").await;
     proxy.set(Fault::None);
     let task = importer.settle(&id).await;
     assert_eq!(task["status"], "ready", "{task}");

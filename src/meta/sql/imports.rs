@@ -56,20 +56,6 @@ impl ImportRecords for SqlMeta {
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn note_import_fetched(&self, lease: &Lease, fetched: u64) -> MetaResult<bool> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let sql =
-                    format!("UPDATE import_tasks SET fetched_bytes = $1 WHERE {}", queue::held(Queue::Imports, 2));
-                let done = sqlx::query(&sql)
-                    .bind(int(fetched))
-                    .bind(&lease.key)
-                    .bind(&lease.owner)
-                    .bind(lease.fence)
-                    .execute(&self.pool())
-                    .await
-                    .map_err(|e| self.err(e))?;
-                Ok(done.rows_affected() == 1)
-            })
-            .await
+        self.set_while_held(lease, "fetched_bytes", int(fetched)).await
     }
 }

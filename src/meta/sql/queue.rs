@@ -106,6 +106,27 @@ pub(super) async fn holds_on(conn: &mut AnyConnection, lease: &Lease, lock: &str
     Ok(found.is_some())
 }
 
+impl SqlMeta {
+    /// Sets one column of the item `lease` holds, if it still holds it; `false` when it does not.
+    pub(super) async fn set_while_held(&self, lease: &Lease, column: &str, value: i64) -> MetaResult<bool> {
+        self.guard
+            .bounded(Some(OPERATION_DEADLINE), async {
+                let sql =
+                    format!("UPDATE {} SET {column} = $1 WHERE {}", table(lease.queue).name, held(lease.queue, 2));
+                let done = sqlx::query(&sql)
+                    .bind(value)
+                    .bind(&lease.key)
+                    .bind(&lease.owner)
+                    .bind(lease.fence)
+                    .execute(&self.pool())
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(done.rows_affected() == 1)
+            })
+            .await
+    }
+}
+
 #[async_trait]
 impl WorkQueue for SqlMeta {
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
@@ -135,21 +156,7 @@ impl WorkQueue for SqlMeta {
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]
     async fn renew(&self, lease: &Lease, until: Timestamp) -> MetaResult<bool> {
-        self.guard
-            .bounded(Some(OPERATION_DEADLINE), async {
-                let t = table(lease.queue);
-                let sql = format!("UPDATE {} SET {} = $1 WHERE {}", t.name, t.until, held(lease.queue, 2));
-                let done = sqlx::query(&sql)
-                    .bind(until.as_micros())
-                    .bind(&lease.key)
-                    .bind(&lease.owner)
-                    .bind(lease.fence)
-                    .execute(&self.pool())
-                    .await
-                    .map_err(|e| self.err(e))?;
-                Ok(done.rows_affected() == 1)
-            })
-            .await
+        self.set_while_held(lease, table(lease.queue).until, until.as_micros()).await
     }
 
     #[tracing::instrument(skip_all, fields(db.system.name = self.engine.system()))]

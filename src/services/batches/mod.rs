@@ -116,7 +116,7 @@ impl Batches {
         processing_timeout: Duration,
         max_running: u64,
     ) -> Self {
-        let collector = format!("node-{}", random_alphanumeric(12));
+        let collector = lease::holder("batches");
         Self { meta, blobs, models, uploads, processing_timeout, max_running, collector }
     }
 

@@ -9,7 +9,7 @@ use crate::config::Limits;
 use crate::domain::{FileError, FileRecord, FileState, Timestamp};
 use crate::error::Result;
 use crate::meta::{FileUpdate, Garbage, ImportProgress, ImportTask, MetaStore, PartRecord, StagedBytes, UsageDelta};
-use crate::services::outbox::{self as event, EventType};
+use crate::services::outbox::{self, EventType};
 
 /// What the file is charged while it arrives: its announced size when known (reserved before the bytes
 /// come), else what has arrived.
@@ -88,7 +88,7 @@ pub async fn finish(
     tx.queue_garbage(garbage, now).await?;
     let file = tx.file_by_blob(&task.blob_key).await?;
     if let Some(file) = &file {
-        event::queue_file_events(tx.as_mut(), &[(EventType::FileActive, file)], now).await?;
+        outbox::queue_file_events(tx.as_mut(), &[(EventType::FileActive, file)], now).await?;
     }
     tx.commit().await?;
     Ok(file)
@@ -115,7 +115,7 @@ pub async fn fail(meta: &dyn MetaStore, task: &ImportTask, error: &FileError) ->
     let garbage = lifecycle::staged_garbage(&staged);
     tx.queue_garbage(&garbage, now).await?;
     if let Some(file) = tx.file_by_blob(&task.blob_key).await? {
-        event::queue_file_events(tx.as_mut(), &[(EventType::FileFailed, &file)], now).await?;
+        outbox::queue_file_events(tx.as_mut(), &[(EventType::FileFailed, &file)], now).await?;
     }
     tx.commit().await?;
     Ok(Some(garbage))

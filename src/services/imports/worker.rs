@@ -9,12 +9,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::answer::Failure;
-use super::attempt::{Attempt, AttemptContext};
+use super::attempt::{Attempt, AttemptContext, Finished};
 use super::fetch::Fetcher;
 use super::ranged::RangedFetches;
 use super::{ImportQueue, ImportSettings, task};
 use crate::blob::Blobs;
-use crate::domain::{FailureCode, FileError, FileRecord, Timestamp, random_alphanumeric};
+use crate::domain::{FailureCode, FileError, FileRecord, Timestamp};
 use crate::meta::{Garbage, ImportTask, MetaStore};
 use crate::services::lease;
 use crate::telemetry::metric;
@@ -30,8 +30,8 @@ enum Outcome {
     Shutdown,
 }
 
-impl From<Result<Option<(FileRecord, Vec<Garbage>)>, Failure>> for Outcome {
-    fn from(attempt: Result<Option<(FileRecord, Vec<Garbage>)>, Failure>) -> Self {
+impl From<Result<Finished, Failure>> for Outcome {
+    fn from(attempt: Result<Finished, Failure>) -> Self {
         match attempt {
             Ok(Some((file, garbage))) => Self::Ready(Box::new(file), garbage),
             Ok(None) => Self::LeaseLost,
@@ -64,7 +64,7 @@ impl Workers {
         let config = &settings.config;
         let ranged = RangedFetches::new(config.connections, config.read_ahead_bytes);
         let fetcher = Fetcher::new(settings.policy.clone(), config.connect_timeout, config.stall_timeout, ranged);
-        let owner = format!("node-{}", random_alphanumeric(12));
+        let owner = lease::holder("imports");
         Self { on_ready: None, on: AttemptContext { meta, blobs, fetcher, settings }, queue, owner }
     }
 

@@ -76,7 +76,7 @@ impl Deliverer {
             .user_agent(concat!("filegate/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
             .build()
             .expect("the webhook HTTP client configuration is valid");
-        let owner = format!("webhooks-{}", crate::domain::random_alphanumeric(12));
+        let owner = crate::services::lease::holder("webhooks");
         let shares = Shares::new(settings.concurrency);
         Self { meta, client, settings, render, owner, shares }
     }

@@ -27,7 +27,7 @@ use crate::domain::{FieldCode, Limit, ProjectId, Timestamp};
 use crate::error::{Error, Result};
 use crate::meta::{MetaStore, SigningSecrets, Webhook, WebhookState};
 use crate::services::egress::{AddressPolicy, UrlProblem, check_parsed};
-use crate::services::outbox as event;
+use crate::services::outbox;
 
 /// Webhooks one project may register.
 pub const MAX_WEBHOOKS: usize = 20;
@@ -176,8 +176,8 @@ impl Webhooks {
             )));
         }
         let now = Timestamp::now();
-        let event = event::Recorded::new(EventType::Ping, project, now).to_json()?;
-        let delivery = event::delivery(project, EventType::Ping, event::Receiver::Webhook(webhook.id), event, now);
+        let event = outbox::Recorded::new(EventType::Ping, project, now).to_json()?;
+        let delivery = outbox::delivery(project, EventType::Ping, outbox::Receiver::Webhook(webhook.id), event, now);
         let mut tx = self.meta.write().await?;
         tx.queue_deliveries(std::slice::from_ref(&delivery)).await?;
         tx.commit().await?;
