@@ -167,7 +167,8 @@ def import_ready(server, url):
         task = client.get(f"/files/{task['id']}?wait=10", cast_to=object)
         if task["status"] in ("ready", "failed"):
             break
-    assert task["status"] == "ready", task
+    # The whole task as text (its error above all): pytest shortens a dict shown as the message.
+    assert task["status"] == "ready", json.dumps(task)
     return task
 
 
